@@ -1,0 +1,51 @@
+package bus
+
+import (
+	"context"
+	"errors"
+
+	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/rules"
+)
+
+// ErrNotFound marks a request for something that does not exist, such as an
+// unknown segment; the service answers it with 404. Wrap it with the details:
+// fmt.Errorf("segment %q is not defined: %w", id, bus.ErrNotFound).
+var ErrNotFound = errors.New("not found")
+
+// IngestMessage is one message consumed from the events stream.
+type IngestMessage struct {
+	// Seq is the JetStream stream sequence of the message.
+	Seq uint64
+	// Subject is the subject it was published on.
+	Subject string
+	// Time is the stream timestamp in Unix milliseconds.
+	Time int64
+	// Batch is the decoded content, valid when Err is nil.
+	Batch rules.Batch
+	// Err is non-nil (wrapping ErrNotBatch) when the message is not a batch.
+	Err error
+}
+
+// Ingester applies consumed messages. Apply returns once the message has been
+// applied (or, when it is not a batch, counted); the consumer acks it only
+// then. An error from Apply leaves the message unacked for redelivery.
+type Ingester interface {
+	Apply(ctx context.Context, msg *IngestMessage) error
+}
+
+// Membership answers the membership endpoints. Its methods are called from
+// many goroutines and must not wait for ingest.
+type Membership interface {
+	// IsMember reports whether user is in segment. A user never seen is in
+	// no segment; an unknown segment is an error wrapping ErrNotFound.
+	IsMember(user, segment string) (bool, error)
+	// UserSegments returns the ids of the user's segments in ascending order.
+	UserSegments(user string) []string
+	// Segments describes every segment, ordered by id.
+	Segments() []api.SegmentInfo
+	// SegmentCount returns a segment's size, or an error wrapping ErrNotFound.
+	SegmentCount(segment string) (uint64, error)
+	// Status reports ingest progress.
+	Status() api.StatusReply
+}

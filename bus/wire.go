@@ -1,0 +1,159 @@
+package bus
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/segd/segd/rules"
+)
+
+// ErrNotBatch reports an ingest message that is not a batch at all: empty, not
+// JSON, or a JSON array that is malformed. Such a message is counted and acked
+// so that it cannot block the stream.
+var ErrNotBatch = errors.New("not a batch")
+
+// wireItem is one element of a batch on the wire: an event, a profile update,
+// or both for the same user.
+type wireItem struct {
+	User    json.RawMessage `json:"user"`
+	Event   string          `json:"event"`
+	Time    json.RawMessage `json:"time"`
+	Props   map[string]any  `json:"props"`
+	Profile map[string]any  `json:"profile"`
+}
+
+// DecodeBatch decodes one ingest message: a JSON array of items or
+// newline-delimited JSON objects (NDJSON). An item without a time takes
+// defaultTime (the message's stream timestamp, in Unix milliseconds), so that
+// replays decode to the same events.
+//
+// Invalid items are skipped and counted in the batch; the error is non-nil
+// (and wraps ErrNotBatch) only when the message as a whole is not a batch.
+func DecodeBatch(data []byte, defaultTime int64) (rules.Batch, error) {
+	var b rules.Batch
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return b, fmt.Errorf("%w: the message is empty", ErrNotBatch)
+	}
+	switch trimmed[0] {
+	case '[':
+		var items []json.RawMessage
+		if err := json.Unmarshal(trimmed, &items); err != nil {
+			return b, fmt.Errorf("%w: malformed JSON array: %v", ErrNotBatch, err)
+		}
+		for i, raw := range items {
+			decodeItem(&b, i, raw, defaultTime)
+		}
+	case '{':
+		line := 0
+		for rest := trimmed; len(rest) > 0; line++ {
+			var raw []byte
+			raw, rest, _ = bytes.Cut(rest, []byte{'\n'})
+			raw = bytes.TrimSpace(raw)
+			if len(raw) == 0 {
+				continue
+			}
+			decodeItem(&b, line, raw, defaultTime)
+		}
+	default:
+		return b, fmt.Errorf("%w: want a JSON array or NDJSON objects, found %q at the start", ErrNotBatch, firstRune(trimmed))
+	}
+	return b, nil
+}
+
+func firstRune(b []byte) string {
+	r := []rune(string(b[:min(len(b), 8)]))
+	return string(r[:1])
+}
+
+// decodeItem appends item i to b, or counts it as invalid.
+func decodeItem(b *rules.Batch, i int, raw []byte, defaultTime int64) {
+	if err := appendItem(b, raw, defaultTime); err != nil {
+		b.Invalid++
+		if b.FirstInvalid == "" {
+			b.FirstInvalid = fmt.Sprintf("item %d: %v", i, err)
+		}
+	}
+}
+
+func appendItem(b *rules.Batch, raw []byte, defaultTime int64) error {
+	var it wireItem
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&it); err != nil {
+		return fmt.Errorf("not a valid item: %v", err)
+	}
+	user, err := decodeUser(it.User)
+	if err != nil {
+		return err
+	}
+	if it.Event == "" && it.Profile == nil {
+		return errors.New(`needs "event" or "profile"`)
+	}
+	if it.Event != "" {
+		t, err := decodeTime(it.Time, defaultTime)
+		if err != nil {
+			return err
+		}
+		b.Events = append(b.Events, rules.Event{User: user, Name: it.Event, Time: t, Props: it.Props})
+	} else if it.Props != nil || it.Time != nil {
+		return errors.New(`"props" and "time" belong to an event, and this item has no "event"`)
+	}
+	if it.Profile != nil {
+		b.Profiles = append(b.Profiles, rules.ProfileUpdate{User: user, Attrs: it.Profile})
+	}
+	return nil
+}
+
+// decodeUser accepts a non-empty string or an integer, since many producers
+// keep numeric user ids.
+func decodeUser(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", errors.New(`"user" is missing`)
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", fmt.Errorf(`"user": %v`, err)
+		}
+		if s == "" {
+			return "", errors.New(`"user" is empty`)
+		}
+		return s, nil
+	}
+	if _, err := strconv.ParseInt(string(raw), 10, 64); err != nil {
+		return "", fmt.Errorf(`"user": want a string or an integer, got %s`, raw)
+	}
+	return string(raw), nil
+}
+
+// decodeTime accepts an RFC 3339 string or Unix milliseconds.
+func decodeTime(raw json.RawMessage, defaultTime int64) (int64, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return defaultTime, nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, fmt.Errorf(`"time": %v`, err)
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return 0, fmt.Errorf(`"time": cannot parse %q as RFC 3339 (e.g. 2026-11-28T10:15:00+08:00)`, s)
+		}
+		return t.UnixMilli(), nil
+	}
+	ms, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(string(raw), 64)
+		if ferr != nil || f != float64(int64(f)) {
+			return 0, fmt.Errorf(`"time": want RFC 3339 or integer Unix milliseconds, got %s`, raw)
+		}
+		ms = int64(f)
+	}
+	return ms, nil
+}
