@@ -117,3 +117,15 @@ type ErrorDetail struct {
 	Description string `json:"description"`
 	Field       string `json:"field,omitempty"`
 }
+
+// Item is one element of an ingest batch as producers write it: an event
+// (Event set), a profile update (Profile set), or both for the same user.
+// Time is RFC 3339 or Unix milliseconds; omitted, it is the stream timestamp.
+// A batch is a JSON array of items, or NDJSON; see docs/events.md.
+type Item struct {
+	User    string         `json:"user"`
+	Event   string         `json:"event,omitempty"`
+	Time    any            `json:"time,omitempty"`
+	Props   map[string]any `json:"props,omitempty"`
+	Profile map[string]any `json:"profile,omitempty"`
+}
