@@ -1,0 +1,432 @@
+package rules
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Options configure compilation.
+type Options struct {
+	// Plugins resolves `plugin:` predicates; with nil, a rule that names a
+	// plugin is an error.
+	Plugins Plugins
+	// MaxWindowDays caps windows at the retention the engine keeps; 0 means
+	// DefaultMaxWindowDays.
+	MaxWindowDays int
+}
+
+// DefaultMaxWindowDays is the longest window allowed when Options leave it
+// unset: the default event retention.
+const DefaultMaxWindowDays = 90
+
+// File is one rule file's name and content. Compile takes files rather than
+// paths because this package does no I/O.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// Compile parses, validates and compiles every segment of every file. It
+// reports every problem it finds, as an ErrorList, rather than only the
+// first; segment ids must be unique across all files. The segments are
+// returned ordered by id.
+func Compile(files []File, opts Options) ([]*Segment, error) {
+	if opts.MaxWindowDays == 0 {
+		opts.MaxWindowDays = DefaultMaxWindowDays
+	}
+	var all []*Segment
+	var errs ErrorList
+	seen := map[string]*Segment{}
+	for _, f := range files {
+		p := &parser{file: f.Name, opts: opts}
+		segs := p.parseFile(f.Data)
+		errs = append(errs, p.errs...)
+		for _, s := range segs {
+			if prev, dup := seen[s.ID]; dup {
+				errs = append(errs, &Error{File: s.File, Line: s.Line, Segment: s.ID,
+					Msg: fmt.Sprintf("id is already defined at %s:%d", prev.File, prev.Line)})
+				continue
+			}
+			seen[s.ID] = s
+			all = append(all, s)
+		}
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
+	return all, nil
+}
+
+var segmentID = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
+
+// parser walks YAML nodes, rather than decoding into structs, so that every
+// error can name its line, column, segment and field.
+type parser struct {
+	file string
+	opts Options
+	errs ErrorList
+}
+
+func (p *parser) fail(n *yaml.Node, segment, field, format string, args ...any) {
+	e := &Error{File: p.file, Segment: segment, Field: field, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Column = n.Line, n.Column
+	}
+	p.errs = append(p.errs, e)
+}
+
+func (p *parser) parseFile(data []byte) []*Segment {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var segs []*Segment
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			p.errs = append(p.errs, &Error{File: p.file, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")})
+			return segs
+		}
+		if len(doc.Content) == 0 {
+			continue
+		}
+		segs = append(segs, p.parseDocument(doc.Content[0])...)
+	}
+	if len(segs) == 0 && len(p.errs) == 0 {
+		p.fail(nil, "", "", "defines no segment")
+	}
+	return segs
+}
+
+// parseDocument accepts `segments: [...]`, a bare list of segments, or a
+// single segment.
+func (p *parser) parseDocument(n *yaml.Node) []*Segment {
+	var items []*yaml.Node
+	switch {
+	case n.Kind == yaml.SequenceNode:
+		items = n.Content
+	case n.Kind == yaml.MappingNode && lookup(n, "segments") != nil:
+		if len(n.Content) != 2 {
+			for i := 0; i < len(n.Content); i += 2 {
+				if k := n.Content[i]; k.Value != "segments" {
+					p.fail(k, "", "", "unknown top-level field %q (a file holds `segments:` or one segment)", k.Value)
+				}
+			}
+		}
+		list := lookup(n, "segments")
+		if list.Kind != yaml.SequenceNode {
+			p.fail(list, "", "segments", "want a list of segments, got %s", describe(list))
+			return nil
+		}
+		items = list.Content
+	case n.Kind == yaml.MappingNode:
+		items = []*yaml.Node{n}
+	default:
+		p.fail(n, "", "", "want a segment or a list of segments, got %s", describe(n))
+		return nil
+	}
+	var segs []*Segment
+	for _, item := range items {
+		if s := p.parseSegment(item); s != nil {
+			segs = append(segs, s)
+		}
+	}
+	return segs
+}
+
+func (p *parser) parseSegment(n *yaml.Node) *Segment {
+	if n.Kind != yaml.MappingNode {
+		p.fail(n, "", "", "want a segment (a mapping with id and a condition), got %s", describe(n))
+		return nil
+	}
+	s := &Segment{File: p.file, Line: n.Line}
+	idNode := lookup(n, "id")
+	switch {
+	case idNode == nil:
+		p.fail(n, "", "id", "is missing")
+	case idNode.Kind != yaml.ScalarNode || !segmentID.MatchString(idNode.Value):
+		p.fail(idNode, "", "id", "%s is not a valid id: use letters, digits, '_' and '-', starting with a letter, at most 64", describe(idNode))
+	default:
+		s.ID = idNode.Value
+	}
+	before := len(p.errs)
+	var conditions []string
+	for i := 0; i < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "id":
+		case "description":
+			s.Description = p.str(v, s.ID, "description")
+		case "did":
+			conditions = append(conditions, k.Value)
+			s.Did = p.parseDid(v, s.ID)
+		case "profile":
+			conditions = append(conditions, k.Value)
+			s.Profile = p.parseProfile(v, s.ID)
+		default:
+			p.fail(k, s.ID, "", "unknown field %q (known: id, description, did, profile)", k.Value)
+		}
+	}
+	switch len(conditions) {
+	case 0:
+		p.fail(n, s.ID, "", "needs a condition: did or profile")
+	case 1:
+	default:
+		p.fail(n, s.ID, "", "has %s; a segment has exactly one condition", strings.Join(conditions, " and "))
+	}
+	if len(p.errs) > before || s.ID == "" {
+		return nil
+	}
+	return s
+}
+
+func (p *parser) parseDid(n *yaml.Node, seg string) *Did {
+	if n.Kind != yaml.MappingNode {
+		p.fail(n, seg, "did", "want a mapping with event, where, count and last, got %s", describe(n))
+		return nil
+	}
+	d := &Did{Count: Comparison{Op: OpGE, Value: 1}}
+	var window *yaml.Node
+	for i := 0; i < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		field := "did." + k.Value
+		switch k.Value {
+		case "event":
+			if name := p.str(v, seg, field); name != "" {
+				d.Events = append(d.Events, name)
+			}
+		case "events":
+			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
+				p.fail(v, seg, field, "want a non-empty list of event names, got %s", describe(v))
+				continue
+			}
+			for _, e := range v.Content {
+				if name := p.str(e, seg, field); name != "" {
+					d.Events = append(d.Events, name)
+				}
+			}
+		case "where":
+			d.Where, d.WhereSource = p.eventPredicate(v, seg, field)
+		case "count":
+			c, err := ParseComparison(v.Value)
+			if v.Kind != yaml.ScalarNode {
+				err = fmt.Errorf("want a comparison such as \">= 3\", got %s", describe(v))
+			}
+			if err != nil {
+				p.fail(v, seg, field, "%v", err)
+				continue
+			}
+			d.Count = c
+		case "last":
+			window = v
+			d.Window = p.window(v, seg, field)
+		default:
+			p.fail(k, seg, "did", "unknown field %q (known: event, events, where, count, last)", k.Value)
+		}
+	}
+	if lookup(n, "event") != nil && lookup(n, "events") != nil {
+		p.fail(n, seg, "did", "has both event and events; use one")
+	}
+	if len(d.Events) == 0 && lookup(n, "event") == nil && lookup(n, "events") == nil {
+		p.fail(n, seg, "did.event", "is missing: name the event, e.g. `event: checkout`")
+	}
+	if window == nil {
+		p.fail(n, seg, "did.last", "is missing: give a window, e.g. `last: 7d`")
+	}
+	return d
+}
+
+// window reads "7d": today and the 6 calendar days before.
+func (p *parser) window(n *yaml.Node, seg, field string) Window {
+	s := strings.TrimSpace(n.Value)
+	days, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
+	switch {
+	case n.Kind != yaml.ScalarNode || !strings.HasSuffix(s, "d") || err != nil:
+		p.fail(n, seg, field, "want a number of calendar days such as 7d, got %s", describe(n))
+	case days < 1:
+		p.fail(n, seg, field, "%s: a window is at least 1d", s)
+	case days > p.opts.MaxWindowDays:
+		p.fail(n, seg, field, "%s is longer than the %dd of history segd keeps (retention)", s, p.opts.MaxWindowDays)
+	}
+	return Window{Days: days}
+}
+
+func (p *parser) parseProfile(n *yaml.Node, seg string) *ProfileCondition {
+	if ref, ok := p.pluginRef(n, seg, "profile"); ok {
+		if ref == nil {
+			return nil
+		}
+		pred, err := p.resolveProfilePlugin(*ref)
+		if err != nil {
+			p.fail(n, seg, "profile", "%v", err)
+			return nil
+		}
+		return &ProfileCondition{Predicate: pred, Source: "plugin " + ref.Name}
+	}
+	src := p.str(n, seg, "profile")
+	if src == "" {
+		return nil
+	}
+	prog, err := compileProfileExpr(src)
+	if err != nil {
+		p.exprFail(n, seg, "profile", err)
+		return nil
+	}
+	return &ProfileCondition{Predicate: newExprProfilePredicate(src, prog), Source: src}
+}
+
+func (p *parser) eventPredicate(n *yaml.Node, seg, field string) (EventPredicate, string) {
+	if ref, ok := p.pluginRef(n, seg, field); ok {
+		if ref == nil {
+			return nil, ""
+		}
+		pred, err := p.resolveEventPlugin(*ref)
+		if err != nil {
+			p.fail(n, seg, field, "%v", err)
+			return nil, ""
+		}
+		return pred, "plugin " + ref.Name
+	}
+	src := p.str(n, seg, field)
+	if src == "" {
+		return nil, ""
+	}
+	prog, err := compileEventExpr(src)
+	if err != nil {
+		p.exprFail(n, seg, field, err)
+		return nil, ""
+	}
+	return newExprEventPredicate(src, prog), src
+}
+
+func (p *parser) resolveEventPlugin(ref PluginRef) (EventPredicate, error) {
+	if p.opts.Plugins == nil {
+		return nil, fmt.Errorf("plugin %q: no plugins are loaded (start segd with --plugins DIR)", ref.Name)
+	}
+	return p.opts.Plugins.EventPredicate(ref)
+}
+
+func (p *parser) resolveProfilePlugin(ref PluginRef) (ProfilePredicate, error) {
+	if p.opts.Plugins == nil {
+		return nil, fmt.Errorf("plugin %q: no plugins are loaded (start segd with --plugins DIR)", ref.Name)
+	}
+	return p.opts.Plugins.ProfilePredicate(ref)
+}
+
+// pluginRef reads `{plugin: NAME, params: {...}}`. ok reports whether n is
+// a mapping (and so meant as a plugin reference); ref is nil when it is one
+// but is malformed, which has been reported.
+func (p *parser) pluginRef(n *yaml.Node, seg, field string) (ref *PluginRef, ok bool) {
+	if n.Kind != yaml.MappingNode {
+		return nil, false
+	}
+	r := &PluginRef{}
+	bad := false
+	for i := 0; i < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "plugin":
+			r.Name = p.str(v, seg, field+".plugin")
+		case "params":
+			if v.Kind != yaml.MappingNode {
+				p.fail(v, seg, field+".params", "want a mapping, got %s", describe(v))
+				bad = true
+				continue
+			}
+			if err := v.Decode(&r.Params); err != nil {
+				p.fail(v, seg, field+".params", "%v", err)
+				bad = true
+			}
+		default:
+			p.fail(k, seg, field, "unknown field %q (a plugin predicate has plugin and params)", k.Value)
+			bad = true
+		}
+	}
+	if r.Name == "" {
+		p.fail(n, seg, field+".plugin", "is missing: a mapping here names a plugin, e.g. {plugin: geofence, params: {...}}; write an expression as a string")
+		bad = true
+	}
+	if bad {
+		return nil, true
+	}
+	return r, true
+}
+
+// exprFail reports an expr compile error at its position in the YAML file.
+func (p *parser) exprFail(n *yaml.Node, seg, field string, err error) {
+	line, col := n.Line, n.Column
+	msg := err.Error()
+	var fe *exprError
+	if errors.As(err, &fe) {
+		msg = "expr: " + fe.msg + fe.snippet
+		switch n.Style {
+		case yaml.LiteralStyle, yaml.FoldedStyle:
+			line, col = n.Line+fe.line, 0
+		case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+			line, col = n.Line+fe.line-1, n.Column+1+fe.column
+		default:
+			line, col = n.Line+fe.line-1, n.Column+fe.column
+		}
+		if fe.line > 1 && n.Style != yaml.LiteralStyle && n.Style != yaml.FoldedStyle {
+			col = 0
+		}
+	}
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Column: col, Segment: seg, Field: field, Msg: msg})
+}
+
+// str reads a non-empty string scalar.
+func (p *parser) str(n *yaml.Node, seg, field string) string {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		p.fail(n, seg, field, "want a string, got %s", describe(n))
+		return ""
+	}
+	if strings.TrimSpace(n.Value) == "" {
+		p.fail(n, seg, field, "is empty")
+		return ""
+	}
+	return n.Value
+}
+
+// lookup returns the value of key in mapping n, or nil.
+func lookup(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// describe names a node's type the way a rule author thinks of it.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	switch n.Tag {
+	case "!!null":
+		return "nothing (null)"
+	case "!!int", "!!float":
+		return "the number " + n.Value
+	case "!!bool":
+		return "the boolean " + n.Value
+	}
+	return strconv.Quote(n.Value)
+}
