@@ -1,0 +1,343 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/rules"
+)
+
+// EventsStream is the JetStream stream that keeps every ingest batch.
+const EventsStream = "SEGD_EVENTS"
+
+// DefaultDurable is the default name of the durable consumer that feeds the
+// host.
+const DefaultDurable = "segd"
+
+// StreamConfig configures EnsureEventsStream. The zero value gives the
+// defaults described on each field.
+type StreamConfig struct {
+	// Name is the stream name (default EventsStream).
+	Name string
+	// Subjects default to segd.events.>.
+	Subjects []string
+	// MaxAge is how long batches are kept (default 90 days). State is a
+	// snapshot plus a replay of the log after it, so MaxAge must stay well
+	// above the snapshot interval or a restart loses events.
+	MaxAge time.Duration
+	// Duplicates is the Nats-Msg-Id deduplication window (default 10
+	// minutes): a producer retrying within it cannot store a batch twice.
+	Duplicates time.Duration
+	// MaxMsgSize caps a stored batch (default: the server's max payload).
+	MaxMsgSize int32
+	// Replicas is the number of copies in a cluster (default 1).
+	Replicas int
+}
+
+// EnsureEventsStream creates the events stream, or updates it to cfg if it
+// exists, and returns it. It is safe to call on every start.
+func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
+	if cfg.Name == "" {
+		cfg.Name = EventsStream
+	}
+	if len(cfg.Subjects) == 0 {
+		cfg.Subjects = []string{api.EventsSubjectPrefix + ">"}
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = 90 * 24 * time.Hour
+	}
+	if cfg.Duplicates <= 0 {
+		cfg.Duplicates = 10 * time.Minute
+	}
+	if cfg.Duplicates > cfg.MaxAge {
+		cfg.Duplicates = cfg.MaxAge
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.MaxMsgSize <= 0 {
+		if mp := js.Conn().MaxPayload(); mp > 0 && mp <= 1<<31-1 {
+			cfg.MaxMsgSize = int32(mp)
+		}
+	}
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Name,
+		Description: "segd ingest batches (JSON array or NDJSON of events and profile updates)",
+		Subjects:    cfg.Subjects,
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      cfg.MaxAge,
+		Duplicates:  cfg.Duplicates,
+		MaxMsgSize:  cfg.MaxMsgSize,
+		Replicas:    cfg.Replicas,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// ConsumerOptions configures Consume. The zero value gives the defaults
+// described on each field.
+type ConsumerOptions struct {
+	// Stream is the stream to consume (default EventsStream).
+	Stream string
+	// Durable names the durable pull consumer (default DefaultDurable).
+	Durable string
+	// FilterSubjects restricts the consumer to some subjects, e.g. one
+	// partition's segd.events.3 (default: the whole stream).
+	FilterSubjects []string
+	// StartSeq, when non-zero, rewinds the consumer so that the first
+	// message delivered is the one at this stream sequence: after loading a
+	// snapshot taken at sequence S, pass S+1. When zero, the consumer
+	// resumes after the last acked message.
+	StartSeq uint64
+	// AckWait is how long the server waits for an ack before redelivering
+	// (default 30s). While Apply fails, the consumer keeps the message
+	// alive with progress acks, so this bounds only a stuck process.
+	AckWait time.Duration
+	// MaxAckPending caps delivered but unacked messages (default 1000). It
+	// only needs to exceed BufferMessages so that the server can refill the
+	// client buffer while the host works: messages are applied one by one.
+	MaxAckPending int
+	// BufferMessages and BufferBytes bound the client-side prefetch buffer
+	// (defaults 500 messages and 64 MiB; a batch may be up to 1 MiB).
+	BufferMessages int
+	BufferBytes    int
+	// RetryDelay is the first wait after Apply fails (default 250ms); it
+	// doubles up to MaxRetryDelay (default 10s, and below AckWait/2).
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
+	// Logger receives warnings (nil: slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o *ConsumerOptions) setDefaults() {
+	if o.Stream == "" {
+		o.Stream = EventsStream
+	}
+	if o.Durable == "" {
+		o.Durable = DefaultDurable
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if o.BufferMessages <= 0 {
+		o.BufferMessages = 500
+	}
+	if o.BufferBytes <= 0 {
+		o.BufferBytes = 64 << 20
+	}
+	if o.MaxAckPending <= 0 {
+		o.MaxAckPending = max(1000, 2*o.BufferMessages)
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = 250 * time.Millisecond
+	}
+	if o.MaxRetryDelay <= 0 {
+		o.MaxRetryDelay = 10 * time.Second
+	}
+	o.MaxRetryDelay = min(o.MaxRetryDelay, o.AckWait/2)
+	o.RetryDelay = min(o.RetryDelay, o.MaxRetryDelay)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Consumer feeds messages from the events stream to an Ingester, one at a
+// time and in stream order. Stop it with Stop.
+type Consumer struct {
+	opts     ConsumerOptions
+	ctx      context.Context
+	ing      Ingester
+	cons     jetstream.Consumer
+	cc       jetstream.ConsumeContext
+	stopping atomic.Bool
+	stopCh   chan struct{}
+	stopOnce sync.Once
+
+	// lastSeq is the last applied stream sequence. Written only by the
+	// message callback, which nats.go runs on one goroutine.
+	lastSeq atomic.Uint64
+}
+
+// Consume starts feeding the durable pull consumer's messages to ing. It
+// creates or updates the durable (explicit ack), rewinds it (see
+// ConsumerOptions.StartSeq), and returns once consuming has begun.
+//
+// Guarantees to the Ingester:
+//   - Apply is called serially, never concurrently, in stream order; a
+//     message is acked only after Apply returned nil for it.
+//   - A message that is not a batch reaches Apply with Err set (wrapping
+//     ErrNotBatch) and is acked like any other once Apply returns nil.
+//   - When Apply fails, the same message is retried (freshly decoded) with
+//     growing delays until it succeeds or the consumer stops; later messages
+//     wait, so order holds. On Stop it is left for redelivery.
+//   - Apply is never called for a sequence at or below one already applied
+//     by this Consumer (a late redelivery is acked and skipped).
+//
+// ctx is passed to Apply; cancelling it stops the consumer as Stop does.
+func Consume(ctx context.Context, js jetstream.JetStream, ing Ingester, opts ConsumerOptions) (*Consumer, error) {
+	if ing == nil {
+		return nil, errors.New("bus.Consume: nil Ingester")
+	}
+	opts.setDefaults()
+	cfg := jetstream.ConsumerConfig{
+		Durable:        opts.Durable,
+		Description:    "segd host ingest",
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        opts.AckWait,
+		MaxDeliver:     -1,
+		MaxAckPending:  opts.MaxAckPending,
+		FilterSubjects: opts.FilterSubjects,
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, opts.Stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s on %s: %w", opts.Durable, opts.Stream, err)
+	}
+	if cons, err = rewind(ctx, js, cons, cfg, opts); err != nil {
+		return nil, err
+	}
+	c := &Consumer{opts: opts, ctx: ctx, ing: ing, cons: cons, stopCh: make(chan struct{})}
+	if opts.StartSeq > 0 {
+		c.lastSeq.Store(opts.StartSeq - 1)
+	}
+	c.cc, err = cons.Consume(c.handle,
+		jetstream.PullMaxMessagesWithBytesLimit(opts.BufferMessages, opts.BufferBytes),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			opts.Logger.Warn("segd consumer", "durable", opts.Durable, "err", err)
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", opts.Durable, err)
+	}
+	context.AfterFunc(ctx, c.Stop)
+	return c, nil
+}
+
+// rewind resets the durable's delivery position. Without it, messages that
+// an earlier run received but never acked would be redelivered only after
+// AckWait, behind newer ones, and break the order the host relies on.
+func rewind(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, cfg jetstream.ConsumerConfig, opts ConsumerOptions) (jetstream.Consumer, error) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := js.ResetConsumerToSequence(rctx, opts.Stream, opts.Durable, opts.StartSeq) // 0: ack floor + 1
+	if err == nil {
+		return cons, nil
+	}
+	if opts.StartSeq == 0 {
+		// A server older than 2.14 cannot reset; resuming still works,
+		// only leftovers of a crashed run may arrive late.
+		opts.Logger.Warn("segd consumer: cannot reset to the ack floor", "durable", opts.Durable, "err", err)
+		return cons, nil
+	}
+	// Older servers: recreate the durable at the start sequence.
+	if derr := js.DeleteConsumer(ctx, opts.Stream, opts.Durable); derr != nil && !errors.Is(derr, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("consumer %s: reset to sequence %d: %v; delete: %w", opts.Durable, opts.StartSeq, err, derr)
+	}
+	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	cfg.OptStartSeq = opts.StartSeq
+	cons, cerr := js.CreateConsumer(ctx, opts.Stream, cfg)
+	if cerr != nil {
+		return nil, fmt.Errorf("consumer %s: reset to sequence %d: %v; recreate: %w", opts.Durable, opts.StartSeq, err, cerr)
+	}
+	return cons, nil
+}
+
+// handle runs on the subscription's single goroutine, hence serially.
+func (c *Consumer) handle(msg jetstream.Msg) {
+	if c.stopping.Load() {
+		// Draining after Stop: hand the buffered messages back in order
+		// rather than applying them.
+		_ = msg.Nak()
+		return
+	}
+	md, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream delivery; it has no sequence to apply in order.
+		c.opts.Logger.Error("segd consumer: message without metadata, terminated", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	seq := md.Sequence.Stream
+	if seq <= c.lastSeq.Load() {
+		_ = msg.Ack()
+		return
+	}
+	delay := c.opts.RetryDelay
+	for attempt := 1; ; attempt++ {
+		im := &IngestMessage{Seq: seq, Subject: msg.Subject(), Time: md.Timestamp.UnixMilli()}
+		im.Batch, im.Err = safeDecode(msg.Data(), im.Time)
+		err := c.ing.Apply(c.ctx, im)
+		if err == nil {
+			break
+		}
+		c.opts.Logger.Warn("segd consumer: apply failed, will retry", "seq", seq, "attempt", attempt, "retry_in", delay, "err", err)
+		if c.ctx.Err() != nil || c.stopping.Load() {
+			_ = msg.Nak()
+			return
+		}
+		// Keep the message ours while we wait, so the server neither
+		// redelivers it nor lets a later one overtake it.
+		_ = msg.InProgress()
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-c.stopCh:
+			t.Stop()
+			_ = msg.Nak()
+			return
+		}
+		delay = min(2*delay, c.opts.MaxRetryDelay)
+	}
+	// A plain ack: DoubleAck costs a round trip per message (about 8x
+	// slower), and a lost ack only means a redelivery, which the seq check
+	// above skips and the snapshot sequence makes harmless after restarts.
+	if err := msg.Ack(); err != nil {
+		c.opts.Logger.Warn("segd consumer: ack failed", "seq", seq, "err", err)
+	}
+	c.lastSeq.Store(seq)
+}
+
+// safeDecode turns a decoder panic into ErrNotBatch: no input may stop the
+// consumer.
+func safeDecode(data []byte, defaultTime int64) (b rules.Batch, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = rules.Batch{}, fmt.Errorf("%w: decoder panic: %v", ErrNotBatch, r)
+		}
+	}()
+	return DecodeBatch(data, defaultTime)
+}
+
+// LastSeq is the stream sequence of the last message applied and acked (0
+// before the first).
+func (c *Consumer) LastSeq() uint64 { return c.lastSeq.Load() }
+
+// Info fetches the durable's state from the server (pending counts, ack
+// floor).
+func (c *Consumer) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	return c.cons.Info(ctx)
+}
+
+// Stop stops consuming and waits until the message in hand has been applied
+// and acked; messages already prefetched are handed back unapplied, so the
+// next Consume sees them first and in order. Safe to call more than once and
+// from several goroutines.
+func (c *Consumer) Stop() {
+	c.stopOnce.Do(func() {
+		c.stopping.Store(true)
+		close(c.stopCh)
+		c.cc.Drain()
+	})
+	<-c.cc.Closed()
+}

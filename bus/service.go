@@ -1,0 +1,440 @@
+package bus
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/segd/segd/bus/api"
+)
+
+// ServiceOptions configures StartService. The zero value is usable.
+type ServiceOptions struct {
+	// Version is the service's semantic version (default "0.0.0"), shown by
+	// `nats micro ls`.
+	Version string
+	// Description overrides the default service description.
+	Description string
+	// Metadata is added to the service's metadata (e.g. partitions owned).
+	Metadata map[string]string
+	// Workers is the number of goroutines answering requests (default
+	// 4*GOMAXPROCS). micro runs one handler at a time per endpoint, so
+	// without a pool one slow lookup delays every request behind it. A
+	// negative value answers on micro's goroutine, one at a time.
+	Workers int
+	// QueueGroup overrides micro's default queue group "q"; instances
+	// sharing it split the requests.
+	QueueGroup string
+}
+
+// Service is the running segd micro service. Stop it with Stop.
+type Service struct {
+	nc   *nats.Conn
+	m    Membership
+	svc  micro.Service
+	eps  map[string]*endpointStats
+	mu   sync.RWMutex // guards closed against sends on jobs
+	jobs chan job
+	wg   sync.WaitGroup
+
+	closed bool
+}
+
+// job is one validated request waiting for a worker.
+type job struct {
+	reply string
+	work  func() (any, error)
+	stats *endpointStats
+}
+
+// endpointStats counts the errors answered by workers, which micro's own
+// stats cannot see (they are answered after micro's handler returned).
+type endpointStats struct {
+	errors    atomic.Uint64
+	lastError atomic.Value // string
+}
+
+// endpointDef describes one endpoint: where it lives, how it is documented,
+// and how a request is validated (on micro's goroutine) into work (run on
+// a worker).
+type endpointDef struct {
+	name, subject  string
+	description    string
+	request, reply string
+	parse          func(m Membership, data []byte) (func() (any, error), *api.ErrorDetail)
+}
+
+var endpointDefs = []endpointDef{
+	{
+		name: "member_check", subject: "member.check",
+		description: "Is a user in a segment? An unknown segment is 404; an unknown user is in none.",
+		request:     `{"user":"u42","segment":"vip"}`,
+		reply:       `{"member":true}`,
+		parse: func(m Membership, data []byte) (func() (any, error), *api.ErrorDetail) {
+			var r struct {
+				User    json.RawMessage `json:"user"`
+				Segment string          `json:"segment"`
+			}
+			if bad := decodeRequest(data, &r, false); bad != nil {
+				return nil, bad
+			}
+			user, bad := requestUser(r.User)
+			if bad != nil {
+				return nil, bad
+			}
+			if r.Segment == "" {
+				return nil, badField("segment", `"segment" is required`)
+			}
+			return func() (any, error) {
+				ok, err := m.IsMember(user, r.Segment)
+				return api.MemberCheckReply{Member: ok}, err
+			}, nil
+		},
+	},
+	{
+		name: "member_segments", subject: "member.segments",
+		description: "The ids of a user's segments, ascending; empty for a user never seen.",
+		request:     `{"user":"u42"}`,
+		reply:       `{"segments":["active_7d","vip"]}`,
+		parse: func(m Membership, data []byte) (func() (any, error), *api.ErrorDetail) {
+			var r struct {
+				User json.RawMessage `json:"user"`
+			}
+			if bad := decodeRequest(data, &r, false); bad != nil {
+				return nil, bad
+			}
+			user, bad := requestUser(r.User)
+			if bad != nil {
+				return nil, bad
+			}
+			return func() (any, error) {
+				segs := m.UserSegments(user)
+				if segs == nil {
+					segs = []string{}
+				}
+				return api.MemberSegmentsReply{Segments: segs}, nil
+			}, nil
+		},
+	},
+	{
+		name: "segment_list", subject: "segment.list",
+		description: "Every segment with its kind, size and status, ordered by id. The request may be empty.",
+		request:     `{}`,
+		reply:       `{"segments":[{"id":"vip","kind":"rule","size":1234,"status":"active"}]}`,
+		parse: func(m Membership, data []byte) (func() (any, error), *api.ErrorDetail) {
+			var r struct{}
+			if bad := decodeRequest(data, &r, true); bad != nil {
+				return nil, bad
+			}
+			return func() (any, error) {
+				segs := m.Segments()
+				if segs == nil {
+					segs = []api.SegmentInfo{}
+				}
+				return api.SegmentListReply{Segments: segs}, nil
+			}, nil
+		},
+	},
+	{
+		name: "segment_count", subject: "segment.count",
+		description: "The number of users in a segment. An unknown segment is 404.",
+		request:     `{"segment":"vip"}`,
+		reply:       `{"count":1234}`,
+		parse: func(m Membership, data []byte) (func() (any, error), *api.ErrorDetail) {
+			var r api.SegmentCountRequest
+			if bad := decodeRequest(data, &r, false); bad != nil {
+				return nil, bad
+			}
+			if r.Segment == "" {
+				return nil, badField("segment", `"segment" is required`)
+			}
+			return func() (any, error) {
+				n, err := m.SegmentCount(r.Segment)
+				return api.SegmentCountReply{Count: n}, err
+			}, nil
+		},
+	},
+	{
+		name: "status", subject: "status",
+		description: "Ingest progress and health. The request may be empty.",
+		request:     `{}`,
+		reply:       `{"ready":true,"last_seq":812,"batches":812,"events":81200,"profiles":0,"invalid_items":0,"not_batches":0,"users":5000,"clock":"2026-11-28T10:15:00Z"}`,
+		parse: func(m Membership, data []byte) (func() (any, error), *api.ErrorDetail) {
+			var r struct{}
+			if bad := decodeRequest(data, &r, true); bad != nil {
+				return nil, bad
+			}
+			return func() (any, error) { return m.Status(), nil }, nil
+		},
+	},
+}
+
+// StartService registers the segd micro service on nc. Its endpoints live
+// under api.Group (see the api package for subjects and JSON types); every
+// endpoint's metadata carries a description and request and reply examples,
+// which `nats micro info segd` shows.
+func StartService(nc *nats.Conn, m Membership, opts ServiceOptions) (*Service, error) {
+	if nc == nil || m == nil {
+		return nil, errors.New("bus.StartService: nil connection or Membership")
+	}
+	if opts.Version == "" {
+		opts.Version = "0.0.0"
+	}
+	if opts.Description == "" {
+		opts.Description = "segd real-time user segmentation: membership queries"
+	}
+	if opts.Workers == 0 {
+		opts.Workers = 4 * runtime.GOMAXPROCS(0)
+	}
+	s := &Service{nc: nc, m: m, eps: make(map[string]*endpointStats)}
+	for _, d := range endpointDefs {
+		s.eps[d.name] = &endpointStats{}
+	}
+	md := map[string]string{"api": api.Group}
+	for k, v := range opts.Metadata {
+		md[k] = v
+	}
+	workers := max(opts.Workers, 0)
+	md["workers"] = fmt.Sprint(workers)
+	cfg := micro.Config{
+		Name:        api.ServiceName,
+		Version:     opts.Version,
+		Description: opts.Description,
+		Metadata:    md,
+		QueueGroup:  opts.QueueGroup,
+		StatsHandler: func(e *micro.Endpoint) any {
+			st := s.eps[e.Name]
+			if st == nil {
+				return nil
+			}
+			last, _ := st.lastError.Load().(string)
+			return map[string]any{"worker_errors": st.errors.Load(), "last_worker_error": last}
+		},
+	}
+	if workers > 0 {
+		s.jobs = make(chan job, workers)
+		s.wg.Add(workers)
+		for range workers {
+			go s.worker()
+		}
+	}
+	svc, err := micro.AddService(nc, cfg)
+	if err != nil {
+		s.stopWorkers()
+		return nil, fmt.Errorf("segd service: %w", err)
+	}
+	s.svc = svc
+	g := svc.AddGroup(api.Group)
+	for _, d := range endpointDefs {
+		emd := map[string]string{
+			"description": d.description,
+			"request":     d.request,
+			"reply":       d.reply,
+		}
+		if err := g.AddEndpoint(d.name, s.handler(d), micro.WithEndpointSubject(d.subject), micro.WithEndpointMetadata(emd)); err != nil {
+			_ = svc.Stop()
+			s.stopWorkers()
+			return nil, fmt.Errorf("segd service: endpoint %s: %w", d.name, err)
+		}
+	}
+	return s, nil
+}
+
+// handler validates on micro's goroutine, so that 400s show in micro's
+// stats, and hands the lookup to the pool.
+func (s *Service) handler(d endpointDef) micro.HandlerFunc {
+	st := s.eps[d.name]
+	return func(req micro.Request) {
+		work, bad := safeParse(d, s.m, req.Data())
+		if bad != nil {
+			_ = req.Error(bad.Code, bad.Description, errorBody(*bad))
+			return
+		}
+		j := job{reply: req.Reply(), work: work, stats: st}
+		if s.jobs == nil {
+			s.run(j)
+			return
+		}
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if s.closed {
+			s.respond(j, nil, fmt.Errorf("segd service is stopping"), api.CodeUnavailable)
+			return
+		}
+		s.jobs <- j
+	}
+}
+
+func safeParse(d endpointDef, m Membership, data []byte) (work func() (any, error), bad *api.ErrorDetail) {
+	defer func() {
+		if r := recover(); r != nil {
+			work, bad = nil, &api.ErrorDetail{Code: api.CodeInternal, Description: fmt.Sprintf("internal error decoding the request: %v", r)}
+		}
+	}()
+	return d.parse(m, data)
+}
+
+func (s *Service) worker() {
+	defer s.wg.Done()
+	for j := range s.jobs {
+		s.run(j)
+	}
+}
+
+// run does the lookup and answers. Replies are published on the connection
+// rather than through micro.Request, which is not safe to touch once
+// micro's handler has returned.
+func (s *Service) run(j job) {
+	var (
+		reply any
+		err   error
+	)
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("internal error: %v", r)
+			}
+		}()
+		reply, err = j.work()
+	}()
+	code := api.CodeInternal
+	if errors.Is(err, ErrNotFound) {
+		code = api.CodeNotFound
+	}
+	s.respond(j, reply, err, code)
+}
+
+func (s *Service) respond(j job, reply any, err error, code string) {
+	if j.reply == "" {
+		return
+	}
+	msg := &nats.Msg{Subject: j.reply}
+	if err == nil {
+		data, merr := json.Marshal(reply)
+		if merr == nil {
+			msg.Data = data
+			_ = s.nc.PublishMsg(msg)
+			return
+		}
+		err, code = fmt.Errorf("encoding the reply: %w", merr), api.CodeInternal
+	}
+	desc := err.Error()
+	j.stats.errors.Add(1)
+	j.stats.lastError.Store(code + ":" + desc)
+	msg.Header = nats.Header{micro.ErrorHeader: {desc}, micro.ErrorCodeHeader: {code}}
+	msg.Data = errorBody(api.ErrorDetail{Code: code, Description: desc})
+	_ = s.nc.PublishMsg(msg)
+}
+
+// Micro returns the underlying micro service (for Info and Stats).
+func (s *Service) Micro() micro.Service { return s.svc }
+
+// Stop unregisters the service, answers the requests already accepted and
+// waits for the workers to finish.
+func (s *Service) Stop() error {
+	err := s.svc.Stop()
+	s.stopWorkers()
+	return err
+}
+
+func (s *Service) stopWorkers() {
+	if s.jobs == nil {
+		return
+	}
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.jobs)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func errorBody(d api.ErrorDetail) []byte {
+	b, _ := json.Marshal(api.ErrorBody{Error: d})
+	return b
+}
+
+func badRequest(format string, args ...any) *api.ErrorDetail {
+	return &api.ErrorDetail{Code: api.CodeBadRequest, Description: fmt.Sprintf(format, args...)}
+}
+
+func badField(field, desc string) *api.ErrorDetail {
+	return &api.ErrorDetail{Code: api.CodeBadRequest, Description: desc, Field: field}
+}
+
+// requestUser accepts the same user ids as ingest: a string or an integer.
+func requestUser(raw json.RawMessage) (string, *api.ErrorDetail) {
+	u, err := decodeUser(raw)
+	if err != nil {
+		return "", badField("user", err.Error()+`; want e.g. {"user":"u42"}`)
+	}
+	return u, nil
+}
+
+// decodeRequest decodes a JSON object strictly: no unknown fields, no
+// trailing data, and errors that name the problem and the field.
+func decodeRequest(data []byte, v any, emptyOK bool) *api.ErrorDetail {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 {
+		if emptyOK {
+			return nil
+		}
+		return badRequest("the request is empty; want a JSON object")
+	}
+	if data[0] != '{' {
+		return badRequest("the request must be a JSON object, found %q at the start", firstRune(data))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonProblem(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("unexpected data after the JSON object")
+	}
+	return nil
+}
+
+func jsonProblem(err error) *api.ErrorDetail {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return badRequest("malformed JSON at byte %d: %s", syn.Offset, strings.TrimPrefix(syn.Error(), "json: "))
+	case errors.As(err, &typ):
+		f := typ.Field
+		return badField(f, fmt.Sprintf("%q must be a JSON %s, not %s", f, jsonKind(typ.Type.Kind().String()), typ.Value))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("malformed JSON: the request ends early")
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		name := strings.Trim(f, `"`)
+		return badField(name, fmt.Sprintf("unknown field %q", name))
+	}
+	return badRequest("malformed JSON: %s", strings.TrimPrefix(msg, "json: "))
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "struct", "map":
+		return "object"
+	case "slice", "array":
+		return "array"
+	case "bool":
+		return "boolean"
+	}
+	return "number"
+}
