@@ -1,0 +1,44 @@
+// Package sdk is what a segd plugin author imports to write a WASM predicate
+// in Go.
+//
+// A plugin is a plain Go function over one event (or one user profile),
+// registered from an init function of package main:
+//
+//	package main
+//
+//	import "github.com/segd/segd/sdk"
+//
+//	var min float64
+//
+//	func init() {
+//		sdk.OnInit(func() error {
+//			var p struct{ Min float64 `json:"min"` }
+//			if err := sdk.Params(&p); err != nil {
+//				return err
+//			}
+//			min = p.Min
+//			return nil
+//		})
+//		sdk.HandleEvents(func(e sdk.Event) bool {
+//			return e.Num("amount") >= min
+//		})
+//	}
+//
+//	func main() {}
+//
+// Build it as a WASI reactor:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o amount.wasm .
+//
+// The SDK implements ABI v1 (see ABI.md in this directory): the host writes a
+// whole batch into guest memory in a columnar binary layout and the SDK calls
+// the handler once per item, with zero-copy typed access to the properties.
+// Strings returned by accessors alias the batch buffer: they are valid only
+// until the handler returns; copy them (strings.Clone) to keep them.
+//
+// main.main is never run in a reactor: register handlers from init. Parameters
+// are available from the OnInit callback on (not during package
+// initialisation). The package imports only the standard library; outside
+// GOOS=wasip1 it builds too, so that plugin logic can be unit-tested natively
+// with [Run].
+package sdk

@@ -1,0 +1,96 @@
+//go:build wasip1
+
+package sdk
+
+import "unsafe"
+
+// buf is the one buffer the host writes batches and params into. The Go
+// garbage collector does not move objects, so its address is stable while
+// the global references it.
+var buf []byte
+
+//go:wasmimport segd log
+func segdLog(level int32, ptr unsafe.Pointer, n uint32)
+
+func hostLog(level int32, msg string) {
+	if len(msg) == 0 {
+		return
+	}
+	segdLog(level, unsafe.Pointer(unsafe.StringData(msg)), uint32(len(msg)))
+}
+
+//go:wasmexport segd_abi_version
+func segdABIVersion() uint32 { return ABIVersion }
+
+//go:wasmexport segd_kinds
+func segdKinds() uint32 { return kinds() }
+
+//go:wasmexport segd_alloc
+func segdAlloc(n uint32) uint32 {
+	if uint32(cap(buf)) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if n == 0 {
+		return 0
+	}
+	return uint32(uintptr(unsafe.Pointer(unsafe.SliceData(buf))))
+}
+
+// region returns buf[ptr-base : ptr-base+n], or nil if it is not inside buf.
+func region(ptr, n uint32) []byte {
+	if len(buf) == 0 {
+		return nil
+	}
+	base := uint32(uintptr(unsafe.Pointer(unsafe.SliceData(buf))))
+	if ptr < base || uint64(ptr-base)+uint64(n) > uint64(len(buf)) {
+		return nil
+	}
+	o := ptr - base
+	return buf[o : o+n : o+n]
+}
+
+func fail(err error) int32 {
+	lastErr = append(lastErr[:0], err.Error()...)
+	return 1
+}
+
+//go:wasmexport segd_init
+func segdInit(ptr, n uint32) int32 {
+	p := region(ptr, n)
+	if p == nil && n > 0 {
+		return fail(errRegion)
+	}
+	if err := initParams(p); err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+//go:wasmexport segd_match
+func segdMatch(ptr, n, outPtr uint32) int32 {
+	data := region(ptr, n)
+	if data == nil || n < HeaderSize {
+		return fail(errRegion)
+	}
+	items := le.Uint32(data[12:])
+	words := (items + 63) / 64
+	o := region(outPtr, 8*words)
+	if o == nil || outPtr%8 != 0 {
+		return fail(errRegion)
+	}
+	out := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(o))), words)
+	if err := Run(data, out); err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+//go:wasmexport segd_error
+func segdError() uint64 {
+	if len(lastErr) == 0 {
+		return 0
+	}
+	p := uint32(uintptr(unsafe.Pointer(unsafe.SliceData(lastErr))))
+	return uint64(p)<<32 | uint64(len(lastErr))
+}
