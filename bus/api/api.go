@@ -87,6 +87,9 @@ type StatusReply struct {
 	// InvalidItems counts skipped items; FirstInvalid describes the first.
 	InvalidItems uint64 `json:"invalid_items"`
 	FirstInvalid string `json:"first_invalid,omitempty"`
+	// TooNew counts events rejected for being further ahead of the clock
+	// than the allowed skew.
+	TooNew uint64 `json:"too_new"`
 	// NotBatches counts messages that were not batches at all.
 	NotBatches   uint64 `json:"not_batches"`
 	LastNotBatch string `json:"last_not_batch,omitempty"`

@@ -1,0 +1,68 @@
+package engine
+
+import "sync"
+
+// dictionary maps external user ids to dense uint32 ids, handed out in order
+// of first sight, so that bitmaps stay compact. Only the writer adds; it
+// reads without the lock, and readers take the read lock.
+type dictionary struct {
+	mu    sync.RWMutex
+	ids   map[string]uint32
+	names []string
+}
+
+func newDictionary() *dictionary {
+	return &dictionary{ids: map[string]uint32{}}
+}
+
+// lookup returns the dense id of an external id, for readers.
+func (d *dictionary) lookup(name string) (uint32, bool) {
+	d.mu.RLock()
+	id, ok := d.ids[name]
+	d.mu.RUnlock()
+	return id, ok
+}
+
+// name returns the external id of a dense id, for readers.
+func (d *dictionary) name(id uint32) string {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.names[id]
+}
+
+// size returns the number of users, for readers.
+func (d *dictionary) size() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.names)
+}
+
+// intern returns the dense ids of names, adding the new ones; it takes the
+// write lock once, and only when there is something new. isNew is set for
+// ids added by this call. Writer only.
+func (d *dictionary) intern(names []string, ids []uint32, isNew func(uint32)) {
+	missing := false
+	for i, n := range names {
+		id, ok := d.ids[n]
+		if !ok {
+			missing = true
+			break
+		}
+		ids[i] = id
+	}
+	if !missing {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, n := range names {
+		id, ok := d.ids[n]
+		if !ok {
+			id = uint32(len(d.names))
+			d.ids[n] = id
+			d.names = append(d.names, n)
+			isNew(id)
+		}
+		ids[i] = id
+	}
+}
