@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -44,6 +45,9 @@ type EmbeddedOptions struct {
 	// ReadyTimeout bounds the wait for the server to accept connections and
 	// enable JetStream (default 10s).
 	ReadyTimeout time.Duration
+
+	// skipProbe lets tests exercise nats-server's own listen failure.
+	skipProbe bool
 }
 
 // Embedded is a running in-process nats-server with JetStream.
@@ -80,7 +84,7 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	// Probe the port first: nats-server reports a taken port only through
 	// its logger and then waits out the whole readiness timeout, which
 	// would leave the user staring at a silent hang.
-	if !opts.NoListen && opts.Port > 0 {
+	if !opts.NoListen && opts.Port > 0 && !opts.skipProbe {
 		if err := probeListen(opts.Host, opts.Port); err != nil {
 			return nil, err
 		}
@@ -135,27 +139,43 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 }
 
 func probeListen(host string, port int) error {
-	hp := net.JoinHostPort(host, strconv.Itoa(port))
-	l, err := net.Listen("tcp", hp)
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
-		return addrError(host, port, err)
+		return listenError(host, port, err, errors.Is(err, syscall.EADDRINUSE))
 	}
 	return l.Close()
 }
 
-func addrError(host string, port int, cause error) error {
+// listenError says what to do about a port the server cannot have.
+func listenError(host string, port int, cause error, inUse bool) error {
 	hp := net.JoinHostPort(host, strconv.Itoa(port))
 	next := net.JoinHostPort(host, strconv.Itoa(port+1))
-	return fmt.Errorf("embedded NATS: %s is already in use (%v); stop the other server, pick another port with --listen %s, or use it with --nats nats://%s: %w",
-		hp, cause, next, hp, ErrAddrInUse)
+	if !inUse {
+		return fmt.Errorf("embedded NATS: cannot listen on %s: %w; pick another address with --listen %s, or use an existing server with --nats nats://HOST:PORT", hp, cause, next)
+	}
+	return &addrInUseError{
+		msg: fmt.Sprintf("embedded NATS: %s is already in use; stop the other server, pick another port with --listen %s, or use it with --nats nats://%s",
+			hp, next, hp),
+		cause: cause,
+	}
 }
+
+// addrInUseError keeps the message short while still wrapping both
+// ErrAddrInUse and the system error.
+type addrInUseError struct {
+	msg   string
+	cause error
+}
+
+func (e *addrInUseError) Error() string   { return e.msg }
+func (e *addrInUseError) Unwrap() []error { return []error{ErrAddrInUse, e.cause} }
 
 // startError turns a fatal log line from nats-server into an error.
 func startError(opts EmbeddedOptions, msg string) error {
-	// The probe above closes the port before the server binds it, so
-	// another process may still win the race.
-	if opts.Port > 0 && (strings.Contains(strings.ToLower(msg), "address already in use") || strings.Contains(msg, "Error listening on port")) {
-		return addrError(opts.Host, opts.Port, errors.New(msg))
+	// The probe closes the port before the server binds it, so another
+	// process may still win the race; nats-server then reports it here.
+	if opts.Port > 0 && strings.Contains(msg, "Error listening on port") {
+		return listenError(opts.Host, opts.Port, errors.New(msg), strings.Contains(strings.ToLower(msg), "address already in use"))
 	}
 	return fmt.Errorf("embedded NATS: %s", msg)
 }
