@@ -177,8 +177,8 @@ segments:
     did: {event: pay, where: "(props.amount ?? 0) >= 50", count: 1, last: 2d}
   - id: rare_visitor_3d
     did: {events: [page_view, search], count: "< 2", last: 3d}
-  - id: exactly_two_today
-    did: {event: checkout, count: "= 2", last: 1d}
+  - id: exactly_two_2d
+    did: {event: checkout, count: "= 2", last: 2d}
   - id: some_search_14d
     did: {event: search, where: "props.term in [\"shoes\", \"bags\"]", count: "between 1 and 3", last: 14d}
   - id: not_one_pay_5d
@@ -306,11 +306,11 @@ func runRandomized(t *testing.T, loc *time.Location, seed uint64) {
 				ref.events = append(ref.events, refEvent{Event: ev, accepted: at.Sub(now) <= DefaultMaxFutureSkew})
 				ref.users[user] = true
 			}
-			for range rng.IntN(4) {
+			for range rng.IntN(8) {
 				user := fmt.Sprintf("u%d", rng.IntN(40))
 				attrs := map[string]any{}
 				if rng.IntN(2) == 0 {
-					attrs["age"] = float64(15 + rng.IntN(30))
+					attrs["age"] = float64(15 + rng.IntN(20))
 				}
 				attrs["gender"] = []any{"male", "female", nil}[rng.IntN(3)]
 				if rng.IntN(3) == 0 {
