@@ -100,8 +100,10 @@ func appendItem(b *rules.Batch, raw []byte, defaultTime int64) error {
 			return err
 		}
 		b.Events = append(b.Events, rules.Event{User: user, Name: it.Event, Time: t, Props: it.Props})
-	} else if it.Props != nil || it.Time != nil {
-		return errors.New(`"props" and "time" belong to an event, and this item has no "event"`)
+	} else if it.Props != nil {
+		return errors.New(`"props" belong to an event, and this item has no "event" (a profile update carries "profile")`)
+	} else if _, err := decodeTime(it.Time, defaultTime); err != nil {
+		return err // a profile update may say when it happened; it must still parse
 	}
 	if it.Profile != nil {
 		b.Profiles = append(b.Profiles, rules.ProfileUpdate{User: user, Attrs: it.Profile})

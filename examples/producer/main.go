@@ -75,47 +75,17 @@ func run(ctx context.Context, url, stream, subject string, users, days int, seed
 			return fmt.Errorf("create stream %s: %w", stream, err)
 		}
 	}
-
-	// End on a whole minute, so that a rerun soon after produces the same
-	// batches and the stream deduplicates them.
-	end := time.Now().Truncate(time.Minute)
-	g := shop.New(shop.Config{
-		Seed: seed, Users: users, Start: end.AddDate(0, 0, -days), End: end, Location: loc,
+	_, err = shop.Run(ctx, js, shop.RunOptions{
+		Subject: subject, Users: users, Days: days, Seed: seed, Batch: batch,
+		Live: live, Activity: activity, Location: loc,
+		Progress: func(p shop.Progress) {
+			if !p.Live {
+				fmt.Printf("backfill: %d days, %d users, %d items generated, %d stored (%.0f items/s) on %s in %s\n",
+					days, users, p.Generated, p.Stored, float64(p.Generated)/p.Elapsed.Seconds(), subject, p.Elapsed.Round(time.Millisecond))
+				return
+			}
+			fmt.Printf("\rlive: %d items published, event time %s ", p.Stored, p.EventTime.Format(time.TimeOnly))
+		},
 	})
-	began := time.Now()
-	n, err := shop.Publish(ctx, js, subject, g.All(), batch, fmt.Sprintf("demo-%d", seed))
-	took := time.Since(began)
-	fmt.Printf("backfill: %d days, %d users, %d items generated, %d stored (%.0f items/s) on %s in %s\n",
-		days, users, g.Count(), n, float64(g.Count())/took.Seconds(), subject, took.Round(time.Millisecond))
-	if err != nil || !live {
-		return err
-	}
-
-	g.SetActivity(activity)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	report := time.Now()
-	total, since := 0, 0
-	for {
-		select {
-		case <-ctx.Done():
-			fmt.Printf("\nlive: %d items published\n", total)
-			return ctx.Err()
-		case now := <-tick.C:
-			prefix := fmt.Sprintf("demo-%d-live-%d", seed, now.UnixMilli())
-			n, err := shop.Publish(ctx, js, subject, g.Until(now), batch, prefix)
-			total += n
-			since += n
-			if err != nil {
-				if errors.Is(err, context.Canceled) {
-					fmt.Printf("\nlive: %d items published\n", total)
-				}
-				return err
-			}
-			if d := now.Sub(report); d >= 10*time.Second {
-				fmt.Printf("\rlive: %d items published, %.1f/s, event time %s ", total, float64(since)/d.Seconds(), now.Format(time.TimeOnly))
-				report, since = now, 0
-			}
-		}
-	}
+	return err
 }

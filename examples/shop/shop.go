@@ -132,6 +132,9 @@ func New(cfg Config) *Generator {
 	return g
 }
 
+// UserID returns the id of the n-th demo user, counting from 1: "u00001".
+func UserID(n int) string { return fmt.Sprintf("u%05d", n) }
+
 // End returns the current end of the stream's event time.
 func (g *Generator) End() time.Time { return time.UnixMilli(g.end).In(g.loc) }
 
@@ -332,7 +335,7 @@ func (u *user) profile(t int64, attrs map[string]any) {
 }
 
 func (g *Generator) newUser(i int, rng *rand.Rand) *user {
-	u := &user{idx: i, id: fmt.Sprintf("u%05d", i+1), rng: rng}
+	u := &user{idx: i, id: UserID(i + 1), rng: rng}
 	span := g.end - g.start
 	// Power-law activity: Pareto sessions per day, capped.
 	u.rate = min(0.3*math.Pow(1-rng.Float64(), -1/1.3), 12)

@@ -345,10 +345,16 @@ func (e *Engine) advanceClock() {
 	e.publish(changes, func(*api.StatusReply) {})
 }
 
-// errNotFound builds the 404 error of an unknown segment.
-func errNotFound(segment string) error {
-	return fmt.Errorf("segment %q is not defined: %w", segment, bus.ErrNotFound)
+// unknownSegmentError is the 404 of an unknown segment: it is
+// bus.ErrNotFound without repeating "not found" in the text users read.
+type unknownSegmentError struct{ segment string }
+
+func (e unknownSegmentError) Error() string {
+	return fmt.Sprintf("segment %q is not defined", e.segment)
 }
+func (e unknownSegmentError) Is(target error) bool { return target == bus.ErrNotFound }
+
+func errNotFound(segment string) error { return unknownSegmentError{segment} }
 
 // IsMember implements bus.Membership.
 func (e *Engine) IsMember(user, segment string) (bool, error) {

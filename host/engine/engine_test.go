@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -155,7 +156,7 @@ func TestEventsTooFarAheadAreRejected(t *testing.T) {
 func TestUnknownSegmentIsNotFound(t *testing.T) {
 	t.Parallel()
 	e := startEngine(t, "id: a\nprofile: x == 1\n", time.UTC, NewManualClock(time.Unix(0, 0)))
-	if _, err := e.IsMember("u", "nope"); err == nil || err.Error() != `segment "nope" is not defined: not found` {
+	if _, err := e.IsMember("u", "nope"); err == nil || err.Error() != `segment "nope" is not defined` || !errors.Is(err, bus.ErrNotFound) {
 		t.Fatalf("err = %v", err)
 	}
 	if _, err := e.SegmentCount("nope"); err == nil {

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/segd/segd/examples/shop"
+)
+
+type demoOptions struct {
+	users, days int
+	seed        int64
+	loc         *time.Location
+	live        bool
+	logger      *slog.Logger
+}
+
+// publishDemo runs the demo shop producer (examples/shop) on js.
+func publishDemo(ctx context.Context, js jetstream.JetStream, o demoOptions) (int, error) {
+	return shop.Run(ctx, js, shop.RunOptions{
+		Users: o.users, Days: o.days, Seed: o.seed, Live: o.live, Location: o.loc,
+		Progress: func(p shop.Progress) {
+			if !p.Live {
+				o.logger.Info("demo: history published", "days", o.days, "users", o.users,
+					"items", p.Generated, "stored", p.Stored, "took", p.Elapsed.Round(time.Millisecond))
+				return
+			}
+			o.logger.Debug("demo: live events", "stored", p.Stored)
+		},
+	})
+}
+
+func newDemoCommand() *cobra.Command {
+	var (
+		url  string
+		o    demoOptions
+		tz   string
+		seed int64
+	)
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Publish a synthetic e-commerce stream to a running segd",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			loc, err := time.LoadLocation(tz)
+			if err != nil {
+				return fmt.Errorf("--tz %q: %w", tz, err)
+			}
+			o.loc, o.seed = loc, seed
+			o.logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			nc, err := nats.Connect(url, nats.Name("segd-demo"))
+			if err != nil {
+				return fmt.Errorf("connect to %s: %w (is segd serve running?)", url, err)
+			}
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			_, err = publishDemo(ctx, js, o)
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&url, "nats", nats.DefaultURL, "NATS server of the running segd")
+	f.IntVar(&o.users, "users", 3000, "users in the stream")
+	f.IntVar(&o.days, "days", 28, "days of history, ending now")
+	f.Int64Var(&seed, "seed", 1, "random seed: the same seed gives the same stream")
+	f.BoolVar(&o.live, "live", false, "keep publishing live events until Ctrl-C")
+	f.StringVar(&tz, "tz", "UTC", "the users' time zone, for their daily rhythm")
+	return cmd
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/segd/segd/bus/client"
+)
+
+// clientFlags are the flags of every command that talks to a running segd.
+type clientFlags struct {
+	url     string
+	timeout time.Duration
+	json    bool
+}
+
+func (f *clientFlags) register(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&f.url, "nats", nats.DefaultURL, "NATS server of the running segd")
+	cmd.PersistentFlags().DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for a reply")
+	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the reply as JSON, for scripts")
+}
+
+// call connects, runs fn with a client and prints its result: as JSON with
+// --json, else with human.
+func (f *clientFlags) call(cmd *cobra.Command, fn func(context.Context, *client.Client) (any, error), human func(io.Writer, any)) error {
+	nc, err := nats.Connect(f.url, nats.Name("segd-cli"))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w (is segd serve running? --nats sets the address)", f.url, err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	defer cancel()
+	res, err := fn(ctx, client.New(nc, client.WithTimeout(f.timeout)))
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if f.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	human(out, res)
+	return nil
+}
+
+func newMemberCommand() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{Use: "member", Short: "Ask about a user's membership"}
+	f.register(cmd)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "check USER SEGMENT",
+		Short: "Is USER in SEGMENT?",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
+				m, err := c.IsMember(ctx, args[0], args[1])
+				return map[string]bool{"member": m}, err
+			}, func(w io.Writer, res any) {
+				if res.(map[string]bool)["member"] {
+					fmt.Fprintf(w, "%s is in %s\n", args[0], args[1])
+				} else {
+					fmt.Fprintf(w, "%s is not in %s\n", args[0], args[1])
+				}
+			})
+		},
+	}, &cobra.Command{
+		Use:   "segments USER",
+		Short: "Which segments is USER in?",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
+				segs, err := c.UserSegments(ctx, args[0])
+				return map[string][]string{"segments": segs}, err
+			}, func(w io.Writer, res any) {
+				segs := res.(map[string][]string)["segments"]
+				if len(segs) == 0 {
+					fmt.Fprintf(w, "%s is in no segment\n", args[0])
+				}
+				for _, s := range segs {
+					fmt.Fprintln(w, s)
+				}
+			})
+		},
+	})
+	return cmd
+}
+
+func newSegmentCommand() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{Use: "segment", Short: "List segments and their sizes"}
+	f.register(cmd)
+	cmd.AddCommand(&cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "Every segment with its kind, size and status",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
+				segs, err := c.Segments(ctx)
+				return segs, err
+			}, func(w io.Writer, res any) {
+				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "SEGMENT\tKIND\tSIZE\tSTATUS\tDESCRIPTION")
+				for _, s := range res.([]apiSegment) {
+					status := s.Status
+					if s.Error != "" {
+						status += ": " + s.Error
+					} else if s.EvalErrors > 0 {
+						status += fmt.Sprintf(" (%d items not judged)", s.EvalErrors)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.ID, s.Kind, s.Size, status, s.Description)
+				}
+				tw.Flush()
+			})
+		},
+	}, &cobra.Command{
+		Use:   "count SEGMENT",
+		Short: "The number of users in SEGMENT",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
+				n, err := c.SegmentCount(ctx, args[0])
+				return map[string]uint64{"count": n}, err
+			}, func(w io.Writer, res any) {
+				fmt.Fprintln(w, res.(map[string]uint64)["count"])
+			})
+		},
+	})
+	return cmd
+}
+
+func newStatusCommand() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Ingest progress of a running segd",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
+				return c.Status(ctx)
+			}, func(w io.Writer, res any) {
+				st := res.(*apiStatus)
+				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+				fmt.Fprintf(tw, "ready\t%v\nclock\t%s\nlast stream seq\t%d\nbatches\t%d\nevents\t%d\nprofile updates\t%d\nusers\t%d\n",
+					st.Ready, st.Clock, st.LastSeq, st.Batches, st.Events, st.Profiles, st.Users)
+				fmt.Fprintf(tw, "invalid items\t%d\t%s\nnot batches\t%d\t%s\ntoo far ahead\t%d\n",
+					st.InvalidItems, st.FirstInvalid, st.NotBatches, st.LastNotBatch, st.TooNew)
+				tw.Flush()
+			})
+		},
+	}
+	f.register(cmd)
+	return cmd
+}

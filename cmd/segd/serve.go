@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/segd/segd/examples/shop"
+	"github.com/segd/segd/host"
+)
+
+func newServeCommand() *cobra.Command {
+	var (
+		cfg       host.Config
+		tz        string
+		logLevel  string
+		demo      bool
+		demoUsers int
+		demoDays  int
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run segd: embedded NATS (or --nats), the rules, and the membership API",
+		Long: `Run segd until Ctrl-C.
+
+Without --nats, segd embeds a NATS server with JetStream, keeps its store
+under --data-dir and listens on --listen so that natscli and other processes
+can connect. With --nats it uses that server, which must have JetStream.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			loc, err := time.LoadLocation(tz)
+			if err != nil {
+				return fmt.Errorf("--tz %q: %w", tz, err)
+			}
+			cfg.Location, cfg.Logger, cfg.Version = loc, logger, version
+
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			srv, err := host.Start(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			if demo {
+				go runDemo(ctx, srv, logger, demoUsers, demoDays, loc)
+			}
+			printWelcome(cmd, srv, cfg)
+			<-ctx.Done()
+			logger.Info("segd is stopping")
+			return srv.Close()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", "segd-data", "directory for segd's state and the embedded JetStream store")
+	f.StringVar(&cfg.NATSURL, "nats", "", "use this NATS server (with JetStream) instead of embedding one, e.g. nats://127.0.0.1:4222")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
+	f.BoolVar(&cfg.NoListen, "no-listen", false, "embedded NATS without a network listener (in-process only)")
+	f.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync every JetStream write (survives power loss; slower)")
+	f.StringSliceVar(&cfg.RulePaths, "rules", []string{"examples/rules"}, "rule files or directories of *.yaml")
+	f.DurationVar(&cfg.Retention, "retention", 90*24*time.Hour, "how long the events stream keeps batches; caps rule windows")
+	f.StringVar(&tz, "tz", "UTC", "IANA time zone of calendar days, e.g. Asia/Shanghai")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&demo, "demo", false, "also publish a synthetic e-commerce stream (weeks of history, then live events)")
+	f.IntVar(&demoUsers, "demo-users", 3000, "users in the demo stream")
+	f.IntVar(&demoDays, "demo-days", 28, "days of history in the demo stream")
+	return cmd
+}
+
+func printWelcome(cmd *cobra.Command, srv *host.Server, cfg host.Config) {
+	w := cmd.OutOrStdout()
+	url := srv.ClientURL()
+	fmt.Fprintf(w, "\nsegd %s is up: %d segments from %s, data in %s\n", version,
+		len(srv.Engine().Segments()), strings.Join(cfg.RulePaths, ", "), srv.DataDir())
+	if url == "" {
+		fmt.Fprintln(w, "NATS: embedded, in-process only (--no-listen)")
+	} else {
+		fmt.Fprintf(w, "NATS: %s\n\nTry, from another terminal:\n", url)
+		fmt.Fprintf(w, "  nats --server %s req segd.v1.segment.list ''\n", url)
+		fmt.Fprintf(w, "  nats --server %s req segd.v1.member.check '{\"user\":\"%s\",\"segment\":\"frequent_checkout\"}'\n", url, shop.UserID(1))
+		fmt.Fprintf(w, "  go run ./cmd/segd segment ls --nats %s\n", url)
+		fmt.Fprintf(w, "  go run ./cmd/segd member segments %s --nats %s\n", shop.UserID(1), url)
+	}
+	fmt.Fprintln(w, "\nCtrl-C stops segd.")
+}
+
+// runDemo publishes the demo shop's history, then live events, until ctx
+// ends.
+func runDemo(ctx context.Context, srv *host.Server, logger *slog.Logger, users, days int, loc *time.Location) {
+	n, err := publishDemo(ctx, srv.JetStream(), demoOptions{users: users, days: days, seed: 1, loc: loc, live: true, logger: logger})
+	if err != nil && ctx.Err() == nil {
+		logger.Error("demo producer stopped", "published", n, "error", err)
+	}
+}

@@ -1,0 +1,104 @@
+package shop
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// RunOptions configures Run. Zero fields take the defaults given.
+type RunOptions struct {
+	// Subject to publish on (default "segd.events.demo").
+	Subject string
+	// Users (default 3000), Days of history ending now (default 28), Seed.
+	Users int
+	Days  int
+	Seed  int64
+	// Batch is the number of items per message (default 500).
+	Batch int
+	// Live keeps publishing events for "now" after the backfill, once a
+	// second, until ctx ends; Activity multiplies the users' session rate
+	// in that phase (default 20: a few events per second with 3000 users).
+	Live     bool
+	Activity float64
+	// Location is the users' time zone, for their daily rhythm (default UTC).
+	Location *time.Location
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Progress, if set, is told after the backfill and then every 10 seconds.
+	Progress func(Progress)
+}
+
+// Progress reports what Run has published so far.
+type Progress struct {
+	// Live is false for the backfill report.
+	Live bool
+	// Generated counts items made, Stored those the stream stored as new.
+	Generated, Stored int
+	// Elapsed is the time since Run began.
+	Elapsed time.Duration
+	// EventTime is the newest event time generated.
+	EventTime time.Time
+}
+
+// Run publishes a demo shop: Days of history ending now, then, with Live,
+// live events until ctx ends. Message ids make a rerun in the same minute a
+// no-op. It returns how many items the stream stored.
+func Run(ctx context.Context, js jetstream.JetStream, o RunOptions) (int, error) {
+	if o.Subject == "" {
+		o.Subject = "segd.events.demo"
+	}
+	if o.Users == 0 {
+		o.Users = 3000
+	}
+	if o.Days == 0 {
+		o.Days = 28
+	}
+	if o.Batch == 0 {
+		o.Batch = 500
+	}
+	if o.Activity == 0 {
+		o.Activity = 20
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Progress == nil {
+		o.Progress = func(Progress) {}
+	}
+	began := o.Now()
+	end := began.Truncate(time.Minute)
+	g := New(Config{Seed: o.Seed, Users: o.Users, Start: end.AddDate(0, 0, -o.Days), End: end, Location: o.Location})
+	stored, err := Publish(ctx, js, o.Subject, g.All(), o.Batch, fmt.Sprintf("demo-%d", o.Seed))
+	generated := g.Count()
+	o.Progress(Progress{Generated: generated, Stored: stored, Elapsed: o.Now().Sub(began), EventTime: end})
+	if err != nil || !o.Live {
+		return stored, err
+	}
+
+	g.SetActivity(o.Activity)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	reported := o.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return stored, ctx.Err()
+		case <-tick.C:
+		}
+		now := o.Now()
+		before := g.Count()
+		n, err := Publish(ctx, js, o.Subject, g.Until(now), o.Batch, fmt.Sprintf("demo-%d-live-%d", o.Seed, now.UnixMilli()))
+		stored += n
+		generated += g.Count() - before
+		if err != nil {
+			return stored, err
+		}
+		if now.Sub(reported) >= 10*time.Second {
+			o.Progress(Progress{Live: true, Generated: generated, Stored: stored, Elapsed: now.Sub(began), EventTime: now})
+			reported = now
+		}
+	}
+}

@@ -1,0 +1,225 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/segd/segd/bus"
+	"github.com/segd/segd/host/engine"
+	"github.com/segd/segd/rules"
+)
+
+// Config configures a segd server. The zero value, with RulePaths set, runs
+// an embedded NATS server on 127.0.0.1:4222 with state under ./segd-data.
+type Config struct {
+	// DataDir holds segd's state: the embedded JetStream store and, later,
+	// snapshots (default ./segd-data).
+	DataDir string
+	// NATSURL connects to an existing NATS server with JetStream instead of
+	// embedding one.
+	NATSURL string
+	// Listen is the embedded server's client address (default
+	// 127.0.0.1:4222); NoListen turns the listener off, leaving only
+	// in-process connections.
+	Listen   string
+	NoListen bool
+	// SyncAlways makes the embedded JetStream fsync every write.
+	SyncAlways bool
+	// RulePaths are rule files or directories of them.
+	RulePaths []string
+	// Plugins resolves plugin predicates named by rules (nil: none).
+	Plugins rules.Plugins
+	// Location is the time zone of calendar days (default UTC).
+	Location *time.Location
+	// Clock drives windows (default the system clock).
+	Clock engine.Clock
+	// Retention is how long the events stream keeps batches (default 90
+	// days); it also caps rule windows.
+	Retention time.Duration
+	// Version is reported by the micro service.
+	Version string
+	// Logger receives segd's log (nil: slog.Default()).
+	Logger *slog.Logger
+}
+
+// Server is a running segd.
+type Server struct {
+	cfg        Config
+	embedded   *bus.Embedded
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	engine     *engine.Engine
+	consumer   *bus.Consumer
+	service    *bus.Service
+	cancel     context.CancelFunc
+	engineDone chan struct{}
+}
+
+// Start loads the rules, starts or connects to NATS, creates the events
+// stream, starts the engine, replays the retained events, and serves
+// membership. The returned Server runs until Close.
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = "segd-data"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = 90 * 24 * time.Hour
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	segments, err := LoadRules(rules.Options{Plugins: cfg.Plugins, MaxWindowDays: int(cfg.Retention / (24 * time.Hour))}, cfg.RulePaths...)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, engineDone: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if err := s.connect(); err != nil {
+		return nil, err
+	}
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	stream, err := bus.EnsureEventsStream(ctx, s.js, bus.StreamConfig{MaxAge: cfg.Retention})
+	if err != nil {
+		return nil, fmt.Errorf("events stream: %w", err)
+	}
+
+	s.engine = engine.New(engine.Config{Segments: segments, Location: cfg.Location, Clock: cfg.Clock, Logger: cfg.Logger})
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go func() {
+		defer close(s.engineDone)
+		_ = s.engine.Run(runCtx)
+	}()
+
+	// State lives in memory only (snapshots come later), so every start
+	// rebuilds it from the first event the stream still holds.
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("events stream: %w", err)
+	}
+	s.consumer, err = bus.Consume(runCtx, s.js, s.engine, bus.ConsumerOptions{
+		StartSeq: max(1, info.State.FirstSeq),
+		Logger:   cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.service, err = bus.StartService(s.nc, s.engine, bus.ServiceOptions{Version: cfg.Version})
+	if err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	cfg.Logger.Info("segd is serving", "segments", len(segments), "nats", s.ClientURL(), "data", cfg.DataDir,
+		"replaying_to_seq", info.State.LastSeq)
+	return s, nil
+}
+
+// connect embeds a NATS server or connects to the configured one.
+func (s *Server) connect() error {
+	if s.cfg.NATSURL != "" {
+		nc, err := nats.Connect(s.cfg.NATSURL, nats.Name("segd"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("connect to NATS at %s: %w (is the server running, with JetStream enabled?)", s.cfg.NATSURL, err)
+		}
+		s.nc = nc
+		return nil
+	}
+	if err := os.MkdirAll(s.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	opts := bus.EmbeddedOptions{
+		DataDir:    s.cfg.DataDir,
+		NoListen:   s.cfg.NoListen,
+		SyncAlways: s.cfg.SyncAlways,
+		Logger:     natsLogger(s.cfg.Logger),
+	}
+	if !s.cfg.NoListen {
+		listen := s.cfg.Listen
+		if listen == "" {
+			listen = "127.0.0.1:4222"
+		}
+		host, port, err := net.SplitHostPort(listen)
+		if err != nil {
+			return fmt.Errorf("listen address %q: want HOST:PORT, e.g. 127.0.0.1:4222", listen)
+		}
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return fmt.Errorf("listen address %q: the port is not a number", listen)
+		}
+		if opts.Port == 0 {
+			opts.Port = -1 // any free port
+		}
+		opts.Host = host
+	}
+	var err error
+	if s.embedded, err = bus.StartEmbedded(opts); err != nil {
+		return err
+	}
+	s.nc, err = s.embedded.Connect()
+	return err
+}
+
+// ClientURL is where NATS clients reach the server segd uses; empty for an
+// embedded server without a listener.
+func (s *Server) ClientURL() string {
+	if s.cfg.NATSURL != "" {
+		return s.cfg.NATSURL
+	}
+	if s.cfg.NoListen || s.embedded == nil {
+		return ""
+	}
+	return s.embedded.ClientURL()
+}
+
+// Conn returns segd's own NATS connection, e.g. for an in-process producer.
+func (s *Server) Conn() *nats.Conn { return s.nc }
+
+// JetStream returns a JetStream context on Conn.
+func (s *Server) JetStream() jetstream.JetStream { return s.js }
+
+// Engine returns the running engine.
+func (s *Server) Engine() *engine.Engine { return s.engine }
+
+// DataDir returns the data directory in use.
+func (s *Server) DataDir() string { return filepath.Clean(s.cfg.DataDir) }
+
+// Close stops consuming (finishing the batch in hand), stops the service and
+// the engine, and shuts the embedded server down. It is safe on a partly
+// started Server.
+func (s *Server) Close() error {
+	var errs []error
+	if s.consumer != nil {
+		s.consumer.Stop()
+	}
+	if s.service != nil {
+		errs = append(errs, s.service.Stop())
+	}
+	if s.cancel != nil {
+		s.cancel()
+		<-s.engineDone
+	}
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.embedded != nil {
+		s.embedded.Shutdown()
+	}
+	return errors.Join(errs...)
+}
