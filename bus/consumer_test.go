@@ -266,6 +266,7 @@ func TestConsumeStopDrainsAndResumes(t *testing.T) {
 	<-rec.entered[3] // Apply(3) is in hand
 	stopped := make(chan struct{})
 	go func() { c.Stop(); close(stopped) }()
+	eventually(t, "Stop to begin", c.stopping.Load)
 	select {
 	case <-stopped:
 		t.Fatal("Stop returned while Apply was still running")
