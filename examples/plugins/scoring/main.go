@@ -1,0 +1,101 @@
+// Command scoring is a segd plugin: a weighted (optionally logistic) scoring
+// model over several properties, matching when the score reaches a threshold.
+// Build: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o scoring.wasm .
+//
+// Params:
+//
+//	{"weights": {"amount": 0.01, "items": 0.3, "premium": 1.5},
+//	 "bias": -2, "logistic": true, "threshold": 0.6,
+//	 "caps": {"amount": 500}}        // optional: clamp a feature before weighting
+//
+// A number counts as its value, a bool as 0 or 1, anything else as 0.
+// score = bias + sum(weight*feature); with logistic, 1/(1+exp(-score)).
+package main
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/segd/segd/sdk"
+)
+
+type feature struct {
+	key    string
+	weight float64
+	cap    float64
+}
+
+var (
+	features  []feature
+	bias      float64
+	logistic  bool
+	threshold float64
+)
+
+type getter interface {
+	Type(string) sdk.Type
+	Num(string) float64
+}
+
+func score[G getter](g G) float64 {
+	s := bias
+	for i := range features {
+		f := &features[i]
+		var x float64
+		switch g.Type(f.key) {
+		case sdk.Number:
+			x = min(g.Num(f.key), f.cap)
+		case sdk.True:
+			x = 1
+		}
+		s += f.weight * x
+	}
+	if logistic {
+		s = 1 / (1 + math.Exp(-s))
+	}
+	return s
+}
+
+func init() {
+	sdk.OnInit(setup)
+	sdk.HandleEvents(func(e sdk.Event) bool { return score(e) >= threshold })
+	sdk.HandleProfiles(func(p sdk.Profile) bool { return score(p) >= threshold })
+}
+
+func setup() error {
+	var p struct {
+		Weights   map[string]float64 `json:"weights"`
+		Caps      map[string]float64 `json:"caps"`
+		Bias      float64            `json:"bias"`
+		Logistic  bool               `json:"logistic"`
+		Threshold *float64           `json:"threshold"`
+	}
+	if err := sdk.Params(&p); err != nil {
+		return err
+	}
+	if len(p.Weights) == 0 {
+		return fmt.Errorf("params: weights: need at least one weighted property")
+	}
+	if p.Threshold == nil {
+		return fmt.Errorf("params: threshold is required")
+	}
+	for k := range p.Caps {
+		if _, ok := p.Weights[k]; !ok {
+			return fmt.Errorf("params: caps.%s: no weight for that property", k)
+		}
+	}
+	for k, w := range p.Weights {
+		c, ok := p.Caps[k]
+		if !ok {
+			c = math.Inf(1)
+		}
+		features = append(features, feature{k, w, c})
+	}
+	// A fixed order makes the floating-point sum deterministic.
+	sort.Slice(features, func(i, j int) bool { return features[i].key < features[j].key })
+	bias, logistic, threshold = p.Bias, p.Logistic, *p.Threshold
+	return nil
+}
+
+func main() {}

@@ -1,0 +1,336 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// Errors a batch can fail with; test them with errors.Is.
+var (
+	// ErrTimeout: the guest exceeded the per-batch deadline.
+	ErrTimeout = errors.New("plugin exceeded its deadline")
+	// ErrTrap: the guest trapped (a WebAssembly trap, a Go panic or fatal
+	// error such as running out of memory, or proc_exit).
+	ErrTrap = errors.New("plugin trapped")
+	// ErrGuest: the guest reported an error through segd_error.
+	ErrGuest = errors.New("plugin reported an error")
+	// ErrFailed: the plugin is marked failed and fails fast.
+	ErrFailed = errors.New("plugin is marked failed")
+	// ErrClosed: the registry is closed.
+	ErrClosed = errors.New("plugin registry is closed")
+)
+
+// ctxKey carries the calling instance to the host log function.
+type ctxKey struct{}
+
+// instance is one warm module instance, used by one goroutine at a time.
+type instance struct {
+	v      *version
+	mod    api.Module
+	mem    api.Memory
+	alloc  api.Function
+	init   api.Function
+	match  api.Function
+	errFn  api.Function
+	stack  [3]uint64
+	bufPtr uint32
+	bufCap uint32
+	calls  int
+	out    *tail
+	errw   *tail
+	enc    encoder
+}
+
+// newInstance instantiates the version's module and runs _initialize.
+func (v *version) newInstance(ctx context.Context) (*instance, error) {
+	in := &instance{v: v}
+	in.out = &tail{g: v.glog, level: slog.LevelInfo}
+	in.errw = &tail{g: v.glog, level: slog.LevelWarn}
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions("_initialize").
+		WithStdout(in.out).
+		WithStderr(in.errw)
+	// The sandbox is wazero's default: no FS mounts, no args or env, fake
+	// walltime and nanotime, a deterministic random source, sleep no-op.
+	cctx, cancel := in.callCtx(ctx, max(v.deadline*20, 5*time.Second))
+	defer cancel()
+	mod, err := v.rt.r.InstantiateModule(cctx, v.compiled, cfg)
+	if err != nil {
+		return nil, in.fault(ctx, cctx, "instantiate", err)
+	}
+	in.mod = mod
+	in.mem = mod.Memory()
+	in.alloc = mod.ExportedFunction("segd_alloc")
+	in.init = mod.ExportedFunction("segd_init")
+	in.match = mod.ExportedFunction("segd_match")
+	in.errFn = mod.ExportedFunction("segd_error")
+	if in.mem == nil {
+		in.close()
+		return nil, fmt.Errorf("%w: module has no memory", ErrInvalid)
+	}
+	v.plugin.stats.instantiated.Add(1)
+	return in, nil
+}
+
+// callCtx derives the context of one guest call: it carries the instance for
+// the log import and, when interrupts are on, the deadline.
+func (in *instance) callCtx(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx = context.WithValue(ctx, ctxKey{}, in)
+	if in.v.man.Interrupt != nil && *in.v.man.Interrupt {
+		return context.WithTimeout(ctx, d)
+	}
+	return ctx, func() {}
+}
+
+// fault turns an error from a guest call into ErrTimeout, ErrTrap or the
+// caller's context error, attaching the guest's stderr tail.
+func (in *instance) fault(parent, cctx context.Context, op string, err error) error {
+	if perr := parent.Err(); perr != nil {
+		return perr
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded ||
+		exit.ExitCode() == sys.ExitCodeContextCanceled) || errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %s did not finish within %v", ErrTimeout, op, in.v.deadline)
+	}
+	msg := err.Error()
+	if t := in.errw.text(); t != "" {
+		msg += "; guest stderr: " + t
+	}
+	return fmt.Errorf("%w in %s: %s", ErrTrap, op, msg)
+}
+
+// guestError reads the message of segd_error.
+func (in *instance) guestError(ctx context.Context, op string) error {
+	msg := "(no message)"
+	if res, err := in.errFn.Call(ctx); err == nil && len(res) == 1 && res[0] != 0 {
+		p, l := uint32(res[0]>>32), uint32(res[0])
+		if b, ok := in.mem.Read(p, min(l, 4096)); ok {
+			msg = string(b)
+		}
+	}
+	return fmt.Errorf("%w: %s: %s", ErrGuest, op, msg)
+}
+
+// reserve makes sure the guest buffer holds n bytes and returns its address.
+func (in *instance) reserve(ctx context.Context, n uint32) (uint32, error) {
+	if n <= in.bufCap && in.bufPtr != 0 {
+		return in.bufPtr, nil
+	}
+	cctx, cancel := in.callCtx(ctx, in.v.deadline)
+	defer cancel()
+	in.stack[0] = uint64(n)
+	if err := in.alloc.CallWithStack(cctx, in.stack[:]); err != nil {
+		return 0, in.fault(ctx, cctx, "segd_alloc", err)
+	}
+	p := uint32(in.stack[0])
+	if p == 0 || p%8 != 0 || uint64(p)+uint64(n) > uint64(in.mem.Size()) {
+		return 0, fmt.Errorf("%w: segd_alloc(%d) returned %#x, not an 8-aligned region inside the %d-byte memory", ErrTrap, n, p, in.mem.Size())
+	}
+	in.bufPtr, in.bufCap = p, n
+	return p, nil
+}
+
+// initParams calls segd_init with the rule's parameters.
+func (in *instance) initParams(ctx context.Context, params []byte) error {
+	p, err := in.reserve(ctx, uint32(max(len(params), 8)))
+	if err != nil {
+		return err
+	}
+	in.mem.Write(p, params)
+	cctx, cancel := in.callCtx(ctx, max(in.v.deadline*10, time.Second))
+	defer cancel()
+	in.stack[0], in.stack[1] = uint64(p), uint64(len(params))
+	if err := in.init.CallWithStack(cctx, in.stack[:]); err != nil {
+		return in.fault(ctx, cctx, "segd_init", err)
+	}
+	if int32(in.stack[0]) != 0 {
+		return in.guestError(ctx, "segd_init")
+	}
+	return nil
+}
+
+// run judges one encoded batch of n items and sets the matching bits of out
+// at offset start.
+func (in *instance) run(ctx context.Context, batch []byte, n, start int, out []uint64) error {
+	words := (n + 63) / 64
+	bl := align8(len(batch))
+	p, err := in.reserve(ctx, uint32(bl+8*words))
+	if err != nil {
+		return err
+	}
+	view, ok := in.mem.Read(p, uint32(bl+8*words))
+	if !ok {
+		return fmt.Errorf("%w: buffer outside memory", ErrTrap)
+	}
+	copy(view, batch)
+	clear(view[len(batch):])
+	in.calls++
+	cctx, cancel := in.callCtx(ctx, in.v.deadline)
+	defer cancel()
+	in.stack[0], in.stack[1], in.stack[2] = uint64(p), uint64(len(batch)), uint64(p)+uint64(bl)
+	t0 := time.Now()
+	err = in.match.CallWithStack(cctx, in.stack[:])
+	if err != nil {
+		return in.fault(ctx, cctx, "segd_match", err)
+	}
+	if el := time.Since(t0); el > in.v.deadline {
+		// Only reachable with interrupts off: report, do not fail.
+		in.v.plugin.stats.slow.Add(1)
+		in.v.plugin.log.Warn("plugin batch exceeded its deadline (interrupt is off)", "took", el, "deadline", in.v.deadline)
+	}
+	if int32(in.stack[0]) != 0 {
+		return in.guestError(ctx, "segd_match")
+	}
+	// The view may be stale if the guest grew its memory: read again.
+	ans, ok := in.mem.Read(p+uint32(bl), uint32(8*words))
+	if !ok {
+		return fmt.Errorf("%w: answer outside memory", ErrTrap)
+	}
+	for w := 0; w < words; w++ {
+		x := le.Uint64(ans[8*w:])
+		if w == words-1 && n%64 != 0 {
+			x &= 1<<(uint(n)%64) - 1
+		}
+		if start%64 == 0 {
+			out[start/64+w] |= x
+			continue
+		}
+		for x != 0 {
+			b := bits.TrailingZeros64(x)
+			x &= x - 1
+			i := start + 64*w + b
+			out[i>>6] |= 1 << (uint(i) & 63)
+		}
+	}
+	return nil
+}
+
+// worn reports whether the instance should be recycled rather than reused.
+func (in *instance) worn() bool {
+	return in.calls >= in.v.man.RecycleCalls || in.mem.Size() > uint32(in.v.man.RecycleMemoryMiB)<<20
+}
+
+func (in *instance) close() {
+	if in.mod != nil {
+		_ = in.mod.Close(context.Background())
+	}
+}
+
+// pool holds the warm instances of one version for one parameter set.
+type pool struct {
+	v      *version
+	params []byte
+	idle   chan *instance
+	slots  chan struct{} // one token per live instance
+	live   atomic.Int64
+	mu     sync.Mutex
+	closed bool
+}
+
+func newPool(v *version, params []byte) *pool {
+	return &pool{
+		v:      v,
+		params: params,
+		idle:   make(chan *instance, v.man.Instances),
+		slots:  make(chan struct{}, v.man.Instances),
+	}
+}
+
+// prewarm starts the manifest's Prewarm instances (at least one, so that bad
+// parameters are reported at once).
+func (p *pool) prewarm(ctx context.Context) error {
+	for range max(p.v.man.Prewarm, 1) {
+		p.slots <- struct{}{}
+		in, err := p.create(ctx)
+		if err != nil {
+			<-p.slots
+			return err
+		}
+		p.idle <- in
+	}
+	return nil
+}
+
+// create instantiates and initialises one instance; the caller holds a slot.
+func (p *pool) create(ctx context.Context) (*instance, error) {
+	in, err := p.v.newInstance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := in.initParams(ctx, p.params); err != nil {
+		in.close()
+		return nil, err
+	}
+	p.live.Add(1)
+	return in, nil
+}
+
+// get returns an idle instance, starts a new one if the pool has room, or
+// waits for one to come back.
+func (p *pool) get(ctx context.Context) (*instance, error) {
+	select {
+	case in := <-p.idle:
+		return in, nil
+	default:
+	}
+	select {
+	case in := <-p.idle:
+		return in, nil
+	case p.slots <- struct{}{}:
+		in, err := p.create(ctx)
+		if err != nil {
+			<-p.slots
+			return nil, err
+		}
+		return in, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// put returns an instance; a broken, worn or orphaned one is closed instead.
+func (p *pool) put(in *instance, healthy bool) {
+	if healthy && in.worn() {
+		p.v.plugin.stats.recycled.Add(1)
+		healthy = false
+	}
+	p.mu.Lock()
+	if !healthy || p.closed {
+		p.mu.Unlock()
+		in.close()
+		p.live.Add(-1)
+		<-p.slots
+		return
+	}
+	p.idle <- in
+	p.mu.Unlock()
+}
+
+// close closes the idle instances; busy ones are closed when put back.
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	for {
+		select {
+		case in := <-p.idle:
+			in.close()
+			p.live.Add(-1)
+			<-p.slots
+		default:
+			return
+		}
+	}
+}
