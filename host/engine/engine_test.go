@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sort"
 	"testing"
 	"time"
 	_ "time/tzdata"
 
 	"github.com/segd/segd/bus"
+	"github.com/segd/segd/host/internal/reference"
 	"github.com/segd/segd/rules"
 )
 
@@ -190,57 +190,6 @@ segments:
     profile: city == nil
 `
 
-type refEvent struct {
-	rules.Event
-	accepted bool
-}
-
-type reference struct {
-	loc      *time.Location
-	segs     []*rules.Segment
-	events   []refEvent
-	profiles map[string]map[string]any
-	users    map[string]bool
-}
-
-func (r *reference) members(seg *rules.Segment, now time.Time) []string {
-	today := dayOf(now.UnixMilli(), r.loc)
-	var out []string
-	for user := range r.users {
-		var in bool
-		if d := seg.Did; d != nil {
-			n := 0
-			for _, ev := range r.events {
-				if !ev.accepted || ev.User != user || !slices.Contains(d.Events, ev.Name) {
-					continue
-				}
-				day := dayOf(ev.Time, r.loc)
-				if day > today || day <= today-dayIndex(d.Window.Days) {
-					continue
-				}
-				if d.Where != nil {
-					bits := rules.NewBits(1)
-					_ = d.Where.MatchEvents(context.Background(), []rules.Event{ev.Event}, bits)
-					if !bits.Has(0) {
-						continue
-					}
-				}
-				n++
-			}
-			in = d.Count.Holds(float64(n))
-		} else {
-			bits := rules.NewBits(1)
-			_ = seg.Profile.Predicate.MatchProfiles(context.Background(), []rules.Profile{{User: user, Attrs: r.profiles[user]}}, bits)
-			in = bits.Has(0)
-		}
-		if in {
-			out = append(out, user)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 func TestRandomizedAgainstReference(t *testing.T) {
 	t.Parallel()
 	for _, zone := range []string{"UTC", "Asia/Shanghai", "America/New_York"} {
@@ -264,9 +213,11 @@ func runRandomized(t *testing.T, loc *time.Location, seed uint64) {
 	now := time.Date(2026, 10, 25, 22, 0, 0, 0, loc)
 	clock := NewManualClock(now)
 	e := startEngine(t, randomRules, loc, clock)
-	ref := &reference{loc: loc, segs: nil, profiles: map[string]map[string]any{}, users: map[string]bool{}}
-	segs, _ := rules.Compile([]rules.File{{Name: "ref.yaml", Data: []byte(randomRules)}}, rules.Options{})
-	ref.segs = segs
+	ref := reference.New(loc, DefaultMaxFutureSkew)
+	segs, err := rules.Compile([]rules.File{{Name: "ref.yaml", Data: []byte(randomRules)}}, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	names := []string{"checkout", "pay", "page_view", "search", "other"}
 	terms := []string{"shoes", "bags", "hats"}
@@ -304,8 +255,6 @@ func runRandomized(t *testing.T, loc *time.Location, seed uint64) {
 					ev.Props = map[string]any{"term": terms[rng.IntN(len(terms))]}
 				}
 				b.Events = append(b.Events, ev)
-				ref.events = append(ref.events, refEvent{Event: ev, accepted: at.Sub(now) <= DefaultMaxFutureSkew})
-				ref.users[user] = true
 			}
 			for range rng.IntN(8) {
 				user := fmt.Sprintf("u%d", rng.IntN(40))
@@ -318,25 +267,13 @@ func runRandomized(t *testing.T, loc *time.Location, seed uint64) {
 					attrs["city"] = []any{"Paris", nil}[rng.IntN(2)]
 				}
 				b.Profiles = append(b.Profiles, rules.ProfileUpdate{User: user, Attrs: attrs})
-				ref.users[user] = true
-				p := ref.profiles[user]
-				if p == nil {
-					p = map[string]any{}
-					ref.profiles[user] = p
-				}
-				for k, v := range attrs {
-					if v == nil {
-						delete(p, k)
-					} else {
-						p[k] = v
-					}
-				}
 			}
 			seq++
 			apply(t, e, seq, b)
+			ref.Apply(b, now)
 		}
-		for _, s := range ref.segs {
-			want := ref.members(s, now)
+		for _, s := range segs {
+			want := ref.Members(s, now)
 			got := members(t, e, s.ID)
 			if !slices.Equal(got, want) {
 				t.Fatalf("step %d at %s: segment %s\n got %v\nwant %v", step, now.Format(time.RFC3339), s.ID, got, want)
@@ -345,7 +282,7 @@ func runRandomized(t *testing.T, loc *time.Location, seed uint64) {
 		}
 	}
 	// The generator must exercise every rule, or the comparison proves little.
-	for _, s := range ref.segs {
+	for _, s := range segs {
 		if !nonEmpty[s.ID] {
 			t.Errorf("segment %s was empty at every checkpoint", s.ID)
 		}
