@@ -41,6 +41,20 @@ func DecodeBatch(data []byte, defaultTime int64) (rules.Batch, error) {
 	}
 	switch trimmed[0] {
 	case '[':
+		// Fast path: one strict decode of the whole array. Only when some
+		// item is malformed does it fall back to decoding item by item,
+		// which keeps the good items.
+		var whole []wireItem
+		dec := json.NewDecoder(bytes.NewReader(trimmed))
+		dec.DisallowUnknownFields()
+		if dec.Decode(&whole) == nil && !dec.More() {
+			for i := range whole {
+				if err := appendDecoded(&b, &whole[i], defaultTime); err != nil {
+					countInvalid(&b, i, err)
+				}
+			}
+			return b, nil
+		}
 		var items []json.RawMessage
 		if err := json.Unmarshal(trimmed, &items); err != nil {
 			return b, fmt.Errorf("%w: malformed JSON array: %v", ErrNotBatch, err)
@@ -72,21 +86,29 @@ func firstRune(b []byte) string {
 
 // decodeItem appends item i to b, or counts it as invalid.
 func decodeItem(b *rules.Batch, i int, raw []byte, defaultTime int64) {
-	if err := appendItem(b, raw, defaultTime); err != nil {
-		b.Invalid++
-		if b.FirstInvalid == "" {
-			b.FirstInvalid = fmt.Sprintf("item %d: %v", i, err)
-		}
-	}
-}
-
-func appendItem(b *rules.Batch, raw []byte, defaultTime int64) error {
 	var it wireItem
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&it); err != nil {
-		return fmt.Errorf("not a valid item: %v", err)
+	err := dec.Decode(&it)
+	if err != nil {
+		err = fmt.Errorf("not a valid item: %v", err)
+	} else {
+		err = appendDecoded(b, &it, defaultTime)
 	}
+	if err != nil {
+		countInvalid(b, i, err)
+	}
+}
+
+func countInvalid(b *rules.Batch, i int, err error) {
+	b.Invalid++
+	if b.FirstInvalid == "" {
+		b.FirstInvalid = fmt.Sprintf("item %d: %v", i, err)
+	}
+}
+
+// appendDecoded validates a decoded item and appends it to b.
+func appendDecoded(b *rules.Batch, it *wireItem, defaultTime int64) error {
 	user, err := decodeUser(it.User)
 	if err != nil {
 		return err
