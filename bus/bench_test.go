@@ -1,0 +1,125 @@
+package bus
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/segd/segd/bus/api"
+)
+
+// runClients sends b.N requests from `clients` goroutines, each on its own
+// connection and one request at a time, and reports latency percentiles.
+func runClients(b *testing.B, e *Embedded, clients int, subject string, body []byte, check func(*nats.Msg) error) {
+	b.Helper()
+	conns := make([]*nats.Conn, clients)
+	for i := range conns {
+		nc, err := e.Connect()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		conns[i] = nc
+	}
+	lat := make([][]time.Duration, clients)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for i, nc := range conns {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				start := time.Now()
+				msg, err := nc.Request(subject, body, 5*time.Second)
+				lat[i] = append(lat[i], time.Since(start))
+				if err == nil {
+					err = check(msg)
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return
+	}
+	pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Nanoseconds()) / 1000 }
+	b.ReportMetric(pct(0.50), "p50-µs")
+	b.ReportMetric(pct(0.99), "p99-µs")
+	b.ReportMetric(float64(len(all))/b.Elapsed().Seconds(), "req/s")
+}
+
+var clientCounts = []int{1, 4, 16}
+
+func memberCheckReply(msg *nats.Msg) error {
+	if string(msg.Data) != `{"member":true}` {
+		return fmt.Errorf("reply %s %v", msg.Data, msg.Header)
+	}
+	return nil
+}
+
+// BenchmarkMemberCheck measures member.check end to end (in-process
+// connections), with the worker pool and answering inline on micro's
+// goroutine, against a Membership that answers at once ("fast") or spends
+// 50µs of CPU ("slow", like a lookup waiting on an index lock).
+func BenchmarkMemberCheck(b *testing.B) {
+	body := []byte(`{"user":"u1","segment":"vip"}`)
+	for _, lookup := range []string{"fast", "slow"} {
+		for _, mode := range []string{"pool", "inline"} {
+			for _, clients := range clientCounts {
+				b.Run(fmt.Sprintf("%s/%s/clients=%d", lookup, mode, clients), func(b *testing.B) {
+					m := newMapMembership()
+					if lookup == "slow" {
+						m.onCheck = func() error { spin(50 * time.Microsecond); return nil }
+					}
+					opts := ServiceOptions{}
+					if mode == "inline" {
+						opts.Workers = -1
+					}
+					e, _, _ := serviceEnv(b, m, opts)
+					runClients(b, e, clients, api.SubjectMemberCheck, body, memberCheckReply)
+				})
+			}
+		}
+	}
+}
+
+func spin(d time.Duration) {
+	for start := time.Now(); time.Since(start) < d; {
+	}
+}
+
+// BenchmarkEchoBaseline is the floor: a bare core NATS request-reply echo
+// on the same kind of server, with no micro, JSON or pool.
+func BenchmarkEchoBaseline(b *testing.B) {
+	for _, clients := range clientCounts {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			e := startTestServer(b)
+			nc, err := e.Connect()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			reply := []byte(`{"member":true}`)
+			sub, err := nc.QueueSubscribe("bench.echo", "q", func(m *nats.Msg) { _ = m.Respond(reply) })
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			if err := nc.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			runClients(b, e, clients, "bench.echo", []byte(`{"user":"u1","segment":"vip"}`), memberCheckReply)
+		})
+	}
+}
