@@ -178,7 +178,8 @@ var endpointDefs = []endpointDef{
 	},
 }
 
-// StartService registers the segd micro service on nc. Its endpoints live
+// StartService registers the segd micro service on nc and returns once
+// the server routes requests to it. Its endpoints live
 // under api.Group (see the api package for subjects and JSON types); every
 // endpoint's metadata carries a description and request and reply examples,
 // which `nats micro info segd` shows.
@@ -245,6 +246,12 @@ func StartService(nc *nats.Conn, m Membership, opts ServiceOptions) (*Service, e
 			s.stopWorkers()
 			return nil, fmt.Errorf("segd service: endpoint %s: %w", d.name, err)
 		}
+	}
+	// Once StartService returns, requests from other connections must find
+	// the endpoints: wait until the server has processed the subscriptions.
+	if err := nc.Flush(); err != nil {
+		_ = s.Stop()
+		return nil, fmt.Errorf("segd service: %w", err)
 	}
 	return s, nil
 }
@@ -339,9 +346,14 @@ func (s *Service) respond(j job, reply any, err error, code string) {
 func (s *Service) Micro() micro.Service { return s.svc }
 
 // Stop unregisters the service, answers the requests already accepted and
-// waits for the workers to finish.
+// waits for the workers to finish. Call it before closing the connection.
 func (s *Service) Stop() error {
 	err := s.svc.Stop()
+	// Like StartService, return only once the server knows: no request
+	// sent after Stop reaches this instance.
+	if ferr := s.nc.Flush(); err == nil && ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
+		err = ferr
+	}
 	s.stopWorkers()
 	return err
 }
