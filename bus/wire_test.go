@@ -112,7 +112,18 @@ func TestDecodeBatch(t *testing.T) {
 			name:         "props without an event",
 			in:           `[{"user":"u","props":{"a":1},"profile":{"b":2}}]`,
 			invalid:      1,
-			firstInvalid: []string{`"props" and "time" belong to an event`},
+			firstInvalid: []string{`"props" belong to an event`},
+		},
+		{
+			name:     "a profile update may carry its time",
+			in:       `[{"user":"u","time":"2026-11-28T10:15:00+08:00","profile":{"b":2}}]`,
+			profiles: []rules.ProfileUpdate{{User: "u", Attrs: map[string]any{"b": 2.0}}},
+		},
+		{
+			name:         "a profile update's time must parse",
+			in:           `[{"user":"u","time":"noon","profile":{"b":2}}]`,
+			invalid:      1,
+			firstInvalid: []string{`"time": cannot parse "noon"`},
 		},
 		{
 			name:         "NDJSON line numbers count from zero",

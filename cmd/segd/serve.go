@@ -85,13 +85,20 @@ func printWelcome(cmd *cobra.Command, srv *host.Server, cfg host.Config) {
 		len(srv.Engine().Segments()), strings.Join(cfg.RulePaths, ", "), srv.DataDir())
 	if url == "" {
 		fmt.Fprintln(w, "NATS: embedded, in-process only (--no-listen)")
-	} else {
-		fmt.Fprintf(w, "NATS: %s\n\nTry, from another terminal:\n", url)
-		fmt.Fprintf(w, "  nats --server %s req segd.v1.segment.list ''\n", url)
-		fmt.Fprintf(w, "  nats --server %s req segd.v1.member.check '{\"user\":\"%s\",\"segment\":\"frequent_checkout\"}'\n", url, shop.UserID(1))
-		fmt.Fprintf(w, "  go run ./cmd/segd segment ls --nats %s\n", url)
-		fmt.Fprintf(w, "  go run ./cmd/segd member segments %s --nats %s\n", shop.UserID(1), url)
+		fmt.Fprintln(w, "\nCtrl-C stops segd.")
+		return
 	}
+	// natscli and segd both default to nats://127.0.0.1:4222.
+	natsFlag, segdFlag := "", ""
+	if url != "nats://127.0.0.1:4222" {
+		natsFlag, segdFlag = " --server "+url, " --nats "+url
+	}
+	self := os.Args[0]
+	fmt.Fprintf(w, "NATS: %s\n\nTry, from another terminal:\n", url)
+	fmt.Fprintf(w, "  %s segment ls%s\n", self, segdFlag)
+	fmt.Fprintf(w, "  %s member segments %s%s\n", self, shop.UserID(1), segdFlag)
+	fmt.Fprintf(w, "  nats%s req segd.v1.member.check '{\"user\":\"%s\",\"segment\":\"vip\"}'\n", natsFlag, shop.UserID(1))
+	fmt.Fprintf(w, "  nats%s micro info segd\n", natsFlag)
 	fmt.Fprintln(w, "\nCtrl-C stops segd.")
 }
 
