@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/bits"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,10 +105,18 @@ func (in *instance) fault(parent, cctx context.Context, op string, err error) er
 		exit.ExitCode() == sys.ExitCodeContextCanceled) || errors.Is(cctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %s did not finish within %v", ErrTimeout, op, in.v.deadline)
 	}
-	msg := err.Error()
-	if t := in.errw.text(); t != "" {
-		msg += "; guest stderr: " + t
+	// wazero's message starts with the trap ("wasm error: unreachable"),
+	// followed by a stack trace; the guest's stderr (a Go panic or fatal
+	// error) says why. The error keeps the first line of each; the log gets
+	// everything.
+	full := err.Error()
+	msg, _, _ := strings.Cut(full, "\n")
+	stderr := in.errw.text()
+	if stderr != "" {
+		head, _, _ := strings.Cut(stderr, "\n\n")
+		msg += "; guest stderr: " + strings.ReplaceAll(head, "\n", " ")
 	}
+	in.v.plugin.log.Debug("plugin fault details", "op", op, "err", full, "stderr", stderr)
 	return fmt.Errorf("%w in %s: %s", ErrTrap, op, msg)
 }
 
@@ -177,6 +186,7 @@ func (in *instance) run(ctx context.Context, batch []byte, n, start int, out []u
 	copy(view, batch)
 	clear(view[len(batch):])
 	in.calls++
+	in.errw.reset()
 	cctx, cancel := in.callCtx(ctx, in.v.deadline)
 	defer cancel()
 	in.stack[0], in.stack[1], in.stack[2] = uint64(p), uint64(len(batch)), uint64(p)+uint64(bl)

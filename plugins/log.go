@@ -55,8 +55,10 @@ func (g *guestLogger) logLine(level slog.Level, msg string) {
 	g.log.Log(context.Background(), level, msg)
 }
 
-// tail is a guest's stdout or stderr: it keeps the last tailSize bytes for
-// fault reports and forwards complete lines to the plugin's log.
+// tail is a guest's stdout or stderr: it keeps the first tailSize bytes
+// written since the last reset (where a Go panic or fatal error puts its
+// message) for fault reports, and forwards complete lines to the plugin's
+// log.
 type tail struct {
 	g     *guestLogger
 	level slog.Level
@@ -67,9 +69,8 @@ type tail struct {
 const tailSize = 1024
 
 func (t *tail) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > 2*tailSize {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailSize:]...)
+	if room := tailSize - len(t.buf); room > 0 {
+		t.buf = append(t.buf, p[:min(room, len(p))]...)
 	}
 	for _, c := range p {
 		if c == '\n' {
@@ -86,13 +87,9 @@ func (t *tail) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// text returns the kept tail, trimmed.
+// text returns the kept text, trimmed.
 func (t *tail) text() string {
-	b := t.buf
-	if len(b) > tailSize {
-		b = b[len(b)-tailSize:]
-	}
-	return strings.TrimSpace(strings.ToValidUTF8(string(b), "\uFFFD"))
+	return strings.TrimSpace(strings.ToValidUTF8(string(t.buf), "\uFFFD"))
 }
 
 func (t *tail) reset() { t.buf = t.buf[:0]; t.line = t.line[:0] }

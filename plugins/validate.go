@@ -194,6 +194,7 @@ func checkExports(cm wazero.CompiledModule) error {
 		return fmt.Errorf("%w: missing export \"memory\" (the module's linear memory)", ErrInvalid)
 	}
 	fns := cm.ExportedFunctions()
+	var problems []string
 	var missing []string
 	for _, want := range requiredExports {
 		def, ok := fns[want.name]
@@ -202,13 +203,16 @@ func checkExports(cm wazero.CompiledModule) error {
 			continue
 		}
 		if !sameTypes(def.ParamTypes(), want.params) || !sameTypes(def.ResultTypes(), want.results) {
-			return fmt.Errorf("%w: export %s has signature %s, want %s", ErrInvalid, want.name,
-				sig(def.ParamTypes(), def.ResultTypes()), sig(want.params, want.results))
+			problems = append(problems, fmt.Sprintf("export %s has signature %s, want %s", want.name,
+				sig(def.ParamTypes(), def.ResultTypes()), sig(want.params, want.results)))
 		}
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		return fmt.Errorf("%w: missing export(s) %s required by ABI v%d (see sdk/ABI.md)", ErrInvalid, strings.Join(missing, ", "), abiMajor)
+		problems = append([]string{fmt.Sprintf("missing export(s) %s", strings.Join(missing, ", "))}, problems...)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s (ABI v%d, see sdk/ABI.md)", ErrInvalid, strings.Join(problems, "; "), abiMajor)
 	}
 	return nil
 }

@@ -4,7 +4,13 @@ package main
 
 import "github.com/segd/segd/sdk"
 
-var min float64
+var (
+	min float64
+	// op is "gt" (amount > min) or "ge" (>=), set with -ldflags=-X main.op=ge
+	// to build a second version of the plugin.
+	op = "gt"
+	ge bool
+)
 
 func init() {
 	sdk.OnInit(func() error {
@@ -12,10 +18,13 @@ func init() {
 			Min float64 `json:"min"`
 		}
 		err := sdk.Params(&p)
-		min = p.Min
+		min, ge = p.Min, op == "ge"
 		return err
 	})
-	sdk.HandleEvents(func(e sdk.Event) bool { return e.Num("amount") > min })
+	sdk.HandleEvents(func(e sdk.Event) bool {
+		a := e.Num("amount")
+		return a > min || ge && a == min
+	})
 	sdk.HandleProfiles(func(p sdk.Profile) bool { return p.Num("amount") > min })
 }
 
