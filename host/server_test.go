@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/bus/client"
 	"github.com/segd/segd/host/engine"
@@ -297,5 +298,45 @@ func TestStartErrors(t *testing.T) {
 	_, err = Start(context.Background(), Config{DataDir: dir, NoListen: true, RulePaths: []string{filepath.Join(dir, "missing")}})
 	if err == nil || !contains(err.Error(), "missing") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestServeOnExternalNATS runs segd against a NATS server it did not start,
+// as `segd serve --nats URL` does.
+func TestServeOnExternalNATS(t *testing.T) {
+	t.Parallel()
+	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(testRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	srv, err := Start(context.Background(), Config{NATSURL: ns.ClientURL(), DataDir: t.TempDir(), RulePaths: []string{rulesFile},
+		Clock: engine.NewManualClock(now), Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	if srv.ClientURL() != ns.ClientURL() {
+		t.Fatalf("ClientURL = %q, want %q", srv.ClientURL(), ns.ClientURL())
+	}
+	ts := &testServer{srv: srv, clock: engine.NewManualClock(now)}
+	if ts.nc, err = nats.Connect(ns.ClientURL()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ts.nc.Close)
+	ts.js, _ = jetstream.New(ts.nc)
+	ts.client = client.New(ts.nc)
+	ts.publish(t, rules.Batch{Profiles: []rules.ProfileUpdate{{User: "u-1", Attrs: map[string]any{"age": 20.0, "gender": "male"}}}}, "p1")
+	if in, err := ts.client.IsMember(context.Background(), "u-1", "young_men"); err != nil || !in {
+		t.Fatalf("u-1 in young_men = %v, %v", in, err)
+	}
+	_, err = Start(context.Background(), Config{NATSURL: "nats://127.0.0.1:1", RulePaths: []string{rulesFile}})
+	if err == nil || !contains(err.Error(), "connect to NATS at nats://127.0.0.1:1") {
+		t.Fatalf("unreachable NATS: err = %v", err)
 	}
 }
