@@ -70,17 +70,21 @@ func memberCheckReply(msg *nats.Msg) error {
 
 // BenchmarkMemberCheck measures member.check end to end (in-process
 // connections), with the worker pool and answering inline on micro's
-// goroutine, against a Membership that answers at once ("fast") or spends
-// 50µs of CPU ("slow", like a lookup waiting on an index lock).
+// goroutine, against a Membership that answers at once ("fast"), spends
+// 50µs of CPU ("slow", a big lookup) or waits 100µs without CPU ("blocked",
+// like a lookup waiting for the partition's read lock).
 func BenchmarkMemberCheck(b *testing.B) {
 	body := []byte(`{"user":"u1","segment":"vip"}`)
-	for _, lookup := range []string{"fast", "slow"} {
+	for _, lookup := range []string{"fast", "slow", "blocked"} {
 		for _, mode := range []string{"pool", "inline"} {
 			for _, clients := range clientCounts {
 				b.Run(fmt.Sprintf("%s/%s/clients=%d", lookup, mode, clients), func(b *testing.B) {
 					m := newMapMembership()
-					if lookup == "slow" {
+					switch lookup {
+					case "slow":
 						m.onCheck = func() error { spin(50 * time.Microsecond); return nil }
+					case "blocked":
+						m.onCheck = func() error { time.Sleep(100 * time.Microsecond); return nil }
 					}
 					opts := ServiceOptions{}
 					if mode == "inline" {
