@@ -23,8 +23,20 @@ type IngestMessage struct {
 	Time int64
 	// Batch is the decoded content, valid when Err is nil.
 	Batch rules.Batch
+	// Upload, when set, replaces or extends a static segment's members
+	// instead of carrying a batch: uploads travel through the events stream
+	// so that a replay rebuilds static segments too.
+	Upload *StaticUpload
 	// Err is non-nil (wrapping ErrNotBatch) when the message is not a batch.
 	Err error
+}
+
+// StaticUpload sets the members of a static segment (one with no rule).
+type StaticUpload struct {
+	Segment string
+	Users   []string
+	// Replace makes Users the whole membership; otherwise they are added.
+	Replace bool
 }
 
 // Ingester applies consumed messages. Apply returns once the message has been

@@ -129,7 +129,7 @@ var endpointDefs = []endpointDef{
 		name: "segment_list", subject: "segment.list",
 		description: "Every segment with its kind, size and status, ordered by id. The request may be empty.",
 		request:     `{}`,
-		reply:       `{"segments":[{"id":"vip","kind":"rule","size":1234,"status":"active"}]}`,
+		reply:       `{"segments":[{"id":"vip","kind":"attribute","size":1234,"status":"active"}]}`,
 		parse: func(m Membership, data []byte) (func() (any, error), *api.ErrorDetail) {
 			var r struct{}
 			if bad := decodeRequest(data, &r, true); bad != nil {

@@ -10,6 +10,7 @@ import (
 const (
 	KindBehavioral = "behavioral"
 	KindAttribute  = "attribute"
+	KindStatic     = "static"
 )
 
 // Segment is a compiled segment definition: an id and exactly one condition.
@@ -22,15 +23,20 @@ type Segment struct {
 	File string
 	Line int
 
-	// Did is set for behavioral segments, Profile for attribute segments.
+	// Did is set for behavioral segments, Profile for attribute segments;
+	// Static segments have no rule: their members are uploaded.
 	Did     *Did
 	Profile *ProfileCondition
+	Static  bool
 }
 
-// Kind reports KindBehavioral or KindAttribute.
+// Kind reports KindBehavioral, KindAttribute or KindStatic.
 func (s *Segment) Kind() string {
-	if s.Did != nil {
+	switch {
+	case s.Did != nil:
 		return KindBehavioral
+	case s.Static:
+		return KindStatic
 	}
 	return KindAttribute
 }

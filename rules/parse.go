@@ -173,13 +173,19 @@ func (p *parser) parseSegment(n *yaml.Node) *Segment {
 		case "profile":
 			conditions = append(conditions, k.Value)
 			s.Profile = p.parseProfile(v, s.ID)
+		case "static":
+			conditions = append(conditions, k.Value)
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Value != "true" {
+				p.fail(v, s.ID, "static", "want true (a segment whose members are uploaded), got %s", describe(v))
+			}
+			s.Static = true
 		default:
-			p.fail(k, s.ID, "", "unknown field %q (known: id, description, did, profile)", k.Value)
+			p.fail(k, s.ID, "", "unknown field %q (known: id, description, did, profile, static)", k.Value)
 		}
 	}
 	switch len(conditions) {
 	case 0:
-		p.fail(n, s.ID, "", "needs a condition: did or profile")
+		p.fail(n, s.ID, "", "needs a condition: did, profile, or static: true")
 	case 1:
 	default:
 		p.fail(n, s.ID, "", "has %s; a segment has exactly one condition", strings.Join(conditions, " and "))

@@ -103,7 +103,7 @@ func TestCompileErrors(t *testing.T) {
 			[]string{`400d is longer than the 90d of history segd keeps`}},
 		{"bad count", "id: x\ndid: {event: pay, last: 7d, count: lots}\n",
 			[]string{`did.count: want a comparison`}},
-		{"no condition", "id: x\n", []string{`segment "x": needs a condition: did or profile`}},
+		{"no condition", "id: x\n", []string{`segment "x": needs a condition: did, profile, or static: true`}},
 		{"two conditions", "id: x\nprofile: a\ndid: {event: pay, last: 7d}\n", []string{`has profile and did`}},
 		{"bad id", "id: x y\nprofile: a\n", []string{`id: "x y" is not a valid id`}},
 		{"missing id", "profile: a\n", []string{`id: is missing`}},

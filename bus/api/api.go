@@ -87,6 +87,10 @@ type StatusReply struct {
 	// InvalidItems counts skipped items; FirstInvalid describes the first.
 	InvalidItems uint64 `json:"invalid_items"`
 	FirstInvalid string `json:"first_invalid,omitempty"`
+	// Uploads counts static segment uploads applied; RejectedUploads those
+	// for a segment that was not static when they were applied.
+	Uploads         uint64 `json:"uploads"`
+	RejectedUploads uint64 `json:"rejected_uploads,omitempty"`
 	// TooNew counts events rejected for being further ahead of the clock
 	// than the allowed skew.
 	TooNew uint64 `json:"too_new"`

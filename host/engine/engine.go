@@ -31,6 +31,19 @@ type Config struct {
 	TickInterval time.Duration
 	// Logger receives warnings; nil discards them.
 	Logger *slog.Logger
+	// OnChanges, if set, receives every step's membership changes in the
+	// order they happened, on the writer goroutine once readers can see
+	// them. It must not block for long: ingest waits for it.
+	OnChanges func([]Change)
+	// Observer, if set, sees every accepted event with its dense user id,
+	// on the writer goroutine (the analysis index uses it).
+	Observer EventObserver
+}
+
+// EventObserver receives the accepted events of each batch. users[i] is the
+// dense id of events[i].User. The slices are reused after the call.
+type EventObserver interface {
+	ObserveEvents(events []rules.Event, users []uint32)
 }
 
 // DefaultMaxFutureSkew is how far ahead of the clock an event may be:
@@ -40,12 +53,14 @@ const DefaultMaxFutureSkew = 5 * time.Minute
 // Engine keeps every segment current. Apply and Tick are served by Run, one
 // at a time; the read methods are safe from any goroutine while Run works.
 type Engine struct {
-	loc    *time.Location
-	clock  Clock
-	skew   time.Duration
-	tick   time.Duration
-	logger *slog.Logger
-	cmds   chan command
+	loc       *time.Location
+	clock     Clock
+	skew      time.Duration
+	tick      time.Duration
+	logger    *slog.Logger
+	cmds      chan command
+	onChanges func([]Change)
+	observer  EventObserver
 
 	// Owned by the writer (Run).
 	today    dayIndex
@@ -67,8 +82,8 @@ type Engine struct {
 
 // segmentState is one segment's published membership.
 type segmentState struct {
-	seg     *rules.Segment
-	members *roaring.Bitmap
+	seg *rules.Segment
+	membership
 	// failure is the latest error of the segment's predicate as a whole
 	// (a plugin that failed a batch): the segment is then incomplete.
 	failure string
@@ -82,15 +97,17 @@ type command struct {
 // New builds an engine for the segments. Call Run to start it.
 func New(cfg Config) *Engine {
 	e := &Engine{
-		loc:    cfg.Location,
-		clock:  cfg.Clock,
-		skew:   cfg.MaxFutureSkew,
-		tick:   cfg.TickInterval,
-		logger: cfg.Logger,
-		cmds:   make(chan command),
-		route:  map[string][]*didState{},
-		users:  newDictionary(),
-		byID:   map[string]*segmentState{},
+		loc:       cfg.Location,
+		clock:     cfg.Clock,
+		skew:      cfg.MaxFutureSkew,
+		tick:      cfg.TickInterval,
+		logger:    cfg.Logger,
+		cmds:      make(chan command),
+		onChanges: cfg.OnChanges,
+		observer:  cfg.Observer,
+		route:     map[string][]*didState{},
+		users:     newDictionary(),
+		byID:      map[string]*segmentState{},
 	}
 	if e.loc == nil {
 		e.loc = time.UTC
@@ -110,7 +127,7 @@ func New(cfg Config) *Engine {
 	e.days.loc = e.loc
 	e.today = dayOf(e.clock.Now().UnixMilli(), e.loc)
 	for _, s := range cfg.Segments {
-		st := &segmentState{seg: s, members: roaring.New()}
+		st := &segmentState{seg: s, membership: membership{members: roaring.New()}}
 		e.segments = append(e.segments, st)
 		e.byID[s.ID] = st
 		switch {
@@ -205,17 +222,34 @@ func (c changeSet) set(s *segmentState, user uint32, member bool) {
 // s.members.Contains without the lock in set is safe: only this goroutine
 // writes the bitmaps.
 func (e *Engine) publish(changes changeSet, update func(*api.StatusReply)) {
+	now := e.clock.Now()
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	for s, d := range changes {
-		s.members.AddMany(d.enter)
-		for _, u := range d.exit {
-			s.members.Remove(u)
+	for _, s := range e.segments { // in id order, so that OnChanges sees a stable order
+		if d := changes[s]; d != nil {
+			s.apply(d.enter, d.exit, now, e.today)
 		}
 	}
 	update(&e.stats)
 	e.stats.Users = uint64(len(e.profiles))
-	e.stats.Clock = e.clock.Now().In(e.loc).Format(time.RFC3339)
+	e.stats.Clock = now.In(e.loc).Format(time.RFC3339)
+	e.mu.Unlock()
+	if e.onChanges == nil || len(changes) == 0 {
+		return
+	}
+	var out []Change
+	for _, s := range e.segments {
+		d := changes[s]
+		if d == nil {
+			continue
+		}
+		for _, u := range d.enter {
+			out = append(out, Change{Segment: s.seg.ID, User: e.users.names[u], Enter: true, Time: now})
+		}
+		for _, u := range d.exit {
+			out = append(out, Change{Segment: s.seg.ID, User: e.users.names[u], Time: now})
+		}
+	}
+	e.onChanges(out)
 }
 
 func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
@@ -237,6 +271,10 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 	b := &msg.Batch
 	var tooNew uint64
 	fresh := roaring.New() // users seen for the first time
+	var uploaded uint64
+	if msg.Upload != nil {
+		uploaded = e.upload(msg, fresh, changes)
+	}
 
 	// Users of events and of profile updates, interned in one pass each.
 	names := make([]string, 0, len(b.Events))
@@ -297,6 +335,9 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 	for _, d := range e.did {
 		d.ingest(ctx, e, b.Events, eventUsers, days, byName, changes)
 	}
+	if e.observer != nil {
+		e.observe(b.Events, eventUsers, accepted)
+	}
 	// Users new to the universe are judged by every rule that can hold for
 	// a user with no events (count < 3, say).
 	for _, d := range e.did {
@@ -314,6 +355,7 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 
 	e.lastSeq = max(e.lastSeq, msg.Seq)
 	e.publish(changes, func(s *api.StatusReply) {
+		s.Uploads += uploaded
 		s.Batches++
 		s.Events += uint64(len(b.Events)) - tooNew
 		s.Profiles += uint64(len(b.Profiles))
@@ -343,6 +385,52 @@ func (e *Engine) advanceClock() {
 		d.rollover(from, today, changes)
 	}
 	e.publish(changes, func(*api.StatusReply) {})
+}
+
+// upload applies a static segment upload; it returns 1 when applied. An
+// upload for a segment that is not static is logged and counted, not
+// retried: the service checks before publishing, so only a rule change
+// between publishing and applying gets here.
+func (e *Engine) upload(msg *bus.IngestMessage, fresh *roaring.Bitmap, changes changeSet) uint64 {
+	up := msg.Upload
+	s, ok := e.byID[up.Segment]
+	if !ok || !s.seg.Static {
+		e.logger.Warn("ignored an upload for a segment that is not static", "seq", msg.Seq, "segment", up.Segment)
+		e.publish(nil, func(st *api.StatusReply) { st.RejectedUploads++ })
+		return 0
+	}
+	ids := make([]uint32, len(up.Users))
+	e.users.intern(up.Users, ids, func(id uint32) { fresh.Add(id) })
+	for len(e.profiles) < e.users.size() {
+		e.profiles = append(e.profiles, nil)
+	}
+	next := roaring.BitmapOf(ids...)
+	if up.Replace {
+		it := s.members.Iterator()
+		for it.HasNext() {
+			if u := it.Next(); !next.Contains(u) {
+				changes.set(s, u, false)
+			}
+		}
+	}
+	it := next.Iterator()
+	for it.HasNext() {
+		changes.set(s, it.Next(), true)
+	}
+	return 1
+}
+
+// observe hands the accepted events to the observer.
+func (e *Engine) observe(events []rules.Event, users []uint32, accepted []bool) {
+	evs := make([]rules.Event, 0, len(events))
+	ids := make([]uint32, 0, len(events))
+	for i := range events {
+		if accepted[i] {
+			evs = append(evs, events[i])
+			ids = append(ids, users[i])
+		}
+	}
+	e.observer.ObserveEvents(evs, ids)
 }
 
 // unknownSegmentError is the 404 of an unknown segment: it is
@@ -433,9 +521,10 @@ func (e *Engine) Segments() []api.SegmentInfo {
 			info.Status, info.Error = "failed", s.failure
 		}
 		var pred any
-		if s.seg.Did != nil {
+		switch {
+		case s.seg.Did != nil:
 			pred = s.seg.Did.Where
-		} else {
+		case s.seg.Profile != nil:
 			pred = s.seg.Profile.Predicate
 		}
 		if st, ok := pred.(rules.EvalStats); ok {
