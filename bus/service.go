@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,30 @@ type ServiceOptions struct {
 	// QueueGroup overrides micro's default queue group "q"; instances
 	// sharing it split the requests.
 	QueueGroup string
+	// Endpoints are served beside the membership endpoints, on the same
+	// worker pool (the analysis endpoints come this way).
+	Endpoints []Endpoint
+}
+
+// Endpoint is an extra endpoint of the service, in group segd.v1. Parse
+// runs on micro's goroutine and validates the request into work, or into a
+// 400 that names the field; the work runs on a worker and returns the reply
+// to encode as JSON, or an error (wrapping ErrNotFound for a 404; others
+// are 500).
+type Endpoint struct {
+	// Name is the micro endpoint name ([A-Za-z0-9_-]); Subject the full
+	// subject, e.g. "segd.v1.analysis.funnel".
+	Name, Subject string
+	// Description, Request and Reply document it in the endpoint metadata.
+	Description, Request, Reply string
+	Parse                       func(data []byte) (work func() (any, error), bad *api.ErrorDetail)
+}
+
+func (e Endpoint) def() endpointDef {
+	return endpointDef{
+		name: e.Name, subject: e.Subject, description: e.Description, request: e.Request, reply: e.Reply,
+		parse: func(_ Membership, data []byte) (func() (any, error), *api.ErrorDetail) { return e.Parse(data) },
+	}
 }
 
 // Service is the running segd micro service. Stop it with Stop.
@@ -197,7 +222,11 @@ func StartService(nc *nats.Conn, m Membership, opts ServiceOptions) (*Service, e
 		opts.Workers = 4 * runtime.GOMAXPROCS(0)
 	}
 	s := &Service{nc: nc, m: m, eps: make(map[string]*endpointStats)}
-	for _, d := range endpointDefs {
+	defs := slices.Clone(endpointDefs)
+	for _, e := range opts.Endpoints {
+		defs = append(defs, e.def())
+	}
+	for _, d := range defs {
 		s.eps[d.name] = &endpointStats{}
 	}
 	md := map[string]string{"api": api.Group}
@@ -235,7 +264,7 @@ func StartService(nc *nats.Conn, m Membership, opts ServiceOptions) (*Service, e
 	}
 	s.svc = svc
 	g := svc.AddGroup(api.Group)
-	for _, d := range endpointDefs {
+	for _, d := range defs {
 		emd := map[string]string{
 			"description": d.description,
 			"request":     d.request,

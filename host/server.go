@@ -102,7 +102,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("events stream: %w", err)
 	}
 
-	s.engine = engine.New(engine.Config{Segments: segments, Location: cfg.Location, Clock: cfg.Clock, Logger: cfg.Logger})
+	engineCfg := engine.Config{Segments: segments, Location: cfg.Location, Clock: cfg.Clock, Logger: cfg.Logger}
+	if err := s.wireChanges(ctx, &engineCfg); err != nil {
+		return nil, err
+	}
+	s.wireAnalysis(&engineCfg)
+	s.engine = engine.New(engineCfg)
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go func() {
@@ -123,7 +128,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.service, err = bus.StartService(s.nc, s.engine, bus.ServiceOptions{Version: cfg.Version})
+	s.service, err = bus.StartService(s.nc, s.engine, bus.ServiceOptions{Version: cfg.Version,
+		Endpoints: append(s.segmentEndpoints(), s.analysisEndpoints()...)})
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}

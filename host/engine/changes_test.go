@@ -34,7 +34,9 @@ segments:
 	defer cancel()
 	go func() { _ = e.Run(ctx) }()
 
-	pay := func(user string) rules.Event { return rules.Event{User: user, Name: "pay", Time: clock.Now().UnixMilli()} }
+	pay := func(user string) rules.Event {
+		return rules.Event{User: user, Name: "pay", Time: clock.Now().UnixMilli()}
+	}
 	if err := e.Apply(ctx, &bus.IngestMessage{Seq: 1, Batch: rules.Batch{Events: []rules.Event{pay("a"), pay("b")}}}); err != nil {
 		t.Fatal(err)
 	}
