@@ -22,6 +22,8 @@ type Segment struct {
 	// File and Line locate the definition, for messages.
 	File string
 	Line int
+	// Source is the segment's definition as YAML, for display.
+	Source string
 
 	// Did is set for behavioral segments, Profile for attribute segments;
 	// Static segments have no rule: their members are uploaded.

@@ -150,6 +150,9 @@ func (p *parser) parseSegment(n *yaml.Node) *Segment {
 		return nil
 	}
 	s := &Segment{File: p.file, Line: n.Line}
+	if src, err := yaml.Marshal(n); err == nil {
+		s.Source = string(src)
+	}
 	idNode := lookup(n, "id")
 	switch {
 	case idNode == nil:

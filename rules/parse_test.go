@@ -163,3 +163,14 @@ func TestParseComparison(t *testing.T) {
 		t.Error("between is not inclusive at both ends")
 	}
 }
+
+func TestSegmentSourceIsItsYAML(t *testing.T) {
+	t.Parallel()
+	segs, err := compileOne(t, "segments:\n  - id: a\n    profile: x == 1 # the x\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "id: a\nprofile: x == 1 # the x\n"; segs[0].Source != want {
+		t.Fatalf("Source = %q, want %q", segs[0].Source, want)
+	}
+}
