@@ -4,16 +4,23 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Segment kinds, as segment.list reports them.
 const (
+	// KindBehavioral: every condition reads events.
 	KindBehavioral = "behavioral"
-	KindAttribute  = "attribute"
-	KindStatic     = "static"
+	// KindAttribute: every condition reads the profile.
+	KindAttribute = "attribute"
+	// KindComposite: conditions of several kinds, or other segments.
+	KindComposite = "composite"
+	// KindStatic: no rule; members are uploaded.
+	KindStatic = "static"
 )
 
-// Segment is a compiled segment definition: an id and exactly one condition.
+// Segment is a compiled segment definition: an id and one condition, or
+// none for a static segment.
 type Segment struct {
 	// ID names the segment in requests and subjects: letters, digits, '_'
 	// and '-', starting with a letter.
@@ -25,34 +32,81 @@ type Segment struct {
 	// Source is the segment's definition as YAML, for display.
 	Source string
 
-	// Did is set for behavioral segments, Profile for attribute segments;
+	// Condition is the rule; nil for a static segment.
+	Condition Condition
 	// Static segments have no rule: their members are uploaded.
-	Did     *Did
-	Profile *ProfileCondition
-	Static  bool
+	Static bool
+	// References are the ids of the segments the condition reads, sorted.
+	References []string
 }
 
-// Kind reports KindBehavioral, KindAttribute or KindStatic.
+// Kind reports KindBehavioral, KindAttribute, KindComposite or KindStatic.
 func (s *Segment) Kind() string {
-	switch {
-	case s.Did != nil:
-		return KindBehavioral
-	case s.Static:
+	if s.Static {
 		return KindStatic
 	}
-	return KindAttribute
+	events, profiles, others := 0, 0, 0
+	Walk(s.Condition, func(c Condition) {
+		switch c.(type) {
+		case *Did, *Sequence:
+			events++
+		case *ProfileCondition:
+			profiles++
+		case *InSegment:
+			others++
+		}
+	})
+	switch {
+	case others == 0 && profiles == 0:
+		return KindBehavioral
+	case others == 0 && events == 0:
+		return KindAttribute
+	}
+	return KindComposite
 }
 
-// Did is a behavioral condition: the user did one of Events, each
-// satisfying Where, a number of times that satisfies Count, within Window.
-type Did struct {
+// Condition is a node of a rule's condition tree: a combinator (All, Any,
+// Not) or a leaf (Did, Sequence, ProfileCondition, InSegment).
+type Condition interface{ condition() }
+
+// All holds when every one of its conditions holds.
+type All struct{ Of []Condition }
+
+// Any holds when at least one of its conditions holds.
+type Any struct{ Of []Condition }
+
+// Not holds for every user of the universe (every user seen) for whom its
+// condition does not hold.
+type Not struct{ Of Condition }
+
+// Step matches events: one of Events, satisfying Where.
+type Step struct {
 	Events []string
 	// Where filters the events; nil keeps all of them.
 	Where EventPredicate
 	// WhereSource is the expression or plugin reference, for display.
 	WhereSource string
-	Count       Comparison
-	Window      Window
+}
+
+// Did holds when an aggregate over the user's matching events in Window
+// satisfies Compare. `did_not` is Did with count = 0.
+type Did struct {
+	Step
+	Aggregate Aggregate
+	Compare   Comparison
+	Window    Window
+}
+
+// Sequence holds when the user did Steps in order, each strictly after the
+// one before, all within Within of the first, with the first step inside
+// Window. With ThenNot (one step only), it is a drop-off instead: the user
+// did the step in Window and no ThenNot event followed within Within, and
+// Within has run out.
+type Sequence struct {
+	Steps   []Step
+	ThenNot *Step
+	Within  time.Duration
+	Window  Window
 }
 
 // ProfileCondition is an attribute condition over the user's profile.
@@ -61,13 +115,166 @@ type ProfileCondition struct {
 	Source    string
 }
 
-// Window is a rolling window of calendar days: today and the Days-1 days
-// before it, in the engine's time zone.
-type Window struct {
-	Days int
+// InSegment holds for the members of another segment.
+type InSegment struct{ Segment string }
+
+func (*All) condition()              {}
+func (*Any) condition()              {}
+func (*Not) condition()              {}
+func (*Did) condition()              {}
+func (*Sequence) condition()         {}
+func (*ProfileCondition) condition() {}
+func (*InSegment) condition()        {}
+
+// Walk calls fn for c and every condition below it, parents first.
+func Walk(c Condition, fn func(Condition)) {
+	if c == nil {
+		return
+	}
+	fn(c)
+	switch c := c.(type) {
+	case *All:
+		for _, k := range c.Of {
+			Walk(k, fn)
+		}
+	case *Any:
+		for _, k := range c.Of {
+			Walk(k, fn)
+		}
+	case *Not:
+		Walk(c.Of, fn)
+	}
 }
 
-func (w Window) String() string { return fmt.Sprintf("last %dd", w.Days) }
+// AggFunc names an aggregate over a user's matching events.
+type AggFunc string
+
+// Aggregates. Over no events, count, sum, days and distinct are 0, and
+// avg, min and max are undefined: no comparison holds for them.
+const (
+	AggCount    AggFunc = "count"
+	AggSum      AggFunc = "sum"
+	AggAvg      AggFunc = "avg"
+	AggMin      AggFunc = "min"
+	AggMax      AggFunc = "max"
+	AggDays     AggFunc = "days"     // distinct calendar days with an event
+	AggDistinct AggFunc = "distinct" // distinct values of a property
+)
+
+// Aggregate is an aggregate function and the property it reads (none for
+// count and days).
+type Aggregate struct {
+	Func AggFunc
+	Prop string
+}
+
+func (a Aggregate) String() string {
+	if a.Prop == "" {
+		return string(a.Func)
+	}
+	return fmt.Sprintf("%s(%s)", a.Func, a.Prop)
+}
+
+// Numeric reports whether the aggregate reads a number from its property.
+func (a Aggregate) Numeric() bool {
+	switch a.Func {
+	case AggSum, AggAvg, AggMin, AggMax:
+		return true
+	}
+	return false
+}
+
+// Unit is the bucket of a rolling window.
+type Unit int
+
+// Window units.
+const (
+	Day Unit = iota
+	Hour
+)
+
+// WindowKind tells how a window's ends are fixed.
+type WindowKind int
+
+// Window kinds.
+const (
+	// Rolling windows move with the clock: `last: 7d`, `last: 24h`, `ever`.
+	Rolling WindowKind = iota
+	// Between is fixed: two calendar dates, both inclusive.
+	Between
+	// Since starts on a fixed date and ends today.
+	Since
+)
+
+// Window is the span of time a condition looks at.
+type Window struct {
+	Kind WindowKind
+	Unit Unit
+	// From and To count units back from the current one, for Rolling
+	// windows: the window is [current-From, current-To]. `last: 7d` is
+	// From 6, To 0; lifecycle conditions use windows that end before today.
+	From, To int
+	// Start and End are calendar dates (End only for Between).
+	Start, End Date
+	// Text is how the rule wrote it, for messages.
+	Text string
+}
+
+func (w Window) String() string { return w.Text }
+
+// Date is a calendar date.
+type Date struct {
+	Year  int
+	Month time.Month
+	Day   int
+}
+
+func (d Date) String() string { return fmt.Sprintf("%04d-%02d-%02d", d.Year, d.Month, d.Day) }
+
+// Interval returns the window as [start, end) in Unix milliseconds when the
+// clock reads now, with calendar days in loc. Hour buckets are whole UTC
+// hours, which are local hours in every zone with a whole-hour offset.
+func (w Window) Interval(now int64, loc *time.Location) (start, end int64) {
+	switch w.Kind {
+	case Between:
+		return w.Start.midnight(loc), w.End.next().midnight(loc)
+	case Since:
+		return w.Start.midnight(loc), DateOf(now, loc).next().midnight(loc)
+	}
+	if w.Unit == Hour {
+		h := floorDiv(now, hourMs)
+		return (h - int64(w.From)) * hourMs, (h - int64(w.To) + 1) * hourMs
+	}
+	today := DateOf(now, loc)
+	return today.addDays(-w.From).midnight(loc), today.addDays(-w.To + 1).midnight(loc)
+}
+
+const hourMs = int64(time.Hour / time.Millisecond)
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// DateOf returns the calendar date of a Unix-millisecond time in loc.
+func DateOf(ms int64, loc *time.Location) Date {
+	y, m, d := time.UnixMilli(ms).In(loc).Date()
+	return Date{y, m, d}
+}
+
+func (d Date) midnight(loc *time.Location) int64 {
+	return time.Date(d.Year, d.Month, d.Day, 0, 0, 0, 0, loc).UnixMilli()
+}
+
+func (d Date) addDays(n int) Date {
+	y, m, dd := time.Date(d.Year, d.Month, d.Day+n, 12, 0, 0, 0, time.UTC).Date()
+	return Date{y, m, dd}
+}
+
+func (d Date) next() Date { return d.addDays(1) }
 
 // Op is a comparison operator.
 type Op string

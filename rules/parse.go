@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,8 +20,10 @@ type Options struct {
 	// plugin is an error.
 	Plugins Plugins
 	// MaxWindowDays caps windows at the retention the engine keeps; 0 means
-	// DefaultMaxWindowDays.
+	// DefaultMaxWindowDays. `ever` means this many days.
 	MaxWindowDays int
+	// Schema, if set, checks event names and property types.
+	Schema *Schema
 }
 
 // DefaultMaxWindowDays is the longest window allowed when Options leave it
@@ -59,11 +62,67 @@ func Compile(files []File, opts Options) ([]*Segment, error) {
 			all = append(all, s)
 		}
 	}
+	errs = append(errs, checkReferences(all, seen)...)
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
 	return all, nil
+}
+
+// checkReferences reports in_segment references to unknown segments and
+// cycles, naming the cycle.
+func checkReferences(all []*Segment, byID map[string]*Segment) ErrorList {
+	var errs ErrorList
+	for _, s := range all {
+		for _, r := range s.References {
+			if byID[r] == nil {
+				errs = append(errs, &Error{File: s.File, Line: s.Line, Segment: s.ID,
+					Msg: fmt.Sprintf("refers to segment %q, which is not defined", r)})
+			}
+		}
+	}
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := map[string]int{}
+	var path []string
+	var visit func(id string) bool
+	visit = func(id string) bool {
+		switch state[id] {
+		case visiting:
+			i := slices.Index(path, id)
+			cycle := append(slices.Clone(path[i:]), id)
+			s := byID[id]
+			errs = append(errs, &Error{File: s.File, Line: s.Line, Segment: id,
+				Msg: "segments refer to each other in a cycle: " + strings.Join(cycle, " → ")})
+			return false
+		case done:
+			return true
+		}
+		state[id] = visiting
+		path = append(path, id)
+		ok := true
+		if s := byID[id]; s != nil {
+			for _, r := range s.References {
+				if byID[r] != nil && !visit(r) {
+					ok = false
+					break
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		state[id] = done
+		return ok
+	}
+	for _, s := range all {
+		if state[s.ID] == unvisited {
+			visit(s.ID)
+		}
+	}
+	return errs
 }
 
 var segmentID = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
@@ -74,6 +133,7 @@ type parser struct {
 	file string
 	opts Options
 	errs ErrorList
+	seg  string // the segment being parsed, for messages
 }
 
 func (p *parser) fail(n *yaml.Node, segment, field, format string, args ...any) {
@@ -162,6 +222,7 @@ func (p *parser) parseSegment(n *yaml.Node) *Segment {
 	default:
 		s.ID = idNode.Value
 	}
+	p.seg = s.ID
 	before := len(p.errs)
 	var conditions []string
 	for i := 0; i < len(n.Content); i += 2 {
@@ -170,12 +231,6 @@ func (p *parser) parseSegment(n *yaml.Node) *Segment {
 		case "id":
 		case "description":
 			s.Description = p.str(v, s.ID, "description")
-		case "did":
-			conditions = append(conditions, k.Value)
-			s.Did = p.parseDid(v, s.ID)
-		case "profile":
-			conditions = append(conditions, k.Value)
-			s.Profile = p.parseProfile(v, s.ID)
 		case "static":
 			conditions = append(conditions, k.Value)
 			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Value != "true" {
@@ -183,115 +238,35 @@ func (p *parser) parseSegment(n *yaml.Node) *Segment {
 			}
 			s.Static = true
 		default:
-			p.fail(k, s.ID, "", "unknown field %q (known: id, description, did, profile, static)", k.Value)
+			if !conditionKeys[k.Value] {
+				p.fail(k, s.ID, "", "unknown field %q (known: id, description, static, %s)", k.Value, conditionKeyList)
+				continue
+			}
+			conditions = append(conditions, k.Value)
+			s.Condition = p.conditionOf(k.Value, v, k.Value)
 		}
 	}
 	switch len(conditions) {
 	case 0:
-		p.fail(n, s.ID, "", "needs a condition: did, profile, or static: true")
+		p.fail(n, s.ID, "", "needs a condition (%s) or static: true", conditionKeyList)
 	case 1:
 	default:
-		p.fail(n, s.ID, "", "has %s; a segment has exactly one condition", strings.Join(conditions, " and "))
+		p.fail(n, s.ID, "", "has %s; a segment has one condition: combine several with all or any", strings.Join(conditions, " and "))
 	}
 	if len(p.errs) > before || s.ID == "" {
 		return nil
 	}
+	refs := map[string]bool{}
+	Walk(s.Condition, func(c Condition) {
+		if in, ok := c.(*InSegment); ok {
+			refs[in.Segment] = true
+		}
+	})
+	for r := range refs {
+		s.References = append(s.References, r)
+	}
+	sort.Strings(s.References)
 	return s
-}
-
-func (p *parser) parseDid(n *yaml.Node, seg string) *Did {
-	if n.Kind != yaml.MappingNode {
-		p.fail(n, seg, "did", "want a mapping with event, where, count and last, got %s", describe(n))
-		return nil
-	}
-	d := &Did{Count: Comparison{Op: OpGE, Value: 1}}
-	var window *yaml.Node
-	for i := 0; i < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		field := "did." + k.Value
-		switch k.Value {
-		case "event":
-			if name := p.str(v, seg, field); name != "" {
-				d.Events = append(d.Events, name)
-			}
-		case "events":
-			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
-				p.fail(v, seg, field, "want a non-empty list of event names, got %s", describe(v))
-				continue
-			}
-			for _, e := range v.Content {
-				if name := p.str(e, seg, field); name != "" {
-					d.Events = append(d.Events, name)
-				}
-			}
-		case "where":
-			d.Where, d.WhereSource = p.eventPredicate(v, seg, field)
-		case "count":
-			c, err := ParseComparison(v.Value)
-			if v.Kind != yaml.ScalarNode {
-				err = fmt.Errorf("want a comparison such as \">= 3\", got %s", describe(v))
-			}
-			if err != nil {
-				p.fail(v, seg, field, "%v", err)
-				continue
-			}
-			d.Count = c
-		case "last":
-			window = v
-			d.Window = p.window(v, seg, field)
-		default:
-			p.fail(k, seg, "did", "unknown field %q (known: event, events, where, count, last)", k.Value)
-		}
-	}
-	if lookup(n, "event") != nil && lookup(n, "events") != nil {
-		p.fail(n, seg, "did", "has both event and events; use one")
-	}
-	if len(d.Events) == 0 && lookup(n, "event") == nil && lookup(n, "events") == nil {
-		p.fail(n, seg, "did.event", "is missing: name the event, e.g. `event: checkout`")
-	}
-	if window == nil {
-		p.fail(n, seg, "did.last", "is missing: give a window, e.g. `last: 7d`")
-	}
-	return d
-}
-
-// window reads "7d": today and the 6 calendar days before.
-func (p *parser) window(n *yaml.Node, seg, field string) Window {
-	s := strings.TrimSpace(n.Value)
-	days, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
-	switch {
-	case n.Kind != yaml.ScalarNode || !strings.HasSuffix(s, "d") || err != nil:
-		p.fail(n, seg, field, "want a number of calendar days such as 7d, got %s", describe(n))
-	case days < 1:
-		p.fail(n, seg, field, "%s: a window is at least 1d", s)
-	case days > p.opts.MaxWindowDays:
-		p.fail(n, seg, field, "%s is longer than the %dd of history segd keeps (retention)", s, p.opts.MaxWindowDays)
-	}
-	return Window{Days: days}
-}
-
-func (p *parser) parseProfile(n *yaml.Node, seg string) *ProfileCondition {
-	if ref, ok := p.pluginRef(n, seg, "profile"); ok {
-		if ref == nil {
-			return nil
-		}
-		pred, err := p.resolveProfilePlugin(*ref)
-		if err != nil {
-			p.fail(n, seg, "profile", "%v", err)
-			return nil
-		}
-		return &ProfileCondition{Predicate: pred, Source: "plugin " + ref.Name}
-	}
-	src := p.str(n, seg, "profile")
-	if src == "" {
-		return nil
-	}
-	prog, err := compileProfileExpr(src)
-	if err != nil {
-		p.exprFail(n, seg, "profile", err)
-		return nil
-	}
-	return &ProfileCondition{Predicate: newExprProfilePredicate(src, prog), Source: src}
 }
 
 func (p *parser) eventPredicate(n *yaml.Node, seg, field string) (EventPredicate, string) {

@@ -31,8 +31,8 @@ segments:
 	if len(segs) != 2 || segs[0].ID != "frequent_checkout" || segs[1].ID != "young_men" {
 		t.Fatalf("segments = %v", segs)
 	}
-	d := segs[0].Did
-	if d == nil || d.Events[0] != "checkout" || d.Count != (Comparison{Op: OpGE, Value: 3}) || d.Window.Days != 7 || d.Where == nil {
+	d, _ := segs[0].Condition.(*Did)
+	if d == nil || d.Events[0] != "checkout" || d.Compare != (Comparison{Op: OpGE, Value: 3}) || d.Window.From != 6 || d.Window.To != 0 || d.Window.Unit != Day || d.Where == nil {
 		t.Fatalf("did = %+v", d)
 	}
 	if segs[0].Kind() != KindBehavioral || segs[1].Kind() != KindAttribute {
@@ -62,7 +62,7 @@ segments:
 		{User: "d"},
 	}
 	pb := NewBits(len(profiles))
-	if err := segs[1].Profile.Predicate.MatchProfiles(context.Background(), profiles, pb); err != nil {
+	if err := segs[1].Condition.(*ProfileCondition).Predicate.MatchProfiles(context.Background(), profiles, pb); err != nil {
 		t.Fatal(err)
 	}
 	if pb.Count() != 1 || !pb.Has(0) {
@@ -76,7 +76,7 @@ func TestCompileSingleSegmentAndMultiDoc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(segs) != 2 || segs[1].Did.Count != (Comparison{Op: OpGE, Value: 2}) {
+	if len(segs) != 2 || segs[1].Condition.(*Did).Compare != (Comparison{Op: OpGE, Value: 2}) {
 		t.Fatalf("segments = %+v", segs)
 	}
 }
@@ -94,17 +94,17 @@ func TestCompileErrors(t *testing.T) {
 		{"unknown event field", "id: x\ndid: {event: pay, last: 7d, where: props.a > 1 && evnt == 'x'}\n",
 			[]string{`segment "x": did.where: expr: unknown name evnt`}},
 		{"unknown field", "id: x\ndid: {evnt: pay, last: 7d}\n",
-			[]string{`shop.yaml:2:7: segment "x": did: unknown field "evnt" (known: event, events, where, count, last)`, `did.event: is missing`}},
+			[]string{`shop.yaml:2:7: segment "x": did: unknown field "evnt" (known: event, events, where, count, aggregate, is, last, between, since, ever)`, `did.event: is missing`}},
 		{"wrong type", "id: x\ndid: {event: [a, b], last: 7d}\n",
 			[]string{`did.event: want a string, got a list`}},
 		{"bad window", "id: x\ndid: {event: pay, last: 7 days}\n",
-			[]string{`did.last: want a number of calendar days such as 7d, got "7 days"`}},
+			[]string{`did.last: want a number of calendar days such as 7d, or of hours such as 24h, got "7 days"`}},
 		{"window beyond retention", "id: x\ndid: {event: pay, last: 400d}\n",
 			[]string{`400d is longer than the 90d of history segd keeps`}},
 		{"bad count", "id: x\ndid: {event: pay, last: 7d, count: lots}\n",
 			[]string{`did.count: want a comparison`}},
-		{"no condition", "id: x\n", []string{`segment "x": needs a condition: did, profile, or static: true`}},
-		{"two conditions", "id: x\nprofile: a\ndid: {event: pay, last: 7d}\n", []string{`has profile and did`}},
+		{"no condition", "id: x\n", []string{`segment "x": needs a condition (did, did_not, sequence, lifecycle, profile, in_segment, not_in_segment, all, any, not) or static: true`}},
+		{"two conditions", "id: x\nprofile: a\ndid: {event: pay, last: 7d}\n", []string{`has profile and did; a segment has one condition: combine several with all or any`}},
 		{"bad id", "id: x y\nprofile: a\n", []string{`id: "x y" is not a valid id`}},
 		{"missing id", "profile: a\n", []string{`id: is missing`}},
 		{"plugin without registry", "id: x\nprofile: {plugin: geo}\n", []string{`plugin "geo": no plugins are loaded`}},
