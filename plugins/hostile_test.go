@@ -117,7 +117,7 @@ func TestFaultsAreContained(t *testing.T) {
 	reg, err := setup(t, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))},
 		testPlugin{name: "amount"},
 		testPlugin{name: "loop", manifest: "deadline_ms: 50\n"},
-		testPlugin{name: "membomb", manifest: "memory_mib: 16\n"},
+		testPlugin{name: "membomb", manifest: "memory_mib: 16\ndeadline_ms: 5000\n"},
 		testPlugin{name: "panic"},
 		testPlugin{name: "trap"},
 		testPlugin{name: "logspam", manifest: "log_per_second: 5\ndeadline_ms: 5000\n"},

@@ -59,6 +59,11 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	wasmDir, cacheDir = filepath.Join(tmp, "wasm"), filepath.Join(tmp, "cache")
+	if dir := os.Getenv("SEGD_WASM_TEST_CACHE"); dir != "" {
+		// A persistent compilation cache makes later runs (and -race runs,
+		// where wazero's compiler is slow) skip compiling.
+		cacheDir = dir
+	}
 	_ = os.MkdirAll(wasmDir, 0o755)
 	root, err := filepath.Abs("..")
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/segd/segd/rules"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
@@ -498,7 +499,9 @@ func (r *Registry) compile(ctx context.Context, k compKey, wasm []byte) (wazero.
 	r.mu.Unlock()
 	e.once.Do(func() {
 		defer close(e.done)
-		e.cm, e.err = rt.r.CompileModule(ctx, wasm)
+		// Compile functions in parallel: a Go guest has thousands.
+		cctx := experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
+		e.cm, e.err = rt.r.CompileModule(cctx, wasm)
 	})
 	<-e.done
 	if e.err != nil {

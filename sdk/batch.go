@@ -17,6 +17,8 @@ type batch struct {
 	users, names, times, keys, types, values int
 	cache                                    [8]keyCacheEntry
 	ncache                                   int
+	lastP                                    *byte
+	lastL, lastIdx                           int
 }
 
 // keyCacheEntry remembers where a key string (by its data pointer and length)
@@ -99,45 +101,71 @@ func (b *batch) bytes(off int) []byte {
 	return b.data[p : p+l : p+l]
 }
 
-// key returns the index of name in the key table, or -1.
+// key returns the index of name in the key table, or -1. Accessors check
+// the most recent lookup inline (a string constant has a fixed address, so
+// a handler reading one key costs a pointer compare) and call key otherwise.
 func (b *batch) key(name string) int {
 	p, l := unsafe.StringData(name), len(name)
+	idx := -2
 	for i := 0; i < b.ncache; i++ {
-		if c := &b.cache[i]; c.p == p && c.l == l {
-			return c.idx
-		}
-	}
-	idx := -1
-	for j := 0; j < b.k; j++ {
-		if b.str(b.keys+8*j) == name {
-			idx = j
+		if c := b.cache[i]; c.p == p && c.l == l {
+			idx = c.idx
 			break
 		}
 	}
-	if b.ncache < len(b.cache) {
-		b.cache[b.ncache] = keyCacheEntry{p, l, idx}
-		b.ncache++
+	if idx == -2 {
+		idx = -1
+		for j := 0; j < b.k; j++ {
+			if b.str(b.keys+8*j) == name {
+				idx = j
+				break
+			}
+		}
+		if b.ncache < len(b.cache) {
+			b.cache[b.ncache] = keyCacheEntry{p, l, idx}
+			b.ncache++
+		} else {
+			b.cache[len(b.cache)-1] = keyCacheEntry{p, l, idx}
+		}
 	}
+	b.lastP, b.lastL, b.lastIdx = p, l, idx
 	return idx
 }
 
-// typ returns the type of property name of item i, and its key index.
-func (b *batch) typ(i int, name string) (Type, int) {
-	j := b.key(name)
-	if j < 0 {
-		return Absent, -1
+// slot returns the slot (j*n + i) of property name of item i, or -1.
+func (b *batch) slot(i int, name string) int {
+	j := b.lastIdx
+	if unsafe.StringData(name) != b.lastP || len(name) != b.lastL {
+		j = b.key(name)
 	}
-	return Type(b.data[b.types+j*b.n+i]), j
+	if j < 0 {
+		return -1
+	}
+	return j*b.n + i
 }
 
-func (b *batch) value(i, j int) int { return b.values + 8*(j*b.n+i) }
+// typ returns the type of property name of item i, and its slot.
+func (b *batch) typ(i int, name string) (Type, int) {
+	s := b.slot(i, name)
+	if s < 0 {
+		return Absent, -1
+	}
+	return Type(b.data[b.types+s]), s
+}
 
 func (b *batch) num(i int, name string) (float64, bool) {
-	t, j := b.typ(i, name)
-	if t != Number {
+	j := b.lastIdx
+	if unsafe.StringData(name) != b.lastP || len(name) != b.lastL {
+		j = b.key(name)
+	}
+	if j < 0 {
 		return 0, false
 	}
-	return math.Float64frombits(le.Uint64(b.data[b.value(i, j):])), true
+	s := j*b.n + i
+	if b.data[b.types+s] != byte(Number) {
+		return 0, false
+	}
+	return math.Float64frombits(le.Uint64(b.data[b.values+8*s:])), true
 }
 
 func (b *batch) strProp(i int, name string) (string, bool) {
@@ -145,7 +173,7 @@ func (b *batch) strProp(i int, name string) (string, bool) {
 	if t != String {
 		return "", false
 	}
-	return b.str(b.value(i, j)), true
+	return b.str(b.values + 8*j), true
 }
 
 func (b *batch) boolProp(i int, name string) (bool, bool) {
@@ -163,5 +191,5 @@ func (b *batch) jsonProp(i int, name string) []byte {
 	if t != JSON {
 		return nil
 	}
-	return b.bytes(b.value(i, j))
+	return b.bytes(b.values + 8*j)
 }

@@ -1,0 +1,246 @@
+package plugins
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/segd/segd/rules"
+	"github.com/tetratelabs/wazero"
+)
+
+const benchBatch = 1000
+
+// benchEvents are realistic checkout events: six properties, one of them
+// the amount the predicate reads.
+func benchEvents() []rules.Event {
+	rng := rand.New(rand.NewPCG(7, 7))
+	ev := make([]rules.Event, benchBatch)
+	for i := range ev {
+		ev[i] = rules.Event{User: fmt.Sprintf("user-%06d", rng.IntN(1e6)), Name: "checkout", Time: 1.7e12 + int64(i),
+			Props: map[string]any{
+				"amount": float64(rng.IntN(200)), "currency": "EUR", "items": float64(rng.IntN(9)),
+				"coupon": rng.IntN(2) == 0, "channel": "web", "sku": "SKU-12345",
+			}}
+	}
+	return ev
+}
+
+func nativeMatch(ev []rules.Event, min float64, out rules.Bits) {
+	for i := range ev {
+		if a, ok := ev[i].Props["amount"].(float64); ok && a > min {
+			out.Set(i)
+		}
+	}
+}
+
+func benchRegistry(b *testing.B, manifest string, name string) *Registry {
+	b.Helper()
+	reg, err := setup(b, Options{}, testPlugin{name: name, manifest: manifest})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return reg
+}
+
+// BenchmarkVsNative runs, in one benchmark, the same predicate (amount > 100)
+// over 1000-event batches as native Go, as a plugin (one call per batch),
+// and as one wazero call per event, and reports ns/event for each and the
+// ratios.
+func BenchmarkVsNative(b *testing.B) {
+	for _, mode := range []struct{ name, manifest string }{
+		{"interrupt", "interrupt: true\n"},
+		{"interrupt-props", "interrupt: true\nprops: [amount]\n"},
+		{"nointerrupt-props", "interrupt: false\nprops: [amount]\n"},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			reg := benchRegistry(b, mode.manifest, "amount")
+			params := map[string]any{"min": 100}
+			pred, err := reg.EventPredicate(rules.PluginRef{Name: "amount", Params: params})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ev := benchEvents()
+			out := rules.NewBits(len(ev))
+			want := rules.NewBits(len(ev))
+			nativeMatch(ev, 100, want)
+
+			// One wazero call per event, on a warm instance of the same module.
+			v := reg.plugins["amount"].acquire()
+			defer v.release()
+			pl, _ := v.pool(context.Background(), []byte(`{"min":100}`))
+			in, err := pl.get(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pl.put(in, true)
+			one := rules.NewBits(1)
+			perEvent := func() {
+				for i := range ev {
+					batch := in.enc.encode(kindEvents, 0, 1, eventItem(ev[i:i+1]), v.man.Props)
+					one[0] = 0
+					if err := in.run(context.Background(), batch, 1, 0, one); err != nil {
+						b.Fatal(err)
+					}
+					if one[0] != 0 {
+						out.Set(i)
+					}
+				}
+			}
+			ctx := context.Background()
+			var tNative, tPlugin, tPerEvent time.Duration
+			b.ResetTimer()
+			for range b.N {
+				clear(out)
+				t0 := time.Now()
+				nativeMatch(ev, 100, out)
+				t1 := time.Now()
+				clear(out)
+				if err := pred.MatchEvents(ctx, ev, out); err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				clear(out)
+				perEvent()
+				t3 := time.Now()
+				tNative, tPlugin, tPerEvent = tNative+t1.Sub(t0), tPlugin+t2.Sub(t1), tPerEvent+t3.Sub(t2)
+			}
+			b.StopTimer()
+			for i := range want {
+				if out[i] != want[i] {
+					b.Fatal("wrong answer")
+				}
+			}
+			n := float64(b.N * len(ev))
+			b.ReportMetric(float64(tPlugin.Nanoseconds())/n, "plugin-ns/event")
+			b.ReportMetric(float64(tNative.Nanoseconds())/n, "native-ns/event")
+			b.ReportMetric(float64(tPerEvent.Nanoseconds())/n, "percall-ns/event")
+			b.ReportMetric(float64(tPlugin)/float64(tNative), "x-native")
+			b.ReportMetric(float64(tPerEvent)/float64(tPlugin), "percall/plugin")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// BenchmarkExamples reports ns/event of the loop-heavier example plugins
+// with the deadline enforced by interrupts and without.
+func BenchmarkExamples(b *testing.B) {
+	ev := randomEvents(rand.New(rand.NewPCG(3, 3)), benchBatch)
+	for _, c := range []struct {
+		name   string
+		params map[string]any
+	}{
+		{"geofence", map[string]any{"polygons": paris}},
+		{"searchclass", map[string]any{"prop": "term", "classes": classes, "match": []string{"electronics", "garden"}}},
+		{"amount", map[string]any{"min": 50}},
+	} {
+		for _, interrupt := range []bool{true, false} {
+			b.Run(fmt.Sprintf("%s/interrupt=%v", c.name, interrupt), func(b *testing.B) {
+				reg := benchRegistry(b, fmt.Sprintf("interrupt: %v\n", interrupt), c.name)
+				pred, err := reg.EventPredicate(rules.PluginRef{Name: c.name, Params: c.params})
+				if err != nil {
+					b.Fatal(err)
+				}
+				out := rules.NewBits(len(ev))
+				b.ResetTimer()
+				for range b.N {
+					clear(out)
+					if err := pred.MatchEvents(context.Background(), ev, out); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ev)), "ns/event")
+			})
+		}
+	}
+}
+
+// BenchmarkPoolParallel measures throughput of one predicate used from
+// GOMAXPROCS goroutines (a pool of as many instances).
+func BenchmarkPoolParallel(b *testing.B) {
+	reg := benchRegistry(b, fmt.Sprintf("instances: %d\nprops: [amount]\n", runtime.GOMAXPROCS(0)), "amount")
+	pred, err := reg.EventPredicate(rules.PluginRef{Name: "amount", Params: map[string]any{"min": 100}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := benchEvents()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		out := rules.NewBits(len(ev))
+		for pb.Next() {
+			clear(out)
+			if err := pred.MatchEvents(context.Background(), ev, out); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ev)), "ns/event")
+}
+
+// BenchmarkCompile measures compiling a Go guest (the amount plugin) cold,
+// and with the on-disk compilation cache warm.
+func BenchmarkCompile(b *testing.B) {
+	wasm, err := os.ReadFile(filepath.Join(wasmDir, "amount.wasm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	compile := func(b *testing.B, dir string) {
+		ctx := context.Background()
+		cache, err := wazero.NewCompilationCacheWithDir(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := New(Options{CacheDir: "", Logger: nil})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.cache = cache
+		defer r.Close(ctx)
+		k := compKey{"x", rtKey{512, true}}
+		if _, err := r.runtime(ctx, k.rt); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.compile(ctx, k, wasm); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("cold", func(b *testing.B) {
+		for range b.N {
+			compile(b, b.TempDir())
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		dir := b.TempDir()
+		compile(b, dir)
+		b.ResetTimer()
+		for range b.N {
+			compile(b, dir)
+		}
+	})
+}
+
+// BenchmarkInstantiate measures starting one instance of a Go guest,
+// including _initialize and segd_init.
+func BenchmarkInstantiate(b *testing.B) {
+	reg := benchRegistry(b, "", "amount")
+	v := reg.plugins["amount"].acquire()
+	defer v.release()
+	ctx := context.Background()
+	b.ResetTimer()
+	for range b.N {
+		in, err := v.newInstance(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := in.initParams(ctx, []byte(`{"min":1}`)); err != nil {
+			b.Fatal(err)
+		}
+		in.close()
+	}
+}
