@@ -61,6 +61,7 @@ type Server struct {
 	engine     *engine.Engine
 	consumer   *bus.Consumer
 	service    *bus.Service
+	segAPI     *segmentAPI // the change feed and upload waiter (changes.go)
 	cancel     context.CancelFunc
 	engineDone chan struct{}
 }
@@ -102,7 +103,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("events stream: %w", err)
 	}
 
-	engineCfg := engine.Config{Segments: segments, Location: cfg.Location, Clock: cfg.Clock, Logger: cfg.Logger}
+	engineCfg := engine.Config{Segments: segments, Location: cfg.Location, Clock: cfg.Clock, Logger: cfg.Logger,
+		RetentionDays: int(cfg.Retention / (24 * time.Hour))}
 	if err := s.wireChanges(ctx, &engineCfg); err != nil {
 		return nil, err
 	}
@@ -121,14 +123,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("events stream: %w", err)
 	}
-	s.consumer, err = bus.Consume(runCtx, s.js, s.engine, bus.ConsumerOptions{
+	s.consumer, err = bus.Consume(runCtx, s.js, s.ingester(), bus.ConsumerOptions{
 		StartSeq: max(1, info.State.FirstSeq),
 		Logger:   cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.service, err = bus.StartService(s.nc, s.engine, bus.ServiceOptions{Version: cfg.Version,
+	s.service, err = bus.StartService(s.nc, s.membership(), bus.ServiceOptions{Version: cfg.Version,
 		Endpoints: append(s.segmentEndpoints(), s.analysisEndpoints()...)})
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
@@ -221,6 +223,7 @@ func (s *Server) Close() error {
 		s.cancel()
 		<-s.engineDone
 	}
+	s.closeChanges()
 	if s.nc != nil {
 		s.nc.Close()
 	}

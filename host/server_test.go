@@ -124,7 +124,7 @@ func (ts *testServer) compare(t *testing.T, ref *reference.Evaluator, segs []*ru
 		t.Fatalf("segment.list has %d segments, want %d", len(list), len(segs))
 	}
 	for i, s := range segs {
-		members := ref.Members(s, now)
+		members := ref.Members(s.ID, now)
 		n, err := ts.client.SegmentCount(ctx, s.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -196,7 +196,7 @@ func TestServeAgainstReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := reference.New(loc, engine.DefaultMaxFutureSkew)
+	ref := reference.New(segs, loc, engine.DefaultMaxFutureSkew, rules.DefaultMaxWindowDays)
 	rng := rand.New(rand.NewPCG(7, 7))
 	for step := range 12 {
 		b := randomBatch(rng, clock.Now())

@@ -17,6 +17,46 @@ const (
 	SubjectSegmentList    = Group + ".segment.list"
 	SubjectSegmentCount   = Group + ".segment.count"
 	SubjectStatus         = Group + ".status"
+	SubjectSegmentGet     = Group + ".segment.get"
+	SubjectSegmentMembers = Group + ".segment.members"
+	SubjectSegmentExport  = Group + ".segment.export"
+	SubjectSegmentQuery   = Group + ".segment.query"
+	SubjectSegmentHistory = Group + ".segment.history"
+	SubjectSegmentUpload  = Group + ".segment.upload"
+)
+
+// ChangesSubjectPrefix is where segd publishes membership changes:
+// segd.changes.<segment>, kept in the JetStream stream ChangesStream.
+const ChangesSubjectPrefix = "segd.changes."
+
+// ChangesStream is the JetStream stream that keeps the change feed.
+const ChangesStream = "SEGD_CHANGES"
+
+// ExportBucket is the JetStream Object Store bucket holding exports too
+// large for one reply.
+const ExportBucket = "SEGD_EXPORTS"
+
+// Change kinds in a Change message.
+const (
+	ChangeEnter = "enter"
+	ChangeExit  = "exit"
+)
+
+// Change is one message of the change feed: a user entered or left a
+// segment. Time is segd's clock when the change was applied (RFC 3339).
+type Change struct {
+	User    string `json:"user"`
+	Segment string `json:"segment"`
+	// Change is ChangeEnter or ChangeExit.
+	Change string `json:"change"`
+	Time   string `json:"time"`
+}
+
+// Headers of a change feed message besides Nats-Msg-Id.
+const (
+	// HeaderEventsSeq is the SEGD_EVENTS stream sequence whose application
+	// caused the change; 0 for a change the clock alone caused.
+	HeaderEventsSeq = "Segd-Events-Seq"
 )
 
 // EventsSubjectPrefix is where producers publish batches: segd.events.<anything>.
@@ -31,6 +71,8 @@ type MemberCheckRequest struct {
 // MemberCheckReply answers MemberCheckRequest.
 type MemberCheckReply struct {
 	Member bool `json:"member"`
+	// Since is when the user entered the segment (RFC 3339), for a member.
+	Since string `json:"since,omitempty"`
 }
 
 // MemberSegmentsRequest asks which segments a user is in.
@@ -42,6 +84,147 @@ type MemberSegmentsRequest struct {
 // for a user in none (or never seen).
 type MemberSegmentsReply struct {
 	Segments []string `json:"segments"`
+	// Memberships repeats Segments with when the user entered each.
+	Memberships []Membership `json:"memberships"`
+}
+
+// Membership is one segment a user is in, and since when (RFC 3339).
+type Membership struct {
+	Segment string `json:"segment"`
+	Since   string `json:"since"`
+}
+
+// SegmentRequest names a segment (segment.get).
+type SegmentRequest struct {
+	Segment string `json:"segment"`
+}
+
+// SegmentGetReply describes one segment: its definition, status, size and
+// when its membership last changed.
+type SegmentGetReply struct {
+	SegmentInfo
+	// Definition is the segment's rule as YAML.
+	Definition string `json:"definition"`
+	// Updated is when the membership last changed (RFC 3339), empty if never.
+	Updated string `json:"updated,omitempty"`
+}
+
+// SegmentMembersRequest asks for one page of a segment's members. Cursor
+// is empty for the first page and the previous reply's Next afterwards;
+// Limit defaults to 1000 and is capped at 10000.
+type SegmentMembersRequest struct {
+	Segment string `json:"segment"`
+	Cursor  string `json:"cursor,omitempty"`
+	Limit   int    `json:"limit,omitempty"`
+}
+
+// SegmentMembersReply is one page of members (external user ids). Next is
+// the cursor of the following page, empty after the last one.
+type SegmentMembersReply struct {
+	Users []string `json:"users"`
+	Next  string   `json:"next,omitempty"`
+}
+
+// Export formats.
+const (
+	// FormatIDs is a JSON array of external user ids.
+	FormatIDs = "ids"
+	// FormatRoaring is a roaring bitmap in its portable serialization, of
+	// segd's dense user ids; useful for set algebra between exports of the
+	// same segd, not across restarts (dense ids are assigned on replay).
+	FormatRoaring = "roaring"
+)
+
+// SegmentExportRequest exports a whole segment.
+type SegmentExportRequest struct {
+	Segment string `json:"segment"`
+	// Format is FormatIDs (default) or FormatRoaring.
+	Format string `json:"format,omitempty"`
+}
+
+// SegmentExportReply carries the export inline (Users for ids, Roaring,
+// base64 in JSON, for roaring) or, when it would not fit in one message,
+// names an Object Store object in Bucket that holds it: for ids the object
+// is newline-separated user ids, for roaring the portable serialization.
+type SegmentExportReply struct {
+	Segment string   `json:"segment"`
+	Format  string   `json:"format"`
+	Count   uint64   `json:"count"`
+	Users   []string `json:"users,omitempty"`
+	Roaring []byte   `json:"roaring,omitempty"`
+	Bucket  string   `json:"bucket,omitempty"`
+	Object  string   `json:"object,omitempty"`
+	// Size is the object's size in bytes, when Object is set.
+	Size uint64 `json:"size,omitempty"`
+	// Expires is when the object will be deleted (RFC 3339).
+	Expires string `json:"expires,omitempty"`
+}
+
+// SegmentQueryRequest evaluates set algebra over segments: `&` (and), `|`
+// (or), `-` (and not), `!` (not: relative to every user seen), and
+// parentheses; `!` binds tightest, then `&`, then `-`, then `|`.
+type SegmentQueryRequest struct {
+	Expr string `json:"expr"`
+	// CountOnly skips the users and returns only Count.
+	CountOnly bool `json:"count_only,omitempty"`
+	// Limit caps the users returned (default 1000, at most 10000); Count
+	// is always the full size. Use segment.export for more.
+	Limit int `json:"limit,omitempty"`
+}
+
+// SegmentQueryReply is the result of a query: its size and, unless
+// count_only, up to Limit user ids (Truncated says there are more).
+type SegmentQueryReply struct {
+	Count     uint64   `json:"count"`
+	Users     []string `json:"users,omitempty"`
+	Truncated bool     `json:"truncated,omitempty"`
+}
+
+// SegmentHistoryRequest asks for a segment's daily history between two
+// calendar dates (YYYY-MM-DD, or RFC 3339), inclusive. From defaults to 30
+// days before To, To to today.
+type SegmentHistoryRequest struct {
+	Segment string `json:"segment"`
+	From    string `json:"from,omitempty"`
+	To      string `json:"to,omitempty"`
+}
+
+// SegmentHistoryReply lists one entry per day, oldest first.
+type SegmentHistoryReply struct {
+	Segment string       `json:"segment"`
+	Days    []HistoryDay `json:"days"`
+}
+
+// HistoryDay is one calendar day of a segment's history: its size at the
+// end of the day (or now, for today) and how many users entered and left.
+type HistoryDay struct {
+	Day     string `json:"day"`
+	Size    uint64 `json:"size"`
+	Entered uint64 `json:"entered"`
+	Left    uint64 `json:"left"`
+}
+
+// Upload modes.
+const (
+	UploadReplace = "replace"
+	UploadAppend  = "append"
+)
+
+// SegmentUploadRequest sets (replace) or extends (append) the members of a
+// static segment.
+type SegmentUploadRequest struct {
+	Segment string   `json:"segment"`
+	Users   []string `json:"users"`
+	// Mode is UploadReplace or UploadAppend.
+	Mode string `json:"mode"`
+}
+
+// SegmentUploadReply reports the segment's size once the upload is applied.
+type SegmentUploadReply struct {
+	Segment string `json:"segment"`
+	Size    uint64 `json:"size"`
+	// Seq is the events stream sequence of the upload.
+	Seq uint64 `json:"seq"`
 }
 
 // SegmentListReply lists every segment.
@@ -91,6 +274,9 @@ type StatusReply struct {
 	// for a segment that was not static when they were applied.
 	Uploads         uint64 `json:"uploads"`
 	RejectedUploads uint64 `json:"rejected_uploads,omitempty"`
+	// Expired counts events dropped for being older than the retention:
+	// no window can reach them.
+	Expired uint64 `json:"expired"`
 	// TooNew counts events rejected for being further ahead of the clock
 	// than the allowed skew.
 	TooNew uint64 `json:"too_new"`

@@ -29,6 +29,9 @@ type Config struct {
 	// TickInterval is how often Run looks at the clock to move windows;
 	// 0 means one second.
 	TickInterval time.Duration
+	// RetentionDays bounds how old an event may be: older ones are
+	// counted and dropped; 0 means rules.DefaultMaxWindowDays.
+	RetentionDays int
 	// Logger receives warnings; nil discards them.
 	Logger *slog.Logger
 	// OnChanges, if set, receives every step's membership changes in the
@@ -63,13 +66,14 @@ type Engine struct {
 	observer  EventObserver
 
 	// Owned by the writer (Run).
-	today    dayIndex
-	days     dayCache
-	profiles []map[string]any // by dense id
-	did      []*didState
-	attr     []*attrState
-	route    map[string][]*didState // event name → rules that read it
-	lastSeq  uint64
+	now       int64            // the clock as of the last step, Unix ms
+	retention int              // days
+	profiles  []map[string]any // by dense id
+	leaves    []leaf
+	leafOf    map[rules.Condition]leaf
+	route     map[string]bool // event names some rule reads
+	order     []*segmentState // segments in dependency order
+	lastSeq   uint64
 
 	users *dictionary
 
@@ -80,12 +84,17 @@ type Engine struct {
 	stats    api.StatusReply
 }
 
-// segmentState is one segment's published membership.
+// segmentState is one segment: its rule's running state and its published
+// membership.
 type segmentState struct {
 	seg *rules.Segment
 	membership
-	// failure is the latest error of the segment's predicate as a whole
-	// (a plugin that failed a batch): the segment is then incomplete.
+	// leaves are the leaf conditions of the rule (not in_segment).
+	leaves []leaf
+	// refs are the segments the rule reads.
+	refs []*segmentState
+	// failure is the latest error of one of the segment's predicates as a
+	// whole (a plugin that failed a batch): the segment is then incomplete.
 	failure string
 }
 
@@ -102,10 +111,12 @@ func New(cfg Config) *Engine {
 		skew:      cfg.MaxFutureSkew,
 		tick:      cfg.TickInterval,
 		logger:    cfg.Logger,
+		retention: cfg.RetentionDays,
 		cmds:      make(chan command),
 		onChanges: cfg.OnChanges,
 		observer:  cfg.Observer,
-		route:     map[string][]*didState{},
+		leafOf:    map[rules.Condition]leaf{},
+		route:     map[string]bool{},
 		users:     newDictionary(),
 		byID:      map[string]*segmentState{},
 	}
@@ -121,29 +132,83 @@ func New(cfg Config) *Engine {
 	if e.tick == 0 {
 		e.tick = time.Second
 	}
+	if e.retention == 0 {
+		e.retention = rules.DefaultMaxWindowDays
+	}
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
 	}
-	e.days.loc = e.loc
-	e.today = dayOf(e.clock.Now().UnixMilli(), e.loc)
+	e.now = e.clock.Now().UnixMilli()
 	for _, s := range cfg.Segments {
 		st := &segmentState{seg: s, membership: membership{members: roaring.New()}}
 		e.segments = append(e.segments, st)
 		e.byID[s.ID] = st
-		switch {
-		case s.Did != nil:
-			d := newDidState(st)
-			e.did = append(e.did, d)
-			for _, name := range s.Did.Events {
-				e.route[name] = append(e.route[name], d)
-			}
-		case s.Profile != nil:
-			e.attr = append(e.attr, &attrState{segment: st})
-		}
 	}
 	sort.Slice(e.segments, func(i, j int) bool { return e.segments[i].seg.ID < e.segments[j].seg.ID })
+	for _, st := range e.segments {
+		e.buildLeaves(st)
+		for _, r := range st.seg.References {
+			st.refs = append(st.refs, e.byID[r])
+		}
+	}
+	e.order = dependencyOrder(e.segments)
 	e.stats.Ready = true
 	return e
+}
+
+// buildLeaves creates the running state of each leaf of a segment's rule.
+func (e *Engine) buildLeaves(st *segmentState) {
+	rules.Walk(st.seg.Condition, func(c rules.Condition) {
+		var l leaf
+		switch c := c.(type) {
+		case *rules.Did:
+			l = newDidLeaf(c, e.loc)
+			e.routeStep(&c.Step)
+		case *rules.Sequence:
+			l = newSeqLeaf(c, e.loc)
+			for k := range c.Steps {
+				e.routeStep(&c.Steps[k])
+			}
+			if c.ThenNot != nil {
+				e.routeStep(c.ThenNot)
+			}
+		case *rules.ProfileCondition:
+			l = newProfileLeaf(c)
+		default:
+			return
+		}
+		e.leaves = append(e.leaves, l)
+		e.leafOf[c] = l
+		st.leaves = append(st.leaves, l)
+	})
+}
+
+func (e *Engine) routeStep(s *rules.Step) {
+	for _, name := range s.Events {
+		e.route[name] = true
+	}
+}
+
+// dependencyOrder lists segments so that each comes after the segments it
+// reads (rules.Compile has rejected cycles).
+func dependencyOrder(segs []*segmentState) []*segmentState {
+	var order []*segmentState
+	done := map[*segmentState]bool{}
+	var visit func(s *segmentState)
+	visit = func(s *segmentState) {
+		if done[s] {
+			return
+		}
+		done[s] = true
+		for _, r := range s.refs {
+			visit(r)
+		}
+		order = append(order, s)
+	}
+	for _, s := range segs {
+		visit(s)
+	}
+	return order
 }
 
 // Run applies batches and clock ticks until ctx ends. It is the engine's
@@ -156,10 +221,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-ticker.C:
-			e.advanceClock()
+			e.advanceClock(ctx)
 		case c := <-e.cmds:
 			if c.msg == nil {
-				e.advanceClock()
+				e.advanceClock(ctx)
 				c.done <- nil
 				continue
 			}
@@ -200,7 +265,10 @@ func (e *Engine) do(ctx context.Context, c command) error {
 // published under the lock in one go.
 type changeSet map[*segmentState]*membershipDelta
 
-type membershipDelta struct{ enter, exit []uint32 }
+type membershipDelta struct {
+	enter, exit []uint32
+	pending     map[uint32]bool
+}
 
 func (c changeSet) set(s *segmentState, user uint32, member bool) {
 	if member == s.members.Contains(user) {
@@ -208,14 +276,26 @@ func (c changeSet) set(s *segmentState, user uint32, member bool) {
 	}
 	d := c[s]
 	if d == nil {
-		d = &membershipDelta{}
+		d = &membershipDelta{pending: map[uint32]bool{}}
 		c[s] = d
 	}
+	d.pending[user] = member
 	if member {
 		d.enter = append(d.enter, user)
 	} else {
 		d.exit = append(d.exit, user)
 	}
+}
+
+// member reports a user's membership including this step's changes, which
+// segments that read s see before readers do.
+func (c changeSet) member(s *segmentState, user uint32) bool {
+	if d := c[s]; d != nil {
+		if m, ok := d.pending[user]; ok {
+			return m
+		}
+	}
+	return s.members.Contains(user)
 }
 
 // publish applies the changes to the bitmaps readers see. Reading
@@ -226,7 +306,7 @@ func (e *Engine) publish(changes changeSet, update func(*api.StatusReply)) {
 	e.mu.Lock()
 	for _, s := range e.segments { // in id order, so that OnChanges sees a stable order
 		if d := changes[s]; d != nil {
-			s.apply(d.enter, d.exit, now, e.today)
+			s.apply(d.enter, d.exit, now, dayOf(now.UnixMilli(), e.loc))
 		}
 	}
 	update(&e.stats)
@@ -250,187 +330,6 @@ func (e *Engine) publish(changes changeSet, update func(*api.StatusReply)) {
 		}
 	}
 	e.onChanges(out)
-}
-
-func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
-	if msg.Seq != 0 && msg.Seq <= e.lastSeq {
-		return nil // a redelivery: already applied
-	}
-	e.advanceClock()
-	changes := changeSet{}
-	if msg.Err != nil {
-		e.logger.Warn("skipped a message that is not a batch", "seq", msg.Seq, "subject", msg.Subject, "error", msg.Err)
-		e.lastSeq = max(e.lastSeq, msg.Seq)
-		e.publish(changes, func(s *api.StatusReply) {
-			s.NotBatches++
-			s.LastNotBatch = fmt.Sprintf("seq %d on %s: %v", msg.Seq, msg.Subject, msg.Err)
-			s.LastSeq = e.lastSeq
-		})
-		return nil
-	}
-	b := &msg.Batch
-	var tooNew uint64
-	fresh := roaring.New() // users seen for the first time
-	var uploaded uint64
-	if msg.Upload != nil {
-		uploaded = e.upload(msg, fresh, changes)
-	}
-
-	// Users of events and of profile updates, interned in one pass each.
-	names := make([]string, 0, len(b.Events))
-	for i := range b.Events {
-		names = append(names, b.Events[i].User)
-	}
-	eventUsers := make([]uint32, len(names))
-	e.users.intern(names, eventUsers, func(id uint32) { fresh.Add(id) })
-	names = names[:0]
-	for i := range b.Profiles {
-		names = append(names, b.Profiles[i].User)
-	}
-	profileUsers := make([]uint32, len(names))
-	e.users.intern(names, profileUsers, func(id uint32) { fresh.Add(id) })
-	for len(e.profiles) < e.users.size() {
-		e.profiles = append(e.profiles, nil)
-	}
-
-	// Profiles merge; nil removes an attribute.
-	profiled := fresh.Clone()
-	for i, up := range b.Profiles {
-		id := profileUsers[i]
-		attrs := e.profiles[id]
-		if attrs == nil {
-			attrs = make(map[string]any, len(up.Attrs))
-			e.profiles[id] = attrs
-		}
-		for k, v := range up.Attrs {
-			if v == nil {
-				delete(attrs, k)
-			} else {
-				attrs[k] = v
-			}
-		}
-		profiled.Add(id)
-	}
-
-	// Event days; events too far ahead of the clock are rejected.
-	limit := e.clock.Now().Add(e.skew).UnixMilli()
-	days := make([]dayIndex, len(b.Events))
-	accepted := make([]bool, len(b.Events))
-	for i := range b.Events {
-		if b.Events[i].Time > limit {
-			tooNew++
-			continue
-		}
-		accepted[i] = true
-		days[i] = e.days.dayOf(b.Events[i].Time)
-	}
-
-	// Behavioral rules, routed by event name.
-	byName := map[string][]int{}
-	for i := range b.Events {
-		if accepted[i] && len(e.route[b.Events[i].Name]) > 0 {
-			byName[b.Events[i].Name] = append(byName[b.Events[i].Name], i)
-		}
-	}
-	for _, d := range e.did {
-		d.ingest(ctx, e, b.Events, eventUsers, days, byName, changes)
-	}
-	if e.observer != nil {
-		e.observe(b.Events, eventUsers, accepted)
-	}
-	// Users new to the universe are judged by every rule that can hold for
-	// a user with no events (count < 3, say).
-	for _, d := range e.did {
-		if d.zeroMember {
-			it := fresh.Iterator()
-			for it.HasNext() {
-				u := it.Next()
-				changes.set(d.segment, u, d.member(u, e.today))
-			}
-		}
-	}
-	for _, a := range e.attr {
-		a.evaluate(ctx, e, profiled, changes)
-	}
-
-	e.lastSeq = max(e.lastSeq, msg.Seq)
-	e.publish(changes, func(s *api.StatusReply) {
-		s.Uploads += uploaded
-		s.Batches++
-		s.Events += uint64(len(b.Events)) - tooNew
-		s.Profiles += uint64(len(b.Profiles))
-		s.TooNew += tooNew
-		s.InvalidItems += uint64(b.Invalid)
-		if b.FirstInvalid != "" && s.FirstInvalid == "" {
-			s.FirstInvalid = fmt.Sprintf("seq %d on %s: %s", msg.Seq, msg.Subject, b.FirstInvalid)
-		}
-		s.LastSeq = e.lastSeq
-	})
-	return nil
-}
-
-// advanceClock moves windows to the clock's day. Users whose counted days
-// leave a window, or whose future-dated events enter one, are judged again:
-// members leave with no new event.
-func (e *Engine) advanceClock() {
-	today := dayOf(e.clock.Now().UnixMilli(), e.loc)
-	if today <= e.today {
-		e.publish(nil, func(*api.StatusReply) {})
-		return
-	}
-	from := e.today
-	e.today = today
-	changes := changeSet{}
-	for _, d := range e.did {
-		d.rollover(from, today, changes)
-	}
-	e.publish(changes, func(*api.StatusReply) {})
-}
-
-// upload applies a static segment upload; it returns 1 when applied. An
-// upload for a segment that is not static is logged and counted, not
-// retried: the service checks before publishing, so only a rule change
-// between publishing and applying gets here.
-func (e *Engine) upload(msg *bus.IngestMessage, fresh *roaring.Bitmap, changes changeSet) uint64 {
-	up := msg.Upload
-	s, ok := e.byID[up.Segment]
-	if !ok || !s.seg.Static {
-		e.logger.Warn("ignored an upload for a segment that is not static", "seq", msg.Seq, "segment", up.Segment)
-		e.publish(nil, func(st *api.StatusReply) { st.RejectedUploads++ })
-		return 0
-	}
-	ids := make([]uint32, len(up.Users))
-	e.users.intern(up.Users, ids, func(id uint32) { fresh.Add(id) })
-	for len(e.profiles) < e.users.size() {
-		e.profiles = append(e.profiles, nil)
-	}
-	next := roaring.BitmapOf(ids...)
-	if up.Replace {
-		it := s.members.Iterator()
-		for it.HasNext() {
-			if u := it.Next(); !next.Contains(u) {
-				changes.set(s, u, false)
-			}
-		}
-	}
-	it := next.Iterator()
-	for it.HasNext() {
-		changes.set(s, it.Next(), true)
-	}
-	return 1
-}
-
-// observe hands the accepted events to the observer.
-func (e *Engine) observe(events []rules.Event, users []uint32, accepted []bool) {
-	evs := make([]rules.Event, 0, len(events))
-	ids := make([]uint32, 0, len(events))
-	for i := range events {
-		if accepted[i] {
-			evs = append(evs, events[i])
-			ids = append(ids, users[i])
-		}
-	}
-	e.observer.ObserveEvents(evs, ids)
 }
 
 // unknownSegmentError is the 404 of an unknown segment: it is
@@ -520,19 +419,36 @@ func (e *Engine) Segments() []api.SegmentInfo {
 		if s.failure != "" {
 			info.Status, info.Error = "failed", s.failure
 		}
-		var pred any
-		switch {
-		case s.seg.Did != nil:
-			pred = s.seg.Did.Where
-		case s.seg.Profile != nil:
-			pred = s.seg.Profile.Predicate
-		}
-		if st, ok := pred.(rules.EvalStats); ok {
-			info.EvalErrors, info.LastEvalError = st.EvalErrors()
-		}
+		rules.Walk(s.seg.Condition, func(c rules.Condition) {
+			var pred any
+			switch c := c.(type) {
+			case *rules.Did:
+				pred = c.Where
+			case *rules.Sequence:
+				for _, st := range c.Steps {
+					addEvalErrors(&info, st.Where)
+				}
+				if c.ThenNot != nil {
+					pred = c.ThenNot.Where
+				}
+			case *rules.ProfileCondition:
+				pred = c.Predicate
+			}
+			addEvalErrors(&info, pred)
+		})
 		out = append(out, info)
 	}
 	return out
+}
+
+// addEvalErrors adds a predicate's evaluation errors to a segment's info.
+func addEvalErrors(info *api.SegmentInfo, pred any) {
+	if st, ok := pred.(rules.EvalStats); ok {
+		if n, last := st.EvalErrors(); n > 0 {
+			info.EvalErrors += n
+			info.LastEvalError = last
+		}
+	}
 }
 
 // Status implements bus.Membership.

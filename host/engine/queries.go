@@ -4,6 +4,9 @@ import (
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/rules"
 )
 
 // MemberSince reports whether user is in segment and, if so, since when.
@@ -81,3 +84,103 @@ func (e *Engine) Location() *time.Location { return e.loc }
 
 // Now reads the engine's clock.
 func (e *Engine) Now() time.Time { return e.clock.Now() }
+
+// UserMemberships implements bus.Membership: the user's segments in id
+// order with when the user entered each, under one short read lock.
+func (e *Engine) UserMemberships(user string) []api.Membership {
+	out := []api.Membership{}
+	id, ok := e.users.lookup(user)
+	if !ok {
+		return out
+	}
+	type hit struct {
+		seg   string
+		since uint32
+	}
+	var buf [16]hit
+	hits := buf[:0]
+	e.mu.RLock()
+	for _, s := range e.segments {
+		if s.members.Contains(id) {
+			var sec uint32
+			if int(id) < len(s.since) {
+				sec = s.since[id]
+			}
+			hits = append(hits, hit{s.seg.ID, sec})
+		}
+	}
+	e.mu.RUnlock()
+	for _, h := range hits {
+		out = append(out, api.Membership{Segment: h.seg, Since: time.Unix(int64(h.since), 0).In(e.loc).Format(time.RFC3339)})
+	}
+	return out
+}
+
+// Segment returns a segment's definition and what segment.list says of it.
+func (e *Engine) Segment(segment string) (*rules.Segment, api.SegmentInfo, error) {
+	s, ok := e.byID[segment]
+	if !ok {
+		return nil, api.SegmentInfo{}, errNotFound(segment)
+	}
+	for _, info := range e.Segments() {
+		if info.ID == segment {
+			return s.seg, info, nil
+		}
+	}
+	return nil, api.SegmentInfo{}, errNotFound(segment)
+}
+
+
+// SegmentPage returns up to limit members of a segment with dense ids of at
+// least from, ascending, and whether more follow.
+func (e *Engine) SegmentPage(segment string, from uint32, limit int) ([]uint32, bool, error) {
+	s, ok := e.byID[segment]
+	if !ok {
+		return nil, false, errNotFound(segment)
+	}
+	ids := make([]uint32, 0, min(limit, 4096))
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	it := s.members.Iterator()
+	it.AdvanceIfNeeded(from)
+	for it.HasNext() {
+		if len(ids) == limit {
+			return ids, true, nil
+		}
+		ids = append(ids, it.Next())
+	}
+	return ids, false, nil
+}
+
+// SegmentBitmaps returns copies of several segments' members taken under
+// one read lock, so that set algebra sees one instant, and the number of
+// users seen.
+func (e *Engine) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, error) {
+	states := make([]*segmentState, len(segments))
+	for i, id := range segments {
+		s, ok := e.byID[id]
+		if !ok {
+			return nil, 0, errNotFound(id)
+		}
+		states[i] = s
+	}
+	out := make([]*roaring.Bitmap, len(states))
+	e.mu.RLock()
+	for i, s := range states {
+		out[i] = s.members.Clone()
+	}
+	universe := e.stats.Users
+	e.mu.RUnlock()
+	return out, uint32(universe), nil
+}
+
+// UserNames returns the external ids of dense ids, under one lock.
+func (e *Engine) UserNames(ids []uint32) []string {
+	out := make([]string, len(ids))
+	e.users.mu.RLock()
+	defer e.users.mu.RUnlock()
+	for i, id := range ids {
+		out[i] = e.users.names[id]
+	}
+	return out
+}

@@ -1,0 +1,508 @@
+package engine
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/segd/segd/rules"
+)
+
+// leaf is the running state of one leaf condition of a rule. The engine
+// asks each leaf which users a batch or a clock move may have changed, and
+// then asks for the value of the condition for just those users.
+type leaf interface {
+	// ingest reads the batch and adds to touched the users whose value may
+	// have changed.
+	ingest(ctx context.Context, b *batchView, touched *roaring.Bitmap) error
+	// advance moves the clock from t0 to t1 (Unix ms) and adds to touched
+	// the users whose value may change with it.
+	advance(t0, t1 int64, touched *roaring.Bitmap)
+	// holds reports the condition's value for user u when the clock reads
+	// now (Unix ms); now never goes back between calls.
+	holds(u uint32, now int64) bool
+}
+
+// batchView is a batch as leaves see it: accepted events with their dense
+// user ids, indexed by name, and the users whose profiles changed.
+type batchView struct {
+	events   []rules.Event
+	users    []uint32
+	byName   map[string][]int
+	profiled *roaring.Bitmap
+	profiles []map[string]any // by dense id
+	names    []string         // by dense id
+	now      int64
+}
+
+// timeBuckets indexes users by the time bucket (calendar day or UTC hour)
+// of their stored events, so that a window edge passing a bucket names the
+// users to judge again.
+type timeBuckets struct {
+	unit    rules.Unit
+	days    dayCache
+	buckets map[int64]*roaring.Bitmap
+}
+
+func newTimeBuckets(unit rules.Unit, loc *time.Location) timeBuckets {
+	return timeBuckets{unit: unit, days: dayCache{loc: loc}, buckets: map[int64]*roaring.Bitmap{}}
+}
+
+func (tb *timeBuckets) bucketOf(t int64) int64 {
+	if tb.unit == rules.Hour {
+		return floorDiv(t, hourMs)
+	}
+	return int64(tb.days.dayOf(t))
+}
+
+// span returns the bucket's [start, end) in Unix ms.
+func (tb *timeBuckets) span(b int64) (int64, int64) {
+	if tb.unit == rules.Hour {
+		return b * hourMs, (b + 1) * hourMs
+	}
+	return dayStart(dayIndex(b), tb.days.loc), dayStart(dayIndex(b+1), tb.days.loc)
+}
+
+func (tb *timeBuckets) add(t int64, u uint32) {
+	b := tb.bucketOf(t)
+	bm := tb.buckets[b]
+	if bm == nil {
+		bm = roaring.New()
+		tb.buckets[b] = bm
+	}
+	bm.Add(u)
+}
+
+// crossed adds the users of buckets that overlap [from, to) to touched.
+func (tb *timeBuckets) crossed(from, to int64, touched *roaring.Bitmap) {
+	if from >= to {
+		return
+	}
+	for b, bm := range tb.buckets {
+		if s, e := tb.span(b); s < to && e > from {
+			touched.Or(bm)
+		}
+	}
+}
+
+// dropBefore forgets buckets that end at or before t.
+func (tb *timeBuckets) dropBefore(t int64) {
+	for b := range tb.buckets {
+		if _, e := tb.span(b); e <= t {
+			delete(tb.buckets, b)
+		}
+	}
+}
+
+const hourMs = int64(time.Hour / time.Millisecond)
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// windowMoves reports whether a window's start moves with the clock, so
+// that what falls before it can be forgotten.
+func windowMoves(w rules.Window) bool { return w.Kind == rules.Rolling }
+
+// match runs a step's where over the batch's events of its names and
+// returns the positions (into b.events) that match.
+func match(ctx context.Context, step *rules.Step, b *batchView, scratch *[]rules.Event) ([]int, error) {
+	var pos []int
+	for _, name := range step.Events {
+		pos = append(pos, b.byName[name]...)
+	}
+	if len(pos) == 0 || step.Where == nil {
+		return pos, nil
+	}
+	*scratch = (*scratch)[:0]
+	for _, i := range pos {
+		*scratch = append(*scratch, b.events[i])
+	}
+	bits := rules.NewBits(len(pos))
+	if err := step.Where.MatchEvents(ctx, *scratch, bits); err != nil {
+		return nil, err
+	}
+	out := pos[:0]
+	for k, i := range pos {
+		if bits.Has(k) {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+// didLeaf keeps, per user, the matching events inside the reach of a did
+// condition's window, with the value its aggregate reads.
+type didLeaf struct {
+	cond    *rules.Did
+	loc     *time.Location
+	perUser map[uint32][]entry // sorted by time
+	index   timeBuckets
+	values  map[string]uint32 // distinct property values, interned
+	scratch []rules.Event
+}
+
+// entry is one matching event: its time, and the number (sum, avg, min,
+// max) or interned value (distinct) its aggregate reads.
+type entry struct {
+	t int64
+	v float64
+	s uint32
+}
+
+func newDidLeaf(c *rules.Did, loc *time.Location) *didLeaf {
+	unit := c.Window.Unit
+	if c.Window.Kind != rules.Rolling {
+		unit = rules.Day
+	}
+	return &didLeaf{cond: c, loc: loc, perUser: map[uint32][]entry{}, index: newTimeBuckets(unit, loc), values: map[string]uint32{}}
+}
+
+func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bitmap) error {
+	pos, err := match(ctx, &d.cond.Step, b, &d.scratch)
+	if err != nil {
+		return err
+	}
+	start, end := d.cond.Window.Interval(b.now, d.loc)
+	for _, i := range pos {
+		ev := &b.events[i]
+		if ev.Time < start || (!windowMoves(d.cond.Window) && d.cond.Window.Kind == rules.Between && ev.Time >= end) {
+			continue // it can never be inside the window
+		}
+		en := entry{t: ev.Time}
+		switch a := d.cond.Aggregate; {
+		case a.Numeric():
+			v, ok := ev.Props[a.Prop].(float64)
+			if !ok || math.IsNaN(v) {
+				continue // no number to aggregate: the event is left out
+			}
+			en.v = v
+		case a.Func == rules.AggDistinct:
+			v, ok := ev.Props[a.Prop]
+			if !ok || v == nil {
+				continue
+			}
+			key := fmt.Sprint(v)
+			id, ok := d.values[key]
+			if !ok {
+				id = uint32(len(d.values))
+				d.values[key] = id
+			}
+			en.s = id
+		}
+		u := b.users[i]
+		list := d.perUser[u]
+		k := len(list)
+		for k > 0 && list[k-1].t > en.t {
+			k--
+		}
+		d.perUser[u] = slices.Insert(list, k, en)
+		d.index.add(ev.Time, u)
+		touched.Add(u)
+	}
+	return nil
+}
+
+func (d *didLeaf) advance(t0, t1 int64, touched *roaring.Bitmap) {
+	s0, e0 := d.cond.Window.Interval(t0, d.loc)
+	s1, e1 := d.cond.Window.Interval(t1, d.loc)
+	d.index.crossed(s0, s1, touched)
+	d.index.crossed(e0, e1, touched)
+	if windowMoves(d.cond.Window) {
+		d.index.dropBefore(s1)
+	}
+}
+
+func (d *didLeaf) holds(u uint32, now int64) bool {
+	start, end := d.cond.Window.Interval(now, d.loc)
+	list := d.perUser[u]
+	if windowMoves(d.cond.Window) {
+		drop := 0
+		for drop < len(list) && list[drop].t < start {
+			drop++
+		}
+		if drop > 0 {
+			list = list[drop:]
+			if len(list) == 0 {
+				delete(d.perUser, u)
+			} else {
+				d.perUser[u] = list
+			}
+		}
+	}
+	a := d.cond.Aggregate
+	var n, sum float64
+	lo, hi := math.Inf(1), math.Inf(-1)
+	var distinct map[int64]bool
+	if a.Func == rules.AggDays || a.Func == rules.AggDistinct {
+		distinct = map[int64]bool{}
+	}
+	for _, en := range list {
+		if en.t < start || en.t >= end {
+			continue
+		}
+		n++
+		sum += en.v
+		lo, hi = min(lo, en.v), max(hi, en.v)
+		switch a.Func {
+		case rules.AggDays:
+			distinct[int64(dayOf(en.t, d.loc))] = true
+		case rules.AggDistinct:
+			distinct[int64(en.s)] = true
+		}
+	}
+	var x float64
+	switch a.Func {
+	case rules.AggCount:
+		x = n
+	case rules.AggSum:
+		x = sum
+	case rules.AggDays, rules.AggDistinct:
+		x = float64(len(distinct))
+	default: // avg, min, max: undefined over no events, and then nothing holds
+		if n == 0 {
+			return false
+		}
+		x = map[rules.AggFunc]float64{rules.AggAvg: sum / n, rules.AggMin: lo, rules.AggMax: hi}[a.Func]
+	}
+	return d.cond.Compare.Holds(x)
+}
+
+// seqLeaf keeps, per user, the times of each step's matching events (and of
+// the then_not step) inside the reach of a sequence's window.
+type seqLeaf struct {
+	cond      *rules.Sequence
+	loc       *time.Location
+	within    int64 // ms
+	perUser   map[uint32]*seqUser
+	index     timeBuckets // by first-step times
+	deadlines deadlineHeap
+	scratch   []rules.Event
+}
+
+type seqUser struct {
+	steps   [][]int64 // per step, sorted
+	thenNot []int64   // sorted
+}
+
+// empty reports whether nothing is kept for the user. A later step's
+// events are kept even without a first step: a late first step may still
+// arrive before them.
+func (su *seqUser) empty() bool {
+	for _, st := range su.steps {
+		if len(st) > 0 {
+			return false
+		}
+	}
+	return len(su.thenNot) == 0
+}
+
+func newSeqLeaf(c *rules.Sequence, loc *time.Location) *seqLeaf {
+	unit := c.Window.Unit
+	if c.Window.Kind != rules.Rolling {
+		unit = rules.Day
+	}
+	return &seqLeaf{cond: c, loc: loc, within: c.Within.Milliseconds(), perUser: map[uint32]*seqUser{}, index: newTimeBuckets(unit, loc)}
+}
+
+func insertTime(list []int64, t int64) []int64 {
+	k, _ := slices.BinarySearch(list, t)
+	return slices.Insert(list, k, t)
+}
+
+func (s *seqLeaf) user(u uint32) *seqUser {
+	su := s.perUser[u]
+	if su == nil {
+		su = &seqUser{steps: make([][]int64, len(s.cond.Steps))}
+		s.perUser[u] = su
+	}
+	return su
+}
+
+func (s *seqLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bitmap) error {
+	start, end := s.cond.Window.Interval(b.now, s.loc)
+	fixedEnd := s.cond.Window.Kind == rules.Between
+	for k := range s.cond.Steps {
+		pos, err := match(ctx, &s.cond.Steps[k], b, &s.scratch)
+		if err != nil {
+			return err
+		}
+		for _, i := range pos {
+			t, u := b.events[i].Time, b.users[i]
+			if t < start || (fixedEnd && (k == 0 && t >= end || t > end+s.within)) {
+				continue
+			}
+			su := s.user(u)
+			su.steps[k] = insertTime(su.steps[k], t)
+			if k == 0 {
+				s.index.add(t, u)
+				if s.cond.ThenNot != nil && t+s.within >= b.now {
+					heap.Push(&s.deadlines, deadline{at: t + s.within + 1, user: u})
+				}
+			}
+			touched.Add(u)
+		}
+	}
+	if s.cond.ThenNot != nil {
+		pos, err := match(ctx, s.cond.ThenNot, b, &s.scratch)
+		if err != nil {
+			return err
+		}
+		for _, i := range pos {
+			t, u := b.events[i].Time, b.users[i]
+			if t <= start {
+				continue
+			}
+			su := s.user(u)
+			su.thenNot = insertTime(su.thenNot, t)
+			touched.Add(u)
+		}
+	}
+	return nil
+}
+
+func (s *seqLeaf) advance(t0, t1 int64, touched *roaring.Bitmap) {
+	s0, e0 := s.cond.Window.Interval(t0, s.loc)
+	s1, e1 := s.cond.Window.Interval(t1, s.loc)
+	s.index.crossed(s0, s1, touched)
+	s.index.crossed(e0, e1, touched)
+	if windowMoves(s.cond.Window) {
+		s.index.dropBefore(s1)
+	}
+	for len(s.deadlines) > 0 && s.deadlines[0].at <= t1 {
+		touched.Add(heap.Pop(&s.deadlines).(deadline).user)
+	}
+}
+
+func (s *seqLeaf) holds(u uint32, now int64) bool {
+	su := s.perUser[u]
+	if su == nil {
+		return false
+	}
+	start, end := s.cond.Window.Interval(now, s.loc)
+	if windowMoves(s.cond.Window) {
+		for k := range su.steps {
+			su.steps[k] = trimBefore(su.steps[k], start)
+		}
+		su.thenNot = trimBefore(su.thenNot, start)
+		if su.empty() {
+			delete(s.perUser, u)
+			return false
+		}
+	}
+	for _, a := range su.steps[0] {
+		if a < start || a >= end {
+			continue
+		}
+		if s.cond.ThenNot != nil {
+			if now > a+s.within && !anyIn(su.thenNot, a, a+s.within) {
+				return true
+			}
+			continue
+		}
+		if s.completes(su, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// completes reports whether the steps after the first follow a, each
+// strictly after the one before, all by a+within. Taking the earliest
+// occurrence of each step is optimal: it leaves the most room for the next.
+func (s *seqLeaf) completes(su *seqUser, a int64) bool {
+	t := a
+	for k := 1; k < len(su.steps); k++ {
+		i, found := slices.BinarySearch(su.steps[k], t+1)
+		_ = found
+		if i == len(su.steps[k]) || su.steps[k][i] > a+s.within {
+			return false
+		}
+		t = su.steps[k][i]
+	}
+	return true
+}
+
+// anyIn reports whether sorted list has a time in (after, until].
+func anyIn(list []int64, after, until int64) bool {
+	i, _ := slices.BinarySearch(list, after+1)
+	return i < len(list) && list[i] <= until
+}
+
+func trimBefore(list []int64, t int64) []int64 {
+	i, _ := slices.BinarySearch(list, t)
+	return list[i:]
+}
+
+// deadline is a moment at which a drop-off may complete for a user.
+type deadline struct {
+	at   int64
+	user uint32
+}
+
+// deadlineHeap is a min-heap of deadlines.
+type deadlineHeap []deadline
+
+func (h deadlineHeap) Len() int           { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h deadlineHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *deadlineHeap) Push(x any)        { *h = append(*h, x.(deadline)) }
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// profileLeaf keeps the users whose profile satisfies a predicate.
+type profileLeaf struct {
+	cond    *rules.ProfileCondition
+	members *roaring.Bitmap
+	batch   []rules.Profile
+}
+
+func newProfileLeaf(c *rules.ProfileCondition) *profileLeaf {
+	return &profileLeaf{cond: c, members: roaring.New()}
+}
+
+func (p *profileLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bitmap) error {
+	if b.profiled.IsEmpty() {
+		return nil
+	}
+	p.batch = p.batch[:0]
+	it := b.profiled.Iterator()
+	for it.HasNext() {
+		u := it.Next()
+		p.batch = append(p.batch, rules.Profile{User: b.names[u], Attrs: b.profiles[u]})
+	}
+	bits := rules.NewBits(len(p.batch))
+	if err := p.cond.Predicate.MatchProfiles(ctx, p.batch, bits); err != nil {
+		return err
+	}
+	k := 0
+	it = b.profiled.Iterator()
+	for it.HasNext() {
+		u := it.Next()
+		if bits.Has(k) {
+			p.members.Add(u)
+		} else {
+			p.members.Remove(u)
+		}
+		touched.Add(u)
+		k++
+	}
+	return nil
+}
+
+func (p *profileLeaf) advance(int64, int64, *roaring.Bitmap) {}
+
+func (p *profileLeaf) holds(u uint32, _ int64) bool { return p.members.Contains(u) }

@@ -1,0 +1,245 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/segd/segd/bus"
+	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/rules"
+)
+
+// apply applies one message: the clock first, then the batch (or upload).
+func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
+	if msg.Seq != 0 && msg.Seq <= e.lastSeq {
+		return nil // a redelivery: already applied
+	}
+	e.advanceClock(ctx)
+	if msg.Err != nil {
+		e.logger.Warn("skipped a message that is not a batch", "seq", msg.Seq, "subject", msg.Subject, "error", msg.Err)
+		e.lastSeq = max(e.lastSeq, msg.Seq)
+		e.publish(nil, func(s *api.StatusReply) {
+			s.NotBatches++
+			s.LastNotBatch = fmt.Sprintf("seq %d on %s: %v", msg.Seq, msg.Subject, msg.Err)
+			s.LastSeq = e.lastSeq
+		})
+		return nil
+	}
+	b := &msg.Batch
+	changes := changeSet{}
+	fresh := roaring.New() // users seen for the first time
+	var uploaded uint64
+	if msg.Upload != nil {
+		uploaded = e.upload(msg, fresh, changes)
+	}
+
+	// Events are judged by their own time: too far ahead of the clock is a
+	// producer bug (rejected), older than retention can never count
+	// (dropped). Neither makes its user known.
+	now := e.now
+	limit := now + e.skew.Milliseconds()
+	oldest := dayStart(dayOf(now, e.loc)-dayIndex(e.retention)+1, e.loc)
+	var tooNew, expired uint64
+	view := &batchView{byName: map[string][]int{}, now: now}
+	names := make([]string, 0, len(b.Events))
+	for i := range b.Events {
+		switch t := b.Events[i].Time; {
+		case t > limit:
+			tooNew++
+		case t < oldest:
+			expired++
+		default:
+			view.events = append(view.events, b.Events[i])
+			names = append(names, b.Events[i].User)
+		}
+	}
+	view.users = make([]uint32, len(names))
+	e.users.intern(names, view.users, func(id uint32) { fresh.Add(id) })
+	for i := range view.events {
+		if name := view.events[i].Name; e.route[name] {
+			view.byName[name] = append(view.byName[name], i)
+		}
+	}
+	names = names[:0]
+	for i := range b.Profiles {
+		names = append(names, b.Profiles[i].User)
+	}
+	profileUsers := make([]uint32, len(names))
+	e.users.intern(names, profileUsers, func(id uint32) { fresh.Add(id) })
+	for len(e.profiles) < e.users.size() {
+		e.profiles = append(e.profiles, nil)
+	}
+
+	// Profiles merge; nil removes an attribute. New users are judged too,
+	// with no attributes.
+	view.profiled = fresh.Clone()
+	for i, up := range b.Profiles {
+		id := profileUsers[i]
+		attrs := e.profiles[id]
+		if attrs == nil {
+			attrs = make(map[string]any, len(up.Attrs))
+			e.profiles[id] = attrs
+		}
+		for k, v := range up.Attrs {
+			if v == nil {
+				delete(attrs, k)
+			} else {
+				attrs[k] = v
+			}
+		}
+		view.profiled.Add(id)
+	}
+	view.profiles, view.names = e.profiles, e.users.names
+
+	touched := e.ingest(ctx, view)
+	e.evaluate(touched, fresh, changes)
+	if e.observer != nil && len(view.events) > 0 {
+		e.observer.ObserveEvents(view.events, view.users)
+	}
+
+	e.lastSeq = max(e.lastSeq, msg.Seq)
+	e.publish(changes, func(s *api.StatusReply) {
+		s.Uploads += uploaded
+		s.Batches++
+		s.Events += uint64(len(view.events))
+		s.Profiles += uint64(len(b.Profiles))
+		s.TooNew += tooNew
+		s.Expired += expired
+		s.InvalidItems += uint64(b.Invalid)
+		if b.FirstInvalid != "" && s.FirstInvalid == "" {
+			s.FirstInvalid = fmt.Sprintf("seq %d on %s: %s", msg.Seq, msg.Subject, b.FirstInvalid)
+		}
+		s.LastSeq = e.lastSeq
+	})
+	return nil
+}
+
+// ingest hands the batch to every leaf and returns the users each touched.
+// A leaf whose predicate fails the batch marks its segments incomplete;
+// the other leaves go on.
+func (e *Engine) ingest(ctx context.Context, view *batchView) map[leaf]*roaring.Bitmap {
+	touched := make(map[leaf]*roaring.Bitmap, len(e.leaves))
+	for _, l := range e.leaves {
+		t := roaring.New()
+		if err := l.ingest(ctx, view, t); err != nil {
+			for _, s := range e.segments {
+				for _, sl := range s.leaves {
+					if sl == l {
+						e.failSegment(s, err)
+					}
+				}
+			}
+		}
+		touched[l] = t
+	}
+	return touched
+}
+
+// advanceClock moves every window to the clock. The users whose value may
+// change with it (events leaving or entering a window, drop-off deadlines
+// passing) are judged again: members leave and enter with no new event.
+func (e *Engine) advanceClock(_ context.Context) {
+	t1 := e.clock.Now().UnixMilli()
+	if t1 <= e.now {
+		e.publish(nil, func(*api.StatusReply) {})
+		return
+	}
+	t0 := e.now
+	e.now = t1
+	touched := make(map[leaf]*roaring.Bitmap, len(e.leaves))
+	for _, l := range e.leaves {
+		t := roaring.New()
+		l.advance(t0, t1, t)
+		touched[l] = t
+	}
+	changes := changeSet{}
+	e.evaluate(touched, nil, changes)
+	e.publish(changes, func(*api.StatusReply) {})
+}
+
+// evaluate judges again, segment by segment in dependency order, the users
+// that the step touched: those of the segment's leaves, those whose
+// membership of a segment it reads changed, and new users (who are in the
+// universe that negations and zero counts are relative to).
+func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitmap, changes changeSet) {
+	for _, s := range e.order {
+		if s.seg.Condition == nil {
+			continue // static: uploads only
+		}
+		affected := roaring.New()
+		for _, l := range s.leaves {
+			affected.Or(touched[l])
+		}
+		for _, r := range s.refs {
+			if d := changes[r]; d != nil {
+				affected.AddMany(d.enter)
+				affected.AddMany(d.exit)
+			}
+		}
+		if fresh != nil {
+			affected.Or(fresh)
+		}
+		it := affected.Iterator()
+		for it.HasNext() {
+			u := it.Next()
+			changes.set(s, u, e.holds(s.seg.Condition, u, changes))
+		}
+	}
+}
+
+// holds evaluates a condition tree for user u at the engine's time.
+func (e *Engine) holds(c rules.Condition, u uint32, changes changeSet) bool {
+	switch c := c.(type) {
+	case *rules.All:
+		for _, k := range c.Of {
+			if !e.holds(k, u, changes) {
+				return false
+			}
+		}
+		return true
+	case *rules.Any:
+		for _, k := range c.Of {
+			if e.holds(k, u, changes) {
+				return true
+			}
+		}
+		return false
+	case *rules.Not:
+		return !e.holds(c.Of, u, changes)
+	case *rules.InSegment:
+		return changes.member(e.byID[c.Segment], u)
+	}
+	return e.leafOf[c].holds(u, e.now)
+}
+
+// upload applies a static segment upload; it returns 1 when applied. An
+// upload for a segment that is not static is logged and counted, not
+// retried: the service checks before publishing, so only a rule change
+// between publishing and applying gets here.
+func (e *Engine) upload(msg *bus.IngestMessage, fresh *roaring.Bitmap, changes changeSet) uint64 {
+	up := msg.Upload
+	s, ok := e.byID[up.Segment]
+	if !ok || !s.seg.Static {
+		e.logger.Warn("ignored an upload for a segment that is not static", "seq", msg.Seq, "segment", up.Segment)
+		e.publish(nil, func(st *api.StatusReply) { st.RejectedUploads++ })
+		return 0
+	}
+	ids := make([]uint32, len(up.Users))
+	e.users.intern(up.Users, ids, func(id uint32) { fresh.Add(id) })
+	next := roaring.BitmapOf(ids...)
+	if up.Replace {
+		it := s.members.Iterator()
+		for it.HasNext() {
+			if u := it.Next(); !next.Contains(u) {
+				changes.set(s, u, false)
+			}
+		}
+	}
+	it := next.Iterator()
+	for it.HasNext() {
+		changes.set(s, it.Next(), true)
+	}
+	return 1
+}
