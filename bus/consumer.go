@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,10 @@ import (
 // EventsStream is the JetStream stream that keeps every ingest batch.
 const EventsStream = "SEGD_EVENTS"
 
+// ControlSubjects are the events stream's subjects for control messages
+// such as static segment uploads (ControlUploadSubject).
+const ControlSubjects = "segd.control.>"
+
 // DefaultDurable is the default name of the durable consumer that feeds the
 // host.
 const DefaultDurable = "segd"
@@ -27,7 +32,7 @@ const DefaultDurable = "segd"
 type StreamConfig struct {
 	// Name is the stream name (default EventsStream).
 	Name string
-	// Subjects default to segd.events.>.
+	// Subjects default to segd.events.>; ControlSubjects is always added.
 	Subjects []string
 	// MaxAge is how long batches are kept (default 90 days). State is a
 	// snapshot plus a replay of the log after it, so MaxAge must stay well
@@ -50,6 +55,11 @@ func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, cfg StreamC
 	}
 	if len(cfg.Subjects) == 0 {
 		cfg.Subjects = []string{api.EventsSubjectPrefix + ">"}
+	}
+	if !slices.Contains(cfg.Subjects, ControlSubjects) {
+		// Static segment uploads travel with the events, so that a replay
+		// applies them in order.
+		cfg.Subjects = append(slices.Clone(cfg.Subjects), ControlSubjects)
 	}
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = 90 * 24 * time.Hour
@@ -276,7 +286,11 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 	delay := c.opts.RetryDelay
 	for attempt := 1; ; attempt++ {
 		im := &IngestMessage{Seq: seq, Subject: msg.Subject(), Time: md.Timestamp.UnixMilli()}
-		im.Batch, im.Err = safeDecode(msg.Data(), im.Time)
+		if im.Subject == ControlUploadSubject {
+			im.Upload, im.Err = DecodeUpload(msg.Data())
+		} else {
+			im.Batch, im.Err = safeDecode(msg.Data(), im.Time)
+		}
 		err := c.ing.Apply(c.ctx, im)
 		if err == nil {
 			break

@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/rules"
@@ -52,8 +53,13 @@ type Membership interface {
 	// IsMember reports whether user is in segment. A user never seen is in
 	// no segment; an unknown segment is an error wrapping ErrNotFound.
 	IsMember(user, segment string) (bool, error)
+	// MemberSince is IsMember with the time the user entered the segment.
+	MemberSince(user, segment string) (bool, time.Time, error)
 	// UserSegments returns the ids of the user's segments in ascending order.
 	UserSegments(user string) []string
+	// UserMemberships returns the user's segments in ascending order of id
+	// with the time the user entered each.
+	UserMemberships(user string) []api.Membership
 	// Segments describes every segment, ordered by id.
 	Segments() []api.SegmentInfo
 	// SegmentCount returns a segment's size, or an error wrapping ErrNotFound.

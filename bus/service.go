@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -36,8 +37,12 @@ type ServiceOptions struct {
 	// sharing it split the requests.
 	QueueGroup string
 	// Endpoints are served beside the membership endpoints, on the same
-	// worker pool (the analysis endpoints come this way).
+	// worker pool (the analysis endpoints come this way) or, when Slow, on
+	// their own goroutines.
 	Endpoints []Endpoint
+	// SlowWorkers bounds the slow endpoints' work running at once (default
+	// 2*GOMAXPROCS); beyond it, a slow endpoint's next request waits.
+	SlowWorkers int
 }
 
 // Endpoint is an extra endpoint of the service, in group segd.v1. Parse
@@ -52,11 +57,16 @@ type Endpoint struct {
 	// Description, Request and Reply document it in the endpoint metadata.
 	Description, Request, Reply string
 	Parse                       func(data []byte) (work func() (any, error), bad *api.ErrorDetail)
+	// Slow marks work that takes long or waits (an export, an upload
+	// waiting to be applied): it runs outside the shared pool, at most
+	// ServiceOptions.SlowWorkers at a time, so that membership requests
+	// never queue behind it.
+	Slow bool
 }
 
 func (e Endpoint) def() endpointDef {
 	return endpointDef{
-		name: e.Name, subject: e.Subject, description: e.Description, request: e.Request, reply: e.Reply,
+		name: e.Name, subject: e.Subject, description: e.Description, request: e.Request, reply: e.Reply, slow: e.Slow,
 		parse: func(_ Membership, data []byte) (func() (any, error), *api.ErrorDetail) { return e.Parse(data) },
 	}
 }
@@ -69,6 +79,7 @@ type Service struct {
 	eps  map[string]*endpointStats
 	mu   sync.RWMutex // guards closed against sends on jobs
 	jobs chan job
+	slow chan struct{} // semaphore of slow work
 	wg   sync.WaitGroup
 
 	closed bool
@@ -96,6 +107,7 @@ type endpointDef struct {
 	description    string
 	request, reply string
 	parse          func(m Membership, data []byte) (func() (any, error), *api.ErrorDetail)
+	slow           bool
 }
 
 var endpointDefs = []endpointDef{
@@ -103,7 +115,7 @@ var endpointDefs = []endpointDef{
 		name: "member_check", subject: "member.check",
 		description: "Is a user in a segment? An unknown segment is 404; an unknown user is in none.",
 		request:     `{"user":"u42","segment":"vip"}`,
-		reply:       `{"member":true}`,
+		reply:       `{"member":true,"since":"2026-11-27T09:12:44+08:00"}`,
 		parse: func(m Membership, data []byte) (func() (any, error), *api.ErrorDetail) {
 			var r struct {
 				User    json.RawMessage `json:"user"`
@@ -120,16 +132,20 @@ var endpointDefs = []endpointDef{
 				return nil, badField("segment", `"segment" is required`)
 			}
 			return func() (any, error) {
-				ok, err := m.IsMember(user, r.Segment)
-				return api.MemberCheckReply{Member: ok}, err
+				ok, since, err := m.MemberSince(user, r.Segment)
+				rep := api.MemberCheckReply{Member: ok}
+				if ok && !since.IsZero() {
+					rep.Since = since.Format(time.RFC3339)
+				}
+				return rep, err
 			}, nil
 		},
 	},
 	{
 		name: "member_segments", subject: "member.segments",
-		description: "The ids of a user's segments, ascending; empty for a user never seen.",
+		description: "The ids of a user's segments, ascending, and since when the user is in each; empty for a user never seen.",
 		request:     `{"user":"u42"}`,
-		reply:       `{"segments":["active_7d","vip"]}`,
+		reply:       `{"segments":["active_7d","vip"],"memberships":[{"segment":"active_7d","since":"2026-11-28T10:15:00+08:00"},{"segment":"vip","since":"2026-11-02T08:00:01+08:00"}]}`,
 		parse: func(m Membership, data []byte) (func() (any, error), *api.ErrorDetail) {
 			var r struct {
 				User json.RawMessage `json:"user"`
@@ -142,11 +158,15 @@ var endpointDefs = []endpointDef{
 				return nil, bad
 			}
 			return func() (any, error) {
-				segs := m.UserSegments(user)
-				if segs == nil {
-					segs = []string{}
+				ms := m.UserMemberships(user)
+				rep := api.MemberSegmentsReply{Segments: make([]string, len(ms)), Memberships: ms}
+				if ms == nil {
+					rep.Memberships = []api.Membership{}
 				}
-				return api.MemberSegmentsReply{Segments: segs}, nil
+				for i, x := range ms {
+					rep.Segments[i] = x.Segment
+				}
+				return rep, nil
 			}, nil
 		},
 	},
@@ -221,7 +241,10 @@ func StartService(nc *nats.Conn, m Membership, opts ServiceOptions) (*Service, e
 	if opts.Workers == 0 {
 		opts.Workers = 4 * runtime.GOMAXPROCS(0)
 	}
-	s := &Service{nc: nc, m: m, eps: make(map[string]*endpointStats)}
+	if opts.SlowWorkers <= 0 {
+		opts.SlowWorkers = 2 * runtime.GOMAXPROCS(0)
+	}
+	s := &Service{nc: nc, m: m, eps: make(map[string]*endpointStats), slow: make(chan struct{}, opts.SlowWorkers)}
 	defs := slices.Clone(endpointDefs)
 	for _, e := range opts.Endpoints {
 		defs = append(defs, e.def())
@@ -296,6 +319,10 @@ func (s *Service) handler(d endpointDef) micro.HandlerFunc {
 			return
 		}
 		j := job{reply: req.Reply(), work: work, stats: st}
+		if d.slow {
+			s.runSlow(j)
+			return
+		}
 		if s.jobs == nil {
 			s.run(j)
 			return
@@ -308,6 +335,25 @@ func (s *Service) handler(d endpointDef) micro.HandlerFunc {
 		}
 		s.jobs <- j
 	}
+}
+
+// runSlow runs slow work on its own goroutine once a slot is free; waiting
+// for the slot holds up only this endpoint.
+func (s *Service) runSlow(j job) {
+	s.slow <- struct{}{}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		<-s.slow
+		s.respond(j, nil, fmt.Errorf("segd service is stopping"), api.CodeUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.slow }()
+		s.run(j)
+	}()
 }
 
 func safeParse(d endpointDef, m Membership, data []byte) (work func() (any, error), bad *api.ErrorDetail) {
@@ -342,32 +388,73 @@ func (s *Service) run(j job) {
 		}()
 		reply, err = j.work()
 	}()
-	code := api.CodeInternal
-	if errors.Is(err, ErrNotFound) {
-		code = api.CodeNotFound
-	}
-	s.respond(j, reply, err, code)
+	s.respond(j, reply, err, "")
 }
 
+// Error is an error with its reply code, for work that fails with something
+// other than a 404 or a 500: a 400 found only once the work runs (Field
+// names the request field), a 413, a 503.
+type Error struct {
+	// Code is one of the api.Code* values.
+	Code string
+	// Field names the request field at fault, for a 400.
+	Field string
+	// Err says what went wrong; its text is the reply's description.
+	Err error
+}
+
+// Error returns the description.
+func (e *Error) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *Error) Unwrap() error { return e.Err }
+
+// errorDetail turns a work error into the reply's code, description and
+// field: an *Error carries its own, ErrNotFound is a 404, the rest 500.
+func errorDetail(err error) api.ErrorDetail {
+	var e *Error
+	switch {
+	case errors.As(err, &e) && e.Code != "":
+		return api.ErrorDetail{Code: e.Code, Description: err.Error(), Field: e.Field}
+	case errors.Is(err, ErrNotFound):
+		return api.ErrorDetail{Code: api.CodeNotFound, Description: err.Error()}
+	}
+	return api.ErrorDetail{Code: api.CodeInternal, Description: err.Error()}
+}
+
+// respond publishes the reply, or the error with code (empty: derived from
+// err by errorDetail).
 func (s *Service) respond(j job, reply any, err error, code string) {
 	if j.reply == "" {
 		return
 	}
 	msg := &nats.Msg{Subject: j.reply}
 	if err == nil {
-		data, merr := json.Marshal(reply)
+		var data []byte
+		var merr error
+		if raw, ok := reply.(json.RawMessage); ok {
+			data = raw
+		} else {
+			data, merr = json.Marshal(reply)
+		}
 		if merr == nil {
 			msg.Data = data
-			_ = s.nc.PublishMsg(msg)
-			return
+			if perr := s.nc.PublishMsg(msg); perr == nil || !errors.Is(perr, nats.ErrMaxPayload) {
+				return
+			}
+			err = &Error{Code: api.CodeTooLarge, Err: fmt.Errorf("the reply (%d bytes) is larger than the server's max payload (%d bytes); ask for less (a smaller limit, segment.export)", len(data), s.nc.MaxPayload())}
+		} else {
+			err = fmt.Errorf("encoding the reply: %w", merr)
 		}
-		err, code = fmt.Errorf("encoding the reply: %w", merr), api.CodeInternal
 	}
-	desc := err.Error()
+	d := errorDetail(err)
+	if code != "" {
+		d.Code = code
+	}
 	j.stats.errors.Add(1)
-	j.stats.lastError.Store(code + ":" + desc)
-	msg.Header = nats.Header{micro.ErrorHeader: {desc}, micro.ErrorCodeHeader: {code}}
-	msg.Data = errorBody(api.ErrorDetail{Code: code, Description: desc})
+	j.stats.lastError.Store(d.Code + ":" + d.Description)
+	msg.Header = nats.Header{micro.ErrorHeader: {d.Description}, micro.ErrorCodeHeader: {d.Code}}
+	msg.Data = errorBody(d)
 	_ = s.nc.PublishMsg(msg)
 }
 
@@ -388,13 +475,12 @@ func (s *Service) Stop() error {
 }
 
 func (s *Service) stopWorkers() {
-	if s.jobs == nil {
-		return
-	}
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
-		close(s.jobs)
+		if s.jobs != nil {
+			close(s.jobs)
+		}
 	}
 	s.mu.Unlock()
 	s.wg.Wait()

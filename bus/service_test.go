@@ -44,6 +44,25 @@ func (m *mapMembership) IsMember(user, segment string) (bool, error) {
 	return users[user], nil
 }
 
+// since is the entry time every member of a mapMembership reports.
+var since = time.Date(2026, 11, 27, 9, 12, 44, 0, time.UTC)
+
+func (m *mapMembership) MemberSince(user, segment string) (bool, time.Time, error) {
+	ok, err := m.IsMember(user, segment)
+	if !ok {
+		return ok, time.Time{}, err
+	}
+	return ok, since, err
+}
+
+func (m *mapMembership) UserMemberships(user string) []api.Membership {
+	var out []api.Membership
+	for _, s := range m.UserSegments(user) {
+		out = append(out, api.Membership{Segment: s, Since: since.Format(time.RFC3339)})
+	}
+	return out
+}
+
 func (m *mapMembership) UserSegments(user string) []string {
 	var out []string
 	for s, users := range m.segs {
@@ -118,12 +137,12 @@ func TestServiceReplies(t *testing.T) {
 	st, _ := json.Marshal(m.Status()) // api.StatusReply may grow fields
 	status := string(st)
 	for _, tc := range []struct{ subject, body, want string }{
-		{api.SubjectMemberCheck, `{"user":"u1","segment":"vip"}`, `{"member":true}`},
+		{api.SubjectMemberCheck, `{"user":"u1","segment":"vip"}`, `{"member":true,"since":"2026-11-27T09:12:44Z"}`},
 		{api.SubjectMemberCheck, `{"user":"u2","segment":"vip"}`, `{"member":false}`},
 		{api.SubjectMemberCheck, `{"user":"never-seen","segment":"vip"}`, `{"member":false}`},
-		{api.SubjectMemberCheck, `{"user":42,"segment":"vip"}`, `{"member":true}`},
-		{api.SubjectMemberSegments, `{"user":"u1"}`, `{"segments":["active","vip"]}`},
-		{api.SubjectMemberSegments, `{"user":"nobody"}`, `{"segments":[]}`},
+		{api.SubjectMemberCheck, `{"user":42,"segment":"vip"}`, `{"member":true,"since":"2026-11-27T09:12:44Z"}`},
+		{api.SubjectMemberSegments, `{"user":"u1"}`, `{"segments":["active","vip"],"memberships":[{"segment":"active","since":"2026-11-27T09:12:44Z"},{"segment":"vip","since":"2026-11-27T09:12:44Z"}]}`},
+		{api.SubjectMemberSegments, `{"user":"nobody"}`, `{"segments":[],"memberships":[]}`},
 		{api.SubjectSegmentCount, `{"segment":"active"}`, `{"count":2}`},
 		{api.SubjectSegmentCount, ` {"segment":"empty"} `, `{"count":0}`},
 		{api.SubjectSegmentList, ``, `{"segments":[{"id":"active","kind":"rule","size":2,"status":"active"},{"id":"empty","kind":"rule","size":0,"status":"active"},{"id":"vip","kind":"rule","size":2,"status":"active"}]}`},
@@ -269,7 +288,7 @@ func TestServiceParallel(t *testing.T) {
 				errs <- errors.New(d)
 				return
 			}
-			if wantReply := fmt.Sprintf(`{"member":%v}`, user == "u1"); string(msg.Data) != wantReply {
+			if wantReply := fmt.Sprintf(`{"member":%v`, user == "u1"); !strings.HasPrefix(string(msg.Data), wantReply) {
 				errs <- fmt.Errorf("user %s: %s", user, msg.Data)
 			}
 		})

@@ -2,14 +2,222 @@ package host
 
 import (
 	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
 
 	"github.com/segd/segd/bus"
+	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/host/engine"
+	"github.com/segd/segd/rules"
 )
 
-// wireChanges connects the engine's membership changes to their consumers
-// before the engine starts.
-func (s *Server) wireChanges(_ context.Context, _ *engine.Config) error { return nil }
+// segmentAPI is the host side of the segment API: the change feed, the
+// applied-sequence waiter behind segment.upload, and replay progress.
+type segmentAPI struct {
+	feed   *bus.ChangeFeed
+	waiter appliedWaiter
+	// replayTo is the events stream's last sequence at start: until it is
+	// applied, segments are "rebuilding".
+	replayTo uint64
+}
+
+// wireChanges creates the change feed stream SEGD_CHANGES and connects the
+// engine's membership changes to it before the engine starts.
+//
+// A restart replays the event log and regenerates changes. Changes caused
+// by events at or below the sequence recorded on the feed's last message
+// were published by the earlier run and are not published again (those
+// at exactly that sequence are, and JetStream drops the duplicates by
+// Nats-Msg-Id); changes from later events are published. A new feed starts
+// at the events stream's end: current members are not announced.
+func (s *Server) wireChanges(ctx context.Context, cfg *engine.Config) error {
+	s.segAPI = &segmentAPI{}
+	s.segAPI.waiter.init()
+	events, err := s.js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return fmt.Errorf("events stream: %w", err)
+	}
+	info, err := events.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("events stream: %w", err)
+	}
+	s.segAPI.replayTo = info.State.LastSeq
+	changes, err := bus.EnsureChangesStream(ctx, s.js, bus.ChangesStreamConfig{})
+	if err != nil {
+		return fmt.Errorf("change feed: %w", err)
+	}
+	resume, err := bus.FeedResumePoint(ctx, changes, info.State.LastSeq+1)
+	if err != nil {
+		return fmt.Errorf("change feed: %w", err)
+	}
+	s.segAPI.feed = bus.StartChangeFeed(s.js, bus.ChangeFeedOptions{ResumeAfter: resume, Logger: s.cfg.Logger})
+	cfg.OnChanges = func(cs []engine.Change) {
+		// On the writer goroutine: the last applied sequence is the batch
+		// that caused these changes (or the one before a clock tick).
+		seq := s.engine.Status().LastSeq
+		out := make([]bus.FeedChange, len(cs))
+		for i, c := range cs {
+			out[i] = bus.FeedChange{Segment: c.Segment, User: c.User, Enter: c.Enter, Time: c.Time, Seq: seq}
+		}
+		s.segAPI.feed.Add(out)
+	}
+	s.cfg.Logger.Info("change feed", "stream", api.ChangesStream, "resume_after_seq", resume)
+	return nil
+}
+
+// closeChanges publishes the queued changes and stops the feed; call it
+// after the engine has stopped.
+func (s *Server) closeChanges() {
+	if s.segAPI != nil && s.segAPI.feed != nil {
+		s.segAPI.feed.Close(5 * time.Second)
+	}
+}
+
+// ingester is what the consumer feeds: the engine, noting each applied
+// sequence for segment.upload.
+func (s *Server) ingester() bus.Ingester { return appliedIngester{s.engine, &s.segAPI.waiter} }
+
+// ChangeFeed returns the change feed publisher, for its counters.
+func (s *Server) ChangeFeed() *bus.ChangeFeed { return s.segAPI.feed }
+
+type appliedIngester struct {
+	e *engine.Engine
+	w *appliedWaiter
+}
+
+func (a appliedIngester) Apply(ctx context.Context, msg *bus.IngestMessage) error {
+	if err := a.e.Apply(ctx, msg); err != nil {
+		return err
+	}
+	a.w.applied(msg.Seq)
+	return nil
+}
+
+// appliedWaiter lets goroutines wait until a stream sequence is applied.
+type appliedWaiter struct {
+	mu   sync.Mutex
+	last uint64
+	ch   chan struct{} // closed and replaced on every advance
+}
+
+func (w *appliedWaiter) init() { w.ch = make(chan struct{}) }
+
+func (w *appliedWaiter) applied(seq uint64) {
+	w.mu.Lock()
+	if seq > w.last {
+		w.last = seq
+		close(w.ch)
+		w.ch = make(chan struct{})
+	}
+	w.mu.Unlock()
+}
+
+func (w *appliedWaiter) lastSeq() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
+func (w *appliedWaiter) wait(ctx context.Context, seq uint64) error {
+	for {
+		w.mu.Lock()
+		last, ch := w.last, w.ch
+		w.mu.Unlock()
+		if last >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
 
 // segmentEndpoints are the segment API endpoints beyond membership.
-func (s *Server) segmentEndpoints() []bus.Endpoint { return nil }
+func (s *Server) segmentEndpoints() []bus.Endpoint {
+	return bus.SegmentEndpoints(segmentStore{s}, bus.SegmentOptions{JetStream: s.js, WaitApplied: s.segAPI.waiter.wait})
+}
+
+// membership is what the service answers membership from: the engine, with
+// segments shown as rebuilding until the replay at start has caught up.
+func (s *Server) membership() bus.Membership { return replayMembership{s.engine, s} }
+
+type replayMembership struct {
+	*engine.Engine
+	s *Server
+}
+
+func (m replayMembership) Segments() []api.SegmentInfo {
+	list := m.Engine.Segments()
+	if m.s.rebuilding() {
+		for i := range list {
+			if list[i].Status == "active" {
+				list[i].Status = "rebuilding"
+			}
+		}
+	}
+	return list
+}
+
+// rebuilding reports whether the replay at start is still running.
+func (s *Server) rebuilding() bool { return s.segAPI.waiter.lastSeq() < s.segAPI.replayTo }
+
+// segmentStore adapts the engine to bus.SegmentStore.
+type segmentStore struct{ s *Server }
+
+func (st segmentStore) SegmentDetail(segment string) (api.SegmentGetReply, error) {
+	e := st.s.engine
+	def, info, err := e.Segment(segment)
+	if err != nil {
+		return api.SegmentGetReply{}, err
+	}
+	if info.Status == "active" && st.s.rebuilding() {
+		info.Status = "rebuilding"
+	}
+	rep := api.SegmentGetReply{SegmentInfo: info, Definition: def.Source}
+	if updated, err := e.SegmentUpdated(segment); err == nil && !updated.IsZero() {
+		rep.Updated = updated.In(e.Location()).Format(time.RFC3339)
+	}
+	return rep, nil
+}
+
+func (st segmentStore) SegmentStatic(segment string) (bool, error) {
+	def, _, err := st.s.engine.Segment(segment)
+	if err != nil {
+		return false, err
+	}
+	return def.Kind() == rules.KindStatic, nil
+}
+
+func (st segmentStore) SegmentPage(segment string, from uint32, limit int) ([]uint32, bool, error) {
+	return st.s.engine.SegmentPage(segment, from, limit)
+}
+
+func (st segmentStore) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, error) {
+	return st.s.engine.SegmentBitmaps(segments)
+}
+
+func (st segmentStore) UserNames(ids []uint32) []string { return st.s.engine.UserNames(ids) }
+
+func (st segmentStore) History(segment string, from, to time.Time) ([]api.HistoryDay, error) {
+	days, err := st.s.engine.History(segment, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.HistoryDay, len(days))
+	for i, d := range days {
+		out[i] = api.HistoryDay{Day: d.Day, Size: d.Size, Entered: d.Entered, Left: d.Left}
+	}
+	return out, nil
+}
+
+func (st segmentStore) SegmentCount(segment string) (uint64, error) {
+	return st.s.engine.SegmentCount(segment)
+}
+
+func (st segmentStore) Location() *time.Location { return st.s.engine.Location() }
+func (st segmentStore) Now() time.Time           { return st.s.engine.Now() }

@@ -27,6 +27,22 @@ func (fakeMembership) IsMember(user, segment string) (bool, error) {
 	return user == "u1", nil
 }
 
+func (f fakeMembership) MemberSince(user, segment string) (bool, time.Time, error) {
+	ok, err := f.IsMember(user, segment)
+	if !ok {
+		return false, time.Time{}, err
+	}
+	return true, time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC), nil
+}
+
+func (f fakeMembership) UserMemberships(user string) []api.Membership {
+	var out []api.Membership
+	for _, s := range f.UserSegments(user) {
+		out = append(out, api.Membership{Segment: s, Since: "2026-11-27T09:00:00Z"})
+	}
+	return out
+}
+
 func (fakeMembership) UserSegments(user string) []string {
 	if user == "u1" {
 		return []string{"vip"}

@@ -1,0 +1,270 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/segd/segd/bus/api"
+)
+
+// IsTooLarge reports whether err is a 413: the request or its reply does
+// not fit in one NATS message.
+func IsTooLarge(err error) bool { return hasCode(err, api.CodeTooLarge) }
+
+// IsInternal reports whether err is a 500: a failure inside segd.
+func IsInternal(err error) bool { return hasCode(err, api.CodeInternal) }
+
+// MemberCheck is IsMember with the time the user entered the segment.
+func (c *Client) MemberCheck(ctx context.Context, user, segment string) (*api.MemberCheckReply, error) {
+	var r api.MemberCheckReply
+	if err := c.call(ctx, api.SubjectMemberCheck, api.MemberCheckRequest{User: user, Segment: segment}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// UserMemberships returns the user's segments, ascending, with the time the
+// user entered each.
+func (c *Client) UserMemberships(ctx context.Context, user string) ([]api.Membership, error) {
+	var r api.MemberSegmentsReply
+	err := c.call(ctx, api.SubjectMemberSegments, api.MemberSegmentsRequest{User: user}, &r)
+	return r.Memberships, err
+}
+
+// Segment describes one segment: definition, status, size, last change.
+func (c *Client) Segment(ctx context.Context, segment string) (*api.SegmentGetReply, error) {
+	var r api.SegmentGetReply
+	if err := c.call(ctx, api.SubjectSegmentGet, api.SegmentRequest{Segment: segment}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Members returns one page of a segment's members: pass "" as cursor for
+// the first page and the reply's Next for the following ones; limit 0 is
+// the server's default (1000).
+func (c *Client) Members(ctx context.Context, segment, cursor string, limit int) (*api.SegmentMembersReply, error) {
+	var r api.SegmentMembersReply
+	if err := c.call(ctx, api.SubjectSegmentMembers, api.SegmentMembersRequest{Segment: segment, Cursor: cursor, Limit: limit}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// EachMember pages through a whole segment, calling fn with each page;
+// an error from fn stops it. Users who enter or leave meanwhile may or may
+// not be seen; every user who stays a member is seen exactly once.
+func (c *Client) EachMember(ctx context.Context, segment string, limit int, fn func(users []string) error) error {
+	cursor := ""
+	for {
+		page, err := c.Members(ctx, segment, cursor, limit)
+		if err != nil {
+			return err
+		}
+		if len(page.Users) > 0 {
+			if err := fn(page.Users); err != nil {
+				return err
+			}
+		}
+		if page.Next == "" {
+			return nil
+		}
+		cursor = page.Next
+	}
+}
+
+// Export is a whole segment, as segment.export returned it and, when the
+// reply named an Object Store object, as fetched from there.
+type Export struct {
+	Segment string
+	Format  string
+	Count   uint64
+	// Users holds the ids for format "ids".
+	Users []string
+	// Roaring holds the portable serialization for format "roaring".
+	Roaring []byte
+	// Object is the Object Store object it came through, if any.
+	Object string
+}
+
+// Bitmap decodes Roaring.
+func (e *Export) Bitmap() (*roaring.Bitmap, error) {
+	bm := roaring.New()
+	if len(e.Roaring) == 0 {
+		return bm, nil
+	}
+	if _, err := bm.ReadFrom(bytes.NewReader(e.Roaring)); err != nil {
+		return nil, fmt.Errorf("segd export of %s: decoding the bitmap: %w", e.Segment, err)
+	}
+	return bm, nil
+}
+
+// ExportOption configures Export.
+type ExportOption func(*exportConfig)
+
+type exportConfig struct {
+	progress func(done, total uint64)
+}
+
+// WithProgress has Export report the bytes fetched from the Object Store as
+// they arrive (an inline reply reports nothing).
+func WithProgress(fn func(done, total uint64)) ExportOption {
+	return func(c *exportConfig) { c.progress = fn }
+}
+
+// Export fetches a whole segment in format api.FormatIDs or
+// api.FormatRoaring. A reply too large for one message comes through the
+// JetStream Object Store: Export fetches it transparently (and deletes
+// nothing: objects expire on their own).
+func (c *Client) Export(ctx context.Context, segment, format string, opts ...ExportOption) (*Export, error) {
+	var cfg exportConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var r api.SegmentExportReply
+	// The server may need a while to write a large object.
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, max(c.timeout, 2*time.Minute))
+		defer cancel()
+	}
+	if err := c.call(ctx, api.SubjectSegmentExport, api.SegmentExportRequest{Segment: segment, Format: format}, &r); err != nil {
+		return nil, err
+	}
+	ex := &Export{Segment: r.Segment, Format: r.Format, Count: r.Count, Users: r.Users, Roaring: r.Roaring}
+	if r.Object == "" {
+		if ex.Format == api.FormatIDs && ex.Users == nil {
+			ex.Users = []string{}
+		}
+		return ex, nil
+	}
+	ex.Object = r.Object
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		return nil, err
+	}
+	obs, err := js.ObjectStore(ctx, r.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("segd export of %s: object store %s: %w", segment, r.Bucket, err)
+	}
+	res, err := obs.Get(ctx, r.Object)
+	if err != nil {
+		return nil, fmt.Errorf("segd export of %s: object %s: %w", segment, r.Object, err)
+	}
+	defer res.Close()
+	var rd io.Reader = res
+	if cfg.progress != nil {
+		rd = &progressReader{r: res, total: r.Size, fn: cfg.progress}
+	}
+	data, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, fmt.Errorf("segd export of %s: reading object %s: %w", segment, r.Object, err)
+	}
+	if r.Format == api.FormatRoaring {
+		ex.Roaring = data
+		return ex, nil
+	}
+	ex.Users = make([]string, 0, r.Count)
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if line := sc.Text(); line != "" {
+			ex.Users = append(ex.Users, line)
+		}
+	}
+	if uint64(len(ex.Users)) != r.Count {
+		return nil, fmt.Errorf("segd export of %s: object %s holds %d users, the reply said %d", segment, r.Object, len(ex.Users), r.Count)
+	}
+	return ex, sc.Err()
+}
+
+type progressReader struct {
+	r     io.Reader
+	done  uint64
+	total uint64
+	fn    func(done, total uint64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += uint64(n)
+	p.fn(p.done, p.total)
+	return n, err
+}
+
+// Query evaluates set algebra over segments, e.g. "vip & !churned | new_7d"
+// (see api.SegmentQueryRequest). A syntax error is a 400 whose description
+// gives the column; an unknown segment a 404.
+func (c *Client) Query(ctx context.Context, expr string, countOnly bool, limit int) (*api.SegmentQueryReply, error) {
+	var r api.SegmentQueryReply
+	if err := c.call(ctx, api.SubjectSegmentQuery, api.SegmentQueryRequest{Expr: expr, CountOnly: countOnly, Limit: limit}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// History returns a segment's size, entries and exits per day between from
+// and to (YYYY-MM-DD, inclusive; "" for the defaults: the last 30 days).
+func (c *Client) History(ctx context.Context, segment, from, to string) ([]api.HistoryDay, error) {
+	var r api.SegmentHistoryReply
+	err := c.call(ctx, api.SubjectSegmentHistory, api.SegmentHistoryRequest{Segment: segment, From: from, To: to}, &r)
+	return r.Days, err
+}
+
+// Upload replaces (api.UploadReplace) or extends (api.UploadAppend) the
+// members of a static segment and returns once segd has applied it, with
+// the new size. A list too large for one message is sent in parts, in
+// order, the later ones as appends; a replace in parts is then not atomic:
+// between parts, readers see only the first parts, and the change feed
+// shows the users of later parts leaving and entering again.
+func (c *Client) Upload(ctx context.Context, segment string, users []string, mode string) (*api.SegmentUploadReply, error) {
+	limit := int(c.nc.MaxPayload()) - 1024
+	if limit <= 0 {
+		limit = MaxBatchBytes - 1024
+	}
+	parts := splitUsers(users, limit-len(segment)-64)
+	var last *api.SegmentUploadReply
+	for i, part := range parts {
+		m := mode
+		if i > 0 {
+			m = api.UploadAppend
+		}
+		if part == nil {
+			part = []string{}
+		}
+		var r api.SegmentUploadReply
+		if err := c.call(ctx, api.SubjectSegmentUpload, api.SegmentUploadRequest{Segment: segment, Users: part, Mode: m}, &r); err != nil {
+			if len(parts) > 1 {
+				return last, fmt.Errorf("part %d of %d: %w", i+1, len(parts), err)
+			}
+			return nil, err
+		}
+		last = &r
+	}
+	return last, nil
+}
+
+// splitUsers cuts users into lists whose JSON encoding stays under limit
+// bytes (always at least one list, possibly empty).
+func splitUsers(users []string, limit int) [][]string {
+	var parts [][]string
+	start, size := 0, 2
+	for i, u := range users {
+		b, _ := json.Marshal(u)
+		n := len(b) + 1
+		if size+n > limit && i > start {
+			parts = append(parts, users[start:i])
+			start, size = i, 2
+		}
+		size += n
+	}
+	return append(parts, users[start:])
+}
