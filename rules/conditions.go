@@ -393,8 +393,10 @@ func (p *parser) sequence(n *yaml.Node, field string) *Sequence {
 //	stopped:  did E in the N days before the last M, and not in the last M
 //	returned: did E in the N days before a gap of M days with no E, and
 //	          again in the last K days
+//
+// An optional count (default ">= 1") says how much doing E is active.
 func (p *parser) lifecycle(n *yaml.Node, field string) Condition {
-	f := p.fields(n, field, "stage", "event", "events", "where", "last", "previous", "gap")
+	f := p.fields(n, field, "stage", "event", "events", "where", "last", "previous", "gap", "count")
 	if f == nil {
 		return nil
 	}
@@ -419,8 +421,16 @@ func (p *parser) lifecycle(n *yaml.Node, field string) Condition {
 			p.fail(v, p.seg, field+"."+key, "does not apply to stage %s", stage)
 		}
 	}
+	// count says how active "active" is, e.g. ">= 20" for very active users.
+	active := Comparison{Op: OpGE, Value: 1}
+	if c := f["count"]; c != nil {
+		active = p.comparison(c, field+".count")
+		if active.Holds(0) {
+			p.fail(c, p.seg, field+".count", "%s holds for users with no event; an active period needs at least one", active)
+		}
+	}
 	did := func(from, to int, not bool) *Did {
-		d := &Did{Step: step, Aggregate: Aggregate{Func: AggCount}, Compare: Comparison{Op: OpGE, Value: 1},
+		d := &Did{Step: step, Aggregate: Aggregate{Func: AggCount}, Compare: active,
 			Window: Window{Kind: Rolling, Unit: Day, From: from, To: to, Text: fmt.Sprintf("days %d to %d ago", from, to)}}
 		if not {
 			d.Compare = Comparison{Op: OpEQ, Value: 0}
