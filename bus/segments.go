@@ -307,7 +307,9 @@ func (h *segmentHandlers) export(r api.SegmentExportRequest) (any, error) {
 	rep.Size = uint64(len(object))
 	rep.Expires = now.Add(h.opts.ExportTTL).UTC().Format(time.RFC3339)
 	meta := jetstream.ObjectMeta{Name: rep.Object, Description: fmt.Sprintf("segd export of %s (%d users, %s)", r.Segment, rep.Count, r.Format),
-		Metadata: map[string]string{"segment": r.Segment, "format": r.Format, "count": strconv.FormatUint(rep.Count, 10)}}
+		Metadata: map[string]string{"segment": r.Segment, "format": r.Format, "count": strconv.FormatUint(rep.Count, 10)},
+		// Chunks must fit the server's max payload (the default is 128 KiB).
+		Opts: &jetstream.ObjectMetaOptions{ChunkSize: uint32(min(128<<10, h.opts.MaxPayload-exportHeadroom))}}
 	if _, err := obs.Put(ctx, meta, bytes.NewReader(object)); err != nil {
 		return nil, fmt.Errorf("storing the export in %s: %w", api.ExportBucket, err)
 	}

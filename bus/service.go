@@ -51,8 +51,9 @@ type ServiceOptions struct {
 // to encode as JSON, or an error (wrapping ErrNotFound for a 404; others
 // are 500).
 type Endpoint struct {
-	// Name is the micro endpoint name ([A-Za-z0-9_-]); Subject the full
-	// subject, e.g. "segd.v1.analysis.funnel".
+	// Name is the micro endpoint name ([A-Za-z0-9_-]); Subject its subject
+	// within the group, e.g. "analysis.funnel" (the full subject,
+	// "segd.v1.analysis.funnel", is accepted too).
 	Name, Subject string
 	// Description, Request and Reply document it in the endpoint metadata.
 	Description, Request, Reply string
@@ -66,7 +67,7 @@ type Endpoint struct {
 
 func (e Endpoint) def() endpointDef {
 	return endpointDef{
-		name: e.Name, subject: e.Subject, description: e.Description, request: e.Request, reply: e.Reply, slow: e.Slow,
+		name: e.Name, subject: strings.TrimPrefix(e.Subject, api.Group+"."), description: e.Description, request: e.Request, reply: e.Reply, slow: e.Slow,
 		parse: func(_ Membership, data []byte) (func() (any, error), *api.ErrorDetail) { return e.Parse(data) },
 	}
 }
