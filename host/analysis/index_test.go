@@ -14,6 +14,7 @@ import (
 
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/host/analysis"
+	"github.com/segd/segd/host/internal/analysisref"
 	"github.com/segd/segd/rules"
 )
 
@@ -93,7 +94,7 @@ func TestIndexMatchesReference(t *testing.T) {
 			close(stop)
 			wg.Wait()
 
-			ref := &raw{events: events, ids: ids, loc: loc, now: final, days: keep}
+			ref := &analysisref.Raw{Events: events, IDs: ids, Loc: loc, Now: final, Days: keep}
 			segs, ins := randomSegments(rng, nUsers)
 			day := func(off int) (analysis.Day, string) {
 				d := start.AddDate(0, 0, off)
@@ -114,11 +115,11 @@ func TestIndexMatchesReference(t *testing.T) {
 					measures = append(measures, pm)
 				}
 				reply := ix.Events(analysis.EventsQuery{Events: append(names, "nope"), Measures: measures, From: from, To: to, Segments: segs})
-				if want := dates(fromS, toS); !slices.Equal(reply.Days, want) {
+				if want := analysisref.Dates(fromS, toS); !slices.Equal(reply.Days, want) {
 					t.Fatalf("days %v, want %v", reply.Days, want)
 				}
 				for _, s := range reply.Series {
-					want := ref.refEvents(ins[s.Segment], s.Event, s.Measure, fromS, toS)
+					want := ref.EventSeries(ins[s.Segment], s.Event, s.Measure, fromS, toS)
 					if !slices.Equal(s.Values, want) {
 						t.Fatalf("round %d events %s %s %s %s..%s:\n got %v\nwant %v", round, s.Segment, s.Event, s.Measure, fromS, toS, s.Values, want)
 					}
@@ -137,7 +138,7 @@ func TestIndexMatchesReference(t *testing.T) {
 				for mode := analysis.FunnelMode(0); mode < 8; mode++ {
 					got := ix.Funnel(analysis.FunnelQuery{Steps: qs, Window: window, From: from, To: to, Mode: mode, Segments: segs})
 					for _, g := range got {
-						want := ref.refFunnel(ins[g.Segment], steps, window, mode&analysis.StrictOrder != 0,
+						want := ref.Funnel(ins[g.Segment], steps, window, mode&analysis.StrictOrder != 0,
 							mode&analysis.StrictDeduplication != 0, mode&analysis.StrictIncrease != 0, fromS, toS)
 						for k := range want {
 							if g.Steps[k].Users != want[k] {
@@ -155,7 +156,7 @@ func TestIndexMatchesReference(t *testing.T) {
 					got := ix.Retention(analysis.RetentionQuery{StartEvent: startEv, ReturnEvent: retEv, From: from, To: to,
 						Days: days, Recurring: recurring, Segments: segs})
 					for _, g := range got {
-						sizes, retained, cds := ref.refRetention(ins[g.Segment], startEv, retEv, fromS, toS, days, recurring)
+						sizes, retained, cds := ref.Retention(ins[g.Segment], startEv, retEv, fromS, toS, days, recurring)
 						if len(g.Cohorts) != len(sizes) {
 							t.Fatalf("retention: %d cohorts, want %d", len(g.Cohorts), len(sizes))
 						}

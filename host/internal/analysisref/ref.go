@@ -1,8 +1,8 @@
-package analysis_test
-
-// A naive reference of every analysis, over the raw events: no bitmaps,
-// no timelines, no day arithmetic shared with the index (days are the
-// strings time.Format gives in the zone).
+// Package analysisref is a naive reference of segd's analyses over the raw
+// events, for tests: no bitmaps, no timelines, no day arithmetic shared
+// with the index (days are the strings time.Format gives in the zone). It
+// is slow on purpose and independent of package analysis.
+package analysisref
 
 import (
 	"sort"
@@ -11,17 +11,17 @@ import (
 	"github.com/segd/segd/rules"
 )
 
-// raw is the input of the reference: events, each user's dense id, and the
-// parameters the index was built with.
-type raw struct {
-	events []rules.Event
-	ids    []uint32
-	loc    *time.Location
-	now    time.Time
-	days   int // history kept
+// Raw is the input of the reference: events, each event's dense user id,
+// and the parameters the index was built with.
+type Raw struct {
+	Events []rules.Event
+	IDs    []uint32
+	Loc    *time.Location
+	Now    time.Time
+	Days   int // history kept
 }
 
-func (r *raw) date(ms int64) string { return time.UnixMilli(ms).In(r.loc).Format(time.DateOnly) }
+func (r *Raw) date(ms int64) string { return time.UnixMilli(ms).In(r.Loc).Format(time.DateOnly) }
 
 func addDays(date string, n int) string {
 	t, _ := time.Parse(time.DateOnly, date)
@@ -29,18 +29,19 @@ func addDays(date string, n int) string {
 }
 
 // midnight is when a date begins in the zone, in Unix ms.
-func (r *raw) midnight(date string) int64 {
+func (r *Raw) midnight(date string) int64 {
 	t, _ := time.Parse(time.DateOnly, date)
-	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, r.loc).UnixMilli()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, r.Loc).UnixMilli()
 }
 
 // kept reports whether an event's day is within the history kept.
-func (r *raw) kept(ms int64) bool {
-	today := r.now.In(r.loc).Format(time.DateOnly)
-	return r.date(ms) >= addDays(today, -(r.days - 1))
+func (r *Raw) kept(ms int64) bool {
+	today := r.Now.In(r.Loc).Format(time.DateOnly)
+	return r.date(ms) >= addDays(today, -(r.Days-1))
 }
 
-func dates(from, to string) []string {
+// Dates lists the dates from one to another, inclusive.
+func Dates(from, to string) []string {
 	var out []string
 	for d := from; d <= to; d = addDays(d, 1) {
 		out = append(out, d)
@@ -48,9 +49,9 @@ func dates(from, to string) []string {
 	return out
 }
 
-// refEvents returns values[day index] of one (segment, event, measure).
-func (r *raw) refEvents(in func(uint32) bool, event, measure string, from, to string) []float64 {
-	ds := dates(from, to)
+// EventSeries returns values[day index] of one (segment, event, measure).
+func (r *Raw) EventSeries(in func(uint32) bool, event, measure string, from, to string) []float64 {
+	ds := Dates(from, to)
 	index := map[string]int{}
 	for i, d := range ds {
 		index[d] = i
@@ -60,15 +61,15 @@ func (r *raw) refEvents(in func(uint32) bool, event, measure string, from, to st
 	for i := range perUser {
 		perUser[i] = map[uint32]int{}
 	}
-	for i, e := range r.events {
-		if e.Name != event || !r.kept(e.Time) || !in(r.ids[i]) {
+	for i, e := range r.Events {
+		if e.Name != event || !r.kept(e.Time) || !in(r.IDs[i]) {
 			continue
 		}
 		di, ok := index[r.date(e.Time)]
 		if !ok {
 			continue
 		}
-		perUser[di][r.ids[i]]++
+		perUser[di][r.IDs[i]]++
 		switch {
 		case measure == "total":
 			out[di]++
@@ -97,8 +98,8 @@ func (r *raw) refEvents(in func(uint32) bool, event, measure string, from, to st
 	return out
 }
 
-// refFunnel returns how many users of the segment reached each step.
-func (r *raw) refFunnel(in func(uint32) bool, steps []string, window time.Duration, strictOrder, dedup, increase bool, from, to string) []uint64 {
+// Funnel returns how many users of the segment reached each step.
+func (r *Raw) Funnel(in func(uint32) bool, steps []string, window time.Duration, strictOrder, dedup, increase bool, from, to string) []uint64 {
 	lo := r.midnight(from)
 	endTo := r.midnight(addDays(to, 1)) - 1
 	hi := endTo + window.Milliseconds()
@@ -107,8 +108,8 @@ func (r *raw) refFunnel(in func(uint32) bool, steps []string, window time.Durati
 		cond int
 	}
 	byUser := map[uint32][]ev{}
-	for i, e := range r.events {
-		u := r.ids[i]
+	for i, e := range r.Events {
+		u := r.IDs[i]
 		if !in(u) || !r.kept(e.Time) || e.Time < lo || e.Time > hi {
 			continue
 		}
@@ -207,13 +208,13 @@ func chLevel(n int, window int64, strictOrder, dedup, increase bool, list func(f
 	return top()
 }
 
-// refRetention returns cohort sizes and retained counts per cohort day.
-func (r *raw) refRetention(in func(uint32) bool, start, ret string, from, to string, days int, recurring bool) (sizes []uint64, retained [][]uint64, cohortDays []string) {
+// Retention returns cohort sizes and retained counts per cohort day.
+func (r *Raw) Retention(in func(uint32) bool, start, ret string, from, to string, days int, recurring bool) (sizes []uint64, retained [][]uint64, cohortDays []string) {
 	startDays := map[uint32]map[string]bool{}
 	retDays := map[uint32]map[string]bool{}
 	firstStart := map[uint32]string{}
-	for i, e := range r.events {
-		u := r.ids[i]
+	for i, e := range r.Events {
+		u := r.IDs[i]
 		if !r.kept(e.Time) {
 			continue
 		}
@@ -234,8 +235,8 @@ func (r *raw) refRetention(in func(uint32) bool, start, ret string, from, to str
 			retDays[u][d] = true
 		}
 	}
-	today := r.now.In(r.loc).Format(time.DateOnly)
-	for _, d := range dates(from, to) {
+	today := r.Now.In(r.Loc).Format(time.DateOnly)
+	for _, d := range Dates(from, to) {
 		if d > today {
 			break
 		}
