@@ -24,10 +24,13 @@ const MaxAnalysisDays = 366
 const MaxRetentionDays = 90
 
 // AnalysisEndpoints returns the segd.v1.analysis.* endpoints served by a.
+// They are Slow: an analysis can take a second at a million users, and
+// must not hold up membership lookups.
 func AnalysisEndpoints(a Analyzer) []Endpoint {
 	return []Endpoint{
 		{
 			Name: "analysis_events", Subject: "analysis.events",
+			Slow:        true,
 			Description: "Daily series of events per event, measure and segment, side by side with all users (*).",
 			Request:     `{"events":["checkout"],"segments":["vip"],"from":"2026-11-01","to":"2026-11-28","measures":["uniques","total","sum:amount"]}`,
 			Reply:       `{"days":["2026-11-01"],"series":[{"segment":"*","event":"checkout","measure":"uniques","values":[812]}]}`,
@@ -60,6 +63,7 @@ func AnalysisEndpoints(a Analyzer) []Endpoint {
 		},
 		{
 			Name: "analysis_funnel", Subject: "analysis.funnel",
+			Slow:        true,
 			Description: "Users reaching each funnel step (ClickHouse windowFunnel semantics) per segment, with all users (*).",
 			Request:     `{"steps":[{"event":"view"},{"event":"cart"},{"event":"pay"}],"window":"7d","from":"2026-11-01","to":"2026-11-28","segments":["vip"]}`,
 			Reply:       `{"steps":[{"event":"view"},{"event":"cart"},{"event":"pay"}],"window":"7d","mode":"default","from":"2026-11-01","to":"2026-11-28","segments":[{"segment":"*","steps":[{"users":900,"conversion":1,"step_conversion":1},{"users":300,"conversion":0.333,"step_conversion":0.333},{"users":120,"conversion":0.133,"step_conversion":0.4}]}]}`,
@@ -96,6 +100,7 @@ func AnalysisEndpoints(a Analyzer) []Endpoint {
 		},
 		{
 			Name: "analysis_retention", Subject: "analysis.retention",
+			Slow:        true,
 			Description: "Retention cohorts per calendar day (first_time or recurring) per segment, with all users (*).",
 			Request:     `{"start_event":"signup","return_event":"visit","from":"2026-11-01","to":"2026-11-07","days":7,"mode":"first_time","segments":["vip"]}`,
 			Reply:       `{"mode":"first_time","days":7,"segments":[{"segment":"*","cohorts":[{"day":"2026-11-01","size":120,"retained":[60,41,38,30,29,25,22]}]}]}`,
@@ -131,6 +136,7 @@ func AnalysisEndpoints(a Analyzer) []Endpoint {
 		},
 		{
 			Name: "analysis_trend", Subject: "analysis.trend",
+			Slow:        true,
 			Description: "Segment sizes, entries and exits per day, with all users (*).",
 			Request:     `{"segments":["vip"],"from":"2026-11-01","to":"2026-11-28"}`,
 			Reply:       `{"days":["2026-11-01"],"segments":[{"segment":"*","sizes":[5000],"entered":[40],"left":[0]},{"segment":"vip","sizes":[575],"entered":[3],"left":[1]}]}`,
