@@ -40,5 +40,6 @@ func newRootCommand() *cobra.Command {
 	}
 	root.AddCommand(newServeCommand(), newRuleCommand(), newMemberCommand(), newSegmentCommand(),
 		newStatusCommand(), newDemoCommand())
+	root.AddCommand(newAnalyzeCommand())
 	return root
 }
