@@ -5,11 +5,29 @@ DATA_DIR  ?= segd-data
 LISTEN    ?= 127.0.0.1:4222
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run build test race lint bench clean
+GO_PLUGINS := geofence scoring searchclass
+PLUGIN_DIR := build/plugins
 
-## run: build segd and start it with an embedded NATS server, the example rules and a demo stream
-run: build
-	./bin/segd serve --data-dir $(DATA_DIR) --listen $(LISTEN) --rules examples/rules --demo
+.PHONY: run build plugins test lint bench clean
+
+## run: build segd and the example plugins, and start segd with an embedded NATS server, the example rules and a demo stream
+run: build plugins
+	@rules="examples/rules,examples/plugins/rules.yaml"; \
+	if [ -f $(PLUGIN_DIR)/amount.wasm ]; then rules="$$rules,examples/plugins/amount-wat/rules.yaml"; fi; \
+	set -x; ./bin/segd serve --data-dir $(DATA_DIR) --listen $(LISTEN) --rules "$$rules" --plugins $(PLUGIN_DIR) --demo
+
+## plugins: build the example WASM plugins into build/plugins (the WebAssembly-text one when wat2wasm is installed)
+plugins:
+	@mkdir -p $(PLUGIN_DIR)
+	@for p in $(GO_PLUGINS); do \
+		echo "plugin $$p"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $(PLUGIN_DIR)/$$p.wasm ./examples/plugins/$$p || exit 1; \
+		cp examples/plugins/$$p/$$p.yaml $(PLUGIN_DIR)/; \
+	done
+	@if command -v wat2wasm >/dev/null; then \
+		echo "plugin amount (WebAssembly text)"; \
+		wat2wasm examples/plugins/amount-wat/amount.wat -o $(PLUGIN_DIR)/amount.wasm && cp examples/plugins/amount-wat/amount.yaml $(PLUGIN_DIR)/; \
+	else echo "skipping the WebAssembly-text plugin: wat2wasm is not installed (Debian package wabt)"; fi
 
 ## build: build bin/segd
 build:
@@ -31,4 +49,4 @@ bench:
 	@echo; echo "Ratios (x) compare with a baseline measured in the same run; see docs/operations.md."
 
 clean:
-	rm -rf bin $(DATA_DIR) bench.out
+	rm -rf bin build $(DATA_DIR) bench.out

@@ -1,11 +1,14 @@
 package host
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 
+	"github.com/segd/segd/plugins"
 	"github.com/segd/segd/rules"
 )
 
@@ -51,4 +54,27 @@ func LoadRules(opts rules.Options, paths ...string) ([]*rules.Segment, error) {
 		return nil, err
 	}
 	return rules.Compile(files, opts)
+}
+
+// LoadPlugins loads the WASM plugins of dir, compiling them once into a
+// cache under dataDir. A plugin that cannot load is an error naming its
+// file: a rule that names it could not work.
+func LoadPlugins(ctx context.Context, dir, dataDir string, logger *slog.Logger) (*plugins.Registry, error) {
+	reg, err := plugins.LoadDir(ctx, dir, plugins.Options{CacheDir: filepath.Join(dataDir, "wasm-cache"), Logger: logger})
+	if err != nil {
+		if reg != nil {
+			_ = reg.Close(ctx)
+		}
+		return nil, fmt.Errorf("plugins: %w", err)
+	}
+	return reg, nil
+}
+
+// LoadSchema reads an event schema file.
+func LoadSchema(path string) (*rules.Schema, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	return rules.ParseSchema(path, data)
 }

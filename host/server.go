@@ -16,6 +16,7 @@ import (
 
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/host/engine"
+	"github.com/segd/segd/plugins"
 	"github.com/segd/segd/rules"
 )
 
@@ -37,8 +38,11 @@ type Config struct {
 	SyncAlways bool
 	// RulePaths are rule files or directories of them.
 	RulePaths []string
-	// Plugins resolves plugin predicates named by rules (nil: none).
-	Plugins rules.Plugins
+	// PluginsDir holds WASM plugins (NAME.wasm with an optional NAME.yaml
+	// manifest) that rules may name; empty loads none.
+	PluginsDir string
+	// Schema, if set, checks rules against the events producers declare.
+	Schema *rules.Schema
 	// Location is the time zone of calendar days (default UTC).
 	Location *time.Location
 	// Clock drives windows (default the system clock).
@@ -59,6 +63,7 @@ type Server struct {
 	nc         *nats.Conn
 	js         jetstream.JetStream
 	engine     *engine.Engine
+	plugins    *plugins.Registry
 	consumer   *bus.Consumer
 	service    *bus.Service
 	segAPI     *segmentAPI // the change feed and upload waiter (changes.go)
@@ -82,16 +87,23 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
 	}
-	segments, err := LoadRules(rules.Options{Plugins: cfg.Plugins, MaxWindowDays: int(cfg.Retention / (24 * time.Hour))}, cfg.RulePaths...)
-	if err != nil {
-		return nil, err
-	}
 	s := &Server{cfg: cfg, engineDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
+	ruleOpts := rules.Options{MaxWindowDays: int(cfg.Retention / (24 * time.Hour)), Schema: cfg.Schema}
+	if cfg.PluginsDir != "" {
+		if s.plugins, err = LoadPlugins(ctx, cfg.PluginsDir, cfg.DataDir, cfg.Logger); err != nil {
+			return nil, err
+		}
+		ruleOpts.Plugins = s.plugins
+	}
+	segments, err := LoadRules(ruleOpts, cfg.RulePaths...)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.connect(); err != nil {
 		return nil, err
 	}
@@ -229,6 +241,9 @@ func (s *Server) Close() error {
 	}
 	if s.embedded != nil {
 		s.embedded.Shutdown()
+	}
+	if s.plugins != nil {
+		errs = append(errs, s.plugins.Close(context.Background()))
 	}
 	return errors.Join(errs...)
 }

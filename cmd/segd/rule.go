@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -17,7 +19,11 @@ type (
 
 func newRuleCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "rule", Short: "Work with rule files"}
-	var retentionDays int
+	var (
+		retentionDays int
+		pluginsDir    string
+		schema        string
+	)
 	validate := &cobra.Command{
 		Use:   "validate FILE|DIR...",
 		Short: "Check rule files and print every problem with its file, line and segment",
@@ -25,7 +31,27 @@ func newRuleCommand() *cobra.Command {
 problem is found.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			segs, err := host.LoadRules(rules.Options{MaxWindowDays: retentionDays}, args...)
+			opts := rules.Options{MaxWindowDays: retentionDays}
+			var err error
+			if schema != "" {
+				if opts.Schema, err = host.LoadSchema(schema); err != nil {
+					return err
+				}
+			}
+			if pluginsDir != "" {
+				dir, err := os.MkdirTemp("", "segd-validate-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				reg, err := host.LoadPlugins(cmd.Context(), pluginsDir, dir, slog.New(slog.DiscardHandler))
+				if err != nil {
+					return err
+				}
+				defer reg.Close(cmd.Context())
+				opts.Plugins = reg
+			}
+			segs, err := host.LoadRules(opts, args...)
 			if err != nil {
 				return err
 			}
@@ -34,6 +60,8 @@ problem is found.`,
 		},
 	}
 	validate.Flags().IntVar(&retentionDays, "retention-days", rules.DefaultMaxWindowDays, "the longest window allowed")
+	validate.Flags().StringVar(&pluginsDir, "plugins", "", "directory of WASM plugins that rules may name")
+	validate.Flags().StringVar(&schema, "schema", "", "event schema file to check rules against")
 	cmd.AddCommand(validate)
 	return cmd
 }

@@ -21,6 +21,7 @@ func newServeCommand() *cobra.Command {
 		cfg       host.Config
 		tz        string
 		logLevel  string
+		schema    string
 		demo      bool
 		demoUsers int
 		demoDays  int
@@ -45,6 +46,11 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 				return fmt.Errorf("--tz %q: %w", tz, err)
 			}
 			cfg.Location, cfg.Logger, cfg.Version = loc, logger, version
+			if schema != "" {
+				if cfg.Schema, err = host.LoadSchema(schema); err != nil {
+					return err
+				}
+			}
 
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -70,6 +76,8 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 	f.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync every JetStream write (survives power loss; slower)")
 	f.StringSliceVar(&cfg.RulePaths, "rules", []string{"examples/rules"}, "rule files or directories of *.yaml")
 	f.DurationVar(&cfg.Retention, "retention", 90*24*time.Hour, "how long the events stream keeps batches; caps rule windows")
+	f.StringVar(&cfg.PluginsDir, "plugins", "", "directory of WASM plugins (NAME.wasm and NAME.yaml) that rules may name")
+	f.StringVar(&schema, "schema", "", "event schema file: rules are checked against the events it declares")
 	f.StringVar(&tz, "tz", "UTC", "IANA time zone of calendar days, e.g. Asia/Shanghai")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&demo, "demo", false, "also publish a synthetic e-commerce stream (weeks of history, then live events)")
