@@ -6,6 +6,8 @@
 //	segd member segments USER   list a user's segments
 //	segd segment ls             list segments with their sizes
 //	segd segment count SEG      a segment's size
+//	segd segment get|members|export|query|history|upload   the segment API
+//	segd watch [SEG...]         tail the change feed
 //	segd status                 ingest progress
 //	segd demo                   publish a synthetic e-commerce stream
 //
@@ -39,7 +41,7 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCommand(), newRuleCommand(), newMemberCommand(), newSegmentCommand(),
-		newStatusCommand(), newDemoCommand())
+		newStatusCommand(), newDemoCommand(), newWatchCommand())
 	root.AddCommand(newAnalyzeCommand())
 	return root
 }

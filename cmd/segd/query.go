@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/bus/client"
 )
 
@@ -57,15 +58,15 @@ func newMemberCommand() *cobra.Command {
 	f.register(cmd)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "check USER SEGMENT",
-		Short: "Is USER in SEGMENT?",
+		Short: "Is USER in SEGMENT, and since when?",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
-				m, err := c.IsMember(ctx, args[0], args[1])
-				return map[string]bool{"member": m}, err
+				return c.MemberCheck(ctx, args[0], args[1])
 			}, func(w io.Writer, res any) {
-				if res.(map[string]bool)["member"] {
-					fmt.Fprintf(w, "%s is in %s\n", args[0], args[1])
+				r := res.(*api.MemberCheckReply)
+				if r.Member {
+					fmt.Fprintf(w, "%s is in %s since %s\n", args[0], args[1], r.Since)
 				} else {
 					fmt.Fprintf(w, "%s is not in %s\n", args[0], args[1])
 				}
@@ -73,20 +74,31 @@ func newMemberCommand() *cobra.Command {
 		},
 	}, &cobra.Command{
 		Use:   "segments USER",
-		Short: "Which segments is USER in?",
+		Short: "Which segments is USER in, and since when?",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
-				segs, err := c.UserSegments(ctx, args[0])
-				return map[string][]string{"segments": segs}, err
+				ms, err := c.UserMemberships(ctx, args[0])
+				if err != nil {
+					return nil, err
+				}
+				rep := api.MemberSegmentsReply{Segments: []string{}, Memberships: ms}
+				for _, m := range ms {
+					rep.Segments = append(rep.Segments, m.Segment)
+				}
+				return rep, nil
 			}, func(w io.Writer, res any) {
-				segs := res.(map[string][]string)["segments"]
-				if len(segs) == 0 {
+				ms := res.(api.MemberSegmentsReply).Memberships
+				if len(ms) == 0 {
 					fmt.Fprintf(w, "%s is in no segment\n", args[0])
+					return
 				}
-				for _, s := range segs {
-					fmt.Fprintln(w, s)
+				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "SEGMENT\tSINCE")
+				for _, m := range ms {
+					fmt.Fprintf(tw, "%s\t%s\n", m.Segment, m.Since)
 				}
+				tw.Flush()
 			})
 		},
 	})
@@ -95,7 +107,7 @@ func newMemberCommand() *cobra.Command {
 
 func newSegmentCommand() *cobra.Command {
 	var f clientFlags
-	cmd := &cobra.Command{Use: "segment", Short: "List segments and their sizes"}
+	cmd := &cobra.Command{Use: "segment", Short: "Segments: list, inspect, page, export, query, history, upload"}
 	f.register(cmd)
 	cmd.AddCommand(&cobra.Command{
 		Use:     "ls",
@@ -121,7 +133,8 @@ func newSegmentCommand() *cobra.Command {
 				tw.Flush()
 			})
 		},
-	}, &cobra.Command{
+	}, newSegmentGetCommand(&f), newSegmentMembersCommand(&f), newSegmentExportCommand(&f), newSegmentQueryCommand(&f),
+		newSegmentHistoryCommand(&f), newSegmentUploadCommand(&f), &cobra.Command{
 		Use:   "count SEGMENT",
 		Short: "The number of users in SEGMENT",
 		Args:  cobra.ExactArgs(1),
