@@ -135,18 +135,18 @@ func newSegmentCommand() *cobra.Command {
 		},
 	}, newSegmentGetCommand(&f), newSegmentMembersCommand(&f), newSegmentExportCommand(&f), newSegmentQueryCommand(&f),
 		newSegmentHistoryCommand(&f), newSegmentUploadCommand(&f), &cobra.Command{
-		Use:   "count SEGMENT",
-		Short: "The number of users in SEGMENT",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
-				n, err := c.SegmentCount(ctx, args[0])
-				return map[string]uint64{"count": n}, err
-			}, func(w io.Writer, res any) {
-				fmt.Fprintln(w, res.(map[string]uint64)["count"])
-			})
-		},
-	})
+			Use:   "count SEGMENT",
+			Short: "The number of users in SEGMENT",
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
+					n, err := c.SegmentCount(ctx, args[0])
+					return map[string]uint64{"count": n}, err
+				}, func(w io.Writer, res any) {
+					fmt.Fprintln(w, res.(map[string]uint64)["count"])
+				})
+			},
+		})
 	return cmd
 }
 
