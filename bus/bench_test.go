@@ -128,3 +128,101 @@ func BenchmarkEchoBaseline(b *testing.B) {
 		})
 	}
 }
+
+// measure sends n requests from `clients` goroutines, one at a time each,
+// and returns the sorted latencies and the throughput.
+func measure(tb testing.TB, e *Embedded, clients, n int, subject string, body []byte, check func(*nats.Msg) error) ([]time.Duration, float64) {
+	tb.Helper()
+	conns := make([]*nats.Conn, clients)
+	for i := range conns {
+		nc, err := e.Connect()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer nc.Close()
+		conns[i] = nc
+	}
+	lat := make([][]time.Duration, clients)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, nc := range conns {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) {
+				t0 := time.Now()
+				msg, err := nc.Request(subject, body, 5*time.Second)
+				lat[i] = append(lat[i], time.Since(t0))
+				if err == nil {
+					err = check(msg)
+				}
+				if err != nil {
+					tb.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	return all, float64(len(all)) / elapsed.Seconds()
+}
+
+func pctl(all []time.Duration, p float64) float64 {
+	if len(all) == 0 {
+		return 0
+	}
+	return float64(all[int(p*float64(len(all)-1))].Nanoseconds()) / 1000
+}
+
+// BenchmarkMemberAPI measures member.check and member.segments with 1, 4
+// and 16 clients against a bare NATS request-reply echo on the same server
+// in the same run: p50-x and p99-x are latency ratios to the echo (lower is
+// better, 1 is the floor), req/s-x the throughput ratio.
+func BenchmarkMemberAPI(b *testing.B) {
+	const echoN = 20000
+	for _, ep := range []struct {
+		name, subject string
+		body          []byte
+		check         func(*nats.Msg) error
+	}{
+		{"member.check", api.SubjectMemberCheck, []byte(`{"user":"u1","segment":"vip"}`), memberCheckReply},
+		{"member.segments", api.SubjectMemberSegments, []byte(`{"user":"u1"}`), func(m *nats.Msg) error {
+			if !bytes.HasPrefix(m.Data, []byte(`{"segments":["active","vip"]`)) {
+				return fmt.Errorf("reply %s", m.Data)
+			}
+			return nil
+		}},
+	} {
+		for _, clients := range clientCounts {
+			b.Run(fmt.Sprintf("%s/clients=%d", ep.name, clients), func(b *testing.B) {
+				e, nc, _ := serviceEnv(b, newMapMembership(), ServiceOptions{})
+				reply := []byte(`{"member":true,"since":"2026-11-27T09:12:44Z"}`)
+				sub, err := nc.QueueSubscribe("bench.echo", "q", func(m *nats.Msg) { _ = m.Respond(reply) })
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer sub.Unsubscribe()
+				if err := nc.Flush(); err != nil {
+					b.Fatal(err)
+				}
+				// Warm both paths, then the echo baseline, then the endpoint.
+				measure(b, e, clients, 2000, "bench.echo", ep.body, func(*nats.Msg) error { return nil })
+				measure(b, e, clients, 2000, ep.subject, ep.body, ep.check)
+				echo, echoRate := measure(b, e, clients, echoN, "bench.echo", ep.body, func(*nats.Msg) error { return nil })
+				b.ResetTimer()
+				all, rate := measure(b, e, clients, b.N, ep.subject, ep.body, ep.check)
+				b.StopTimer()
+				b.ReportMetric(pctl(all, 0.50), "p50-µs")
+				b.ReportMetric(pctl(all, 0.99), "p99-µs")
+				b.ReportMetric(rate, "req/s")
+				b.ReportMetric(pctl(echo, 0.50), "echo-p50-µs")
+				b.ReportMetric(echoRate, "echo-req/s")
+				b.ReportMetric(pctl(all, 0.50)/pctl(echo, 0.50), "p50-x")
+				b.ReportMetric(pctl(all, 0.99)/pctl(echo, 0.99), "p99-x")
+				b.ReportMetric(rate/echoRate, "req/s-x")
+			})
+		}
+	}
+}
