@@ -6,6 +6,7 @@ package analysisref
 
 import (
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/segd/segd/rules"
@@ -19,9 +20,32 @@ type Raw struct {
 	Loc    *time.Location
 	Now    time.Time
 	Days   int // history kept
+
+	once   sync.Once
+	dates  []string // each event's date, formatted once
+	oldest string   // the oldest date kept
 }
 
-func (r *Raw) date(ms int64) string { return time.UnixMilli(ms).In(r.Loc).Format(time.DateOnly) }
+// date returns the date of event i in the zone.
+func (r *Raw) date(i int) string {
+	r.once.Do(func() {
+		r.dates = make([]string, len(r.Events))
+		var last string
+		r.oldest = addDays(r.Now.In(r.Loc).Format(time.DateOnly), -(r.Days - 1))
+		var lo, hi int64 // [lo, hi): the quarter hour of last, in Unix ms
+		for j, e := range r.Events {
+			if e.Time < lo || e.Time >= hi {
+				// Zone offsets are whole quarter hours: a quarter hour
+				// never straddles midnight.
+				lo = e.Time - e.Time%900_000
+				hi = lo + 900_000
+				last = time.UnixMilli(e.Time).In(r.Loc).Format(time.DateOnly)
+			}
+			r.dates[j] = last
+		}
+	})
+	return r.dates[i]
+}
 
 func addDays(date string, n int) string {
 	t, _ := time.Parse(time.DateOnly, date)
@@ -35,9 +59,9 @@ func (r *Raw) midnight(date string) int64 {
 }
 
 // kept reports whether an event's day is within the history kept.
-func (r *Raw) kept(ms int64) bool {
-	today := r.Now.In(r.Loc).Format(time.DateOnly)
-	return r.date(ms) >= addDays(today, -(r.Days-1))
+func (r *Raw) kept(i int) bool {
+	d := r.date(i)
+	return d >= r.oldest
 }
 
 // Dates lists the dates from one to another, inclusive.
@@ -62,10 +86,10 @@ func (r *Raw) EventSeries(in func(uint32) bool, event, measure string, from, to 
 		perUser[i] = map[uint32]int{}
 	}
 	for i, e := range r.Events {
-		if e.Name != event || !r.kept(e.Time) || !in(r.IDs[i]) {
+		if e.Name != event || !r.kept(i) || !in(r.IDs[i]) {
 			continue
 		}
-		di, ok := index[r.date(e.Time)]
+		di, ok := index[r.date(i)]
 		if !ok {
 			continue
 		}
@@ -110,7 +134,7 @@ func (r *Raw) Funnel(in func(uint32) bool, steps []string, window time.Duration,
 	byUser := map[uint32][]ev{}
 	for i, e := range r.Events {
 		u := r.IDs[i]
-		if !in(u) || !r.kept(e.Time) || e.Time < lo || e.Time > hi {
+		if !in(u) || !r.kept(i) || e.Time < lo || e.Time > hi {
 			continue
 		}
 		matched := false
@@ -215,10 +239,10 @@ func (r *Raw) Retention(in func(uint32) bool, start, ret string, from, to string
 	firstStart := map[uint32]string{}
 	for i, e := range r.Events {
 		u := r.IDs[i]
-		if !r.kept(e.Time) {
+		if !r.kept(i) {
 			continue
 		}
-		d := r.date(e.Time)
+		d := r.date(i)
 		if e.Name == start {
 			if startDays[u] == nil {
 				startDays[u] = map[string]bool{}
