@@ -26,17 +26,6 @@ func (c *counter) increment(u uint32) {
 	}
 }
 
-// value returns user u's count.
-func (c *counter) value(u uint32) uint64 {
-	var v uint64
-	for i, p := range c.planes {
-		if p.Contains(u) {
-			v |= 1 << i
-		}
-	}
-	return v
-}
-
 // sum returns the sum of the counts of the users in set: one AND
 // cardinality per plane.
 func (c *counter) sum(set *roaring.Bitmap) uint64 {

@@ -83,9 +83,6 @@ type FunnelQuery struct {
 	Segments []Segment
 }
 
-// maxSteps bounds a funnel's length, as ClickHouse does.
-const maxSteps = 32
-
 // Funnel answers q with ClickHouse windowFunnel's semantics. For each user:
 // their events from the start of From to the end of To plus Window, each
 // event once per step it matches (step 1 only up to the end of To), sorted

@@ -378,7 +378,7 @@ type Memory struct {
 	// (with the out-of-order entries waiting to be merged) and PerUser the
 	// fixed per-user arrays.
 	Presence, Counts, Sums, Timelines, PerUser uint64
-	// Users and Cells are how many users and (event, day) cells there are.
+	// Users counts the users with an event, Cells the (event, day) cells.
 	Users, Cells int
 }
 
@@ -408,6 +408,8 @@ func (ix *Index) Memory() Memory {
 		m.Timelines += uint64(cap(t)) * 16
 	}
 	m.PerUser = uint64(cap(ix.tl))*32 + uint64(cap(ix.firstDay))*4
-	m.Users = len(ix.tl)
+	for _, n := range ix.newUsers {
+		m.Users += int(n)
+	}
 	return m
 }
