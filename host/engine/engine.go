@@ -70,9 +70,9 @@ type Engine struct {
 	retention int              // days
 	profiles  []map[string]any // by dense id
 	leaves    []leaf
-	leafOf    map[rules.Condition]leaf
-	route     map[string]bool // event names some rule reads
-	order     []*segmentState // segments in dependency order
+	leafOf    map[rules.Condition]leaf // while New builds trees
+	route     map[string]bool          // event names some rule reads
+	order     []*segmentState          // segments in dependency order
 	lastSeq   uint64
 
 	users *dictionary
@@ -93,6 +93,10 @@ type segmentState struct {
 	leaves []leaf
 	// refs are the segments the rule reads.
 	refs []*segmentState
+	// tree is the rule with its leaves' running state in place.
+	tree *node
+	// empty is the rule's value for a user no leaf keeps anything for.
+	empty bool
 	// failure is the latest error of one of the segment's predicates as a
 	// whole (a plugin that failed a batch): the segment is then incomplete.
 	failure string
@@ -152,6 +156,12 @@ func New(cfg Config) *Engine {
 		}
 	}
 	e.order = dependencyOrder(e.segments)
+	for _, st := range e.order {
+		if st.seg.Condition != nil {
+			st.tree = e.buildTree(st.seg.Condition)
+			st.empty = st.tree.empty()
+		}
+	}
 	e.stats.Ready = true
 	return e
 }

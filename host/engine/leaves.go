@@ -26,6 +26,9 @@ type leaf interface {
 	// holds reports the condition's value for user u when the clock reads
 	// now (Unix ms); now never goes back between calls.
 	holds(u uint32, now int64) bool
+	// empty reports the value for a user the leaf keeps nothing for: what
+	// a new user is, until an event of theirs reaches the leaf.
+	empty() bool
 }
 
 // batchView is a batch as leaves see it: accepted events with their dense
@@ -47,6 +50,9 @@ type timeBuckets struct {
 	unit    rules.Unit
 	days    dayCache
 	buckets map[int64]*roaring.Bitmap
+	// last is the bucket added to last: a batch's events mostly share one.
+	lastKey int64
+	last    *roaring.Bitmap
 }
 
 func newTimeBuckets(unit rules.Unit, loc *time.Location) timeBuckets {
@@ -70,12 +76,15 @@ func (tb *timeBuckets) span(b int64) (int64, int64) {
 
 func (tb *timeBuckets) add(t int64, u uint32) {
 	b := tb.bucketOf(t)
-	bm := tb.buckets[b]
-	if bm == nil {
-		bm = roaring.New()
-		tb.buckets[b] = bm
+	if tb.last == nil || b != tb.lastKey {
+		bm := tb.buckets[b]
+		if bm == nil {
+			bm = roaring.New()
+			tb.buckets[b] = bm
+		}
+		tb.lastKey, tb.last = b, bm
 	}
-	bm.Add(u)
+	tb.last.Add(u)
 }
 
 // crossed adds the users of buckets that overlap [from, to) to touched.
@@ -97,6 +106,7 @@ func (tb *timeBuckets) dropBefore(t int64) {
 			delete(tb.buckets, b)
 		}
 	}
+	tb.last = nil
 }
 
 const hourMs = int64(time.Hour / time.Millisecond)
@@ -107,6 +117,25 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// interval caches a window's [start, end) for the last clock reading asked:
+// within a step every user is judged at the same time, and computing
+// calendar days is the costly part.
+type interval struct {
+	w          rules.Window
+	loc        *time.Location
+	now        int64
+	start, end int64
+	valid      bool
+}
+
+func (iv *interval) at(now int64) (int64, int64) {
+	if !iv.valid || iv.now != now {
+		iv.start, iv.end = iv.w.Interval(now, iv.loc)
+		iv.now, iv.valid = now, true
+	}
+	return iv.start, iv.end
 }
 
 // windowMoves reports whether a window's start moves with the clock, so
@@ -145,6 +174,7 @@ func match(ctx context.Context, step *rules.Step, b *batchView, scratch *[]rules
 type didLeaf struct {
 	cond    *rules.Did
 	loc     *time.Location
+	window  interval
 	perUser map[uint32][]entry // sorted by time
 	index   timeBuckets
 	values  map[string]uint32 // distinct property values, interned
@@ -164,7 +194,8 @@ func newDidLeaf(c *rules.Did, loc *time.Location) *didLeaf {
 	if c.Window.Kind != rules.Rolling {
 		unit = rules.Day
 	}
-	return &didLeaf{cond: c, loc: loc, perUser: map[uint32][]entry{}, index: newTimeBuckets(unit, loc), values: map[string]uint32{}}
+	return &didLeaf{cond: c, loc: loc, window: interval{w: c.Window, loc: loc}, perUser: map[uint32][]entry{},
+		index: newTimeBuckets(unit, loc), values: map[string]uint32{}}
 }
 
 func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bitmap) error {
@@ -172,7 +203,7 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 	if err != nil {
 		return err
 	}
-	start, end := d.cond.Window.Interval(b.now, d.loc)
+	start, end := d.window.at(b.now)
 	for _, i := range pos {
 		ev := &b.events[i]
 		if ev.Time < start || (!windowMoves(d.cond.Window) && d.cond.Window.Kind == rules.Between && ev.Time >= end) {
@@ -186,6 +217,8 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 				continue // no number to aggregate: the event is left out
 			}
 			en.v = v
+		case a.Func == rules.AggDays:
+			en.s = uint32(d.index.days.dayOf(ev.Time))
 		case a.Func == rules.AggDistinct:
 			v, ok := ev.Props[a.Prop]
 			if !ok || v == nil {
@@ -212,6 +245,14 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 	return nil
 }
 
+func (d *didLeaf) empty() bool {
+	switch d.cond.Aggregate.Func {
+	case rules.AggAvg, rules.AggMin, rules.AggMax:
+		return false
+	}
+	return d.cond.Compare.Holds(0)
+}
+
 func (d *didLeaf) advance(t0, t1 int64, touched *roaring.Bitmap) {
 	s0, e0 := d.cond.Window.Interval(t0, d.loc)
 	s1, e1 := d.cond.Window.Interval(t1, d.loc)
@@ -223,7 +264,7 @@ func (d *didLeaf) advance(t0, t1 int64, touched *roaring.Bitmap) {
 }
 
 func (d *didLeaf) holds(u uint32, now int64) bool {
-	start, end := d.cond.Window.Interval(now, d.loc)
+	start, end := d.window.at(now)
 	list := d.perUser[u]
 	if windowMoves(d.cond.Window) {
 		drop := 0
@@ -253,11 +294,8 @@ func (d *didLeaf) holds(u uint32, now int64) bool {
 		n++
 		sum += en.v
 		lo, hi = min(lo, en.v), max(hi, en.v)
-		switch a.Func {
-		case rules.AggDays:
-			distinct[int64(dayOf(en.t, d.loc))] = true
-		case rules.AggDistinct:
-			distinct[int64(en.s)] = true
+		if distinct != nil {
+			distinct[int64(en.s)] = true // a day (days) or an interned value (distinct)
 		}
 	}
 	var x float64
@@ -282,6 +320,7 @@ func (d *didLeaf) holds(u uint32, now int64) bool {
 type seqLeaf struct {
 	cond      *rules.Sequence
 	loc       *time.Location
+	window    interval
 	within    int64 // ms
 	perUser   map[uint32]*seqUser
 	index     timeBuckets // by first-step times
@@ -311,7 +350,8 @@ func newSeqLeaf(c *rules.Sequence, loc *time.Location) *seqLeaf {
 	if c.Window.Kind != rules.Rolling {
 		unit = rules.Day
 	}
-	return &seqLeaf{cond: c, loc: loc, within: c.Within.Milliseconds(), perUser: map[uint32]*seqUser{}, index: newTimeBuckets(unit, loc)}
+	return &seqLeaf{cond: c, loc: loc, window: interval{w: c.Window, loc: loc}, within: c.Within.Milliseconds(),
+		perUser: map[uint32]*seqUser{}, index: newTimeBuckets(unit, loc)}
 }
 
 func insertTime(list []int64, t int64) []int64 {
@@ -329,7 +369,7 @@ func (s *seqLeaf) user(u uint32) *seqUser {
 }
 
 func (s *seqLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bitmap) error {
-	start, end := s.cond.Window.Interval(b.now, s.loc)
+	start, end := s.window.at(b.now)
 	fixedEnd := s.cond.Window.Kind == rules.Between
 	for k := range s.cond.Steps {
 		pos, err := match(ctx, &s.cond.Steps[k], b, &s.scratch)
@@ -370,6 +410,8 @@ func (s *seqLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 	return nil
 }
 
+func (s *seqLeaf) empty() bool { return false }
+
 func (s *seqLeaf) advance(t0, t1 int64, touched *roaring.Bitmap) {
 	s0, e0 := s.cond.Window.Interval(t0, s.loc)
 	s1, e1 := s.cond.Window.Interval(t1, s.loc)
@@ -388,7 +430,7 @@ func (s *seqLeaf) holds(u uint32, now int64) bool {
 	if su == nil {
 		return false
 	}
-	start, end := s.cond.Window.Interval(now, s.loc)
+	start, end := s.window.at(now)
 	if windowMoves(s.cond.Window) {
 		for k := range su.steps {
 			su.steps[k] = trimBefore(su.steps[k], start)
@@ -468,11 +510,17 @@ type profileLeaf struct {
 	cond    *rules.ProfileCondition
 	members *roaring.Bitmap
 	batch   []rules.Profile
+	// ofNobody is the predicate's value for an empty profile.
+	ofNobody bool
 }
 
 func newProfileLeaf(c *rules.ProfileCondition) *profileLeaf {
-	return &profileLeaf{cond: c, members: roaring.New()}
+	bits := rules.NewBits(1)
+	err := c.Predicate.MatchProfiles(context.Background(), []rules.Profile{{}}, bits)
+	return &profileLeaf{cond: c, members: roaring.New(), ofNobody: err == nil && bits.Has(0)}
 }
+
+func (p *profileLeaf) empty() bool { return p.ofNobody }
 
 func (p *profileLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bitmap) error {
 	if b.profiled.IsEmpty() {

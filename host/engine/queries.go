@@ -130,7 +130,6 @@ func (e *Engine) Segment(segment string) (*rules.Segment, api.SegmentInfo, error
 	return nil, api.SegmentInfo{}, errNotFound(segment)
 }
 
-
 // SegmentPage returns up to limit members of a segment with dense ids of at
 // least from, ascending, and whether more follow.
 func (e *Engine) SegmentPage(segment string, from uint32, limit int) ([]uint32, bool, error) {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
-	"github.com/segd/segd/rules"
 )
 
 // apply applies one message: the clock first, then the batch (or upload).
@@ -160,12 +159,14 @@ func (e *Engine) advanceClock(_ context.Context) {
 }
 
 // evaluate judges again, segment by segment in dependency order, the users
-// that the step touched: those of the segment's leaves, those whose
-// membership of a segment it reads changed, and new users (who are in the
-// universe that negations and zero counts are relative to).
+// that the step touched: those of the segment's leaves and those whose
+// membership of a segment it reads changed. New users (who join the
+// universe that negations and zero counts are relative to) that nothing
+// touched have empty state everywhere, so they take the segment's empty
+// value without being judged one by one.
 func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitmap, changes changeSet) {
 	for _, s := range e.order {
-		if s.seg.Condition == nil {
+		if s.tree == nil {
 			continue // static: uploads only
 		}
 		affected := roaring.New()
@@ -178,40 +179,18 @@ func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitma
 				affected.AddMany(d.exit)
 			}
 		}
-		if fresh != nil {
-			affected.Or(fresh)
-		}
 		it := affected.Iterator()
 		for it.HasNext() {
 			u := it.Next()
-			changes.set(s, u, e.holds(s.seg.Condition, u, changes))
+			changes.set(s, u, s.tree.holds(u, e.now, changes))
 		}
-	}
-}
-
-// holds evaluates a condition tree for user u at the engine's time.
-func (e *Engine) holds(c rules.Condition, u uint32, changes changeSet) bool {
-	switch c := c.(type) {
-	case *rules.All:
-		for _, k := range c.Of {
-			if !e.holds(k, u, changes) {
-				return false
+		if fresh != nil && s.empty {
+			it := roaring.AndNot(fresh, affected).Iterator()
+			for it.HasNext() {
+				changes.set(s, it.Next(), true)
 			}
 		}
-		return true
-	case *rules.Any:
-		for _, k := range c.Of {
-			if e.holds(k, u, changes) {
-				return true
-			}
-		}
-		return false
-	case *rules.Not:
-		return !e.holds(c.Of, u, changes)
-	case *rules.InSegment:
-		return changes.member(e.byID[c.Segment], u)
 	}
-	return e.leafOf[c].holds(u, e.now)
 }
 
 // upload applies a static segment upload; it returns 1 when applied. An
