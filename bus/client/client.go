@@ -131,6 +131,28 @@ func (c *Client) call(ctx context.Context, subject string, req, reply any) error
 	if err != nil {
 		return fmt.Errorf("segd %s: encoding the request: %w", subject, err)
 	}
+	msg, err := c.request(ctx, subject, data)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(msg.Data, reply); err != nil {
+		return fmt.Errorf("segd %s: decoding the reply: %w", subject, err)
+	}
+	return nil
+}
+
+// Request sends body as it is (JSON, or empty where an endpoint allows) to
+// an endpoint subject and returns the reply's JSON, with the same typed
+// errors as the other methods: what `nats req SUBJECT BODY` does.
+func (c *Client) Request(ctx context.Context, subject string, body []byte) (json.RawMessage, error) {
+	msg, err := c.request(ctx, subject, body)
+	if err != nil {
+		return nil, err
+	}
+	return json.RawMessage(msg.Data), nil
+}
+
+func (c *Client) request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
@@ -139,18 +161,15 @@ func (c *Client) call(ctx context.Context, subject string, req, reply any) error
 	msg, err := c.nc.RequestWithContext(ctx, subject, data)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
-			return &Error{Subject: subject, Code: api.CodeUnavailable,
+			return nil, &Error{Subject: subject, Code: api.CodeUnavailable,
 				Description: "no segd service answers; is segd running and connected to this NATS server?", cause: err}
 		}
-		return fmt.Errorf("segd %s: %w", subject, err)
+		return nil, fmt.Errorf("segd %s: %w", subject, err)
 	}
 	if e := replyError(subject, msg); e != nil {
-		return e
+		return nil, e
 	}
-	if err := json.Unmarshal(msg.Data, reply); err != nil {
-		return fmt.Errorf("segd %s: decoding the reply: %w", subject, err)
-	}
-	return nil
+	return msg, nil
 }
 
 // replyError reads a micro error reply: the code and description come from
