@@ -1,20 +1,13 @@
 package host
 
 import (
-	"runtime"
-	"sync"
 	"time"
-	"weak"
 
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/host/analysis"
 	"github.com/segd/segd/host/engine"
 )
-
-// analysisIndexes holds each Server's analysis index. (Server has no field
-// for it; the weak key lets a closed, unreachable Server's index go.)
-var analysisIndexes sync.Map // weak.Pointer[Server] → *analysis.Index
 
 // wireAnalysis gives the analysis index the engine's events. It keeps the
 // days of the events stream's retention.
@@ -26,16 +19,11 @@ func (s *Server) wireAnalysis(cfg *engine.Config) {
 	days := int(s.cfg.Retention / (24 * time.Hour))
 	ix := analysis.New(analysis.Config{Location: cfg.Location, Days: days, Now: now})
 	cfg.Observer = ix
-	key := weak.Make(s)
-	analysisIndexes.Store(key, ix)
-	runtime.AddCleanup(s, func(k weak.Pointer[Server]) { analysisIndexes.Delete(k) }, key)
+	s.analysis = ix
 }
 
 // AnalysisIndex returns the server's analysis index.
-func (s *Server) AnalysisIndex() *analysis.Index {
-	ix, _ := analysisIndexes.Load(weak.Make(s))
-	return ix.(*analysis.Index)
-}
+func (s *Server) AnalysisIndex() *analysis.Index { return s.analysis }
 
 // analysisEndpoints are the segd.v1.analysis.* endpoints.
 func (s *Server) analysisEndpoints() []bus.Endpoint {

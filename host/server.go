@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus"
+	"github.com/segd/segd/host/analysis"
 	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/plugins"
 	"github.com/segd/segd/rules"
@@ -64,6 +65,7 @@ type Server struct {
 	js         jetstream.JetStream
 	engine     *engine.Engine
 	plugins    *plugins.Registry
+	analysis   *analysis.Index
 	consumer   *bus.Consumer
 	service    *bus.Service
 	segAPI     *segmentAPI // the change feed and upload waiter (changes.go)
