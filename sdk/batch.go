@@ -19,6 +19,9 @@ type batch struct {
 	ncache                                   int
 	lastP                                    *byte
 	lastL, lastIdx                           int
+	// cols holds, for every Key registered with Prop, the typed views of
+	// its column in this batch (empty views when the batch lacks the key).
+	cols []column
 }
 
 // keyCacheEntry remembers where a key string (by its data pointer and length)
@@ -39,7 +42,7 @@ func errBatch(format string, args ...any) error {
 
 // decode validates the header and the column bounds of data.
 func (b *batch) decode(data []byte) error {
-	*b = batch{data: data}
+	*b = batch{data: data, cols: b.cols[:0]}
 	if len(data) < HeaderSize {
 		return errBatch("%d bytes, shorter than the %d-byte header", len(data), HeaderSize)
 	}
@@ -80,6 +83,17 @@ func (b *batch) decode(data []byte) error {
 			return errBatch("column %s [%d, +%d) outside the %d-byte batch", c.name, c.off, c.len, len(data))
 		}
 	}
+	if b.times%8 != 0 || b.values%8 != 0 {
+		return errBatch("times (%d) or values (%d) not 8-byte aligned", b.times, b.values)
+	}
+	if uintptr(unsafe.Pointer(unsafe.SliceData(data)))%8 != 0 {
+		// Only reachable natively (segd_alloc hands out aligned buffers):
+		// copy into an aligned buffer so that the typed views are legal.
+		words := make([]uint64, (len(data)+7)/8)
+		b.data = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), len(data))[:len(data):len(data)]
+		copy(b.data, data)
+	}
+	b.resolveKeys()
 	return nil
 }
 

@@ -17,6 +17,8 @@ const (
 var (
 	eventHandler   func(Event) bool
 	profileHandler func(Profile) bool
+	eventBatch     func(*Batch, Bits)
+	profileBatch   func(*Batch, Bits)
 	initFuncs      []func() error
 	params         []byte
 	cur            batch
@@ -26,11 +28,20 @@ var (
 // HandleEvents registers the event predicate: f is called once per event of
 // each batch and reports whether the event matches. Call it from an init
 // function. Registering makes the plugin usable in event conditions.
-func HandleEvents(f func(Event) bool) { eventHandler = f }
+func HandleEvents(f func(Event) bool) { eventHandler, eventBatch = f, nil }
 
 // HandleProfiles registers the profile predicate: f is called once per user
 // profile of each batch. Call it from an init function.
-func HandleProfiles(f func(Profile) bool) { profileHandler = f }
+func HandleProfiles(f func(Profile) bool) { profileHandler, profileBatch = f, nil }
+
+// HandleEventBatch registers the event predicate as a function over the
+// whole batch: f sets the bit of every matching event in out (which comes
+// zeroed). It replaces a HandleEvents handler. This is the fast path: f loops
+// over columns itself (see Batch) instead of being called once per event.
+func HandleEventBatch(f func(b *Batch, out Bits)) { eventBatch, eventHandler = f, nil }
+
+// HandleProfileBatch is HandleEventBatch for profile predicates.
+func HandleProfileBatch(f func(b *Batch, out Bits)) { profileBatch, profileHandler = f, nil }
 
 // OnInit registers f to run once per instance, after the host has handed in
 // the rule's parameters (read them with Params) and before the first batch.
@@ -70,10 +81,10 @@ func Logf(format string, args ...any) { Log(LevelInfo, fmt.Sprintf(format, args.
 // kinds returns the segd_kinds bit mask.
 func kinds() uint32 {
 	var k uint32
-	if eventHandler != nil {
+	if eventHandler != nil || eventBatch != nil {
 		k |= KindEvents
 	}
-	if profileHandler != nil {
+	if profileHandler != nil || profileBatch != nil {
 		k |= KindProfiles
 	}
 	return k
@@ -114,6 +125,10 @@ func Run(data []byte, out []uint64) (err error) {
 	clear(out[:words])
 	switch b.kind {
 	case KindEvents:
+		if f := eventBatch; f != nil {
+			f(&Batch{b}, Bits(out[:words]))
+			return nil
+		}
 		h := eventHandler
 		if h == nil {
 			return fmt.Errorf("sdk: this plugin has no event handler (register one with sdk.HandleEvents)")
@@ -124,6 +139,10 @@ func Run(data []byte, out []uint64) (err error) {
 			}
 		}
 	case KindProfiles:
+		if f := profileBatch; f != nil {
+			f(&Batch{b}, Bits(out[:words]))
+			return nil
+		}
 		h := profileHandler
 		if h == nil {
 			return fmt.Errorf("sdk: this plugin has no profile handler (register one with sdk.HandleProfiles)")
