@@ -51,80 +51,95 @@ func benchRegistry(b *testing.B, manifest string, name string) *Registry {
 // BenchmarkVsNative runs, in one benchmark, the same predicate (amount > 100)
 // over 1000-event batches as native Go, as a plugin (one call per batch),
 // and as one wazero call per event, and reports ns/event for each and the
-// ratios.
+// ratios. The per-event call goes through the same path as a batch (encode
+// one event into the guest buffer, segd_match, read the answer) on the same
+// warm instance of the same module.
+//
+// api is how the plugin reads the property: str = e.Num("amount"), key =
+// e.NumOf(key), batch = HandleEventBatch over the column.
 func BenchmarkVsNative(b *testing.B) {
-	for _, mode := range []struct{ name, manifest string }{
-		{"interrupt", "interrupt: true\n"},
-		{"interrupt-props", "interrupt: true\nprops: [amount]\n"},
-		{"nointerrupt-props", "interrupt: false\nprops: [amount]\n"},
+	for _, api := range []struct{ name, module string }{
+		{"str", "amount"}, {"key", "amount_key"}, {"batch", "amount_batch"},
 	} {
-		b.Run(mode.name, func(b *testing.B) {
-			reg := benchRegistry(b, mode.manifest, "amount")
-			params := map[string]any{"min": 100}
-			pred, err := reg.EventPredicate(rules.PluginRef{Name: "amount", Params: params})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ev := benchEvents()
-			out := rules.NewBits(len(ev))
-			want := rules.NewBits(len(ev))
-			nativeMatch(ev, 100, want)
-
-			// One wazero call per event, on a warm instance of the same module.
-			v := reg.plugins["amount"].acquire()
-			defer v.release()
-			pl, _ := v.pool(context.Background(), []byte(`{"min":100}`))
-			in, err := pl.get(context.Background())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer pl.put(in, true)
-			one := rules.NewBits(1)
-			perEvent := func() {
-				for i := range ev {
-					batch := in.enc.encode(kindEvents, 0, 1, eventItem(ev[i:i+1]), v.man.Props)
-					one[0] = 0
-					if err := in.run(context.Background(), batch, 1, 0, one); err != nil {
-						b.Fatal(err)
-					}
-					if one[0] != 0 {
-						out.Set(i)
-					}
-				}
-			}
-			ctx := context.Background()
-			var tNative, tPlugin, tPerEvent time.Duration
-			b.ResetTimer()
-			for range b.N {
-				clear(out)
-				t0 := time.Now()
-				nativeMatch(ev, 100, out)
-				t1 := time.Now()
-				clear(out)
-				if err := pred.MatchEvents(ctx, ev, out); err != nil {
-					b.Fatal(err)
-				}
-				t2 := time.Now()
-				clear(out)
-				perEvent()
-				t3 := time.Now()
-				tNative, tPlugin, tPerEvent = tNative+t1.Sub(t0), tPlugin+t2.Sub(t1), tPerEvent+t3.Sub(t2)
-			}
-			b.StopTimer()
-			for i := range want {
-				if out[i] != want[i] {
-					b.Fatal("wrong answer")
-				}
-			}
-			n := float64(b.N * len(ev))
-			b.ReportMetric(float64(tPlugin.Nanoseconds())/n, "plugin-ns/event")
-			b.ReportMetric(float64(tNative.Nanoseconds())/n, "native-ns/event")
-			b.ReportMetric(float64(tPerEvent.Nanoseconds())/n, "percall-ns/event")
-			b.ReportMetric(float64(tPlugin)/float64(tNative), "x-native")
-			b.ReportMetric(float64(tPerEvent)/float64(tPlugin), "percall/plugin")
-			b.ReportMetric(0, "ns/op")
-		})
+		for _, mode := range []struct{ name, manifest string }{
+			{"interrupt", "interrupt: true\n"},
+			{"interrupt-props", "interrupt: true\nprops: [amount]\n"},
+			{"nointerrupt", "interrupt: false\n"},
+			{"nointerrupt-props", "interrupt: false\nprops: [amount]\n"},
+		} {
+			b.Run(api.name+"/"+mode.name, func(b *testing.B) { benchVsNative(b, api.module, mode.manifest) })
+		}
 	}
+}
+
+func benchVsNative(b *testing.B, module, manifest string) {
+	reg, err := setup(b, Options{}, testPlugin{name: "amount", module: module, manifest: manifest})
+	if err != nil {
+		b.Fatal(err)
+	}
+	params := map[string]any{"min": 100}
+	pred, err := reg.EventPredicate(rules.PluginRef{Name: "amount", Params: params})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := benchEvents()
+	out := rules.NewBits(len(ev))
+	want := rules.NewBits(len(ev))
+	nativeMatch(ev, 100, want)
+
+	// One wazero call per event, on a warm instance of the same module.
+	v := reg.plugins["amount"].acquire()
+	defer v.release()
+	pl, _ := v.pool(context.Background(), []byte(`{"min":100}`))
+	in, err := pl.get(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pl.put(in, true)
+	maxBytes := v.man.MaxBatchMiB << 20
+	perEvent := func(ctx context.Context) {
+		for i := range ev {
+			if _, err := in.match(ctx, kindEvents, 0, items{ev: ev[i : i+1]}, i, out, maxBytes); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	ctx := context.Background()
+	var tNative, tPlugin, tPerEvent time.Duration
+	check := func(what string) {
+		for i := range want {
+			if out[i] != want[i] {
+				b.Fatalf("%s: wrong answer", what)
+			}
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		clear(out)
+		t0 := time.Now()
+		nativeMatch(ev, 100, out)
+		t1 := time.Now()
+		clear(out)
+		if err := pred.MatchEvents(ctx, ev, out); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		check("plugin")
+		clear(out)
+		t3 := time.Now()
+		perEvent(ctx)
+		t4 := time.Now()
+		check("per-event call")
+		tNative, tPlugin, tPerEvent = tNative+t1.Sub(t0), tPlugin+t2.Sub(t1), tPerEvent+t4.Sub(t3)
+	}
+	b.StopTimer()
+	n := float64(b.N * len(ev))
+	b.ReportMetric(float64(tPlugin.Nanoseconds())/n, "plugin-ns/event")
+	b.ReportMetric(float64(tNative.Nanoseconds())/n, "native-ns/event")
+	b.ReportMetric(float64(tPerEvent.Nanoseconds())/n, "percall-ns/event")
+	b.ReportMetric(float64(tPlugin)/float64(tNative), "x-native")
+	b.ReportMetric(float64(tPerEvent)/float64(tPlugin), "percall/plugin")
+	b.ReportMetric(0, "ns/op")
 }
 
 // BenchmarkExamples reports ns/event of the loop-heavier example plugins

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"slices"
 
 	"github.com/segd/segd/rules"
 )
@@ -31,11 +32,10 @@ const (
 
 var le = binary.LittleEndian
 
-// encoder builds ABI v1 batches. It keeps its buffers between batches, so a
-// warm encoder allocates nothing for flat properties. Not goroutine-safe:
-// each instance owns one.
+// encoder builds ABI v1 batches. It keeps its scratch state between
+// batches, so a warm encoder allocates nothing for flat properties. Not
+// goroutine-safe: each instance owns one.
 type encoder struct {
-	buf    []byte
 	keyIdx map[string]int
 	keys   []string
 	tmp    []pending
@@ -47,14 +47,49 @@ type pending struct {
 	v    any
 }
 
-// item reads item i of a batch: user, name, time, properties.
-type item func(i int) (user, name string, t int64, props map[string]any)
+// items is the input of a batch: events or profiles.
+type items struct {
+	ev []rules.Event
+	ps []rules.Profile
+}
+
+func (s items) len() int {
+	if s.ps != nil {
+		return len(s.ps)
+	}
+	return len(s.ev)
+}
+
+// slice returns items [i, j).
+func (s items) slice(i, j int) items {
+	if s.ps != nil {
+		return items{ps: s.ps[i:j]}
+	}
+	return items{ev: s.ev[i:j]}
+}
+
+// get reads item i: user, name, time, properties.
+func (s items) get(i int) (user, name string, t int64, props map[string]any) {
+	if s.ps != nil {
+		p := &s.ps[i]
+		return p.User, "", 0, p.Attrs
+	}
+	e := &s.ev[i]
+	return e.User, e.Name, e.Time, e.Props
+}
 
 func align8(n int) int { return (n + 7) &^ 7 }
 
-// encode lays out items [0, n) as a batch of kind. declared, if not empty, is
-// the fixed key table (manifest props); otherwise every property is sent.
-func (e *encoder) encode(kind uint32, now int64, n int, get item, declared []string) []byte {
+// fixedSize is the size of a batch of n items and k keys without its heap.
+func fixedSize(n, k int) int { return align8(headerSize+24*n+8*k+k*n) + 8*k*n }
+
+// encode lays out src as a batch of kind into dst[:0], growing it like
+// append when its capacity is short (the caller compares the result with
+// dst to tell). Every byte of the batch is written, so dst need not be
+// zeroed. declared, if not empty, is the fixed key table (manifest props);
+// otherwise every property is sent.
+func (e *encoder) encode(dst []byte, kind uint32, now int64, src items, declared []string) []byte {
+	n := src.len()
 	keys := declared
 	if len(declared) == 0 {
 		if e.keyIdx == nil {
@@ -64,7 +99,7 @@ func (e *encoder) encode(kind uint32, now int64, n int, get item, declared []str
 		e.keys = e.keys[:0]
 		e.tmp = e.tmp[:0]
 		for i := 0; i < n; i++ {
-			_, _, _, props := get(i)
+			_, _, _, props := src.get(i)
 			for k, v := range props {
 				j, ok := e.keyIdx[k]
 				if !ok {
@@ -85,13 +120,11 @@ func (e *encoder) encode(kind uint32, now int64, n int, get item, declared []str
 	types := keyOff + 8*k
 	values := align8(types + k*n)
 	heap := values + 8*k*n
-	b := e.buf[:0]
-	if cap(b) < heap {
-		b = make([]byte, heap, heap+heap/2+1024)
-	} else {
-		b = b[:heap]
-		clear(b)
+	b := dst[:0]
+	if cap(b) < heap+16*n {
+		b = make([]byte, 0, heap+heap/2+32*n+1024)
 	}
+	b = b[:cap(b)] // written up to h; b[:h] is the batch
 	le.PutUint32(b[0:], batchMagic)
 	le.PutUint32(b[4:], abiVersion)
 	le.PutUint32(b[8:], kind)
@@ -105,25 +138,61 @@ func (e *encoder) encode(kind uint32, now int64, n int, get item, declared []str
 	le.PutUint32(b[48:], uint32(types))
 	le.PutUint32(b[52:], uint32(values))
 	le.PutUint32(b[56:], uint32(heap))
+	clear(b[types+k*n : values]) // alignment padding
+	h := heap
 	for j, key := range keys {
-		b = putStr(b, keyOff+8*j, key)
-	}
-	for i := 0; i < n; i++ {
-		user, name, t, props := get(i)
-		b = putStr(b, users+8*i, user)
-		if name != "" {
-			b = putStr(b, names+8*i, name)
+		le.PutUint64(b[keyOff+8*j:], uint64(h)|uint64(len(key))<<32)
+		if h+len(key) > len(b) {
+			b = slices.Grow(b[:h], len(key))
+			b = b[:cap(b)]
 		}
+		h += copy(b[h:], key)
+	}
+	// Equal consecutive user ids and event names share one heap copy.
+	var lastUser, lastName string
+	var userRef, nameRef uint64
+	for i := 0; i < n; i++ {
+		user, name, t, props := src.get(i)
+		if h+len(user)+len(name) > len(b) {
+			b = slices.Grow(b[:h], len(user)+len(name)+h/2)
+			b = b[:cap(b)]
+		}
+		if i == 0 || user != lastUser {
+			userRef = uint64(h) | uint64(len(user))<<32
+			h += copy(b[h:], user)
+			lastUser = user
+		}
+		le.PutUint64(b[users+8*i:], userRef)
+		ref := uint64(0)
+		if name != "" {
+			if name != lastName {
+				nameRef = uint64(h) | uint64(len(name))<<32
+				h += copy(b[h:], name)
+				lastName = name
+			}
+			ref = nameRef
+		}
+		le.PutUint64(b[names+8*i:], ref)
 		le.PutUint64(b[times+8*i:], uint64(t))
-		if len(declared) > 0 && len(props) > 0 {
-			for j, key := range declared {
-				if v, ok := props[key]; ok {
-					b = putValue(b, types+j*n+i, values+8*(j*n+i), v)
-				}
+		for j, key := range declared {
+			s := j*n + i
+			v, ok := props[key]
+			if f, isNum := v.(float64); isNum {
+				b[types+s] = tNumber
+				le.PutUint64(b[values+8*s:], math.Float64bits(f))
+			} else if ok {
+				b = putValue(b[:h], types+s, values+8*s, v)
+				h = len(b)
+				b = b[:cap(b)]
+			} else {
+				b[types+s] = tAbsent
+				le.PutUint64(b[values+8*s:], 0)
 			}
 		}
 	}
+	b = b[:h]
 	if len(declared) == 0 {
+		clear(b[types:heap]) // every slot starts absent
 		for _, p := range e.tmp {
 			j, i := int(p.j), int(p.i)
 			b = putValue(b, types+j*n+i, values+8*(j*n+i), p.v)
@@ -132,7 +201,6 @@ func (e *encoder) encode(kind uint32, now int64, n int, get item, declared []str
 	}
 	le.PutUint32(b[60:], uint32(len(b)-heap))
 	le.PutUint32(b[28:], uint32(len(b)))
-	e.buf = b
 	return b
 }
 
@@ -156,9 +224,11 @@ func putValue(b []byte, t, v int, x any) []byte {
 		if x {
 			b[t] = tTrue
 		}
+		le.PutUint64(b[v:], 0)
 		return b
 	case nil:
 		b[t] = tNull
+		le.PutUint64(b[v:], 0)
 		return b
 	case int:
 		f = float64(x)
@@ -185,6 +255,7 @@ func putValue(b []byte, t, v int, x any) []byte {
 		js, err := json.Marshal(x)
 		if err != nil {
 			b[t] = tNull
+			le.PutUint64(b[v:], 0)
 			return b
 		}
 		b[t] = tJSON
@@ -194,20 +265,4 @@ func putValue(b []byte, t, v int, x any) []byte {
 	b[t] = tNumber
 	le.PutUint64(b[v:], math.Float64bits(f))
 	return b
-}
-
-// eventItem adapts a slice of events.
-func eventItem(ev []rules.Event) item {
-	return func(i int) (string, string, int64, map[string]any) {
-		e := &ev[i]
-		return e.User, e.Name, e.Time, e.Props
-	}
-}
-
-// profileItem adapts a slice of profiles.
-func profileItem(ps []rules.Profile) item {
-	return func(i int) (string, string, int64, map[string]any) {
-		p := &ps[i]
-		return p.User, "", 0, p.Attrs
-	}
 }

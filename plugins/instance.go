@@ -29,6 +29,8 @@ var (
 	ErrFailed = errors.New("plugin is marked failed")
 	// ErrClosed: the registry is closed.
 	ErrClosed = errors.New("plugin registry is closed")
+
+	errTooBig = errors.New("batch too big")
 )
 
 // ctxKey carries the calling instance to the host log function.
@@ -41,7 +43,7 @@ type instance struct {
 	mem    api.Memory
 	alloc  api.Function
 	init   api.Function
-	match  api.Function
+	matchF api.Function
 	errFn  api.Function
 	stack  [3]uint64
 	bufPtr uint32
@@ -74,7 +76,7 @@ func (v *version) newInstance(ctx context.Context) (*instance, error) {
 	in.mem = mod.Memory()
 	in.alloc = mod.ExportedFunction("segd_alloc")
 	in.init = mod.ExportedFunction("segd_init")
-	in.match = mod.ExportedFunction("segd_match")
+	in.matchF = mod.ExportedFunction("segd_match")
 	in.errFn = mod.ExportedFunction("segd_error")
 	if in.mem == nil {
 		in.close()
@@ -170,28 +172,80 @@ func (in *instance) initParams(ctx context.Context, params []byte) error {
 	return nil
 }
 
-// run judges one encoded batch of n items and sets the matching bits of out
-// at offset start.
-func (in *instance) run(ctx context.Context, batch []byte, n, start int, out []uint64) error {
+// match encodes items src (at most the whole of it; fewer when the encoding
+// exceeds maxBytes) straight into the guest's buffer, judges them in one
+// segd_match call and sets the matching bits of out at offset start. It
+// returns how many items it judged.
+func (in *instance) match(ctx context.Context, kind uint32, now int64, src items, start int, out []uint64, maxBytes int) (int, error) {
+	props := in.v.man.Props
+	n := src.len()
+	var batch []byte
+	var p uint32
+	for {
+		words := (n + 63) / 64
+		k := len(props)
+		if k == 0 {
+			k = len(in.enc.keys) // the last batch's key count, as a guess
+		}
+		// Room for the fixed part, the answer and some heap; the guess only
+		// has to be good enough for the encoding to land in place.
+		need := fixedSize(n, k) + 8*words + 32*n + 64
+		var err error
+		if p, err = in.reserve(ctx, uint32(min(need, maxBytes+8*words+8))); err != nil {
+			return 0, err
+		}
+		view, ok := in.mem.Read(p, in.bufCap)
+		if !ok {
+			return 0, fmt.Errorf("%w: buffer outside memory", ErrTrap)
+		}
+		limit := max(int(in.bufCap)-8*words-8, 0)
+		batch = in.enc.encode(view[:0:limit], kind, now, src, props)
+		if len(batch) > maxBytes {
+			if n > 1 {
+				n = (n + 1) / 2
+				src = src.slice(0, n)
+				continue
+			}
+			return 0, fmt.Errorf("%w: item %d encodes to %d bytes, over the %d-byte batch limit", errTooBig, start, len(batch), maxBytes)
+		}
+		if len(batch) > 0 && len(view) > 0 && &batch[0] == &view[0] {
+			break // encoded in place
+		}
+		// The buffer was short: grow it (with slack) and copy.
+		bl := align8(len(batch)) + 8*words
+		if p, err = in.reserve(ctx, uint32(bl+bl/4)); err != nil {
+			return 0, err
+		}
+		view, ok = in.mem.Read(p, uint32(len(batch)))
+		if !ok {
+			return 0, fmt.Errorf("%w: buffer outside memory", ErrTrap)
+		}
+		copy(view, batch)
+		break
+	}
+	return n, in.call(ctx, p, len(batch), n, start, out)
+}
+
+// call runs segd_match over the batch of len bytes and n items at p (with
+// room for the answer after it) and ORs the answer into out at start.
+func (in *instance) call(ctx context.Context, p uint32, length, n, start int, out []uint64) error {
 	words := (n + 63) / 64
-	bl := align8(len(batch))
-	p, err := in.reserve(ctx, uint32(bl+8*words))
-	if err != nil {
-		return err
-	}
-	view, ok := in.mem.Read(p, uint32(bl+8*words))
+	bl := align8(length)
+	ans, ok := in.mem.Read(p+uint32(bl), uint32(8*words))
 	if !ok {
-		return fmt.Errorf("%w: buffer outside memory", ErrTrap)
+		return fmt.Errorf("%w: answer outside memory", ErrTrap)
 	}
-	copy(view, batch)
-	clear(view[len(batch):])
+	clear(ans)
+	if pad, ok := in.mem.Read(p+uint32(length), uint32(bl-length)); ok {
+		clear(pad)
+	}
 	in.calls++
 	in.errw.reset()
 	cctx, cancel := in.callCtx(ctx, in.v.deadline)
 	defer cancel()
-	in.stack[0], in.stack[1], in.stack[2] = uint64(p), uint64(len(batch)), uint64(p)+uint64(bl)
+	in.stack[0], in.stack[1], in.stack[2] = uint64(p), uint64(length), uint64(p)+uint64(bl)
 	t0 := time.Now()
-	err = in.match.CallWithStack(cctx, in.stack[:])
+	err := in.matchF.CallWithStack(cctx, in.stack[:])
 	if err != nil {
 		return in.fault(ctx, cctx, "segd_match", err)
 	}
@@ -204,7 +258,7 @@ func (in *instance) run(ctx context.Context, batch []byte, n, start int, out []u
 		return in.guestError(ctx, "segd_match")
 	}
 	// The view may be stale if the guest grew its memory: read again.
-	ans, ok := in.mem.Read(p+uint32(bl), uint32(8*words))
+	ans, ok = in.mem.Read(p+uint32(bl), uint32(8*words))
 	if !ok {
 		return fmt.Errorf("%w: answer outside memory", ErrTrap)
 	}

@@ -30,21 +30,23 @@ var guests = map[string]struct {
 	pkg   string
 	flags []string
 }{
-	"geofence":    {pkg: "examples/plugins/geofence"},
-	"scoring":     {pkg: "examples/plugins/scoring"},
-	"searchclass": {pkg: "examples/plugins/searchclass"},
-	"amount":      {pkg: "plugins/testdata/amount"},
-	"amount_ge":   {pkg: "plugins/testdata/amount", flags: []string{"-ldflags=-X main.op=ge"}},
-	"loop":        {pkg: "plugins/testdata/loop"},
-	"membomb":     {pkg: "plugins/testdata/membomb"},
-	"panic":       {pkg: "plugins/testdata/panic"},
-	"trap":        {pkg: "plugins/testdata/trap"},
-	"badimport":   {pkg: "plugins/testdata/badimport"},
-	"abi2":        {pkg: "plugins/testdata/abi2"},
-	"noexports":   {pkg: "plugins/testdata/noexports"},
-	"logspam":     {pkg: "plugins/testdata/logspam"},
-	"probe":       {pkg: "plugins/testdata/probe"},
-	"flaky":       {pkg: "plugins/testdata/flaky"},
+	"geofence":     {pkg: "examples/plugins/geofence"},
+	"scoring":      {pkg: "examples/plugins/scoring"},
+	"searchclass":  {pkg: "examples/plugins/searchclass"},
+	"amount":       {pkg: "plugins/testdata/amount"},
+	"amount_ge":    {pkg: "plugins/testdata/amount", flags: []string{"-ldflags=-X main.op=ge"}},
+	"amount_key":   {pkg: "plugins/testdata/amount", flags: []string{"-ldflags=-X main.api=key"}},
+	"amount_batch": {pkg: "plugins/testdata/amount", flags: []string{"-ldflags=-X main.api=batch"}},
+	"loop":         {pkg: "plugins/testdata/loop"},
+	"membomb":      {pkg: "plugins/testdata/membomb"},
+	"panic":        {pkg: "plugins/testdata/panic"},
+	"trap":         {pkg: "plugins/testdata/trap"},
+	"badimport":    {pkg: "plugins/testdata/badimport"},
+	"abi2":         {pkg: "plugins/testdata/abi2"},
+	"noexports":    {pkg: "plugins/testdata/noexports"},
+	"logspam":      {pkg: "plugins/testdata/logspam"},
+	"probe":        {pkg: "plugins/testdata/probe"},
+	"flaky":        {pkg: "plugins/testdata/flaky"},
 }
 
 func TestMain(m *testing.M) {

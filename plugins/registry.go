@@ -637,14 +637,14 @@ type eventPredicate predicate
 
 // MatchEvents implements rules.EventPredicate.
 func (e *eventPredicate) MatchEvents(ctx context.Context, events []rules.Event, out rules.Bits) error {
-	return e.p.match(ctx, kindEvents, e.params, len(events), eventItem(events), out)
+	return e.p.match(ctx, kindEvents, e.params, items{ev: events}, out)
 }
 
 type profilePredicate predicate
 
 // MatchProfiles implements rules.ProfilePredicate.
 func (e *profilePredicate) MatchProfiles(ctx context.Context, profiles []rules.Profile, out rules.Bits) error {
-	return e.p.match(ctx, kindProfiles, e.params, len(profiles), profileItem(profiles), out)
+	return e.p.match(ctx, kindProfiles, e.params, items{ps: profiles}, out)
 }
 
 func kindWord(kind uint32) string {
@@ -745,7 +745,8 @@ func (p *plugin) outcome(err error, failAfter int) {
 // match runs one batch through the current version, in chunks of at most
 // MaxBatch items and MaxBatchMiB bytes, retrying a faulted chunk once on a
 // fresh instance.
-func (p *plugin) match(ctx context.Context, kind uint32, params []byte, n int, get item, out rules.Bits) error {
+func (p *plugin) match(ctx context.Context, kind uint32, params []byte, src items, out rules.Bits) error {
+	n := src.len()
 	if n == 0 {
 		return nil
 	}
@@ -763,7 +764,7 @@ func (p *plugin) match(ctx context.Context, kind uint32, params []byte, n int, g
 		return fmt.Errorf("plugin %s is not loaded", p.name)
 	}
 	defer v.release()
-	err := v.match(ctx, kind, params, n, get, out)
+	err := v.match(ctx, kind, params, src, out)
 	if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && ctx.Err() != nil {
 		p.stats.canceledByHost.Add(1)
 		return err // the caller gave up: not the plugin's fault
@@ -777,16 +778,17 @@ func (p *plugin) match(ctx context.Context, kind uint32, params []byte, n int, g
 	return nil
 }
 
-func (v *version) match(ctx context.Context, kind uint32, params []byte, n int, get item, out rules.Bits) error {
+func (v *version) match(ctx context.Context, kind uint32, params []byte, src items, out rules.Bits) error {
 	pl, err := v.pool(ctx, params)
 	if err != nil {
 		return err
 	}
 	now := v.plugin.reg.opts.Clock().UnixMilli()
 	maxBytes := v.man.MaxBatchMiB << 20
+	n := src.len()
 	for start := 0; start < n; {
 		size := min(v.man.MaxBatch, n-start)
-		done, err := pl.runChunk(ctx, kind, now, start, size, get, out, maxBytes)
+		done, err := pl.runChunk(ctx, kind, now, start, size, src, out, maxBytes)
 		if err != nil {
 			return err
 		}
@@ -795,33 +797,24 @@ func (v *version) match(ctx context.Context, kind uint32, params []byte, n int, 
 	return nil
 }
 
-// runChunk judges items [start, start+size), shrinking the chunk while its
-// encoding exceeds maxBytes. It returns how many items it judged.
-func (pl *pool) runChunk(ctx context.Context, kind uint32, now int64, start, size int, get item, out rules.Bits, maxBytes int) (int, error) {
-	sub := get
-	if start != 0 {
-		sub = func(i int) (string, string, int64, map[string]any) { return get(start + i) }
-	}
+// runChunk judges items [start, start+size) of src, in fewer items when
+// their encoding exceeds maxBytes. It returns how many items it judged.
+func (pl *pool) runChunk(ctx context.Context, kind uint32, now int64, start, size int, src items, out rules.Bits, maxBytes int) (int, error) {
+	sub := src.slice(start, start+size)
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
 		in, err := pl.get(ctx)
 		if err != nil {
 			return 0, err
 		}
-		batch := in.enc.encode(kind, now, size, sub, pl.v.man.Props)
-		for len(batch) > maxBytes && size > 1 {
-			size = (size + 1) / 2
-			batch = in.enc.encode(kind, now, size, sub, pl.v.man.Props)
-		}
-		if len(batch) > maxBytes {
-			pl.put(in, true)
-			return 0, fmt.Errorf("item %d encodes to %d bytes, over the %d-byte batch limit", start, len(batch), maxBytes)
-		}
-		err = in.run(ctx, batch, size, start, out)
+		done, err := in.match(ctx, kind, now, sub, start, out, maxBytes)
 		switch {
 		case err == nil:
 			pl.put(in, true)
-			return size, nil
+			return done, nil
+		case errors.Is(err, errTooBig):
+			pl.put(in, true)
+			return 0, err
 		case errors.Is(err, ErrGuest):
 			pl.v.plugin.stats.guestErrors.Add(1)
 			pl.put(in, true)

@@ -1,15 +1,23 @@
 // Command amount is the test and benchmark plugin: amount > params.min,
 // the same predicate as examples/plugins/amount-wat.
+//
+// Build variants (with -ldflags=-X main.NAME=VALUE):
+//   - op=ge: amount >= min, a second version of the plugin;
+//   - api=str (default): e.Num("amount"), the name looked up per event;
+//   - api=key: e.NumOf(amount) with a Key resolved once per batch;
+//   - api=batch: HandleEventBatch over the amount column.
 package main
 
 import "github.com/segd/segd/sdk"
 
 var (
 	min float64
-	// op is "gt" (amount > min) or "ge" (>=), set with -ldflags=-X main.op=ge
-	// to build a second version of the plugin.
-	op = "gt"
-	ge bool
+	// op is "gt" (amount > min) or "ge" (>=).
+	op  = "gt"
+	api = "str"
+	ge  bool
+
+	amount = sdk.Prop("amount")
 )
 
 func init() {
@@ -21,10 +29,28 @@ func init() {
 		min, ge = p.Min, op == "ge"
 		return err
 	})
-	sdk.HandleEvents(func(e sdk.Event) bool {
-		a := e.Num("amount")
-		return a > min || ge && a == min
-	})
+	switch api {
+	case "key":
+		sdk.HandleEvents(func(e sdk.Event) bool {
+			a := e.NumOf(amount)
+			return a > min || ge && a == min
+		})
+	case "batch":
+		sdk.HandleEventBatch(func(b *sdk.Batch, out sdk.Bits) {
+			vals, types := b.Nums(amount)
+			types = types[:len(vals)]
+			for i, a := range vals {
+				if types[i] == sdk.Number && (a > min || ge && a == min) {
+					out.Set(i)
+				}
+			}
+		})
+	default:
+		sdk.HandleEvents(func(e sdk.Event) bool {
+			a := e.Num("amount")
+			return a > min || ge && a == min
+		})
+	}
 	sdk.HandleProfiles(func(p sdk.Profile) bool { return p.Num("amount") > min })
 }
 

@@ -1,0 +1,61 @@
+package plugins
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/segd/segd/rules"
+)
+
+// TestAmountAPIs runs the three builds of the amount plugin (a name looked up
+// per event, a Key, a batch handler over the column) with and without a
+// props manifest, over events where amount is sometimes absent, a string or
+// null, in batches that are split into chunks of odd sizes, and compares
+// each answer with native Go.
+func TestAmountAPIs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 11))
+	ev := randomEvents(rng, 3000)
+	for i := range ev {
+		switch i % 97 {
+		case 5:
+			ev[i].Props["amount"] = nil
+		case 7:
+			ev[i].User, ev[i].Name = ev[i-1].User, "" // repeated user, no name
+		case 8:
+			ev[i].User = ev[i-1].User
+		}
+	}
+	for _, mod := range []string{"amount", "amount_key", "amount_batch"} {
+		for _, man := range []string{"", "props: [amount]\n", "props: [amount, term]\nmax_batch: 100\n", "max_batch: 64\nmax_batch_mib: 1\n"} {
+			t.Run(fmt.Sprintf("%s/%q", mod, man), func(t *testing.T) {
+				reg, err := setup(t, Options{}, testPlugin{name: "amount", module: mod, manifest: man})
+				if err != nil {
+					t.Fatal(err)
+				}
+				pred, err := reg.EventPredicate(rules.PluginRef{Name: "amount", Params: map[string]any{"min": 50}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, n := range []int{1, 63, 64, 65, 1000, len(ev)} {
+					batch := ev[len(ev)-n:]
+					got, want := rules.NewBits(n), rules.NewBits(n)
+					for i := range batch {
+						if a, ok := batch[i].Props["amount"].(float64); ok && a > 50 {
+							want.Set(i)
+						}
+					}
+					if err := pred.MatchEvents(context.Background(), batch, got); err != nil {
+						t.Fatal(err)
+					}
+					for i := range want {
+						if got[i] != want[i] {
+							t.Fatalf("n=%d: word %d: got %#x, want %#x", n, i, got[i], want[i])
+						}
+					}
+				}
+			})
+		}
+	}
+}
