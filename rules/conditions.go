@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -101,22 +102,13 @@ func (p *parser) fields(n *yaml.Node, field string, known ...string) map[string]
 	out := map[string]*yaml.Node{}
 	for i := 0; i < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if !contains(known, k.Value) {
+		if !slices.Contains(known, k.Value) {
 			p.fail(k, p.seg, field, "unknown field %q (known: %s)", k.Value, strings.Join(known, ", "))
 			continue
 		}
 		out[k.Value] = v
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 var windowKeys = []string{"last", "between", "since", "ever"}

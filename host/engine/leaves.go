@@ -206,7 +206,7 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 	start, end := d.window.at(b.now)
 	for _, i := range pos {
 		ev := &b.events[i]
-		if ev.Time < start || (!windowMoves(d.cond.Window) && d.cond.Window.Kind == rules.Between && ev.Time >= end) {
+		if ev.Time < start || (d.cond.Window.Kind == rules.Between && ev.Time >= end) {
 			continue // it can never be inside the window
 		}
 		en := entry{t: ev.Time}
