@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus"
@@ -42,22 +41,8 @@ func startSegServer(t *testing.T, dataDir string, clock *engine.ManualClock) *te
 	if err := os.WriteFile(rulesFile, []byte(segmentTestRules), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{DataDir: dataDir, Listen: "127.0.0.1:0", RulePaths: []string{rulesFile}, Clock: clock,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	srv, err := Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &testServer{srv: srv, cfg: cfg, clock: clock}
-	if ts.nc, err = nats.Connect(srv.ClientURL()); err != nil {
-		t.Fatal(err)
-	}
-	if ts.js, err = jetstream.New(ts.nc); err != nil {
-		t.Fatal(err)
-	}
-	ts.client = client.New(ts.nc)
-	t.Cleanup(ts.close)
-	return ts
+	return startServer(t, Config{DataDir: dataDir, Listen: "127.0.0.1:0", RulePaths: []string{rulesFile}, Clock: clock,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 }
 
 // feedChange is a change as read back from SEGD_CHANGES.

@@ -54,13 +54,19 @@ func startTestServer(t *testing.T, dataDir string, clock *engine.ManualClock, lo
 	if err := os.WriteFile(rulesFile, []byte(testRules), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{DataDir: dataDir, Listen: "127.0.0.1:0", RulePaths: []string{rulesFile}, Location: loc, Clock: clock,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
+	return startServer(t, Config{DataDir: dataDir, Listen: "127.0.0.1:0", RulePaths: []string{rulesFile}, Location: loc, Clock: clock,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+}
+
+// startServer starts segd with cfg (whose Clock must be a ManualClock) and
+// connects a client to it over TCP.
+func startServer(t *testing.T, cfg Config) *testServer {
+	t.Helper()
 	srv, err := Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{srv: srv, cfg: cfg, clock: clock}
+	ts := &testServer{srv: srv, cfg: cfg, clock: cfg.Clock.(*engine.ManualClock)}
 	if ts.nc, err = nats.Connect(srv.ClientURL()); err != nil {
 		t.Fatal(err)
 	}
@@ -315,22 +321,11 @@ func TestServeOnExternalNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
-	srv, err := Start(context.Background(), Config{NATSURL: ns.ClientURL(), DataDir: t.TempDir(), RulePaths: []string{rulesFile},
+	ts := startServer(t, Config{NATSURL: ns.ClientURL(), DataDir: t.TempDir(), RulePaths: []string{rulesFile},
 		Clock: engine.NewManualClock(now), Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
-	if err != nil {
-		t.Fatal(err)
+	if ts.srv.ClientURL() != ns.ClientURL() {
+		t.Fatalf("ClientURL = %q, want %q", ts.srv.ClientURL(), ns.ClientURL())
 	}
-	t.Cleanup(func() { srv.Close() })
-	if srv.ClientURL() != ns.ClientURL() {
-		t.Fatalf("ClientURL = %q, want %q", srv.ClientURL(), ns.ClientURL())
-	}
-	ts := &testServer{srv: srv, clock: engine.NewManualClock(now)}
-	if ts.nc, err = nats.Connect(ns.ClientURL()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ts.nc.Close)
-	ts.js, _ = jetstream.New(ts.nc)
-	ts.client = client.New(ts.nc)
 	ts.publish(t, rules.Batch{Profiles: []rules.ProfileUpdate{{User: "u-1", Attrs: map[string]any{"age": 20.0, "gender": "male"}}}}, "p1")
 	if in, err := ts.client.IsMember(context.Background(), "u-1", "young_men"); err != nil || !in {
 		t.Fatalf("u-1 in young_men = %v, %v", in, err)
