@@ -28,7 +28,7 @@ func TestAmountAPIs(t *testing.T) {
 		}
 	}
 	for _, mod := range []string{"amount", "amount_key", "amount_batch"} {
-		for _, man := range []string{"", "props: [amount]\n", "props: [amount, term]\nmax_batch: 100\n", "max_batch: 64\nmax_batch_mib: 1\n"} {
+		for _, man := range []string{"", "props: [amount]\n", "props: [amount, term]\nmax_batch: 100\n", "max_batch: 64\nmax_batch_mib: 1\n", "props: [amount]\nomit: [user, name, time]\n"} {
 			t.Run(fmt.Sprintf("%s/%q", mod, man), func(t *testing.T) {
 				reg, err := setup(t, Options{}, testPlugin{name: "amount", module: mod, manifest: man})
 				if err != nil {

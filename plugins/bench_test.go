@@ -66,6 +66,7 @@ func BenchmarkVsNative(b *testing.B) {
 			{"interrupt-props", "interrupt: true\nprops: [amount]\n"},
 			{"nointerrupt", "interrupt: false\n"},
 			{"nointerrupt-props", "interrupt: false\nprops: [amount]\n"},
+			{"nointerrupt-props-omit", "interrupt: false\nprops: [amount]\nomit: [user, name, time]\n"},
 		} {
 			b.Run(api.name+"/"+mode.name, func(b *testing.B) { benchVsNative(b, api.module, mode.manifest) })
 		}

@@ -39,6 +39,8 @@ type encoder struct {
 	keyIdx map[string]int
 	keys   []string
 	tmp    []pending
+	// omitted fields (manifest omit): sent as "" or 0.
+	noUser, noName, noTime bool
 }
 
 // pending is one property value waiting for the key table to be complete.
@@ -151,8 +153,20 @@ func (e *encoder) encode(dst []byte, kind uint32, now int64, src items, declared
 	// Equal consecutive user ids and event names share one heap copy.
 	var lastUser, lastName string
 	var userRef, nameRef uint64
+	if e.noUser || e.noName || e.noTime {
+		clear(b[users:keyOff])
+	}
 	for i := 0; i < n; i++ {
 		user, name, t, props := src.get(i)
+		if e.noUser {
+			user = ""
+		}
+		if e.noName {
+			name = ""
+		}
+		if e.noTime {
+			t = 0
+		}
 		if h+len(user)+len(name) > len(b) {
 			b = slices.Grow(b[:h], len(user)+len(name)+h/2)
 			b = b[:cap(b)]

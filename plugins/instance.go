@@ -78,6 +78,16 @@ func (v *version) newInstance(ctx context.Context) (*instance, error) {
 	in.init = mod.ExportedFunction("segd_init")
 	in.matchF = mod.ExportedFunction("segd_match")
 	in.errFn = mod.ExportedFunction("segd_error")
+	for _, o := range v.man.Omit {
+		switch o {
+		case "user":
+			in.enc.noUser = true
+		case "name":
+			in.enc.noName = true
+		case "time":
+			in.enc.noTime = true
+		}
+	}
 	if in.mem == nil {
 		in.close()
 		return nil, fmt.Errorf("%w: module has no memory", ErrInvalid)
