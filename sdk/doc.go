@@ -30,6 +30,11 @@
 //
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o amount.wasm .
 //
+// For speed, declare keys once (var amount = sdk.Prop("amount")) and read
+// them with e.NumOf(amount) and friends, or register a batch handler
+// (HandleEventBatch) that loops over whole columns (Batch.Nums) with no call
+// per item: in a Go guest, function calls are the main cost.
+//
 // The SDK implements ABI v1 (see ABI.md in this directory): the host writes a
 // whole batch into guest memory in a columnar binary layout and the SDK calls
 // the handler once per item, with zero-copy typed access to the properties.
