@@ -79,8 +79,8 @@ func AnalysisEndpoints(a Analyzer) []Endpoint {
 					return nil, badField("steps", fmt.Sprintf("a funnel has at most 32 steps, not %d", len(r.Steps)))
 				}
 				for i, s := range r.Steps {
-					if s.Event == "" {
-						return nil, badField("steps", fmt.Sprintf(`step %d names no event; want {"event":"NAME"}`, i+1))
+					if (s.Event == "") == (s.Predicate == "") {
+						return nil, badField("steps", fmt.Sprintf(`step %d must name an event or a predicate; want {"event":"NAME"} or {"predicate":"NAME"}`, i+1))
 					}
 				}
 				if r.Window == "" {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/segd/segd/rules"
@@ -115,6 +116,9 @@ func appendDecoded(b *rules.Batch, it *wireItem, defaultTime int64) error {
 	}
 	if it.Event == "" && it.Profile == nil {
 		return errors.New(`needs "event" or "profile"`)
+	}
+	if strings.HasPrefix(it.Event, "@") {
+		return fmt.Errorf(`"event": %q: names starting with "@" are reserved for the named predicates of rule files`, it.Event)
 	}
 	if it.Event != "" {
 		t, err := decodeTime(it.Time, defaultTime)

@@ -115,6 +115,12 @@ func TestDecodeBatch(t *testing.T) {
 			firstInvalid: []string{`"props" belong to an event`},
 		},
 		{
+			name:         "event names starting with @ are reserved",
+			in:           `[{"user":"u","event":"@big"}]`,
+			invalid:      1,
+			firstInvalid: []string{`names starting with "@" are reserved`},
+		},
+		{
 			name:     "a profile update may carry its time",
 			in:       `[{"user":"u","time":"2026-11-28T10:15:00+08:00","profile":{"b":2}}]`,
 			profiles: []rules.ProfileUpdate{{User: "u", Attrs: map[string]any{"b": 2.0}}},

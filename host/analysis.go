@@ -1,12 +1,18 @@
 package host
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/host/analysis"
 	"github.com/segd/segd/host/engine"
+	"github.com/segd/segd/rules"
 )
 
 // wireAnalysis gives the analysis index the engine's events. It keeps the
@@ -19,7 +25,64 @@ func (s *Server) wireAnalysis(cfg *engine.Config) {
 	days := int(s.cfg.Retention / (24 * time.Hour))
 	ix := analysis.New(analysis.Config{Location: cfg.Location, Days: days, Now: now})
 	cfg.Observer = ix
+	if len(s.predicates) > 0 {
+		cfg.Observer = &predicateObserver{next: ix, predicates: s.predicates, logger: s.cfg.Logger}
+	}
 	s.analysis = ix
+}
+
+// predicateObserver records, beside every event, the events that match
+// each named predicate as events named "@ID", so that the index serves
+// named predicates exactly as it serves event names.
+type predicateObserver struct {
+	next       engine.EventObserver
+	predicates []*rules.NamedPredicate
+	logger     *slog.Logger
+	scratch    []rules.Event
+}
+
+// ObserveEvents implements engine.EventObserver.
+func (o *predicateObserver) ObserveEvents(events []rules.Event, users []uint32) {
+	o.next.ObserveEvents(events, users)
+	for _, p := range o.predicates {
+		var pos []int
+		for i := range events {
+			if slices.Contains(p.Events, events[i].Name) {
+				pos = append(pos, i)
+			}
+		}
+		if len(pos) == 0 {
+			continue
+		}
+		bits := rules.NewBits(len(pos))
+		if p.Where == nil {
+			for k := range pos {
+				bits.Set(k)
+			}
+		} else {
+			o.scratch = o.scratch[:0]
+			for _, i := range pos {
+				o.scratch = append(o.scratch, events[i])
+			}
+			if err := p.Where.MatchEvents(context.Background(), o.scratch, bits); err != nil {
+				o.logger.Error("named predicate failed a batch; analysis of it misses these events", "predicate", p.ID, "error", err)
+				continue
+			}
+		}
+		var matched []rules.Event
+		var ids []uint32
+		for k, i := range pos {
+			if bits.Has(k) {
+				ev := events[i]
+				ev.Name = "@" + p.ID
+				matched = append(matched, ev)
+				ids = append(ids, users[i])
+			}
+		}
+		if len(matched) > 0 {
+			o.next.ObserveEvents(matched, ids)
+		}
+	}
 }
 
 // AnalysisIndex returns the server's analysis index.
@@ -27,13 +90,27 @@ func (s *Server) AnalysisIndex() *analysis.Index { return s.analysis }
 
 // analysisEndpoints are the segd.v1.analysis.* endpoints.
 func (s *Server) analysisEndpoints() []bus.Endpoint {
-	return bus.AnalysisEndpoints(&analyzer{ix: s.AnalysisIndex(), engine: s.engine})
+	a := &analyzer{ix: s.AnalysisIndex(), engine: s.engine, predicates: map[string]bool{}}
+	for _, p := range s.predicates {
+		a.predicates[p.ID] = true
+	}
+	return bus.AnalysisEndpoints(a)
 }
 
 // analyzer answers the analysis endpoints from the index and the engine.
 type analyzer struct {
-	ix     *analysis.Index
-	engine *engine.Engine
+	ix         *analysis.Index
+	engine     *engine.Engine
+	predicates map[string]bool // named predicates, indexed as "@ID"
+}
+
+// eventName resolves an event name as a request gives it: "@ID" names a
+// named predicate, which must exist.
+func (a *analyzer) eventName(name string) (string, error) {
+	if id, ok := strings.CutPrefix(name, "@"); ok && !a.predicates[id] {
+		return "", fmt.Errorf("predicate %q is not defined in the rule files: %w", id, bus.ErrNotFound)
+	}
+	return name, nil
 }
 
 var _ bus.Analyzer = (*analyzer)(nil)
@@ -80,6 +157,11 @@ func (a *analyzer) AnalyzeEvents(r *api.AnalysisEventsRequest) (*api.AnalysisEve
 	if err != nil {
 		return nil, err
 	}
+	for _, ev := range r.Events {
+		if _, err := a.eventName(ev); err != nil {
+			return nil, err
+		}
+	}
 	q := analysis.EventsQuery{Events: r.Events, Segments: segs}
 	q.From, q.To = a.span(r.From, r.To)
 	for _, m := range r.Measures {
@@ -100,7 +182,14 @@ func (a *analyzer) AnalyzeFunnel(r *api.AnalysisFunnelRequest) (*api.AnalysisFun
 	q.Window, _ = api.ParseWindow(r.Window)
 	q.Mode, _ = analysis.ParseFunnelMode(r.Mode)
 	for _, s := range r.Steps {
-		q.Steps = append(q.Steps, analysis.Step{Event: s.Event})
+		name := s.Event
+		if s.Predicate != "" {
+			name = "@" + s.Predicate
+		}
+		if name, err = a.eventName(name); err != nil {
+			return nil, err
+		}
+		q.Steps = append(q.Steps, analysis.Step{Event: name})
 	}
 	return &api.AnalysisFunnelReply{Steps: r.Steps, Window: r.Window, Mode: q.Mode.String(),
 		From: q.From.String(), To: q.To.String(), Segments: a.ix.Funnel(q)}, nil
@@ -111,6 +200,11 @@ func (a *analyzer) AnalyzeRetention(r *api.AnalysisRetentionRequest) (*api.Analy
 	segs, err := a.segments(r.Segments)
 	if err != nil {
 		return nil, err
+	}
+	for _, ev := range []string{r.StartEvent, r.ReturnEvent} {
+		if _, err := a.eventName(ev); err != nil {
+			return nil, err
+		}
 	}
 	q := analysis.RetentionQuery{StartEvent: r.StartEvent, ReturnEvent: r.ReturnEvent, Days: r.Days,
 		Recurring: r.Mode == api.RetentionRecurring, Segments: segs}

@@ -47,13 +47,23 @@ func ReadRuleFiles(paths ...string) ([]rules.File, error) {
 	return files, nil
 }
 
-// LoadRules reads and compiles rule files; see ReadRuleFiles.
+// LoadRules reads and compiles rule files' segments; see ReadRuleFiles.
 func LoadRules(opts rules.Options, paths ...string) ([]*rules.Segment, error) {
+	set, err := LoadRuleSet(opts, paths...)
+	if err != nil {
+		return nil, err
+	}
+	return set.Segments, nil
+}
+
+// LoadRuleSet reads and compiles rule files: segments and named
+// predicates.
+func LoadRuleSet(opts rules.Options, paths ...string) (*rules.RuleSet, error) {
 	files, err := ReadRuleFiles(paths...)
 	if err != nil {
 		return nil, err
 	}
-	return rules.Compile(files, opts)
+	return rules.CompileSet(files, opts)
 }
 
 // LoadPlugins loads the WASM plugins of dir, compiling them once into a

@@ -59,13 +59,16 @@ type Config struct {
 
 // Server is a running segd.
 type Server struct {
-	cfg        Config
-	embedded   *bus.Embedded
-	nc         *nats.Conn
-	js         jetstream.JetStream
-	engine     *engine.Engine
-	plugins    *plugins.Registry
-	analysis   *analysis.Index
+	cfg      Config
+	embedded *bus.Embedded
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	engine   *engine.Engine
+	plugins  *plugins.Registry
+	analysis *analysis.Index
+	// predicates are the named event predicates of the rule files, which
+	// the analysis index records as events named "@ID".
+	predicates []*rules.NamedPredicate
 	consumer   *bus.Consumer
 	service    *bus.Service
 	segAPI     *segmentAPI // the change feed and upload waiter (changes.go)
@@ -102,10 +105,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		ruleOpts.Plugins = s.plugins
 	}
-	segments, err := LoadRules(ruleOpts, cfg.RulePaths...)
+	ruleSet, err := LoadRuleSet(ruleOpts, cfg.RulePaths...)
 	if err != nil {
 		return nil, err
 	}
+	segments := ruleSet.Segments
+	s.predicates = ruleSet.Predicates
 	if err := s.connect(); err != nil {
 		return nil, err
 	}

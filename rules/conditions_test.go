@@ -210,3 +210,33 @@ func TestWindowInterval(t *testing.T) {
 		t.Errorf("Nov 1 lasts %v", time.Duration(e-s)*time.Millisecond)
 	}
 }
+
+func TestNamedPredicates(t *testing.T) {
+	t.Parallel()
+	set, err := CompileSet([]File{
+		{Name: "a.yaml", Data: []byte("predicates:\n  - {id: big_checkout, event: checkout, where: props.amount >= 500}\n  - {id: paid, events: [pay, refund_reversed]}\nsegments:\n  - {id: payers, did: {event: pay, last: 7d}}\n")},
+		{Name: "b.yaml", Data: []byte("predicates:\n  - {id: searched, event: search, description: any search}\n")},
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Segments) != 1 || len(set.Predicates) != 3 {
+		t.Fatalf("set = %+v", set)
+	}
+	p := set.Predicates[0]
+	if p.ID != "big_checkout" || p.Events[0] != "checkout" || p.Where == nil || p.File != "a.yaml" || p.Line != 2 {
+		t.Fatalf("predicate = %+v", p)
+	}
+	if set.Predicates[2].Description != "any search" {
+		t.Fatalf("predicate = %+v", set.Predicates[2])
+	}
+	_, err = CompileSet([]File{
+		{Name: "a.yaml", Data: []byte("predicates:\n  - {id: x, event: a}\n  - {id: x, event: b}\n  - {event: c}\n  - {id: y, where: 'props.a >'}\n")},
+	}, Options{})
+	for _, want := range []string{`a.yaml:3: predicate "x" is already defined at a.yaml:2`, `predicates.id: is missing`,
+		`predicate "y": predicate.event: is missing`, `predicate.where: expr:`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v\nwant it to contain %q", err, want)
+		}
+	}
+}

@@ -12,7 +12,9 @@ type Error struct {
 	Line    int // 1-based; 0 when unknown
 	Column  int // 1-based; 0 when unknown
 	Segment string
-	Field   string // dotted path inside the segment, e.g. "did.where"
+	// Kind is what Segment names: "segment" (when empty) or "predicate".
+	Kind  string
+	Field string // dotted path inside the segment, e.g. "did.where"
 	Msg     string
 }
 
@@ -27,7 +29,11 @@ func (e *Error) Error() string {
 	}
 	b.WriteString(": ")
 	if e.Segment != "" {
-		fmt.Fprintf(&b, "segment %q: ", e.Segment)
+		kind := e.Kind
+		if kind == "" {
+			kind = "segment"
+		}
+		fmt.Fprintf(&b, "%s %q: ", kind, e.Segment)
 	}
 	if e.Field != "" {
 		b.WriteString(e.Field)

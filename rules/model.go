@@ -115,6 +115,17 @@ type ProfileCondition struct {
 	Source    string
 }
 
+// NamedPredicate is an event predicate defined once in a rule file and
+// named, so that analysis can use it as a funnel step or an event series
+// (as "@ID"), indexed like an event.
+type NamedPredicate struct {
+	ID          string
+	Description string
+	Step
+	File string
+	Line int
+}
+
 // InSegment holds for the members of another segment.
 type InSegment struct{ Segment string }
 

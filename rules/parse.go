@@ -37,17 +37,36 @@ type File struct {
 	Data []byte
 }
 
-// Compile parses, validates and compiles every segment of every file. It
-// reports every problem it finds, as an ErrorList, rather than only the
-// first; segment ids must be unique across all files. The segments are
-// returned ordered by id.
+// Compile parses, validates and compiles every segment of every file; see
+// CompileSet, which also returns the named predicates.
 func Compile(files []File, opts Options) ([]*Segment, error) {
+	set, err := CompileSet(files, opts)
+	if err != nil {
+		return nil, err
+	}
+	return set.Segments, nil
+}
+
+// RuleSet is what a set of rule files defines.
+type RuleSet struct {
+	// Segments are ordered by id.
+	Segments []*Segment
+	// Predicates are the named event predicates, ordered by id.
+	Predicates []*NamedPredicate
+}
+
+// CompileSet parses, validates and compiles every segment and named
+// predicate of every file. It reports every problem it finds, as an
+// ErrorList, rather than only the first; ids must be unique across all
+// files.
+func CompileSet(files []File, opts Options) (*RuleSet, error) {
 	if opts.MaxWindowDays == 0 {
 		opts.MaxWindowDays = DefaultMaxWindowDays
 	}
-	var all []*Segment
+	set := &RuleSet{}
 	var errs ErrorList
 	seen := map[string]*Segment{}
+	seenPred := map[string]*NamedPredicate{}
 	for _, f := range files {
 		p := &parser{file: f.Name, opts: opts}
 		segs := p.parseFile(f.Data)
@@ -59,15 +78,25 @@ func Compile(files []File, opts Options) ([]*Segment, error) {
 				continue
 			}
 			seen[s.ID] = s
-			all = append(all, s)
+			set.Segments = append(set.Segments, s)
+		}
+		for _, np := range p.predicates {
+			if prev, dup := seenPred[np.ID]; dup {
+				errs = append(errs, &Error{File: np.File, Line: np.Line,
+					Msg: fmt.Sprintf("predicate %q is already defined at %s:%d", np.ID, prev.File, prev.Line)})
+				continue
+			}
+			seenPred[np.ID] = np
+			set.Predicates = append(set.Predicates, np)
 		}
 	}
-	errs = append(errs, checkReferences(all, seen)...)
+	errs = append(errs, checkReferences(set.Segments, seen)...)
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
-	return all, nil
+	sort.Slice(set.Segments, func(i, j int) bool { return set.Segments[i].ID < set.Segments[j].ID })
+	sort.Slice(set.Predicates, func(i, j int) bool { return set.Predicates[i].ID < set.Predicates[j].ID })
+	return set, nil
 }
 
 // checkReferences reports in_segment references to unknown segments and
@@ -130,14 +159,16 @@ var segmentID = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
 // parser walks YAML nodes, rather than decoding into structs, so that every
 // error can name its line, column, segment and field.
 type parser struct {
-	file string
-	opts Options
-	errs ErrorList
-	seg  string // the segment being parsed, for messages
+	file       string
+	opts       Options
+	errs       ErrorList
+	seg        string // the segment (or predicate) being parsed, for messages
+	kind       string // what seg names, when it is not a segment
+	predicates []*NamedPredicate
 }
 
 func (p *parser) fail(n *yaml.Node, segment, field, format string, args ...any) {
-	e := &Error{File: p.file, Segment: segment, Field: field, Msg: fmt.Sprintf(format, args...)}
+	e := &Error{File: p.file, Segment: segment, Kind: p.kind, Field: field, Msg: fmt.Sprintf(format, args...)}
 	if n != nil {
 		e.Line, e.Column = n.Line, n.Column
 	}
@@ -162,7 +193,7 @@ func (p *parser) parseFile(data []byte) []*Segment {
 		}
 		segs = append(segs, p.parseDocument(doc.Content[0])...)
 	}
-	if len(segs) == 0 && len(p.errs) == 0 {
+	if len(segs) == 0 && len(p.predicates) == 0 && len(p.errs) == 0 {
 		p.fail(nil, "", "", "defines no segment")
 	}
 	return segs
@@ -175,20 +206,22 @@ func (p *parser) parseDocument(n *yaml.Node) []*Segment {
 	switch {
 	case n.Kind == yaml.SequenceNode:
 		items = n.Content
-	case n.Kind == yaml.MappingNode && lookup(n, "segments") != nil:
-		if len(n.Content) != 2 {
-			for i := 0; i < len(n.Content); i += 2 {
-				if k := n.Content[i]; k.Value != "segments" {
-					p.fail(k, "", "", "unknown top-level field %q (a file holds `segments:` or one segment)", k.Value)
+	case n.Kind == yaml.MappingNode && (lookup(n, "segments") != nil || lookup(n, "predicates") != nil):
+		for i := 0; i < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			switch k.Value {
+			case "segments":
+				if v.Kind != yaml.SequenceNode {
+					p.fail(v, "", "segments", "want a list of segments, got %s", describe(v))
+					continue
 				}
+				items = v.Content
+			case "predicates":
+				p.parsePredicates(v)
+			default:
+				p.fail(k, "", "", "unknown top-level field %q (a file holds segments: and predicates:, or one segment)", k.Value)
 			}
 		}
-		list := lookup(n, "segments")
-		if list.Kind != yaml.SequenceNode {
-			p.fail(list, "", "segments", "want a list of segments, got %s", describe(list))
-			return nil
-		}
-		items = list.Content
 	case n.Kind == yaml.MappingNode:
 		items = []*yaml.Node{n}
 	default:
@@ -202,6 +235,44 @@ func (p *parser) parseDocument(n *yaml.Node) []*Segment {
 		}
 	}
 	return segs
+}
+
+// parsePredicates reads named event predicates:
+//
+//	predicates:
+//	  - id: big_checkout
+//	    event: checkout
+//	    where: props.amount >= 500
+func (p *parser) parsePredicates(n *yaml.Node) {
+	if n.Kind != yaml.SequenceNode {
+		p.fail(n, "", "predicates", "want a list of named predicates, got %s", describe(n))
+		return
+	}
+	for _, item := range n.Content {
+		f := p.fields(item, "predicates", "id", "description", "event", "events", "where")
+		if f == nil {
+			continue
+		}
+		np := &NamedPredicate{File: p.file, Line: item.Line}
+		switch id := f["id"]; {
+		case id == nil:
+			p.fail(item, "", "predicates.id", "is missing")
+		case id.Kind != yaml.ScalarNode || !segmentID.MatchString(id.Value):
+			p.fail(id, "", "predicates.id", "%s is not a valid id: use letters, digits, '_' and '-', starting with a letter", describe(id))
+		default:
+			np.ID = id.Value
+		}
+		p.seg, p.kind = np.ID, "predicate"
+		before := len(p.errs)
+		if d := f["description"]; d != nil {
+			np.Description = p.str(d, np.ID, "description")
+		}
+		np.Step = p.step(item, f, "predicate")
+		if len(p.errs) == before && np.ID != "" {
+			p.predicates = append(p.predicates, np)
+		}
+	}
+	p.seg, p.kind = "", ""
 }
 
 func (p *parser) parseSegment(n *yaml.Node) *Segment {
@@ -365,7 +436,7 @@ func (p *parser) exprFail(n *yaml.Node, seg, field string, err error) {
 			col = 0
 		}
 	}
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Column: col, Segment: seg, Field: field, Msg: msg})
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Column: col, Segment: seg, Kind: p.kind, Field: field, Msg: msg})
 }
 
 // str reads a non-empty string scalar.

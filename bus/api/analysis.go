@@ -78,10 +78,13 @@ type EventSeries struct {
 	Values  []float64 `json:"values"`
 }
 
-// FunnelStep is one step of a funnel: an event name. (A named predicate
-// from the rule files will be the other kind of step; exactly one is set.)
+// FunnelStep is one step of a funnel: an event name, or a named predicate
+// of the rule files (`predicates:`); exactly one is set. A named predicate
+// can also be written as the event "@NAME", here and wherever analysis
+// takes an event name.
 type FunnelStep struct {
-	Event string `json:"event,omitempty"`
+	Event     string `json:"event,omitempty"`
+	Predicate string `json:"predicate,omitempty"`
 }
 
 // AnalysisFunnelRequest asks for a funnel. A user enters at any
