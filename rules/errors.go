@@ -15,7 +15,7 @@ type Error struct {
 	// Kind is what Segment names: "segment" (when empty) or "predicate".
 	Kind  string
 	Field string // dotted path inside the segment, e.g. "did.where"
-	Msg     string
+	Msg   string
 }
 
 func (e *Error) Error() string {
