@@ -41,6 +41,9 @@ type Config struct {
 	// Observer, if set, sees every accepted event with its dense user id,
 	// on the writer goroutine (the analysis index uses it).
 	Observer EventObserver
+	// FingerprintExtra, if set, adds to a segment's fingerprint what its
+	// source does not say, such as the versions of the plugins it runs.
+	FingerprintExtra func(*rules.Segment) string
 }
 
 // EventObserver receives the accepted events of each batch. users[i] is the
@@ -100,10 +103,13 @@ type segmentState struct {
 	// failure is the latest error of one of the segment's predicates as a
 	// whole (a plugin that failed a batch): the segment is then incomplete.
 	failure string
+	// fingerprint identifies the definition (see Engine.Fingerprint).
+	fingerprint string
 }
 
 type command struct {
 	msg  *bus.IngestMessage // nil for a tick
+	fn   func() error       // set for Do
 	done chan error
 }
 
@@ -162,6 +168,7 @@ func New(cfg Config) *Engine {
 			st.empty = st.tree.empty()
 		}
 	}
+	e.computeFingerprints(cfg.FingerprintExtra)
 	e.stats.Ready = true
 	return e
 }
@@ -233,6 +240,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-ticker.C:
 			e.advanceClock(ctx)
 		case c := <-e.cmds:
+			if c.fn != nil {
+				c.done <- c.fn()
+				continue
+			}
 			if c.msg == nil {
 				e.advanceClock(ctx)
 				c.done <- nil

@@ -1,0 +1,488 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/segd/segd/host/internal/snapio"
+	"github.com/segd/segd/rules"
+)
+
+// stateVersion is the version of the engine's state encoding. A snapshot
+// of another version is not loaded (segd replays instead).
+const stateVersion = 1
+
+// Do runs fn on the writer goroutine, between two steps, and returns its
+// error: fn sees the state of one stream sequence. Snapshots use it.
+func (e *Engine) Do(ctx context.Context, fn func() error) error {
+	return e.do(ctx, command{fn: fn, done: make(chan error, 1)})
+}
+
+// LastSeq is the last applied stream sequence. Writer only (inside Do).
+func (e *Engine) LastSeq() uint64 { return e.lastSeq }
+
+// ClockMillis is the engine's clock as of its last step, in Unix ms.
+// Writer only (inside Do).
+func (e *Engine) ClockMillis() int64 { return e.now }
+
+// Fingerprint identifies the definition of a segment as the engine runs it:
+// a hash of its source, of what Config.FingerprintExtra adds (plugin
+// versions) and of the fingerprints of the segments it reads. A segment
+// whose fingerprint differs from the one in a snapshot must be rebuilt.
+func (e *Engine) Fingerprint(segment string) string {
+	s, ok := e.byID[segment]
+	if !ok {
+		return ""
+	}
+	return s.fingerprint
+}
+
+// configFingerprint covers the settings that every segment's state depends
+// on: the time zone of days, the retention and the future skew.
+func (e *Engine) configFingerprint() string {
+	return fmt.Sprintf("v%d|%s|%d|%d", stateVersion, e.loc.String(), e.retention, e.skew.Milliseconds())
+}
+
+func (e *Engine) computeFingerprints(extra func(*rules.Segment) string) {
+	for _, s := range e.order { // a segment's references come first
+		h := sha256.New()
+		fmt.Fprintf(h, "%s\x00%s\x00%t\x00", s.seg.ID, s.seg.Source, s.seg.Static)
+		if extra != nil {
+			fmt.Fprintf(h, "%s\x00", extra(s.seg))
+		}
+		for _, r := range s.refs {
+			fmt.Fprintf(h, "%s=%s\x00", r.seg.ID, r.fingerprint)
+		}
+		s.fingerprint = hex.EncodeToString(h.Sum(nil)[:16])
+	}
+}
+
+// WriteState appends the engine's whole state to w: dictionary, profiles,
+// every segment's rule state and membership, counters, the last applied
+// stream sequence and the clock. Writer only: call it inside Do.
+func (e *Engine) WriteState(w *snapio.Writer) error {
+	w.U32(stateVersion)
+	w.String(e.configFingerprint())
+	w.Varint(e.now)
+	w.Uvarint(e.lastSeq)
+	e.mu.RLock()
+	stats, err := json.Marshal(e.stats)
+	e.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	w.Bytes(stats)
+
+	names := e.users.names // only this goroutine appends
+	w.Uvarint(uint64(len(names)))
+	for _, n := range names {
+		w.String(n)
+	}
+	w.Uvarint(uint64(len(e.profiles)))
+	for _, p := range e.profiles {
+		w.Bool(p != nil)
+		if p != nil {
+			if err := w.Map(p); err != nil {
+				return err
+			}
+		}
+	}
+	w.Uvarint(uint64(len(e.segments)))
+	for _, s := range e.segments {
+		w.String(s.seg.ID)
+		w.String(s.fingerprint)
+		mark := w.Begin()
+		if err := e.writeSegment(w, s); err != nil {
+			return fmt.Errorf("segment %s: %w", s.seg.ID, err)
+		}
+		w.End(mark)
+	}
+	return nil
+}
+
+func (e *Engine) writeSegment(w *snapio.Writer, s *segmentState) error {
+	e.mu.RLock()
+	w.Bitmap(s.members)
+	it := s.members.Iterator()
+	for it.HasNext() {
+		u := it.Next()
+		var sec uint32
+		if int(u) < len(s.since) {
+			sec = s.since[u]
+		}
+		w.U32(sec)
+	}
+	w.Uvarint(uint64(len(s.history)))
+	for _, h := range s.history {
+		w.Varint(int64(h.day))
+		w.Uvarint(h.size)
+		w.Uvarint(h.entered)
+		w.Uvarint(h.left)
+	}
+	if s.updated.IsZero() {
+		w.Varint(0)
+	} else {
+		w.Varint(s.updated.UnixNano())
+	}
+	w.String(s.failure)
+	e.mu.RUnlock()
+
+	w.Uvarint(uint64(len(s.leaves)))
+	for _, l := range s.leaves {
+		switch l := l.(type) {
+		case *didLeaf:
+			w.Byte(1)
+			l.write(w)
+		case *seqLeaf:
+			w.Byte(2)
+			l.write(w)
+		case *profileLeaf:
+			w.Byte(3)
+			w.Bitmap(l.members)
+		default:
+			return fmt.Errorf("unknown leaf %T", l)
+		}
+	}
+	return nil
+}
+
+func writeBuckets(w *snapio.Writer, tb *timeBuckets) {
+	keys := make([]int64, 0, len(tb.buckets))
+	for k := range tb.buckets {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	w.Uvarint(uint64(len(keys)))
+	for _, k := range keys {
+		w.Varint(k)
+		w.Bitmap(tb.buckets[k])
+	}
+}
+
+func readBuckets(r *snapio.Reader, tb *timeBuckets) {
+	n := r.Len(2)
+	tb.buckets = make(map[int64]*roaring.Bitmap, n)
+	tb.last = nil
+	for range n {
+		k := r.Varint()
+		tb.buckets[k] = r.Bitmap()
+	}
+}
+
+// sortedUsers lists a per-user map's keys in order, so that equal states
+// encode to equal bytes.
+func sortedUsers[V any](m map[uint32]V) []uint32 {
+	us := make([]uint32, 0, len(m))
+	for u := range m {
+		us = append(us, u)
+	}
+	sort.Slice(us, func(i, j int) bool { return us[i] < us[j] })
+	return us
+}
+
+func writeTimes(w *snapio.Writer, ts []int64) {
+	w.Uvarint(uint64(len(ts)))
+	var prev int64
+	for _, t := range ts {
+		w.Varint(t - prev)
+		prev = t
+	}
+}
+
+func readTimes(r *snapio.Reader) []int64 {
+	n := r.Len(1)
+	if n == 0 {
+		return nil
+	}
+	out := make([]int64, n)
+	var prev int64
+	for i := range out {
+		prev += r.Varint()
+		out[i] = prev
+	}
+	return out
+}
+
+func (d *didLeaf) write(w *snapio.Writer) {
+	a := d.cond.Aggregate
+	numeric, small := a.Numeric(), a.Func == rules.AggDays || a.Func == rules.AggDistinct
+	w.Uvarint(uint64(len(d.perUser)))
+	for _, u := range sortedUsers(d.perUser) {
+		list := d.perUser[u]
+		w.Uvarint(uint64(u))
+		w.Uvarint(uint64(len(list)))
+		var prev int64
+		for _, en := range list {
+			w.Varint(en.t - prev)
+			prev = en.t
+			if numeric {
+				w.Float(en.v)
+			}
+			if small {
+				w.Uvarint(uint64(en.s))
+			}
+		}
+	}
+	vals := make([]string, len(d.values))
+	for k, id := range d.values {
+		vals[id] = k
+	}
+	w.Uvarint(uint64(len(vals)))
+	for _, v := range vals {
+		w.String(v)
+	}
+	writeBuckets(w, &d.index)
+}
+
+func (d *didLeaf) read(r *snapio.Reader) {
+	a := d.cond.Aggregate
+	numeric, small := a.Numeric(), a.Func == rules.AggDays || a.Func == rules.AggDistinct
+	n := r.Len(2)
+	d.perUser = make(map[uint32][]entry, n)
+	for range n {
+		u := uint32(r.Uvarint())
+		k := r.Len(1)
+		list := make([]entry, k)
+		var prev int64
+		for i := range list {
+			prev += r.Varint()
+			list[i].t = prev
+			if numeric {
+				list[i].v = r.Float()
+			}
+			if small {
+				list[i].s = uint32(r.Uvarint())
+			}
+		}
+		if r.Err != nil {
+			return
+		}
+		d.perUser[u] = list
+	}
+	nv := r.Len(1)
+	d.values = make(map[string]uint32, nv)
+	for i := range nv {
+		d.values[r.String()] = uint32(i)
+	}
+	readBuckets(r, &d.index)
+}
+
+func (s *seqLeaf) write(w *snapio.Writer) {
+	w.Uvarint(uint64(len(s.perUser)))
+	for _, u := range sortedUsers(s.perUser) {
+		su := s.perUser[u]
+		w.Uvarint(uint64(u))
+		for _, st := range su.steps {
+			writeTimes(w, st)
+		}
+		writeTimes(w, su.thenNot)
+	}
+	writeBuckets(w, &s.index)
+	w.Uvarint(uint64(len(s.deadlines)))
+	for _, d := range s.deadlines { // heap order is kept as is
+		w.Varint(d.at)
+		w.Uvarint(uint64(d.user))
+	}
+}
+
+func (s *seqLeaf) read(r *snapio.Reader) {
+	n := r.Len(2)
+	s.perUser = make(map[uint32]*seqUser, n)
+	for range n {
+		u := uint32(r.Uvarint())
+		su := &seqUser{steps: make([][]int64, len(s.cond.Steps))}
+		for k := range su.steps {
+			su.steps[k] = readTimes(r)
+		}
+		su.thenNot = readTimes(r)
+		if r.Err != nil {
+			return
+		}
+		s.perUser[u] = su
+	}
+	readBuckets(r, &s.index)
+	nd := r.Len(2)
+	s.deadlines = make(deadlineHeap, nd)
+	for i := range s.deadlines {
+		s.deadlines[i] = deadline{at: r.Varint(), user: uint32(r.Uvarint())}
+	}
+}
+
+// RestoreResult says what Restore loaded.
+type RestoreResult struct {
+	// Seq is the last stream sequence the snapshot had applied: consume
+	// from Seq+1.
+	Seq uint64
+	// Clock is the engine's clock in the snapshot.
+	Clock time.Time
+	// Stale lists the segments whose state the snapshot does not hold (new
+	// rules) or holds for another definition: they are empty and must be
+	// rebuilt from the log (see Rebuild) before they are right.
+	Stale []string
+	// Dropped lists segments of the snapshot that the rules no longer have.
+	Dropped []string
+}
+
+// ErrIncompatible is returned by Restore for a snapshot written with
+// another state version, time zone, retention or skew: no segment of it
+// can be used.
+var ErrIncompatible = errors.New("snapshot incompatible with this configuration")
+
+// Restore loads a state written by WriteState into a new engine, before
+// Run. Segments whose fingerprint matches get their state back; the others
+// are listed in RestoreResult.Stale. On an error the engine is in an
+// undefined state and must be discarded.
+func (e *Engine) Restore(r *snapio.Reader) (RestoreResult, error) {
+	var res RestoreResult
+	if v := r.U32(); v != stateVersion {
+		if r.Err != nil {
+			return res, r.Err
+		}
+		return res, fmt.Errorf("%w: state version %d, want %d", ErrIncompatible, v, stateVersion)
+	}
+	if cfp := r.String(); cfp != e.configFingerprint() && r.Err == nil {
+		return res, fmt.Errorf("%w: written with %q, running with %q (version|zone|retention|skew)", ErrIncompatible, cfp, e.configFingerprint())
+	}
+	now := r.Varint()
+	lastSeq := r.Uvarint()
+	var stats = e.stats
+	if err := json.Unmarshal(r.Bytes(), &stats); err != nil && r.Err == nil {
+		return res, fmt.Errorf("status counters: %w", err)
+	}
+	nu := r.Len(1)
+	names := make([]string, nu)
+	ids := make(map[string]uint32, nu)
+	for i := range names {
+		names[i] = r.String()
+		ids[names[i]] = uint32(i)
+	}
+	if r.Err != nil {
+		return res, r.Err
+	}
+	if len(ids) != len(names) {
+		return res, errors.New("dictionary: repeated user id")
+	}
+	np := r.Len(1)
+	if np != nu {
+		if r.Err != nil {
+			return res, r.Err
+		}
+		return res, fmt.Errorf("%d profiles for %d users", np, nu)
+	}
+	profiles := make([]map[string]any, np)
+	for i := range profiles {
+		if r.Bool() {
+			profiles[i] = r.Map()
+		}
+	}
+	if r.Err != nil {
+		return res, r.Err
+	}
+	e.users.mu.Lock()
+	e.users.names, e.users.ids = names, ids
+	e.users.mu.Unlock()
+	e.profiles = profiles
+	e.now, e.lastSeq = now, lastSeq
+
+	found := map[string]bool{}
+	ns := r.Len(2)
+	for range ns {
+		id, fp := r.String(), r.String()
+		sec := r.Section()
+		if r.Err != nil {
+			return res, r.Err
+		}
+		s, ok := e.byID[id]
+		if !ok {
+			res.Dropped = append(res.Dropped, id)
+			continue
+		}
+		if fp != s.fingerprint {
+			continue
+		}
+		if err := e.readSegment(sec, s, uint32(nu)); err != nil {
+			return res, fmt.Errorf("segment %s: %w", id, err)
+		}
+		found[id] = true
+	}
+	if err := r.Done(); err != nil {
+		return res, err
+	}
+	for _, s := range e.segments {
+		if !found[s.seg.ID] {
+			res.Stale = append(res.Stale, s.seg.ID)
+		}
+	}
+	e.mu.Lock()
+	e.stats = stats
+	e.stats.LastSeq = lastSeq
+	e.stats.Users = uint64(nu)
+	e.mu.Unlock()
+	res.Seq, res.Clock = lastSeq, time.UnixMilli(now)
+	return res, nil
+}
+
+func (e *Engine) readSegment(r *snapio.Reader, s *segmentState, users uint32) error {
+	members := r.Bitmap()
+	if r.Err == nil && !members.IsEmpty() && members.Maximum() >= users {
+		return fmt.Errorf("member %d beyond the %d users", members.Maximum(), users)
+	}
+	var since []uint32
+	if !members.IsEmpty() {
+		since = make([]uint32, max(1024, int(members.Maximum())+1))
+	}
+	it := members.Iterator()
+	for it.HasNext() {
+		since[it.Next()] = r.U32()
+	}
+	nh := r.Len(4)
+	history := make([]historyDay, nh)
+	for i := range history {
+		history[i] = historyDay{day: dayIndex(r.Varint()), size: r.Uvarint(), entered: r.Uvarint(), left: r.Uvarint()}
+	}
+	var updated time.Time
+	if ns := r.Varint(); ns != 0 {
+		updated = time.Unix(0, ns)
+	}
+	failure := r.String()
+	nl := r.Len(1)
+	if r.Err == nil && nl != len(s.leaves) {
+		return fmt.Errorf("%d leaves, the rule has %d", nl, len(s.leaves))
+	}
+	for _, l := range s.leaves {
+		kind := r.Byte()
+		switch l := l.(type) {
+		case *didLeaf:
+			if kind != 1 {
+				return fmt.Errorf("leaf kind %d, want a did", kind)
+			}
+			l.read(r)
+		case *seqLeaf:
+			if kind != 2 {
+				return fmt.Errorf("leaf kind %d, want a sequence", kind)
+			}
+			l.read(r)
+		case *profileLeaf:
+			if kind != 3 {
+				return fmt.Errorf("leaf kind %d, want a profile", kind)
+			}
+			l.members = r.Bitmap()
+		}
+		if r.Err != nil {
+			return r.Err
+		}
+	}
+	if err := r.Done(); err != nil {
+		return err
+	}
+	s.members, s.since, s.history, s.updated, s.failure = members, since, history, updated, failure
+	return nil
+}

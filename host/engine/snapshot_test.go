@@ -1,0 +1,196 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/segd/segd/bus"
+	"github.com/segd/segd/host/internal/reference"
+	"github.com/segd/segd/host/internal/snapio"
+	"github.com/segd/segd/rules"
+)
+
+// running is an engine with its Run loop.
+type running struct {
+	e    *Engine
+	stop func()
+}
+
+func run(e *Engine) running {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = e.Run(ctx) }()
+	return running{e, func() { cancel(); <-done }}
+}
+
+// snapshotOf encodes the engine's state on its writer.
+func snapshotOf(t testing.TB, e *Engine) []byte {
+	t.Helper()
+	w := &snapio.Writer{}
+	if err := e.Do(context.Background(), func() error { return e.WriteState(w) }); err != nil {
+		t.Fatal(err)
+	}
+	return w.Buf
+}
+
+// TestSnapshotRoundTripAgainstReference runs the randomized comparison with
+// the reference evaluator, but every few steps the engine is snapshotted
+// and replaced by a new engine restored from the snapshot: membership must
+// stay exact, the restored engine must encode to the same bytes, and it
+// must go on exactly as the original would (windows, deadlines, counters).
+func TestSnapshotRoundTripAgainstReference(t *testing.T) {
+	t.Parallel()
+	for _, zone := range []string{"UTC", "America/New_York"} {
+		for seed := uint64(1); seed <= 2; seed++ {
+			t.Run(fmt.Sprintf("%s/seed%d", zone, seed), func(t *testing.T) {
+				t.Parallel()
+				loc, _ := time.LoadLocation(zone)
+				runSnapshotRandomized(t, loc, seed)
+			})
+		}
+	}
+}
+
+func runSnapshotRandomized(t *testing.T, loc *time.Location, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	segs, err := rules.Compile([]rules.File{{Name: "random.yaml", Data: []byte(randomRules)}}, rules.Options{MaxWindowDays: testRetentionDays})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 10, 28, 22, 0, 0, 0, loc)
+	clock := NewManualClock(now)
+	cfg := Config{Segments: segs, Location: loc, Clock: clock, TickInterval: time.Hour, RetentionDays: testRetentionDays}
+	// twin is never restored: the restored engine must match it byte for
+	// byte after every step.
+	cur, twin := run(New(cfg)), run(New(cfg))
+	defer func() { cur.stop(); twin.stop() }()
+	ref := reference.New(segs, loc, DefaultMaxFutureSkew, testRetentionDays)
+	ctx := context.Background()
+	names := []string{"checkout", "pay", "page_view", "search", "other"}
+	terms := []string{"shoes", "bags", "hats"}
+	seq := uint64(0)
+	restores := 0
+	for step := 0; step < 60; step++ {
+		clock.Advance(time.Duration(rng.IntN(36*60)+1) * time.Minute)
+		now := clock.Now()
+		msg := &bus.IngestMessage{}
+		switch rng.IntN(8) {
+		case 0, 1:
+			for _, r := range []running{cur, twin} {
+				if err := r.e.Tick(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case 2:
+			users := []string{fmt.Sprintf("u%d", rng.IntN(45)), fmt.Sprintf("u%d", rng.IntN(45))}
+			msg.Upload = &bus.StaticUpload{Segment: "beta", Users: users, Replace: rng.IntN(2) == 0}
+			ref.Upload("beta", users, msg.Upload.Replace)
+		default:
+			msg.Batch = randomEvents(rng, now, names, terms)
+			ref.Apply(msg.Batch, now)
+		}
+		if msg.Upload != nil || len(msg.Batch.Events)+len(msg.Batch.Profiles) > 0 {
+			seq++
+			msg.Seq = seq
+			for _, r := range []running{cur, twin} {
+				m := *msg
+				if err := r.e.Apply(ctx, &m); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if step%3 == 2 {
+			data := snapshotOf(t, cur.e)
+			cur.stop()
+			e := New(cfg)
+			res, err := e.Restore(snapio.NewReader(data))
+			if err != nil {
+				t.Fatalf("step %d: restore: %v", step, err)
+			}
+			if res.Seq != seq || len(res.Stale) != 0 || len(res.Dropped) != 0 {
+				t.Fatalf("step %d: restore = %+v, want seq %d and nothing stale", step, res, seq)
+			}
+			cur = run(e)
+			restores++
+			if again := snapshotOf(t, e); !bytes.Equal(again, data) {
+				t.Fatalf("step %d: the restored engine encodes to %d other bytes (was %d)", step, len(again), len(data))
+			}
+		}
+		if a, b := snapshotOf(t, cur.e), snapshotOf(t, twin.e); !bytes.Equal(a, b) {
+			t.Fatalf("step %d: the restored engine's state differs from the one never restored", step)
+		}
+		for _, s := range segs {
+			want := ref.Members(s.ID, now)
+			if got := members(t, cur.e, s.ID); !slices.Equal(got, want) {
+				t.Fatalf("step %d: segment %s\n got %v\nwant %v", step, s.ID, got, want)
+			}
+		}
+		if a, b := cur.e.Status(), twin.e.Status(); !reflect.DeepEqual(a, b) {
+			t.Fatalf("step %d: status\n got %+v\nwant %+v", step, a, b)
+		}
+	}
+	if restores < 10 {
+		t.Fatalf("only %d restores", restores)
+	}
+}
+
+func TestRestoreRejectsDamageAndOtherConfigurations(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	segs, err := rules.Compile([]rules.File{{Name: "r.yaml", Data: []byte(randomRules)}}, rules.Options{MaxWindowDays: testRetentionDays})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Segments: segs, Clock: NewManualClock(now), TickInterval: time.Hour, RetentionDays: testRetentionDays}
+	r := run(New(cfg))
+	rng := rand.New(rand.NewPCG(1, 1))
+	for seq := uint64(1); seq <= 5; seq++ {
+		apply(t, r.e, seq, randomEvents(rng, now, []string{"checkout", "pay", "page_view", "search"}, []string{"a", "b"}))
+	}
+	data := snapshotOf(t, r.e)
+	r.stop()
+
+	// Another time zone: nothing can be used.
+	other := cfg
+	other.Location, _ = time.LoadLocation("Asia/Shanghai")
+	if _, err := New(other).Restore(snapio.NewReader(data)); !errors.Is(err, ErrIncompatible) {
+		t.Fatalf("another zone: err = %v, want ErrIncompatible", err)
+	}
+	// Truncations never load (nor panic).
+	for _, n := range []int{0, 3, len(data) / 2, len(data) - 1} {
+		if _, err := New(cfg).Restore(snapio.NewReader(data[:n])); err == nil {
+			t.Fatalf("truncated to %d bytes: no error", n)
+		}
+	}
+	// Random damage may decode (the file checksum is what catches it), but
+	// must never panic.
+	for i := range 200 {
+		bad := slices.Clone(data)
+		bad[rng.IntN(len(bad))] ^= byte(1 + i%255)
+		_, _ = New(cfg).Restore(snapio.NewReader(bad))
+	}
+	// A changed rule is stale; the others load.
+	changed := randomRules + "  - id: extra\n    did: {event: pay, last: 2d}\n"
+	segs2, err := rules.Compile([]rules.File{{Name: "r.yaml", Data: []byte(
+		bytes.ReplaceAll([]byte(changed), []byte(`count: ">= 3", last: 7d`), []byte(`count: ">= 4", last: 7d`)))}},
+		rules.Options{MaxWindowDays: testRetentionDays})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := cfg
+	cfg2.Segments = segs2
+	res, err := New(cfg2).Restore(snapio.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"checkout_3x_7d", "extra"}; !slices.Equal(res.Stale, want) {
+		t.Fatalf("stale = %v, want %v", res.Stale, want)
+	}
+}
