@@ -287,6 +287,51 @@ type StatusReply struct {
 	Users uint64 `json:"users"`
 	// Clock is the engine's current time (RFC 3339), which moves windows.
 	Clock string `json:"clock"`
+	// ReplayFrom is the stream sequence this start began consuming at (1
+	// for a full replay, a snapshot's sequence + 1 otherwise) and ReplayTo
+	// the events stream's last sequence at start. Ready turns true once
+	// LastSeq reaches ReplayTo.
+	ReplayFrom uint64 `json:"replay_from,omitempty"`
+	ReplayTo   uint64 `json:"replay_to,omitempty"`
+	// Snapshot reports the snapshot loaded at start and the last written.
+	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
+	// DeadLetters counts the messages of this run copied to the dead-letter
+	// stream DeadLetterStream (NotBatches counts them across restarts).
+	DeadLetters      uint64 `json:"dead_letters"`
+	DeadLetterStream string `json:"dead_letter_stream,omitempty"`
+	// Rebuilding lists the segments being rebuilt from the log.
+	Rebuilding []RebuildStatus `json:"rebuilding,omitempty"`
+}
+
+// SnapshotStatus reports segd's snapshots (see docs/operations.md).
+type SnapshotStatus struct {
+	// Loaded is the file loaded at start (empty: none, a full replay) and
+	// LoadedSeq its stream sequence.
+	Loaded    string `json:"loaded,omitempty"`
+	LoadedSeq uint64 `json:"loaded_seq,omitempty"`
+	// Rejected lists snapshot files that could not be used at start, each
+	// with the reason (corrupt, another stream, changed configuration).
+	Rejected []string `json:"rejected,omitempty"`
+	// Written counts snapshots written by this run; the Last* fields
+	// describe the latest.
+	Written    uint64 `json:"written"`
+	LastFile   string `json:"last_file,omitempty"`
+	LastSeq    uint64 `json:"last_seq,omitempty"`
+	LastTime   string `json:"last_time,omitempty"`
+	LastBytes  int64  `json:"last_bytes,omitempty"`
+	LastPause  string `json:"last_pause,omitempty"` // ingest paused while encoding
+	LastWrite  string `json:"last_write,omitempty"` // writing and syncing the file
+	Failures   uint64 `json:"failures,omitempty"`
+	LastError  string `json:"last_error,omitempty"`
+	IntervalMs int64  `json:"interval_ms,omitempty"`
+}
+
+// RebuildStatus is the progress of a segment rebuilt from the log.
+type RebuildStatus struct {
+	Segment string `json:"segment"`
+	// Seq is the stream sequence replayed so far, of ToSeq.
+	Seq   uint64 `json:"seq"`
+	ToSeq uint64 `json:"to_seq"`
 }
 
 // Error codes, in the Nats-Service-Error-Code header and the error body.
