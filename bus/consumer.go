@@ -129,6 +129,10 @@ type ConsumerOptions struct {
 	MaxRetryDelay time.Duration
 	// Logger receives warnings (nil: slog.Default()).
 	Logger *slog.Logger
+	// DeadLetters, if set, receives a copy of every message that is not a
+	// batch before Apply sees it; a failure to store it is retried like a
+	// failed Apply, so that no such message is acked unrecorded.
+	DeadLetters *DeadLetters
 }
 
 func (o *ConsumerOptions) setDefaults() {
@@ -284,6 +288,7 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 		return
 	}
 	delay := c.opts.RetryDelay
+	dead := false // stored in the dead-letter stream
 	for attempt := 1; ; attempt++ {
 		im := &IngestMessage{Seq: seq, Subject: msg.Subject(), Time: md.Timestamp.UnixMilli()}
 		if im.Subject == ControlUploadSubject {
@@ -291,7 +296,14 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 		} else {
 			im.Batch, im.Err = safeDecode(msg.Data(), im.Time)
 		}
-		err := c.ing.Apply(c.ctx, im)
+		var err error
+		if im.Err != nil && c.opts.DeadLetters != nil && !dead {
+			err = c.opts.DeadLetters.Send(c.ctx, msg, seq, im.Err)
+			dead = err == nil
+		}
+		if err == nil {
+			err = c.ing.Apply(c.ctx, im)
+		}
 		if err == nil {
 			break
 		}
