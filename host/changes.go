@@ -115,6 +115,13 @@ func (w *appliedWaiter) applied(seq uint64) {
 	w.mu.Unlock()
 }
 
+// changed returns a channel closed at the next advance.
+func (w *appliedWaiter) changed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ch
+}
+
 func (w *appliedWaiter) lastSeq() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -149,6 +156,23 @@ func (s *Server) membership() bus.Membership { return replayMembership{s.engine,
 type replayMembership struct {
 	*engine.Engine
 	s *Server
+}
+
+// Status adds readiness, replay progress, snapshots and dead letters to
+// the engine's counters: segd is ready once it has applied the stream as it
+// was at start.
+func (m replayMembership) Status() api.StatusReply {
+	st := m.Engine.Status()
+	s := m.s
+	st.Ready = st.Ready && !s.rebuilding()
+	st.ReplayFrom, st.ReplayTo = s.replayFrom, s.segAPI.replayTo
+	if s.snaps != nil {
+		st.Snapshot = s.snaps.statusCopy()
+	}
+	if s.dlq != nil {
+		st.DeadLetterStream, st.DeadLetters = s.dlq.Stream(), s.dlq.Count()
+	}
+	return st
 }
 
 func (m replayMembership) Segments() []api.SegmentInfo {

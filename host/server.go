@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,6 +53,15 @@ type Config struct {
 	// Retention is how long the events stream keeps batches (default 90
 	// days); it also caps rule windows.
 	Retention time.Duration
+	// SnapshotInterval is how often segd snapshots its state under
+	// DataDir/snapshots while events arrive (default 5 minutes; negative:
+	// only on Close). A restart loads the newest good snapshot and replays
+	// the log after it.
+	SnapshotInterval time.Duration
+	// SnapshotKeep is how many snapshot files are kept (default 3).
+	SnapshotKeep int
+	// NoSnapshots turns snapshots off: every start replays the whole log.
+	NoSnapshots bool
 	// Version is reported by the micro service.
 	Version string
 	// Logger receives segd's log (nil: slog.Default()).
@@ -72,8 +83,14 @@ type Server struct {
 	consumer   *bus.Consumer
 	service    *bus.Service
 	segAPI     *segmentAPI // the change feed and upload waiter (changes.go)
+	snaps      *snapshots
+	dlq        *bus.DeadLetters
+	replayFrom uint64
+	started    bool
 	cancel     context.CancelFunc
 	engineDone chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // Start loads the rules, starts or connects to NATS, creates the events
@@ -91,6 +108,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
+	}
+	if cfg.SnapshotInterval == 0 {
+		cfg.SnapshotInterval = 5 * time.Minute
+	}
+	if cfg.SnapshotKeep <= 0 {
+		cfg.SnapshotKeep = 3
 	}
 	s := &Server{cfg: cfg, engineDone: make(chan struct{})}
 	defer func() {
@@ -123,12 +146,44 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	engineCfg := engine.Config{Segments: segments, Location: cfg.Location, Clock: cfg.Clock, Logger: cfg.Logger,
-		RetentionDays: int(cfg.Retention / (24 * time.Hour))}
+		RetentionDays: int(cfg.Retention / (24 * time.Hour)), FingerprintExtra: s.pluginVersions}
 	if err := s.wireChanges(ctx, &engineCfg); err != nil {
 		return nil, err
 	}
-	s.wireAnalysis(&engineCfg)
-	s.engine = engine.New(engineCfg)
+	newEngine := func() {
+		s.wireAnalysis(&engineCfg)
+		s.engine = engine.New(engineCfg)
+	}
+	newEngine()
+
+	// State is the newest good snapshot plus the log after it; without
+	// one, the whole log the stream still holds.
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("events stream: %w", err)
+	}
+	s.replayFrom = max(1, info.State.FirstSeq)
+	if !cfg.NoSnapshots {
+		s.snaps = &snapshots{dir: filepath.Join(cfg.DataDir, "snapshots"), keep: cfg.SnapshotKeep, stream: info.Created}
+		s.snaps.status.IntervalMs = cfg.SnapshotInterval.Milliseconds()
+		s.snaps.removeTemps()
+		if res := s.restore(info, newEngine); res != nil {
+			if len(res.stale) > 0 {
+				// A rule is new or changed: its state must come from the
+				// log, and so, in this version, does everyone's.
+				cfg.Logger.Warn("rules changed since the snapshot; replaying the whole log", "snapshot", res.path,
+					"segments", res.stale)
+				s.snaps.reject(res.path, fmt.Errorf("rules changed: %v", res.stale))
+				newEngine()
+			} else {
+				s.replayFrom = res.meta.Seq + 1
+				s.snaps.status.Loaded, s.snaps.status.LoadedSeq = res.path, res.meta.Seq
+				cfg.Logger.Info("snapshot loaded", "file", res.path, "seq", res.meta.Seq,
+					"replaying_to_seq", info.State.LastSeq)
+			}
+		}
+	}
+	s.segAPI.waiter.applied(s.replayFrom - 1)
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go func() {
@@ -136,15 +191,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		_ = s.engine.Run(runCtx)
 	}()
 
-	// State lives in memory only (snapshots come later), so every start
-	// rebuilds it from the first event the stream still holds.
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("events stream: %w", err)
+	if s.dlq, err = bus.EnsureDeadLetters(ctx, s.js, bus.DeadLetterConfig{MaxAge: cfg.Retention}); err != nil {
+		return nil, err
 	}
 	s.consumer, err = bus.Consume(runCtx, s.js, s.ingester(), bus.ConsumerOptions{
-		StartSeq: max(1, info.State.FirstSeq),
-		Logger:   cfg.Logger,
+		StartSeq:    s.replayFrom,
+		Logger:      cfg.Logger,
+		DeadLetters: s.dlq,
 	})
 	if err != nil {
 		return nil, err
@@ -155,8 +208,54 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("service: %w", err)
 	}
 	cfg.Logger.Info("segd is serving", "segments", len(segments), "nats", s.ClientURL(), "data", cfg.DataDir,
-		"replaying_to_seq", info.State.LastSeq)
+		"replaying_from_seq", s.replayFrom, "replaying_to_seq", info.State.LastSeq)
+	go s.logReplay(runCtx, info.State.LastSeq)
+	if s.snaps != nil {
+		s.snaps.stop, s.snaps.done = make(chan struct{}), make(chan struct{})
+		if cfg.SnapshotInterval > 0 {
+			go s.runSnapshots(cfg.SnapshotInterval)
+		} else {
+			close(s.snaps.done)
+		}
+	}
+	s.started = true
 	return s, nil
+}
+
+// pluginVersions is the part of a segment's fingerprint its source does
+// not say: the versions of the plugins, when it names one.
+func (s *Server) pluginVersions(seg *rules.Segment) string {
+	if s.plugins == nil || !strings.Contains(seg.Source, "plugin") {
+		return ""
+	}
+	var b strings.Builder
+	for _, st := range s.plugins.Statuses() {
+		fmt.Fprintf(&b, "%s=%s;", st.Name, st.Version)
+	}
+	return b.String()
+}
+
+// logReplay logs the replay's progress every few seconds until segd has
+// caught up with the stream as it was at start.
+func (s *Server) logReplay(ctx context.Context, to uint64) {
+	start := time.Now()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.segAPI.waiter.changed():
+		case <-t.C:
+			s.cfg.Logger.Info("replaying the event log", "applied_seq", s.segAPI.waiter.lastSeq(), "to_seq", to)
+			continue
+		}
+		if !s.rebuilding() {
+			s.cfg.Logger.Info("segd is ready: caught up with the event log", "seq", s.segAPI.waiter.lastSeq(),
+				"from_seq", s.replayFrom, "took", time.Since(start).Round(time.Millisecond))
+			return
+		}
+	}
 }
 
 // connect embeds a NATS server or connects to the configured one.
@@ -230,13 +329,31 @@ func (s *Server) DataDir() string { return filepath.Clean(s.cfg.DataDir) }
 // Close stops consuming (finishing the batch in hand), stops the service and
 // the engine, and shuts the embedded server down. It is safe on a partly
 // started Server.
+//
+// A started Server writes a last snapshot after the consumer stopped, so
+// that the next start replays nothing. Close is idempotent.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
 	var errs []error
 	if s.consumer != nil {
 		s.consumer.Stop()
 	}
 	if s.service != nil {
 		errs = append(errs, s.service.Stop())
+	}
+	if s.started && s.snaps != nil {
+		s.stopSnapshots()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		if path, err := s.Snapshot(ctx); err != nil {
+			errs = append(errs, err)
+		} else {
+			s.cfg.Logger.Info("snapshot written at shutdown", "file", path)
+		}
+		cancel()
 	}
 	if s.cancel != nil {
 		s.cancel()
