@@ -64,6 +64,7 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 			}
 			printWelcome(cmd, srv, cfg)
 			<-ctx.Done()
+			// Stop consuming, finish the batch in hand, snapshot, exit 0.
 			logger.Info("segd is stopping")
 			return srv.Close()
 		},
@@ -76,6 +77,9 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 	f.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync every JetStream write (survives power loss; slower)")
 	f.StringSliceVar(&cfg.RulePaths, "rules", []string{"examples/rules"}, "rule files or directories of *.yaml")
 	f.DurationVar(&cfg.Retention, "retention", 90*24*time.Hour, "how long the events stream keeps batches; caps rule windows")
+	f.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 5*time.Minute, "how often to snapshot the state under --data-dir/snapshots while events arrive (negative: only at shutdown)")
+	f.IntVar(&cfg.SnapshotKeep, "snapshot-keep", 3, "how many snapshot files to keep")
+	f.BoolVar(&cfg.NoSnapshots, "no-snapshots", false, "never snapshot: every start replays the whole event log")
 	f.StringVar(&cfg.PluginsDir, "plugins", "", "directory of WASM plugins (NAME.wasm and NAME.yaml) that rules may name")
 	f.StringVar(&schema, "schema", "", "event schema file: rules are checked against the events it declares")
 	f.StringVar(&tz, "tz", "UTC", "IANA time zone of calendar days, e.g. Asia/Shanghai")

@@ -1,0 +1,241 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segd/segd/bus"
+	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/host/analysis"
+	"github.com/segd/segd/host/engine"
+	"github.com/segd/segd/host/internal/reference"
+	"github.com/segd/segd/rules"
+)
+
+// startWith starts segd on dataDir with the test rules (or src) and extra
+// settings.
+func startWith(t *testing.T, dataDir, src string, clock *engine.ManualClock, edit func(*Config)) *testServer {
+	t.Helper()
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{DataDir: dataDir, Listen: "127.0.0.1:0", RulePaths: []string{rulesFile}, Location: time.UTC, Clock: clock,
+		SnapshotInterval: -1, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
+	if edit != nil {
+		edit(&cfg)
+	}
+	return startServer(t, cfg)
+}
+
+func (ts *testServer) status(t *testing.T) api.StatusReply {
+	t.Helper()
+	st, err := ts.client.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *st
+}
+
+// waitReady waits until segd reports ready, and checks it has applied the
+// whole stream.
+func (ts *testServer) waitReady(t *testing.T) api.StatusReply {
+	t.Helper()
+	info, err := ts.js.Stream(context.Background(), bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := info.CachedInfo().State.LastSeq
+	ts.waitApplied(t, last)
+	st := ts.status(t)
+	if !st.Ready || st.LastSeq != last {
+		t.Fatalf("after applying the stream: ready %v, last_seq %d of %d", st.Ready, st.LastSeq, last)
+	}
+	return st
+}
+
+// feed publishes n random batches, moving the clock between them, and
+// records them in ref.
+func feed(t *testing.T, ts *testServer, ref *reference.Evaluator, rng *rand.Rand, n int, tag string) {
+	t.Helper()
+	for i := range n {
+		b := randomBatch(rng, ts.clock.Now())
+		ts.publish(t, b, fmt.Sprintf("%s-%d", tag, i))
+		ref.Apply(b, ts.clock.Now())
+		ts.clock.Advance(time.Duration(rng.IntN(5)+1) * time.Hour)
+		if err := ts.srv.Engine().Tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func analysisState(t *testing.T, ix *analysis.Index) (analysis.Stats, *api.AnalysisEventsReply) {
+	t.Helper()
+	today := ix.Today()
+	q := analysis.EventsQuery{Events: []string{"checkout", "pay", "page_view"}, From: today - 10, To: today,
+		Segments: []analysis.Segment{{ID: api.AllUsers}}}
+	for _, m := range []string{api.MeasureUniques, api.MeasureTotal, "sum:amount", "at_least:2"} {
+		pm, err := api.ParseMeasure(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Measures = append(q.Measures, pm)
+	}
+	return ix.Stats(), ix.Events(q)
+}
+
+// TestSnapshotRestartMatchesFullReplay: a restart loads the snapshot
+// written at Close, replays nothing, and answers exactly like the
+// reference and like a full replay of the log, analysis included.
+func TestSnapshotRestartMatchesFullReplay(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	clock := engine.NewManualClock(time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC))
+	segs, err := rules.Compile([]rules.File{{Name: "r.yaml", Data: []byte(testRules)}}, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := reference.New(segs, time.UTC, engine.DefaultMaxFutureSkew, rules.DefaultMaxWindowDays)
+	rng := rand.New(rand.NewPCG(3, 3))
+
+	ts := startWith(t, dataDir, testRules, clock, nil)
+	feed(t, ts, ref, rng, 8, "a")
+	ts.close()
+
+	ts = startWith(t, dataDir, testRules, clock, nil)
+	st := ts.waitReady(t)
+	if st.Snapshot == nil || st.Snapshot.Loaded == "" || st.Snapshot.LoadedSeq != st.LastSeq || st.ReplayFrom != st.LastSeq+1 {
+		t.Fatalf("no snapshot loaded at restart: %+v %+v", st, st.Snapshot)
+	}
+	ts.compare(t, ref, segs, append(ref.Users(), "never-seen"))
+	// It goes on from there: more batches, days passing.
+	feed(t, ts, ref, rng, 6, "b")
+	ts.compare(t, ref, segs, ref.Users())
+	snapStats, snapEvents := analysisState(t, ts.srv.AnalysisIndex())
+	snapStatus := ts.status(t)
+	ts.close()
+
+	full := startWith(t, dataDir, testRules, clock, func(c *Config) { c.NoSnapshots = true })
+	fst := full.waitReady(t)
+	if fst.ReplayFrom != 1 || fst.Snapshot != nil {
+		t.Fatalf("NoSnapshots start: replay_from %d, snapshot %+v", fst.ReplayFrom, fst.Snapshot)
+	}
+	full.compare(t, ref, segs, ref.Users())
+	fullStats, fullEvents := analysisState(t, full.srv.AnalysisIndex())
+	if fullStats != snapStats || !reflect.DeepEqual(fullEvents, snapEvents) {
+		t.Fatalf("analysis after snapshots %+v %+v\nafter a full replay %+v %+v", snapStats, snapEvents, fullStats, fullEvents)
+	}
+	if fst.Events != snapStatus.Events || fst.Batches != snapStatus.Batches || fst.Users != snapStatus.Users {
+		t.Fatalf("counters after snapshots %+v, after a full replay %+v", snapStatus, fst)
+	}
+}
+
+// TestCorruptSnapshotFallsBack flips bytes in the newest snapshot: segd
+// reports it, loads the one before and replays the rest; with every
+// snapshot damaged it replays the whole log. The answers stay exact.
+func TestCorruptSnapshotFallsBack(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	clock := engine.NewManualClock(time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC))
+	segs, err := rules.Compile([]rules.File{{Name: "r.yaml", Data: []byte(testRules)}}, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := reference.New(segs, time.UTC, engine.DefaultMaxFutureSkew, rules.DefaultMaxWindowDays)
+	rng := rand.New(rand.NewPCG(5, 5))
+
+	ts := startWith(t, dataDir, testRules, clock, nil)
+	feed(t, ts, ref, rng, 4, "a")
+	older, err := ts.srv.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	olderSeq := ts.status(t).LastSeq
+	feed(t, ts, ref, rng, 4, "b")
+	ts.close() // writes the newest
+	files, _ := filepath.Glob(filepath.Join(dataDir, "snapshots", "snapshot-*.segd"))
+	if len(files) != 2 || files[0] != older {
+		t.Fatalf("snapshot files %v, want %s and a newer one", files, older)
+	}
+	newest := files[1]
+	data, err := os.ReadFile(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int{len(data) / 3, len(data) / 2, len(data) - 7} {
+		data[off] ^= 0x5a
+	}
+	if err := os.WriteFile(newest, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ts = startWith(t, dataDir, testRules, clock, func(c *Config) { c.SnapshotKeep = 5 })
+	st := ts.waitReady(t)
+	if st.Snapshot.Loaded != older || st.Snapshot.LoadedSeq != olderSeq || st.ReplayFrom != olderSeq+1 {
+		t.Fatalf("loaded %q at %d (replay from %d), want %s at %d", st.Snapshot.Loaded, st.Snapshot.LoadedSeq, st.ReplayFrom, older, olderSeq)
+	}
+	if len(st.Snapshot.Rejected) != 1 || !strings.Contains(st.Snapshot.Rejected[0], filepath.Base(newest)) ||
+		!strings.Contains(st.Snapshot.Rejected[0], "checksum mismatch") {
+		t.Fatalf("rejected = %q, want the newest with a checksum mismatch", st.Snapshot.Rejected)
+	}
+	ts.compare(t, ref, segs, append(ref.Users(), "never-seen"))
+	ts.close()
+
+	// Damage every snapshot (a truncation, a bad magic): a full replay.
+	files, _ = filepath.Glob(filepath.Join(dataDir, "snapshots", "snapshot-*.segd"))
+	for i, f := range files {
+		data, _ := os.ReadFile(f)
+		if i%2 == 0 {
+			data = data[:len(data)-100]
+		} else {
+			copy(data, "NOTSNAP!")
+		}
+		if err := os.WriteFile(f, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts = startWith(t, dataDir, testRules, clock, nil)
+	st = ts.waitReady(t)
+	if st.Snapshot.Loaded != "" || st.ReplayFrom != 1 || len(st.Snapshot.Rejected) != len(files) {
+		t.Fatalf("with every snapshot damaged: loaded %q, replay from %d, rejected %q", st.Snapshot.Loaded, st.ReplayFrom, st.Snapshot.Rejected)
+	}
+	ts.compare(t, ref, segs, ref.Users())
+}
+
+// TestNotABatchGoesToTheDeadLetterStream: such a message is stored in
+// SEGD_DLQ with the reason, acked, and counted.
+func TestNotABatchGoesToTheDeadLetterStream(t *testing.T) {
+	t.Parallel()
+	clock := engine.NewManualClock(time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC))
+	ts := startWith(t, t.TempDir(), testRules, clock, nil)
+	ctx := context.Background()
+	ack, err := ts.js.Publish(ctx, "segd.events.junk", []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.waitApplied(t, ack.Sequence)
+	st := ts.status(t)
+	if st.NotBatches != 1 || st.DeadLetters != 1 || st.DeadLetterStream != bus.DeadLetterStream {
+		t.Fatalf("status %+v", st)
+	}
+	dlq, err := ts.js.Stream(ctx, bus.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := dlq.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(msg.Data) != "hello" || msg.Subject != "segd.dlq.events.junk" || msg.Header.Get(bus.HeaderDLQReason) == "" ||
+		msg.Header.Get(bus.HeaderDLQSeq) != fmt.Sprint(ack.Sequence) {
+		t.Fatalf("dead letter %s %q %v", msg.Subject, msg.Data, msg.Header)
+	}
+}
