@@ -138,7 +138,7 @@ func nativeSearch(p map[string]any) bool {
 
 func TestExamplesMatchNative(t *testing.T) {
 	type tc struct {
-		name, module string
+		name string
 		params       map[string]any
 		native       func(map[string]any) bool
 		profiles     bool

@@ -2,7 +2,28 @@
 
 package sdk
 
-import "unsafe"
+import (
+	"errors"
+	"unsafe"
+)
+
+// lastErr is the message of the last failed call, for segd_error.
+var lastErr []byte
+
+// errRegion reports a host that passed memory not obtained from segd_alloc.
+var errRegion = errors.New("sdk: batch or answer is outside the buffer returned by segd_alloc")
+
+// kinds returns the segd_kinds bit mask.
+func kinds() uint32 {
+	var k uint32
+	if eventHandler != nil || eventBatch != nil {
+		k |= KindEvents
+	}
+	if profileHandler != nil || profileBatch != nil {
+		k |= KindProfiles
+	}
+	return k
+}
 
 // buf is the one buffer the host writes batches and params into. The Go
 // garbage collector does not move objects, so its address is stable while

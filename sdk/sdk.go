@@ -22,7 +22,6 @@ var (
 	initFuncs      []func() error
 	params         []byte
 	cur            batch
-	lastErr        []byte
 )
 
 // HandleEvents registers the event predicate: f is called once per event of
@@ -77,18 +76,6 @@ func Log(level int, msg string) { hostLog(int32(level), msg) }
 
 // Logf formats and logs a message at LevelInfo.
 func Logf(format string, args ...any) { Log(LevelInfo, fmt.Sprintf(format, args...)) }
-
-// kinds returns the segd_kinds bit mask.
-func kinds() uint32 {
-	var k uint32
-	if eventHandler != nil || eventBatch != nil {
-		k |= KindEvents
-	}
-	if profileHandler != nil || profileBatch != nil {
-		k |= KindProfiles
-	}
-	return k
-}
 
 // initParams stores p and runs the OnInit callbacks.
 func initParams(p []byte) error {
@@ -161,6 +148,3 @@ func Run(data []byte, out []uint64) (err error) {
 // Init runs the OnInit callbacks with params (JSON). The host calls it through
 // the segd_init export; plugin tests may call it natively.
 func Init(p []byte) error { return initParams(p) }
-
-// errRegion reports a host that passed memory not obtained from segd_alloc.
-var errRegion = errors.New("sdk: batch or answer is outside the buffer returned by segd_alloc")
