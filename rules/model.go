@@ -272,16 +272,16 @@ func floorDiv(a, b int64) int64 {
 
 // DateOf returns the calendar date of a Unix-millisecond time in loc.
 func DateOf(ms int64, loc *time.Location) Date {
-	y, m, d := time.UnixMilli(ms).In(loc).Date()
+	y, m, d := DayOf(ms, loc).Date()
 	return Date{y, m, d}
 }
 
-func (d Date) midnight(loc *time.Location) int64 {
-	return time.Date(d.Year, d.Month, d.Day, 0, 0, 0, 0, loc).UnixMilli()
-}
+func (d Date) day() CalendarDay { return DayOfDate(d.Year, d.Month, d.Day) }
+
+func (d Date) midnight(loc *time.Location) int64 { return d.day().Start(loc) }
 
 func (d Date) addDays(n int) Date {
-	y, m, dd := time.Date(d.Year, d.Month, d.Day+n, 12, 0, 0, 0, time.UTC).Date()
+	y, m, dd := (d.day() + CalendarDay(n)).Date()
 	return Date{y, m, dd}
 }
 

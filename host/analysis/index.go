@@ -58,7 +58,7 @@ type Index struct {
 	firstDay []Day // by dense user id; noDay for none
 	newUsers map[Day]uint64
 	today    Day // the day expiry last ran for
-	dc       dayCache
+	dc       rules.DayCache
 	stats    Stats
 }
 
@@ -121,7 +121,7 @@ func New(cfg Config) *Index {
 			ix.sumProps[p] = true
 		}
 	}
-	ix.dc.loc = ix.loc
+	ix.dc.Loc = ix.loc
 	ix.today = DayIn(ix.now(), ix.loc)
 	return ix
 }
@@ -196,7 +196,7 @@ func (ix *Index) drain() {
 func (ix *Index) oldest() Day { return ix.today - Day(ix.days) + 1 }
 
 func (ix *Index) apply(e *queued, oldest Day) {
-	day := ix.dc.dayOf(e.t)
+	day := ix.dc.DayOf(e.t)
 	if day < oldest {
 		ix.stats.Expired++
 		return

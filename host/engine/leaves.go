@@ -48,7 +48,7 @@ type batchView struct {
 // users to judge again.
 type timeBuckets struct {
 	unit    rules.Unit
-	days    dayCache
+	days    rules.DayCache
 	buckets map[int64]*roaring.Bitmap
 	// last is the bucket added to last: a batch's events mostly share one.
 	lastKey int64
@@ -56,14 +56,14 @@ type timeBuckets struct {
 }
 
 func newTimeBuckets(unit rules.Unit, loc *time.Location) timeBuckets {
-	return timeBuckets{unit: unit, days: dayCache{loc: loc}, buckets: map[int64]*roaring.Bitmap{}}
+	return timeBuckets{unit: unit, days: rules.DayCache{Loc: loc}, buckets: map[int64]*roaring.Bitmap{}}
 }
 
 func (tb *timeBuckets) bucketOf(t int64) int64 {
 	if tb.unit == rules.Hour {
 		return floorDiv(t, hourMs)
 	}
-	return int64(tb.days.dayOf(t))
+	return int64(tb.days.DayOf(t))
 }
 
 // span returns the bucket's [start, end) in Unix ms.
@@ -71,7 +71,7 @@ func (tb *timeBuckets) span(b int64) (int64, int64) {
 	if tb.unit == rules.Hour {
 		return b * hourMs, (b + 1) * hourMs
 	}
-	return dayStart(dayIndex(b), tb.days.loc), dayStart(dayIndex(b+1), tb.days.loc)
+	return dayIndex(b).Start(tb.days.Loc), dayIndex(b + 1).Start(tb.days.Loc)
 }
 
 func (tb *timeBuckets) add(t int64, u uint32) {
@@ -218,7 +218,7 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 			}
 			en.v = v
 		case a.Func == rules.AggDays:
-			en.s = uint32(d.index.days.dayOf(ev.Time))
+			en.s = uint32(d.index.days.DayOf(ev.Time))
 		case a.Func == rules.AggDistinct:
 			v, ok := ev.Props[a.Prop]
 			if !ok || v == nil {

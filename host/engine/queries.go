@@ -66,8 +66,7 @@ func (e *Engine) History(segment string, from, to time.Time) ([]HistoryDay, erro
 	days := s.days(first, last)
 	out := make([]HistoryDay, len(days))
 	for i, d := range days {
-		y, m, dd := time.Unix(int64(d.day)*86400, 0).UTC().Date()
-		out[i] = HistoryDay{Day: time.Date(y, m, dd, 0, 0, 0, 0, time.UTC).Format(time.DateOnly),
+		out[i] = HistoryDay{Day: d.day.String(),
 			Size: d.size, Entered: d.entered, Left: d.left}
 	}
 	return out, nil

@@ -39,7 +39,7 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 	// (dropped). Neither makes its user known.
 	now := e.now
 	limit := now + e.skew.Milliseconds()
-	oldest := dayStart(dayOf(now, e.loc)-dayIndex(e.retention)+1, e.loc)
+	oldest := (dayOf(now, e.loc) - dayIndex(e.retention) + 1).Start(e.loc)
 	var tooNew, expired uint64
 	view := &batchView{byName: map[string][]int{}, now: now}
 	names := make([]string, 0, len(b.Events))
