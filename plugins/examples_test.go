@@ -138,11 +138,11 @@ func nativeSearch(p map[string]any) bool {
 
 func TestExamplesMatchNative(t *testing.T) {
 	type tc struct {
-		name string
-		params       map[string]any
-		native       func(map[string]any) bool
-		profiles     bool
-		wat          bool
+		name     string
+		params   map[string]any
+		native   func(map[string]any) bool
+		profiles bool
+		wat      bool
 	}
 	cases := []tc{
 		{name: "amount", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), profiles: true},
