@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/host/analysis"
@@ -238,4 +240,66 @@ func TestNotABatchGoesToTheDeadLetterStream(t *testing.T) {
 		msg.Header.Get(bus.HeaderDLQSeq) != fmt.Sprint(ack.Sequence) {
 		t.Fatalf("dead letter %s %q %v", msg.Subject, msg.Data, msg.Header)
 	}
+}
+
+// TestChangedRuleRebuildsFromTheLog changes a rule between two runs: the
+// snapshot's state for it is of no use, segd says so and rebuilds from the
+// log (in this version by replaying it whole), and the changed segment is
+// exact as soon as segd is ready.
+func TestChangedRuleRebuildsFromTheLog(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	clock := engine.NewManualClock(time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC))
+	rng := rand.New(rand.NewPCG(9, 9))
+	segs, err := rules.Compile([]rules.File{{Name: "r.yaml", Data: []byte(testRules)}}, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := reference.New(segs, time.UTC, engine.DefaultMaxFutureSkew, rules.DefaultMaxWindowDays)
+	ts := startWith(t, dataDir, testRules, clock, nil)
+	feed(t, ts, ref, rng, 6, "a")
+	ts.close()
+
+	changed := strings.Replace(testRules, `count: ">= 3", last: 7d`, `count: ">= 2", last: 5d`, 1)
+	if changed == testRules {
+		t.Fatal("the test rule was not changed")
+	}
+	segs2, err := rules.Compile([]rules.File{{Name: "r.yaml", Data: []byte(changed)}}, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts = startWith(t, dataDir, changed, clock, nil)
+	st := ts.waitReady(t)
+	if st.Snapshot.Loaded != "" || st.ReplayFrom != 1 || len(st.Snapshot.Rejected) != 1 ||
+		!strings.Contains(st.Snapshot.Rejected[0], "rules changed: [checkout_3x_7d]") {
+		t.Fatalf("after a rule change: loaded %q, replay from %d, rejected %q", st.Snapshot.Loaded, st.ReplayFrom, st.Snapshot.Rejected)
+	}
+	// The reference of the new rules sees the same log, applied now (as the
+	// replay applies it).
+	ref2 := reference.New(segs2, time.UTC, engine.DefaultMaxFutureSkew, rules.DefaultMaxWindowDays)
+	cons, err := ts.js.OrderedConsumer(context.Background(), bus.EventsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range st.LastSeq {
+		msg, err := cons.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, _ := msg.Metadata()
+		b, err := bus.DecodeBatch(msg.Data(), md.Timestamp.UnixMilli())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref2.Apply(b, clock.Now())
+	}
+	ts.compare(t, ref2, segs2, append(ref2.Users(), "never-seen"))
+	// Unchanged rules are exact too, and the next restart loads the
+	// snapshot of the new rules.
+	ts.close()
+	ts = startWith(t, dataDir, changed, clock, nil)
+	if st := ts.waitReady(t); st.Snapshot.Loaded == "" {
+		t.Fatalf("the snapshot of the new rules was not loaded: %+v", st.Snapshot)
+	}
+	ts.compare(t, ref2, segs2, ref2.Users())
 }
