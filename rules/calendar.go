@@ -40,21 +40,29 @@ func (d CalendarDay) Start(loc *time.Location) int64 {
 	return time.Date(y, m, dd, 0, 0, 0, 0, loc).UnixMilli()
 }
 
-// DayCache remembers the bounds of the last day it computed: a batch's
-// events mostly fall on one or two days, and a time zone lookup costs more
-// than two comparisons. The zero value is not usable: set Loc.
+// DayCache remembers the bounds of the last days it computed: a batch's
+// events mostly fall on a few days, and a time zone lookup costs more than
+// a few comparisons. The zero value is not usable: set Loc.
 type DayCache struct {
-	Loc        *time.Location
-	start, end int64 // [start, end) in Unix ms
+	Loc  *time.Location
+	days [8]cachedDay
+	next int // the slot the next miss fills
+}
+
+type cachedDay struct {
+	start, end int64 // [start, end) in Unix ms; empty when end == 0
 	day        CalendarDay
 }
 
 // DayOf returns the calendar date of ms in c.Loc.
 func (c *DayCache) DayOf(ms int64) CalendarDay {
-	if c.end > c.start && ms >= c.start && ms < c.end {
-		return c.day
+	for i := range c.days {
+		if d := &c.days[i]; ms >= d.start && ms < d.end {
+			return d.day
+		}
 	}
-	c.day = DayOf(ms, c.Loc)
-	c.start, c.end = c.day.Start(c.Loc), (c.day + 1).Start(c.Loc)
-	return c.day
+	day := DayOf(ms, c.Loc)
+	c.days[c.next] = cachedDay{start: day.Start(c.Loc), end: (day + 1).Start(c.Loc), day: day}
+	c.next = (c.next + 1) % len(c.days)
+	return day
 }

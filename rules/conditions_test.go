@@ -240,3 +240,21 @@ func TestNamedPredicates(t *testing.T) {
 		}
 	}
 }
+
+func TestDayCacheMatchesDayOf(t *testing.T) {
+	t.Parallel()
+	for _, zone := range []string{"UTC", "America/New_York", "Asia/Kolkata"} {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := DayCache{Loc: loc}
+		start := time.Date(2026, 10, 25, 0, 0, 0, 0, loc).UnixMilli()
+		for i := int64(0); i < 20000; i++ {
+			ms := start + (i*7919*60_000)%(14*24*3_600_000) - 3_600_000 // scattered over two weeks around a DST change
+			if got, want := c.DayOf(ms), DayOf(ms, loc); got != want {
+				t.Fatalf("%s: DayCache.DayOf(%s) = %s, want %s", zone, time.UnixMilli(ms).In(loc), got, want)
+			}
+		}
+	}
+}
