@@ -1,13 +1,18 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -95,17 +100,50 @@ func (e *Engine) WriteState(w *snapio.Writer) error {
 			}
 		}
 	}
-	w.Uvarint(uint64(len(e.segments)))
-	for _, s := range e.segments {
-		w.String(s.seg.ID)
-		w.String(s.fingerprint)
-		mark := w.Begin()
-		if err := e.writeSegment(w, s); err != nil {
-			return fmt.Errorf("segment %s: %w", s.seg.ID, err)
+	// Segments are independent: encode them in parallel while the writer
+	// waits (nothing mutates leaf state meanwhile), then concatenate.
+	parts := make([]snapio.Writer, len(e.segments))
+	errs := make([]error, len(e.segments))
+	parallel(len(e.segments), func(i int) {
+		s := e.segments[i]
+		pw := &parts[i]
+		pw.String(s.seg.ID)
+		pw.String(s.fingerprint)
+		mark := pw.Begin()
+		if err := e.writeSegment(pw, s); err != nil {
+			errs[i] = fmt.Errorf("segment %s: %w", s.seg.ID, err)
 		}
-		w.End(mark)
+		pw.End(mark)
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	w.Uvarint(uint64(len(e.segments)))
+	for i := range parts {
+		w.Buf = append(w.Buf, parts[i].Buf...)
+		parts[i].Buf = nil
 	}
 	return nil
+}
+
+// parallel runs f(0..n-1) on up to GOMAXPROCS goroutines.
+func parallel(n int, f func(int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func (e *Engine) writeSegment(w *snapio.Writer, s *segmentState) error {
@@ -177,14 +215,19 @@ func readBuckets(r *snapio.Reader, tb *timeBuckets) {
 	}
 }
 
-// sortedUsers lists a per-user map's keys in order, so that equal states
+type userState[V any] struct {
+	u uint32
+	v V
+}
+
+// sortedUsers lists a per-user map in user order, so that equal states
 // encode to equal bytes.
-func sortedUsers[V any](m map[uint32]V) []uint32 {
-	us := make([]uint32, 0, len(m))
-	for u := range m {
-		us = append(us, u)
+func sortedUsers[V any](m map[uint32]V) []userState[V] {
+	us := make([]userState[V], 0, len(m))
+	for u, v := range m {
+		us = append(us, userState[V]{u, v})
 	}
-	sort.Slice(us, func(i, j int) bool { return us[i] < us[j] })
+	slices.SortFunc(us, func(a, b userState[V]) int { return cmp.Compare(a.u, b.u) })
 	return us
 }
 
@@ -215,8 +258,8 @@ func (d *didLeaf) write(w *snapio.Writer) {
 	a := d.cond.Aggregate
 	numeric, small := a.Numeric(), a.Func == rules.AggDays || a.Func == rules.AggDistinct
 	w.Uvarint(uint64(len(d.perUser)))
-	for _, u := range sortedUsers(d.perUser) {
-		list := d.perUser[u]
+	for _, us := range sortedUsers(d.perUser) {
+		u, list := us.u, us.v
 		w.Uvarint(uint64(u))
 		w.Uvarint(uint64(len(list)))
 		var prev int64
@@ -277,8 +320,8 @@ func (d *didLeaf) read(r *snapio.Reader) {
 
 func (s *seqLeaf) write(w *snapio.Writer) {
 	w.Uvarint(uint64(len(s.perUser)))
-	for _, u := range sortedUsers(s.perUser) {
-		su := s.perUser[u]
+	for _, us := range sortedUsers(s.perUser) {
+		u, su := us.u, us.v
 		w.Uvarint(uint64(u))
 		for _, st := range su.steps {
 			writeTimes(w, st)
@@ -393,6 +436,11 @@ func (e *Engine) Restore(r *snapio.Reader) (RestoreResult, error) {
 	e.now, e.lastSeq = now, lastSeq
 
 	found := map[string]bool{}
+	type job struct {
+		s   *segmentState
+		sec *snapio.Reader
+	}
+	var jobs []job
 	ns := r.Len(2)
 	for range ns {
 		id, fp := r.String(), r.String()
@@ -405,15 +453,22 @@ func (e *Engine) Restore(r *snapio.Reader) (RestoreResult, error) {
 			res.Dropped = append(res.Dropped, id)
 			continue
 		}
-		if fp != s.fingerprint {
+		if fp != s.fingerprint || found[id] {
 			continue
 		}
-		if err := e.readSegment(sec, s, uint32(nu)); err != nil {
-			return res, fmt.Errorf("segment %s: %w", id, err)
-		}
 		found[id] = true
+		jobs = append(jobs, job{s, sec})
 	}
 	if err := r.Done(); err != nil {
+		return res, err
+	}
+	errs := make([]error, len(jobs))
+	parallel(len(jobs), func(i int) {
+		if err := e.readSegment(jobs[i].sec, jobs[i].s, uint32(nu)); err != nil {
+			errs[i] = fmt.Errorf("segment %s: %w", jobs[i].s.seg.ID, err)
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
 		return res, err
 	}
 	for _, s := range e.segments {
