@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/segd/segd/bus"
 	"github.com/segd/segd/examples/shop"
 )
 
@@ -25,12 +26,26 @@ type demoOptions struct {
 	logger      *slog.Logger
 }
 
-// publishDemo runs the demo shop producer (examples/shop) on js.
+// demoSubject is where the demo shop publishes.
+const demoSubject = "segd.events.demo"
+
+// publishDemo runs the demo shop producer (examples/shop) on js. When the
+// events stream already holds demo events (segd restarted on the same data
+// dir), it goes straight to live events rather than publishing a second
+// history.
 func publishDemo(ctx context.Context, js jetstream.JetStream, o demoOptions) (int, error) {
+	noBackfill := false
+	if stream, err := js.Stream(ctx, bus.EventsStream); err == nil {
+		if _, err := stream.GetLastMsgForSubject(ctx, demoSubject); err == nil {
+			noBackfill = true
+			o.logger.Info("demo: the stream already holds the demo history; publishing live events only")
+		}
+	}
 	return shop.Run(ctx, js, shop.RunOptions{
+		Subject: demoSubject, NoBackfill: noBackfill,
 		Users: o.users, Days: o.days, Seed: o.seed, Live: o.live, Location: o.loc,
 		Progress: func(p shop.Progress) {
-			if !p.Live {
+			if !p.Live && !noBackfill {
 				o.logger.Info("demo: history published", "days", o.days, "users", o.users,
 					"items", p.Generated, "stored", p.Stored, "took", p.Elapsed.Round(time.Millisecond))
 				return

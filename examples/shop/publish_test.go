@@ -123,3 +123,32 @@ func TestPublishCanceled(t *testing.T) {
 		t.Fatalf("err %v, want context.Canceled", err)
 	}
 }
+
+// Run publishes the history once; with NoBackfill (a restarted demo) it
+// publishes none.
+func TestRunBackfillOnce(t *testing.T) {
+	t.Parallel()
+	js := startJetStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{api.EventsSubjectPrefix + ">"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := func() time.Time { return testEnd }
+	n, err := Run(ctx, js, RunOptions{Users: 50, Days: 3, Seed: 4, Now: now})
+	if err != nil || n == 0 {
+		t.Fatalf("Run stored %d, %v", n, err)
+	}
+	n, err = Run(ctx, js, RunOptions{Users: 50, Days: 3, Seed: 4, Now: now, NoBackfill: true})
+	if err != nil || n != 0 {
+		t.Fatalf("Run with NoBackfill stored %d, %v; want 0", n, err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs == 0 {
+		t.Fatal("the stream is empty")
+	}
+}

@@ -23,6 +23,9 @@ type RunOptions struct {
 	// in that phase (default 20: a few events per second with 3000 users).
 	Live     bool
 	Activity float64
+	// NoBackfill skips the history and goes straight to live events: a
+	// restarted demo whose history is already in the stream.
+	NoBackfill bool
 	// Location is the users' time zone, for their daily rhythm (default UTC).
 	Location *time.Location
 	// Now is the clock (default time.Now).
@@ -71,7 +74,14 @@ func Run(ctx context.Context, js jetstream.JetStream, o RunOptions) (int, error)
 	began := o.Now()
 	end := began.Truncate(time.Minute)
 	g := New(Config{Seed: o.Seed, Users: o.Users, Start: end.AddDate(0, 0, -o.Days), End: end, Location: o.Location})
-	stored, err := Publish(ctx, js, o.Subject, g.All(), o.Batch, fmt.Sprintf("demo-%d", o.Seed))
+	var stored int
+	var err error
+	if o.NoBackfill {
+		for range g.All() { // the same users, their history unpublished
+		}
+	} else {
+		stored, err = Publish(ctx, js, o.Subject, g.All(), o.Batch, fmt.Sprintf("demo-%d", o.Seed))
+	}
 	generated := g.Count()
 	o.Progress(Progress{Generated: generated, Stored: stored, Elapsed: o.Now().Sub(began), EventTime: end})
 	if err != nil || !o.Live {
