@@ -18,6 +18,7 @@ type Error struct {
 	Msg   string
 }
 
+// Error formats the problem as FILE:LINE:COL: segment "ID": FIELD: message.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
@@ -46,6 +47,7 @@ func (e *Error) Error() string {
 // ErrorList is every problem found in a set of rule files, in file order.
 type ErrorList []*Error
 
+// Error lists the problems one per line.
 func (l ErrorList) Error() string {
 	lines := make([]string, len(l))
 	for i, e := range l {

@@ -179,6 +179,7 @@ type Aggregate struct {
 	Prop string
 }
 
+// String writes the aggregate as a rule does: count, sum(amount).
 func (a Aggregate) String() string {
 	if a.Prop == "" {
 		return string(a.Func)
@@ -231,6 +232,7 @@ type Window struct {
 	Text string
 }
 
+// String is the window as the rule wrote it.
 func (w Window) String() string { return w.Text }
 
 // Date is a calendar date.
@@ -240,6 +242,7 @@ type Date struct {
 	Day   int
 }
 
+// String formats the date as YYYY-MM-DD.
 func (d Date) String() string { return fmt.Sprintf("%04d-%02d-%02d", d.Year, d.Month, d.Day) }
 
 // Interval returns the window as [start, end) in Unix milliseconds when the
@@ -330,6 +333,7 @@ func (c Comparison) Holds(x float64) bool {
 	return false
 }
 
+// String writes the comparison as a rule does: ">= 3", "between 2 and 5".
 func (c Comparison) String() string {
 	if c.Op == OpBetween {
 		return fmt.Sprintf("between %s and %s", fmtNum(c.Value), fmtNum(c.High))
