@@ -18,6 +18,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -46,7 +47,7 @@ func main() {
 }
 
 // run consumes the feed of one segment until ctx ends.
-func run(ctx context.Context, url, segment, durable string, out *os.File) error {
+func run(ctx context.Context, url, segment, durable string, out io.Writer) error {
 	nc, err := nats.Connect(url, nats.Name("segd-example-consumer"))
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", url, err)
@@ -73,7 +74,7 @@ func run(ctx context.Context, url, segment, durable string, out *os.File) error 
 
 // react handles one change. Returning an error would have the change
 // delivered again after a delay, before any later one.
-func react(out *os.File, m client.ChangeMsg) error {
+func react(out io.Writer, m client.ChangeMsg) error {
 	switch m.Change.Change {
 	case api.ChangeEnter:
 		_, err := fmt.Fprintf(out, "send a reminder to %s (entered %s at %s)\n", m.User, m.Segment, m.Time)
