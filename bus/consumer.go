@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -290,12 +291,7 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 	delay := c.opts.RetryDelay
 	dead := false // stored in the dead-letter stream
 	for attempt := 1; ; attempt++ {
-		im := &IngestMessage{Seq: seq, Subject: msg.Subject(), Time: md.Timestamp.UnixMilli()}
-		if im.Subject == ControlUploadSubject {
-			im.Upload, im.Err = DecodeUpload(msg.Data())
-		} else {
-			im.Batch, im.Err = safeDecode(msg.Data(), im.Time)
-		}
+		im := DecodeMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli())
 		var err error
 		if im.Err != nil && c.opts.DeadLetters != nil && !dead {
 			err = c.opts.DeadLetters.Send(c.ctx, msg, seq, im.Err)
@@ -366,4 +362,100 @@ func (c *Consumer) Stop() {
 		c.cc.Drain()
 	})
 	<-c.cc.Closed()
+}
+
+// DecodeMessage turns a stored events-stream message into what the
+// consumer hands the Ingester: an upload on ControlUploadSubject, a batch
+// otherwise (Err set when it is neither). t is the stream timestamp (Unix
+// ms), the default time of events without one.
+func DecodeMessage(seq uint64, subject string, data []byte, t int64) *IngestMessage {
+	im := &IngestMessage{Seq: seq, Subject: subject, Time: t}
+	if subject == ControlUploadSubject {
+		im.Upload, im.Err = DecodeUpload(data)
+	} else {
+		im.Batch, im.Err = safeDecode(data, t)
+	}
+	return im
+}
+
+// LogReader reads a stream's retained messages in sequence order, from
+// one sequence to another, through an ephemeral ordered consumer: what a
+// rebuild from the log replays. It is not safe for concurrent use.
+type LogReader struct {
+	to   uint64
+	done bool
+	cons jetstream.Consumer
+	it   jetstream.MessagesContext
+}
+
+// ReadLog opens a LogReader on stream (EventsStream if empty) for the
+// messages with sequences from..to that it still holds (from below the
+// stream's first sequence starts there). Close it when done.
+func ReadLog(ctx context.Context, js jetstream.JetStream, stream string, from, to uint64) (*LogReader, error) {
+	if stream == "" {
+		stream = EventsStream
+	}
+	r := &LogReader{to: to}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("read log %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read log %s: %w", stream, err)
+	}
+	from = max(from, info.State.FirstSeq, 1)
+	if info.State.Msgs == 0 || from > to || from > info.State.LastSeq {
+		r.done = true
+		return r, nil
+	}
+	r.cons, err = s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read log %s: %w", stream, err)
+	}
+	if r.it, err = r.cons.Messages(jetstream.PullMaxMessages(500)); err != nil {
+		return nil, fmt.Errorf("read log %s: %w", stream, err)
+	}
+	return r, nil
+}
+
+// Next returns the next message at or below the last sequence asked for,
+// decoded (see DecodeMessage), or io.EOF.
+func (r *LogReader) Next(ctx context.Context) (*IngestMessage, error) {
+	if r.done {
+		return nil, io.EOF
+	}
+	stop := context.AfterFunc(ctx, r.it.Stop)
+	msg, err := r.it.Next()
+	stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("read log: %w", err)
+	}
+	md, err := msg.Metadata()
+	if err != nil {
+		return nil, fmt.Errorf("read log: %w", err)
+	}
+	seq := md.Sequence.Stream
+	if seq > r.to {
+		r.done = true
+		return nil, io.EOF
+	}
+	if seq == r.to || md.NumPending == 0 {
+		r.done = true // nothing more is stored: do not wait for it
+	}
+	return DecodeMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli()), nil
+}
+
+// Close stops the reader.
+func (r *LogReader) Close() {
+	if r.it != nil {
+		r.it.Stop()
+	}
 }

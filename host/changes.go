@@ -164,7 +164,7 @@ type replayMembership struct {
 func (m replayMembership) Status() api.StatusReply {
 	st := m.Engine.Status()
 	s := m.s
-	st.Ready = st.Ready && !s.rebuilding()
+	st.Ready = st.Ready && !s.rebuilding() && len(st.Rebuilding) == 0
 	st.ReplayFrom, st.ReplayTo = s.replayFrom, s.segAPI.replayTo
 	if s.snaps != nil {
 		st.Snapshot = s.snaps.statusCopy()

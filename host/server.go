@@ -86,11 +86,17 @@ type Server struct {
 	snaps      *snapshots
 	dlq        *bus.DeadLetters
 	replayFrom uint64
-	started    bool
-	cancel     context.CancelFunc
-	engineDone chan struct{}
-	closeOnce  sync.Once
-	closeErr   error
+	// rebuild is the rebuild from the log of the segments the loaded
+	// snapshot held no state for (new or changed rules); rebuildDone is
+	// closed when it ended.
+	rebuild     *engine.Rebuild
+	rebuildDone chan struct{}
+	rebuildErr  error
+	started     bool
+	cancel      context.CancelFunc
+	engineDone  chan struct{}
+	closeOnce   sync.Once
+	closeErr    error
 }
 
 // Start loads the rules, starts or connects to NATS, creates the events
@@ -168,18 +174,23 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.snaps.status.IntervalMs = cfg.SnapshotInterval.Milliseconds()
 		s.snaps.removeTemps()
 		if res := s.restore(info, newEngine); res != nil {
+			s.replayFrom = res.meta.Seq + 1
+			s.snaps.status.Loaded, s.snaps.status.LoadedSeq = res.path, res.meta.Seq
+			cfg.Logger.Info("snapshot loaded", "file", res.path, "seq", res.meta.Seq,
+				"replaying_to_seq", info.State.LastSeq)
 			if len(res.stale) > 0 {
-				// A rule is new or changed: its state must come from the
-				// log, and so, in this version, does everyone's.
-				cfg.Logger.Warn("rules changed since the snapshot; replaying the whole log", "snapshot", res.path,
-					"segments", res.stale)
-				s.snaps.reject(res.path, fmt.Errorf("rules changed: %v", res.stale))
-				newEngine()
-			} else {
-				s.replayFrom = res.meta.Seq + 1
-				s.snaps.status.Loaded, s.snaps.status.LoadedSeq = res.path, res.meta.Seq
-				cfg.Logger.Info("snapshot loaded", "file", res.path, "seq", res.meta.Seq,
-					"replaying_to_seq", info.State.LastSeq)
+				// A rule is new or changed (or reads one that is): the
+				// snapshot holds no state for it. The others are loaded;
+				// it is rebuilt from the retained log alone, and not
+				// served until then.
+				rb, err := s.engine.StartRebuild(res.stale)
+				if err != nil {
+					return nil, fmt.Errorf("rebuild: %w", err)
+				}
+				s.rebuild = rb
+				s.snaps.status.Rebuilt = rb.Segments()
+				cfg.Logger.Warn("rules changed since the snapshot; rebuilding them from the log", "snapshot", res.path,
+					"segments", rb.Segments(), "to_seq", rb.ToSeq())
 			}
 		}
 	}
@@ -210,6 +221,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	cfg.Logger.Info("segd is serving", "segments", len(segments), "nats", s.ClientURL(), "data", cfg.DataDir,
 		"replaying_from_seq", s.replayFrom, "replaying_to_seq", info.State.LastSeq)
 	go s.logReplay(runCtx, info.State.LastSeq)
+	if s.rebuild != nil {
+		s.rebuildDone = make(chan struct{})
+		go s.runRebuild(runCtx, s.rebuild)
+	}
 	if s.snaps != nil {
 		s.snaps.stop, s.snaps.done = make(chan struct{}), make(chan struct{})
 		if cfg.SnapshotInterval > 0 {
@@ -220,6 +235,48 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.started = true
 	return s, nil
+}
+
+// runRebuild replays the retained log, from its first sequence to the
+// snapshot's, into the segments being rebuilt; live batches applied
+// meanwhile are kept by the engine and fed last (see engine.Rebuild).
+func (s *Server) runRebuild(ctx context.Context, rb *engine.Rebuild) {
+	defer close(s.rebuildDone)
+	start := time.Now()
+	err := func() error {
+		src, err := bus.ReadLog(ctx, s.js, bus.EventsStream, 1, rb.ToSeq())
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		res, err := rb.Run(ctx, src)
+		if err == nil {
+			s.cfg.Logger.Info("segments rebuilt from the event log; serving them", "segments", res.Segments,
+				"to_seq", res.ToSeq, "messages", res.Messages, "live_messages", res.Live,
+				"skipped_events", res.SkippedEvents, "took", time.Since(start).Round(time.Millisecond))
+		}
+		return err
+	}()
+	if err != nil && ctx.Err() == nil {
+		s.rebuildErr = err
+		s.cfg.Logger.Error("rebuild from the log failed; the segments stay unavailable until a restart",
+			"segments", rb.Segments(), "error", err)
+	}
+}
+
+// WaitRebuilt waits until the segments rebuilt at start (new or changed
+// rules) are served, and returns the rebuild's error if it failed. It
+// returns at once when there is nothing to rebuild.
+func (s *Server) WaitRebuilt(ctx context.Context) error {
+	if s.rebuildDone == nil {
+		return nil
+	}
+	select {
+	case <-s.rebuildDone:
+		return s.rebuildErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // pluginVersions is the part of a segment's fingerprint its source does
@@ -358,6 +415,9 @@ func (s *Server) close() error {
 	if s.cancel != nil {
 		s.cancel()
 		<-s.engineDone
+	}
+	if s.rebuildDone != nil {
+		<-s.rebuildDone
 	}
 	s.closeChanges()
 	if s.nc != nil {

@@ -3,16 +3,16 @@ package host
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
@@ -57,7 +57,15 @@ func (ts *testServer) waitReady(t *testing.T) api.StatusReply {
 	}
 	last := info.CachedInfo().State.LastSeq
 	ts.waitApplied(t, last)
+	if err := ts.srv.WaitRebuilt(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The status's sequence moves before the applied-sequence waiter that
+	// readiness reads: poll until both agree.
 	st := ts.status(t)
+	for deadline := time.Now().Add(10 * time.Second); !st.Ready && time.Now().Before(deadline); st = ts.status(t) {
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronization
+	}
 	if !st.Ready || st.LastSeq != last {
 		t.Fatalf("after applying the stream: ready %v, last_seq %d of %d", st.Ready, st.LastSeq, last)
 	}
@@ -242,26 +250,39 @@ func TestNotABatchGoesToTheDeadLetterStream(t *testing.T) {
 	}
 }
 
-// TestChangedRuleRebuildsFromTheLog changes a rule between two runs: the
-// snapshot's state for it is of no use, segd says so and rebuilds from the
-// log (in this version by replaying it whole), and the changed segment is
-// exact as soon as segd is ready.
+// TestChangedRuleRebuildsFromTheLog changes rules between two runs: one
+// rule is changed, a static segment redefined, a rule that reads the
+// changed one added. The second start loads the snapshot for the unchanged
+// rules (which it does not replay) and rebuilds only the others from the
+// retained log; once ready every segment is exact against the reference,
+// goes on exactly with new batches, and answers like a full replay.
 func TestChangedRuleRebuildsFromTheLog(t *testing.T) {
 	t.Parallel()
+	ctx := context.Background()
 	dataDir := t.TempDir()
 	clock := engine.NewManualClock(time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC))
 	rng := rand.New(rand.NewPCG(9, 9))
-	segs, err := rules.Compile([]rules.File{{Name: "r.yaml", Data: []byte(testRules)}}, rules.Options{})
+	first := testRules + "  - id: vip\n    static: true\n"
+	segs, err := rules.Compile([]rules.File{{Name: "r.yaml", Data: []byte(first)}}, rules.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ref := reference.New(segs, time.UTC, engine.DefaultMaxFutureSkew, rules.DefaultMaxWindowDays)
-	ts := startWith(t, dataDir, testRules, clock, nil)
-	feed(t, ts, ref, rng, 6, "a")
+	ts := startWith(t, dataDir, first, clock, nil)
+	feed(t, ts, ref, rng, 4, "a")
+	for i, mode := range []string{api.UploadAppend, api.UploadReplace, api.UploadAppend} {
+		users := []string{fmt.Sprintf("u-%d", rng.IntN(30)), fmt.Sprintf("u-%d", rng.IntN(30)), fmt.Sprintf("new-%d", i)}
+		if _, err := ts.client.Upload(ctx, "vip", users, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	feed(t, ts, ref, rng, 4, "b")
 	ts.close()
 
-	changed := strings.Replace(testRules, `count: ">= 3", last: 7d`, `count: ">= 2", last: 5d`, 1)
-	if changed == testRules {
+	changed := strings.Replace(first, `count: ">= 3", last: 7d`, `count: ">= 2", last: 5d`, 1)
+	changed = strings.Replace(changed, "  - id: vip\n", "  - id: vip\n    description: redefined\n", 1)
+	changed += "  - id: added\n    all: [{in_segment: checkout_3x_7d}, {not: {profile: 'age < 25'}}, {did_not: {event: pay, last: 1d}}]\n"
+	if !strings.Contains(changed, `count: ">= 2", last: 5d`) {
 		t.Fatal("the test rule was not changed")
 	}
 	segs2, err := rules.Compile([]rules.File{{Name: "r.yaml", Data: []byte(changed)}}, rules.Options{})
@@ -270,36 +291,76 @@ func TestChangedRuleRebuildsFromTheLog(t *testing.T) {
 	}
 	ts = startWith(t, dataDir, changed, clock, nil)
 	st := ts.waitReady(t)
-	if st.Snapshot.Loaded != "" || st.ReplayFrom != 1 || len(st.Snapshot.Rejected) != 1 ||
-		!strings.Contains(st.Snapshot.Rejected[0], "rules changed: [checkout_3x_7d]") {
-		t.Fatalf("after a rule change: loaded %q, replay from %d, rejected %q", st.Snapshot.Loaded, st.ReplayFrom, st.Snapshot.Rejected)
+	rebuilt := []string{"added", "checkout_3x_7d", "vip"}
+	if st.Snapshot.Loaded == "" || st.ReplayFrom != st.Snapshot.LoadedSeq+1 || len(st.Snapshot.Rejected) != 0 ||
+		!slices.Equal(slices.Sorted(slices.Values(st.Snapshot.Rebuilt)), rebuilt) || len(st.Rebuilding) != 0 {
+		t.Fatalf("after a rule change: loaded %q at %d, replay from %d, rejected %q, rebuilt %q, rebuilding %v",
+			st.Snapshot.Loaded, st.Snapshot.LoadedSeq, st.ReplayFrom, st.Snapshot.Rejected, st.Snapshot.Rebuilt, st.Rebuilding)
 	}
-	// The reference of the new rules sees the same log, applied now (as the
-	// replay applies it).
-	ref2 := reference.New(segs2, time.UTC, engine.DefaultMaxFutureSkew, rules.DefaultMaxWindowDays)
-	cons, err := ts.js.OrderedConsumer(context.Background(), bus.EventsStream, jetstream.OrderedConsumerConfig{})
+	list, err := ts.client.Segments(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range st.LastSeq {
-		msg, err := cons.Next()
-		if err != nil {
-			t.Fatal(err)
+	for _, info := range list {
+		if info.Status != "active" || info.Rebuild != nil {
+			t.Fatalf("segment after the rebuild: %+v", info)
 		}
-		md, _ := msg.Metadata()
-		b, err := bus.DecodeBatch(msg.Data(), md.Timestamp.UnixMilli())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref2.Apply(b, clock.Now())
 	}
+	// The reference of the new rules sees the same log, applied now (as a
+	// replay applies it).
+	ref2 := reference.New(segs2, time.UTC, engine.DefaultMaxFutureSkew, rules.DefaultMaxWindowDays)
+	log, err := bus.ReadLog(ctx, ts.js, bus.EventsStream, 1, st.LastSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := log.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if up := msg.Upload; up != nil {
+			ref2.Upload(up.Segment, up.Users, up.Replace)
+		} else {
+			ref2.Apply(msg.Batch, clock.Now())
+		}
+	}
+	log.Close()
 	ts.compare(t, ref2, segs2, append(ref2.Users(), "never-seen"))
-	// Unchanged rules are exact too, and the next restart loads the
-	// snapshot of the new rules.
+	// It goes on exactly.
+	feed(t, ts, ref2, rng, 4, "c")
+	ts.compare(t, ref2, segs2, ref2.Users())
+	answers := map[string][]string{}
+	for _, s := range segs2 {
+		if answers[s.ID], err = ts.srv.Engine().Members(s.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ts.close()
+
+	// A full replay of the log gives the same answers.
+	full := startWith(t, dataDir, changed, clock, func(c *Config) { c.NoSnapshots = true })
+	if fst := full.waitReady(t); fst.ReplayFrom != 1 || fst.Snapshot != nil {
+		t.Fatalf("NoSnapshots start: replay_from %d, snapshot %+v", fst.ReplayFrom, fst.Snapshot)
+	}
+	for _, s := range segs2 {
+		got, err := full.srv.Engine().Members(s.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, answers[s.ID]) {
+			t.Fatalf("segment %s: after the rebuild %v, after a full replay %v", s.ID, answers[s.ID], got)
+		}
+	}
+	full.close()
+
+	// The next start loads the snapshot of the new rules and rebuilds
+	// nothing.
 	ts = startWith(t, dataDir, changed, clock, nil)
-	if st := ts.waitReady(t); st.Snapshot.Loaded == "" {
-		t.Fatalf("the snapshot of the new rules was not loaded: %+v", st.Snapshot)
+	if st := ts.waitReady(t); st.Snapshot.Loaded == "" || len(st.Snapshot.Rebuilt) != 0 {
+		t.Fatalf("the snapshot of the new rules was not loaded whole: %+v", st.Snapshot)
 	}
 	ts.compare(t, ref2, segs2, ref2.Users())
 }

@@ -238,9 +238,14 @@ type SegmentInfo struct {
 	Kind        string `json:"kind"`
 	Description string `json:"description,omitempty"`
 	Size        uint64 `json:"size"`
-	// Status is "active", or "failed" with Error saying why.
+	// Status is "active"; "rebuilding" while the segment's state is
+	// rebuilt from the event log (a new or changed rule at start), with
+	// Rebuild saying how far, its membership then not served (503); or
+	// "failed" with Error saying why.
 	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
+	// Rebuild is the progress of a rebuilding segment.
+	Rebuild *RebuildStatus `json:"rebuild,omitempty"`
+	Error   string         `json:"error,omitempty"`
 	// EvalErrors counts events or profiles the rule's predicate could not
 	// judge (an expr runtime error such as comparing a missing attribute);
 	// they count as non-matches. LastEvalError describes the latest.
@@ -299,7 +304,9 @@ type StatusReply struct {
 	// stream DeadLetterStream (NotBatches counts them across restarts).
 	DeadLetters      uint64 `json:"dead_letters"`
 	DeadLetterStream string `json:"dead_letter_stream,omitempty"`
-	// Rebuilding lists the segments being rebuilt from the log.
+	// Rebuilding lists the segments being rebuilt from the log (new or
+	// changed rules at start; see docs/operations.md): Ready stays false
+	// until it is empty.
 	Rebuilding []RebuildStatus `json:"rebuilding,omitempty"`
 }
 
@@ -309,6 +316,10 @@ type SnapshotStatus struct {
 	// LoadedSeq its stream sequence.
 	Loaded    string `json:"loaded,omitempty"`
 	LoadedSeq uint64 `json:"loaded_seq,omitempty"`
+	// Rebuilt lists the segments the loaded snapshot held no state for
+	// (new or changed rules, and the rules that read them): they were
+	// rebuilt from the retained log, the others loaded.
+	Rebuilt []string `json:"rebuilt,omitempty"`
 	// Rejected lists snapshot files that could not be used at start, each
 	// with the reason (corrupt, another stream, changed configuration).
 	Rejected []string `json:"rejected,omitempty"`

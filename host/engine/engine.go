@@ -77,6 +77,10 @@ type Engine struct {
 	route     map[string]bool          // event names some rule reads
 	order     []*segmentState          // segments in dependency order
 	lastSeq   uint64
+	// rebuild is the rebuild in progress (rebuild.go); paused are its
+	// leaves, which live steps leave alone.
+	rebuild *Rebuild
+	paused  map[leaf]bool
 
 	users *dictionary
 
@@ -105,6 +109,9 @@ type segmentState struct {
 	failure string
 	// fingerprint identifies the definition (see Engine.Fingerprint).
 	fingerprint string
+	// rebuilding is set while the segment is rebuilt from the log
+	// (rebuild.go): its membership is not served. Written under mu.
+	rebuilding bool
 }
 
 type command struct {
@@ -372,10 +379,16 @@ func (e *Engine) IsMember(user, segment string) (bool, error) {
 	}
 	id, ok := e.users.lookup(user)
 	if !ok {
+		if e.Rebuilding(segment) {
+			return false, errRebuilding(segment)
+		}
 		return false, nil
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
+	if s.rebuilding {
+		return false, errRebuilding(segment)
+	}
 	return s.members.Contains(id), nil
 }
 
@@ -389,7 +402,7 @@ func (e *Engine) UserSegments(user string) []string {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, s := range e.segments {
-		if s.members.Contains(id) {
+		if !s.rebuilding && s.members.Contains(id) {
 			out = append(out, s.seg.ID)
 		}
 	}
@@ -404,6 +417,9 @@ func (e *Engine) SegmentCount(segment string) (uint64, error) {
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
+	if s.rebuilding {
+		return 0, errRebuilding(segment)
+	}
 	return s.members.GetCardinality(), nil
 }
 
@@ -414,6 +430,10 @@ func (e *Engine) Members(segment string) ([]string, error) {
 		return nil, errNotFound(segment)
 	}
 	e.mu.RLock()
+	if s.rebuilding {
+		e.mu.RUnlock()
+		return nil, errRebuilding(segment)
+	}
 	ids := s.members.ToArray()
 	e.mu.RUnlock()
 	out := make([]string, len(ids))
@@ -439,6 +459,14 @@ func (e *Engine) Segments() []api.SegmentInfo {
 		}
 		if s.failure != "" {
 			info.Status, info.Error = "failed", s.failure
+		}
+		if s.rebuilding {
+			info.Status, info.Size = "rebuilding", 0
+			for _, p := range e.stats.Rebuilding {
+				if p.Segment == s.seg.ID {
+					info.Rebuild = &api.RebuildStatus{Segment: p.Segment, Seq: p.Seq, ToSeq: p.ToSeq}
+				}
+			}
 		}
 		rules.Walk(s.seg.Condition, func(c rules.Condition) {
 			var pred any
@@ -476,7 +504,9 @@ func addEvalErrors(info *api.SegmentInfo, pred any) {
 func (e *Engine) Status() api.StatusReply {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	return e.stats
+	st := e.stats
+	st.Rebuilding = append([]api.RebuildStatus(nil), st.Rebuilding...)
+	return st
 }
 
 // failSegment records that a segment's predicate failed a whole batch: the

@@ -16,12 +16,12 @@ func (e *Engine) MemberSince(user, segment string) (bool, time.Time, error) {
 		return false, time.Time{}, errNotFound(segment)
 	}
 	id, ok := e.users.lookup(user)
-	if !ok {
-		return false, time.Time{}, nil
-	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if !s.members.Contains(id) {
+	if s.rebuilding {
+		return false, time.Time{}, errRebuilding(segment)
+	}
+	if !ok || !s.members.Contains(id) {
 		return false, time.Time{}, nil
 	}
 	return true, time.Unix(int64(s.since[id]), 0).In(e.loc), nil
@@ -36,6 +36,9 @@ func (e *Engine) SegmentBitmap(segment string) (*roaring.Bitmap, error) {
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
+	if s.rebuilding {
+		return nil, errRebuilding(segment)
+	}
 	return s.members.Clone(), nil
 }
 
@@ -62,6 +65,9 @@ func (e *Engine) History(segment string, from, to time.Time) ([]HistoryDay, erro
 	first, last := dayOf(from.UnixMilli(), e.loc), dayOf(to.UnixMilli(), e.loc)
 	e.mu.RLock()
 	defer e.mu.RUnlock()
+	if s.rebuilding {
+		return nil, errRebuilding(segment)
+	}
 	last = min(last, dayOf(e.clock.Now().UnixMilli(), e.loc))
 	days := s.days(first, last)
 	out := make([]HistoryDay, len(days))
@@ -100,7 +106,7 @@ func (e *Engine) UserMemberships(user string) []api.Membership {
 	hits := buf[:0]
 	e.mu.RLock()
 	for _, s := range e.segments {
-		if s.members.Contains(id) {
+		if !s.rebuilding && s.members.Contains(id) {
 			var sec uint32
 			if int(id) < len(s.since) {
 				sec = s.since[id]
@@ -139,6 +145,9 @@ func (e *Engine) SegmentPage(segment string, from uint32, limit int) ([]uint32, 
 	ids := make([]uint32, 0, min(limit, 4096))
 	e.mu.RLock()
 	defer e.mu.RUnlock()
+	if s.rebuilding {
+		return nil, false, errRebuilding(segment)
+	}
 	it := s.members.Iterator()
 	it.AdvanceIfNeeded(from)
 	for it.HasNext() {
@@ -165,6 +174,10 @@ func (e *Engine) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, e
 	out := make([]*roaring.Bitmap, len(states))
 	e.mu.RLock()
 	for i, s := range states {
+		if s.rebuilding {
+			e.mu.RUnlock()
+			return nil, 0, errRebuilding(s.seg.ID)
+		}
 		out[i] = s.members.Clone()
 	}
 	universe := e.stats.Users

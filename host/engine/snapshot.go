@@ -108,7 +108,11 @@ func (e *Engine) WriteState(w *snapio.Writer) error {
 		s := e.segments[i]
 		pw := &parts[i]
 		pw.String(s.seg.ID)
-		pw.String(s.fingerprint)
+		if s.rebuilding {
+			pw.String("") // partial state: stale for the next start
+		} else {
+			pw.String(s.fingerprint)
+		}
 		mark := pw.Begin()
 		if err := e.writeSegment(pw, s); err != nil {
 			errs[i] = fmt.Errorf("segment %s: %w", s.seg.ID, err)
@@ -368,7 +372,7 @@ type RestoreResult struct {
 	Clock time.Time
 	// Stale lists the segments whose state the snapshot does not hold (new
 	// rules) or holds for another definition: they are empty and must be
-	// rebuilt from the log (see Rebuild) before they are right.
+	// rebuilt from the log (see StartRebuild) before they are right.
 	Stale []string
 	// Dropped lists segments of the snapshot that the rules no longer have.
 	Dropped []string

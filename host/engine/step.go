@@ -99,6 +99,7 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 	}
 
 	e.lastSeq = max(e.lastSeq, msg.Seq)
+	e.keepLive(msg)
 	e.publish(changes, func(s *api.StatusReply) {
 		s.Uploads += uploaded
 		s.Batches++
@@ -121,6 +122,9 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 func (e *Engine) ingest(ctx context.Context, view *batchView) map[leaf]*roaring.Bitmap {
 	touched := make(map[leaf]*roaring.Bitmap, len(e.leaves))
 	for _, l := range e.leaves {
+		if e.paused[l] {
+			continue // rebuilding: fed by the rebuild, in log order
+		}
 		t := roaring.New()
 		if err := l.ingest(ctx, view, t); err != nil {
 			for _, s := range e.segments {
@@ -149,6 +153,9 @@ func (e *Engine) advanceClock(_ context.Context) {
 	e.now = t1
 	touched := make(map[leaf]*roaring.Bitmap, len(e.leaves))
 	for _, l := range e.leaves {
+		if e.paused[l] {
+			continue // the rebuild moves them
+		}
 		t := roaring.New()
 		l.advance(t0, t1, t)
 		touched[l] = t
@@ -166,8 +173,8 @@ func (e *Engine) advanceClock(_ context.Context) {
 // value without being judged one by one.
 func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitmap, changes changeSet) {
 	for _, s := range e.order {
-		if s.tree == nil {
-			continue // static: uploads only
+		if s.tree == nil || s.rebuilding {
+			continue // static: uploads only; rebuilding: judged when done
 		}
 		affected := roaring.New()
 		for _, l := range s.leaves {
@@ -207,6 +214,9 @@ func (e *Engine) upload(msg *bus.IngestMessage, fresh *roaring.Bitmap, changes c
 	}
 	ids := make([]uint32, len(up.Users))
 	e.users.intern(up.Users, ids, func(id uint32) { fresh.Add(id) })
+	if s.rebuilding {
+		return 1 // the rebuild applies it, in log order
+	}
 	next := roaring.BitmapOf(ids...)
 	if up.Replace {
 		it := s.members.Iterator()
