@@ -53,6 +53,9 @@ type Config struct {
 	// Retention is how long the events stream keeps batches (default 90
 	// days); it also caps rule windows.
 	Retention time.Duration
+	// MaxFutureSkew rejects events further ahead of the clock (default
+	// engine.DefaultMaxFutureSkew, 5 minutes).
+	MaxFutureSkew time.Duration
 	// SnapshotInterval is how often segd snapshots its state under
 	// DataDir/snapshots while events arrive (default 5 minutes; negative:
 	// only on Close). A restart loads the newest good snapshot and replays
@@ -152,7 +155,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	engineCfg := engine.Config{Segments: segments, Location: cfg.Location, Clock: cfg.Clock, Logger: cfg.Logger,
-		RetentionDays: int(cfg.Retention / (24 * time.Hour)), FingerprintExtra: s.pluginVersions}
+		RetentionDays: int(cfg.Retention / (24 * time.Hour)), FingerprintExtra: s.pluginVersions, MaxFutureSkew: cfg.MaxFutureSkew}
 	if err := s.wireChanges(ctx, &engineCfg); err != nil {
 		return nil, err
 	}
