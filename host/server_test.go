@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus"
-	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/bus/client"
 	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/host/internal/reference"
@@ -87,18 +86,7 @@ func (ts *testServer) close() {
 // is the stream sequence segd reports, read over NATS, with a deadline.
 func (ts *testServer) publish(t *testing.T, b rules.Batch, id string) {
 	t.Helper()
-	items := make([]api.Item, 0, len(b.Events)+len(b.Profiles))
-	for _, e := range b.Events {
-		items = append(items, api.Item{User: e.User, Event: e.Name, Time: time.UnixMilli(e.Time).Format(time.RFC3339Nano), Props: e.Props})
-	}
-	for _, p := range b.Profiles {
-		items = append(items, api.Item{User: p.User, Profile: p.Attrs})
-	}
-	ack, err := client.PublishBatch(context.Background(), ts.js, "segd.events.test", items, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.waitApplied(t, ack.Sequence)
+	ts.publishSeq(t, b, id)
 }
 
 func (ts *testServer) waitApplied(t *testing.T, seq uint64) {
