@@ -193,19 +193,19 @@ func segEnv(t *testing.T, st *memStore, maxPayload int32) *client.Client {
 	if _, err := EnsureEventsStream(ctx, js, StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	w := &seqWaiter{ch: make(chan struct{})}
+	w := &SeqWaiter{}
 	cons, err := Consume(ctx, js, ingestFunc(func(ctx context.Context, msg *IngestMessage) error {
 		if err := st.Apply(ctx, msg); err != nil {
 			return err
 		}
-		w.applied(msg.Seq)
+		w.Applied(msg.Seq)
 		return nil
 	}), ConsumerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cons.Stop)
-	svc, err := StartService(nc, newMapMembership(), ServiceOptions{Endpoints: SegmentEndpoints(st, SegmentOptions{JetStream: js, WaitApplied: w.wait})})
+	svc, err := StartService(nc, newMapMembership(), ServiceOptions{Endpoints: SegmentEndpoints(st, SegmentOptions{JetStream: js, WaitApplied: w.Wait})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,38 +221,6 @@ func segEnv(t *testing.T, st *memStore, maxPayload int32) *client.Client {
 type ingestFunc func(context.Context, *IngestMessage) error
 
 func (f ingestFunc) Apply(ctx context.Context, m *IngestMessage) error { return f(ctx, m) }
-
-type seqWaiter struct {
-	mu   sync.Mutex
-	last uint64
-	ch   chan struct{}
-}
-
-func (w *seqWaiter) applied(seq uint64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if seq > w.last {
-		w.last = seq
-		close(w.ch)
-		w.ch = make(chan struct{})
-	}
-}
-
-func (w *seqWaiter) wait(ctx context.Context, seq uint64) error {
-	for {
-		w.mu.Lock()
-		last, ch := w.last, w.ch
-		w.mu.Unlock()
-		if last >= seq {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
 
 func names(st *memStore, seg string) []string {
 	bm, _ := st.get(seg)

@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -18,7 +17,7 @@ import (
 // applied-sequence waiter behind segment.upload, and replay progress.
 type segmentAPI struct {
 	feed   *bus.ChangeFeed
-	waiter appliedWaiter
+	waiter bus.SeqWaiter
 	// replayTo is the events stream's last sequence at start: until it is
 	// applied, segments are "rebuilding".
 	replayTo uint64
@@ -35,7 +34,6 @@ type segmentAPI struct {
 // at the events stream's end: current members are not announced.
 func (s *Server) wireChanges(ctx context.Context, cfg *engine.Config) error {
 	s.segAPI = &segmentAPI{}
-	s.segAPI.waiter.init()
 	events, err := s.js.Stream(ctx, bus.EventsStream)
 	if err != nil {
 		return fmt.Errorf("events stream: %w", err)
@@ -85,68 +83,20 @@ func (s *Server) ChangeFeed() *bus.ChangeFeed { return s.segAPI.feed }
 
 type appliedIngester struct {
 	e *engine.Engine
-	w *appliedWaiter
+	w *bus.SeqWaiter
 }
 
 func (a appliedIngester) Apply(ctx context.Context, msg *bus.IngestMessage) error {
 	if err := a.e.Apply(ctx, msg); err != nil {
 		return err
 	}
-	a.w.applied(msg.Seq)
+	a.w.Applied(msg.Seq)
 	return nil
-}
-
-// appliedWaiter lets goroutines wait until a stream sequence is applied.
-type appliedWaiter struct {
-	mu   sync.Mutex
-	last uint64
-	ch   chan struct{} // closed and replaced on every advance
-}
-
-func (w *appliedWaiter) init() { w.ch = make(chan struct{}) }
-
-func (w *appliedWaiter) applied(seq uint64) {
-	w.mu.Lock()
-	if seq > w.last {
-		w.last = seq
-		close(w.ch)
-		w.ch = make(chan struct{})
-	}
-	w.mu.Unlock()
-}
-
-// changed returns a channel closed at the next advance.
-func (w *appliedWaiter) changed() <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.ch
-}
-
-func (w *appliedWaiter) lastSeq() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.last
-}
-
-func (w *appliedWaiter) wait(ctx context.Context, seq uint64) error {
-	for {
-		w.mu.Lock()
-		last, ch := w.last, w.ch
-		w.mu.Unlock()
-		if last >= seq {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 // segmentEndpoints are the segment API endpoints beyond membership.
 func (s *Server) segmentEndpoints() []bus.Endpoint {
-	return bus.SegmentEndpoints(segmentStore{s}, bus.SegmentOptions{JetStream: s.js, WaitApplied: s.segAPI.waiter.wait})
+	return bus.SegmentEndpoints(segmentStore{s}, bus.SegmentOptions{JetStream: s.js, WaitApplied: s.segAPI.waiter.Wait})
 }
 
 // membership is what the service answers membership from: the engine, with
@@ -188,7 +138,7 @@ func (m replayMembership) Segments() []api.SegmentInfo {
 }
 
 // rebuilding reports whether the replay at start is still running.
-func (s *Server) rebuilding() bool { return s.segAPI.waiter.lastSeq() < s.segAPI.replayTo }
+func (s *Server) rebuilding() bool { return s.segAPI.waiter.Last() < s.segAPI.replayTo }
 
 // segmentStore adapts the engine to bus.SegmentStore.
 type segmentStore struct{ s *Server }

@@ -62,7 +62,7 @@ func BenchmarkReplay(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := srv.segAPI.waiter.wait(context.Background(), srv.segAPI.replayTo); err != nil {
+			if err := srv.segAPI.waiter.Wait(context.Background(), srv.segAPI.replayTo); err != nil {
 				b.Fatal(err)
 			}
 			return srv, time.Since(t0)
@@ -79,7 +79,7 @@ func BenchmarkReplay(b *testing.B) {
 			last = f
 		}
 		ack := <-last.Ok()
-		if err := srv.segAPI.waiter.wait(context.Background(), ack.Sequence); err != nil {
+		if err := srv.segAPI.waiter.Wait(context.Background(), ack.Sequence); err != nil {
 			b.Fatal(err)
 		}
 		live += time.Since(t0)
@@ -91,7 +91,7 @@ func BenchmarkReplay(b *testing.B) {
 		srv.Close()
 		srv, d = start()
 		fromSnap += d
-		if srv.segAPI.waiter.lastSeq() != ack.Sequence || srv.replayFrom != ack.Sequence+1 {
+		if srv.segAPI.waiter.Last() != ack.Sequence || srv.replayFrom != ack.Sequence+1 {
 			b.Fatalf("the snapshot start did not load the snapshot at %d", ack.Sequence)
 		}
 		srv.Close()

@@ -197,7 +197,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			}
 		}
 	}
-	s.segAPI.waiter.applied(s.replayFrom - 1)
+	s.segAPI.waiter.Applied(s.replayFrom - 1)
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go func() {
@@ -305,13 +305,13 @@ func (s *Server) logReplay(ctx context.Context, to uint64) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.segAPI.waiter.changed():
+		case <-s.segAPI.waiter.Changed():
 		case <-t.C:
-			s.cfg.Logger.Info("replaying the event log", "applied_seq", s.segAPI.waiter.lastSeq(), "to_seq", to)
+			s.cfg.Logger.Info("replaying the event log", "applied_seq", s.segAPI.waiter.Last(), "to_seq", to)
 			continue
 		}
 		if !s.rebuilding() {
-			s.cfg.Logger.Info("segd is ready: caught up with the event log", "seq", s.segAPI.waiter.lastSeq(),
+			s.cfg.Logger.Info("segd is ready: caught up with the event log", "seq", s.segAPI.waiter.Last(),
 				"from_seq", s.replayFrom, "took", time.Since(start).Round(time.Millisecond))
 			return
 		}
