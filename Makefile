@@ -43,10 +43,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run $(STATICCHECK) ./...
 
-## bench: every benchmark, with figures reported against their baselines
+## bench: every benchmark, then a short report of each figure's ratio to its baseline from the same run
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee bench.out
-	@echo; echo "Ratios (x) compare with a baseline measured in the same run; see docs/operations.md."
+	@echo; echo "Ratios to the baseline measured in the same run (docs/operations.md says which):"
+	@awk '/^Benchmark/ { line = ""; for (i = 3; i < NF; i++) if ($$(i+1) ~ /(^x-|-x$$|^percall/plugin$$)/) line = line "  " $$(i+1) "=" $$i; if (line != "") print $$1 line }' bench.out
 
 clean:
 	rm -rf bin build $(DATA_DIR) bench.out
