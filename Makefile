@@ -47,7 +47,7 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee bench.out
 	@echo; echo "Ratios to the baseline measured in the same run (docs/operations.md says which):"
-	@awk '/^Benchmark/ { line = ""; for (i = 3; i < NF; i++) if ($$(i+1) ~ /(^x-|-x$$|^percall/plugin$$)/) line = line "  " $$(i+1) "=" $$i; if (line != "") print $$1 line }' bench.out
+	@awk '/^Benchmark/ { line = ""; for (i = 3; i < NF; i++) if ($$(i+1) ~ /(^x-|-x$$|^percall\/plugin$$)/) line = line "  " $$(i+1) "=" $$i; if (line != "") print $$1 line }' bench.out
 
 clean:
 	rm -rf bin build $(DATA_DIR) bench.out
