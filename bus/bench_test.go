@@ -15,49 +15,18 @@ import (
 )
 
 // runClients sends b.N requests from `clients` goroutines, each on its own
-// connection and one request at a time, and reports latency percentiles.
+// connection and one request at a time, and reports latency percentiles
+// and throughput.
 func runClients(b *testing.B, e *Embedded, clients int, subject string, body []byte, check func(*nats.Msg) error) {
 	b.Helper()
-	conns := make([]*nats.Conn, clients)
-	for i := range conns {
-		nc, err := e.Connect()
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer nc.Close()
-		conns[i] = nc
-	}
-	lat := make([][]time.Duration, clients)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	for i, nc := range conns {
-		wg.Go(func() {
-			for next.Add(1) <= int64(b.N) {
-				start := time.Now()
-				msg, err := nc.Request(subject, body, 5*time.Second)
-				lat[i] = append(lat[i], time.Since(start))
-				if err == nil {
-					err = check(msg)
-				}
-				if err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	b.StopTimer()
-	all := slices.Concat(lat...)
-	slices.Sort(all)
+	all, rate := measure(b, e, clients, b.N, subject, body, check)
 	if len(all) == 0 {
 		return
 	}
 	pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Nanoseconds()) / 1000 }
 	b.ReportMetric(pct(0.50), "p50-µs")
 	b.ReportMetric(pct(0.99), "p99-µs")
-	b.ReportMetric(float64(len(all))/b.Elapsed().Seconds(), "req/s")
+	b.ReportMetric(rate, "req/s")
 }
 
 var clientCounts = []int{1, 4, 16}
