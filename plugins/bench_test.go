@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segd/segd/plugins/internal/preempt"
 	"github.com/segd/segd/rules"
 	"github.com/tetratelabs/wazero"
 )
@@ -200,12 +201,25 @@ func BenchmarkPoolParallel(b *testing.B) {
 }
 
 // BenchmarkCompile measures compiling a Go guest (the amount plugin) cold,
-// and with the on-disk compilation cache warm.
+// and with the on-disk compilation cache warm, as loading does it: after
+// inserting the interrupt checks (timed alone as "instrument").
 func BenchmarkCompile(b *testing.B) {
-	wasm, err := os.ReadFile(filepath.Join(wasmDir, "amount.wasm"))
+	orig, err := os.ReadFile(filepath.Join(wasmDir, "amount.wasm"))
 	if err != nil {
 		b.Fatal(err)
 	}
+	wasm, err := preempt.Instrument(orig, interruptGlobal)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("instrument", func(b *testing.B) {
+		b.SetBytes(int64(len(orig)))
+		for range b.N {
+			if _, err := preempt.Instrument(orig, interruptGlobal); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	compile := func(b *testing.B, dir string) {
 		ctx := context.Background()
 		cache, err := wazero.NewCompilationCacheWithDir(dir)
@@ -218,7 +232,7 @@ func BenchmarkCompile(b *testing.B) {
 		}
 		r.cache = cache
 		defer r.Close(ctx)
-		k := compKey{"x", rtKey{512, true}}
+		k := compKey{"x", rtKey{512, false}, true}
 		if _, err := r.runtime(ctx, k.rt); err != nil {
 			b.Fatal(err)
 		}

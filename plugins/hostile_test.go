@@ -401,3 +401,83 @@ func TestContextCanceled(t *testing.T) {
 	}
 	healthy(t, reg)
 }
+
+// TestInterruptModes: Go and WebAssembly-text plugins get the inserted
+// checks; a module the rewrite refuses (a start section) falls back to
+// wazero's interrupts, and its endless loop is still stopped at the
+// deadline; interrupt: false is reported as off.
+func TestInterruptModes(t *testing.T) {
+	requireWabt(t)
+	logs := &logBuffer{}
+	reg, err := setup(t, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))},
+		testPlugin{name: "loop", manifest: "deadline_ms: 40\n"},
+		testPlugin{name: "amountwat"},
+		testPlugin{name: "startloop", manifest: "deadline_ms: 40\n"},
+		testPlugin{name: "amount", manifest: "interrupt: false\n"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"loop": InterruptChecks, "amountwat": InterruptChecks, "startloop": InterruptWazero, "amount": InterruptOff,
+	} {
+		if st, _ := reg.Status(name); st.Interrupt != want {
+			t.Errorf("%s: interrupt %q, want %q", name, st.Interrupt, want)
+		}
+	}
+	if !strings.Contains(logs.String(), "start section") {
+		t.Errorf("the fallback was not logged with its reason:\n%s", logs)
+	}
+	for _, name := range []string{"loop", "startloop"} {
+		pred, err := reg.EventPredicate(rules.PluginRef{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = pred.MatchEvents(context.Background(), events(5, nil), rules.NewBits(5))
+		if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "within 40ms") {
+			t.Errorf("%s: %v, want ErrTimeout", name, err)
+		}
+	}
+	healthy(t, reg)
+}
+
+// TestLateTimerIsHarmless: a deadline timer that fires after its call has
+// returned must not set the flag, or the next batch would trap at once.
+func TestLateTimerIsHarmless(t *testing.T) {
+	t.Parallel()
+	reg, err := setup(t, Options{}, testPlugin{name: "amount"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred, err := reg.EventPredicate(rules.PluginRef{Name: "amount", Params: map[string]any{"min": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := reg.plugins["amount"].acquire()
+	defer v.release()
+	pl, err := v.pool(context.Background(), []byte(`{"min":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := pl.get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.flag == nil {
+		t.Fatal("the amount plugin is not instrumented")
+	}
+	_, stop := in.guard(context.Background(), time.Hour)
+	if stop() {
+		t.Fatal("stop reported a deadline that never passed")
+	}
+	in.watch.trip() // the timer, late
+	if got := in.flag.Get(); got != 0 {
+		t.Fatalf("a late timer set the flag to %d", got)
+	}
+	pl.put(in, true)
+	ev := events(100, map[string]any{"amount": 5.0})
+	out := rules.NewBits(len(ev))
+	if err := pred.MatchEvents(context.Background(), ev, out); err != nil || out.Count() != len(ev) {
+		t.Fatalf("next batch: %v, %d of %d matched", err, out.Count(), len(ev))
+	}
+}

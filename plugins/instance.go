@@ -52,6 +52,10 @@ type instance struct {
 	out    *tail
 	errw   *tail
 	enc    encoder
+	// flag is the interrupt global of an instrumented module (nil
+	// otherwise), set by watch when a call runs past its deadline.
+	flag  api.MutableGlobal
+	watch watchdog
 }
 
 // newInstance instantiates the version's module and runs _initialize.
@@ -61,16 +65,23 @@ func (v *version) newInstance(ctx context.Context) (*instance, error) {
 	in.errw = &tail{g: v.glog, level: slog.LevelWarn}
 	cfg := wazero.NewModuleConfig().
 		WithName("").
-		WithStartFunctions("_initialize").
 		WithStdout(in.out).
 		WithStderr(in.errw)
 	// The sandbox is wazero's default: no FS mounts, no args or env, fake
 	// walltime and nanotime, a deterministic random source, sleep no-op.
-	cctx, cancel := in.callCtx(ctx, max(v.deadline*20, 5*time.Second))
-	defer cancel()
+	initDeadline := max(v.deadline*20, 5*time.Second)
+	if v.preempt {
+		// No guest code runs while instantiating (preempt refuses start
+		// sections): _initialize is called below, once the flag is held.
+		cfg = cfg.WithStartFunctions()
+	} else {
+		cfg = cfg.WithStartFunctions("_initialize")
+	}
+	cctx, stop := in.guard(ctx, initDeadline)
 	mod, err := v.rt.r.InstantiateModule(cctx, v.compiled, cfg)
+	tripped := stop()
 	if err != nil {
-		return nil, in.fault(ctx, cctx, "instantiate", err)
+		return nil, in.fault(ctx, "instantiate", err, tripped)
 	}
 	in.mod = mod
 	in.mem = mod.Memory()
@@ -92,29 +103,109 @@ func (v *version) newInstance(ctx context.Context) (*instance, error) {
 		in.close()
 		return nil, fmt.Errorf("%w: module has no memory", ErrInvalid)
 	}
+	if v.preempt {
+		flag, ok := mod.ExportedGlobal(interruptGlobal).(api.MutableGlobal)
+		if !ok {
+			in.close()
+			return nil, fmt.Errorf("%w: instrumented module lost its %s global", ErrInvalid, interruptGlobal)
+		}
+		in.flag, in.watch.flag = flag, flag
+		if f := mod.ExportedFunction("_initialize"); f != nil {
+			if err := in.invoke(ctx, "_initialize", f, initDeadline); err != nil {
+				in.close()
+				return nil, err
+			}
+		}
+	}
 	v.plugin.stats.instantiated.Add(1)
 	return in, nil
 }
 
-// callCtx derives the context of one guest call: it carries the instance for
-// the log import and, when interrupts are on, the deadline.
-func (in *instance) callCtx(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	ctx = context.WithValue(ctx, ctxKey{}, in)
-	if in.v.man.Interrupt != nil && *in.v.man.Interrupt {
-		return context.WithTimeout(ctx, d)
+// guard arms the deadline d for one guest call (and the caller's
+// cancellation) and returns the context to call with and a stop function,
+// which disarms it and reports whether the deadline tripped. Instrumented
+// modules (see plugins/internal/preempt) are stopped by setting their flag
+// from a timer; others by wazero's context-done checks when interrupts are
+// on; and not at all when they are off. The context also carries the
+// instance, for the log import.
+func (in *instance) guard(ctx context.Context, d time.Duration) (context.Context, func() bool) {
+	cctx := context.WithValue(ctx, ctxKey{}, in)
+	switch {
+	case in.flag != nil:
+		w := &in.watch
+		w.mu.Lock()
+		w.armed, w.tripped = true, false
+		w.mu.Unlock()
+		timer := time.AfterFunc(d, w.trip)
+		stopCancel := func() bool { return false }
+		if ctx.Done() != nil {
+			stopCancel = context.AfterFunc(ctx, w.trip)
+		}
+		return cctx, func() bool {
+			timer.Stop()
+			stopCancel()
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.armed = false
+			tripped := w.tripped
+			if tripped {
+				in.flag.Set(0)
+				w.tripped = false
+			}
+			return tripped && ctx.Err() == nil
+		}
+	case in.v.key.rt.interrupt:
+		cctx, cancel := context.WithTimeout(cctx, d)
+		return cctx, func() bool {
+			tripped := errors.Is(cctx.Err(), context.DeadlineExceeded)
+			cancel()
+			return tripped
+		}
 	}
-	return ctx, func() {}
+	return cctx, func() bool { return false }
+}
+
+// watchdog is the deadline state of an instrumented instance. A timer that
+// fires after its call has returned finds armed false and does nothing, so
+// it cannot interrupt the next call.
+type watchdog struct {
+	flag    api.MutableGlobal
+	mu      sync.Mutex
+	armed   bool
+	tripped bool
+}
+
+func (w *watchdog) trip() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.armed && !w.tripped {
+		w.tripped = true
+		w.flag.Set(1)
+	}
+}
+
+// invoke calls f with in.stack under the deadline d; a failure becomes
+// ErrTimeout, ErrTrap or the caller's context error.
+func (in *instance) invoke(ctx context.Context, op string, f api.Function, d time.Duration) error {
+	cctx, stop := in.guard(ctx, d)
+	err := f.CallWithStack(cctx, in.stack[:])
+	tripped := stop()
+	if err != nil {
+		return in.fault(ctx, op, err, tripped)
+	}
+	return nil
 }
 
 // fault turns an error from a guest call into ErrTimeout, ErrTrap or the
-// caller's context error, attaching the guest's stderr tail.
-func (in *instance) fault(parent, cctx context.Context, op string, err error) error {
+// caller's context error, attaching the guest's stderr tail. tripped says
+// that the deadline interrupted the call.
+func (in *instance) fault(parent context.Context, op string, err error, tripped bool) error {
 	if perr := parent.Err(); perr != nil {
 		return perr
 	}
 	var exit *sys.ExitError
-	if errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded ||
-		exit.ExitCode() == sys.ExitCodeContextCanceled) || errors.Is(cctx.Err(), context.DeadlineExceeded) {
+	if tripped || errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded ||
+		exit.ExitCode() == sys.ExitCodeContextCanceled) {
 		return fmt.Errorf("%w: %s did not finish within %v", ErrTimeout, op, in.v.deadline)
 	}
 	// wazero's message starts with the trap ("wasm error: unreachable"),
@@ -135,8 +226,8 @@ func (in *instance) fault(parent, cctx context.Context, op string, err error) er
 // guestError reads the message of segd_error.
 func (in *instance) guestError(ctx context.Context, op string) error {
 	msg := "(no message)"
-	if res, err := in.errFn.Call(ctx); err == nil && len(res) == 1 && res[0] != 0 {
-		p, l := uint32(res[0]>>32), uint32(res[0])
+	if err := in.invoke(ctx, "segd_error", in.errFn, in.v.deadline); err == nil && in.stack[0] != 0 {
+		p, l := uint32(in.stack[0]>>32), uint32(in.stack[0])
 		if b, ok := in.mem.Read(p, min(l, 4096)); ok {
 			msg = string(b)
 		}
@@ -149,11 +240,9 @@ func (in *instance) reserve(ctx context.Context, n uint32) (uint32, error) {
 	if n <= in.bufCap && in.bufPtr != 0 {
 		return in.bufPtr, nil
 	}
-	cctx, cancel := in.callCtx(ctx, in.v.deadline)
-	defer cancel()
 	in.stack[0] = uint64(n)
-	if err := in.alloc.CallWithStack(cctx, in.stack[:]); err != nil {
-		return 0, in.fault(ctx, cctx, "segd_alloc", err)
+	if err := in.invoke(ctx, "segd_alloc", in.alloc, in.v.deadline); err != nil {
+		return 0, err
 	}
 	p := uint32(in.stack[0])
 	if p == 0 || p%8 != 0 || uint64(p)+uint64(n) > uint64(in.mem.Size()) {
@@ -170,11 +259,9 @@ func (in *instance) initParams(ctx context.Context, params []byte) error {
 		return err
 	}
 	in.mem.Write(p, params)
-	cctx, cancel := in.callCtx(ctx, max(in.v.deadline*10, time.Second))
-	defer cancel()
 	in.stack[0], in.stack[1] = uint64(p), uint64(len(params))
-	if err := in.init.CallWithStack(cctx, in.stack[:]); err != nil {
-		return in.fault(ctx, cctx, "segd_init", err)
+	if err := in.invoke(ctx, "segd_init", in.init, max(in.v.deadline*10, time.Second)); err != nil {
+		return err
 	}
 	if int32(in.stack[0]) != 0 {
 		return in.guestError(ctx, "segd_init")
@@ -251,13 +338,10 @@ func (in *instance) call(ctx context.Context, p uint32, length, n, start int, ou
 	}
 	in.calls++
 	in.errw.reset()
-	cctx, cancel := in.callCtx(ctx, in.v.deadline)
-	defer cancel()
 	in.stack[0], in.stack[1], in.stack[2] = uint64(p), uint64(length), uint64(p)+uint64(bl)
 	t0 := time.Now()
-	err := in.matchF.CallWithStack(cctx, in.stack[:])
-	if err != nil {
-		return in.fault(ctx, cctx, "segd_match", err)
+	if err := in.invoke(ctx, "segd_match", in.matchF, in.v.deadline); err != nil {
+		return err
 	}
 	if el := time.Since(t0); el > in.v.deadline {
 		// Only reachable with interrupts off: report, do not fail.

@@ -102,11 +102,15 @@ func run(m *testing.M) int {
 	if _, err := exec.LookPath("wat2wasm"); err != nil {
 		wabtErr = fmt.Errorf("wat2wasm not found (install Debian package wabt): %w", err)
 	} else {
-		cmd := exec.Command("wat2wasm", filepath.Join(root, "examples/plugins/amount-wat/amount.wat"),
-			"-o", filepath.Join(wasmDir, "amountwat.wasm"))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "wat2wasm: %v\n%s", err, out)
-			return 1
+		for name, src := range map[string]string{
+			"amountwat": "examples/plugins/amount-wat/amount.wat",
+			"startloop": "plugins/testdata/startloop/startloop.wat",
+		} {
+			cmd := exec.Command("wat2wasm", filepath.Join(root, src), "-o", filepath.Join(wasmDir, name+".wasm"))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "wat2wasm %s: %v\n%s", src, err, out)
+				return 1
+			}
 		}
 	}
 	return m.Run()

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/segd/segd/plugins/internal/preempt"
 	"github.com/segd/segd/rules"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -77,7 +78,15 @@ type rtEntry struct {
 type compKey struct {
 	sum string
 	rt  rtKey
+	// preempt: the module compiled is the one instrumented by
+	// plugins/internal/preempt.
+	preempt bool
 }
+
+// interruptGlobal is the name of the global that plugins/internal/preempt
+// adds to a module: setting it stops the guest at its next loop header or
+// call.
+const interruptGlobal = "segd_interrupt"
 
 type compiledEntry struct {
 	cm   wazero.CompiledModule
@@ -100,6 +109,9 @@ type version struct {
 	glog     *guestLogger
 	abi      uint32
 	kinds    uint32
+	// preempt: the deadline is enforced through the instrumented module's
+	// interrupt global rather than wazero's context checks.
+	preempt bool
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -161,6 +173,9 @@ type Status struct {
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	Manifest    Manifest  `json:"manifest"`
+	// Interrupt says how the deadline is enforced: InterruptChecks,
+	// InterruptWazero or InterruptOff.
+	Interrupt string `json:"interrupt,omitempty"`
 	// Counters since load (across versions).
 	Batches         uint64 `json:"batches"`
 	Items           uint64 `json:"items"`
@@ -176,6 +191,20 @@ type Status struct {
 	// Instances is the number of live instances now.
 	Instances int `json:"instances"`
 }
+
+// How a plugin's deadline is enforced (Status.Interrupt).
+const (
+	// InterruptChecks: checks inserted into the module at every loop header
+	// and function entry read a flag that a timer sets (a few percent).
+	InterruptChecks = "checks"
+	// InterruptWazero: wazero's context-done checks, for modules the
+	// rewrite refuses (a start section, an unsupported instruction); 3-5x
+	// slower for a Go guest.
+	InterruptWazero = "wazero"
+	// InterruptOff: manifest interrupt: false; a late batch is only
+	// reported.
+	InterruptOff = "off"
+)
 
 // New returns an empty registry; add plugins with Load.
 func New(opts Options) (*Registry, error) {
@@ -332,7 +361,7 @@ func (r *Registry) load(ctx context.Context, name, file, mfile string, wasm []by
 		p.log.Info("plugin version swapped", "old", old.sum[:12], "new", v.sum[:12])
 	} else {
 		p.log.Info("plugin loaded", "file", where, "version", v.sum[:12],
-			"abi", fmt.Sprintf("%d.%d", v.abi>>16, v.abi&0xffff), "interrupt", *v.man.Interrupt)
+			"abi", fmt.Sprintf("%d.%d", v.abi>>16, v.abi&0xffff), "interrupt", v.interruptMode())
 	}
 	return nil
 }
@@ -390,13 +419,24 @@ func (r *Registry) prepare(ctx context.Context, name, where, mfile string, wasm 
 		deadline: time.Duration(man.DeadlineMS) * time.Millisecond,
 		pools:    map[string]*pool{},
 	}
-	v.key = compKey{v.sum, rtKey{uint32(man.MemoryMiB) * 16, *man.Interrupt}}
+	// Interrupts come from checks inserted into the module, which cost a
+	// few percent; wazero's own (a call into Go at every loop header, 3-5x
+	// for a Go guest) serve only modules the rewrite cannot handle.
+	code := wasm
+	if *man.Interrupt {
+		if inst, err := preempt.Instrument(wasm, interruptGlobal); err == nil {
+			code, v.preempt = inst, true
+		} else {
+			r.log.Warn("plugin uses wazero's slower interrupts: its module cannot be instrumented", "plugin", name, "where", where, "err", err)
+		}
+	}
+	v.key = compKey{v.sum, rtKey{uint32(man.MemoryMiB) * 16, *man.Interrupt && !v.preempt}, v.preempt}
 	rt, err := r.runtime(ctx, v.key.rt)
 	if err != nil {
 		return nil, err
 	}
 	v.rt = rt
-	cm, err := r.compile(ctx, v.key, wasm)
+	cm, err := r.compile(ctx, v.key, code)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
@@ -418,12 +458,11 @@ func (r *Registry) prepare(ctx context.Context, name, where, mfile string, wasm 
 		name string
 		dst  *uint32
 	}{{"segd_abi_version", &v.abi}, {"segd_kinds", &v.kinds}} {
-		res, err := in.mod.ExportedFunction(f.name).Call(ctx)
-		if err != nil {
+		if err := in.invoke(ctx, f.name, in.mod.ExportedFunction(f.name), v.deadline); err != nil {
 			r.releaseCompiled(v.key)
 			return nil, fmt.Errorf("%s: %s: %w", where, f.name, err)
 		}
-		*f.dst = uint32(res[0])
+		*f.dst = uint32(in.stack[0])
 	}
 	if v.abi>>16 != abiMajor {
 		r.releaseCompiled(v.key)
@@ -435,6 +474,17 @@ func (r *Registry) prepare(ctx context.Context, name, where, mfile string, wasm 
 		return nil, fmt.Errorf("%s: %w: segd_kinds returned %d: the plugin judges neither events (1) nor profiles (2)", where, ErrInvalid, v.kinds)
 	}
 	return v, nil
+}
+
+// interruptMode reports how v's deadline is enforced.
+func (v *version) interruptMode() string {
+	switch {
+	case v.preempt:
+		return InterruptChecks
+	case v.key.rt.interrupt:
+		return InterruptWazero
+	}
+	return InterruptOff
 }
 
 // runtime returns the shared runtime for a memory limit and interrupt policy.
@@ -873,6 +923,7 @@ func (p *plugin) status() Status {
 		s.ABI = fmt.Sprintf("%d.%d", v.abi>>16, v.abi&0xffff)
 		s.Events, s.Profiles = v.kinds&kindEvents != 0, v.kinds&kindProfiles != 0
 		s.Manifest = v.man
+		s.Interrupt = v.interruptMode()
 		s.Instances = v.live()
 		v.release()
 	}
