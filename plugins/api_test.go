@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/segd/segd/rules"
@@ -57,5 +58,47 @@ func TestAmountAPIs(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestDeclaredProps: a plugin that calls sdk.SendOnlyKeys (segd_props, ABI
+// 1.1) is sent only its keys; a manifest's props still cap the list.
+func TestDeclaredProps(t *testing.T) {
+	t.Parallel()
+	reg, err := setup(t, Options{},
+		testPlugin{name: "only", module: "amount_only"},
+		testPlugin{name: "capped", module: "amount_only", manifest: "props: [other]\n"},
+		testPlugin{name: "plain", module: "amount_key"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := events(50, map[string]any{"amount": 200.0, "other": 1.0, "currency": "EUR"})
+	for name, want := range map[string]int{"only": 50, "capped": 0, "plain": 50} {
+		pred, err := reg.EventPredicate(rules.PluginRef{Name: name, Params: map[string]any{"min": 100}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := rules.NewBits(len(ev))
+		if err := pred.MatchEvents(context.Background(), ev, out); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if out.Count() != want {
+			t.Errorf("%s: %d of %d matched, want %d", name, out.Count(), len(ev), want)
+		}
+	}
+	v := reg.plugins["only"].acquire()
+	defer v.release()
+	pl, err := v.pool(context.Background(), []byte(`{"min":100}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := pl.get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pl.put(in, true)
+	if !slices.Equal(in.props, []string{"amount"}) {
+		t.Errorf("declared props %q, want [amount]", in.props)
 	}
 }

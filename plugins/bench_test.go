@@ -208,14 +208,14 @@ func BenchmarkCompile(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	wasm, err := preempt.Instrument(orig, interruptGlobal)
+	wasm, err := preempt.Instrument(orig, preemptImport)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Run("instrument", func(b *testing.B) {
 		b.SetBytes(int64(len(orig)))
 		for range b.N {
-			if _, err := preempt.Instrument(orig, interruptGlobal); err != nil {
+			if _, err := preempt.Instrument(orig, preemptImport); err != nil {
 				b.Fatal(err)
 			}
 		}

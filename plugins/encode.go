@@ -13,7 +13,7 @@ import (
 // that the host does not depend on the guest SDK.
 const (
 	abiMajor   = 1
-	abiMinor   = 0
+	abiMinor   = 1
 	abiVersion = abiMajor<<16 | abiMinor
 	batchMagic = 0x31424753
 	headerSize = 64
@@ -88,12 +88,13 @@ func fixedSize(n, k int) int { return align8(headerSize+24*n+8*k+k*n) + 8*k*n }
 // encode lays out src as a batch of kind into dst[:0], growing it like
 // append when its capacity is short (the caller compares the result with
 // dst to tell). Every byte of the batch is written, so dst need not be
-// zeroed. declared, if not empty, is the fixed key table (manifest props);
-// otherwise every property is sent.
+// zeroed. declared, if not nil, is the fixed key table (the manifest's
+// props, or what the plugin declared through segd_props); nil sends every
+// property.
 func (e *encoder) encode(dst []byte, kind uint32, now int64, src items, declared []string) []byte {
 	n := src.len()
 	keys := declared
-	if len(declared) == 0 {
+	if declared == nil {
 		if e.keyIdx == nil {
 			e.keyIdx = make(map[string]int)
 		}
@@ -205,7 +206,7 @@ func (e *encoder) encode(dst []byte, kind uint32, now int64, src items, declared
 		}
 	}
 	b = b[:h]
-	if len(declared) == 0 {
+	if declared == nil {
 		clear(b[types:heap]) // every slot starts absent
 		for _, p := range e.tmp {
 			j, i := int(p.j), int(p.i)

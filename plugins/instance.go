@@ -2,10 +2,12 @@ package plugins
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/bits"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,10 +54,12 @@ type instance struct {
 	out    *tail
 	errw   *tail
 	enc    encoder
-	// flag is the interrupt global of an instrumented module (nil
-	// otherwise), set by watch when a call runs past its deadline.
-	flag  api.MutableGlobal
-	watch watchdog
+	// props are the properties batches carry (nil: all); see declareProps.
+	props []string
+	// deadlineAt is when the current call of an instrumented module must
+	// stop; hostPreempt sets tripped when it stops it.
+	deadlineAt time.Time
+	tripped    bool
 }
 
 // newInstance instantiates the version's module and runs _initialize.
@@ -104,12 +108,6 @@ func (v *version) newInstance(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("%w: module has no memory", ErrInvalid)
 	}
 	if v.preempt {
-		flag, ok := mod.ExportedGlobal(interruptGlobal).(api.MutableGlobal)
-		if !ok {
-			in.close()
-			return nil, fmt.Errorf("%w: instrumented module lost its %s global", ErrInvalid, interruptGlobal)
-		}
-		in.flag, in.watch.flag = flag, flag
 		if f := mod.ExportedFunction("_initialize"); f != nil {
 			if err := in.invoke(ctx, "_initialize", f, initDeadline); err != nil {
 				in.close()
@@ -124,35 +122,20 @@ func (v *version) newInstance(ctx context.Context) (*instance, error) {
 // guard arms the deadline d for one guest call (and the caller's
 // cancellation) and returns the context to call with and a stop function,
 // which disarms it and reports whether the deadline tripped. Instrumented
-// modules (see plugins/internal/preempt) are stopped by setting their flag
-// from a timer; others by wazero's context-done checks when interrupts are
-// on; and not at all when they are off. The context also carries the
-// instance, for the log import.
+// modules (see plugins/internal/preempt) call hostPreempt every
+// preemptBudget loop iterations and function entries, which stops them past
+// the deadline; others are stopped by wazero's context-done checks when
+// interrupts are on, and not at all when they are off. The context also
+// carries the instance, for the host functions.
 func (in *instance) guard(ctx context.Context, d time.Duration) (context.Context, func() bool) {
 	cctx := context.WithValue(ctx, ctxKey{}, in)
 	switch {
-	case in.flag != nil:
-		w := &in.watch
-		w.mu.Lock()
-		w.armed, w.tripped = true, false
-		w.mu.Unlock()
-		timer := time.AfterFunc(d, w.trip)
-		stopCancel := func() bool { return false }
-		if ctx.Done() != nil {
-			stopCancel = context.AfterFunc(ctx, w.trip)
-		}
+	case in.v.preempt:
+		in.deadlineAt, in.tripped = time.Now().Add(d), false
 		return cctx, func() bool {
-			timer.Stop()
-			stopCancel()
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			w.armed = false
-			tripped := w.tripped
-			if tripped {
-				in.flag.Set(0)
-				w.tripped = false
-			}
-			return tripped && ctx.Err() == nil
+			tripped := in.tripped && ctx.Err() == nil
+			in.tripped = false
+			return tripped
 		}
 	case in.v.key.rt.interrupt:
 		cctx, cancel := context.WithTimeout(cctx, d)
@@ -165,22 +148,24 @@ func (in *instance) guard(ctx context.Context, d time.Duration) (context.Context
 	return cctx, func() bool { return false }
 }
 
-// watchdog is the deadline state of an instrumented instance. A timer that
-// fires after its call has returned finds armed false and does nothing, so
-// it cannot interrupt the next call.
-type watchdog struct {
-	flag    api.MutableGlobal
-	mu      sync.Mutex
-	armed   bool
-	tripped bool
-}
+// preemptBudget is how many loop iterations and function entries an
+// instrumented guest runs between calls to hostPreempt. Each call costs
+// about 0.1 us; 8192 iterations take 10-100 us, so the deadline costs well
+// under 1% and is enforced (and a garbage collection waits) within that.
+const preemptBudget = 8192
 
-func (w *watchdog) trip() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.armed && !w.tripped {
-		w.tripped = true
-		w.flag.Set(1)
+// hostPreempt implements the segd.preempt import that
+// plugins/internal/preempt adds: 0 stops the guest (past the deadline, or
+// when the caller gave up), anything else is its next budget.
+func hostPreempt(ctx context.Context, stack []uint64) {
+	stack[0] = preemptBudget
+	in, _ := ctx.Value(ctxKey{}).(*instance)
+	if in == nil {
+		return // not a guarded call (never happens: every call is)
+	}
+	if ctx.Err() != nil || time.Now().After(in.deadlineAt) {
+		in.tripped = true
+		stack[0] = 0
 	}
 }
 
@@ -266,6 +251,50 @@ func (in *instance) initParams(ctx context.Context, params []byte) error {
 	if int32(in.stack[0]) != 0 {
 		return in.guestError(ctx, "segd_init")
 	}
+	return in.declareProps(ctx)
+}
+
+// maxPropsJSON caps the segd_props answer.
+const maxPropsJSON = 64 << 10
+
+// declareProps settles which properties batches carry: the plugin's
+// segd_props list (ABI 1.1), capped by the manifest's props; the manifest's
+// alone; or, with neither, every property (nil).
+func (in *instance) declareProps(ctx context.Context) error {
+	man := in.v.man.Props
+	if len(man) == 0 {
+		man = nil
+	}
+	in.props = man
+	f := in.mod.ExportedFunction("segd_props")
+	if f == nil {
+		return nil
+	}
+	if err := in.invoke(ctx, "segd_props", f, in.v.deadline); err != nil {
+		return err
+	}
+	if in.stack[0] == 0 {
+		return nil // no declaration: everything the manifest allows
+	}
+	ptr, n := uint32(in.stack[0]>>32), uint32(in.stack[0])
+	raw, ok := in.mem.Read(ptr, n)
+	if !ok || n > maxPropsJSON {
+		return fmt.Errorf("%w: segd_props returned %d bytes at %#x: outside memory or over %d bytes", ErrGuest, n, ptr, maxPropsJSON)
+	}
+	var names []string
+	if err := json.Unmarshal(raw, &names); err != nil || names == nil {
+		return fmt.Errorf("%w: segd_props: want a JSON array of property names, got %.80q", ErrGuest, raw)
+	}
+	if man == nil {
+		in.props = names
+		return nil
+	}
+	in.props = []string{}
+	for _, name := range names {
+		if slices.Contains(man, name) {
+			in.props = append(in.props, name)
+		}
+	}
 	return nil
 }
 
@@ -274,14 +303,14 @@ func (in *instance) initParams(ctx context.Context, params []byte) error {
 // segd_match call and sets the matching bits of out at offset start. It
 // returns how many items it judged.
 func (in *instance) match(ctx context.Context, kind uint32, now int64, src items, start int, out []uint64, maxBytes int) (int, error) {
-	props := in.v.man.Props
+	props := in.props
 	n := src.len()
 	var batch []byte
 	var p uint32
 	for {
 		words := (n + 63) / 64
 		k := len(props)
-		if k == 0 {
+		if props == nil {
 			k = len(in.enc.keys) // the last batch's key count, as a guess
 		}
 		// Room for the fixed part, the answer and some heap; the guess only

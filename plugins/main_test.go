@@ -37,6 +37,7 @@ var guests = map[string]struct {
 	"amount_ge":    {pkg: "plugins/testdata/amount", flags: []string{"-ldflags=-X main.op=ge"}},
 	"amount_key":   {pkg: "plugins/testdata/amount", flags: []string{"-ldflags=-X main.api=key"}},
 	"amount_batch": {pkg: "plugins/testdata/amount", flags: []string{"-ldflags=-X main.api=batch"}},
+	"amount_only":  {pkg: "plugins/testdata/amount", flags: []string{"-ldflags=-X main.api=only"}},
 	"loop":         {pkg: "plugins/testdata/loop"},
 	"membomb":      {pkg: "plugins/testdata/membomb"},
 	"panic":        {pkg: "plugins/testdata/panic"},

@@ -83,10 +83,9 @@ type compKey struct {
 	preempt bool
 }
 
-// interruptGlobal is the name of the global that plugins/internal/preempt
-// adds to a module: setting it stops the guest at its next loop header or
-// call.
-const interruptGlobal = "segd_interrupt"
+// preemptImport is the host function plugins/internal/preempt makes a
+// module call every preemptBudget loop iterations and function entries.
+var preemptImport = preempt.Import{Module: hostModule, Name: "preempt"}
 
 type compiledEntry struct {
 	cm   wazero.CompiledModule
@@ -195,7 +194,8 @@ type Status struct {
 // How a plugin's deadline is enforced (Status.Interrupt).
 const (
 	// InterruptChecks: checks inserted into the module at every loop header
-	// and function entry read a flag that a timer sets (a few percent).
+	// and function entry count down a budget and ask the host for more,
+	// which stops the guest past its deadline (about 1%).
 	InterruptChecks = "checks"
 	// InterruptWazero: wazero's context-done checks, for modules the
 	// rewrite refuses (a start section, an unsupported instruction); 3-5x
@@ -424,7 +424,7 @@ func (r *Registry) prepare(ctx context.Context, name, where, mfile string, wasm 
 	// for a Go guest) serve only modules the rewrite cannot handle.
 	code := wasm
 	if *man.Interrupt {
-		if inst, err := preempt.Instrument(wasm, interruptGlobal); err == nil {
+		if inst, err := preempt.Instrument(wasm, preemptImport); err == nil {
 			code, v.preempt = inst, true
 		} else {
 			r.log.Warn("plugin uses wazero's slower interrupts: its module cannot be instrumented", "plugin", name, "where", where, "err", err)
@@ -511,6 +511,9 @@ func (r *Registry) runtime(ctx context.Context, k rtKey) (*rtEntry, error) {
 		WithGoModuleFunction(api.GoModuleFunc(hostLog), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, nil).
 		WithParameterNames("level", "ptr", "len").
 		Export("log").
+		NewFunctionBuilder().
+		WithGoFunction(api.GoFunc(hostPreempt), nil, []api.ValueType{api.ValueTypeI32}).
+		Export(preemptImport.Name).
 		Instantiate(ctx)
 	if err != nil {
 		_ = rt.Close(ctx)

@@ -45,6 +45,15 @@ var requiredExports = []struct {
 	{"segd_error", nil, []api.ValueType{api.ValueTypeI64}},
 }
 
+// optionalExports are the exports a module may leave out (ABI minors).
+var optionalExports = []struct {
+	name            string
+	params, results []api.ValueType
+}{
+	{"segd_props", nil, []api.ValueType{api.ValueTypeI64}}, // 1.1
+	{"_initialize", nil, nil},
+}
+
 // ErrInvalid is wrapped by every error that rejects a module at load.
 var ErrInvalid = errors.New("invalid plugin module")
 
@@ -205,6 +214,12 @@ func checkExports(cm wazero.CompiledModule) error {
 		if !sameTypes(def.ParamTypes(), want.params) || !sameTypes(def.ResultTypes(), want.results) {
 			problems = append(problems, fmt.Sprintf("export %s has signature %s, want %s", want.name,
 				sig(def.ParamTypes(), def.ResultTypes()), sig(want.params, want.results)))
+		}
+	}
+	for _, opt := range optionalExports {
+		if def, ok := fns[opt.name]; ok && (!sameTypes(def.ParamTypes(), opt.params) || !sameTypes(def.ResultTypes(), opt.results)) {
+			problems = append(problems, fmt.Sprintf("export %s has signature %s, want %s", opt.name,
+				sig(def.ParamTypes(), def.ResultTypes()), sig(opt.params, opt.results)))
 		}
 	}
 	if len(missing) > 0 {

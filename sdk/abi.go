@@ -5,7 +5,7 @@ const (
 	// ABIMajor is the ABI major version this SDK implements.
 	ABIMajor = 1
 	// ABIMinor is the ABI minor version this SDK implements.
-	ABIMinor = 0
+	ABIMinor = 1
 	// ABIVersion is ABIMajor<<16 | ABIMinor, the value of the segd_abi_version export.
 	ABIVersion = ABIMajor<<16 | ABIMinor
 

@@ -3,6 +3,7 @@
 package sdk
 
 import (
+	"encoding/json"
 	"errors"
 	"unsafe"
 )
@@ -114,4 +115,18 @@ func segdError() uint64 {
 	}
 	p := uint32(uintptr(unsafe.Pointer(unsafe.SliceData(lastErr))))
 	return uint64(p)<<32 | uint64(len(lastErr))
+}
+
+// propsJSON keeps segd_props' answer alive until the host has read it.
+var propsJSON []byte
+
+//go:wasmexport segd_props
+func segdProps() uint64 {
+	names, ok := DeclaredProps()
+	if !ok {
+		return 0
+	}
+	propsJSON, _ = json.Marshal(names) // a []string always marshals
+	p := uint32(uintptr(unsafe.Pointer(unsafe.SliceData(propsJSON))))
+	return uint64(p)<<32 | uint64(len(propsJSON))
 }

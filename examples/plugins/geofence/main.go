@@ -22,20 +22,23 @@ type polygon struct {
 }
 
 var (
-	latKey, lonKey = "lat", "lon"
+	// latKey and lonKey are resolved once per batch (sdk.Prop), so reading
+	// them per event is an index, not a name lookup.
+	latKey, lonKey sdk.Key
 	polys          []polygon
 )
 
 func init() {
 	sdk.OnInit(setup)
+	sdk.SendOnlyKeys() // the host sends only the properties named in the params
 	sdk.HandleEvents(func(e sdk.Event) bool {
-		lat, ok1 := e.NumOK(latKey)
-		lon, ok2 := e.NumOK(lonKey)
+		lat, ok1 := e.NumOfOK(latKey)
+		lon, ok2 := e.NumOfOK(lonKey)
 		return ok1 && ok2 && inside(lat, lon)
 	})
 	sdk.HandleProfiles(func(p sdk.Profile) bool {
-		lat, ok1 := p.NumOK(latKey)
-		lon, ok2 := p.NumOK(lonKey)
+		lat, ok1 := p.NumOfOK(latKey)
+		lon, ok2 := p.NumOfOK(lonKey)
 		return ok1 && ok2 && inside(lat, lon)
 	})
 }
@@ -49,12 +52,14 @@ func setup() error {
 	if err := sdk.Params(&p); err != nil {
 		return err
 	}
+	latName, lonName := "lat", "lon"
 	if p.Lat != "" {
-		latKey = p.Lat
+		latName = p.Lat
 	}
 	if p.Lon != "" {
-		lonKey = p.Lon
+		lonName = p.Lon
 	}
+	latKey, lonKey = sdk.Prop(latName), sdk.Prop(lonName)
 	if len(p.Polygons) == 0 {
 		return fmt.Errorf("params: polygons: need at least one polygon")
 	}
@@ -71,7 +76,7 @@ func setup() error {
 		}
 		polys = append(polys, pg)
 	}
-	sdk.Logf("geofence: %d polygons on %s/%s", len(polys), latKey, lonKey)
+	sdk.Logf("geofence: %d polygons on %s/%s", len(polys), latName, lonName)
 	return nil
 }
 

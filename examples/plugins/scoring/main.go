@@ -21,7 +21,8 @@ import (
 )
 
 type feature struct {
-	key    string
+	key    sdk.Key
+	name   string
 	weight float64
 	cap    float64
 }
@@ -31,36 +32,44 @@ var (
 	bias      float64
 	logistic  bool
 	threshold float64
+	scores    []float64 // per item of the batch being judged
 )
 
-type getter interface {
-	Type(string) sdk.Type
-	Num(string) float64
-}
-
-func score[G getter](g G) float64 {
-	s := bias
-	for i := range features {
-		f := &features[i]
-		var x float64
-		switch g.Type(f.key) {
-		case sdk.Number:
-			x = min(g.Num(f.key), f.cap)
-		case sdk.True:
-			x = 1
+// judge scores a whole batch a feature at a time, over columns (the SDK's
+// batch API): one pass per feature, no call per item.
+func judge(b *sdk.Batch, out sdk.Bits) {
+	n := b.Len()
+	scores = append(scores[:0], make([]float64, n)...)
+	for i := range scores {
+		scores[i] = bias
+	}
+	for _, f := range features {
+		vals, types := b.Nums(f.key)
+		types = types[:len(vals)]
+		for i, v := range vals {
+			switch types[i] {
+			case sdk.Number:
+				scores[i] += f.weight * min(v, f.cap)
+			case sdk.True:
+				scores[i] += f.weight
+			}
 		}
-		s += f.weight * x
 	}
-	if logistic {
-		s = 1 / (1 + math.Exp(-s))
+	for i, s := range scores {
+		if logistic {
+			s = 1 / (1 + math.Exp(-s))
+		}
+		if s >= threshold {
+			out.Set(i)
+		}
 	}
-	return s
 }
 
 func init() {
 	sdk.OnInit(setup)
-	sdk.HandleEvents(func(e sdk.Event) bool { return score(e) >= threshold })
-	sdk.HandleProfiles(func(p sdk.Profile) bool { return score(p) >= threshold })
+	sdk.SendOnlyKeys() // the host sends only the properties named in the params
+	sdk.HandleEventBatch(judge)
+	sdk.HandleProfileBatch(judge)
 }
 
 func setup() error {
@@ -90,10 +99,10 @@ func setup() error {
 		if !ok {
 			c = math.Inf(1)
 		}
-		features = append(features, feature{k, w, c})
+		features = append(features, feature{sdk.Prop(k), k, w, c})
 	}
 	// A fixed order makes the floating-point sum deterministic.
-	sort.Slice(features, func(i, j int) bool { return features[i].key < features[j].key })
+	sort.Slice(features, func(i, j int) bool { return features[i].name < features[j].name })
 	bias, logistic, threshold = p.Bias, p.Logistic, *p.Threshold
 	return nil
 }

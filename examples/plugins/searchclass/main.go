@@ -27,7 +27,7 @@ type node struct {
 }
 
 var (
-	prop  = "term"
+	prop  sdk.Key // the text property, resolved once per batch
 	nodes []node
 )
 
@@ -40,8 +40,9 @@ func lower(c byte) byte {
 
 func init() {
 	sdk.OnInit(setup)
-	sdk.HandleEvents(func(e sdk.Event) bool { return scan(e.Str(prop)) })
-	sdk.HandleProfiles(func(p sdk.Profile) bool { return scan(p.Str(prop)) })
+	sdk.SendOnlyKeys() // the host sends only the properties named in the params
+	sdk.HandleEvents(func(e sdk.Event) bool { return scan(e.StrOf(prop)) })
+	sdk.HandleProfiles(func(p sdk.Profile) bool { return scan(p.StrOf(prop)) })
 }
 
 func scan(s string) bool {
@@ -64,9 +65,11 @@ func setup() error {
 	if err := sdk.Params(&p); err != nil {
 		return err
 	}
+	name := "term"
 	if p.Prop != "" {
-		prop = p.Prop
+		name = p.Prop
 	}
+	prop = sdk.Prop(name)
 	if len(p.Match) == 0 {
 		return fmt.Errorf("params: match: name at least one class")
 	}

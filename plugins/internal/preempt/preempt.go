@@ -1,27 +1,37 @@
 // Package preempt rewrites a WebAssembly module so that its host can stop
-// it: every function entry and every loop header gets a check of a new
-// exported mutable i32 global, and a non-zero value traps (unreachable).
+// it: every function entry and every loop header counts down a budget, and
+// when it runs out the guest calls a host function (a new import), which
+// either grants a new budget or answers 0, and the guest traps
+// (unreachable). Function entries count down a global (so recursion and
+// call chains are bounded); loop headers count down a new local of their
+// function, which the compiler keeps in a register, so a tight loop pays a
+// decrement and a branch per iteration rather than a load and a store.
 //
-// WebAssembly has no preemption, and wazero v1.12's own way to stop a
-// runaway guest (WithCloseOnContextDone) calls out of compiled code into Go
-// at every loop header, which makes a Go guest 3–5x slower. The check
-// inserted here is a load and a branch that is never taken, so a deadline
-// costs the guest a few percent instead: the host sets the global from a
-// timer, and the guest traps at its next loop iteration or call.
+// WebAssembly has no preemption. wazero v1.12's own way to stop a runaway
+// guest (WithCloseOnContextDone) calls out of compiled code into Go at every
+// loop header, which makes a Go guest 3–5x slower. Counting down a global
+// costs a few instructions; calling out only every budget-th time keeps the
+// deadline's cost to a few percent. Calling out is also what lets the Go
+// runtime stop the goroutine for a garbage collection: compiled code that
+// never leaves a loop cannot be preempted, so a flag set from a timer
+// goroutine would deadlock against a collection that waits for the loop.
 //
 // Every loop and every recursion passes through a check, so a guest cannot
-// run for long without seeing the flag; straight-line code between checks is
-// bounded by the size of the module. A module with a start section is
-// refused: its start function runs inside instantiation, before the host
-// holds the flag.
+// run for long without calling the host; straight-line code between checks
+// is bounded by the size of the module. A module with a start section is
+// refused: its start function runs while the module is instantiated, before
+// a host knows which call it belongs to.
 //
 // The rewrite decodes the immediates of every instruction in the core
 // specification (with sign extension, saturating conversions, bulk memory,
 // reference types, SIMD, tail calls and threads) and refuses anything else
 // with an error naming the function and offset: the caller falls back to a
 // slower way to interrupt. Branch targets in WebAssembly are label depths,
-// not offsets, so inserting a closed if block moves no branch. DWARF custom
-// sections, whose code offsets would be wrong afterwards, are dropped.
+// not offsets, so inserting closed if blocks moves no branch. The new
+// import shifts the index of every function defined in the module by one;
+// calls, ref.func, exports, element segments and the name section are
+// renumbered. DWARF custom sections, whose code offsets would be wrong
+// afterwards, are dropped.
 package preempt
 
 import (
@@ -34,12 +44,15 @@ import (
 
 // Section ids of the binary format.
 const (
-	secCustom = 0
-	secImport = 2
-	secGlobal = 6
-	secExport = 7
-	secStart  = 8
-	secCode   = 10
+	secCustom   = 0
+	secType     = 1
+	secImport   = 2
+	secFunction = 3
+	secGlobal   = 6
+	secExport   = 7
+	secStart    = 8
+	secElement  = 9
+	secCode     = 10
 )
 
 // order gives each known section id its place in a module (the tag section
@@ -48,20 +61,22 @@ var order = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 
 
 var header = []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
 
-// Instrument returns a copy of module with an exported mutable i32 global
-// named export, initially 0, checked at every function entry and loop
-// header: when it is not 0, the guest executes unreachable. module is not
-// modified. The result still has to be validated (compiling it does that).
-func Instrument(module []byte, export string) ([]byte, error) {
+// Import names the host function the instrumented guest calls when its
+// budget runs out. Its type is () -> i32: 0 makes the guest trap, anything
+// else is the next budget (loop iterations plus function entries before the
+// next call). The budget starts at 0, so the first check of an instance
+// calls the host.
+type Import struct{ Module, Name string }
+
+// Instrument returns a copy of module with the checks and the import added.
+// module is not modified. The result still has to be validated (compiling
+// it does that).
+func Instrument(module []byte, imp Import) ([]byte, error) {
 	if len(module) < len(header) || !bytes.Equal(module[:len(header)], header) {
 		return nil, errors.New("preempt: not a WebAssembly 1.0 binary module")
 	}
-	var (
-		secs          []section
-		globalImports uint32
-		globals       = -1 // index in secs of the global section
-		exports       = -1
-	)
+	m := rewrite{}
+	var secs []section
 	r := reader{b: module, off: len(header)}
 	for r.off < len(r.b) {
 		start := r.off
@@ -75,81 +90,58 @@ func Instrument(module []byte, export string) ([]byte, error) {
 		if id == secCustom && isDebug(s.body) {
 			continue
 		}
-		if id != secCustom {
-			if _, ok := order[id]; !ok {
-				return nil, fmt.Errorf("preempt: unknown section id %d at offset %#x", id, start)
-			}
+		if _, ok := order[id]; !ok && id != secCustom {
+			return nil, fmt.Errorf("preempt: unknown section id %d at offset %#x", id, start)
 		}
-		switch id {
-		case secStart:
-			return nil, errors.New("preempt: the module has a start section, which runs while it is instantiated, before a host can set its flag; export an _initialize function instead")
-		case secImport:
-			n, err := countGlobalImports(s)
-			if err != nil {
-				return nil, err
-			}
-			globalImports = n
-		case secGlobal:
-			globals = len(secs)
-		case secExport:
-			exports = len(secs)
+		if id == secStart {
+			return nil, errors.New("preempt: the module has a start section, which runs while it is instantiated, before a host can bound it; export an _initialize function instead")
 		}
 		secs = append(secs, s)
 	}
 
-	// The new global: its index follows the imported and defined globals.
-	index := globalImports
-	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b} // (mut i32) (i32.const 0)
-	if globals >= 0 {
-		s := &secs[globals]
-		g := reader{b: s.body}
-		n := g.u32()
-		if g.err != nil {
-			return nil, fmt.Errorf("preempt: global section at offset %#x: bad count", s.off)
-		}
-		index += n
-		s.body = append(appendU32(nil, n+1), append(bytes.Clone(g.rest()), newGlobal...)...)
-	} else {
-		secs = insertSection(secs, section{id: secGlobal, body: append(appendU32(nil, 1), newGlobal...)})
+	// Pass 1: the type and import sections fix the new function's type
+	// and index, and the global section the budget's index.
+	typeIdx, err := m.addType(&secs)
+	if err != nil {
+		return nil, err
 	}
-	newExport := appendName(nil, export)
-	newExport = append(newExport, 0x03) // global
-	newExport = appendU32(newExport, index)
-	if exports >= 0 {
-		// insertSection may have moved it.
-		for i := range secs {
-			if secs[i].id == secExport {
-				exports = i
+	if err := m.addImport(&secs, imp, typeIdx); err != nil {
+		return nil, err
+	}
+	if err := m.addGlobal(&secs); err != nil {
+		return nil, err
+	}
+	if err := m.readSignatures(secs); err != nil {
+		return nil, err
+	}
+
+	// Pass 2: renumber and instrument.
+	kept := secs[:0]
+	for _, sec := range secs {
+		s := &sec
+		var err error
+		switch s.id {
+		case secExport:
+			s.body, err = m.exports(*s)
+		case secElement:
+			s.body, err = m.elements(*s)
+		case secCode:
+			s.body, err = m.code(*s)
+		case secCustom:
+			var ok bool
+			if s.body, ok = m.names(s.body); !ok {
+				continue // a name section that does not parse
 			}
 		}
-		s := &secs[exports]
-		n, err := checkExportName(*s, export)
 		if err != nil {
 			return nil, err
 		}
-		e := reader{b: s.body}
-		e.u32()
-		s.body = append(appendU32(nil, n+1), append(bytes.Clone(e.rest()), newExport...)...)
-	} else {
-		secs = insertSection(secs, section{id: secExport, body: append(appendU32(nil, 1), newExport...)})
+		kept = append(kept, *s)
 	}
 
-	check := []byte{0x23} // global.get index; if; unreachable; end
-	check = appendU32(check, index)
-	check = append(check, 0x04, 0x40, 0x00, 0x0b)
-	for i := range secs {
-		if secs[i].id == secCode {
-			body, err := instrumentCode(secs[i], check)
-			if err != nil {
-				return nil, err
-			}
-			secs[i].body = body
-		}
-	}
-
-	out := make([]byte, 0, len(module)+len(module)/8)
+	out := make([]byte, 0, len(module)+len(module)/4)
 	out = append(out, header...)
-	for _, s := range secs {
+	for _, s := range kept {
 		out = append(out, s.id)
 		out = appendU32(out, uint32(len(s.body)))
 		out = append(out, s.body...)
@@ -163,6 +155,322 @@ type section struct {
 	id   byte
 	body []byte
 	off  int
+}
+
+// rewrite holds what the passes share.
+type rewrite struct {
+	funcImports uint32   // functions imported before ours: the new import's index
+	budget      uint32   // global index of the budget
+	params      []uint32 // parameter count of each defined function
+	bodies      int      // function bodies rewritten so far
+}
+
+// readSignatures records the parameter count of every defined function,
+// which places the new local after its parameters and locals.
+func (m *rewrite) readSignatures(secs []section) error {
+	var types []uint32
+	for _, s := range secs {
+		switch s.id {
+		case secType:
+			r := reader{b: s.body}
+			n := r.u32()
+			for i := uint32(0); i < n && r.err == nil; i++ {
+				if form := r.byte(); form != 0x60 {
+					return fmt.Errorf("preempt: type %d: form %#x is not a function type", i, form)
+				}
+				p := r.u32()
+				r.skip(int(p))
+				res := r.u32()
+				r.skip(int(res))
+				types = append(types, p)
+			}
+			if r.err != nil {
+				return fmt.Errorf("preempt: type section at offset %#x: %v", s.off, r.err)
+			}
+		case secFunction:
+			r := reader{b: s.body}
+			n := r.u32()
+			for i := uint32(0); i < n && r.err == nil; i++ {
+				t := r.u32()
+				if int(t) >= len(types) {
+					return fmt.Errorf("preempt: function %d has type %d, of %d", i, t, len(types))
+				}
+				m.params = append(m.params, types[t])
+			}
+			if r.err != nil {
+				return fmt.Errorf("preempt: function section at offset %#x: %v", s.off, r.err)
+			}
+		}
+	}
+	return nil
+}
+
+// fn renumbers a function index: defined functions move up by one.
+func (m *rewrite) fn(idx uint32) uint32 {
+	if idx >= m.funcImports {
+		return idx + 1
+	}
+	return idx
+}
+
+// entryCheck is inserted at function entries: the global budget counts
+// calls, and the local starts with a full budget for the function's loops:
+//
+//	if budget == 0 { budget = host(); if budget == 0 { unreachable } }
+//	budget--; local = Budget
+func (m *rewrite) entryCheck(dst []byte, local uint32) []byte {
+	get := appendU32([]byte{0x23}, m.budget)
+	set := appendU32([]byte{0x24}, m.budget)
+	dst = append(dst, get...)
+	dst = append(dst, 0x45, 0x04, 0x40) // i32.eqz; if
+	dst = appendU32(append(dst, 0x10), m.funcImports)
+	dst = append(dst, set...)
+	dst = append(dst, get...)
+	dst = append(dst, 0x45, 0x04, 0x40, 0x00, 0x0b) // i32.eqz; if; unreachable; end
+	dst = append(dst, 0x0b)                         // end
+	dst = append(dst, get...)
+	dst = append(dst, 0x41, 0x01, 0x6b) // i32.const 1; i32.sub
+	dst = append(dst, set...)
+	dst = appendS32(append(dst, 0x41), LoopBudget) // i32.const
+	return appendU32(append(dst, 0x21), local)     // local.set
+}
+
+// loopCheck is inserted at loop headers, on the function's local:
+//
+//	if local == 0 { local = host(); if local == 0 { unreachable } }
+//	local--
+func (m *rewrite) loopCheck(dst []byte, local uint32) []byte {
+	get := appendU32([]byte{0x20}, local)
+	set := appendU32([]byte{0x21}, local)
+	dst = append(dst, get...)
+	dst = append(dst, 0x45, 0x04, 0x40) // i32.eqz; if
+	dst = appendU32(append(dst, 0x10), m.funcImports)
+	dst = append(dst, set...)
+	dst = append(dst, get...)
+	dst = append(dst, 0x45, 0x04, 0x40, 0x00, 0x0b) // i32.eqz; if; unreachable; end
+	dst = append(dst, 0x0b)                         // end
+	dst = append(dst, get...)
+	dst = append(dst, 0x41, 0x01, 0x6b) // i32.const 1; i32.sub
+	return append(dst, set...)
+}
+
+// LoopBudget is the budget a function's loops start with on each call;
+// later budgets are what the host returns.
+const LoopBudget = 8192
+
+// addType appends the type () -> i32 and returns its index.
+func (m *rewrite) addType(secs *[]section) (uint32, error) {
+	ft := []byte{0x60, 0x00, 0x01, 0x7f}
+	for i := range *secs {
+		s := &(*secs)[i]
+		if s.id != secType {
+			continue
+		}
+		r := reader{b: s.body}
+		n := r.u32()
+		if r.err != nil {
+			return 0, fmt.Errorf("preempt: type section at offset %#x: bad count", s.off)
+		}
+		s.body = cat(appendU32(nil, n+1), r.rest(), ft)
+		return n, nil
+	}
+	*secs = insertSection(*secs, section{id: secType, body: cat(appendU32(nil, 1), ft)})
+	return 0, nil
+}
+
+// addImport appends the host function to the imports, after counting the
+// functions imported before it.
+func (m *rewrite) addImport(secs *[]section, imp Import, typeIdx uint32) error {
+	entry := cat(appendName(nil, imp.Module), appendName(nil, imp.Name), []byte{0x00})
+	entry = appendU32(entry, typeIdx)
+	for i := range *secs {
+		s := &(*secs)[i]
+		if s.id != secImport {
+			continue
+		}
+		r := reader{b: s.body}
+		n := r.u32()
+		entries := r.off
+		for j := uint32(0); j < n && r.err == nil; j++ {
+			mod, name := r.name(), r.name()
+			if mod == imp.Module && name == imp.Name {
+				return fmt.Errorf("preempt: the module already imports %s.%s", mod, name)
+			}
+			switch kind := r.byte(); kind {
+			case 0x00: // function: type index
+				r.u32()
+				m.funcImports++
+			case 0x01: // table: reference type, limits
+				r.byte()
+				r.limits()
+			case 0x02: // memory: limits
+				r.limits()
+			case 0x03: // global: value type, mutability
+				r.byte()
+				r.byte()
+				m.budget++
+			case 0x04: // tag: attribute, type index
+				r.byte()
+				r.u32()
+			default:
+				return fmt.Errorf("preempt: import %d: unknown kind %#x", j, kind)
+			}
+		}
+		if r.err != nil {
+			return fmt.Errorf("preempt: import section at offset %#x: %v", s.off, r.err)
+		}
+		s.body = cat(appendU32(nil, n+1), s.body[entries:], entry)
+		return nil
+	}
+	*secs = insertSection(*secs, section{id: secImport, body: cat(appendU32(nil, 1), entry)})
+	return nil
+}
+
+// addGlobal appends the budget, (mut i32) = 0, renumbering ref.func in the
+// other globals' initializers.
+func (m *rewrite) addGlobal(secs *[]section) error {
+	budget := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+	for i := range *secs {
+		s := &(*secs)[i]
+		if s.id != secGlobal {
+			continue
+		}
+		r := reader{b: s.body}
+		n := r.u32()
+		out := appendU32(nil, n+1)
+		for j := uint32(0); j < n && r.err == nil; j++ {
+			from := r.off
+			r.byte() // value type
+			r.byte() // mutability
+			out = append(out, r.b[from:r.off]...)
+			var err error
+			if out, err = m.expr(out, &r); err != nil {
+				return fmt.Errorf("preempt: global %d: %v", j, err)
+			}
+		}
+		if r.err != nil || r.off != len(r.b) {
+			return fmt.Errorf("preempt: global section at offset %#x: malformed", s.off)
+		}
+		m.budget += n
+		s.body = append(out, budget...)
+		return nil
+	}
+	*secs = insertSection(*secs, section{id: secGlobal, body: cat(appendU32(nil, 1), budget)})
+	return nil
+}
+
+// exports renumbers function exports.
+func (m *rewrite) exports(s section) ([]byte, error) {
+	r := reader{b: s.body}
+	n := r.u32()
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		out = appendName(out, r.name())
+		kind := r.byte()
+		idx := r.u32()
+		if kind == 0x00 {
+			idx = m.fn(idx)
+		}
+		out = appendU32(append(out, kind), idx)
+	}
+	if r.err != nil || r.off != len(r.b) {
+		return nil, fmt.Errorf("preempt: export section at offset %#x: malformed", s.off)
+	}
+	return out, nil
+}
+
+// elements renumbers the functions of element segments (all eight forms).
+func (m *rewrite) elements(s section) ([]byte, error) {
+	r := reader{b: s.body}
+	n := r.u32()
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		flags := r.u32()
+		out = appendU32(out, flags)
+		var err error
+		if flags > 7 {
+			return nil, fmt.Errorf("preempt: element segment %d: unknown form %d", i, flags)
+		}
+		if flags&2 != 0 && flags&1 == 0 { // explicit table index
+			out = appendU32(out, r.u32())
+		}
+		if flags&1 == 0 { // active: offset expression
+			if out, err = m.expr(out, &r); err != nil {
+				return nil, fmt.Errorf("preempt: element segment %d: %v", i, err)
+			}
+		}
+		if flags&3 != 0 { // element kind or reference type
+			out = append(out, r.byte())
+		}
+		count := r.u32()
+		out = appendU32(out, count)
+		for j := uint32(0); j < count && r.err == nil; j++ {
+			if flags&4 == 0 {
+				out = appendU32(out, m.fn(r.u32()))
+				continue
+			}
+			if out, err = m.expr(out, &r); err != nil {
+				return nil, fmt.Errorf("preempt: element segment %d: %v", i, err)
+			}
+		}
+	}
+	if r.err != nil || r.off != len(r.b) {
+		return nil, fmt.Errorf("preempt: element section at offset %#x: malformed", s.off)
+	}
+	return out, nil
+}
+
+// names renumbers the function indices of a "name" custom section
+// (function names, local names, label names). Any other custom section is
+// returned as it is; a name section that does not parse is to be dropped
+// (false): names serve only stack traces.
+func (m *rewrite) names(body []byte) ([]byte, bool) {
+	r := reader{b: body}
+	if r.name() != "name" || r.err != nil {
+		return body, true
+	}
+	out := bytes.Clone(body[:r.off])
+	for r.off < len(r.b) {
+		id := r.byte()
+		size := r.u32()
+		if r.err != nil || r.off+int(size) > len(r.b) {
+			return nil, false
+		}
+		sub := r.b[r.off : r.off+int(size)]
+		r.off += int(size)
+		if id >= 1 && id <= 3 {
+			var ok bool
+			if sub, ok = m.nameMap(sub, id != 1); !ok {
+				continue
+			}
+		}
+		out = appendU32(append(out, id), uint32(len(sub)))
+		out = append(out, sub...)
+	}
+	return out, true
+}
+
+// nameMap renumbers the function indices of a name map, or of an indirect
+// name map (function index -> name map).
+func (m *rewrite) nameMap(sub []byte, indirect bool) ([]byte, bool) {
+	r := reader{b: sub}
+	n := r.u32()
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		out = appendU32(out, m.fn(r.u32()))
+		if !indirect {
+			out = appendName(out, r.name())
+			continue
+		}
+		from := r.off
+		inner := r.u32()
+		for j := uint32(0); j < inner && r.err == nil; j++ {
+			r.u32()
+			r.name()
+		}
+		out = append(out, r.b[from:r.off]...)
+	}
+	return out, r.err == nil && r.off == len(r.b)
 }
 
 // isDebug reports whether a custom section body is DWARF (.debug_*).
@@ -184,62 +492,11 @@ func insertSection(secs []section, s section) []section {
 	return append(secs[:at], append([]section{s}, secs[at:]...)...)
 }
 
-// countGlobalImports counts the imported globals, which come before the
-// defined ones in the global index space.
-func countGlobalImports(s section) (uint32, error) {
+// code instruments and renumbers every function body.
+func (m *rewrite) code(s section) ([]byte, error) {
 	r := reader{b: s.body}
 	n := r.u32()
-	var globals uint32
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		r.name()
-		r.name()
-		switch kind := r.byte(); kind {
-		case 0x00: // function: type index
-			r.u32()
-		case 0x01: // table: reference type, limits
-			r.byte()
-			r.limits()
-		case 0x02: // memory: limits
-			r.limits()
-		case 0x03: // global: value type, mutability
-			r.byte()
-			r.byte()
-			globals++
-		case 0x04: // tag: attribute, type index
-			r.byte()
-			r.u32()
-		default:
-			return 0, fmt.Errorf("preempt: import %d: unknown kind %#x", i, kind)
-		}
-	}
-	if r.err != nil {
-		return 0, fmt.Errorf("preempt: import section at offset %#x: %v", s.off, r.err)
-	}
-	return globals, nil
-}
-
-// checkExportName returns the number of exports and fails if name is taken.
-func checkExportName(s section, name string) (uint32, error) {
-	r := reader{b: s.body}
-	n := r.u32()
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		if r.name() == name && r.err == nil {
-			return 0, fmt.Errorf("preempt: the module already exports %q", name)
-		}
-		r.byte()
-		r.u32()
-	}
-	if r.err != nil {
-		return 0, fmt.Errorf("preempt: export section at offset %#x: %v", s.off, r.err)
-	}
-	return n, nil
-}
-
-// instrumentCode rewrites every function body of the code section.
-func instrumentCode(s section, check []byte) ([]byte, error) {
-	r := reader{b: s.body}
-	n := r.u32()
-	out := appendU32(make([]byte, 0, len(s.body)+len(s.body)/8), n)
+	out := appendU32(make([]byte, 0, len(s.body)+len(s.body)/4), n)
 	var fn []byte
 	for i := uint32(0); i < n; i++ {
 		size := r.u32()
@@ -248,7 +505,7 @@ func instrumentCode(s section, check []byte) ([]byte, error) {
 		}
 		body := r.b[r.off : r.off+int(size)]
 		var err error
-		fn, err = instrumentBody(fn[:0], body, check)
+		fn, err = m.body(fn[:0], body)
 		if err != nil {
 			return nil, fmt.Errorf("preempt: function body %d (at offset %#x): %v", i, s.off+r.off, err)
 		}
@@ -262,38 +519,87 @@ func instrumentCode(s section, check []byte) ([]byte, error) {
 	return out, nil
 }
 
-// instrumentBody appends body to dst with check after the local
-// declarations and after every loop's block type.
-func instrumentBody(dst, body, check []byte) ([]byte, error) {
+// body appends a function body to dst with the check after the local
+// declarations and after every loop's block type, and functions renumbered.
+func (m *rewrite) body(dst, body []byte) ([]byte, error) {
+	if m.bodies >= len(m.params) {
+		return nil, fmt.Errorf("more function bodies than the function section declares (%d)", len(m.params))
+	}
+	local := m.params[m.bodies]
+	m.bodies++
 	r := reader{b: body}
 	groups := r.u32()
+	from := r.off
 	for i := uint32(0); i < groups && r.err == nil; i++ {
-		r.u32()
+		local += r.u32()
 		r.byte()
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("locals: %v", r.err)
 	}
-	dst = append(dst, body[:r.off]...)
-	dst = append(dst, check...)
+	// The locals vector gains a group of one i32: the loop budget.
+	dst = appendU32(dst, groups+1)
+	dst = append(dst, body[from:r.off]...)
+	dst = append(dst, 0x01, 0x7f)
+	dst = m.entryCheck(dst, local)
+	return m.instructions(dst, &r, len(body), local)
+}
+
+// expr appends a constant expression (through its end) with functions
+// renumbered.
+func (m *rewrite) expr(dst []byte, r *reader) ([]byte, error) {
 	from := r.off
-	for r.off < len(r.b) {
+	for r.err == nil {
+		if r.off >= len(r.b) {
+			return nil, errShort
+		}
+		if r.b[r.off] == 0x0b {
+			r.off++
+			return m.instructions(dst, &reader{b: r.b[:r.off], off: from}, r.off, noChecks)
+		}
+		if err := skipImmediates(r, r.byte()); err != nil {
+			return nil, err
+		}
+	}
+	return nil, r.err
+}
+
+// noChecks tells instructions not to insert loop checks.
+const noChecks = ^uint32(0)
+
+// instructions copies r's instructions up to end into dst, renumbering
+// call, return_call and ref.func, and with checks of local after loop
+// headers (unless local is noChecks).
+func (m *rewrite) instructions(dst []byte, r *reader, end int, local uint32) ([]byte, error) {
+	from := r.off
+	for r.off < end && r.err == nil {
 		at := r.off
 		op := r.byte()
-		if err := skipImmediates(&r, op); err != nil {
+		if op == 0x10 || op == 0x12 || op == 0xd2 { // call, return_call, ref.func
+			dst = append(dst, r.b[from:r.off]...)
+			dst = appendU32(dst, m.fn(r.u32()))
+			from = r.off
+			continue
+		}
+		if err := skipImmediates(r, op); err != nil {
 			return nil, fmt.Errorf("offset %d: %v", at, err)
 		}
 		if r.err != nil {
 			return nil, fmt.Errorf("offset %d: opcode %#x: %v", at, op, r.err)
 		}
-		if op == 0x03 { // loop
-			dst = append(dst, body[from:r.off]...)
-			dst = append(dst, check...)
+		if op == 0x03 && local != noChecks { // loop
+			dst = append(dst, r.b[from:r.off]...)
+			dst = m.loopCheck(dst, local)
 			from = r.off
 		}
 	}
-	return append(dst, body[from:]...), nil
+	if r.err != nil {
+		return nil, r.err
+	}
+	return append(dst, r.b[from:end]...), nil
 }
+
+func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 // skipImmediates reads past the immediates of op.
 func skipImmediates(r *reader, op byte) error {
@@ -499,5 +805,17 @@ func (r *reader) limits() {
 }
 
 func appendU32(b []byte, v uint32) []byte { return binary.AppendUvarint(b, uint64(v)) }
+
+// appendS32 appends a signed LEB128.
+func appendS32(b []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
 
 func appendName(b []byte, s string) []byte { return append(appendU32(b, uint32(len(s))), s...) }

@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,7 +17,41 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
-const flag = "segd_interrupt"
+var hostFn = Import{Module: "segd", Name: "preempt"}
+
+// host is the test's side of the import: it grants budget until stopped,
+// and counts the calls.
+type host struct {
+	budget  uint32
+	stopped atomic.Bool
+	calls   atomic.Int64
+}
+
+// newRuntime returns a runtime with the segd.preempt host function of h.
+func newRuntime(t *testing.T, h *host) (context.Context, wazero.Runtime) {
+	t.Helper()
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	t.Cleanup(func() { rt.Close(ctx) })
+	_, err := rt.NewHostModuleBuilder(hostFn.Module).NewFunctionBuilder().
+		WithGoFunction(api.GoFunc(func(_ context.Context, stack []uint64) {
+			h.calls.Add(1)
+			stack[0] = uint64(h.budget)
+			if h.stopped.Load() {
+				stack[0] = 0
+			}
+		}), nil, []api.ValueType{api.ValueTypeI32}).
+		Export(hostFn.Name).Instantiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, rt
+}
+
+// stopAfter stops the guest (at its next call to the host) after d.
+func (h *host) stopAfter(d time.Duration) *time.Timer {
+	return time.AfterFunc(d, func() { h.stopped.Store(true) })
+}
 
 // mod assembles a module from sections (id, body).
 func mod(secs ...[]byte) []byte {
@@ -35,8 +71,6 @@ func sec(id byte, items ...[]byte) []byte {
 	}
 	return b
 }
-
-func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 // body is a function body with no locals.
 func body(code ...byte) []byte {
@@ -83,27 +117,10 @@ func envModule() []byte {
 	)
 }
 
-func newRuntime(t *testing.T) (context.Context, wazero.Runtime) {
-	t.Helper()
-	ctx := context.Background()
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
-	t.Cleanup(func() { rt.Close(ctx) })
-	return ctx, rt
-}
-
-// interruptAfter sets the module's flag after d.
-func interruptAfter(t *testing.T, m api.Module, d time.Duration) *time.Timer {
-	t.Helper()
-	g, ok := m.ExportedGlobal(flag).(api.MutableGlobal)
-	if !ok {
-		t.Fatalf("module does not export a mutable global %q", flag)
-	}
-	return time.AfterFunc(d, func() { g.Set(1) })
-}
-
 func TestInstrumentHandAssembled(t *testing.T) {
 	t.Parallel()
-	ctx, rt := newRuntime(t)
+	h := &host{budget: 1000}
+	ctx, rt := newRuntime(t, h)
 	if _, err := rt.InstantiateWithConfig(ctx, envModule(), wazero.NewModuleConfig().WithName("env")); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +128,7 @@ func TestInstrumentHandAssembled(t *testing.T) {
 	if _, err := rt.CompileModule(ctx, orig); err != nil {
 		t.Fatalf("the test module itself is invalid: %v", err)
 	}
-	out, err := Instrument(orig, flag)
+	out, err := Instrument(orig, hostFn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,20 +140,22 @@ func TestInstrumentHandAssembled(t *testing.T) {
 		t.Fatalf("instrumented module: %v", err)
 	}
 
-	// Behaviour is unchanged while the flag is clear.
-	res, err := m.ExportedFunction("count").Call(ctx, 5000)
+	// Behaviour is unchanged (exports and calls renumbered right). The
+	// host is asked once at the first entry (the global starts at 0), then
+	// once LoopBudget iterations are used up, then every 1000 (its grant).
+	res, err := m.ExportedFunction("count").Call(ctx, 20000)
 	if err != nil || res[0] != 1000 {
-		t.Fatalf("count(5000) = %v, %v; want 1000", res, err)
+		t.Fatalf("count(20000) = %v, %v; want 1000", res, err)
+	}
+	if c, want := h.calls.Load(), int64(1+(20000-LoopBudget+999)/1000); c != want {
+		t.Fatalf("%d host calls for 20000 iterations, want %d", c, want)
 	}
 	if res, err := m.ExportedFunction("imported").Call(ctx); err != nil || res[0] != 42 {
 		t.Fatalf("imported() = %v, %v; want 42 (the imported global keeps index 0)", res, err)
 	}
-	if got := m.ExportedGlobal(flag).Get(); got != 0 {
-		t.Fatalf("flag starts at %d, want 0", got)
-	}
 
-	// A loop that never ends traps soon after the flag is set.
-	timer := interruptAfter(t, m, 20*time.Millisecond)
+	// A loop that never ends traps once the host says stop.
+	timer := h.stopAfter(20 * time.Millisecond)
 	defer timer.Stop()
 	start := time.Now()
 	_, err = m.ExportedFunction("spin").Call(ctx)
@@ -144,22 +163,18 @@ func TestInstrumentHandAssembled(t *testing.T) {
 		t.Fatalf("spin returned %v, want an unreachable trap", err)
 	}
 	if el := time.Since(start); el < 20*time.Millisecond {
-		t.Fatalf("spin trapped after %v, before the flag was set", el)
-	}
-
-	// With the flag set, even a function without loops stops at entry.
-	if _, err := m.ExportedFunction("imported").Call(ctx); err == nil {
-		t.Fatal("a call with the flag set did not trap at function entry")
+		t.Fatalf("spin trapped after %v, before the host said stop", el)
 	}
 }
 
 func TestRecursionIsChecked(t *testing.T) {
 	t.Parallel()
-	ctx, rt := newRuntime(t)
+	h := &host{budget: 1000}
+	ctx, rt := newRuntime(t, h)
 	if _, err := rt.InstantiateWithConfig(ctx, envModule(), wazero.NewModuleConfig().WithName("env")); err != nil {
 		t.Fatal(err)
 	}
-	out, err := Instrument(spinModule(), flag)
+	out, err := Instrument(spinModule(), hostFn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,17 +182,21 @@ func TestRecursionIsChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.ExportedGlobal(flag).(api.MutableGlobal).Set(1)
+	h.stopped.Store(true)
 	_, err = m.ExportedFunction("deep").Call(ctx)
 	if err == nil || !strings.Contains(err.Error(), "unreachable") {
-		t.Fatalf("deep with the flag set: %v, want an unreachable trap (not a stack overflow)", err)
+		t.Fatalf("deep, stopped: %v, want an unreachable trap (not a stack overflow)", err)
 	}
 }
 
 // goGuest is a wasip1 program whose exports loop (with and without
-// function calls) and compute a checksum, so the instrumented Go runtime
-// and compiler output can be compared with the original.
+// function calls, through a map, an interface and a closure, so the
+// element section and call_indirect matter) and compute a checksum, so the
+// instrumented Go runtime and compiler output can be compared with the
+// original.
 const goGuest = `package main
+
+import "fmt"
 
 //go:wasmexport spin
 func spin() int32 {
@@ -190,15 +209,22 @@ func spin() int32 {
 //go:noinline
 func step(n int32) int32 { return n*31 + 7 }
 
+type adder interface{ add(int64) int64 }
+type plus struct{ k int64 }
+
+func (p plus) add(x int64) int64 { return x + p.k }
+
 //go:wasmexport sum
 func sum(n int32) int64 {
 	s := int64(0)
 	m := map[int32]int64{}
+	var a adder = plus{3}
+	f := func(x int64) int64 { return a.add(x) ^ 5 }
 	for i := int32(0); i < n; i++ {
 		m[i%97] += int64(i) * int64(i)
-		s ^= m[i%97] + int64(len(m))
+		s ^= f(m[i%97] + int64(len(m)))
 	}
-	return s
+	return s + int64(len(fmt.Sprint(s)))
 }
 
 func main() {}
@@ -227,14 +253,19 @@ func buildGo(t *testing.T) []byte {
 	return b
 }
 
+// TestGoGuest: a Go module gives the same answers instrumented, its endless
+// loop stops when the host says so, and a garbage collection started while
+// it spins completes (the guest calls out to the host, where the Go
+// runtime can stop it).
 func TestGoGuest(t *testing.T) {
 	t.Parallel()
 	wasm := buildGo(t)
-	out, err := Instrument(wasm, flag)
+	out, err := Instrument(wasm, hostFn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, rt := newRuntime(t)
+	h := &host{budget: 4096}
+	ctx, rt := newRuntime(t, h)
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
 	inst := func(b []byte) api.Module {
 		m, err := rt.InstantiateWithConfig(ctx, b, wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize"))
@@ -251,28 +282,29 @@ func TestGoGuest(t *testing.T) {
 			t.Fatalf("sum(%d): original %v %v, instrumented %v %v", n, a, err1, b, err2)
 		}
 	}
-	timer := interruptAfter(t, checked, 30*time.Millisecond)
-	defer timer.Stop()
 	done := make(chan error, 1)
 	go func() { _, err := checked.ExportedFunction("spin").Call(ctx); done <- err }()
+	for h.calls.Load() < 10 { // spinning for sure
+		runtime.Gosched()
+	}
+	runtime.GC() // would wait forever for a guest that never leaves its loop
+	h.stopped.Store(true)
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "unreachable") {
 			t.Fatalf("spin: %v, want an unreachable trap", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the Go guest's endless loop was not interrupted within 10s of setting the flag")
+		t.Fatal("the Go guest's endless loop did not stop within 10s")
 	}
 }
 
 func TestBadInput(t *testing.T) {
 	t.Parallel()
 	valid := spinModule()
-	withFlag := mod(
-		sec(1, typeVoid),
-		sec(3, []byte{0}),
-		sec(7, export(flag, 0, 0)),
-		sec(10, body(0x0b)),
+	importsIt := mod(
+		sec(1, typeToI32),
+		sec(2, cat(appendName(nil, hostFn.Module), appendName(nil, hostFn.Name), []byte{0x00, 0x00})),
 	)
 	badOpcode := mod(
 		sec(1, typeVoid),
@@ -286,46 +318,39 @@ func TestBadInput(t *testing.T) {
 		{"empty", "not a WebAssembly", nil},
 		{"text", "not a WebAssembly", []byte("(module)")},
 		{"truncated section", "runs past the end", valid[:len(valid)-3]},
-		{"taken export", `already exports "segd_interrupt"`, withFlag},
+		{"import taken", "already imports segd.preempt", importsIt},
 		{"unsupported opcode", "function body 0", badOpcode},
 		{"start section", "start section", mod(sec(1, typeVoid), sec(3, []byte{0}), []byte{8, 0}, sec(10, body(0x0b)))},
 		{"unknown section", "unknown section id 99", append(bytes.Clone(header), 99, 0)},
 	} {
-		_, err := Instrument(c.in, flag)
+		_, err := Instrument(c.in, hostFn)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want it to mention %q", c.name, err, c.want)
 		}
 	}
-	if _, err := Instrument(badOpcode, flag); err == nil || !strings.Contains(err.Error(), "0x6") {
+	if _, err := Instrument(badOpcode, hostFn); err == nil || !strings.Contains(err.Error(), "0x6") {
 		t.Errorf("unsupported opcode error does not name the opcode: %v", err)
 	}
 }
 
-// TestMinimalModule: a module with no global or export section gets both,
-// in the right order (the compiler validates the order).
+// TestMinimalModule: a module with no type, import or global section gets
+// them, in the right order (the compiler validates the order), and drops
+// DWARF.
 func TestMinimalModule(t *testing.T) {
 	t.Parallel()
 	in := mod(
-		sec(1, typeToI32),
-		sec(3, []byte{0}),
-		sec(10, body(0x41, 0x07, 0x0b)),
-		[]byte{0, 8, '.', 'd', 'e', 'b', 'u', 'g', '_', 'x'}, // a DWARF-like custom section
+		sec(3),
+		[]byte{0, 8, '.', 'd', 'e', 'b', 'u', 'g', '_', 'x'},
 	)
-	out, err := Instrument(in, flag)
+	out, err := Instrument(in, hostFn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if bytes.Contains(out, []byte(".debug")) {
 		t.Error("the .debug custom section was kept")
 	}
-	ctx, rt := newRuntime(t)
-	m, err := rt.Instantiate(ctx, out)
-	if err != nil {
+	ctx, rt := newRuntime(t, &host{budget: 1})
+	if _, err := rt.Instantiate(ctx, out); err != nil {
 		t.Fatal(err)
-	}
-	if g := m.ExportedGlobal(flag); g == nil {
-		t.Fatal("no flag export")
-	} else if _, ok := g.(api.MutableGlobal); !ok {
-		t.Fatal("flag is not mutable")
 	}
 }

@@ -5,7 +5,9 @@
 //   - op=ge: amount >= min, a second version of the plugin;
 //   - api=str (default): e.Num("amount"), the name looked up per event;
 //   - api=key: e.NumOf(amount) with a Key resolved once per batch;
-//   - api=batch: HandleEventBatch over the amount column.
+//   - api=batch: HandleEventBatch over the amount column;
+//   - api=only: e.NumOf(amount) with sdk.SendOnlyKeys, and an event that
+//     carries "other" never matches (it should never see it).
 package main
 
 import "github.com/segd/segd/sdk"
@@ -30,6 +32,11 @@ func init() {
 		return err
 	})
 	switch api {
+	case "only":
+		sdk.SendOnlyKeys()
+		sdk.HandleEvents(func(e sdk.Event) bool {
+			return e.NumOf(amount) > min && !e.Has("other")
+		})
 	case "key":
 		sdk.HandleEvents(func(e sdk.Event) bool {
 			a := e.NumOf(amount)
