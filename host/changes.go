@@ -122,6 +122,15 @@ func (m replayMembership) Status() api.StatusReply {
 	if s.dlq != nil {
 		st.DeadLetterStream, st.DeadLetters = s.dlq.Stream(), s.dlq.Count()
 	}
+	if s.plugins != nil {
+		for _, p := range s.plugins.Statuses() {
+			st.Plugins = append(st.Plugins, api.PluginStatus{
+				Name: p.Name, Version: p.Version, ABI: p.ABI, State: string(p.State), LastError: p.LastError,
+				Interrupt: p.Interrupt, Batches: p.Batches, Items: p.Items, Timeouts: p.Timeouts,
+				Traps: p.Traps, Retries: p.Retries, Instances: p.Instances,
+			})
+		}
+	}
 	return st
 }
 

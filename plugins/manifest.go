@@ -24,11 +24,12 @@ type Manifest struct {
 	// DeadlineMS is the per-batch deadline in milliseconds (default 100).
 	DeadlineMS int `yaml:"deadline_ms" json:"deadline_ms,omitempty"`
 	// Interrupt enforces the deadline by interrupting the guest (default
-	// true). Interruptible code checks for cancellation on every loop
-	// iteration, which slows loop-heavy plugins (see docs/plugins.md for the
-	// measured cost). false runs the plugin without those checks: a batch over
-	// its deadline is then only reported, and a plugin that never returns
-	// keeps its goroutine forever, so set it only for vetted plugins.
+	// true): the module is rewritten with a countdown at every loop header
+	// and function entry that calls the host, which stops it past the
+	// deadline (about 1%; see docs/plugins.md). false runs the module as it
+	// is: a batch over its deadline is then only reported, and a plugin that
+	// never returns keeps its goroutine forever and stalls garbage
+	// collection, so set it only for vetted plugins.
 	Interrupt *bool `yaml:"interrupt" json:"interrupt,omitempty"`
 	// MaxBatch caps the items per guest call (default 4096, rounded up to a
 	// multiple of 64); larger batches are split.

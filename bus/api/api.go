@@ -308,6 +308,29 @@ type StatusReply struct {
 	// changed rules at start; see docs/operations.md): Ready stays false
 	// until it is empty.
 	Rebuilding []RebuildStatus `json:"rebuilding,omitempty"`
+	// Plugins reports the loaded WASM plugins (docs/plugins.md).
+	Plugins []PluginStatus `json:"plugins,omitempty"`
+}
+
+// PluginStatus is one WASM plugin's health and counters since load.
+type PluginStatus struct {
+	Name string `json:"name"`
+	// Version is the hex sha256 of the module; ABI its "major.minor".
+	Version string `json:"version,omitempty"`
+	ABI     string `json:"abi,omitempty"`
+	// State is "ok", "failed" (its segments are flagged incomplete) or
+	// "invalid" (not loaded); LastError says why.
+	State     string `json:"state"`
+	LastError string `json:"last_error,omitempty"`
+	// Interrupt is how the deadline is enforced: "checks", "wazero" or "off".
+	Interrupt string `json:"interrupt,omitempty"`
+	Batches   uint64 `json:"batches"`
+	Items     uint64 `json:"items"`
+	Timeouts  uint64 `json:"timeouts"`
+	Traps     uint64 `json:"traps"`
+	Retries   uint64 `json:"retries"`
+	// Instances is the number of warm instances now.
+	Instances int `json:"instances"`
 }
 
 // SnapshotStatus reports segd's snapshots (see docs/operations.md).
