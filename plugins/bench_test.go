@@ -57,25 +57,38 @@ func benchRegistry(b *testing.B, manifest string, name string) *Registry {
 // warm instance of the same module.
 //
 // api is how the plugin reads the property: str = e.Num("amount"), key =
-// e.NumOf(key), batch = HandleEventBatch over the column.
+// e.NumOf(key), batch = HandleEventBatch over the column, wat = the
+// WebAssembly-text example (examples/plugins/amount-wat), which shows what
+// the ABI costs without the Go compiler's wasm code. mode is how the deadline is enforced (checks: the
+// inserted countdown, the default; wazero: wazero's context checks; off:
+// interrupt: false) and what the manifest declares (props: only amount is
+// sent, otherwise all six properties; omit: user, name and time are not).
 func BenchmarkVsNative(b *testing.B) {
 	for _, api := range []struct{ name, module string }{
-		{"str", "amount"}, {"key", "amount_key"}, {"batch", "amount_batch"},
+		{"str", "amount"}, {"key", "amount_key"}, {"batch", "amount_batch"}, {"wat", "amountwat"},
 	} {
-		for _, mode := range []struct{ name, manifest string }{
-			{"interrupt", "interrupt: true\n"},
-			{"interrupt-props", "interrupt: true\nprops: [amount]\n"},
-			{"nointerrupt", "interrupt: false\n"},
-			{"nointerrupt-props", "interrupt: false\nprops: [amount]\n"},
-			{"nointerrupt-props-omit", "interrupt: false\nprops: [amount]\nomit: [user, name, time]\n"},
+		for _, mode := range []struct {
+			name, manifest string
+			wazero         bool
+		}{
+			{"checks", "", false},
+			{"checks-props", "props: [amount]\n", false},
+			{"checks-props-omit", "props: [amount]\nomit: [user, name, time]\n", false},
+			{"wazero-props", "props: [amount]\n", true},
+			{"off-props", "interrupt: false\nprops: [amount]\n", false},
 		} {
-			b.Run(api.name+"/"+mode.name, func(b *testing.B) { benchVsNative(b, api.module, mode.manifest) })
+			b.Run(api.name+"/"+mode.name, func(b *testing.B) {
+				if api.name == "wat" {
+					requireWabt(b)
+				}
+				benchVsNative(b, Options{WazeroInterrupts: mode.wazero}, api.module, mode.manifest)
+			})
 		}
 	}
 }
 
-func benchVsNative(b *testing.B, module, manifest string) {
-	reg, err := setup(b, Options{}, testPlugin{name: "amount", module: module, manifest: manifest})
+func benchVsNative(b *testing.B, opts Options, module, manifest string) {
+	reg, err := setup(b, opts, testPlugin{name: "amount", module: module, manifest: manifest})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -144,8 +157,8 @@ func benchVsNative(b *testing.B, module, manifest string) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// BenchmarkExamples reports ns/event of the loop-heavier example plugins
-// with the deadline enforced by interrupts and without.
+// BenchmarkExamples reports ns/event of the example plugins with each way
+// of enforcing the deadline (see BenchmarkVsNative).
 func BenchmarkExamples(b *testing.B) {
 	ev := randomEvents(rand.New(rand.NewPCG(3, 3)), benchBatch)
 	for _, c := range []struct {
@@ -154,11 +167,18 @@ func BenchmarkExamples(b *testing.B) {
 	}{
 		{"geofence", map[string]any{"polygons": paris}},
 		{"searchclass", map[string]any{"prop": "term", "classes": classes, "match": []string{"electronics", "garden"}}},
+		{"scoring", scoringParams},
 		{"amount", map[string]any{"min": 50}},
 	} {
-		for _, interrupt := range []bool{true, false} {
-			b.Run(fmt.Sprintf("%s/interrupt=%v", c.name, interrupt), func(b *testing.B) {
-				reg := benchRegistry(b, fmt.Sprintf("interrupt: %v\n", interrupt), c.name)
+		for _, mode := range []struct {
+			name, manifest string
+			wazero         bool
+		}{{"checks", "", false}, {"wazero", "", true}, {"off", "interrupt: false\n", false}} {
+			b.Run(c.name+"/"+mode.name, func(b *testing.B) {
+				reg, err := setup(b, Options{WazeroInterrupts: mode.wazero}, testPlugin{name: c.name, manifest: mode.manifest})
+				if err != nil {
+					b.Fatal(err)
+				}
 				pred, err := reg.EventPredicate(rules.PluginRef{Name: c.name, Params: c.params})
 				if err != nil {
 					b.Fatal(err)

@@ -120,6 +120,13 @@ func nativeScoring(p map[string]any) bool {
 	return 1/(1+math.Exp(-s)) >= 0.6
 }
 
+// scoringParams is the model of the scoring example that nativeScoring
+// implements.
+var scoringParams = map[string]any{
+	"weights": map[string]any{"amount": 0.01, "items": 0.3, "premium": 1.5},
+	"caps":    map[string]any{"amount": 100}, "bias": -2, "logistic": true, "threshold": 0.6,
+}
+
 var classes = map[string][]string{
 	"electronics": {"laptop", "iphone", "usb-c", "charger", "phone"},
 	"garden":      {"hose", "seeds", "rake"},
@@ -148,10 +155,7 @@ func TestExamplesMatchNative(t *testing.T) {
 		{name: "amount", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), profiles: true},
 		{name: "amountwat", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), wat: true},
 		{name: "geofence", params: map[string]any{"polygons": paris}, native: nativeGeofence, profiles: true},
-		{name: "scoring", params: map[string]any{
-			"weights": map[string]any{"amount": 0.01, "items": 0.3, "premium": 1.5},
-			"caps":    map[string]any{"amount": 100}, "bias": -2, "logistic": true, "threshold": 0.6,
-		}, native: nativeScoring, profiles: true},
+		{name: "scoring", params: scoringParams, native: nativeScoring, profiles: true},
 		{name: "searchclass", params: map[string]any{"prop": "term", "classes": classes, "match": []string{"electronics"}},
 			native: nativeSearch, profiles: true},
 	}

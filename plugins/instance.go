@@ -81,9 +81,9 @@ func (v *version) newInstance(ctx context.Context) (*instance, error) {
 	} else {
 		cfg = cfg.WithStartFunctions("_initialize")
 	}
-	cctx, stop := in.guard(ctx, initDeadline)
+	cctx, g := in.guard(ctx, initDeadline)
 	mod, err := v.rt.r.InstantiateModule(cctx, v.compiled, cfg)
-	tripped := stop()
+	tripped := g.stop()
 	if err != nil {
 		return nil, in.fault(ctx, "instantiate", err, tripped)
 	}
@@ -120,32 +120,49 @@ func (v *version) newInstance(ctx context.Context) (*instance, error) {
 }
 
 // guard arms the deadline d for one guest call (and the caller's
-// cancellation) and returns the context to call with and a stop function,
+// cancellation) and returns the context to call with and a guardStop,
 // which disarms it and reports whether the deadline tripped. Instrumented
 // modules (see plugins/internal/preempt) call hostPreempt every
 // preemptBudget loop iterations and function entries, which stops them past
 // the deadline; others are stopped by wazero's context-done checks when
 // interrupts are on, and not at all when they are off. The context also
 // carries the instance, for the host functions.
-func (in *instance) guard(ctx context.Context, d time.Duration) (context.Context, func() bool) {
+func (in *instance) guard(ctx context.Context, d time.Duration) (context.Context, guardStop) {
 	cctx := context.WithValue(ctx, ctxKey{}, in)
 	switch {
 	case in.v.preempt:
 		in.deadlineAt, in.tripped = time.Now().Add(d), false
-		return cctx, func() bool {
-			tripped := in.tripped && ctx.Err() == nil
-			in.tripped = false
-			return tripped
-		}
+		return cctx, guardStop{in: in, parent: ctx}
 	case in.v.key.rt.interrupt:
-		cctx, cancel := context.WithTimeout(cctx, d)
-		return cctx, func() bool {
-			tripped := errors.Is(cctx.Err(), context.DeadlineExceeded)
-			cancel()
-			return tripped
-		}
+		tctx, cancel := context.WithTimeout(cctx, d)
+		return tctx, guardStop{parent: ctx, timed: tctx, cancel: cancel}
 	}
-	return cctx, func() bool { return false }
+	return cctx, guardStop{}
+}
+
+// guardStop disarms what guard armed; a value, so that guarding a call
+// allocates nothing more than the context.
+type guardStop struct {
+	in     *instance // checks: the instance whose deadline hostPreempt reads
+	parent context.Context
+	timed  context.Context // wazero: the context with the deadline
+	cancel context.CancelFunc
+}
+
+// stop disarms the deadline and reports whether it interrupted the call
+// (not counting the caller's own cancellation).
+func (g guardStop) stop() bool {
+	switch {
+	case g.in != nil:
+		tripped := g.in.tripped && g.parent.Err() == nil
+		g.in.tripped = false
+		return tripped
+	case g.cancel != nil:
+		tripped := errors.Is(g.timed.Err(), context.DeadlineExceeded)
+		g.cancel()
+		return tripped
+	}
+	return false
 }
 
 // preemptBudget is how many loop iterations and function entries an
@@ -172,9 +189,9 @@ func hostPreempt(ctx context.Context, stack []uint64) {
 // invoke calls f with in.stack under the deadline d; a failure becomes
 // ErrTimeout, ErrTrap or the caller's context error.
 func (in *instance) invoke(ctx context.Context, op string, f api.Function, d time.Duration) error {
-	cctx, stop := in.guard(ctx, d)
+	cctx, g := in.guard(ctx, d)
 	err := f.CallWithStack(cctx, in.stack[:])
-	tripped := stop()
+	tripped := g.stop()
 	if err != nil {
 		return in.fault(ctx, op, err, tripped)
 	}

@@ -46,6 +46,11 @@ type Options struct {
 	// ProbeFailedEvery is how often a plugin marked failed gets one batch to
 	// show it recovered (default 30s); other batches fail fast with ErrFailed.
 	ProbeFailedEvery time.Duration
+	// WazeroInterrupts enforces deadlines with wazero's context-done checks
+	// instead of rewriting modules (plugins/internal/preempt): 2.5-5x slower
+	// for a Go guest. It exists to measure the difference and as an escape
+	// hatch should a module misbehave after the rewrite.
+	WazeroInterrupts bool
 }
 
 // Registry holds loaded plugins and implements rules.Plugins. It is safe
@@ -423,7 +428,7 @@ func (r *Registry) prepare(ctx context.Context, name, where, mfile string, wasm 
 	// few percent; wazero's own (a call into Go at every loop header, 3-5x
 	// for a Go guest) serve only modules the rewrite cannot handle.
 	code := wasm
-	if *man.Interrupt {
+	if *man.Interrupt && !r.opts.WazeroInterrupts {
 		if inst, err := preempt.Instrument(wasm, preemptImport); err == nil {
 			code, v.preempt = inst, true
 		} else {

@@ -28,18 +28,23 @@ type feature struct {
 }
 
 var (
-	features  []feature
-	bias      float64
-	logistic  bool
-	threshold float64
-	scores    []float64 // per item of the batch being judged
+	features []feature
+	bias     float64
+	// cut is the threshold on the raw score: with logistic, the sigmoid is
+	// increasing, so sigmoid(s) >= t exactly when s >= logit(t), and no
+	// item pays for an exp (tens of function calls in a Go guest).
+	cut    float64
+	scores []float64 // per item of the batch being judged
 )
 
 // judge scores a whole batch a feature at a time, over columns (the SDK's
 // batch API): one pass per feature, no call per item.
 func judge(b *sdk.Batch, out sdk.Bits) {
 	n := b.Len()
-	scores = append(scores[:0], make([]float64, n)...)
+	if cap(scores) < n {
+		scores = make([]float64, n)
+	}
+	scores = scores[:n]
 	for i := range scores {
 		scores[i] = bias
 	}
@@ -56,10 +61,7 @@ func judge(b *sdk.Batch, out sdk.Bits) {
 		}
 	}
 	for i, s := range scores {
-		if logistic {
-			s = 1 / (1 + math.Exp(-s))
-		}
-		if s >= threshold {
+		if s >= cut {
 			out.Set(i)
 		}
 	}
@@ -103,7 +105,17 @@ func setup() error {
 	}
 	// A fixed order makes the floating-point sum deterministic.
 	sort.Slice(features, func(i, j int) bool { return features[i].name < features[j].name })
-	bias, logistic, threshold = p.Bias, p.Logistic, *p.Threshold
+	bias, cut = p.Bias, *p.Threshold
+	if p.Logistic {
+		switch t := *p.Threshold; {
+		case t <= 0:
+			cut = math.Inf(-1) // every score
+		case t >= 1:
+			cut = math.NaN() // no score: every comparison with NaN is false
+		default:
+			cut = math.Log(t / (1 - t))
+		}
+	}
 	return nil
 }
 
