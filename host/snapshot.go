@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/host/internal/snapio"
 )
 
@@ -174,8 +175,10 @@ func writeFileAtomic(dir, name string, payload []byte) (int64, error) {
 }
 
 // Snapshot writes a snapshot of the whole state now and returns its path.
-// Ingest pauses while the state is encoded in memory (see the status's
-// last_pause); the file is written and synced after ingest resumed.
+// Ingest pauses only while the state is captured (see the status's
+// last_pause): bitmaps, counters and profiles are encoded and the per-user
+// rule state is cloned (engine.Capture); the clones are encoded, and the
+// file written and synced, while ingest goes on.
 func (s *Server) Snapshot(ctx context.Context) (string, error) {
 	sn := s.snaps
 	if sn == nil || s.engine == nil {
@@ -186,6 +189,8 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 	w := &snapio.Writer{Buf: make([]byte, 0, sn.sizeHint+sn.sizeHint/8)}
 	var meta snapMeta
 	var pause time.Duration
+	var capture *engine.Capture
+	index := &snapio.Writer{}
 	err := s.engine.Do(ctx, func() error {
 		t0 := time.Now()
 		defer func() { pause = time.Since(t0) }()
@@ -194,26 +199,26 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 		for _, info := range s.engine.Segments() {
 			meta.Segments[info.ID] = s.engine.Fingerprint(info.ID)
 		}
-		mj, err := json.Marshal(meta)
-		if err != nil {
-			return err
-		}
-		w.Bytes(mj)
-		mark := w.Begin()
-		if err := s.engine.WriteState(w); err != nil {
+		var err error
+		if capture, err = s.engine.Capture(); err != nil {
 			return fmt.Errorf("engine state: %w", err)
 		}
-		w.End(mark)
-		mark = w.Begin()
-		if err := s.analysis.WriteState(w); err != nil {
-			return err
-		}
-		w.End(mark)
-		return nil
+		// The analysis index is bitmaps and packed timelines: cheap to
+		// encode in the pause.
+		return s.analysis.WriteState(index)
 	})
+	t0 := time.Now()
+	if capture != nil {
+		if err == nil {
+			err = encodeSnapshot(w, meta, capture, index)
+		}
+		// Until released, the engine copies per-user state before changing
+		// it. If the engine cannot be reached (ctx is done), the next
+		// capture's release ends it.
+		_ = s.engine.Do(ctx, func() error { capture.Release(); return nil })
+	}
 	if err == nil {
 		sn.sizeHint = len(w.Buf)
-		t0 := time.Now()
 		name := snapshotName(meta.Seq)
 		var size int64
 		size, err = writeFileAtomic(sn.dir, name, w.Buf)
@@ -237,6 +242,25 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 	sn.smu.Unlock()
 	s.cfg.Logger.Error("snapshot failed", "error", err)
 	return "", fmt.Errorf("snapshot: %w", err)
+}
+
+// encodeSnapshot lays out a snapshot's payload: the metadata, the engine
+// state (encoded from the capture) and the analysis index.
+func encodeSnapshot(w *snapio.Writer, meta snapMeta, c *engine.Capture, index *snapio.Writer) error {
+	mj, err := json.Marshal(meta)
+	if err != nil {
+		return err
+	}
+	w.Bytes(mj)
+	mark := w.Begin()
+	if err := c.Encode(w); err != nil {
+		return fmt.Errorf("engine state: %w", err)
+	}
+	w.End(mark)
+	mark = w.Begin()
+	w.Buf = append(w.Buf, index.Buf...)
+	w.End(mark)
+	return nil
 }
 
 // prune keeps the newest sn.keep snapshots and removes stale temporary

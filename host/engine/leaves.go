@@ -179,6 +179,10 @@ type didLeaf struct {
 	index   timeBuckets
 	values  map[string]uint32 // distinct property values, interned
 	scratch []rules.Event
+	// cow: a snapshot Capture holds a clone of perUser whose lists share
+	// arrays with these; until its Release, a list is copied before an
+	// insert could shift its elements in place.
+	cow bool
 }
 
 // entry is one matching event: its time, and the number (sum, avg, min,
@@ -234,6 +238,9 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 		}
 		u := b.users[i]
 		list := d.perUser[u]
+		if d.cow {
+			list = slices.Clip(list) // Insert must not write into a captured array
+		}
 		k := len(list)
 		for k > 0 && list[k-1].t > en.t {
 			k--
@@ -326,6 +333,11 @@ type seqLeaf struct {
 	index     timeBuckets // by first-step times
 	deadlines deadlineHeap
 	scratch   []rules.Event
+	// cow: a snapshot Capture holds a clone of perUser that shares the
+	// seqUser values; until its Release, a user's state is copied (once,
+	// recorded in copied) before it changes. See mutable.
+	cow    bool
+	copied map[uint32]bool
 }
 
 type seqUser struct {
@@ -359,13 +371,33 @@ func insertTime(list []int64, t int64) []int64 {
 	return slices.Insert(list, k, t)
 }
 
+// user returns u's state to change, creating it.
 func (s *seqLeaf) user(u uint32) *seqUser {
-	su := s.perUser[u]
+	su := s.mutable(u)
 	if su == nil {
 		su = &seqUser{steps: make([][]int64, len(s.cond.Steps))}
 		s.perUser[u] = su
+		if s.cow {
+			s.copied[u] = true // not in the capture: nothing to copy
+		}
 	}
 	return su
+}
+
+// mutable returns u's state (nil if none), copied first if a snapshot
+// capture may still be reading it.
+func (s *seqLeaf) mutable(u uint32) *seqUser {
+	su := s.perUser[u]
+	if su == nil || !s.cow || s.copied[u] {
+		return su
+	}
+	c := &seqUser{steps: make([][]int64, len(su.steps)), thenNot: slices.Clone(su.thenNot)}
+	for k, st := range su.steps {
+		c.steps[k] = slices.Clone(st)
+	}
+	s.perUser[u] = c
+	s.copied[u] = true
+	return c
 }
 
 func (s *seqLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bitmap) error {
@@ -432,6 +464,7 @@ func (s *seqLeaf) holds(u uint32, now int64) bool {
 	}
 	start, end := s.window.at(now)
 	if windowMoves(s.cond.Window) {
+		su = s.mutable(u)
 		for k := range su.steps {
 			su.steps[k] = trimBefore(su.steps[k], start)
 		}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"sort"
@@ -72,8 +73,62 @@ func (e *Engine) computeFingerprints(extra func(*rules.Segment) string) {
 
 // WriteState appends the engine's whole state to w: dictionary, profiles,
 // every segment's rule state and membership, counters, the last applied
-// stream sequence and the clock. Writer only: call it inside Do.
+// stream sequence and the clock. Writer only: call it inside Do. It is
+// Capture, Encode and Release in one pause; a snapshot that must not hold
+// up ingest calls them separately.
 func (e *Engine) WriteState(w *snapio.Writer) error {
+	c, err := e.Capture()
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	return c.Encode(w)
+}
+
+// Capture is the engine's state at one stream sequence, taken in a short
+// pause of the writer and encoded later, while ingest goes on. The pause
+// encodes what is cheap to encode (bitmaps, counters, the dictionary,
+// profiles) and clones the maps of per-user rule state, whose encoding
+// (sorted, so that equal states encode to equal bytes) is the slow part;
+// until Release, the leaves copy a user's state before changing it, so
+// the clones keep seeing the captured state.
+type Capture struct {
+	head   snapio.Writer
+	segs   []capturedSegment
+	leaves []leaf // the leaves in copy-on-write mode, for Release
+}
+
+type capturedSegment struct {
+	id, fingerprint string
+	pieces          []piece
+}
+
+// piece is a part of a segment's encoding: bytes written in the pause, or
+// a deferred encoder of cloned per-user state.
+type piece struct {
+	bytes []byte
+	later func(w *snapio.Writer)
+}
+
+// pieceWriter collects a segment's pieces.
+type pieceWriter struct {
+	snapio.Writer
+	pieces []piece
+}
+
+// defer ends the current bytes piece and adds a deferred one.
+func (p *pieceWriter) deferTo(f func(w *snapio.Writer)) {
+	p.pieces = append(p.pieces, piece{bytes: p.Buf}, piece{later: f})
+	p.Buf = nil
+}
+
+func (p *pieceWriter) done() []piece { return append(p.pieces, piece{bytes: p.Buf}) }
+
+// Capture takes the state (see the type). Writer only: call it inside
+// Do, and call Release inside Do once Encode has returned.
+func (e *Engine) Capture() (*Capture, error) {
+	c := &Capture{}
+	w := &c.head
 	w.U32(stateVersion)
 	w.String(e.configFingerprint())
 	w.Varint(e.now)
@@ -82,7 +137,7 @@ func (e *Engine) WriteState(w *snapio.Writer) error {
 	stats, err := json.Marshal(e.stats)
 	e.mu.RUnlock()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	w.Bytes(stats)
 
@@ -96,38 +151,77 @@ func (e *Engine) WriteState(w *snapio.Writer) error {
 		w.Bool(p != nil)
 		if p != nil {
 			if err := w.Map(p); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	// Segments are independent: encode them in parallel while the writer
-	// waits (nothing mutates leaf state meanwhile), then concatenate.
-	parts := make([]snapio.Writer, len(e.segments))
+	// Segments are independent: capture them in parallel while the writer
+	// waits (nothing mutates leaf state meanwhile).
+	c.segs = make([]capturedSegment, len(e.segments))
 	errs := make([]error, len(e.segments))
 	parallel(len(e.segments), func(i int) {
 		s := e.segments[i]
-		pw := &parts[i]
-		pw.String(s.seg.ID)
+		cs := &c.segs[i]
+		cs.id, cs.fingerprint = s.seg.ID, s.fingerprint
 		if s.rebuilding {
-			pw.String("") // partial state: stale for the next start
-		} else {
-			pw.String(s.fingerprint)
+			cs.fingerprint = "" // partial state: stale for the next start
 		}
-		mark := pw.Begin()
-		if err := e.writeSegment(pw, s); err != nil {
+		var p pieceWriter
+		if err := e.captureSegment(&p, s); err != nil {
 			errs[i] = fmt.Errorf("segment %s: %w", s.seg.ID, err)
+		}
+		cs.pieces = p.done()
+	})
+	for _, s := range e.segments {
+		c.leaves = append(c.leaves, s.leaves...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		c.Release()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Encode appends the captured state to w, in WriteState's format. Any
+// goroutine, once; it encodes segments in parallel.
+func (c *Capture) Encode(w *snapio.Writer) error {
+	w.Buf = append(w.Buf, c.head.Buf...)
+	parts := make([]snapio.Writer, len(c.segs))
+	parallel(len(c.segs), func(i int) {
+		cs := &c.segs[i]
+		pw := &parts[i]
+		pw.String(cs.id)
+		pw.String(cs.fingerprint)
+		mark := pw.Begin()
+		for _, p := range cs.pieces {
+			if p.later != nil {
+				p.later(pw)
+			} else {
+				pw.Buf = append(pw.Buf, p.bytes...)
+			}
 		}
 		pw.End(mark)
 	})
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	w.Uvarint(uint64(len(e.segments)))
+	w.Uvarint(uint64(len(c.segs)))
 	for i := range parts {
 		w.Buf = append(w.Buf, parts[i].Buf...)
 		parts[i].Buf = nil
 	}
 	return nil
+}
+
+// Release ends copy-on-write in the captured leaves. Writer only (inside
+// Do), after Encode has returned (or instead of it).
+func (c *Capture) Release() {
+	for _, l := range c.leaves {
+		switch l := l.(type) {
+		case *didLeaf:
+			l.cow = false
+		case *seqLeaf:
+			l.cow, l.copied = false, nil
+		}
+	}
+	c.leaves = nil
 }
 
 // parallel runs f(0..n-1) on up to GOMAXPROCS goroutines.
@@ -150,7 +244,7 @@ func parallel(n int, f func(int)) {
 	wg.Wait()
 }
 
-func (e *Engine) writeSegment(w *snapio.Writer, s *segmentState) error {
+func (e *Engine) captureSegment(w *pieceWriter, s *segmentState) error {
 	e.mu.RLock()
 	w.Bitmap(s.members)
 	it := s.members.Iterator()
@@ -182,10 +276,10 @@ func (e *Engine) writeSegment(w *snapio.Writer, s *segmentState) error {
 		switch l := l.(type) {
 		case *didLeaf:
 			w.Byte(1)
-			l.write(w)
+			l.capture(w)
 		case *seqLeaf:
 			w.Byte(2)
-			l.write(w)
+			l.capture(w)
 		case *profileLeaf:
 			w.Byte(3)
 			w.Bitmap(l.members)
@@ -258,26 +352,32 @@ func readTimes(r *snapio.Reader) []int64 {
 	return out
 }
 
-func (d *didLeaf) write(w *snapio.Writer) {
+// capture writes the leaf's state to w, the per-user lists deferred to a
+// clone of the map, and turns on copy-on-write (see Capture).
+func (d *didLeaf) capture(w *pieceWriter) {
 	a := d.cond.Aggregate
 	numeric, small := a.Numeric(), a.Func == rules.AggDays || a.Func == rules.AggDistinct
-	w.Uvarint(uint64(len(d.perUser)))
-	for _, us := range sortedUsers(d.perUser) {
-		u, list := us.u, us.v
-		w.Uvarint(uint64(u))
-		w.Uvarint(uint64(len(list)))
-		var prev int64
-		for _, en := range list {
-			w.Varint(en.t - prev)
-			prev = en.t
-			if numeric {
-				w.Float(en.v)
-			}
-			if small {
-				w.Uvarint(uint64(en.s))
+	users := maps.Clone(d.perUser)
+	d.cow = true
+	w.deferTo(func(w *snapio.Writer) {
+		w.Uvarint(uint64(len(users)))
+		for _, us := range sortedUsers(users) {
+			u, list := us.u, us.v
+			w.Uvarint(uint64(u))
+			w.Uvarint(uint64(len(list)))
+			var prev int64
+			for _, en := range list {
+				w.Varint(en.t - prev)
+				prev = en.t
+				if numeric {
+					w.Float(en.v)
+				}
+				if small {
+					w.Uvarint(uint64(en.s))
+				}
 			}
 		}
-	}
+	})
 	vals := make([]string, len(d.values))
 	for k, id := range d.values {
 		vals[id] = k
@@ -286,7 +386,7 @@ func (d *didLeaf) write(w *snapio.Writer) {
 	for _, v := range vals {
 		w.String(v)
 	}
-	writeBuckets(w, &d.index)
+	writeBuckets(&w.Writer, &d.index)
 }
 
 func (d *didLeaf) read(r *snapio.Reader) {
@@ -322,17 +422,23 @@ func (d *didLeaf) read(r *snapio.Reader) {
 	readBuckets(r, &d.index)
 }
 
-func (s *seqLeaf) write(w *snapio.Writer) {
-	w.Uvarint(uint64(len(s.perUser)))
-	for _, us := range sortedUsers(s.perUser) {
-		u, su := us.u, us.v
-		w.Uvarint(uint64(u))
-		for _, st := range su.steps {
-			writeTimes(w, st)
+// capture is didLeaf.capture for sequences: a user's times are copied
+// before the first change after the capture (seqLeaf.mutable).
+func (s *seqLeaf) capture(w *pieceWriter) {
+	users := maps.Clone(s.perUser)
+	s.cow, s.copied = true, map[uint32]bool{}
+	w.deferTo(func(w *snapio.Writer) {
+		w.Uvarint(uint64(len(users)))
+		for _, us := range sortedUsers(users) {
+			u, su := us.u, us.v
+			w.Uvarint(uint64(u))
+			for _, st := range su.steps {
+				writeTimes(w, st)
+			}
+			writeTimes(w, su.thenNot)
 		}
-		writeTimes(w, su.thenNot)
-	}
-	writeBuckets(w, &s.index)
+	})
+	writeBuckets(&w.Writer, &s.index)
 	w.Uvarint(uint64(len(s.deadlines)))
 	for _, d := range s.deadlines { // heap order is kept as is
 		w.Varint(d.at)

@@ -194,3 +194,95 @@ func TestRestoreRejectsDamageAndOtherConfigurations(t *testing.T) {
 		t.Fatalf("stale = %v, want %v", res.Stale, want)
 	}
 }
+
+// TestCaptureWhileIngesting takes snapshots the way segd does, capturing
+// in a pause and encoding while batches and ticks go on: the encoding must
+// be byte for byte the state at the capture (that of a twin engine stopped
+// there), and copy-on-write must leave the live state exactly as if no
+// snapshot had been taken.
+func TestCaptureWhileIngesting(t *testing.T) {
+	t.Parallel()
+	for _, zone := range []string{"UTC", "Asia/Shanghai"} {
+		for seed := uint64(1); seed <= 2; seed++ {
+			t.Run(fmt.Sprintf("%s/seed%d", zone, seed), func(t *testing.T) {
+				t.Parallel()
+				loc, _ := time.LoadLocation(zone)
+				runCaptureWhileIngesting(t, loc, seed)
+			})
+		}
+	}
+}
+
+func runCaptureWhileIngesting(t *testing.T, loc *time.Location, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 11))
+	segs, err := rules.Compile([]rules.File{{Name: "random.yaml", Data: []byte(randomRules)}}, rules.Options{MaxWindowDays: testRetentionDays})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := NewManualClock(time.Date(2026, 10, 28, 22, 0, 0, 0, loc))
+	cfg := Config{Segments: segs, Location: loc, Clock: clock, TickInterval: time.Hour, RetentionDays: testRetentionDays}
+	cur, twin := run(New(cfg)), run(New(cfg))
+	defer func() { cur.stop(); twin.stop() }()
+	ctx := context.Background()
+	names := []string{"checkout", "pay", "page_view", "search", "other"}
+	terms := []string{"shoes", "bags", "hats"}
+	seq := uint64(0)
+	// step moves the clock and feeds both engines the same batch or tick.
+	step := func() {
+		clock.Advance(time.Duration(rng.IntN(12*60)+1) * time.Minute)
+		if rng.IntN(4) == 0 {
+			for _, r := range []running{cur, twin} {
+				if err := r.e.Tick(ctx); err != nil {
+					t.Error(err)
+				}
+			}
+			return
+		}
+		seq++
+		b := randomEvents(rng, clock.Now(), names, terms)
+		for _, r := range []running{cur, twin} {
+			if err := r.e.Apply(ctx, &bus.IngestMessage{Seq: seq, Batch: b}); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	for range 25 {
+		step()
+	}
+	for round := range 4 {
+		want := snapshotOf(t, twin.e)
+		var c *Capture
+		if err := cur.e.Do(ctx, func() (err error) { c, err = cur.e.Capture(); return err }); err != nil {
+			t.Fatal(err)
+		}
+		encoded := make(chan []byte)
+		go func() {
+			w := &snapio.Writer{}
+			if err := c.Encode(w); err != nil {
+				t.Error(err)
+			}
+			encoded <- w.Buf
+		}()
+		for range 15 { // ingest goes on while the capture is encoded
+			step()
+		}
+		got := <-encoded
+		if err := cur.e.Do(ctx, func() error { c.Release(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("round %d: the capture encodes to %d bytes that differ from the state at capture time (%d bytes)", round, len(got), len(want))
+		}
+		for range 10 {
+			step()
+		}
+		if a, b := snapshotOf(t, cur.e), snapshotOf(t, twin.e); !bytes.Equal(a, b) {
+			t.Fatalf("round %d: after the capture the live state differs from the twin's", round)
+		}
+		for _, s := range segs {
+			if a, b := members(t, cur.e, s.ID), members(t, twin.e, s.ID); !slices.Equal(a, b) {
+				t.Fatalf("round %d: segment %s: %v, twin %v", round, s.ID, a, b)
+			}
+		}
+	}
+}
