@@ -179,6 +179,7 @@ type didLeaf struct {
 	index   timeBuckets
 	values  map[string]uint32 // distinct property values, interned
 	scratch []rules.Event
+	seen    []uint32 // holds' scratch for days and distinct (writer only)
 	// cow: a snapshot Capture holds a clone of perUser whose lists share
 	// arrays with these; until its Release, a list is copied before an
 	// insert could shift its elements in place.
@@ -252,6 +253,19 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 	return nil
 }
 
+// countDistinct counts the distinct values of vs, reordering it. The lists
+// are a user's events in one window: short, so sorting beats a map.
+func countDistinct(vs []uint32) int {
+	slices.Sort(vs)
+	n := 0
+	for i, v := range vs {
+		if i == 0 || v != vs[i-1] {
+			n++
+		}
+	}
+	return n
+}
+
 func (d *didLeaf) empty() bool {
 	switch d.cond.Aggregate.Func {
 	case rules.AggAvg, rules.AggMin, rules.AggMax:
@@ -290,10 +304,8 @@ func (d *didLeaf) holds(u uint32, now int64) bool {
 	a := d.cond.Aggregate
 	var n, sum float64
 	lo, hi := math.Inf(1), math.Inf(-1)
-	var distinct map[int64]bool
-	if a.Func == rules.AggDays || a.Func == rules.AggDistinct {
-		distinct = map[int64]bool{}
-	}
+	distinct := a.Func == rules.AggDays || a.Func == rules.AggDistinct
+	seen := d.seen[:0]
 	for _, en := range list {
 		if en.t < start || en.t >= end {
 			continue
@@ -301,10 +313,11 @@ func (d *didLeaf) holds(u uint32, now int64) bool {
 		n++
 		sum += en.v
 		lo, hi = min(lo, en.v), max(hi, en.v)
-		if distinct != nil {
-			distinct[int64(en.s)] = true // a day (days) or an interned value (distinct)
+		if distinct {
+			seen = append(seen, en.s) // a day (days) or an interned value (distinct)
 		}
 	}
+	d.seen = seen
 	var x float64
 	switch a.Func {
 	case rules.AggCount:
@@ -312,7 +325,7 @@ func (d *didLeaf) holds(u uint32, now int64) bool {
 	case rules.AggSum:
 		x = sum
 	case rules.AggDays, rules.AggDistinct:
-		x = float64(len(distinct))
+		x = float64(countDistinct(seen))
 	default: // avg, min, max: undefined over no events, and then nothing holds
 		if n == 0 {
 			return false
@@ -464,7 +477,9 @@ func (s *seqLeaf) holds(u uint32, now int64) bool {
 	}
 	start, end := s.window.at(now)
 	if windowMoves(s.cond.Window) {
-		su = s.mutable(u)
+		if s.cow {
+			su = s.mutable(u) // trimming changes it
+		}
 		for k := range su.steps {
 			su.steps[k] = trimBefore(su.steps[k], start)
 		}
