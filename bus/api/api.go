@@ -353,8 +353,8 @@ type SnapshotStatus struct {
 	LastSeq    uint64 `json:"last_seq,omitempty"`
 	LastTime   string `json:"last_time,omitempty"`
 	LastBytes  int64  `json:"last_bytes,omitempty"`
-	LastPause  string `json:"last_pause,omitempty"` // ingest paused while encoding
-	LastWrite  string `json:"last_write,omitempty"` // writing and syncing the file
+	LastPause  string `json:"last_pause,omitempty"` // ingest paused while capturing
+	LastWrite  string `json:"last_write,omitempty"` // encoding the capture, writing and syncing the file
 	Failures   uint64 `json:"failures,omitempty"`
 	LastError  string `json:"last_error,omitempty"`
 	IntervalMs int64  `json:"interval_ms,omitempty"`

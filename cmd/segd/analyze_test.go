@@ -127,3 +127,20 @@ func TestAnalyzeCommands(t *testing.T) {
 		t.Fatalf("unknown segment: %v", err)
 	}
 }
+
+func TestStatusCommand(t *testing.T) {
+	t.Parallel()
+	url := startSegd(t)
+	out, err := runSegd(t, "status", "--nats", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest := out
+	for _, w := range []string{"ready", "true", "last stream seq", "1", "events", "6", "users", "3"} {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("status output lacks %q (in order):\n%s", w, out)
+		}
+		rest = rest[i+len(w):]
+	}
+}

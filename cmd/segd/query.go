@@ -166,7 +166,20 @@ func newStatusCommand() *cobra.Command {
 					st.Ready, st.Clock, st.LastSeq, st.Batches, st.Events, st.Profiles, st.Users)
 				fmt.Fprintf(tw, "invalid items\t%d\t%s\nnot batches\t%d\t%s\ntoo far ahead\t%d\n",
 					st.InvalidItems, st.FirstInvalid, st.NotBatches, st.LastNotBatch, st.TooNew)
+				if sn := st.Snapshot; sn != nil && sn.LastFile != "" {
+					fmt.Fprintf(tw, "last snapshot\t%s\tpause %s, write %s\n", sn.LastTime, sn.LastPause, sn.LastWrite)
+				}
 				tw.Flush()
+				if len(st.Plugins) > 0 {
+					fmt.Fprintln(w)
+					tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+					fmt.Fprintln(tw, "PLUGIN\tSTATE\tINTERRUPT\tBATCHES\tITEMS\tTIMEOUTS\tTRAPS\tINSTANCES\tLAST ERROR")
+					for _, p := range st.Plugins {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n",
+							p.Name, p.State, p.Interrupt, p.Batches, p.Items, p.Timeouts, p.Traps, p.Instances, p.LastError)
+					}
+					tw.Flush()
+				}
 			})
 		},
 	}
