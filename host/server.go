@@ -83,7 +83,12 @@ type Server struct {
 	// predicates are the named event predicates of the rule files, which
 	// the analysis index records as events named "@ID".
 	predicates []*rules.NamedPredicate
-	consumer   *bus.Consumer
+	// ruleFiles and ruleOpts are the rules as loaded, which a segment
+	// preview is compiled beside (preview.go); previewSlot lets one run.
+	ruleFiles   []rules.File
+	ruleOpts    rules.Options
+	previewSlot chan struct{}
+	consumer    *bus.Consumer
 	service    *bus.Service
 	segAPI     *segmentAPI // the change feed and upload waiter (changes.go)
 	snaps      *snapshots
@@ -124,7 +129,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.SnapshotKeep <= 0 {
 		cfg.SnapshotKeep = 3
 	}
-	s := &Server{cfg: cfg, engineDone: make(chan struct{})}
+	s := &Server{cfg: cfg, engineDone: make(chan struct{}), previewSlot: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -137,7 +142,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		ruleOpts.Plugins = s.plugins
 	}
-	ruleSet, err := LoadRuleSet(ruleOpts, cfg.RulePaths...)
+	if s.ruleFiles, err = ReadRuleFiles(cfg.RulePaths...); err != nil {
+		return nil, err
+	}
+	s.ruleOpts = ruleOpts
+	ruleSet, err := rules.CompileSet(s.ruleFiles, ruleOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +226,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.service, err = bus.StartService(s.nc, s.membership(), bus.ServiceOptions{Version: cfg.Version,
-		Endpoints: append(s.segmentEndpoints(), s.analysisEndpoints()...)})
+		Endpoints: append(append(s.segmentEndpoints(), s.analysisEndpoints()...), bus.PreviewEndpoint(s.preview, previewTimeout))})
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}

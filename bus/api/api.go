@@ -23,6 +23,7 @@ const (
 	SubjectSegmentQuery   = Group + ".segment.query"
 	SubjectSegmentHistory = Group + ".segment.history"
 	SubjectSegmentUpload  = Group + ".segment.upload"
+	SubjectSegmentPreview = Group + ".segment.preview"
 )
 
 // ChangesSubjectPrefix is where segd publishes membership changes:
@@ -225,6 +226,30 @@ type SegmentUploadReply struct {
 	Size    uint64 `json:"size"`
 	// Seq is the events stream sequence of the upload.
 	Seq uint64 `json:"seq"`
+}
+
+// SegmentPreviewRequest asks what a segment that is not saved would hold
+// now: Definition is one segment in the rules-file form (YAML or JSON, with
+// its id; it may read saved segments with in_segment), Limit caps the
+// members returned (default 100, at most 10000).
+type SegmentPreviewRequest struct {
+	Definition string `json:"definition"`
+	Limit      int    `json:"limit,omitempty"`
+}
+
+// SegmentPreviewReply is a previewed segment's size and first members
+// (external ids, in the order users were first seen), computed over the
+// retained event log up to Seq.
+type SegmentPreviewReply struct {
+	ID    string   `json:"id"`
+	Kind  string   `json:"kind"`
+	Size  uint64   `json:"size"`
+	Users []string `json:"users"`
+	// Seq is the last events stream sequence replayed; Messages how many
+	// messages that was, and TookMs how long it took.
+	Seq      uint64 `json:"seq"`
+	Messages uint64 `json:"messages"`
+	TookMs   int64  `json:"took_ms"`
 }
 
 // SegmentListReply lists every segment.

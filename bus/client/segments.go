@@ -268,3 +268,16 @@ func splitUsers(users []string, limit int) [][]string {
 	}
 	return append(parts, users[start:])
 }
+
+// Preview evaluates a segment that is not saved over segd's retained event
+// log and returns its size and up to limit members (0: the server's
+// default, 100). definition is one segment as in a rules file. Replaying
+// the log takes time: pass a ctx with a deadline to wait longer than the
+// client's timeout.
+func (c *Client) Preview(ctx context.Context, definition string, limit int) (*api.SegmentPreviewReply, error) {
+	var r api.SegmentPreviewReply
+	if err := c.call(ctx, api.SubjectSegmentPreview, api.SegmentPreviewRequest{Definition: definition, Limit: limit}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}

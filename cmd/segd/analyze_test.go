@@ -144,3 +144,30 @@ func TestStatusCommand(t *testing.T) {
 		rest = rest[i+len(w):]
 	}
 }
+
+func TestSegmentPreviewCommand(t *testing.T) {
+	t.Parallel()
+	url := startSegd(t)
+	file := filepath.Join(t.TempDir(), "viewers.yaml")
+	if err := os.WriteFile(file, []byte("id: viewers\ndid: {event: view, count: \">= 2\", last: 7d}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runSegd(t, "segment", "preview", file, "--nats", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// u1 viewed on the 1st and 3rd, u2 on the 1st and 2nd, u3 once.
+	if !strings.HasPrefix(out, "viewers (behavioral): 2 users") || !strings.Contains(out, "u1\n") || !strings.Contains(out, "u2\n") || strings.Contains(out, "u3") {
+		t.Fatalf("preview output:\n%s", out)
+	}
+	if _, err := runSegd(t, "segment", "preview", file, "--nats", url); err != nil {
+		t.Fatalf("a second preview (after the first finished): %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("id: buyers\ndid: {event: pay, last: 7d}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runSegd(t, "segment", "preview", bad, "--nats", url); err == nil || !strings.Contains(err.Error(), "already defined") {
+		t.Fatalf("a taken id: %v", err)
+	}
+}

@@ -6,7 +6,7 @@
 //	segd member segments USER   list a user's segments
 //	segd segment ls             list segments with their sizes
 //	segd segment count SEG      a segment's size
-//	segd segment get|members|export|query|history|upload   the segment API
+//	segd segment get|members|export|query|history|upload|preview   the segment API
 //	segd watch [SEG...]         tail the change feed
 //	segd status                 ingest progress
 //	segd demo                   publish a synthetic e-commerce stream

@@ -134,7 +134,7 @@ func newSegmentCommand() *cobra.Command {
 			})
 		},
 	}, newSegmentGetCommand(&f), newSegmentMembersCommand(&f), newSegmentExportCommand(&f), newSegmentQueryCommand(&f),
-		newSegmentHistoryCommand(&f), newSegmentUploadCommand(&f), &cobra.Command{
+		newSegmentHistoryCommand(&f), newSegmentUploadCommand(&f), newSegmentPreviewCommand(&f), &cobra.Command{
 			Use:   "count SEGMENT",
 			Short: "The number of users in SEGMENT",
 			Args:  cobra.ExactArgs(1),

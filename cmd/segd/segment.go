@@ -263,6 +263,43 @@ func newSegmentHistoryCommand(f *clientFlags) *cobra.Command {
 	return cmd
 }
 
+func newSegmentPreviewCommand(f *clientFlags) *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "preview FILE",
+		Short: "What a segment that is not saved would hold now (FILE: one segment as in a rules file; - reads stdin)",
+		Long: `Compile the segment in FILE beside segd's rules and evaluate it over the
+retained event log, without saving it: its size and first members. It may
+read saved segments (in_segment). Replaying the log takes time: raise
+--timeout for long logs.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var def []byte
+			var err error
+			if args[0] == "-" {
+				def, err = io.ReadAll(cmd.InOrStdin())
+			} else {
+				def, err = os.ReadFile(args[0])
+			}
+			if err != nil {
+				return err
+			}
+			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
+				return c.Preview(ctx, string(def), limit)
+			}, func(w io.Writer, res any) {
+				r := res.(*api.SegmentPreviewReply)
+				fmt.Fprintf(w, "%s (%s): %d users, over %d messages up to stream sequence %d, in %dms\n",
+					r.ID, r.Kind, r.Size, r.Messages, r.Seq, r.TookMs)
+				for _, u := range r.Users {
+					fmt.Fprintln(w, u)
+				}
+			})
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 20, "members to list")
+	return cmd
+}
+
 func newSegmentUploadCommand(f *clientFlags) *cobra.Command {
 	var file string
 	var appendMode bool

@@ -1,0 +1,52 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/segd/segd/bus/api"
+)
+
+// Preview limits.
+const (
+	DefaultPreviewLimit = 100
+	MaxPreviewLimit     = 10000
+)
+
+// PreviewFunc computes a segment preview (see api.SegmentPreviewRequest).
+// It runs on a service worker; ctx bounds it.
+type PreviewFunc func(ctx context.Context, r api.SegmentPreviewRequest) (*api.SegmentPreviewReply, error)
+
+// PreviewEndpoint returns segment.preview, for ServiceOptions.Endpoints:
+// an ad-hoc segment evaluated over the event log without being saved,
+// within timeout.
+func PreviewEndpoint(preview PreviewFunc, timeout time.Duration) Endpoint {
+	return Endpoint{
+		Name: "segment_preview", Subject: api.SubjectSegmentPreview, Slow: true,
+		Description: "What a segment that is not saved would hold now: its definition (one segment as in a rules file) is compiled and evaluated over the retained event log, with the size and the first members.",
+		Request:     `{"definition":"id: big_payers\ndid: {event: pay, aggregate: sum(amount), is: \">= 100\", last: 30d}\n","limit":2}`,
+		Reply:       `{"id":"big_payers","kind":"behavioral","size":212,"users":["u00007","u00019"],"seq":3301,"messages":3301,"took_ms":912}`,
+		Parse: func(data []byte) (func() (any, error), *api.ErrorDetail) {
+			var r api.SegmentPreviewRequest
+			if bad := decodeRequest(data, &r, false); bad != nil {
+				return nil, bad
+			}
+			if strings.TrimSpace(r.Definition) == "" {
+				return nil, badField("definition", `"definition" is required: one segment as in a rules file, e.g. "id: buyers\ndid: {event: pay, last: 7d}"`)
+			}
+			switch {
+			case r.Limit == 0:
+				r.Limit = DefaultPreviewLimit
+			case r.Limit < 0 || r.Limit > MaxPreviewLimit:
+				return nil, badField("limit", fmt.Sprintf(`"limit" must be between 1 and %d`, MaxPreviewLimit))
+			}
+			return func() (any, error) {
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				defer cancel()
+				return preview(ctx, r)
+			}, nil
+		},
+	}
+}

@@ -1,0 +1,109 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segd/segd/bus/client"
+	"github.com/segd/segd/host/engine"
+)
+
+// TestSegmentPreview: a previewed definition holds exactly the users that a
+// saved segment with the same rule holds (also when it reads saved
+// segments), across a day boundary; bad definitions are 400s located in
+// the definition; nothing of segd's state changes.
+func TestSegmentPreview(t *testing.T) {
+	t.Parallel()
+	loc, _ := time.LoadLocation("America/New_York")
+	clock := engine.NewManualClock(time.Date(2026, 11, 20, 22, 30, 0, 0, loc))
+	ts := startTestServer(t, t.TempDir(), clock, loc)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 9))
+	for step := range 8 {
+		ts.publish(t, randomBatch(rng, clock.Now()), fmt.Sprintf("p-%d", step))
+		clock.Advance(time.Duration(rng.IntN(9)+1) * time.Hour)
+		if err := ts.srv.Engine().Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := ts.client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := func(expr string) []string {
+		t.Helper()
+		r, err := ts.client.Query(ctx, expr, false, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(r.Users)
+		return r.Users
+	}
+	nonEmpty := 0
+	for _, c := range []struct{ definition, same string }{
+		{"id: p_checkout\ndid: {event: checkout, count: \">= 3\", last: 7d}\n", "checkout_3x_7d"},
+		{`{"id": "p_quiet", "did": {"event": "page_view", "count": "< 2", "last": "3d"}}`, "quiet_3d"},
+		{"id: p_either\nany:\n  - in_segment: young_men\n  - all: [{in_segment: big_payer_2d}, {not: {in_segment: quiet_3d}}]\n", "young_men | big_payer_2d - quiet_3d"},
+	} {
+		want := members(c.same)
+		if len(want) > 0 {
+			nonEmpty++
+		}
+		got, err := ts.client.Preview(ctx, c.definition, 10000)
+		if err != nil {
+			t.Fatalf("%s: %v", c.same, err)
+		}
+		users := slices.Sorted(slices.Values(got.Users))
+		if !slices.Equal(users, want) || got.Size != uint64(len(want)) {
+			t.Errorf("preview of %s: %d users %v (size %d), saved: %v", c.same, len(users), users, got.Size, want)
+		}
+		if got.Seq != before.LastSeq || got.Messages == 0 {
+			t.Errorf("preview of %s: seq %d after %d messages, segd is at %d", c.same, got.Seq, got.Messages, before.LastSeq)
+		}
+		if len(want) > 1 {
+			few, err := ts.client.Preview(ctx, c.definition, 1)
+			if err != nil || len(few.Users) != 1 || few.Size != uint64(len(want)) {
+				t.Errorf("limit 1: %v, %v", few, err)
+			}
+		}
+	}
+
+	if nonEmpty < 3 {
+		t.Fatalf("only %d of 3 compared segments have members: the data does not test the previews", nonEmpty)
+	}
+
+	for _, c := range []struct{ definition, want string }{
+		{"id: p_bad\ndid: {event: checkout, last: 7d, bogus: 1}\n", "definition:2:"},
+		{"id: young_men\nprofile: age < 30\n", "young_men"},
+		{"id: p_ref\nin_segment: nope\n", "nope"},
+		{"   ", "required"},
+	} {
+		_, err := ts.client.Preview(ctx, c.definition, 0)
+		var ce *client.Error
+		if !asClientError(err, &ce) || !client.IsBadRequest(err) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("definition %q: %v, want a 400 mentioning %q", c.definition, err, c.want)
+		}
+	}
+
+	after, err := ts.client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.LastSeq != before.LastSeq || after.Events != before.Events || after.Users != before.Users {
+		t.Errorf("a preview changed segd's state: %+v -> %+v", before, after)
+	}
+	list, err := ts.client.Segments(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range list {
+		if strings.HasPrefix(s.ID, "p_") {
+			t.Errorf("a previewed segment was saved: %s", s.ID)
+		}
+	}
+}
