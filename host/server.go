@@ -89,11 +89,11 @@ type Server struct {
 	ruleOpts    rules.Options
 	previewSlot chan struct{}
 	consumer    *bus.Consumer
-	service    *bus.Service
-	segAPI     *segmentAPI // the change feed and upload waiter (changes.go)
-	snaps      *snapshots
-	dlq        *bus.DeadLetters
-	replayFrom uint64
+	service     *bus.Service
+	segAPI      *segmentAPI // the change feed and upload waiter (changes.go)
+	snaps       *snapshots
+	dlq         *bus.DeadLetters
+	replayFrom  uint64
 	// rebuild is the rebuild from the log of the segments the loaded
 	// snapshot held no state for (new or changed rules); rebuildDone is
 	// closed when it ended.
