@@ -214,44 +214,36 @@ func (m *rewrite) fn(idx uint32) uint32 {
 }
 
 // entryCheck is inserted at function entries: the global budget counts
-// calls, and the local starts with a full budget for the function's loops:
-//
-//	if budget == 0 { budget = host(); if budget == 0 { unreachable } }
-//	budget--; local = Budget
+// calls, and the local starts with a full budget for the function's loops.
 func (m *rewrite) entryCheck(dst []byte, local uint32) []byte {
-	get := appendU32([]byte{0x23}, m.budget)
-	set := appendU32([]byte{0x24}, m.budget)
-	dst = append(dst, get...)
-	dst = append(dst, 0x45, 0x04, 0x40) // i32.eqz; if
-	dst = appendU32(append(dst, 0x10), m.funcImports)
-	dst = append(dst, set...)
-	dst = append(dst, get...)
-	dst = append(dst, 0x45, 0x04, 0x40, 0x00, 0x0b) // i32.eqz; if; unreachable; end
-	dst = append(dst, 0x0b)                         // end
-	dst = append(dst, get...)
-	dst = append(dst, 0x41, 0x01, 0x6b) // i32.const 1; i32.sub
-	dst = append(dst, set...)
+	dst = m.countdown(dst, 0x23, 0x24, m.budget)
 	dst = appendS32(append(dst, 0x41), LoopBudget) // i32.const
 	return appendU32(append(dst, 0x21), local)     // local.set
 }
 
-// loopCheck is inserted at loop headers, on the function's local:
-//
-//	if local == 0 { local = host(); if local == 0 { unreachable } }
-//	local--
+// loopCheck is inserted at loop headers, on the function's local.
 func (m *rewrite) loopCheck(dst []byte, local uint32) []byte {
-	get := appendU32([]byte{0x20}, local)
-	set := appendU32([]byte{0x21}, local)
-	dst = append(dst, get...)
+	return m.countdown(dst, 0x20, 0x21, local)
+}
+
+// countdown appends, for the variable idx read and written with the
+// opcodes get and set (global.get/set or local.get/set):
+//
+//	if v == 0 { v = host(); if v == 0 { unreachable } }
+//	v--
+func (m *rewrite) countdown(dst []byte, get, set byte, idx uint32) []byte {
+	g := appendU32([]byte{get}, idx)
+	st := appendU32([]byte{set}, idx)
+	dst = append(dst, g...)
 	dst = append(dst, 0x45, 0x04, 0x40) // i32.eqz; if
 	dst = appendU32(append(dst, 0x10), m.funcImports)
-	dst = append(dst, set...)
-	dst = append(dst, get...)
+	dst = append(dst, st...)
+	dst = append(dst, g...)
 	dst = append(dst, 0x45, 0x04, 0x40, 0x00, 0x0b) // i32.eqz; if; unreachable; end
 	dst = append(dst, 0x0b)                         // end
-	dst = append(dst, get...)
+	dst = append(dst, g...)
 	dst = append(dst, 0x41, 0x01, 0x6b) // i32.const 1; i32.sub
-	return append(dst, set...)
+	return append(dst, st...)
 }
 
 // LoopBudget is the budget a function's loops start with on each call;
