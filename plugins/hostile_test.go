@@ -440,3 +440,26 @@ func TestInterruptModes(t *testing.T) {
 	}
 	healthy(t, reg)
 }
+
+// TestCountBombs: modules of a few bytes that declare billions of data
+// segments, functions or locals are refused before wazero decodes them
+// (wazero v1.12 allocates by the declared count, which would take the host
+// down with an out-of-memory fatal error), and other plugins keep working.
+func TestCountBombs(t *testing.T) {
+	reg, err := setup(t, Options{}, testPlugin{name: "amount"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := "\x00asm\x01\x00\x00\x00"
+	for name, mod := range map[string]string{
+		"data":   hdr + "\x0b\x06\xff\xff\xff\xff\x0f\x00",
+		"funcs":  hdr + "\x03\x06\xff\xff\xff\xff\x0f\x00",
+		"locals": hdr + "\x01\x04\x01\x60\x00\x00" + "\x03\x02\x01\x00" + "\x0a\x0a\x01\x08\x01\xff\xff\xff\xff\x0f\x7f\x0b",
+	} {
+		err := reg.Load(context.Background(), "bomb_"+name, []byte(mod), Manifest{})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "exceed") {
+			t.Errorf("%s bomb: %v, want ErrInvalid about a count that exceeds a limit", name, err)
+		}
+	}
+	healthy(t, reg)
+}

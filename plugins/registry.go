@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/segd/segd/plugins/internal/preempt"
+	"github.com/segd/segd/plugins/internal/wasmbin"
 	"github.com/segd/segd/rules"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -403,6 +404,11 @@ func (r *Registry) prepare(ctx context.Context, name, where, mfile string, wasm 
 	}
 	if err := checkHeader(wasm); err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	// Before anything decodes the module for real: a declared count that
+	// the bytes cannot hold would make the decoder allocate for it.
+	if err := wasmbin.CheckLimits(wasm); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", where, ErrInvalid, err)
 	}
 	imps, err := scanImports(wasm)
 	if err != nil {

@@ -40,6 +40,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/segd/segd/plugins/internal/wasmbin"
 )
 
 // Section ids of the binary format.
@@ -77,16 +79,16 @@ func Instrument(module []byte, imp Import) ([]byte, error) {
 	}
 	m := rewrite{}
 	var secs []section
-	r := reader{b: module, off: len(header)}
-	for r.off < len(r.b) {
-		start := r.off
-		id := r.byte()
-		size := r.u32()
-		if r.err != nil || uint64(r.off)+uint64(size) > uint64(len(r.b)) {
+	r := wasmbin.Reader{B: module, Off: len(header)}
+	for r.Off < len(r.B) {
+		start := r.Off
+		id := r.Byte()
+		size := r.U32()
+		if r.Err != nil || uint64(r.Off)+uint64(size) > uint64(len(r.B)) {
 			return nil, fmt.Errorf("preempt: section at offset %#x runs past the end of the module", start)
 		}
-		s := section{id: id, body: r.b[r.off : r.off+int(size)], off: r.off}
-		r.off += int(size)
+		s := section{id: id, body: r.B[r.Off : r.Off+int(size)], off: r.Off}
+		r.Off += int(size)
 		if id == secCustom && isDebug(s.body) {
 			continue
 		}
@@ -172,33 +174,33 @@ func (m *rewrite) readSignatures(secs []section) error {
 	for _, s := range secs {
 		switch s.id {
 		case secType:
-			r := reader{b: s.body}
-			n := r.u32()
-			for i := uint32(0); i < n && r.err == nil; i++ {
-				if form := r.byte(); form != 0x60 {
+			r := wasmbin.Reader{B: s.body}
+			n := r.U32()
+			for i := uint32(0); i < n && r.Err == nil; i++ {
+				if form := r.Byte(); form != 0x60 {
 					return fmt.Errorf("preempt: type %d: form %#x is not a function type", i, form)
 				}
-				p := r.u32()
-				r.skip(int(p))
-				res := r.u32()
-				r.skip(int(res))
+				p := r.U32()
+				r.Skip(int(p))
+				res := r.U32()
+				r.Skip(int(res))
 				types = append(types, p)
 			}
-			if r.err != nil {
-				return fmt.Errorf("preempt: type section at offset %#x: %v", s.off, r.err)
+			if r.Err != nil {
+				return fmt.Errorf("preempt: type section at offset %#x: %v", s.off, r.Err)
 			}
 		case secFunction:
-			r := reader{b: s.body}
-			n := r.u32()
-			for i := uint32(0); i < n && r.err == nil; i++ {
-				t := r.u32()
+			r := wasmbin.Reader{B: s.body}
+			n := r.U32()
+			for i := uint32(0); i < n && r.Err == nil; i++ {
+				t := r.U32()
 				if int(t) >= len(types) {
 					return fmt.Errorf("preempt: function %d has type %d, of %d", i, t, len(types))
 				}
 				m.params = append(m.params, types[t])
 			}
-			if r.err != nil {
-				return fmt.Errorf("preempt: function section at offset %#x: %v", s.off, r.err)
+			if r.Err != nil {
+				return fmt.Errorf("preempt: function section at offset %#x: %v", s.off, r.Err)
 			}
 		}
 	}
@@ -258,12 +260,12 @@ func (m *rewrite) addType(secs *[]section) (uint32, error) {
 		if s.id != secType {
 			continue
 		}
-		r := reader{b: s.body}
-		n := r.u32()
-		if r.err != nil {
+		r := wasmbin.Reader{B: s.body}
+		n := r.U32()
+		if r.Err != nil {
 			return 0, fmt.Errorf("preempt: type section at offset %#x: bad count", s.off)
 		}
-		s.body = cat(appendU32(nil, n+1), r.rest(), ft)
+		s.body = cat(appendU32(nil, n+1), r.Rest(), ft)
 		return n, nil
 	}
 	*secs = insertSection(*secs, section{id: secType, body: cat(appendU32(nil, 1), ft)})
@@ -280,36 +282,36 @@ func (m *rewrite) addImport(secs *[]section, imp Import, typeIdx uint32) error {
 		if s.id != secImport {
 			continue
 		}
-		r := reader{b: s.body}
-		n := r.u32()
-		entries := r.off
-		for j := uint32(0); j < n && r.err == nil; j++ {
-			mod, name := r.name(), r.name()
+		r := wasmbin.Reader{B: s.body}
+		n := r.U32()
+		entries := r.Off
+		for j := uint32(0); j < n && r.Err == nil; j++ {
+			mod, name := r.Name(), r.Name()
 			if mod == imp.Module && name == imp.Name {
 				return fmt.Errorf("preempt: the module already imports %s.%s", mod, name)
 			}
-			switch kind := r.byte(); kind {
+			switch kind := r.Byte(); kind {
 			case 0x00: // function: type index
-				r.u32()
+				r.U32()
 				m.funcImports++
 			case 0x01: // table: reference type, limits
-				r.byte()
-				r.limits()
+				r.Byte()
+				r.Limits()
 			case 0x02: // memory: limits
-				r.limits()
+				r.Limits()
 			case 0x03: // global: value type, mutability
-				r.byte()
-				r.byte()
+				r.Byte()
+				r.Byte()
 				m.budget++
 			case 0x04: // tag: attribute, type index
-				r.byte()
-				r.u32()
+				r.Byte()
+				r.U32()
 			default:
 				return fmt.Errorf("preempt: import %d: unknown kind %#x", j, kind)
 			}
 		}
-		if r.err != nil {
-			return fmt.Errorf("preempt: import section at offset %#x: %v", s.off, r.err)
+		if r.Err != nil {
+			return fmt.Errorf("preempt: import section at offset %#x: %v", s.off, r.Err)
 		}
 		s.body = cat(appendU32(nil, n+1), s.body[entries:], entry)
 		return nil
@@ -327,20 +329,20 @@ func (m *rewrite) addGlobal(secs *[]section) error {
 		if s.id != secGlobal {
 			continue
 		}
-		r := reader{b: s.body}
-		n := r.u32()
+		r := wasmbin.Reader{B: s.body}
+		n := r.U32()
 		out := appendU32(nil, n+1)
-		for j := uint32(0); j < n && r.err == nil; j++ {
-			from := r.off
-			r.byte() // value type
-			r.byte() // mutability
-			out = append(out, r.b[from:r.off]...)
+		for j := uint32(0); j < n && r.Err == nil; j++ {
+			from := r.Off
+			r.Byte() // value type
+			r.Byte() // mutability
+			out = append(out, r.B[from:r.Off]...)
 			var err error
 			if out, err = m.expr(out, &r); err != nil {
 				return fmt.Errorf("preempt: global %d: %v", j, err)
 			}
 		}
-		if r.err != nil || r.off != len(r.b) {
+		if r.Err != nil || r.Off != len(r.B) {
 			return fmt.Errorf("preempt: global section at offset %#x: malformed", s.off)
 		}
 		m.budget += n
@@ -353,19 +355,19 @@ func (m *rewrite) addGlobal(secs *[]section) error {
 
 // exports renumbers function exports.
 func (m *rewrite) exports(s section) ([]byte, error) {
-	r := reader{b: s.body}
-	n := r.u32()
+	r := wasmbin.Reader{B: s.body}
+	n := r.U32()
 	out := appendU32(nil, n)
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		out = appendName(out, r.name())
-		kind := r.byte()
-		idx := r.u32()
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		out = appendName(out, r.Name())
+		kind := r.Byte()
+		idx := r.U32()
 		if kind == 0x00 {
 			idx = m.fn(idx)
 		}
 		out = appendU32(append(out, kind), idx)
 	}
-	if r.err != nil || r.off != len(r.b) {
+	if r.Err != nil || r.Off != len(r.B) {
 		return nil, fmt.Errorf("preempt: export section at offset %#x: malformed", s.off)
 	}
 	return out, nil
@@ -373,18 +375,18 @@ func (m *rewrite) exports(s section) ([]byte, error) {
 
 // elements renumbers the functions of element segments (all eight forms).
 func (m *rewrite) elements(s section) ([]byte, error) {
-	r := reader{b: s.body}
-	n := r.u32()
+	r := wasmbin.Reader{B: s.body}
+	n := r.U32()
 	out := appendU32(nil, n)
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		flags := r.u32()
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		flags := r.U32()
 		out = appendU32(out, flags)
 		var err error
 		if flags > 7 {
 			return nil, fmt.Errorf("preempt: element segment %d: unknown form %d", i, flags)
 		}
 		if flags&2 != 0 && flags&1 == 0 { // explicit table index
-			out = appendU32(out, r.u32())
+			out = appendU32(out, r.U32())
 		}
 		if flags&1 == 0 { // active: offset expression
 			if out, err = m.expr(out, &r); err != nil {
@@ -392,13 +394,13 @@ func (m *rewrite) elements(s section) ([]byte, error) {
 			}
 		}
 		if flags&3 != 0 { // element kind or reference type
-			out = append(out, r.byte())
+			out = append(out, r.Byte())
 		}
-		count := r.u32()
+		count := r.U32()
 		out = appendU32(out, count)
-		for j := uint32(0); j < count && r.err == nil; j++ {
+		for j := uint32(0); j < count && r.Err == nil; j++ {
 			if flags&4 == 0 {
-				out = appendU32(out, m.fn(r.u32()))
+				out = appendU32(out, m.fn(r.U32()))
 				continue
 			}
 			if out, err = m.expr(out, &r); err != nil {
@@ -406,7 +408,7 @@ func (m *rewrite) elements(s section) ([]byte, error) {
 			}
 		}
 	}
-	if r.err != nil || r.off != len(r.b) {
+	if r.Err != nil || r.Off != len(r.B) {
 		return nil, fmt.Errorf("preempt: element section at offset %#x: malformed", s.off)
 	}
 	return out, nil
@@ -417,19 +419,19 @@ func (m *rewrite) elements(s section) ([]byte, error) {
 // returned as it is; a name section that does not parse is to be dropped
 // (false): names serve only stack traces.
 func (m *rewrite) names(body []byte) ([]byte, bool) {
-	r := reader{b: body}
-	if r.name() != "name" || r.err != nil {
+	r := wasmbin.Reader{B: body}
+	if r.Name() != "name" || r.Err != nil {
 		return body, true
 	}
-	out := bytes.Clone(body[:r.off])
-	for r.off < len(r.b) {
-		id := r.byte()
-		size := r.u32()
-		if r.err != nil || r.off+int(size) > len(r.b) {
+	out := bytes.Clone(body[:r.Off])
+	for r.Off < len(r.B) {
+		id := r.Byte()
+		size := r.U32()
+		if r.Err != nil || r.Off+int(size) > len(r.B) {
 			return nil, false
 		}
-		sub := r.b[r.off : r.off+int(size)]
-		r.off += int(size)
+		sub := r.B[r.Off : r.Off+int(size)]
+		r.Off += int(size)
 		if id >= 1 && id <= 3 {
 			var ok bool
 			if sub, ok = m.nameMap(sub, id != 1); !ok {
@@ -445,31 +447,31 @@ func (m *rewrite) names(body []byte) ([]byte, bool) {
 // nameMap renumbers the function indices of a name map, or of an indirect
 // name map (function index -> name map).
 func (m *rewrite) nameMap(sub []byte, indirect bool) ([]byte, bool) {
-	r := reader{b: sub}
-	n := r.u32()
+	r := wasmbin.Reader{B: sub}
+	n := r.U32()
 	out := appendU32(nil, n)
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		out = appendU32(out, m.fn(r.u32()))
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		out = appendU32(out, m.fn(r.U32()))
 		if !indirect {
-			out = appendName(out, r.name())
+			out = appendName(out, r.Name())
 			continue
 		}
-		from := r.off
-		inner := r.u32()
-		for j := uint32(0); j < inner && r.err == nil; j++ {
-			r.u32()
-			r.name()
+		from := r.Off
+		inner := r.U32()
+		for j := uint32(0); j < inner && r.Err == nil; j++ {
+			r.U32()
+			r.Name()
 		}
-		out = append(out, r.b[from:r.off]...)
+		out = append(out, r.B[from:r.Off]...)
 	}
-	return out, r.err == nil && r.off == len(r.b)
+	return out, r.Err == nil && r.Off == len(r.B)
 }
 
 // isDebug reports whether a custom section body is DWARF (.debug_*).
 func isDebug(body []byte) bool {
-	r := reader{b: body}
-	name := r.name()
-	return r.err == nil && strings.HasPrefix(name, ".debug_")
+	r := wasmbin.Reader{B: body}
+	name := r.Name()
+	return r.Err == nil && strings.HasPrefix(name, ".debug_")
 }
 
 // insertSection puts s before the first section that must follow it.
@@ -486,26 +488,26 @@ func insertSection(secs []section, s section) []section {
 
 // code instruments and renumbers every function body.
 func (m *rewrite) code(s section) ([]byte, error) {
-	r := reader{b: s.body}
-	n := r.u32()
+	r := wasmbin.Reader{B: s.body}
+	n := r.U32()
 	out := appendU32(make([]byte, 0, len(s.body)+len(s.body)/4), n)
 	var fn []byte
 	for i := uint32(0); i < n; i++ {
-		size := r.u32()
-		if r.err != nil || uint64(r.off)+uint64(size) > uint64(len(r.b)) {
+		size := r.U32()
+		if r.Err != nil || uint64(r.Off)+uint64(size) > uint64(len(r.B)) {
 			return nil, fmt.Errorf("preempt: code section at offset %#x: body %d runs past the end", s.off, i)
 		}
-		body := r.b[r.off : r.off+int(size)]
+		body := r.B[r.Off : r.Off+int(size)]
 		var err error
 		fn, err = m.body(fn[:0], body)
 		if err != nil {
-			return nil, fmt.Errorf("preempt: function body %d (at offset %#x): %v", i, s.off+r.off, err)
+			return nil, fmt.Errorf("preempt: function body %d (at offset %#x): %v", i, s.off+r.Off, err)
 		}
-		r.off += int(size)
+		r.Off += int(size)
 		out = appendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
 	}
-	if r.err != nil || r.off != len(r.b) {
+	if r.Err != nil || r.Off != len(r.B) {
 		return nil, fmt.Errorf("preempt: code section at offset %#x: malformed", s.off)
 	}
 	return out, nil
@@ -519,19 +521,19 @@ func (m *rewrite) body(dst, body []byte) ([]byte, error) {
 	}
 	local := m.params[m.bodies]
 	m.bodies++
-	r := reader{b: body}
-	groups := r.u32()
-	from := r.off
-	for i := uint32(0); i < groups && r.err == nil; i++ {
-		local += r.u32()
-		r.byte()
+	r := wasmbin.Reader{B: body}
+	groups := r.U32()
+	from := r.Off
+	for i := uint32(0); i < groups && r.Err == nil; i++ {
+		local += r.U32()
+		r.Byte()
 	}
-	if r.err != nil {
-		return nil, fmt.Errorf("locals: %v", r.err)
+	if r.Err != nil {
+		return nil, fmt.Errorf("locals: %v", r.Err)
 	}
 	// The locals vector gains a group of one i32: the loop budget.
 	dst = appendU32(dst, groups+1)
-	dst = append(dst, body[from:r.off]...)
+	dst = append(dst, body[from:r.Off]...)
 	dst = append(dst, 0x01, 0x7f)
 	dst = m.entryCheck(dst, local)
 	return m.instructions(dst, &r, len(body), local)
@@ -539,21 +541,21 @@ func (m *rewrite) body(dst, body []byte) ([]byte, error) {
 
 // expr appends a constant expression (through its end) with functions
 // renumbered.
-func (m *rewrite) expr(dst []byte, r *reader) ([]byte, error) {
-	from := r.off
-	for r.err == nil {
-		if r.off >= len(r.b) {
-			return nil, errShort
+func (m *rewrite) expr(dst []byte, r *wasmbin.Reader) ([]byte, error) {
+	from := r.Off
+	for r.Err == nil {
+		if r.Off >= len(r.B) {
+			return nil, wasmbin.ErrShort
 		}
-		if r.b[r.off] == 0x0b {
-			r.off++
-			return m.instructions(dst, &reader{b: r.b[:r.off], off: from}, r.off, noChecks)
+		if r.B[r.Off] == 0x0b {
+			r.Off++
+			return m.instructions(dst, &wasmbin.Reader{B: r.B[:r.Off], Off: from}, r.Off, noChecks)
 		}
-		if err := skipImmediates(r, r.byte()); err != nil {
+		if err := skipImmediates(r, r.Byte()); err != nil {
 			return nil, err
 		}
 	}
-	return nil, r.err
+	return nil, r.Err
 }
 
 // noChecks tells instructions not to insert loop checks.
@@ -562,74 +564,74 @@ const noChecks = ^uint32(0)
 // instructions copies r's instructions up to end into dst, renumbering
 // call, return_call and ref.func, and with checks of local after loop
 // headers (unless local is noChecks).
-func (m *rewrite) instructions(dst []byte, r *reader, end int, local uint32) ([]byte, error) {
-	from := r.off
-	for r.off < end && r.err == nil {
-		at := r.off
-		op := r.byte()
+func (m *rewrite) instructions(dst []byte, r *wasmbin.Reader, end int, local uint32) ([]byte, error) {
+	from := r.Off
+	for r.Off < end && r.Err == nil {
+		at := r.Off
+		op := r.Byte()
 		if op == 0x10 || op == 0x12 || op == 0xd2 { // call, return_call, ref.func
-			dst = append(dst, r.b[from:r.off]...)
-			dst = appendU32(dst, m.fn(r.u32()))
-			from = r.off
+			dst = append(dst, r.B[from:r.Off]...)
+			dst = appendU32(dst, m.fn(r.U32()))
+			from = r.Off
 			continue
 		}
 		if err := skipImmediates(r, op); err != nil {
 			return nil, fmt.Errorf("offset %d: %v", at, err)
 		}
-		if r.err != nil {
-			return nil, fmt.Errorf("offset %d: opcode %#x: %v", at, op, r.err)
+		if r.Err != nil {
+			return nil, fmt.Errorf("offset %d: opcode %#x: %v", at, op, r.Err)
 		}
 		if op == 0x03 && local != noChecks { // loop
-			dst = append(dst, r.b[from:r.off]...)
+			dst = append(dst, r.B[from:r.Off]...)
 			dst = m.loopCheck(dst, local)
-			from = r.off
+			from = r.Off
 		}
 	}
-	if r.err != nil {
-		return nil, r.err
+	if r.Err != nil {
+		return nil, r.Err
 	}
-	return append(dst, r.b[from:end]...), nil
+	return append(dst, r.B[from:end]...), nil
 }
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 // skipImmediates reads past the immediates of op.
-func skipImmediates(r *reader, op byte) error {
+func skipImmediates(r *wasmbin.Reader, op byte) error {
 	switch {
 	case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if: block type
-		r.s64()
+		r.S64()
 	case op <= 0x01 || op == 0x05 || op == 0x0b || op == 0x0f || op == 0x1a || op == 0x1b || op == 0xd1:
 		// no immediates: unreachable, nop, else, end, return, drop, select, ref.is_null
 	case op == 0x0c || op == 0x0d || op == 0x10 || op == 0x12 || op == 0xd2:
-		r.u32() // br, br_if, call, return_call, ref.func
+		r.U32() // br, br_if, call, return_call, ref.func
 	case op == 0x0e: // br_table
-		n := r.u32()
-		for i := uint32(0); i <= n && r.err == nil; i++ {
-			r.u32()
+		n := r.U32()
+		for i := uint32(0); i <= n && r.Err == nil; i++ {
+			r.U32()
 		}
 	case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
-		r.u32()
-		r.u32()
+		r.U32()
+		r.U32()
 	case op == 0x1c: // select t*
-		n := r.u32()
-		r.skip(int(n))
+		n := r.U32()
+		r.Skip(int(n))
 	case op >= 0x20 && op <= 0x26: // local.*, global.*, table.get/set
-		r.u32()
+		r.U32()
 	case op >= 0x28 && op <= 0x3e: // loads and stores: memarg
-		r.memarg()
+		r.Memarg()
 	case op == 0x3f || op == 0x40: // memory.size, memory.grow
-		r.u32()
+		r.U32()
 	case op == 0x41:
-		r.s64()
+		r.S64()
 	case op == 0x42:
-		r.s64()
+		r.S64()
 	case op == 0x43:
-		r.skip(4)
+		r.Skip(4)
 	case op == 0x44:
-		r.skip(8)
+		r.Skip(8)
 	case op >= 0x45 && op <= 0xc4: // numeric, conversions, sign extension
 	case op == 0xd0: // ref.null t
-		r.byte()
+		r.Byte()
 	case op == 0xfc:
 		return skipFC(r)
 	case op == 0xfd:
@@ -644,19 +646,19 @@ func skipImmediates(r *reader, op byte) error {
 
 // skipFC handles the 0xFC prefix: saturating truncation, bulk memory and
 // table instructions.
-func skipFC(r *reader) error {
-	switch sub := r.u32(); {
+func skipFC(r *wasmbin.Reader) error {
+	switch sub := r.U32(); {
 	case sub <= 7: // trunc_sat
 	case sub == 8: // memory.init data, mem
-		r.u32()
-		r.u32()
+		r.U32()
+		r.U32()
 	case sub == 9 || sub == 13 || sub == 15 || sub == 16 || sub == 17:
-		r.u32() // data.drop, elem.drop, table.grow/size/fill
+		r.U32() // data.drop, elem.drop, table.grow/size/fill
 	case sub == 10 || sub == 12 || sub == 14: // memory.copy, table.init, table.copy
-		r.u32()
-		r.u32()
+		r.U32()
+		r.U32()
 	case sub == 11: // memory.fill
-		r.u32()
+		r.U32()
 	default:
 		return fmt.Errorf("opcode 0xfc %d is not supported", sub)
 	}
@@ -664,17 +666,17 @@ func skipFC(r *reader) error {
 }
 
 // skipSIMD handles the 0xFD prefix (fixed-width SIMD and relaxed SIMD).
-func skipSIMD(r *reader) error {
-	switch sub := r.u32(); {
+func skipSIMD(r *wasmbin.Reader) error {
+	switch sub := r.U32(); {
 	case sub <= 11 || sub == 92 || sub == 93: // loads, stores, load_zero
-		r.memarg()
+		r.Memarg()
 	case sub == 12 || sub == 13: // v128.const, i8x16.shuffle
-		r.skip(16)
+		r.Skip(16)
 	case sub >= 21 && sub <= 34: // extract/replace lane
-		r.skip(1)
+		r.Skip(1)
 	case sub >= 84 && sub <= 91: // load/store lane
-		r.memarg()
-		r.skip(1)
+		r.Memarg()
+		r.Skip(1)
 	case sub <= 0x113:
 		// every other SIMD and relaxed-SIMD instruction has no immediates
 	default:
@@ -685,115 +687,16 @@ func skipSIMD(r *reader) error {
 
 // skipAtomic handles the 0xFE prefix (threads): atomic.fence has a reserved
 // byte, every other instruction a memarg.
-func skipAtomic(r *reader) error {
-	switch sub := r.u32(); {
+func skipAtomic(r *wasmbin.Reader) error {
+	switch sub := r.U32(); {
 	case sub == 3:
-		r.skip(1)
+		r.Skip(1)
 	case sub <= 0x4e:
-		r.memarg()
+		r.Memarg()
 	default:
 		return fmt.Errorf("opcode 0xfe %d is not supported", sub)
 	}
 	return nil
-}
-
-// reader decodes the binary format; the first error sticks and later reads
-// return zero values.
-type reader struct {
-	b   []byte
-	off int
-	err error
-}
-
-var errShort = errors.New("unexpected end")
-
-func (r *reader) byte() byte {
-	if r.err != nil || r.off >= len(r.b) {
-		r.err = errShort
-		return 0
-	}
-	c := r.b[r.off]
-	r.off++
-	return c
-}
-
-func (r *reader) skip(n int) {
-	if r.err != nil || n < 0 || r.off+n > len(r.b) {
-		r.err = errShort
-		return
-	}
-	r.off += n
-}
-
-func (r *reader) rest() []byte { return r.b[r.off:] }
-
-// u32 reads an unsigned LEB128 of at most 5 bytes.
-func (r *reader) u32() uint32 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b[r.off:min(len(r.b), r.off+5)])
-	if n <= 0 || v > 1<<32-1 {
-		r.err = errors.New("bad unsigned LEB128")
-		return 0
-	}
-	r.off += n
-	return uint32(v)
-}
-
-// s64 reads a signed LEB128 of at most 10 bytes (block types, constants).
-func (r *reader) s64() {
-	if r.err != nil {
-		return
-	}
-	for i := 0; i < 10; i++ {
-		c := r.byte()
-		if c&0x80 == 0 {
-			return
-		}
-	}
-	r.err = errors.New("bad signed LEB128")
-}
-
-func (r *reader) name() string {
-	n := r.u32()
-	if r.err != nil || r.off+int(n) > len(r.b) {
-		r.err = errShort
-		return ""
-	}
-	s := string(r.b[r.off : r.off+int(n)])
-	r.off += int(n)
-	return s
-}
-
-// memarg reads alignment (with the multi-memory flag) and offset.
-func (r *reader) memarg() {
-	align := r.u32()
-	if align&0x40 != 0 { // a memory index follows
-		r.u32()
-	}
-	r.u64()
-}
-
-// u64 reads an unsigned LEB128 of at most 10 bytes (memory64 offsets).
-func (r *reader) u64() {
-	if r.err != nil {
-		return
-	}
-	_, n := binary.Uvarint(r.b[r.off:min(len(r.b), r.off+10)])
-	if n <= 0 {
-		r.err = errors.New("bad unsigned LEB128")
-		return
-	}
-	r.off += n
-}
-
-func (r *reader) limits() {
-	flags := r.u32()
-	r.u64()
-	if flags&1 != 0 {
-		r.u64()
-	}
 }
 
 func appendU32(b []byte, v uint32) []byte { return binary.AppendUvarint(b, uint64(v)) }
