@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/RoaringBitmap/roaring/v2"
 )
@@ -186,4 +187,26 @@ func TestQueryAgainstNaiveSets(t *testing.T) {
 			t.Errorf("%s (%d) != %s (%d)", implicit, a.GetCardinality(), explicit, b.GetCardinality())
 		}
 	}
+}
+
+// FuzzParseQuery: any expression a client sends gets a query or a
+// *QueryError whose column lies within the expression (or just past it),
+// never a panic.
+func FuzzParseQuery(f *testing.F) {
+	for _, s := range []string{"vip & !churned | new_7d", "(a | b) - (c & !d)", "!(!a)", "a |", "((a)", "é & b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, expr string) {
+		_, err := ParseQuery(expr)
+		if err == nil {
+			return
+		}
+		var qe *QueryError
+		if !errors.As(err, &qe) {
+			t.Fatalf("%q: %T %v, want a *QueryError", expr, err, err)
+		}
+		if qe.Column < 1 || qe.Column > utf8.RuneCountInString(expr)+1 {
+			t.Fatalf("%q: column %d outside the expression", expr, qe.Column)
+		}
+	})
 }
