@@ -37,8 +37,9 @@ func fiftyRules() string {
 // BenchmarkSnapshot1MUsers50Segments measures a snapshot of an engine
 // holding 1M users (a profile each, 8M events over 7 days) and 50
 // segments: the ingest pause while the state is captured, encoding the
-// capture (ingest goes on meanwhile), writing and syncing the file, and
-// loading it into a new engine; with the size. The
+// capture while live batches are applied (and their rate against the rate
+// without a snapshot), writing and syncing the file, and loading it into a
+// new engine; with the size. The
 // baseline is ingest-s, the time the engine took to build the same state
 // from the events (what a start without a snapshot replays).
 func BenchmarkSnapshot1MUsers50Segments(b *testing.B) {
@@ -80,6 +81,32 @@ func BenchmarkSnapshot1MUsers50Segments(b *testing.B) {
 		}
 	}
 	ingest := time.Since(ingestStart) // the baseline: building the state from events
+
+	// Live traffic for measuring ingest while a capture is encoded, and its
+	// rate without one (the baseline of ingest-during-encode-x).
+	live := make([]rules.Batch, 50)
+	for i := range live {
+		for range 10_000 {
+			live[i].Events = append(live[i].Events, rules.Event{User: name(rng.IntN(users)), Name: fmt.Sprintf("e%02d", rng.IntN(10)),
+				Time: now.Add(-time.Duration(rng.IntN(7*24*60)) * time.Minute).UnixMilli(), Props: map[string]any{"v": float64(rng.IntN(50))}})
+		}
+	}
+	next := 0
+	applyLive := func() {
+		seq++
+		if err := e.Apply(ctx, &bus.IngestMessage{Seq: seq, Batch: live[next%len(live)]}); err != nil {
+			b.Fatal(err)
+		}
+		next++
+	}
+	t0 := time.Now()
+	for range 20 {
+		applyLive()
+	}
+	liveRate := 200_000 / time.Since(t0).Seconds()
+	var duringEvents int
+	var during time.Duration
+
 	dir := b.TempDir()
 	var size int
 	var pause, encode, write, load time.Duration
@@ -93,10 +120,24 @@ func BenchmarkSnapshot1MUsers50Segments(b *testing.B) {
 		}
 		pause += time.Since(t0)
 		t0 = time.Now()
-		if err := c.Encode(w); err != nil {
-			b.Fatal(err)
+		encoded := make(chan error, 1)
+		go func() { encoded <- c.Encode(w) }()
+		var encErr error
+	ingestWhileEncoding:
+		for {
+			select {
+			case encErr = <-encoded:
+				break ingestWhileEncoding
+			default:
+				applyLive()
+				duringEvents += 10_000
+			}
+		}
+		if encErr != nil {
+			b.Fatal(encErr)
 		}
 		encode += time.Since(t0)
+		during += time.Since(t0)
 		if err := e.Do(ctx, func() error { c.Release(); return nil }); err != nil {
 			b.Fatal(err)
 		}
@@ -134,4 +175,7 @@ func BenchmarkSnapshot1MUsers50Segments(b *testing.B) {
 	b.ReportMetric(float64(size)/users, "bytes/user")
 	b.ReportMetric(ingest.Seconds(), "ingest-s")
 	b.ReportMetric(ingest.Seconds()/(load.Seconds()/n), "load-vs-ingest-x")
+	b.ReportMetric(float64(duringEvents)/during.Seconds(), "ingest-during-encode-ev/s")
+	b.ReportMetric(liveRate, "ingest-ev/s")
+	b.ReportMetric(float64(duringEvents)/during.Seconds()/liveRate, "ingest-during-encode-x")
 }
