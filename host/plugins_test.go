@@ -33,8 +33,18 @@ segments:
 
 // TestPluginSegmentEndToEnd: a segment judged by a WASM plugin, fed over
 // JetStream, answers exactly like the same condition written as an expr,
-// and segd's status reports the plugin with its interrupts.
+// and segd's status reports the plugin with its interrupts (the inserted
+// checks, or wazero's with PluginWazeroInterrupts).
 func TestPluginSegmentEndToEnd(t *testing.T) {
+	for _, wazero := range []bool{false, true} {
+		t.Run(fmt.Sprintf("wazero-interrupts=%v", wazero), func(t *testing.T) {
+			t.Parallel()
+			runPluginSegmentEndToEnd(t, wazero)
+		})
+	}
+}
+
+func runPluginSegmentEndToEnd(t *testing.T, wazeroInterrupts bool) {
 	if _, err := exec.LookPath("wat2wasm"); err != nil {
 		if os.Getenv("SEGD_REQUIRE_WABT") == "1" {
 			t.Fatalf("SEGD_REQUIRE_WABT=1 but wat2wasm is missing: %v", err)
@@ -59,7 +69,7 @@ func TestPluginSegmentEndToEnd(t *testing.T) {
 	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 	clock := engine.NewManualClock(now)
 	ts := startServer(t, Config{DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", RulePaths: []string{rulesFile},
-		PluginsDir: plugins, Clock: clock, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		PluginsDir: plugins, PluginWazeroInterrupts: wazeroInterrupts, Clock: clock, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 
 	rng := rand.New(rand.NewPCG(5, 5))
 	amounts := []func() any{
@@ -109,7 +119,11 @@ func TestPluginSegmentEndToEnd(t *testing.T) {
 		t.Fatalf("status lists %d plugins, want 1: %+v", len(st.Plugins), st.Plugins)
 	}
 	p := st.Plugins[0]
-	if p.Name != "amount" || p.State != "ok" || p.Interrupt != "checks" || p.Batches == 0 || p.Items == 0 || p.Version == "" {
+	interrupt := "checks"
+	if wazeroInterrupts {
+		interrupt = "wazero"
+	}
+	if p.Name != "amount" || p.State != "ok" || p.Interrupt != interrupt || p.Batches == 0 || p.Items == 0 || p.Version == "" {
 		t.Fatalf("plugin status %+v", p)
 	}
 }

@@ -68,9 +68,11 @@ func LoadRuleSet(opts rules.Options, paths ...string) (*rules.RuleSet, error) {
 
 // LoadPlugins loads the WASM plugins of dir, compiling them once into a
 // cache under dataDir. A plugin that cannot load is an error naming its
-// file: a rule that names it could not work.
-func LoadPlugins(ctx context.Context, dir, dataDir string, logger *slog.Logger) (*plugins.Registry, error) {
-	reg, err := plugins.LoadDir(ctx, dir, plugins.Options{CacheDir: filepath.Join(dataDir, "wasm-cache"), Logger: logger})
+// file: a rule that names it could not work. wazeroInterrupts is
+// plugins.Options.WazeroInterrupts.
+func LoadPlugins(ctx context.Context, dir, dataDir string, logger *slog.Logger, wazeroInterrupts bool) (*plugins.Registry, error) {
+	reg, err := plugins.LoadDir(ctx, dir, plugins.Options{CacheDir: filepath.Join(dataDir, "wasm-cache"), Logger: logger,
+		WazeroInterrupts: wazeroInterrupts})
 	if err != nil {
 		if reg != nil {
 			_ = reg.Close(ctx)

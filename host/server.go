@@ -44,6 +44,10 @@ type Config struct {
 	// PluginsDir holds WASM plugins (NAME.wasm with an optional NAME.yaml
 	// manifest) that rules may name; empty loads none.
 	PluginsDir string
+	// PluginWazeroInterrupts enforces plugin deadlines with wazero's own
+	// (slower) interrupts instead of rewriting modules; see
+	// plugins.Options.WazeroInterrupts.
+	PluginWazeroInterrupts bool
 	// Schema, if set, checks rules against the events producers declare.
 	Schema *rules.Schema
 	// Location is the time zone of calendar days (default UTC).
@@ -137,7 +141,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}()
 	ruleOpts := rules.Options{MaxWindowDays: int(cfg.Retention / (24 * time.Hour)), Schema: cfg.Schema}
 	if cfg.PluginsDir != "" {
-		if s.plugins, err = LoadPlugins(ctx, cfg.PluginsDir, cfg.DataDir, cfg.Logger); err != nil {
+		if s.plugins, err = LoadPlugins(ctx, cfg.PluginsDir, cfg.DataDir, cfg.Logger, cfg.PluginWazeroInterrupts); err != nil {
 			return nil, err
 		}
 		ruleOpts.Plugins = s.plugins

@@ -44,7 +44,7 @@ problem is found.`,
 					return err
 				}
 				defer os.RemoveAll(dir)
-				reg, err := host.LoadPlugins(cmd.Context(), pluginsDir, dir, slog.New(slog.DiscardHandler))
+				reg, err := host.LoadPlugins(cmd.Context(), pluginsDir, dir, slog.New(slog.DiscardHandler), false)
 				if err != nil {
 					return err
 				}

@@ -81,6 +81,7 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 	f.IntVar(&cfg.SnapshotKeep, "snapshot-keep", 3, "how many snapshot files to keep")
 	f.BoolVar(&cfg.NoSnapshots, "no-snapshots", false, "never snapshot: every start replays the whole event log")
 	f.StringVar(&cfg.PluginsDir, "plugins", "", "directory of WASM plugins (NAME.wasm and NAME.yaml) that rules may name")
+	f.BoolVar(&cfg.PluginWazeroInterrupts, "plugin-wazero-interrupts", false, "enforce plugin deadlines with wazero's slower interrupts instead of rewriting modules (an escape hatch; see docs/plugins.md)")
 	f.StringVar(&schema, "schema", "", "event schema file: rules are checked against the events it declares")
 	f.DurationVar(&cfg.MaxFutureSkew, "max-skew", 5*time.Minute, "reject events further ahead of segd's clock than this (producer clock drift)")
 	f.StringVar(&tz, "tz", "UTC", "IANA time zone of calendar days, e.g. Asia/Shanghai")
