@@ -33,9 +33,11 @@
 // For speed, declare keys once (var amount = sdk.Prop("amount")) and read
 // them with e.NumOf(amount) and friends, or register a batch handler
 // (HandleEventBatch) that loops over whole columns (Batch.Nums) with no call
-// per item: in a Go guest, function calls are the main cost.
+// per item: in a Go guest, function calls are the main cost. A plugin that
+// reads properties only through its keys (which may come from the params)
+// calls SendOnlyKeys, and the host then encodes only those (ABI 1.1).
 //
-// The SDK implements ABI v1 (see ABI.md in this directory): the host writes a
+// The SDK implements ABI 1.1 (see ABI.md in this directory): the host writes a
 // whole batch into guest memory in a columnar binary layout and the SDK calls
 // the handler once per item, with zero-copy typed access to the properties.
 // Strings returned by accessors alias the batch buffer: they are valid only
