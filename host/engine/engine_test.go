@@ -249,17 +249,30 @@ func TestRandomizedAgainstReference(t *testing.T) {
 	}
 }
 
-func runRandomized(t *testing.T, loc *time.Location, seed uint64) {
-	rng := rand.New(rand.NewPCG(seed, 42))
+// compileRandomRules compiles randomRules with the tests' retention.
+func compileRandomRules(t testing.TB) []*rules.Segment {
+	t.Helper()
 	segs, err := rules.Compile([]rules.File{{Name: "random.yaml", Data: []byte(randomRules)}}, rules.Options{MaxWindowDays: testRetentionDays})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Start just before the end of daylight saving time in New York (Nov 1,
-	// 2026), so that windows cross it.
-	now := time.Date(2026, 10, 28, 22, 0, 0, 0, loc)
-	clock := NewManualClock(now)
-	e := New(Config{Segments: segs, Location: loc, Clock: clock, TickInterval: time.Hour, RetentionDays: testRetentionDays})
+	return segs
+}
+
+// randomConfig is the engine configuration of the randomized tests: the
+// random rules in loc, on a manual clock that starts just before the end
+// of daylight saving time in New York (Nov 1, 2026), so that windows
+// cross it.
+func randomConfig(t testing.TB, loc *time.Location) (Config, *ManualClock) {
+	clock := NewManualClock(time.Date(2026, 10, 28, 22, 0, 0, 0, loc))
+	return Config{Segments: compileRandomRules(t), Location: loc, Clock: clock, TickInterval: time.Hour, RetentionDays: testRetentionDays}, clock
+}
+
+func runRandomized(t *testing.T, loc *time.Location, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 42))
+	cfg, clock := randomConfig(t, loc)
+	segs := cfg.Segments
+	e := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = e.Run(ctx) }()

@@ -265,10 +265,7 @@ func testRebuild(t *testing.T, seed uint64) {
 // does not hold the rebuilt segments' partial state.
 func TestSnapshotWhileRebuildingIsStale(t *testing.T) {
 	t.Parallel()
-	segs, err := rules.Compile([]rules.File{{Name: "r.yaml", Data: []byte(randomRules)}}, rules.Options{MaxWindowDays: testRetentionDays})
-	if err != nil {
-		t.Fatal(err)
-	}
+	segs := compileRandomRules(t)
 	cfg := Config{Segments: segs, Clock: NewManualClock(time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)), TickInterval: time.Hour, RetentionDays: testRetentionDays}
 	e := New(cfg)
 	if _, err := e.StartRebuild([]string{"young_men"}); err != nil {

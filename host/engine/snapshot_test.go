@@ -60,13 +60,8 @@ func TestSnapshotRoundTripAgainstReference(t *testing.T) {
 
 func runSnapshotRandomized(t *testing.T, loc *time.Location, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 7))
-	segs, err := rules.Compile([]rules.File{{Name: "random.yaml", Data: []byte(randomRules)}}, rules.Options{MaxWindowDays: testRetentionDays})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2026, 10, 28, 22, 0, 0, 0, loc)
-	clock := NewManualClock(now)
-	cfg := Config{Segments: segs, Location: loc, Clock: clock, TickInterval: time.Hour, RetentionDays: testRetentionDays}
+	cfg, clock := randomConfig(t, loc)
+	segs := cfg.Segments
 	// twin is never restored: the restored engine must match it byte for
 	// byte after every step.
 	cur, twin := run(New(cfg)), run(New(cfg))
@@ -144,10 +139,7 @@ func runSnapshotRandomized(t *testing.T, loc *time.Location, seed uint64) {
 func TestRestoreRejectsDamageAndOtherConfigurations(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	segs, err := rules.Compile([]rules.File{{Name: "r.yaml", Data: []byte(randomRules)}}, rules.Options{MaxWindowDays: testRetentionDays})
-	if err != nil {
-		t.Fatal(err)
-	}
+	segs := compileRandomRules(t)
 	cfg := Config{Segments: segs, Clock: NewManualClock(now), TickInterval: time.Hour, RetentionDays: testRetentionDays}
 	r := run(New(cfg))
 	rng := rand.New(rand.NewPCG(1, 1))
@@ -215,12 +207,8 @@ func TestCaptureWhileIngesting(t *testing.T) {
 
 func runCaptureWhileIngesting(t *testing.T, loc *time.Location, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 11))
-	segs, err := rules.Compile([]rules.File{{Name: "random.yaml", Data: []byte(randomRules)}}, rules.Options{MaxWindowDays: testRetentionDays})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := NewManualClock(time.Date(2026, 10, 28, 22, 0, 0, 0, loc))
-	cfg := Config{Segments: segs, Location: loc, Clock: clock, TickInterval: time.Hour, RetentionDays: testRetentionDays}
+	cfg, clock := randomConfig(t, loc)
+	segs := cfg.Segments
 	cur, twin := run(New(cfg)), run(New(cfg))
 	defer func() { cur.stop(); twin.stop() }()
 	ctx := context.Background()
