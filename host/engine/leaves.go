@@ -87,6 +87,19 @@ func (tb *timeBuckets) add(t int64, u uint32) {
 	tb.last.Add(u)
 }
 
+// slide moves window w from the clock t0 to t1: the users of buckets that
+// its start or end crossed are added to touched, and buckets a moving
+// window has left are forgotten.
+func (tb *timeBuckets) slide(w rules.Window, loc *time.Location, t0, t1 int64, touched *roaring.Bitmap) {
+	s0, e0 := w.Interval(t0, loc)
+	s1, e1 := w.Interval(t1, loc)
+	tb.crossed(s0, s1, touched)
+	tb.crossed(e0, e1, touched)
+	if windowMoves(w) {
+		tb.dropBefore(s1)
+	}
+}
+
 // crossed adds the users of buckets that overlap [from, to) to touched.
 func (tb *timeBuckets) crossed(from, to int64, touched *roaring.Bitmap) {
 	if from >= to {
@@ -275,13 +288,7 @@ func (d *didLeaf) empty() bool {
 }
 
 func (d *didLeaf) advance(t0, t1 int64, touched *roaring.Bitmap) {
-	s0, e0 := d.cond.Window.Interval(t0, d.loc)
-	s1, e1 := d.cond.Window.Interval(t1, d.loc)
-	d.index.crossed(s0, s1, touched)
-	d.index.crossed(e0, e1, touched)
-	if windowMoves(d.cond.Window) {
-		d.index.dropBefore(s1)
-	}
+	d.index.slide(d.cond.Window, d.loc, t0, t1, touched)
 }
 
 func (d *didLeaf) holds(u uint32, now int64) bool {
@@ -458,13 +465,7 @@ func (s *seqLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 func (s *seqLeaf) empty() bool { return false }
 
 func (s *seqLeaf) advance(t0, t1 int64, touched *roaring.Bitmap) {
-	s0, e0 := s.cond.Window.Interval(t0, s.loc)
-	s1, e1 := s.cond.Window.Interval(t1, s.loc)
-	s.index.crossed(s0, s1, touched)
-	s.index.crossed(e0, e1, touched)
-	if windowMoves(s.cond.Window) {
-		s.index.dropBefore(s1)
-	}
+	s.index.slide(s.cond.Window, s.loc, t0, t1, touched)
 	for len(s.deadlines) > 0 && s.deadlines[0].at <= t1 {
 		touched.Add(heap.Pop(&s.deadlines).(deadline).user)
 	}
