@@ -8,6 +8,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/segd/segd/plugins/internal/wasmbin"
 )
 
 // wasiAllowed lists the wasi_snapshot_preview1 functions a standard Go
@@ -73,52 +75,40 @@ func checkHeader(wasm []byte) error {
 // scanImports reads the names in the import section without compiling, so
 // that a module with a forbidden import is refused at once.
 func scanImports(wasm []byte) (imports []string, err error) {
-	p := wasm[8:]
-	for len(p) > 0 {
-		id := p[0]
-		size, n := uleb(p[1:])
-		if n == 0 || 1+n+int(size) > len(p) {
+	r := wasmbin.Reader{B: wasm, Off: 8}
+	for r.Off < len(r.B) {
+		id, body, ok := r.Section()
+		if !ok {
 			return nil, fmt.Errorf("%w: truncated section %d", ErrInvalid, id)
 		}
-		body := p[1+n : 1+n+int(size)]
-		p = p[1+n+int(size):]
 		if id != 2 { // import section
 			continue
 		}
-		count, n := uleb(body)
-		body = body[n:]
-		for range count {
-			var mod, name string
-			var ok bool
-			if mod, body, ok = vecName(body); !ok {
-				return nil, fmt.Errorf("%w: malformed import section", ErrInvalid)
+		n := body.U32()
+		for i := uint32(0); i < n && body.Err == nil; i++ {
+			mod, name := body.Name(), body.Name()
+			kind := body.Byte()
+			if body.Err != nil {
+				break
 			}
-			if name, body, ok = vecName(body); !ok || len(body) < 1 {
-				return nil, fmt.Errorf("%w: malformed import section", ErrInvalid)
-			}
-			kind := body[0]
-			body = body[1:]
 			imports = append(imports, fmt.Sprintf("%s.%s (%s)", mod, name, kindName(kind)))
 			// Skip the descriptor: func typeidx | table | memory | global.
 			switch kind {
 			case 0:
-				_, n = uleb(body)
-				body = body[n:]
+				body.U32()
 			case 1:
-				if len(body) < 1 {
-					return nil, fmt.Errorf("%w: malformed import section", ErrInvalid)
-				}
-				body = skipLimits(body[1:])
+				body.Byte()
+				body.Limits()
 			case 2:
-				body = skipLimits(body)
+				body.Limits()
 			case 3:
-				if len(body) < 2 {
-					return nil, fmt.Errorf("%w: malformed import section", ErrInvalid)
-				}
-				body = body[2:]
+				body.Skip(2)
 			default:
 				return nil, fmt.Errorf("%w: import %s.%s has unknown kind %d", ErrInvalid, mod, name, kind)
 			}
+		}
+		if body.Err != nil {
+			return nil, fmt.Errorf("%w: malformed import section", ErrInvalid)
 		}
 		return imports, nil
 	}
@@ -155,45 +145,6 @@ func checkImport(imp string) error {
 		return fmt.Errorf("%w: import %s is not allowed: plugins have no network", ErrInvalid, full)
 	}
 	return fmt.Errorf("%w: import %s is not allowed (allowed: %s.log and the WASI preview 1 calls of a Go wasip1 module; see sdk/ABI.md)", ErrInvalid, full, hostModule)
-}
-
-func skipLimits(b []byte) []byte {
-	if len(b) < 1 {
-		return b
-	}
-	flag := b[0]
-	b = b[1:]
-	_, n := uleb(b)
-	b = b[n:]
-	if flag&1 != 0 {
-		_, n = uleb(b)
-		b = b[n:]
-	}
-	return b
-}
-
-func vecName(b []byte) (string, []byte, bool) {
-	l, n := uleb(b)
-	if n == 0 || n+int(l) > len(b) {
-		return "", nil, false
-	}
-	return string(b[n : n+int(l)]), b[n+int(l):], true
-}
-
-// uleb decodes an unsigned LEB128 u32; n == 0 means malformed.
-func uleb(b []byte) (v uint32, n int) {
-	var shift uint
-	for i, c := range b {
-		if i == 5 {
-			return 0, 0
-		}
-		v |= uint32(c&0x7f) << shift
-		if c&0x80 == 0 {
-			return v, i + 1
-		}
-		shift += 7
-	}
-	return 0, 0
 }
 
 // checkExports verifies the ABI exports of a compiled module, naming the

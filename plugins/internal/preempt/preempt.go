@@ -82,13 +82,11 @@ func Instrument(module []byte, imp Import) ([]byte, error) {
 	r := wasmbin.Reader{B: module, Off: len(header)}
 	for r.Off < len(r.B) {
 		start := r.Off
-		id := r.Byte()
-		size := r.U32()
-		if r.Err != nil || uint64(r.Off)+uint64(size) > uint64(len(r.B)) {
+		id, body, ok := r.Section()
+		if !ok {
 			return nil, fmt.Errorf("preempt: section at offset %#x runs past the end of the module", start)
 		}
-		s := section{id: id, body: r.B[r.Off : r.Off+int(size)], off: r.Off}
-		r.Off += int(size)
+		s := section{id: id, body: body.B, off: r.Off - len(body.B)}
 		if id == secCustom && isDebug(s.body) {
 			continue
 		}
@@ -425,13 +423,11 @@ func (m *rewrite) names(body []byte) ([]byte, bool) {
 	}
 	out := bytes.Clone(body[:r.Off])
 	for r.Off < len(r.B) {
-		id := r.Byte()
-		size := r.U32()
-		if r.Err != nil || r.Off+int(size) > len(r.B) {
+		id, subsection, ok := r.Section()
+		if !ok {
 			return nil, false
 		}
-		sub := r.B[r.Off : r.Off+int(size)]
-		r.Off += int(size)
+		sub := subsection.B
 		if id >= 1 && id <= 3 {
 			var ok bool
 			if sub, ok = m.nameMap(sub, id != 1); !ok {

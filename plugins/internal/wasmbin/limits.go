@@ -41,13 +41,10 @@ func CheckLimits(module []byte) error {
 	r := Reader{B: module, Off: 8}
 	for r.Off < len(r.B) {
 		start := r.Off
-		id := r.Byte()
-		size := r.U32()
-		if r.Err != nil || uint64(r.Off)+uint64(size) > uint64(len(r.B)) {
+		id, body, ok := r.Section()
+		if !ok {
 			return fmt.Errorf("section at offset %#x runs past the end of the module", start)
 		}
-		body := Reader{B: r.B[r.Off : r.Off+int(size)]}
-		r.Off += int(size)
 		name := sectionNames[id]
 		if name == "" {
 			return fmt.Errorf("unknown section id %d at offset %#x", id, start)
@@ -285,13 +282,10 @@ func checkCustom(r *Reader) error {
 		return nil
 	}
 	for r.Left() > 0 && r.Err == nil {
-		id := r.Byte()
-		size := r.U32()
-		if r.Err != nil || int(size) > r.Left() {
+		id, sub, ok := r.Section()
+		if !ok {
 			return errors.New("name subsection runs past the section")
 		}
-		sub := Reader{B: r.B[r.Off : r.Off+int(size)]}
-		r.Off += int(size)
 		if id == 0 {
 			continue // the module's name
 		}

@@ -101,6 +101,23 @@ func (r *Reader) Name() string {
 	return s
 }
 
+// Section reads an id and a length-prefixed body (a module section, or a
+// subsection of the name section) and returns the id and a Reader over the
+// body. ok is false, with Err set, when the body runs past the end.
+func (r *Reader) Section() (id byte, body Reader, ok bool) {
+	id = r.Byte()
+	size := r.U32()
+	if r.Err != nil || uint64(r.Off)+uint64(size) > uint64(len(r.B)) {
+		if r.Err == nil {
+			r.Err = ErrShort
+		}
+		return id, Reader{}, false
+	}
+	body = Reader{B: r.B[r.Off : r.Off+int(size)]}
+	r.Off += int(size)
+	return id, body, true
+}
+
 // Memarg moves past a memory argument: alignment (with the multi-memory
 // flag, then a memory index) and offset.
 func (r *Reader) Memarg() {
