@@ -86,26 +86,14 @@ func scanImports(wasm []byte) (imports []string, err error) {
 		}
 		n := body.U32()
 		for i := uint32(0); i < n && body.Err == nil; i++ {
-			mod, name := body.Name(), body.Name()
-			kind := body.Byte()
+			mod, name, kind, _ := body.Import()
+			if kind > wasmbin.ImportGlobal {
+				return nil, fmt.Errorf("%w: import %s.%s has unknown kind %d", ErrInvalid, mod, name, kind)
+			}
 			if body.Err != nil {
 				break
 			}
 			imports = append(imports, fmt.Sprintf("%s.%s (%s)", mod, name, kindName(kind)))
-			// Skip the descriptor: func typeidx | table | memory | global.
-			switch kind {
-			case 0:
-				body.U32()
-			case 1:
-				body.Byte()
-				body.Limits()
-			case 2:
-				body.Limits()
-			case 3:
-				body.Skip(2)
-			default:
-				return nil, fmt.Errorf("%w: import %s.%s has unknown kind %d", ErrInvalid, mod, name, kind)
-			}
 		}
 		if body.Err != nil {
 			return nil, fmt.Errorf("%w: malformed import section", ErrInvalid)

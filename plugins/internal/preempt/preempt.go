@@ -284,28 +284,15 @@ func (m *rewrite) addImport(secs *[]section, imp Import, typeIdx uint32) error {
 		n := r.U32()
 		entries := r.Off
 		for j := uint32(0); j < n && r.Err == nil; j++ {
-			mod, name := r.Name(), r.Name()
+			mod, name, kind, _ := r.Import()
 			if mod == imp.Module && name == imp.Name {
 				return fmt.Errorf("preempt: the module already imports %s.%s", mod, name)
 			}
-			switch kind := r.Byte(); kind {
-			case 0x00: // function: type index
-				r.U32()
+			switch kind {
+			case wasmbin.ImportFunction:
 				m.funcImports++
-			case 0x01: // table: reference type, limits
-				r.Byte()
-				r.Limits()
-			case 0x02: // memory: limits
-				r.Limits()
-			case 0x03: // global: value type, mutability
-				r.Byte()
-				r.Byte()
+			case wasmbin.ImportGlobal:
 				m.budget++
-			case 0x04: // tag: attribute, type index
-				r.Byte()
-				r.U32()
-			default:
-				return fmt.Errorf("preempt: import %d: unknown kind %#x", j, kind)
 			}
 		}
 		if r.Err != nil {

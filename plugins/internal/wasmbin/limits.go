@@ -97,23 +97,8 @@ func checkSection(id byte, r *Reader) error {
 	case 2:
 		n, err := count(r, "imports", MaxImports)
 		for i := 0; i < n && err == nil && r.Err == nil; i++ {
-			r.Name()
-			r.Name()
-			switch kind := r.Byte(); kind {
-			case 0:
-				r.U32()
-			case 1:
-				r.Byte()
-				err = tableLimits(r)
-			case 2:
-				r.Limits()
-			case 3:
-				r.Skip(2)
-			case 4:
-				r.Byte()
-				r.U32()
-			default:
-				return fmt.Errorf("import %d: unknown kind %#x", i, kind)
+			if _, _, kind, min := r.Import(); kind == ImportTable && min > MaxTableSize {
+				err = fmt.Errorf("a table of %d entries exceeds the limit of %d", min, MaxTableSize)
 			}
 		}
 		return err
@@ -204,8 +189,8 @@ func checkSection(id byte, r *Reader) error {
 }
 
 func tableLimits(r *Reader) error {
-	if lo, _, _ := r.Limits(); lo > MaxTableSize {
-		return fmt.Errorf("a table of %d entries exceeds the limit of %d", lo, MaxTableSize)
+	if min, _, _ := r.Limits(); min > MaxTableSize {
+		return fmt.Errorf("a table of %d entries exceeds the limit of %d", min, MaxTableSize)
 	}
 	return nil
 }

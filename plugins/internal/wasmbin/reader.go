@@ -7,6 +7,7 @@ package wasmbin
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 )
 
 // Reader decodes the binary format from B at Off. The first error sticks
@@ -116,6 +117,41 @@ func (r *Reader) Section() (id byte, body Reader, ok bool) {
 	body = Reader{B: r.B[r.Off : r.Off+int(size)]}
 	r.Off += int(size)
 	return id, body, true
+}
+
+// Import kinds, as the import section encodes them.
+const (
+	ImportFunction byte = 0
+	ImportTable    byte = 1
+	ImportMemory   byte = 2
+	ImportGlobal   byte = 3
+	ImportTag      byte = 4
+)
+
+// Import reads one entry of the import section: module and name, the kind
+// (one of the Import* values) and, for a table, its minimum size. The
+// descriptor is read past; an unknown kind sets Err.
+func (r *Reader) Import() (mod, name string, kind byte, tableMin uint64) {
+	mod, name = r.Name(), r.Name()
+	switch kind = r.Byte(); kind {
+	case ImportFunction:
+		r.U32() // type index
+	case ImportTable:
+		r.Byte() // reference type
+		tableMin, _, _ = r.Limits()
+	case ImportMemory:
+		r.Limits()
+	case ImportGlobal:
+		r.Skip(2) // value type, mutability
+	case ImportTag:
+		r.Byte() // attribute
+		r.U32()  // type index
+	default:
+		if r.Err == nil {
+			r.Err = fmt.Errorf("import %s.%s has unknown kind %d", mod, name, kind)
+		}
+	}
+	return mod, name, kind, tableMin
 }
 
 // Memarg moves past a memory argument: alignment (with the multi-memory
