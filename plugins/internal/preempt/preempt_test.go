@@ -155,9 +155,9 @@ func TestInstrumentHandAssembled(t *testing.T) {
 	}
 
 	// A loop that never ends traps once the host says stop.
+	start := time.Now() // before the timer is armed, so that it cannot fire earlier than 20ms after start
 	timer := h.stopAfter(20 * time.Millisecond)
 	defer timer.Stop()
-	start := time.Now()
 	_, err = m.ExportedFunction("spin").Call(ctx)
 	if err == nil || !strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("spin returned %v, want an unreachable trap", err)
