@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -36,11 +35,9 @@ func PreviewEndpoint(preview PreviewFunc, timeout time.Duration) Endpoint {
 			if strings.TrimSpace(r.Definition) == "" {
 				return nil, badField("definition", `"definition" is required: one segment as in a rules file, e.g. "id: buyers\ndid: {event: pay, last: 7d}"`)
 			}
-			switch {
-			case r.Limit == 0:
-				r.Limit = DefaultPreviewLimit
-			case r.Limit < 0 || r.Limit > MaxPreviewLimit:
-				return nil, badField("limit", fmt.Sprintf(`"limit" must be between 1 and %d`, MaxPreviewLimit))
+			var bad *api.ErrorDetail
+			if r.Limit, bad = requestLimit(r.Limit, DefaultPreviewLimit, MaxPreviewLimit); bad != nil {
+				return nil, bad
 			}
 			return func() (any, error) {
 				ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -190,11 +190,17 @@ func decodeCursor(s string) (uint32, error) {
 }
 
 func pageLimit(limit int) (int, *api.ErrorDetail) {
+	return requestLimit(limit, DefaultPageLimit, MaxPageLimit)
+}
+
+// requestLimit checks a request's "limit": 0 means def, otherwise it must
+// be between 1 and max.
+func requestLimit(limit, def, max int) (int, *api.ErrorDetail) {
 	switch {
 	case limit == 0:
-		return DefaultPageLimit, nil
-	case limit < 0 || limit > MaxPageLimit:
-		return 0, badField("limit", fmt.Sprintf(`"limit" must be between 1 and %d`, MaxPageLimit))
+		return def, nil
+	case limit < 0 || limit > max:
+		return 0, badField("limit", fmt.Sprintf(`"limit" must be between 1 and %d`, max))
 	}
 	return limit, nil
 }
