@@ -70,20 +70,6 @@ func (e *Engine) computeFingerprints(extra func(*rules.Segment) string) {
 	}
 }
 
-// WriteState appends the engine's whole state to w: dictionary, profiles,
-// every segment's rule state and membership, counters, the last applied
-// stream sequence and the clock. Writer only: call it inside Do. It is
-// Capture, Encode and Release in one pause; a snapshot that must not hold
-// up ingest calls them separately.
-func (e *Engine) WriteState(w *snapio.Writer) error {
-	c, err := e.Capture()
-	if err != nil {
-		return err
-	}
-	defer c.Release()
-	return c.encode(w, runtime.GOMAXPROCS(0)) // the writer waits: use every core
-}
-
 // Capture is the engine's state at one stream sequence, taken in a short
 // pause of the writer and encoded later, while ingest goes on. The pause
 // encodes what is cheap to encode (bitmaps, counters, the dictionary,
@@ -181,17 +167,15 @@ func (e *Engine) Capture() (*Capture, error) {
 	return c, nil
 }
 
-// Encode appends the captured state to w, in WriteState's format. Any
-// goroutine, once. It encodes segments in parallel on all cores but one,
-// which it leaves to ingest.
+// Encode appends the captured state to w: dictionary, profiles, every
+// segment's rule state and membership, counters, the last applied stream
+// sequence and the clock, in the format Restore reads. Any goroutine,
+// once. It encodes segments in parallel on all cores but one, which it
+// leaves to ingest.
 func (c *Capture) Encode(w *snapio.Writer) error {
-	return c.encode(w, max(1, runtime.GOMAXPROCS(0)-1))
-}
-
-func (c *Capture) encode(w *snapio.Writer, workers int) error {
 	w.Buf = append(w.Buf, c.head.Buf...)
 	parts := make([]snapio.Writer, len(c.segs))
-	parallelN(len(c.segs), workers, func(i int) {
+	parallelN(len(c.segs), max(1, runtime.GOMAXPROCS(0)-1), func(i int) {
 		cs := &c.segs[i]
 		pw := &parts[i]
 		pw.String(cs.id)
@@ -502,7 +486,7 @@ type RestoreResult struct {
 // can be used.
 var ErrIncompatible = errors.New("snapshot incompatible with this configuration")
 
-// Restore loads a state written by WriteState into a new engine, before
+// Restore loads a state written by Capture.Encode into a new engine, before
 // Run. Segments whose fingerprint matches get their state back; the others
 // are listed in RestoreResult.Stale. On an error the engine is in an
 // undefined state and must be discarded.

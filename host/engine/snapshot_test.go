@@ -30,11 +30,20 @@ func run(e *Engine) running {
 	return running{e, func() { cancel(); <-done }}
 }
 
-// snapshotOf encodes the engine's state on its writer.
+// snapshotOf encodes the engine's state on its writer (capture, encode
+// and release in one pause).
 func snapshotOf(t testing.TB, e *Engine) []byte {
 	t.Helper()
 	w := &snapio.Writer{}
-	if err := e.Do(context.Background(), func() error { return e.WriteState(w) }); err != nil {
+	err := e.Do(context.Background(), func() error {
+		c, err := e.Capture()
+		if err != nil {
+			return err
+		}
+		defer c.Release()
+		return c.Encode(w)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return w.Buf
