@@ -19,6 +19,7 @@ import (
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/host/analysis"
 	"github.com/segd/segd/host/engine"
+	"github.com/segd/segd/host/internal/datadir"
 	"github.com/segd/segd/plugins"
 	"github.com/segd/segd/rules"
 )
@@ -27,7 +28,8 @@ import (
 // an embedded NATS server on 127.0.0.1:4222 with state under ./segd-data.
 type Config struct {
 	// DataDir holds segd's state: the embedded JetStream store and, later,
-	// snapshots (default ./segd-data).
+	// snapshots (default ./segd-data). A Server locks it (DataDir/segd.lock)
+	// from Start to Close: a second Start on it fails, naming the holder.
 	DataDir string
 	// NATSURL connects to an existing NATS server with JetStream instead of
 	// embedding one.
@@ -78,6 +80,7 @@ type Config struct {
 // Server is a running segd.
 type Server struct {
 	cfg      Config
+	lock     *datadir.Lock // DataDir's, held from the start of Start to the end of Close
 	embedded *bus.Embedded
 	nc       *nats.Conn
 	js       jetstream.JetStream
@@ -139,6 +142,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			s.Close()
 		}
 	}()
+	// Two segds on one data dir would share the JetStream store and write
+	// snapshots over each other: the lock comes before anything reads or
+	// writes there.
+	if s.lock, err = datadir.Acquire(cfg.DataDir, datadir.Self(time.Now())); err != nil {
+		return nil, err
+	}
 	ruleOpts := rules.Options{MaxWindowDays: int(cfg.Retention / (24 * time.Hour)), Schema: cfg.Schema}
 	if cfg.PluginsDir != "" {
 		if s.plugins, err = LoadPlugins(ctx, cfg.PluginsDir, cfg.DataDir, cfg.Logger, cfg.PluginWazeroInterrupts); err != nil {
@@ -445,5 +454,7 @@ func (s *Server) close() error {
 	if s.plugins != nil {
 		errs = append(errs, s.plugins.Close(context.Background()))
 	}
+	// Last: everything that writes to the data dir has stopped.
+	errs = append(errs, s.lock.Release())
 	return errors.Join(errs...)
 }
