@@ -40,7 +40,18 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
 			}
-			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			// Shutdown must not depend on stdout and stderr being
+			// writable: with `segd serve | tee log`, Ctrl-C ends tee too,
+			// and Go kills a process that writes to a closed stdout or
+			// stderr unless SIGPIPE is ignored (the write then fails with
+			// EPIPE, which is ignored). Only serve does this: client
+			// commands end quietly on a closed pipe, as `| head` expects.
+			signal.Ignore(syscall.SIGPIPE)
+			// The log goes through a queue, so that a reader that stopped
+			// reading blocks neither ingest nor shutdown (logsink.go).
+			sink := newLogSink(os.Stderr)
+			defer sink.Flush(2 * time.Second)
+			logger := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level}))
 			loc, err := time.LoadLocation(tz)
 			if err != nil {
 				return fmt.Errorf("--tz %q: %w", tz, err)
@@ -62,6 +73,7 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 			if demo {
 				go runDemo(ctx, srv, logger, demoUsers, demoDays, loc)
 			}
+			sink.Flush(time.Second) // the start-up log before the welcome
 			printWelcome(cmd, srv, cfg)
 			<-ctx.Done()
 			// Stop consuming, finish the batch in hand, snapshot, exit 0.
