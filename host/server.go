@@ -57,7 +57,9 @@ type Config struct {
 	// Clock drives windows (default the system clock).
 	Clock engine.Clock
 	// Retention is how long the events stream keeps batches (default 90
-	// days); it also caps rule windows.
+	// days); it also caps rule windows. It must be a whole number of days
+	// (a multiple of 24h, at least 24h): rule windows, the engine and the
+	// analysis index keep Retention/24h calendar days, today included.
 	Retention time.Duration
 	// MaxFutureSkew rejects events further ahead of the clock (default
 	// engine.DefaultMaxFutureSkew, 5 minutes).
@@ -125,7 +127,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Retention == 0 {
-		cfg.Retention = 90 * 24 * time.Hour
+		cfg.Retention = 90 * day
+	}
+	if err := checkRetention(cfg.Retention); err != nil {
+		return nil, err
 	}
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
@@ -148,7 +153,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.lock, err = datadir.Acquire(cfg.DataDir, datadir.Self(time.Now())); err != nil {
 		return nil, err
 	}
-	ruleOpts := rules.Options{MaxWindowDays: int(cfg.Retention / (24 * time.Hour)), Schema: cfg.Schema}
+	ruleOpts := rules.Options{MaxWindowDays: s.retentionDays(), Schema: cfg.Schema}
 	if cfg.PluginsDir != "" {
 		if s.plugins, err = LoadPlugins(ctx, cfg.PluginsDir, cfg.DataDir, cfg.Logger, cfg.PluginWazeroInterrupts); err != nil {
 			return nil, err
@@ -177,7 +182,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	engineCfg := engine.Config{Segments: segments, Location: cfg.Location, Clock: cfg.Clock, Logger: cfg.Logger,
-		RetentionDays: int(cfg.Retention / (24 * time.Hour)), FingerprintExtra: s.pluginVersions, MaxFutureSkew: cfg.MaxFutureSkew}
+		RetentionDays: s.retentionDays(), FingerprintExtra: s.pluginVersions, MaxFutureSkew: cfg.MaxFutureSkew}
 	if err := s.wireChanges(ctx, &engineCfg); err != nil {
 		return nil, err
 	}

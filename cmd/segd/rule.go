@@ -31,6 +31,9 @@ func newRuleCommand() *cobra.Command {
 problem is found.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if retentionDays < 1 { // 0 would mean rules' default, not no history
+				return fmt.Errorf("--retention-days %d: must be at least 1", retentionDays)
+			}
 			opts := rules.Options{MaxWindowDays: retentionDays}
 			var err error
 			if schema != "" {

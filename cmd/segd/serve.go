@@ -88,7 +88,7 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 	f.BoolVar(&cfg.NoListen, "no-listen", false, "embedded NATS without a network listener (in-process only)")
 	f.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync every JetStream write (survives power loss; slower)")
 	f.StringSliceVar(&cfg.RulePaths, "rules", []string{"examples/rules"}, "rule files or directories of *.yaml")
-	f.DurationVar(&cfg.Retention, "retention", 90*24*time.Hour, "how long the events stream keeps batches; caps rule windows")
+	f.DurationVar(&cfg.Retention, "retention", 90*24*time.Hour, "how long the events stream keeps batches, in whole days (a multiple of 24h); caps rule windows")
 	f.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 5*time.Minute, "how often to snapshot the state under --data-dir/snapshots while events arrive (negative: only at shutdown)")
 	f.IntVar(&cfg.SnapshotKeep, "snapshot-keep", 3, "how many snapshot files to keep")
 	f.BoolVar(&cfg.NoSnapshots, "no-snapshots", false, "never snapshot: every start replays the whole event log")
