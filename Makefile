@@ -4,17 +4,18 @@ GO        ?= go
 DATA_DIR  ?= segd-data
 LISTEN    ?= 127.0.0.1:4222
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME  ?= 10s
 
 GO_PLUGINS := geofence scoring searchclass
 PLUGIN_DIR := build/plugins
 
-.PHONY: run build plugins test lint bench clean
+.PHONY: run build plugins test lint fuzz bench clean
 
 ## run: build segd and the example plugins, and start segd with an embedded NATS server, the example rules and a demo stream
 run: build plugins
 	@rules="examples/rules,examples/plugins/rules.yaml"; \
 	if [ -f $(PLUGIN_DIR)/amount.wasm ]; then rules="$$rules,examples/plugins/amount-wat/rules.yaml"; fi; \
-	set -x; ./bin/segd serve --data-dir $(DATA_DIR) --listen $(LISTEN) --rules "$$rules" --plugins $(PLUGIN_DIR) --demo
+	set -x; exec ./bin/segd serve --data-dir $(DATA_DIR) --listen $(LISTEN) --rules "$$rules" --plugins $(PLUGIN_DIR) --demo
 
 ## plugins: build the example WASM plugins into build/plugins (the WebAssembly-text one when wat2wasm is installed)
 plugins:
@@ -43,6 +44,10 @@ lint:
 	@if ! $(GO) mod tidy -diff; then echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1; fi
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run $(STATICCHECK) ./...
+
+## fuzz: run every fuzz target in the repository (scripts/fuzz finds them) for FUZZTIME each; FUZZ_MATCH=REGEXP picks some
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz
 
 ## bench: every benchmark, then a short report of each figure's ratio to its baseline from the same run
 bench:
