@@ -63,7 +63,14 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 				}
 			}
 
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			// A closed terminal (SIGHUP) stops segd as Ctrl-C does, with a
+			// snapshot; unless SIGHUP is ignored (nohup), which Notify
+			// would undo.
+			stopOn := []os.Signal{os.Interrupt, syscall.SIGTERM}
+			if !signal.Ignored(syscall.SIGHUP) {
+				stopOn = append(stopOn, syscall.SIGHUP)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), stopOn...)
 			defer stop()
 			srv, err := host.Start(ctx, cfg)
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -119,6 +120,25 @@ func TestServeShutdownWithClosedPipe(t *testing.T) {
 	p := startSegdProcess(t, dataDir)
 	p.out.Close() // the reader is gone: every write to stdout or stderr fails with EPIPE
 	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t); err != nil {
+		t.Fatalf("segd exited with %v (%s), want exit 0", err, p.cmd.ProcessState)
+	}
+	snaps, _ := filepath.Glob(filepath.Join(dataDir, "snapshots", "snapshot-*.segd"))
+	if len(snaps) == 0 {
+		t.Fatal("no shutdown snapshot in the data dir")
+	}
+}
+
+// TestServeHangup: the terminal segd runs in closes (SIGHUP). segd stops as
+// on Ctrl-C, with a snapshot, instead of dying without one.
+func TestServeHangup(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	p := startSegdProcess(t, dataDir)
+	p.out.Close() // a closed terminal: nobody reads any more
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.wait(t); err != nil {
