@@ -23,7 +23,7 @@ func (s *Server) wireAnalysis(cfg *engine.Config) {
 		now = cfg.Clock.Now
 	}
 	days := int(s.cfg.Retention / (24 * time.Hour))
-	ix := analysis.New(analysis.Config{Location: cfg.Location, Days: days, Now: now})
+	ix := analysis.New(analysis.Config{Location: cfg.Location, Days: days, Now: now, Logger: s.cfg.Logger})
 	cfg.Observer = ix
 	if len(s.predicates) > 0 {
 		cfg.Observer = &predicateObserver{next: ix, predicates: s.predicates, logger: s.cfg.Logger}

@@ -347,6 +347,18 @@ type StatusReply struct {
 	// latest failed attempt of this run, with sequence and subject.
 	FirstIngestError string `json:"first_ingest_error,omitempty"`
 	LastIngestError  string `json:"last_ingest_error,omitempty"`
+	// RefusedItems counts events, profile updates and uploaded ids refused
+	// because the user id space was full (docs/events.md, "Limits");
+	// RefusedValues events left out of a distinct condition whose value
+	// table was full. FirstRefused describes the first refusal.
+	RefusedItems  uint64 `json:"refused_items,omitempty"`
+	RefusedValues uint64 `json:"refused_values,omitempty"`
+	FirstRefused  string `json:"first_refused,omitempty"`
+	// AnalysisDropped counts events the analysis index did not keep
+	// because its event-name dictionary was full; FirstAnalysisDropped
+	// names the first such event.
+	AnalysisDropped      uint64 `json:"analysis_dropped,omitempty"`
+	FirstAnalysisDropped string `json:"first_analysis_dropped,omitempty"`
 	// Rebuilding lists the segments being rebuilt from the log (new or
 	// changed rules at start; see docs/operations.md): Ready stays false
 	// until it is empty.
