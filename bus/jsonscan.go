@@ -3,6 +3,7 @@ package bus
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -26,7 +27,14 @@ type jsonScanner struct {
 	start int    // where the value being scanned starts
 	bad   error  // the first item-level problem of that value
 	field []byte // the top-level key being scanned, to name it in problems
+	// quiet skips describing problems (bad is then errUndescribed): only
+	// a batch's first invalid item is described, and formatting each
+	// would cost more than scanning.
+	quiet bool
 }
+
+// errUndescribed is a quiet scanner's item problem.
+var errUndescribed = errors.New("invalid item")
 
 // keySet holds the keys of one object: a list while short, a set beyond.
 type keySet struct {
@@ -82,6 +90,10 @@ func (s *jsonScanner) syntax(format string, args ...any) error {
 // its offset from the value's start.
 func (s *jsonScanner) itemProblem(format string, args ...any) {
 	if s.bad != nil {
+		return
+	}
+	if s.quiet {
+		s.bad = errUndescribed
 		return
 	}
 	s.bad = fmt.Errorf("%s at byte %d of the item", fmt.Sprintf(format, args...), s.pos-s.start)

@@ -65,7 +65,7 @@ func DecodeBatch(data []byte, defaultTime int64) (rules.Batch, error) {
 		// one strict decode of the whole array is the fast path; otherwise
 		// (or when some item is malformed after all) items are decoded one
 		// by one, which keeps the good ones.
-		sc := jsonScanner{data: trimmed}
+		sc := jsonScanner{data: trimmed, quiet: true}
 		clean := true
 		if err := sc.array(func(_ int, _ []byte, bad error) { clean = clean && bad == nil }); err != nil {
 			return b, fmt.Errorf("%w: malformed JSON array: %v", ErrNotBatch, err)
@@ -83,13 +83,14 @@ func DecodeBatch(data []byte, defaultTime int64) (rules.Batch, error) {
 				return b, nil
 			}
 		}
-		sc.pos = 0
+		sc.pos, sc.quiet = 0, false
 		_ = sc.array(func(i int, raw []byte, bad error) { // scanned above: no syntax error
 			if bad != nil {
 				countInvalid(&b, i, bad)
-				return
+			} else {
+				decodeItem(&b, i, raw, defaultTime)
 			}
-			decodeItem(&b, i, raw, defaultTime)
+			sc.quiet = b.FirstInvalid != "" // the next problems need no description
 		})
 	case '{':
 		var sc jsonScanner
@@ -101,7 +102,7 @@ func DecodeBatch(data []byte, defaultTime int64) (rules.Batch, error) {
 			if len(raw) == 0 {
 				continue
 			}
-			sc.data, sc.pos = raw, 0
+			sc.data, sc.pos, sc.quiet = raw, 0, b.FirstInvalid != ""
 			err := sc.value()
 			if err == nil {
 				err = sc.end()

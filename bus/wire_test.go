@@ -383,7 +383,8 @@ func FuzzDecodeBatch(f *testing.F) {
 	})
 }
 
-func BenchmarkDecodeBatch(b *testing.B) {
+// benchBatch is 1000 checkout events, about 125 KB.
+func benchBatch() []byte {
 	var sb strings.Builder
 	sb.WriteByte('[')
 	for i := range 1000 {
@@ -393,7 +394,11 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		fmt.Fprintf(&sb, `{"user":"user-%d","event":"checkout","time":"2026-11-28T10:%02d:00+08:00","props":{"amount":%d.5,"currency":"EUR","items":3}}`, i, i%60, i)
 	}
 	sb.WriteByte(']')
-	data := []byte(sb.String())
+	return []byte(sb.String())
+}
+
+func BenchmarkDecodeBatch(b *testing.B) {
+	data := benchBatch()
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -403,4 +408,18 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/event")
+}
+
+// BenchmarkScanBatch is the scanner's share of BenchmarkDecodeBatch.
+func BenchmarkScanBatch(b *testing.B) {
+	data := benchBatch()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		sc := jsonScanner{data: data}
+		n := 0
+		if err := sc.array(func(int, []byte, error) { n++ }); err != nil || n != 1000 {
+			b.Fatalf("scanned %d items, err %v", n, err)
+		}
+	}
 }
