@@ -188,14 +188,20 @@ func appendDecoded(b *rules.Batch, it *wireItem, defaultTime int64) error {
 	return nil
 }
 
-// checkKeys checks the keys of props or profile against MaxNameBytes.
+// checkKeys checks the keys of props or profile against MaxNameBytes. Of
+// several long keys it names the least, so that the error does not depend
+// on map order.
 func checkKeys(field string, m map[string]any) error {
+	long := ""
 	for k := range m {
-		if len(k) > MaxNameBytes {
-			return fmt.Errorf("%q: key %q: %d bytes, longer than the limit of %d", field, truncate(k, 32), len(k), MaxNameBytes)
+		if len(k) > MaxNameBytes && (long == "" || k < long) {
+			long = k
 		}
 	}
-	return nil
+	if long == "" {
+		return nil
+	}
+	return fmt.Errorf("%q: key %q: %d bytes, longer than the limit of %d", field, truncate(long, 32), len(long), MaxNameBytes)
 }
 
 // decodeUser accepts a non-empty string or an integer, since many producers
