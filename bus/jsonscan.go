@@ -16,17 +16,20 @@ import (
 // unpaired surrogate escapes (which encoding/json turns into U+FFFD, so
 // that different ids would become one), and duplicate object keys (of which
 // encoding/json keeps the last). It does not recurse, so no input can
-// exhaust the stack; its memory is one byte per open container.
+// exhaust the stack; its memory is one bit per open container.
 type jsonScanner struct {
 	data []byte
 	pos  int
-	// kinds holds '{' or '[' per open container; keys the keys seen in the
-	// open objects up to MaxItemDepth, for duplicate detection.
-	kinds []byte
-	keys  []keySet
-	start int    // where the value being scanned starts
-	bad   error  // the first item-level problem of that value
-	field []byte // the top-level key being scanned, to name it in problems
+	// objects has a bit per open container, set for an object (one bit:
+	// a megabyte of '[' costs 128 KiB); depth counts them. keys holds the
+	// keys seen in the open objects up to MaxItemDepth, for duplicate
+	// detection.
+	objects []uint64
+	depth   int
+	keys    []keySet
+	start   int    // where the value being scanned starts
+	bad     error  // the first item-level problem of that value
+	field   []byte // the top-level key being scanned, to name it in problems
 	// quiet skips describing problems (bad is then errUndescribed): only
 	// a batch's first invalid item is described, and formatting each
 	// would cost more than scanning.
@@ -119,7 +122,7 @@ func (s *jsonScanner) skipSpace() {
 func (s *jsonScanner) value() error {
 	s.skipSpace()
 	s.start, s.bad, s.field = s.pos, nil, nil
-	s.kinds = s.kinds[:0]
+	s.objects, s.depth = s.objects[:0], 0
 	for {
 		// A value is expected here.
 		if s.pos >= len(s.data) {
@@ -132,7 +135,7 @@ func (s *jsonScanner) value() error {
 			s.skipSpace()
 			if s.pos < len(s.data) && s.data[s.pos] == c+2 { // '}' and ']' are '{' and '[' + 2
 				s.pos++
-				s.kinds = s.kinds[:len(s.kinds)-1]
+				s.depth--
 				break
 			}
 			if c == '{' {
@@ -166,18 +169,18 @@ func (s *jsonScanner) value() error {
 		}
 		// After a value: close containers, or go on to the next element.
 		for {
-			if len(s.kinds) == 0 {
+			if s.depth == 0 {
 				return nil
 			}
 			s.skipSpace()
 			if s.pos >= len(s.data) {
 				return s.syntax("unexpected end of input")
 			}
-			top := s.kinds[len(s.kinds)-1]
+			top := s.top()
 			c := s.data[s.pos]
 			if c == top+2 {
 				s.pos++
-				s.kinds = s.kinds[:len(s.kinds)-1]
+				s.depth--
 				continue
 			}
 			if c != ',' {
@@ -195,10 +198,28 @@ func (s *jsonScanner) value() error {
 	}
 }
 
+// top is the innermost open container: '{' or '['.
+func (s *jsonScanner) top() byte {
+	d := s.depth - 1
+	if s.objects[d/64]&(1<<(d%64)) != 0 {
+		return '{'
+	}
+	return '['
+}
+
 // open enters a container; past MaxItemDepth the value is an invalid item.
 func (s *jsonScanner) open(kind byte) {
-	s.kinds = append(s.kinds, kind)
-	depth := len(s.kinds)
+	if s.depth%64 == 0 {
+		s.objects = append(s.objects[:s.depth/64], 0)
+	}
+	bit := uint64(1) << (s.depth % 64)
+	if kind == '{' {
+		s.objects[s.depth/64] |= bit
+	} else {
+		s.objects[s.depth/64] &^= bit
+	}
+	s.depth++
+	depth := s.depth
 	if depth > MaxItemDepth {
 		s.itemProblem("nested deeper than %d levels", MaxItemDepth)
 		return
@@ -217,14 +238,14 @@ func (s *jsonScanner) key() error {
 		return s.syntax("want an object key")
 	}
 	keyAt := s.pos
-	if len(s.kinds) == 1 {
+	if s.depth == 1 {
 		s.field = nil // a problem in the key itself is not inside the previous field
 	}
 	raw, err := s.str()
 	if err != nil {
 		return err
 	}
-	if depth := len(s.kinds); depth <= MaxItemDepth {
+	if depth := s.depth; depth <= MaxItemDepth {
 		key := raw
 		if bytes.IndexByte(raw, '\\') >= 0 {
 			var k string
@@ -238,7 +259,7 @@ func (s *jsonScanner) key() error {
 			s.pos = at
 		}
 	}
-	if len(s.kinds) == 1 {
+	if s.depth == 1 {
 		s.field = raw
 	}
 	s.skipSpace()
