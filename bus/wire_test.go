@@ -162,6 +162,13 @@ func TestDecodeBatch(t *testing.T) {
 			firstInvalid: []string{"item 1", "nested deeper than 64 levels"},
 		},
 		{
+			name:         "objects and arrays alternating 141 levels deep",
+			in:           "[" + strings.Repeat(`{"a":[`, 70) + "1" + strings.Repeat("]}", 70) + `,{"user":"u","event":"e","time":1}]`,
+			events:       []rules.Event{{User: "u", Name: "e", Time: 1}},
+			invalid:      1,
+			firstInvalid: []string{"item 0", "nested deeper than 64 levels"},
+		},
+		{
 			name:   "64 levels are allowed",
 			in:     `[{"user":"a","event":"e","time":1,"props":{"x":` + strings.Repeat("[", 62) + strings.Repeat("]", 62) + `}}]`,
 			events: []rules.Event{{User: "a", Name: "e", Time: 1, Props: map[string]any{"x": nest(61)}}},
@@ -325,6 +332,8 @@ func TestDecodeBatchNotABatch(t *testing.T) {
 		strings.Repeat("[", 1<<20),           // a megabyte of '['
 		"[" + strings.Repeat(`{"a":`, 30000), // deep and cut
 		`[{"a":[}]`,                          // mismatched brackets
+		"[" + strings.Repeat(`{"a":[`, 70) + "1" + strings.Repeat("}]", 70) + "]", // mismatched, deep
+		"[" + strings.Repeat(`{"a":[`, 70) + "1" + strings.Repeat("]}", 70),       // unclosed array
 	} {
 		b, err := DecodeBatch([]byte(in), defaultTime)
 		if !errors.Is(err, ErrNotBatch) {
