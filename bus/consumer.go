@@ -128,13 +128,25 @@ type ConsumerOptions struct {
 	// doubles up to MaxRetryDelay (default 10s, and below AckWait/2).
 	RetryDelay    time.Duration
 	MaxRetryDelay time.Duration
+	// MaxAttempts bounds the tries of a message's Apply, and of storing its
+	// dead letter, so that no message and no failing side effect blocks
+	// the stream (default DefaultMaxAttempts, about 45s of back-off with
+	// the default delays). A message whose Apply still fails is then
+	// dead-lettered with the reason and acked, unapplied; a dead letter
+	// that cannot be stored is logged with the message's sequence, subject,
+	// size and reason. ConsumerStats counts both.
+	MaxAttempts int
 	// Logger receives warnings (nil: slog.Default()).
 	Logger *slog.Logger
 	// DeadLetters, if set, receives a copy of every message that is not a
-	// batch before Apply sees it; a failure to store it is retried like a
-	// failed Apply, so that no such message is acked unrecorded.
+	// batch before Apply sees it, and of every message given up after
+	// MaxAttempts. A failure to store it is retried up to MaxAttempts
+	// times.
 	DeadLetters *DeadLetters
 }
+
+// DefaultMaxAttempts is ConsumerOptions.MaxAttempts' default.
+const DefaultMaxAttempts = 10
 
 func (o *ConsumerOptions) setDefaults() {
 	if o.Stream == "" {
@@ -163,6 +175,9 @@ func (o *ConsumerOptions) setDefaults() {
 	}
 	o.MaxRetryDelay = min(o.MaxRetryDelay, o.AckWait/2)
 	o.RetryDelay = min(o.RetryDelay, o.MaxRetryDelay)
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -183,6 +198,28 @@ type Consumer struct {
 	// lastSeq is the last applied stream sequence. Written only by the
 	// message callback, which nats.go runs on one goroutine.
 	lastSeq atomic.Uint64
+
+	mu    sync.Mutex
+	stats ConsumerStats
+}
+
+// ConsumerStats counts what the consumer could not do (see
+// ConsumerOptions.MaxAttempts). The counters start at zero with each
+// Consume.
+type ConsumerStats struct {
+	// Retries counts failed attempts (of Apply or of storing a dead
+	// letter) that were tried again.
+	Retries uint64
+	// GaveUp counts messages acked unapplied after MaxAttempts failed
+	// applies; each was dead-lettered (or counted in LostToDLQ).
+	GaveUp uint64
+	// LostToDLQ counts messages whose dead letter could not be stored
+	// after MaxAttempts tries; the log has their sequence, subject, size
+	// and reason.
+	LostToDLQ uint64
+	// FirstError and LastError describe the first and the latest failed
+	// attempt, with the message's sequence and subject.
+	FirstError, LastError string
 }
 
 // Consume starts feeding the durable pull consumer's messages to ing. It
@@ -195,8 +232,11 @@ type Consumer struct {
 //   - A message that is not a batch reaches Apply with Err set (wrapping
 //     ErrNotBatch) and is acked like any other once Apply returns nil.
 //   - When Apply fails, the same message is retried (freshly decoded) with
-//     growing delays until it succeeds or the consumer stops; later messages
-//     wait, so order holds. On Stop it is left for redelivery.
+//     growing delays, up to ConsumerOptions.MaxAttempts tries; later
+//     messages wait, so order holds. A message that still fails is
+//     dead-lettered, counted (Stats) and acked unapplied: nothing blocks
+//     the stream for good. On Stop, or once ctx is cancelled, the message
+//     in hand is never given up but left for redelivery.
 //   - Apply is never called for a sequence at or below one already applied
 //     by this Consumer (a late redelivery is acked and skipped).
 //
@@ -288,38 +328,34 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	}
-	delay := c.opts.RetryDelay
-	dead := false // stored in the dead-letter stream
-	for attempt := 1; ; attempt++ {
-		im := DecodeMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli())
-		var err error
-		if im.Err != nil && c.opts.DeadLetters != nil && !dead {
-			err = c.opts.DeadLetters.Send(c.ctx, msg, seq, im.Err)
-			dead = err == nil
-		}
-		if err == nil {
-			err = c.ing.Apply(c.ctx, im)
-		}
-		if err == nil {
-			break
-		}
-		c.opts.Logger.Warn("segd consumer: apply failed, will retry", "seq", seq, "attempt", attempt, "retry_in", delay, "err", err)
-		if c.ctx.Err() != nil || c.stopping.Load() {
-			_ = msg.Nak()
+	r := retrier{c: c, msg: msg, seq: seq}
+	im := DecodeMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli())
+	if im.Err != nil && c.opts.DeadLetters != nil {
+		// Kept before Apply counts it: a message that is not a batch is
+		// acked only once recorded, or once recording it has failed for
+		// good (then it is logged and counted).
+		done, ok := r.try("dead letter", func() error { return c.opts.DeadLetters.Send(c.ctx, msg, seq, im.Err) })
+		if !done {
 			return
 		}
-		// Keep the message ours while we wait, so the server neither
-		// redelivers it nor lets a later one overtake it.
-		_ = msg.InProgress()
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-c.stopCh:
-			t.Stop()
-			_ = msg.Nak()
-			return
+		if !ok {
+			c.lost(msg, seq, im.Err, r.err)
 		}
-		delay = min(2*delay, c.opts.MaxRetryDelay)
+	}
+	r.delay = 0
+	first := true
+	done, ok := r.try("apply", func() error {
+		if !first { // Apply may have changed it
+			im = DecodeMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli())
+		}
+		first = false
+		return c.ing.Apply(c.ctx, im)
+	})
+	if !done {
+		return
+	}
+	if !ok && !c.giveUp(msg, seq, fmt.Errorf("apply failed %d times, last: %w", r.attempts, r.err)) {
+		return
 	}
 	// A plain ack: DoubleAck costs a round trip per message (about 8x
 	// slower), and a lost ack only means a redelivery, which the seq check
@@ -328,6 +364,105 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 		c.opts.Logger.Warn("segd consumer: ack failed", "seq", seq, "err", err)
 	}
 	c.lastSeq.Store(seq)
+}
+
+// retrier tries one step of handling a message with back-off.
+type retrier struct {
+	c        *Consumer
+	msg      jetstream.Msg
+	seq      uint64
+	delay    time.Duration
+	attempts int
+	err      error // the last failure
+}
+
+// try calls f until it succeeds or has failed MaxAttempts times (ok false).
+// done is false when the consumer stopped meanwhile: the message was then
+// handed back (nak) for the next run, never given up.
+func (r *retrier) try(what string, f func() error) (done, ok bool) {
+	c := r.c
+	if r.delay == 0 {
+		r.delay = c.opts.RetryDelay
+	}
+	for r.attempts = 1; ; r.attempts++ {
+		if r.err = f(); r.err == nil {
+			return true, true
+		}
+		c.noteError(r.msg, r.seq, what, r.err)
+		if c.ctx.Err() != nil || c.stopping.Load() {
+			_ = r.msg.Nak()
+			return false, false
+		}
+		if r.attempts >= c.opts.MaxAttempts {
+			return true, false
+		}
+		c.opts.Logger.Warn("segd consumer: "+what+" failed, will retry", "seq", r.seq, "attempt", r.attempts,
+			"max_attempts", c.opts.MaxAttempts, "retry_in", r.delay, "err", r.err)
+		c.mu.Lock()
+		c.stats.Retries++
+		c.mu.Unlock()
+		// Keep the message ours while we wait, so the server neither
+		// redelivers it nor lets a later one overtake it.
+		_ = r.msg.InProgress()
+		t := time.NewTimer(r.delay)
+		select {
+		case <-t.C:
+		case <-c.stopCh:
+			t.Stop()
+			_ = r.msg.Nak()
+			return false, false
+		}
+		r.delay = min(2*r.delay, c.opts.MaxRetryDelay)
+	}
+}
+
+// noteError records a failed attempt for Stats.
+func (c *Consumer) noteError(msg jetstream.Msg, seq uint64, what string, err error) {
+	desc := fmt.Sprintf("seq %d on %s: %s: %v", seq, msg.Subject(), what, err)
+	c.mu.Lock()
+	if c.stats.FirstError == "" {
+		c.stats.FirstError = desc
+	}
+	c.stats.LastError = desc
+	c.mu.Unlock()
+}
+
+// giveUp dead-letters a message that could not be applied, so that it is
+// kept, and counts it; the caller acks it unless it returns false (the
+// consumer stopped meanwhile and handed the message back).
+func (c *Consumer) giveUp(msg jetstream.Msg, seq uint64, reason error) bool {
+	c.opts.Logger.Error("segd consumer: gave up applying a message; it is dead-lettered and acked", "seq", seq,
+		"subject", msg.Subject(), "size", len(msg.Data()), "reason", reason)
+	c.mu.Lock()
+	c.stats.GaveUp++
+	c.mu.Unlock()
+	if c.opts.DeadLetters == nil {
+		c.lost(msg, seq, reason, errors.New("no dead-letter stream"))
+		return true
+	}
+	r := retrier{c: c, msg: msg, seq: seq}
+	done, ok := r.try("dead letter", func() error { return c.opts.DeadLetters.SendUnapplied(c.ctx, msg, seq, reason) })
+	if done && !ok {
+		c.lost(msg, seq, reason, r.err)
+	}
+	return done
+}
+
+// lost logs and counts a message whose dead letter could not be stored:
+// the log line is all that is left of it outside the events stream.
+func (c *Consumer) lost(msg jetstream.Msg, seq uint64, reason, err error) {
+	c.opts.Logger.Error("segd consumer: could not store a dead letter; acking the message anyway", "seq", seq,
+		"subject", msg.Subject(), "size", len(msg.Data()), "reason", reason, "err", err)
+	c.mu.Lock()
+	c.stats.LostToDLQ++
+	c.mu.Unlock()
+}
+
+// Stats returns the consumer's failure counters.
+func (c *Consumer) Stats() ConsumerStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
 }
 
 // safeDecode turns a decoder panic into ErrNotBatch: no input may stop the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -335,4 +336,135 @@ func TestConsumeRejectsNilIngester(t *testing.T) {
 	if _, err := Consume(context.Background(), nil, nil, ConsumerOptions{}); err == nil {
 		t.Fatal("nil Ingester accepted")
 	}
+}
+
+// TestConsumeGivesUpAfterMaxAttempts: a message whose Apply keeps failing
+// is tried MaxAttempts times, then dead-lettered with the reason, counted
+// and acked, and the stream moves on.
+func TestConsumeGivesUpAfterMaxAttempts(t *testing.T) {
+	t.Parallel()
+	js, dlq := dlqEnv(t)
+	for i := 1; i <= 3; i++ {
+		publish(t, js, "segd.events.0", batchOf(i))
+	}
+	rec := newRecorder()
+	rec.fail = func(m *IngestMessage, _ int) error {
+		if m.Seq == 2 {
+			return errors.New("index on fire")
+		}
+		return nil
+	}
+	opts := fastOpts()
+	opts.MaxAttempts = 3
+	opts.DeadLetters = dlq
+	c, err := Consume(context.Background(), js, rec, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	got := rec.waitApplied(t, 2)
+	if got[0].Seq != 1 || got[1].Seq != 3 {
+		t.Fatalf("applied %d, %d; want 1, 3", got[0].Seq, got[1].Seq)
+	}
+	waitAllAcked(t, c)
+	rec.mu.Lock()
+	attempts := rec.attempts[2]
+	rec.mu.Unlock()
+	if attempts != 3 {
+		t.Errorf("seq 2 tried %d times, want 3", attempts)
+	}
+	st := c.Stats()
+	if st.GaveUp != 1 || st.Retries != 2 || st.LostToDLQ != 0 ||
+		!strings.Contains(st.FirstError, "seq 2 on segd.events.0") || !strings.Contains(st.LastError, "index on fire") {
+		t.Errorf("stats %+v", st)
+	}
+	dl := deadLetter(t, js, 2)
+	if r := dl.Header.Get(HeaderDLQReason); !strings.Contains(r, "apply failed 3 times") || !strings.Contains(r, "index on fire") {
+		t.Errorf("dead letter reason %q", r)
+	}
+	if string(dl.Data) != batchOf(2) {
+		t.Errorf("dead letter data %q", dl.Data)
+	}
+}
+
+// TestConsumeDeadLetterFailureDoesNotBlock: with the dead-letter stream
+// gone, a message that is not a batch and one whose Apply fails are
+// logged, counted as lost to the DLQ and acked; the stream moves on.
+func TestConsumeDeadLetterFailureDoesNotBlock(t *testing.T) {
+	t.Parallel()
+	js, dlq := dlqEnv(t)
+	if err := js.DeleteStream(context.Background(), DeadLetterStream); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, js, "segd.events.0", "not json")
+	publish(t, js, "segd.events.0", batchOf(2))
+	publish(t, js, "segd.events.0", batchOf(3))
+	rec := newRecorder()
+	rec.fail = func(m *IngestMessage, _ int) error {
+		if m.Seq == 2 {
+			return errors.New("always")
+		}
+		return nil
+	}
+	opts := fastOpts()
+	opts.MaxAttempts = 2
+	opts.DeadLetters = dlq
+	c, err := Consume(context.Background(), js, rec, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	got := rec.waitApplied(t, 2)
+	if got[0].Seq != 1 || !errors.Is(got[0].Err, ErrNotBatch) || got[1].Seq != 3 {
+		t.Fatalf("applied %d (%v), %d", got[0].Seq, got[0].Err, got[1].Seq)
+	}
+	waitAllAcked(t, c)
+	if st := c.Stats(); st.LostToDLQ != 2 || st.GaveUp != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestConsumeNeverGivesUpWhileStopping: a failure while the consumer stops
+// hands the message back, even at its last attempt.
+func TestConsumeNeverGivesUpWhileStopping(t *testing.T) {
+	t.Parallel()
+	js, dlq := dlqEnv(t)
+	publish(t, js, "segd.events.0", batchOf(1))
+	rec := newRecorder()
+	release := make(chan struct{})
+	rec.block[1], rec.entered[1] = release, make(chan struct{})
+	rec.fail = func(_ *IngestMessage, attempt int) error {
+		if attempt == 1 {
+			return errors.New("interrupted")
+		}
+		return nil
+	}
+	opts := fastOpts()
+	opts.MaxAttempts = 1
+	opts.DeadLetters = dlq
+	c, err := Consume(context.Background(), js, rec, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-rec.entered[1]
+	stopped := make(chan struct{})
+	go func() { c.Stop(); close(stopped) }()
+	eventually(t, "Stop to begin", c.stopping.Load)
+	close(release)
+	<-stopped
+	if st := c.Stats(); st.GaveUp != 0 || c.LastSeq() != 0 || dlq.Count() != 0 {
+		t.Fatalf("gave up while stopping: stats %+v, last seq %d, dead letters %d", st, c.LastSeq(), dlq.Count())
+	}
+	// The next run gets it again and applies it.
+	delete(rec.block, 1)
+	c2, err := Consume(context.Background(), js, rec, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Stop()
+	got := rec.waitApplied(t, 1)
+	if got[0].Seq != 1 {
+		t.Fatalf("applied %d", got[0].Seq)
+	}
+	waitAllAcked(t, c2)
 }

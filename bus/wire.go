@@ -27,6 +27,19 @@ type wireItem struct {
 	Profile map[string]any  `json:"profile"`
 }
 
+// Limits of an item, beyond those of the message (docs/events.md, "Limits").
+// An item past one of them is invalid: skipped and counted, the rest of
+// its batch applied.
+const (
+	// MaxItemDepth bounds the nesting of objects and arrays in an item, the
+	// item itself being level 1 and its props level 2.
+	MaxItemDepth = 64
+	// MaxUserBytes bounds a user id (a string, or an integer's text).
+	MaxUserBytes = 1024
+	// MaxNameBytes bounds an event name and the keys of props and profile.
+	MaxNameBytes = 256
+)
+
 // DecodeBatch decodes one ingest message: a JSON array of items or
 // newline-delimited JSON objects (NDJSON). An item without a time takes
 // defaultTime (the message's stream timestamp, in Unix milliseconds), so that
@@ -34,6 +47,11 @@ type wireItem struct {
 //
 // Invalid items are skipped and counted in the batch; the error is non-nil
 // (and wraps ErrNotBatch) only when the message as a whole is not a batch.
+// Besides what the fields require, an item is invalid if it is nested
+// deeper than MaxItemDepth, holds invalid UTF-8 or an unpaired surrogate
+// escape anywhere (encoding/json would turn either into U+FFFD, making
+// different ids one), repeats a key in an object, or exceeds MaxUserBytes
+// or MaxNameBytes.
 func DecodeBatch(data []byte, defaultTime int64) (rules.Batch, error) {
 	var b rules.Batch
 	trimmed := bytes.TrimSpace(data)
@@ -42,28 +60,40 @@ func DecodeBatch(data []byte, defaultTime int64) (rules.Batch, error) {
 	}
 	switch trimmed[0] {
 	case '[':
-		// Fast path: one strict decode of the whole array. Only when some
-		// item is malformed does it fall back to decoding item by item,
-		// which keeps the good items.
-		var whole []wireItem
-		dec := json.NewDecoder(bytes.NewReader(trimmed))
-		dec.DisallowUnknownFields()
-		if dec.Decode(&whole) == nil && !dec.More() {
-			for i := range whole {
-				if err := appendDecoded(&b, &whole[i], defaultTime); err != nil {
-					countInvalid(&b, i, err)
-				}
-			}
-			return b, nil
-		}
-		var items []json.RawMessage
-		if err := json.Unmarshal(trimmed, &items); err != nil {
+		// The scanner finds the items and what encoding/json would let
+		// through or fail the whole array for. When every item is clean,
+		// one strict decode of the whole array is the fast path; otherwise
+		// (or when some item is malformed after all) items are decoded one
+		// by one, which keeps the good ones.
+		sc := jsonScanner{data: trimmed, quiet: true}
+		clean := true
+		if err := sc.array(func(_ int, _ []byte, bad error) { clean = clean && bad == nil }); err != nil {
 			return b, fmt.Errorf("%w: malformed JSON array: %v", ErrNotBatch, err)
 		}
-		for i, raw := range items {
-			decodeItem(&b, i, raw, defaultTime)
+		if clean {
+			var whole []wireItem
+			dec := json.NewDecoder(bytes.NewReader(trimmed))
+			dec.DisallowUnknownFields()
+			if dec.Decode(&whole) == nil && !dec.More() {
+				for i := range whole {
+					if err := appendDecoded(&b, &whole[i], defaultTime); err != nil {
+						countInvalid(&b, i, err)
+					}
+				}
+				return b, nil
+			}
 		}
+		sc.pos, sc.quiet = 0, false
+		_ = sc.array(func(i int, raw []byte, bad error) { // scanned above: no syntax error
+			if bad != nil {
+				countInvalid(&b, i, bad)
+			} else {
+				decodeItem(&b, i, raw, defaultTime)
+			}
+			sc.quiet = b.FirstInvalid != "" // the next problems need no description
+		})
 	case '{':
+		var sc jsonScanner
 		line := 0
 		for rest := trimmed; len(rest) > 0; line++ {
 			var raw []byte
@@ -72,7 +102,19 @@ func DecodeBatch(data []byte, defaultTime int64) (rules.Batch, error) {
 			if len(raw) == 0 {
 				continue
 			}
-			decodeItem(&b, line, raw, defaultTime)
+			sc.data, sc.pos, sc.quiet = raw, 0, b.FirstInvalid != ""
+			err := sc.value()
+			if err == nil {
+				err = sc.end()
+			}
+			switch {
+			case err != nil:
+				countInvalid(&b, line, fmt.Errorf("not a valid item: %v", err))
+			case sc.bad != nil:
+				countInvalid(&b, line, sc.bad)
+			default:
+				decodeItem(&b, line, raw, defaultTime)
+			}
 		}
 	default:
 		return b, fmt.Errorf("%w: want a JSON array or NDJSON objects, found %q at the start", ErrNotBatch, firstRune(trimmed))
@@ -117,6 +159,15 @@ func appendDecoded(b *rules.Batch, it *wireItem, defaultTime int64) error {
 	if it.Event == "" && it.Profile == nil {
 		return errors.New(`needs "event" or "profile"`)
 	}
+	if len(it.Event) > MaxNameBytes {
+		return fmt.Errorf(`"event": %d bytes, longer than the limit of %d`, len(it.Event), MaxNameBytes)
+	}
+	if err := checkKeys("props", it.Props); err != nil {
+		return err
+	}
+	if err := checkKeys("profile", it.Profile); err != nil {
+		return err
+	}
 	if strings.HasPrefix(it.Event, "@") {
 		return fmt.Errorf(`"event": %q: names starting with "@" are reserved for the named predicates of rule files`, it.Event)
 	}
@@ -137,6 +188,22 @@ func appendDecoded(b *rules.Batch, it *wireItem, defaultTime int64) error {
 	return nil
 }
 
+// checkKeys checks the keys of props or profile against MaxNameBytes. Of
+// several long keys it names the least, so that the error does not depend
+// on map order.
+func checkKeys(field string, m map[string]any) error {
+	long := ""
+	for k := range m {
+		if len(k) > MaxNameBytes && (long == "" || k < long) {
+			long = k
+		}
+	}
+	if long == "" {
+		return nil
+	}
+	return fmt.Errorf("%q: key %q: %d bytes, longer than the limit of %d", field, truncate(long, 32), len(long), MaxNameBytes)
+}
+
 // decodeUser accepts a non-empty string or an integer, since many producers
 // keep numeric user ids.
 func decodeUser(raw json.RawMessage) (string, error) {
@@ -150,6 +217,9 @@ func decodeUser(raw json.RawMessage) (string, error) {
 		}
 		if s == "" {
 			return "", errors.New(`"user" is empty`)
+		}
+		if len(s) > MaxUserBytes {
+			return "", fmt.Errorf(`"user": %d bytes, longer than the limit of %d`, len(s), MaxUserBytes)
 		}
 		return s, nil
 	}

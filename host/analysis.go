@@ -22,7 +22,7 @@ func (s *Server) wireAnalysis(cfg *engine.Config) {
 	if cfg.Clock != nil {
 		now = cfg.Clock.Now
 	}
-	ix := analysis.New(analysis.Config{Location: cfg.Location, Days: s.retentionDays(), Now: now})
+	ix := analysis.New(analysis.Config{Location: cfg.Location, Days: s.retentionDays(), Now: now, Logger: s.cfg.Logger})
 	cfg.Observer = ix
 	if len(s.predicates) > 0 {
 		cfg.Observer = &predicateObserver{next: ix, predicates: s.predicates, logger: s.cfg.Logger}

@@ -122,6 +122,7 @@ func (m replayMembership) Status() api.StatusReply {
 	if s.dlq != nil {
 		st.DeadLetterStream, st.DeadLetters = s.dlq.Stream(), s.dlq.Count()
 	}
+	s.addIngestStatus(&st)
 	if s.plugins != nil {
 		for _, p := range s.plugins.Statuses() {
 			st.Plugins = append(st.Plugins, api.PluginStatus{

@@ -329,6 +329,36 @@ type StatusReply struct {
 	// stream DeadLetterStream (NotBatches counts them across restarts).
 	DeadLetters      uint64 `json:"dead_letters"`
 	DeadLetterStream string `json:"dead_letter_stream,omitempty"`
+	// DeadLetterRecords counts the dead letters of this run that are only a
+	// record (headers, size, the first 4 KiB) of a message too large to
+	// copy whole.
+	DeadLetterRecords uint64 `json:"dead_letter_records,omitempty"`
+	// IngestRetries counts failed attempts, in this run, to apply a message
+	// or to store its dead letter that were tried again.
+	IngestRetries uint64 `json:"ingest_retries,omitempty"`
+	// GaveUp counts messages acked unapplied in this run after their apply
+	// failed every attempt; each is in the dead-letter stream (or counted in
+	// LostToDLQ).
+	GaveUp uint64 `json:"gave_up,omitempty"`
+	// LostToDLQ counts messages of this run whose dead letter could not be
+	// stored; the log has their sequence, subject, size and reason.
+	LostToDLQ uint64 `json:"lost_to_dlq,omitempty"`
+	// FirstIngestError and LastIngestError describe the first and the
+	// latest failed attempt of this run, with sequence and subject.
+	FirstIngestError string `json:"first_ingest_error,omitempty"`
+	LastIngestError  string `json:"last_ingest_error,omitempty"`
+	// RefusedItems counts events, profile updates and uploaded ids refused
+	// because the user id space was full (docs/events.md, "Limits");
+	// RefusedValues events left out of a distinct condition whose value
+	// table was full. FirstRefused describes the first refusal.
+	RefusedItems  uint64 `json:"refused_items,omitempty"`
+	RefusedValues uint64 `json:"refused_values,omitempty"`
+	FirstRefused  string `json:"first_refused,omitempty"`
+	// AnalysisDropped counts events the analysis index did not keep
+	// because its event-name dictionary was full; FirstAnalysisDropped
+	// names the first such event.
+	AnalysisDropped      uint64 `json:"analysis_dropped,omitempty"`
+	FirstAnalysisDropped string `json:"first_analysis_dropped,omitempty"`
 	// Rebuilding lists the segments being rebuilt from the log (new or
 	// changed rules at start; see docs/operations.md): Ready stays false
 	// until it is empty.

@@ -166,6 +166,23 @@ func newStatusCommand() *cobra.Command {
 					st.Ready, st.Clock, st.LastSeq, st.Batches, st.Events, st.Profiles, st.Users)
 				fmt.Fprintf(tw, "invalid items\t%d\t%s\nnot batches\t%d\t%s\ntoo far ahead\t%d\n",
 					st.InvalidItems, st.FirstInvalid, st.NotBatches, st.LastNotBatch, st.TooNew)
+				// Failures that need a person's eye, shown only when they
+				// happened.
+				for _, c := range []struct {
+					name   string
+					n      uint64
+					detail string
+				}{
+					{"refused (id space full)", st.RefusedItems + st.RefusedValues, st.FirstRefused},
+					{"not indexed for analysis", st.AnalysisDropped, st.FirstAnalysisDropped},
+					{"ingest retries", st.IngestRetries, st.LastIngestError},
+					{"gave up (dead-lettered)", st.GaveUp, ""},
+					{"lost to the DLQ (see the log)", st.LostToDLQ, ""},
+				} {
+					if c.n > 0 {
+						fmt.Fprintf(tw, "%s\t%d\t%s\n", c.name, c.n, c.detail)
+					}
+				}
 				if sn := st.Snapshot; sn != nil && sn.LastFile != "" {
 					fmt.Fprintf(tw, "last snapshot\t%s\tpause %s, write %s\n", sn.LastTime, sn.LastPause, sn.LastWrite)
 				}

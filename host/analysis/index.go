@@ -1,8 +1,11 @@
 package analysis
 
 import (
+	"fmt"
+	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,10 +18,11 @@ import (
 // Config.Days says otherwise.
 const DefaultDays = 90
 
-// maxEvents bounds the event dictionary: names beyond it are not indexed
-// (and counted in Stats.Dropped), so that a producer sending random names
-// cannot exhaust memory.
-const maxEvents = 1 << 16
+// DefaultMaxEvents bounds the event-name dictionary unless Config.MaxEvents
+// says otherwise: events with a name beyond it are not indexed (see
+// Config.MaxEvents), so that a producer sending random names cannot
+// exhaust memory.
+const DefaultMaxEvents = 1 << 16
 
 // Config configures an Index. The zero value keeps 90 days in UTC, by the
 // system clock, with sums of every numeric property.
@@ -35,6 +39,16 @@ type Config struct {
 	// series. Nil keeps every numeric property; an empty non-nil slice
 	// keeps none.
 	SumProps []string
+	// MaxEvents bounds the event-name dictionary (default
+	// DefaultMaxEvents). Events with a name beyond it are not indexed:
+	// counted in Stats.Dropped, the first named in Stats.FirstDropped, and
+	// logged at most once a minute. The names of named predicates ("@ID")
+	// do not count toward it and are always indexed, so that producers
+	// sending many names cannot starve them.
+	MaxEvents int
+	// Logger receives the warning that the dictionary is full (default:
+	// discarded).
+	Logger *slog.Logger
 }
 
 // Index is the analysis index. ObserveEvents is called by one writer; the
@@ -45,6 +59,8 @@ type Index struct {
 	now      func() time.Time
 	sumAll   bool
 	sumProps map[string]bool
+	max      int // Config.MaxEvents
+	logger   *slog.Logger
 
 	qmu   sync.Mutex
 	queue []queued // observed, not yet applied
@@ -60,13 +76,19 @@ type Index struct {
 	today    Day // the day expiry last ran for
 	dc       rules.DayCache
 	stats    Stats
+	// producerNames counts the names that count toward max (not "@ID");
+	// logged is when a dropped event was last logged.
+	producerNames int
+	logged        time.Time
 }
 
 // Stats counts what the index applied.
 type Stats struct {
 	// Events were indexed; Expired arrived older than the oldest kept day;
-	// Dropped had a name beyond the dictionary's 65,536.
+	// Dropped had a name beyond the dictionary's limit (Config.MaxEvents).
 	Events, Expired, Dropped uint64
+	// FirstDropped describes the first dropped event of this run.
+	FirstDropped string
 }
 
 // noDay marks a user without events.
@@ -102,6 +124,8 @@ func New(cfg Config) *Index {
 		days:     cfg.Days,
 		now:      cfg.Now,
 		sumAll:   cfg.SumProps == nil,
+		max:      cfg.MaxEvents,
+		logger:   cfg.Logger,
 		ids:      map[string]uint32{},
 		tails:    map[uint32][]entry{},
 		newUsers: map[Day]uint64{},
@@ -114,6 +138,12 @@ func New(cfg Config) *Index {
 	}
 	if ix.now == nil {
 		ix.now = time.Now
+	}
+	if ix.max <= 0 {
+		ix.max = DefaultMaxEvents
+	}
+	if ix.logger == nil {
+		ix.logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.SumProps != nil {
 		ix.sumProps = map[string]bool{}
@@ -203,9 +233,13 @@ func (ix *Index) apply(e *queued, oldest Day) {
 	}
 	ev, ok := ix.ids[e.name]
 	if !ok {
-		if len(ix.names) >= maxEvents {
-			ix.stats.Dropped++
+		predicate := strings.HasPrefix(e.name, "@")
+		if !predicate && ix.producerNames >= ix.max {
+			ix.drop(e)
 			return
+		}
+		if !predicate {
+			ix.producerNames++
 		}
 		ev = uint32(len(ix.names))
 		ix.ids[e.name] = ev
@@ -362,6 +396,32 @@ func (ix *Index) entries(u uint32, buf, scratch []entry, lo, hi int64) ([]entry,
 		return 1
 	})
 	return mergeEntries(buf, scratch, tail[lo2:hi2]), scratch
+}
+
+// drop counts an event whose name finds the dictionary full, and logs it
+// at most once a minute.
+func (ix *Index) drop(e *queued) {
+	ix.stats.Dropped++
+	if ix.stats.FirstDropped == "" {
+		ix.stats.FirstDropped = fmt.Sprintf("the event-name dictionary is full (%d names): events named %q are not indexed for analysis",
+			ix.max, truncate(e.name, 64))
+	}
+	if now := ix.now(); ix.logged.IsZero() || now.Sub(ix.logged) >= time.Minute {
+		ix.logged = now
+		ix.logger.Error("analysis index: the event-name dictionary is full; events with new names are not indexed (logged at most once a minute)",
+			"limit", ix.max, "name", truncate(e.name, 64), "dropped_so_far", ix.stats.Dropped)
+	}
+}
+
+// truncate cuts s to n bytes at most, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // Stats returns the index's counters.

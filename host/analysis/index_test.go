@@ -2,8 +2,10 @@ package analysis_test
 
 import (
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -191,4 +193,44 @@ func randomSegments(rng *rand.Rand, nUsers int) ([]analysis.Segment, map[string]
 		ins[name] = func(u uint32) bool { return int(u) < len(member) && member[u] }
 	}
 	return segs, ins
+}
+
+// TestEventNameDictionaryFull: past MaxEvents names, events with a new
+// name are not indexed, but counted, described and logged once a minute;
+// named predicates ("@ID") are indexed whatever producers sent.
+func TestEventNameDictionaryFull(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	var logs lockedBuffer
+	ix := analysis.New(analysis.Config{Now: func() time.Time { return now }, MaxEvents: 2,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ev := func(name string) rules.Event { return rules.Event{User: "u", Name: name, Time: now.UnixMilli()} }
+	ix.ObserveEvents([]rules.Event{ev("a"), ev("b"), ev("c"), ev("@paid"), ev("a"), ev("d")}, []uint32{0, 0, 0, 0, 1, 1})
+	st := ix.Stats()
+	if st.Events != 4 || st.Dropped != 2 || !strings.Contains(st.FirstDropped, `"c"`) || !strings.Contains(st.FirstDropped, "full (2 names)") {
+		t.Errorf("stats %+v", st)
+	}
+	if got := ix.EventNames(); !slices.Equal(got, []string{"@paid", "a", "b"}) {
+		t.Errorf("names %v", got)
+	}
+	if n := strings.Count(logs.String(), "dictionary is full"); n != 1 {
+		t.Errorf("logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -3,6 +3,7 @@ package analysis
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -107,7 +108,7 @@ func (ix *Index) Restore(r *snapio.Reader) error {
 	if err := ix.restore(r); err != nil {
 		ix.ids, ix.names, ix.cells = map[string]uint32{}, nil, nil
 		ix.tl, ix.tails, ix.firstDay, ix.newUsers = nil, map[uint32][]entry{}, nil, map[Day]uint64{}
-		ix.stats = Stats{}
+		ix.stats, ix.producerNames = Stats{}, 0
 		return fmt.Errorf("analysis index: %w", err)
 	}
 	return nil
@@ -124,10 +125,14 @@ func (ix *Index) restore(r *snapio.Reader) error {
 	ix.stats = Stats{Events: r.Uvarint(), Expired: r.Uvarint(), Dropped: r.Uvarint()}
 	ne := r.Len(2)
 	ix.ids, ix.names, ix.cells = make(map[string]uint32, ne), make([]string, 0, ne), make([]map[Day]*cell, 0, ne)
+	ix.producerNames = 0
 	for ev := range ne {
 		name := r.String()
 		ix.ids[name] = uint32(ev)
 		ix.names = append(ix.names, name)
+		if !strings.HasPrefix(name, "@") {
+			ix.producerNames++
+		}
 		nd := r.Len(4)
 		cells := make(map[Day]*cell, nd)
 		for range nd {

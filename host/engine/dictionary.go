@@ -9,10 +9,13 @@ type dictionary struct {
 	mu    sync.RWMutex
 	ids   map[string]uint32
 	names []string
+	// limit is the number of ids there is room for (MaxUsers; tests make
+	// it small).
+	limit uint64
 }
 
 func newDictionary() *dictionary {
-	return &dictionary{ids: map[string]uint32{}}
+	return &dictionary{ids: map[string]uint32{}, limit: MaxUsers}
 }
 
 // lookup returns the dense id of an external id, for readers.
@@ -39,8 +42,10 @@ func (d *dictionary) size() int {
 
 // intern returns the dense ids of names, adding the new ones; it takes the
 // write lock once, and only when there is something new. isNew is set for
-// ids added by this call. Writer only.
-func (d *dictionary) intern(names []string, ids []uint32, isNew func(uint32)) {
+// ids added by this call. A new name that finds the id space full gets no
+// id: its position is in full, and its ids entry is meaningless. Writer
+// only.
+func (d *dictionary) intern(names []string, ids []uint32, isNew func(uint32)) (full []int) {
 	missing := false
 	for i, n := range names {
 		id, ok := d.ids[n]
@@ -51,13 +56,17 @@ func (d *dictionary) intern(names []string, ids []uint32, isNew func(uint32)) {
 		ids[i] = id
 	}
 	if !missing {
-		return
+		return nil
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, n := range names {
 		id, ok := d.ids[n]
 		if !ok {
+			if uint64(len(d.names)) >= d.limit {
+				full = append(full, i)
+				continue
+			}
 			id = uint32(len(d.names))
 			d.ids[n] = id
 			d.names = append(d.names, n)
@@ -65,4 +74,5 @@ func (d *dictionary) intern(names []string, ids []uint32, isNew func(uint32)) {
 		}
 		ids[i] = id
 	}
+	return full
 }

@@ -82,7 +82,8 @@ type Engine struct {
 	rebuild *Rebuild
 	paused  map[leaf]bool
 
-	users *dictionary
+	users  *dictionary
+	limits *idLimits
 
 	// mu guards what readers see: membership and counters.
 	mu       sync.RWMutex
@@ -135,6 +136,7 @@ func New(cfg Config) *Engine {
 		leafOf:    map[rules.Condition]leaf{},
 		route:     map[string]bool{},
 		users:     newDictionary(),
+		limits:    &idLimits{values: MaxDistinctValues},
 		byID:      map[string]*segmentState{},
 	}
 	if e.loc == nil {
@@ -186,7 +188,7 @@ func (e *Engine) buildLeaves(st *segmentState) {
 		var l leaf
 		switch c := c.(type) {
 		case *rules.Did:
-			l = newDidLeaf(c, e.loc)
+			l = newDidLeaf(c, e.loc, e.limits)
 			e.routeStep(&c.Step)
 		case *rules.Sequence:
 			l = newSeqLeaf(c, e.loc)

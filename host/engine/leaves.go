@@ -191,6 +191,7 @@ type didLeaf struct {
 	perUser map[uint32][]entry // sorted by time
 	index   timeBuckets
 	values  map[string]uint32 // distinct property values, interned
+	limits  *idLimits         // the engine's: how many values fit
 	scratch []rules.Event
 	seen    []uint32 // holds' scratch for days and distinct (writer only)
 	// cow: a snapshot Capture holds a clone of perUser whose lists share
@@ -207,13 +208,13 @@ type entry struct {
 	s uint32
 }
 
-func newDidLeaf(c *rules.Did, loc *time.Location) *didLeaf {
+func newDidLeaf(c *rules.Did, loc *time.Location, limits *idLimits) *didLeaf {
 	unit := c.Window.Unit
 	if c.Window.Kind != rules.Rolling {
 		unit = rules.Day
 	}
 	return &didLeaf{cond: c, loc: loc, window: interval{w: c.Window, loc: loc}, perUser: map[uint32][]entry{},
-		index: newTimeBuckets(unit, loc), values: map[string]uint32{}}
+		index: newTimeBuckets(unit, loc), values: map[string]uint32{}, limits: limits}
 }
 
 func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bitmap) error {
@@ -245,6 +246,11 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 			key := fmt.Sprint(v)
 			id, ok := d.values[key]
 			if !ok {
+				if uint64(len(d.values)) >= d.limits.values {
+					// No id is free: another value's would merge the two.
+					d.limits.refuseValue(d.cond.Aggregate.Prop, key)
+					continue
+				}
 				id = uint32(len(d.values))
 				d.values[key] = id
 			}

@@ -29,9 +29,9 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 	b := &msg.Batch
 	changes := changeSet{}
 	fresh := roaring.New() // users seen for the first time
-	var uploaded uint64
+	var uploaded, refused uint64
 	if msg.Upload != nil {
-		uploaded = e.upload(msg, fresh, changes)
+		uploaded, refused = e.upload(msg, fresh, changes)
 	}
 
 	// Events are judged by their own time: too far ahead of the clock is a
@@ -55,7 +55,12 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 		}
 	}
 	view.users = make([]uint32, len(names))
-	e.users.intern(names, view.users, func(id uint32) { fresh.Add(id) })
+	if full := e.users.intern(names, view.users, func(id uint32) { fresh.Add(id) }); full != nil {
+		e.refuseUsers(msg, names, full)
+		refused += uint64(len(full))
+		view.events = dropAt(view.events, full)
+		view.users = dropAt(view.users, full)
+	}
 	for i := range view.events {
 		if name := view.events[i].Name; e.route[name] {
 			view.byName[name] = append(view.byName[name], i)
@@ -66,7 +71,12 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 		names = append(names, b.Profiles[i].User)
 	}
 	profileUsers := make([]uint32, len(names))
-	e.users.intern(names, profileUsers, func(id uint32) { fresh.Add(id) })
+	profileFull := e.users.intern(names, profileUsers, func(id uint32) { fresh.Add(id) })
+	profilesRefused := len(profileFull)
+	if profileFull != nil {
+		e.refuseUsers(msg, names, profileFull)
+		refused += uint64(len(profileFull))
+	}
 	for len(e.profiles) < e.users.size() {
 		e.profiles = append(e.profiles, nil)
 	}
@@ -75,6 +85,10 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 	// with no attributes.
 	view.profiled = fresh.Clone()
 	for i, up := range b.Profiles {
+		if len(profileFull) > 0 && profileFull[0] == i {
+			profileFull = profileFull[1:] // no id: refused
+			continue
+		}
 		id := profileUsers[i]
 		attrs := e.profiles[id]
 		if attrs == nil {
@@ -92,7 +106,11 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 	}
 	view.profiles, view.names = e.profiles, e.users.names
 
+	valuesBefore := e.limits.refusedValues
 	touched := e.ingest(ctx, view)
+	if e.limits.refusedValues != valuesBefore {
+		e.logRefusals("distinct values", e.limits.refusedValues, "seq", msg.Seq, "subject", msg.Subject, "limit", e.limits.values)
+	}
 	e.evaluate(touched, fresh, changes)
 	if e.observer != nil && len(view.events) > 0 {
 		e.observer.ObserveEvents(view.events, view.users)
@@ -104,7 +122,12 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 		s.Uploads += uploaded
 		s.Batches++
 		s.Events += uint64(len(view.events))
-		s.Profiles += uint64(len(b.Profiles))
+		s.Profiles += uint64(len(b.Profiles) - profilesRefused)
+		s.RefusedItems += refused
+		s.RefusedValues = e.limits.refusedValues
+		if s.FirstRefused == "" {
+			s.FirstRefused = e.limits.first
+		}
 		s.TooNew += tooNew
 		s.Expired += expired
 		s.InvalidItems += uint64(b.Invalid)
@@ -204,18 +227,22 @@ func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitma
 // upload for a segment that is not static is logged and counted, not
 // retried: the service checks before publishing, so only a rule change
 // between publishing and applying gets here.
-func (e *Engine) upload(msg *bus.IngestMessage, fresh *roaring.Bitmap, changes changeSet) uint64 {
+func (e *Engine) upload(msg *bus.IngestMessage, fresh *roaring.Bitmap, changes changeSet) (applied, refused uint64) {
 	up := msg.Upload
 	s, ok := e.byID[up.Segment]
 	if !ok || !s.seg.Static {
 		e.logger.Warn("ignored an upload for a segment that is not static", "seq", msg.Seq, "segment", up.Segment)
 		e.publish(nil, func(st *api.StatusReply) { st.RejectedUploads++ })
-		return 0
+		return 0, 0
 	}
 	ids := make([]uint32, len(up.Users))
-	e.users.intern(up.Users, ids, func(id uint32) { fresh.Add(id) })
+	if full := e.users.intern(up.Users, ids, func(id uint32) { fresh.Add(id) }); full != nil {
+		e.refuseUsers(msg, up.Users, full)
+		refused = uint64(len(full))
+		ids = dropAt(ids, full)
+	}
 	if s.rebuilding {
-		return 1 // the rebuild applies it, in log order
+		return 1, refused // the rebuild applies it, in log order
 	}
 	next := roaring.BitmapOf(ids...)
 	if up.Replace {
@@ -230,5 +257,29 @@ func (e *Engine) upload(msg *bus.IngestMessage, fresh *roaring.Bitmap, changes c
 	for it.HasNext() {
 		changes.set(s, it.Next(), true)
 	}
-	return 1
+	return 1, refused
+}
+
+// refuseUsers records that the users of names at positions full got no id.
+func (e *Engine) refuseUsers(msg *bus.IngestMessage, names []string, full []int) {
+	if e.limits.first == "" {
+		e.limits.first = fmt.Sprintf("seq %d on %s: the user id space is full (%d users): a new user (%q) was refused",
+			msg.Seq, msg.Subject, e.users.limit, truncateText(names[full[0]], 64))
+	}
+	e.limits.refusedUsers += uint64(len(full))
+	e.logRefusals("users", e.limits.refusedUsers, "seq", msg.Seq, "subject", msg.Subject, "limit", e.users.limit)
+}
+
+// dropAt returns s without the elements at the ascending positions pos,
+// reusing its array.
+func dropAt[T any](s []T, pos []int) []T {
+	out := s[:pos[0]]
+	for k, p := range pos {
+		end := len(s)
+		if k+1 < len(pos) {
+			end = pos[k+1]
+		}
+		out = append(out, s[p+1:end]...)
+	}
+	return out
 }
