@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/setexpr"
 )
 
 // SegmentStore answers the segment endpoints; the host implements it. Its
@@ -135,10 +136,10 @@ func SegmentEndpoints(st SegmentStore, opts SegmentOptions) []Endpoint {
 		},
 		{
 			Name: "segment_query", Subject: api.SubjectSegmentQuery, Slow: true,
-			Description: "Set algebra over segments: ! (not, over every user seen) binds tightest, then &, then - (and not), then |; parentheses group.",
-			Request:     `{"expr":"vip & !churned | new_7d","count_only":true}`,
-			Reply:       `{"count":412}`,
-			Parse:       h.parseQuery,
+			Description:  "Set algebra over segments: ! (not, over every user seen) binds tightest, then &, then - (and not), then |; parentheses group.",
+			Request:      `{"expr":"vip & !churned | new_7d","count_only":true}`,
+			Reply:        `{"count":412}`,
+			ParseContext: h.parseQuery,
 		},
 		{
 			Name: "segment_history", Subject: api.SubjectSegmentHistory,
@@ -340,7 +341,7 @@ func EnsureExportBucket(ctx context.Context, js jetstream.JetStream, ttl time.Du
 	return obs, nil
 }
 
-func (h *segmentHandlers) parseQuery(data []byte) (func() (any, error), *api.ErrorDetail) {
+func (h *segmentHandlers) parseQuery(data []byte) (Work, *api.ErrorDetail) {
 	var r api.SegmentQueryRequest
 	if bad := decodeRequest(data, &r, false); bad != nil {
 		return nil, bad
@@ -352,28 +353,31 @@ func (h *segmentHandlers) parseQuery(data []byte) (func() (any, error), *api.Err
 	if bad != nil {
 		return nil, bad
 	}
-	q, err := ParseQuery(r.Expr)
+	q, err := setexpr.Parse(r.Expr)
 	if err != nil {
 		return nil, badField("expr", `"expr": `+err.Error())
 	}
-	return func() (any, error) {
-		bms, universe, err := h.st.SegmentBitmaps(q.Segments())
+	return func(ctx context.Context) (any, error) {
+		bms, universe, err := h.st.SegmentBitmaps(q.Names())
 		if err != nil {
 			if errors.Is(err, ErrNotFound) {
 				// Point at the unknown segment's place in the expression.
-				for _, s := range q.Segments() {
+				for _, s := range q.Names() {
 					if _, cerr := h.st.SegmentCount(s); cerr != nil {
-						return nil, fmt.Errorf(`"expr": column %d: %w`, q.segmentColumn(s), cerr)
+						return nil, fmt.Errorf(`"expr": column %d: %w`, q.Column(s), cerr)
 					}
 				}
 			}
 			return nil, err
 		}
 		m := make(map[string]*roaring.Bitmap, len(bms))
-		for i, s := range q.Segments() {
+		for i, s := range q.Names() {
 			m[s] = bms[i]
 		}
-		res := q.Eval(m, universe)
+		res, err := q.Eval(ctx, m, uint64(universe))
+		if err != nil {
+			return nil, err
+		}
 		rep := api.SegmentQueryReply{Count: res.GetCardinality()}
 		if !r.CountOnly {
 			ids := make([]uint32, 0, min(rep.Count, uint64(limit)))
