@@ -156,3 +156,36 @@ func TestHandlerNeverWaits(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowWaitingIsBounded: an endpoint's requests waiting for slow work
+// are bounded (each holds its decoded body); past the bound a request is
+// answered 503 at once, and other endpoints are still served.
+func TestSlowWaitingIsBounded(t *testing.T) {
+	t.Parallel()
+	started, release := make(chan struct{}, 1024), make(chan struct{})
+	defer close(release)
+	const slots = 2 // the endpoint may run 1 and have 16 waiting
+	_, nc, _ := serviceEnv(t, newMapMembership(), ServiceOptions{SlowWorkers: slots, Endpoints: blockingEndpoints(started, release)})
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sent = 1 + slowWaitingPerSlot*slots + 5
+	for range sent {
+		if err := nc.PublishRequest(api.Group+".test.block", inbox, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range sent - 1 - slowWaitingPerSlot*slots {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("no 503 past the bound: %v", err)
+		}
+		if code, d := m.Header.Get(micro.ErrorCodeHeader), m.Header.Get(micro.ErrorHeader); code != api.CodeUnavailable || !strings.Contains(d, "busy") {
+			t.Errorf("past the bound: %s %q, want 503 busy", code, d)
+		}
+	}
+	msg, err := nc.Request(api.Group+".test.cheap", nil, 5*time.Second)
+	replyOK(t, "another slow endpoint beside a full one", msg, err)
+}

@@ -137,8 +137,10 @@ type job struct {
 type endpointStats struct {
 	errors    atomic.Uint64
 	lastError atomic.Value // string
-	// slots bounds the endpoint's slow work running at once.
-	slots chan struct{}
+	// slots bounds the endpoint's slow work running at once; waiting
+	// counts its requests waiting for a slot.
+	slots   chan struct{}
+	waiting atomic.Int64
 }
 
 // endpointDef describes one endpoint: where it lives, how it is documented,
@@ -407,6 +409,10 @@ func (s *Service) handler(d endpointDef) micro.HandlerFunc {
 
 var errStopping = errors.New("segd service is stopping")
 
+// slowWaitingPerSlot bounds an endpoint's requests waiting for slow work,
+// per slot of slow work.
+const slowWaitingPerSlot = 8
+
 // runSlow runs slow work on its own goroutine once both a slot of its
 // endpoint and a slot of all slow work are free, or answers 503 at the
 // request's deadline. The waiting happens on that goroutine, so micro's
@@ -418,8 +424,16 @@ func (s *Service) runSlow(j job) {
 		s.respond(j, nil, errStopping, api.CodeUnavailable)
 		return
 	}
+	// A waiting request holds its decoded body (an upload: up to the max
+	// payload), so each endpoint may have only so many waiting.
+	if n := j.stats.waiting.Add(1); n > int64(slowWaitingPerSlot*cap(s.slow)) {
+		j.stats.waiting.Add(-1)
+		s.respond(j, nil, fmt.Errorf("segd is busy: %d requests of this endpoint wait; retry later", n-1), api.CodeUnavailable)
+		return
+	}
 	if n := s.waiting.Add(1); n > int64(s.opts.MaxQueued) {
 		s.waiting.Add(-1)
+		j.stats.waiting.Add(-1)
 		s.respond(j, nil, fmt.Errorf("segd is busy: %d slow requests wait; retry later", n-1), api.CodeUnavailable)
 		return
 	}
@@ -433,6 +447,7 @@ func (s *Service) runSlow(j job) {
 			}
 		}
 		s.waiting.Add(-1)
+		j.stats.waiting.Add(-1)
 		if !acquired {
 			return
 		}
