@@ -3,6 +3,7 @@ package setexpr
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -115,6 +116,47 @@ func BenchmarkParseMax(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Parse(expr); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEvalMax evaluates the largest expression DefaultLimits allow
+// (as many terms as fit, alternating !, & and -) over three sets of
+// 1M-user universe at half density: the worst segment.query's work.
+func BenchmarkEvalMax(b *testing.B) {
+	const universe = 1_000_000
+	rng := rand.New(rand.NewPCG(1, 2))
+	sets := map[string]*roaring.Bitmap{}
+	for _, name := range []string{"vip", "churned", "young_men"} {
+		bm := roaring.New()
+		for u := range uint32(universe) {
+			if rng.IntN(2) == 0 {
+				bm.Add(u)
+			}
+		}
+		sets[name] = bm
+	}
+	var src strings.Builder
+	terms := []string{"vip", "!churned & young_men", "(young_men - vip)"}
+	for i := 0; ; i++ {
+		next := src.String() + " | " + terms[i%3]
+		if x, err := Parse(next); i > 0 && (err != nil || x.Nodes() > DefaultLimits.MaxNodes-8) {
+			break
+		}
+		if i > 0 {
+			src.WriteString(" | ")
+		}
+		src.WriteString(terms[i%3])
+	}
+	x, err := Parse(src.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%d nodes, %d bytes", x.Nodes(), src.Len())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := x.Eval(context.Background(), sets, universe); err != nil {
 			b.Fatal(err)
 		}
 	}
