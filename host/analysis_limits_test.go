@@ -26,7 +26,7 @@ func TestAnalysisUnknownEventsAndRanges(t *testing.T) {
 		if withData {
 			ts.publish(t, rules.Batch{Events: []rules.Event{{User: "u1", Name: "visit", Time: clock.Now().Add(-time.Hour).UnixMilli()}}}, "one-visit")
 		}
-		for _, r := range []struct{ from, to string }{{"", ""}, {"1970-01-01", "1970-12-31"}, {"2999-01-01", "2999-12-31"}, {"2026-11-03", ""}} {
+		for _, r := range []struct{ from, to string }{{"", ""}, {"1970-01-01", "1970-12-31"}, {"2999-01-01", "2999-12-31"}, {"2026-11-03", ""}, {"0001-01-01", "0001-12-31"}, {"9999-01-01", "9999-12-31"}, {"9999-12-31", ""}, {"", "0001-01-01"}} {
 			where := fmt.Sprintf("data %v, %q..%q", withData, r.from, r.to)
 			for _, mode := range []string{api.RetentionFirstTime, api.RetentionRecurring} {
 				for _, ev := range [][2]string{{"signup", "visit"}, {"visit", "signup"}, {"signup", ""}} {

@@ -192,7 +192,9 @@ func randomValue(rng *rand.Rand, values []string, depth int) string {
 	case n == 1 && depth > 0:
 		return fmt.Sprintf(`{"event":%s}`, randomValue(rng, values, depth-1))
 	case n < 4:
-		return []string{`"young_men"`, `"checkout"`, `"2026-11-01"`, `"replace"`, `"7d"`, `"sum:amount"`, `"u-1"`, `10000`, `10001`, `1`, `"first_time"`}[rng.IntN(11)]
+		valid := []string{`"young_men"`, `"checkout"`, `"2026-11-01"`, `"0001-01-01"`, `"9999-12-31"`, `"2026-11-03T23:59:59+14:00"`,
+			`"replace"`, `"append"`, `"7d"`, `"sum:amount"`, `"at_least:4294967295"`, `"u-1"`, `10000`, `10001`, `1`, `"first_time"`, `"recurring"`}
+		return valid[rng.IntN(len(valid))]
 	}
 	v := values[rng.IntN(len(values))]
 	if len(v) > 1000 {
