@@ -132,7 +132,8 @@ func SegmentEndpoints(st SegmentStore, opts SegmentOptions) []Endpoint {
 			Description: "A whole segment as ids or a roaring bitmap (portable format, base64); too large for one reply, it is put in Object Store bucket SEGD_EXPORTS and named.",
 			Request:     `{"segment":"vip","format":"ids"}`,
 			Reply:       `{"segment":"vip","format":"ids","count":2,"users":["u00012","u00047"]}`,
-			Parse:       h.parseExport,
+
+			ParseContext: h.parseExport, Timeout: exportTimeout,
 		},
 		{
 			Name: "segment_query", Subject: api.SubjectSegmentQuery, Slow: true,
@@ -241,7 +242,7 @@ func (h *segmentHandlers) parseMembers(data []byte) (func() (any, error), *api.E
 	}, nil
 }
 
-func (h *segmentHandlers) parseExport(data []byte) (func() (any, error), *api.ErrorDetail) {
+func (h *segmentHandlers) parseExport(data []byte) (Work, *api.ErrorDetail) {
 	var r api.SegmentExportRequest
 	if bad := decodeRequest(data, &r, false); bad != nil {
 		return nil, bad
@@ -256,14 +257,18 @@ func (h *segmentHandlers) parseExport(data []byte) (func() (any, error), *api.Er
 	default:
 		return nil, badField("format", fmt.Sprintf(`"format" must be %q or %q, not %q`, api.FormatIDs, api.FormatRoaring, r.Format))
 	}
-	return func() (any, error) { return h.export(r) }, nil
+	return func(ctx context.Context) (any, error) { return h.export(ctx, r) }, nil
 }
+
+// exportTimeout is an export's deadline: storing a large one in the
+// Object Store takes a while.
+const exportTimeout = 2 * time.Minute
 
 // exportHeadroom is kept free below the max payload for the reply's
 // framing, so that an inline reply never fails to publish.
 const exportHeadroom = 1024
 
-func (h *segmentHandlers) export(r api.SegmentExportRequest) (any, error) {
+func (h *segmentHandlers) export(ctx context.Context, r api.SegmentExportRequest) (any, error) {
 	bms, _, err := h.st.SegmentBitmaps([]string{r.Segment})
 	if err != nil {
 		return nil, err
@@ -302,8 +307,6 @@ func (h *segmentHandlers) export(r api.SegmentExportRequest) (any, error) {
 	if h.opts.JetStream == nil {
 		return nil, &Error{Code: api.CodeUnavailable, Err: fmt.Errorf("the export (%d bytes) is larger than one reply and this segd has no JetStream for the Object Store", len(inline))}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	obs, err := EnsureExportBucket(ctx, h.opts.JetStream, h.opts.ExportTTL)
 	if err != nil {
 		return nil, &Error{Code: api.CodeUnavailable, Err: err}
