@@ -137,9 +137,10 @@ func SegmentEndpoints(st SegmentStore, opts SegmentOptions) []Endpoint {
 		},
 		{
 			Name: "segment_query", Subject: api.SubjectSegmentQuery, Slow: true,
-			Description:  "Set algebra over segments: ! (not, over every user seen) binds tightest, then &, then - (and not), then |; parentheses group.",
-			Request:      `{"expr":"vip & !churned | new_7d","count_only":true}`,
-			Reply:        `{"count":412}`,
+			Description: "Set algebra over segments: ! (not, over every user seen) binds tightest, then &, then - (and not), then |; parentheses group.",
+			Request:     `{"expr":"vip & !churned | new_7d","count_only":true}`,
+			Reply:       `{"count":412}`,
+
 			ParseContext: h.parseQuery,
 		},
 		{
