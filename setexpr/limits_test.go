@@ -3,6 +3,7 @@ package setexpr
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -28,6 +29,7 @@ func TestLimits(t *testing.T) {
 		{"too many nodes", strings.Repeat("a|", l.MaxNodes) + "a", 2*l.MaxNodes - 1, "more than 1000 names and operators"},
 		{"200 KB flat", strings.Repeat("a | ", 50000) + "a", 16<<10 + 1, "at most 16384"},
 		{"long name in a message", "a b" + strings.Repeat("c", 1000), 3, `(1001 bytes)`},
+		{"too many names", manyNames(l.MaxNames + 1), 1 + 5*l.MaxNames, "more than 100 distinct segments"},
 	} {
 		_, err := Parse(tc.expr)
 		var e *Error
@@ -47,6 +49,7 @@ func TestLimits(t *testing.T) {
 		strings.Repeat("(", l.MaxDepth) + "a" + strings.Repeat(")", l.MaxDepth),
 		strings.Repeat("!", l.MaxDepth) + "a",
 		strings.Repeat("a|", l.MaxNodes-2) + "a", // MaxNodes-1 names and one |
+		manyNames(l.MaxNames),
 	} {
 		x, err := Parse(expr)
 		if err != nil {
@@ -57,6 +60,15 @@ func TestLimits(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// manyNames is n distinct names joined by |: "s000 | s001 | ...".
+func manyNames(n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf("s%03d", i)
+	}
+	return strings.Join(parts, "|")
 }
 
 // TestEvalStopsWithContext: a done context stops the evaluation.

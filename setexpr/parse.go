@@ -19,11 +19,14 @@ type Limits struct {
 	MaxNodes int
 	// MaxDepth is the deepest nesting of parentheses and '!'.
 	MaxDepth int
+	// MaxNames is the most distinct names an expression may use (the
+	// caller copies a set for each).
+	MaxNames int
 }
 
 // DefaultLimits are the limits of Parse: far above any expression a
 // person writes, far below what would hold up a server.
-var DefaultLimits = Limits{MaxLength: 16 << 10, MaxNodes: 1000, MaxDepth: 64}
+var DefaultLimits = Limits{MaxLength: 16 << 10, MaxNodes: 1000, MaxDepth: 64, MaxNames: 100}
 
 // Error is a syntax error at a 1-based column (in characters) of Expr.
 type Error struct {
@@ -229,6 +232,9 @@ func (p *parser) parsePrimary() (*node, error) {
 			return nil, err
 		}
 		if _, ok := p.cols[t.text]; !ok {
+			if p.limits.MaxNames > 0 && len(p.names) == p.limits.MaxNames {
+				return nil, p.errorf(t, "the expression names more than %d distinct segments", p.limits.MaxNames)
+			}
 			if p.cols == nil {
 				p.cols = map[string]int{}
 			}
