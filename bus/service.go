@@ -126,10 +126,14 @@ type Service struct {
 type job struct {
 	reply    string
 	work     Work
-	ctx      context.Context // the request's deadline
-	cancel   context.CancelFunc
 	received time.Time
-	stats    *endpointStats
+	deadline time.Time
+	// ctx carries the deadline to work that waits or takes a context; nil
+	// for the quick lookups of the pool, which only check the deadline
+	// before they run (a timer per lookup costs more than the lookup).
+	ctx    context.Context
+	cancel context.CancelFunc
+	stats  *endpointStats
 }
 
 // endpointStats counts the errors answered by workers, which micro's own
@@ -383,8 +387,11 @@ func (s *Service) handler(d endpointDef) micro.HandlerFunc {
 			_ = req.Error(bad.Code, bad.Description, errorBody(*bad))
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		j := job{reply: req.Reply(), work: work, ctx: ctx, cancel: cancel, received: time.Now(), stats: st}
+		now := time.Now()
+		j := job{reply: req.Reply(), work: work, received: now, deadline: now.Add(timeout), stats: st}
+		if d.slow || d.parseCtx != nil {
+			j.ctx, j.cancel = context.WithDeadline(context.Background(), j.deadline)
+		}
 		if d.slow {
 			s.runSlow(j)
 			return
@@ -507,8 +514,13 @@ func (s *Service) worker() {
 // rather than through micro.Request, which is not safe to touch once
 // micro's handler has returned.
 func (s *Service) run(j job) {
-	defer j.cancel()
-	if j.ctx.Err() != nil {
+	ctx := j.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	} else {
+		defer j.cancel()
+	}
+	if ctx.Err() != nil || time.Now().After(j.deadline) {
 		s.respond(j, nil, s.late(j), api.CodeUnavailable)
 		return
 	}
@@ -522,7 +534,7 @@ func (s *Service) run(j job) {
 				err = fmt.Errorf("internal error: %v", r)
 			}
 		}()
-		reply, err = j.work(j.ctx)
+		reply, err = j.work(ctx)
 	}()
 	s.respond(j, reply, err, "")
 }
