@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/setexpr"
 )
 
 // SegmentStore answers the segment endpoints; the host implements it. Its
@@ -131,14 +132,16 @@ func SegmentEndpoints(st SegmentStore, opts SegmentOptions) []Endpoint {
 			Description: "A whole segment as ids or a roaring bitmap (portable format, base64); too large for one reply, it is put in Object Store bucket SEGD_EXPORTS and named.",
 			Request:     `{"segment":"vip","format":"ids"}`,
 			Reply:       `{"segment":"vip","format":"ids","count":2,"users":["u00012","u00047"]}`,
-			Parse:       h.parseExport,
+
+			ParseContext: h.parseExport, Timeout: exportTimeout,
 		},
 		{
 			Name: "segment_query", Subject: api.SubjectSegmentQuery, Slow: true,
 			Description: "Set algebra over segments: ! (not, over every user seen) binds tightest, then &, then - (and not), then |; parentheses group.",
 			Request:     `{"expr":"vip & !churned | new_7d","count_only":true}`,
 			Reply:       `{"count":412}`,
-			Parse:       h.parseQuery,
+
+			ParseContext: h.parseQuery,
 		},
 		{
 			Name: "segment_history", Subject: api.SubjectSegmentHistory,
@@ -240,7 +243,7 @@ func (h *segmentHandlers) parseMembers(data []byte) (func() (any, error), *api.E
 	}, nil
 }
 
-func (h *segmentHandlers) parseExport(data []byte) (func() (any, error), *api.ErrorDetail) {
+func (h *segmentHandlers) parseExport(data []byte) (Work, *api.ErrorDetail) {
 	var r api.SegmentExportRequest
 	if bad := decodeRequest(data, &r, false); bad != nil {
 		return nil, bad
@@ -255,14 +258,18 @@ func (h *segmentHandlers) parseExport(data []byte) (func() (any, error), *api.Er
 	default:
 		return nil, badField("format", fmt.Sprintf(`"format" must be %q or %q, not %q`, api.FormatIDs, api.FormatRoaring, r.Format))
 	}
-	return func() (any, error) { return h.export(r) }, nil
+	return func(ctx context.Context) (any, error) { return h.export(ctx, r) }, nil
 }
+
+// exportTimeout is an export's deadline: storing a large one in the
+// Object Store takes a while.
+const exportTimeout = 2 * time.Minute
 
 // exportHeadroom is kept free below the max payload for the reply's
 // framing, so that an inline reply never fails to publish.
 const exportHeadroom = 1024
 
-func (h *segmentHandlers) export(r api.SegmentExportRequest) (any, error) {
+func (h *segmentHandlers) export(ctx context.Context, r api.SegmentExportRequest) (any, error) {
 	bms, _, err := h.st.SegmentBitmaps([]string{r.Segment})
 	if err != nil {
 		return nil, err
@@ -301,8 +308,6 @@ func (h *segmentHandlers) export(r api.SegmentExportRequest) (any, error) {
 	if h.opts.JetStream == nil {
 		return nil, &Error{Code: api.CodeUnavailable, Err: fmt.Errorf("the export (%d bytes) is larger than one reply and this segd has no JetStream for the Object Store", len(inline))}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	obs, err := EnsureExportBucket(ctx, h.opts.JetStream, h.opts.ExportTTL)
 	if err != nil {
 		return nil, &Error{Code: api.CodeUnavailable, Err: err}
@@ -340,7 +345,7 @@ func EnsureExportBucket(ctx context.Context, js jetstream.JetStream, ttl time.Du
 	return obs, nil
 }
 
-func (h *segmentHandlers) parseQuery(data []byte) (func() (any, error), *api.ErrorDetail) {
+func (h *segmentHandlers) parseQuery(data []byte) (Work, *api.ErrorDetail) {
 	var r api.SegmentQueryRequest
 	if bad := decodeRequest(data, &r, false); bad != nil {
 		return nil, bad
@@ -352,28 +357,31 @@ func (h *segmentHandlers) parseQuery(data []byte) (func() (any, error), *api.Err
 	if bad != nil {
 		return nil, bad
 	}
-	q, err := ParseQuery(r.Expr)
+	q, err := setexpr.Parse(r.Expr)
 	if err != nil {
 		return nil, badField("expr", `"expr": `+err.Error())
 	}
-	return func() (any, error) {
-		bms, universe, err := h.st.SegmentBitmaps(q.Segments())
+	return func(ctx context.Context) (any, error) {
+		bms, universe, err := h.st.SegmentBitmaps(q.Names())
 		if err != nil {
 			if errors.Is(err, ErrNotFound) {
 				// Point at the unknown segment's place in the expression.
-				for _, s := range q.Segments() {
+				for _, s := range q.Names() {
 					if _, cerr := h.st.SegmentCount(s); cerr != nil {
-						return nil, fmt.Errorf(`"expr": column %d: %w`, q.segmentColumn(s), cerr)
+						return nil, fmt.Errorf(`"expr": column %d: %w`, q.Column(s), cerr)
 					}
 				}
 			}
 			return nil, err
 		}
 		m := make(map[string]*roaring.Bitmap, len(bms))
-		for i, s := range q.Segments() {
+		for i, s := range q.Names() {
 			m[s] = bms[i]
 		}
-		res := q.Eval(m, universe)
+		res, err := q.Eval(ctx, m, uint64(universe))
+		if err != nil {
+			return nil, err
+		}
 		rep := api.SegmentQueryReply{Count: res.GetCardinality()}
 		if !r.CountOnly {
 			ids := make([]uint32, 0, min(rep.Count, uint64(limit)))

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -41,9 +43,29 @@ type ServiceOptions struct {
 	// their own goroutines.
 	Endpoints []Endpoint
 	// SlowWorkers bounds the slow endpoints' work running at once (default
-	// 2*GOMAXPROCS); beyond it, a slow endpoint's next request waits.
+	// 2*GOMAXPROCS); beyond it, a slow endpoint's next request waits. One
+	// slow endpoint may hold at most SlowWorkers-1 of them (at least one),
+	// so that it cannot starve the others.
 	SlowWorkers int
+	// Timeout is each request's deadline, counted from its arrival
+	// (default DefaultRequestTimeout; Endpoint.Timeout overrides it). A
+	// request still waiting for a worker at its deadline is answered 503
+	// without running; work that takes a context stops at it (503).
+	Timeout time.Duration
+	// MaxQueued bounds the requests waiting for a worker, for the pool
+	// and for slow work each (default 64 per worker); past it a request is
+	// answered 503 at once rather than held.
+	MaxQueued int
 }
+
+// DefaultRequestTimeout is a request's deadline unless ServiceOptions or
+// the endpoint says otherwise.
+const DefaultRequestTimeout = 30 * time.Second
+
+// Work is a validated request's work: it returns the reply to encode as
+// JSON, or an error. ctx carries the request's deadline; work that can
+// take long checks it and returns its error (answered 503).
+type Work func(ctx context.Context) (any, error)
 
 // Endpoint is an extra endpoint of the service, in group segd.v1. Parse
 // runs on micro's goroutine and validates the request into work, or into a
@@ -58,6 +80,11 @@ type Endpoint struct {
 	// Description, Request and Reply document it in the endpoint metadata.
 	Description, Request, Reply string
 	Parse                       func(data []byte) (work func() (any, error), bad *api.ErrorDetail)
+	// ParseContext replaces Parse for work that honours the request's
+	// deadline. Set one of the two.
+	ParseContext func(data []byte) (work Work, bad *api.ErrorDetail)
+	// Timeout overrides ServiceOptions.Timeout for this endpoint.
+	Timeout time.Duration
 	// Slow marks work that takes long or waits (an export, an upload
 	// waiting to be applied): it runs outside the shared pool, at most
 	// ServiceOptions.SlowWorkers at a time, so that membership requests
@@ -66,31 +93,47 @@ type Endpoint struct {
 }
 
 func (e Endpoint) def() endpointDef {
-	return endpointDef{
+	d := endpointDef{
 		name: e.Name, subject: strings.TrimPrefix(e.Subject, api.Group+"."), description: e.Description, request: e.Request, reply: e.Reply, slow: e.Slow,
-		parse: func(_ Membership, data []byte) (func() (any, error), *api.ErrorDetail) { return e.Parse(data) },
+		timeout: e.Timeout,
 	}
+	if e.ParseContext != nil {
+		d.parseCtx = func(_ Membership, data []byte) (Work, *api.ErrorDetail) { return e.ParseContext(data) }
+	} else {
+		d.parse = func(_ Membership, data []byte) (func() (any, error), *api.ErrorDetail) { return e.Parse(data) }
+	}
+	return d
 }
 
 // Service is the running segd micro service. Stop it with Stop.
 type Service struct {
-	nc   *nats.Conn
-	m    Membership
-	svc  micro.Service
-	eps  map[string]*endpointStats
-	mu   sync.RWMutex // guards closed against sends on jobs
-	jobs chan job
-	slow chan struct{} // semaphore of slow work
-	wg   sync.WaitGroup
+	nc      *nats.Conn
+	m       Membership
+	svc     micro.Service
+	eps     map[string]*endpointStats
+	mu      sync.RWMutex // guards closed against sends on jobs
+	jobs    chan job
+	slow    chan struct{} // semaphore of slow work
+	waiting atomic.Int64  // slow requests waiting for a slot
+	opts    ServiceOptions
+	stop    chan struct{} // closed by Stop: waiting requests give up
+	wg      sync.WaitGroup
 
 	closed bool
 }
 
 // job is one validated request waiting for a worker.
 type job struct {
-	reply string
-	work  func() (any, error)
-	stats *endpointStats
+	reply    string
+	work     Work
+	received time.Time
+	deadline time.Time
+	// ctx carries the deadline to work that waits or takes a context; nil
+	// for the quick lookups of the pool, which only check the deadline
+	// before they run (a timer per lookup costs more than the lookup).
+	ctx    context.Context
+	cancel context.CancelFunc
+	stats  *endpointStats
 }
 
 // endpointStats counts the errors answered by workers, which micro's own
@@ -98,6 +141,10 @@ type job struct {
 type endpointStats struct {
 	errors    atomic.Uint64
 	lastError atomic.Value // string
+	// slots bounds the endpoint's slow work running at once; waiting
+	// counts its requests waiting for a slot.
+	slots   chan struct{}
+	waiting atomic.Int64
 }
 
 // endpointDef describes one endpoint: where it lives, how it is documented,
@@ -108,7 +155,11 @@ type endpointDef struct {
 	description    string
 	request, reply string
 	parse          func(m Membership, data []byte) (func() (any, error), *api.ErrorDetail)
-	slow           bool
+	// parseCtx, when set, replaces parse for work that takes the request's
+	// context.
+	parseCtx func(m Membership, data []byte) (Work, *api.ErrorDetail)
+	slow     bool
+	timeout  time.Duration
 }
 
 var endpointDefs = []endpointDef{
@@ -245,13 +296,23 @@ func StartService(nc *nats.Conn, m Membership, opts ServiceOptions) (*Service, e
 	if opts.SlowWorkers <= 0 {
 		opts.SlowWorkers = 2 * runtime.GOMAXPROCS(0)
 	}
-	s := &Service{nc: nc, m: m, eps: make(map[string]*endpointStats), slow: make(chan struct{}, opts.SlowWorkers)}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultRequestTimeout
+	}
+	if opts.MaxQueued <= 0 {
+		opts.MaxQueued = 64 * max(opts.Workers, opts.SlowWorkers, 1)
+	}
+	s := &Service{nc: nc, m: m, eps: make(map[string]*endpointStats), slow: make(chan struct{}, opts.SlowWorkers),
+		opts: opts, stop: make(chan struct{})}
 	defs := slices.Clone(endpointDefs)
 	for _, e := range opts.Endpoints {
+		if (e.Parse == nil) == (e.ParseContext == nil) {
+			return nil, fmt.Errorf("bus.StartService: endpoint %s must set one of Parse and ParseContext", e.Name)
+		}
 		defs = append(defs, e.def())
 	}
 	for _, d := range defs {
-		s.eps[d.name] = &endpointStats{}
+		s.eps[d.name] = &endpointStats{slots: make(chan struct{}, max(1, opts.SlowWorkers-1))}
 	}
 	md := map[string]string{"api": api.Group}
 	for k, v := range opts.Metadata {
@@ -275,7 +336,7 @@ func StartService(nc *nats.Conn, m Membership, opts ServiceOptions) (*Service, e
 		},
 	}
 	if workers > 0 {
-		s.jobs = make(chan job, workers)
+		s.jobs = make(chan job, opts.MaxQueued)
 		s.wg.Add(workers)
 		for range workers {
 			go s.worker()
@@ -310,16 +371,27 @@ func StartService(nc *nats.Conn, m Membership, opts ServiceOptions) (*Service, e
 }
 
 // handler validates on micro's goroutine, so that 400s show in micro's
-// stats, and hands the lookup to the pool.
+// stats, and hands the work on. It never waits: micro runs one handler at
+// a time per endpoint, so a handler that waited for a worker would hold up
+// every later request of its endpoint, cheap or not. The request's
+// deadline starts here.
 func (s *Service) handler(d endpointDef) micro.HandlerFunc {
 	st := s.eps[d.name]
+	timeout := d.timeout
+	if timeout <= 0 {
+		timeout = s.opts.Timeout
+	}
 	return func(req micro.Request) {
 		work, bad := safeParse(d, s.m, req.Data())
 		if bad != nil {
 			_ = req.Error(bad.Code, bad.Description, errorBody(*bad))
 			return
 		}
-		j := job{reply: req.Reply(), work: work, stats: st}
+		now := time.Now()
+		j := job{reply: req.Reply(), work: work, received: now, deadline: now.Add(timeout), stats: st}
+		if d.slow || d.parseCtx != nil {
+			j.ctx, j.cancel = context.WithDeadline(context.Background(), j.deadline)
+		}
 		if d.slow {
 			s.runSlow(j)
 			return
@@ -331,39 +403,104 @@ func (s *Service) handler(d endpointDef) micro.HandlerFunc {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		if s.closed {
-			s.respond(j, nil, fmt.Errorf("segd service is stopping"), api.CodeUnavailable)
+			s.respond(j, nil, errStopping, api.CodeUnavailable)
 			return
 		}
-		s.jobs <- j
+		select {
+		case s.jobs <- j:
+		default:
+			s.respond(j, nil, fmt.Errorf("segd is busy: %d requests wait for a worker; retry later", cap(s.jobs)), api.CodeUnavailable)
+		}
 	}
 }
 
-// runSlow runs slow work on its own goroutine once a slot is free; waiting
-// for the slot holds up only this endpoint.
+var errStopping = errors.New("segd service is stopping")
+
+// slowWaitingPerSlot bounds an endpoint's requests waiting for slow work,
+// per slot of slow work.
+const slowWaitingPerSlot = 8
+
+// runSlow runs slow work on its own goroutine once both a slot of its
+// endpoint and a slot of all slow work are free, or answers 503 at the
+// request's deadline. The waiting happens on that goroutine, so micro's
+// goroutine goes on to the endpoint's next request.
 func (s *Service) runSlow(j job) {
-	s.slow <- struct{}{}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		<-s.slow
-		s.respond(j, nil, fmt.Errorf("segd service is stopping"), api.CodeUnavailable)
+		s.respond(j, nil, errStopping, api.CodeUnavailable)
+		return
+	}
+	// A waiting request holds its decoded body (an upload: up to the max
+	// payload), so each endpoint may have only so many waiting.
+	if n := j.stats.waiting.Add(1); n > int64(slowWaitingPerSlot*cap(s.slow)) {
+		j.stats.waiting.Add(-1)
+		s.respond(j, nil, fmt.Errorf("segd is busy: %d requests of this endpoint wait; retry later", n-1), api.CodeUnavailable)
+		return
+	}
+	if n := s.waiting.Add(1); n > int64(s.opts.MaxQueued) {
+		s.waiting.Add(-1)
+		j.stats.waiting.Add(-1)
+		s.respond(j, nil, fmt.Errorf("segd is busy: %d slow requests wait; retry later", n-1), api.CodeUnavailable)
 		return
 	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		defer func() { <-s.slow }()
+		acquired := s.acquire(j, j.stats.slots)
+		if acquired {
+			if acquired = s.acquire(j, s.slow); !acquired {
+				<-j.stats.slots
+			}
+		}
+		s.waiting.Add(-1)
+		j.stats.waiting.Add(-1)
+		if !acquired {
+			return
+		}
+		defer func() { <-s.slow; <-j.stats.slots }()
 		s.run(j)
 	}()
 }
 
-func safeParse(d endpointDef, m Membership, data []byte) (work func() (any, error), bad *api.ErrorDetail) {
+// acquire takes a slot of sem for j, or answers j 503 if its deadline
+// passes or the service stops first.
+func (s *Service) acquire(j job, sem chan struct{}) bool {
+	select {
+	case sem <- struct{}{}:
+		return true
+	case <-j.ctx.Done():
+		s.respond(j, nil, s.late(j), api.CodeUnavailable)
+	case <-s.stop:
+		s.respond(j, nil, errStopping, api.CodeUnavailable)
+	}
+	j.cancel()
+	return false
+}
+
+// late says why a request that waited past its deadline was not run.
+func (s *Service) late(j job) error {
+	return fmt.Errorf("segd is busy: the request waited %s for a worker and passed its deadline; retry later",
+		time.Since(j.received).Round(time.Millisecond))
+}
+
+func safeParse(d endpointDef, m Membership, data []byte) (work Work, bad *api.ErrorDetail) {
 	defer func() {
 		if r := recover(); r != nil {
 			work, bad = nil, &api.ErrorDetail{Code: api.CodeInternal, Description: fmt.Sprintf("internal error decoding the request: %v", r)}
 		}
 	}()
-	return d.parse(m, data)
+	if bad := checkRequest(data); bad != nil {
+		return nil, bad
+	}
+	if d.parseCtx != nil {
+		return d.parseCtx(m, data)
+	}
+	w, bad := d.parse(m, data)
+	if bad != nil {
+		return nil, bad
+	}
+	return func(context.Context) (any, error) { return w() }, nil
 }
 
 func (s *Service) worker() {
@@ -377,6 +514,16 @@ func (s *Service) worker() {
 // rather than through micro.Request, which is not safe to touch once
 // micro's handler has returned.
 func (s *Service) run(j job) {
+	ctx := j.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	} else {
+		defer j.cancel()
+	}
+	if ctx.Err() != nil || time.Now().After(j.deadline) {
+		s.respond(j, nil, s.late(j), api.CodeUnavailable)
+		return
+	}
 	var (
 		reply any
 		err   error
@@ -387,7 +534,7 @@ func (s *Service) run(j job) {
 				err = fmt.Errorf("internal error: %v", r)
 			}
 		}()
-		reply, err = j.work()
+		reply, err = j.work(ctx)
 	}()
 	s.respond(j, reply, err, "")
 }
@@ -419,6 +566,8 @@ func errorDetail(err error) api.ErrorDetail {
 		return api.ErrorDetail{Code: e.Code, Description: err.Error(), Field: e.Field}
 	case errors.Is(err, ErrNotFound):
 		return api.ErrorDetail{Code: api.CodeNotFound, Description: err.Error()}
+	case errors.Is(err, context.DeadlineExceeded):
+		return api.ErrorDetail{Code: api.CodeUnavailable, Description: "the request did not finish within its deadline: " + err.Error()}
 	}
 	return api.ErrorDetail{Code: api.CodeInternal, Description: err.Error()}
 }
@@ -426,6 +575,9 @@ func errorDetail(err error) api.ErrorDetail {
 // respond publishes the reply, or the error with code (empty: derived from
 // err by errorDetail).
 func (s *Service) respond(j job, reply any, err error, code string) {
+	if j.cancel != nil {
+		defer j.cancel()
+	}
 	if j.reply == "" {
 		return
 	}
@@ -479,6 +631,7 @@ func (s *Service) stopWorkers() {
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
+		close(s.stop)
 		if s.jobs != nil {
 			close(s.jobs)
 		}
@@ -507,6 +660,24 @@ func requestUser(raw json.RawMessage) (string, *api.ErrorDetail) {
 		return "", badField("user", err.Error()+`; want e.g. {"user":"u42"}`)
 	}
 	return u, nil
+}
+
+// checkRequest refuses what no endpoint takes, before its decoder runs:
+// invalid UTF-8, which encoding/json would silently turn into U+FFFD (two
+// different ids would become one).
+func checkRequest(data []byte) *api.ErrorDetail {
+	if utf8.Valid(data) {
+		return nil
+	}
+	off := 0
+	for off < len(data) {
+		r, size := utf8.DecodeRune(data[off:])
+		if r == utf8.RuneError && size <= 1 {
+			break
+		}
+		off += size
+	}
+	return badRequest("the request is not valid UTF-8 (byte %d); JSON text must be UTF-8", off)
 }
 
 // decodeRequest decodes a JSON object strictly: no unknown fields, no

@@ -151,27 +151,37 @@ func (a *analyzer) segments(names []string) ([]analysis.Segment, error) {
 }
 
 // AnalyzeEvents implements bus.Analyzer.
-func (a *analyzer) AnalyzeEvents(r *api.AnalysisEventsRequest) (*api.AnalysisEventsReply, error) {
-	segs, err := a.segments(r.Segments)
-	if err != nil {
-		return nil, err
-	}
+func (a *analyzer) AnalyzeEvents(ctx context.Context, r *api.AnalysisEventsRequest) (*api.AnalysisEventsReply, error) {
 	for _, ev := range r.Events {
 		if _, err := a.eventName(ev); err != nil {
 			return nil, err
 		}
 	}
-	q := analysis.EventsQuery{Events: r.Events, Segments: segs}
+	q := analysis.EventsQuery{Events: r.Events}
 	q.From, q.To = a.span(r.From, r.To)
+	days := int(q.To-q.From) + 1
+	field := "events"
+	if len(r.Segments) > 0 {
+		field = "segments"
+	}
+	if err := bus.CheckAnalysisValues(field, (len(r.Segments)+1)*len(r.Events)*len(r.Measures)*days, fmt.Sprintf(
+		"%d segments with all users × %d events × %d measures × %d days", len(r.Segments)+1, len(r.Events), len(r.Measures), days)); err != nil {
+		return nil, err
+	}
+	segs, err := a.segments(r.Segments)
+	if err != nil {
+		return nil, err
+	}
+	q.Segments = segs
 	for _, m := range r.Measures {
 		pm, _ := api.ParseMeasure(m)
 		q.Measures = append(q.Measures, pm)
 	}
-	return a.ix.Events(q), nil
+	return a.ix.EventsContext(ctx, q)
 }
 
 // AnalyzeFunnel implements bus.Analyzer.
-func (a *analyzer) AnalyzeFunnel(r *api.AnalysisFunnelRequest) (*api.AnalysisFunnelReply, error) {
+func (a *analyzer) AnalyzeFunnel(ctx context.Context, r *api.AnalysisFunnelRequest) (*api.AnalysisFunnelReply, error) {
 	segs, err := a.segments(r.Segments)
 	if err != nil {
 		return nil, err
@@ -190,31 +200,49 @@ func (a *analyzer) AnalyzeFunnel(r *api.AnalysisFunnelRequest) (*api.AnalysisFun
 		}
 		q.Steps = append(q.Steps, analysis.Step{Event: name})
 	}
-	return &api.AnalysisFunnelReply{Steps: r.Steps, Window: r.Window, Mode: q.Mode.String(),
-		From: q.From.String(), To: q.To.String(), Segments: a.ix.Funnel(q)}, nil
-}
-
-// AnalyzeRetention implements bus.Analyzer.
-func (a *analyzer) AnalyzeRetention(r *api.AnalysisRetentionRequest) (*api.AnalysisRetentionReply, error) {
-	segs, err := a.segments(r.Segments)
+	res, err := a.ix.FunnelContext(ctx, q)
 	if err != nil {
 		return nil, err
 	}
+	return &api.AnalysisFunnelReply{Steps: r.Steps, Window: r.Window, Mode: q.Mode.String(),
+		From: q.From.String(), To: q.To.String(), Segments: res}, nil
+}
+
+// AnalyzeRetention implements bus.Analyzer.
+func (a *analyzer) AnalyzeRetention(ctx context.Context, r *api.AnalysisRetentionRequest) (*api.AnalysisRetentionReply, error) {
 	for _, ev := range []string{r.StartEvent, r.ReturnEvent} {
 		if _, err := a.eventName(ev); err != nil {
 			return nil, err
 		}
 	}
 	q := analysis.RetentionQuery{StartEvent: r.StartEvent, ReturnEvent: r.ReturnEvent, Days: r.Days,
-		Recurring: r.Mode == api.RetentionRecurring, Segments: segs}
+		Recurring: r.Mode == api.RetentionRecurring}
 	q.From, q.To = a.span(r.From, r.To)
-	return &api.AnalysisRetentionReply{Mode: r.Mode, Days: r.Days, Segments: a.ix.Retention(q)}, nil
+	cohorts := int(q.To-q.From) + 1
+	field := "days"
+	if len(r.Segments) > 0 {
+		field = "segments"
+	}
+	if err := bus.CheckAnalysisValues(field, (len(r.Segments)+1)*cohorts*r.Days, fmt.Sprintf(
+		"%d segments with all users × %d cohorts × %d days", len(r.Segments)+1, cohorts, r.Days)); err != nil {
+		return nil, err
+	}
+	segs, err := a.segments(r.Segments)
+	if err != nil {
+		return nil, err
+	}
+	q.Segments = segs
+	res, err := a.ix.RetentionContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return &api.AnalysisRetentionReply{Mode: r.Mode, Days: r.Days, Segments: res}, nil
 }
 
 // AnalyzeTrend implements bus.Analyzer: segment sizes from the engine's
 // daily history; the all-users baseline from the analysis index (users
 // with an event on or before each day).
-func (a *analyzer) AnalyzeTrend(r *api.AnalysisTrendRequest) (*api.AnalysisTrendReply, error) {
+func (a *analyzer) AnalyzeTrend(ctx context.Context, r *api.AnalysisTrendRequest) (*api.AnalysisTrendReply, error) {
 	from, to := a.span(r.From, r.To)
 	loc := a.ix.Location()
 	base := a.ix.Users(from, to)
@@ -232,6 +260,9 @@ func (a *analyzer) AnalyzeTrend(r *api.AnalysisTrendRequest) (*api.AnalysisTrend
 			continue
 		}
 		seen[name] = true
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		days, err := a.engine.History(name, time.UnixMilli(from.Start(loc)), time.UnixMilli(to.Start(loc)))
 		if err != nil {
 			return nil, err

@@ -102,13 +102,13 @@ func topLevel(s string) string {
 	return b.String()
 }
 
-// TestDocumentedRequests sends every `nats req` of README.md and docs/api.md,
-// with the same payload, through the Go client to a segd running the
-// example rules on demo data, and checks the documented error code or the
-// documented reply's fields.
+// TestDocumentedRequests sends every `nats req` of README.md, docs/api.md
+// and docs/analysis.md, with the same payload, through the Go client to a
+// segd running the example rules on demo data, and checks the documented
+// error code or the documented reply's fields.
 func TestDocumentedRequests(t *testing.T) {
 	t.Parallel()
-	reqs := docRequests(t, "../README.md", "../docs/api.md")
+	reqs := docRequests(t, "../README.md", "../docs/api.md", "../docs/analysis.md")
 	if len(reqs) < 10 {
 		t.Fatalf("found only %d nats req examples", len(reqs))
 	}

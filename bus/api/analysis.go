@@ -55,6 +55,9 @@ const (
 // AnalysisEventsRequest asks for daily series of events. From and To are
 // calendar dates (YYYY-MM-DD) in segd's time zone, inclusive; To defaults
 // to today, From to 29 days before To. Measures default to ["uniques"].
+// Events, Measures and Segments count each name once; the service caps
+// them (20, 10 and 20 distinct), the span (366 days) and the reply
+// (100,000 values), with a 400 naming the field (see docs/api.md, Limits).
 type AnalysisEventsRequest struct {
 	Events   []string `json:"events"`
 	Segments []string `json:"segments,omitempty"`
@@ -87,7 +90,8 @@ type FunnelStep struct {
 	Predicate string `json:"predicate,omitempty"`
 }
 
-// AnalysisFunnelRequest asks for a funnel. A user enters at any
+// AnalysisFunnelRequest asks for a funnel (at most 32 steps, a window of
+// at most 366 days, 20 segments). A user enters at any
 // occurrence of step 1 between From and To (calendar dates, inclusive);
 // step k counts when it follows step k-1 no later than Window after that
 // entry. Window is a duration such as "7d", "36h" or "90m" (default "7d");

@@ -91,6 +91,10 @@ func TestAnalyzeCommands(t *testing.T) {
 			[]string{"window 2h", "1 view", "3", "100.0%", "2 pay", "1", "33.3%"}},
 		{[]string{"analyze", "retention", "view", "--days", "2", "--counts"},
 			[]string{"all users (first_time)", "COHORT", "DAY 1", "DAY 2", "2026-11-01", "2", "1", "1", "2026-11-02", "1", "0", "2026-11-03", "0"}},
+		// docs/analysis.md's example on data without "signup": empty
+		// cohorts (it answered 500 nil pointer dereference).
+		{[]string{"analyze", "retention", "signup", "view", "--days", "3"},
+			[]string{"all users (first_time)", "COHORT", "2026-11-01", "0", "-", "-", "2026-11-03", "0"}},
 		{[]string{"analyze", "trend", "buyers"},
 			[]string{"DAY", "ALL USERS", "BUYERS", "2026-11-01", "2", "2026-11-03", "3"}},
 	} {

@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"context"
 	"runtime"
 	"slices"
 	"strings"
@@ -96,6 +97,12 @@ type FunnelQuery struct {
 // are decoded; their levels are computed once, on every core, and each
 // segment is then an AND cardinality per step.
 func (ix *Index) Funnel(q FunnelQuery) []api.FunnelSegment {
+	r, _ := ix.FunnelContext(context.Background(), q)
+	return r
+}
+
+// FunnelContext is Funnel that stops when ctx is done, with ctx's error.
+func (ix *Index) FunnelContext(ctx context.Context, q FunnelQuery) ([]api.FunnelSegment, error) {
 	ix.read()
 	defer ix.mu.RUnlock()
 	n := len(q.Steps)
@@ -103,7 +110,10 @@ func (ix *Index) Funnel(q FunnelQuery) []api.FunnelSegment {
 	for i := range counts {
 		counts[i] = make([]uint64, n)
 	}
-	reached := ix.funnelLevels(q)
+	reached, err := ix.funnelLevels(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	for si, s := range q.Segments {
 		for k, r := range reached {
 			if s.Users == nil {
@@ -129,12 +139,12 @@ func (ix *Index) Funnel(q FunnelQuery) []api.FunnelSegment {
 		}
 		out[si] = api.FunnelSegment{Segment: s.ID, Steps: steps}
 	}
-	return out
+	return out, nil
 }
 
 // funnelLevels returns, for k = 0..len(steps)-1, the users who reached
 // step k+1. The caller holds the read lock.
-func (ix *Index) funnelLevels(q FunnelQuery) []*roaring.Bitmap {
+func (ix *Index) funnelLevels(ctx context.Context, q FunnelQuery) ([]*roaring.Bitmap, error) {
 	n := len(q.Steps)
 	reached := make([]*roaring.Bitmap, n)
 	for k := range reached {
@@ -142,7 +152,7 @@ func (ix *Index) funnelLevels(q FunnelQuery) []*roaring.Bitmap {
 	}
 	first, ok := ix.eventID(q.Steps[0].Event)
 	if !ok {
-		return reached
+		return reached, nil
 	}
 	var starts []*roaring.Bitmap
 	for d := q.From; d <= q.To; d++ {
@@ -152,7 +162,7 @@ func (ix *Index) funnelLevels(q FunnelQuery) []*roaring.Bitmap {
 	}
 	candidates := roaring.ParOr(0, starts...).ToArray()
 	if len(candidates) == 0 {
-		return reached
+		return reached, nil
 	}
 	// stepsOf[ev] lists the (1-based) steps an event id matches.
 	stepsOf := map[uint32][]uint8{}
@@ -176,11 +186,17 @@ func (ix *Index) funnelLevels(q FunnelQuery) []*roaring.Bitmap {
 			defer wg.Done()
 			var st funnelState
 			for i := lo; i < hi; i++ {
+				if i%1024 == 0 && ctx.Err() != nil {
+					return
+				}
 				levels[i] = f.level(candidates[i], &st)
 			}
 		}()
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	// candidates are sorted, so each step's users are appended in order.
 	lists := make([][]uint32, n)
 	for i, u := range candidates {
@@ -192,7 +208,7 @@ func (ix *Index) funnelLevels(q FunnelQuery) []*roaring.Bitmap {
 		reached[k].AddMany(lists[k])
 		reached[k].RunOptimize()
 	}
-	return reached
+	return reached, nil
 }
 
 // funnelRun is one funnel query's parameters, shared by its workers.

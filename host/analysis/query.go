@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"context"
 	"slices"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -32,6 +33,12 @@ type EventsQuery struct {
 // with N (O'Neil) and intersects with the segment; sum:PROP adds the
 // property's values of the segment's events in arrival order.
 func (ix *Index) Events(q EventsQuery) *api.AnalysisEventsReply {
+	r, _ := ix.EventsContext(context.Background(), q)
+	return r
+}
+
+// EventsContext is Events that stops when ctx is done, with ctx's error.
+func (ix *Index) EventsContext(ctx context.Context, q EventsQuery) (*api.AnalysisEventsReply, error) {
 	ix.read()
 	defer ix.mu.RUnlock()
 	n := int(q.To-q.From) + 1
@@ -58,6 +65,9 @@ func (ix *Index) Events(q EventsQuery) *api.AnalysisEventsReply {
 			continue
 		}
 		for mi, m := range q.Measures {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			for i := range n {
 				c := ix.cell(ev, q.From+Day(i))
 				if c == nil {
@@ -74,7 +84,7 @@ func (ix *Index) Events(q EventsQuery) *api.AnalysisEventsReply {
 		}
 	}
 	reply.Series = series
-	return reply
+	return reply, nil
 }
 
 // measure computes one value of a cell for the users in seg (nil: all).
@@ -137,6 +147,14 @@ type RetentionQuery struct {
 // ReturnEvent on day d+k, for d+k up to today. Cohort days after today are
 // left out.
 func (ix *Index) Retention(q RetentionQuery) []api.RetentionSegment {
+	r, _ := ix.RetentionContext(context.Background(), q)
+	return r
+}
+
+// RetentionContext is Retention that stops when ctx is done, with ctx's
+// error. A start or return event the index never saw makes empty cohorts
+// or zero returns.
+func (ix *Index) RetentionContext(ctx context.Context, q RetentionQuery) ([]api.RetentionSegment, error) {
 	today := ix.Today()
 	ix.read()
 	defer ix.mu.RUnlock()
@@ -155,7 +173,9 @@ func (ix *Index) Retention(q RetentionQuery) []api.RetentionSegment {
 		}
 		return nil
 	}
-	var seen *roaring.Bitmap
+	// seen is who did the start event before the cohort day (first time
+	// only); empty, never nil, when the start event was never seen.
+	seen := roaring.New()
 	if !q.Recurring && okStart {
 		var before []*roaring.Bitmap
 		for d, c := range ix.cells[start] {
@@ -163,11 +183,16 @@ func (ix *Index) Retention(q RetentionQuery) []api.RetentionSegment {
 				before = append(before, c.users)
 			}
 		}
-		seen = roaring.ParOr(0, before...)
+		if len(before) > 0 {
+			seen = roaring.ParOr(0, before...)
+		}
 	}
 	empty := roaring.New()
 	last := min(q.To, today)
 	for d := q.From; d <= last; d++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		cohort := presence(start, okStart, d)
 		if cohort == nil {
 			cohort = empty
@@ -194,7 +219,7 @@ func (ix *Index) Retention(q RetentionQuery) []api.RetentionSegment {
 			out[i].Cohorts = append(out[i].Cohorts, c)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // UserDay is the all-users baseline of one day: the users with an event

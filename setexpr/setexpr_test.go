@@ -1,6 +1,7 @@
-package bus
+package setexpr
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -27,7 +28,7 @@ func TestParseQueryPrecedence(t *testing.T) {
 		{"a- b", "(a - b)"},
 		{"  a\t&\nb  ", "(a & b)"},
 	} {
-		q, err := ParseQuery(tc.expr)
+		q, err := Parse(tc.expr)
 		if err != nil {
 			t.Errorf("%q: %v", tc.expr, err)
 			continue
@@ -38,7 +39,7 @@ func TestParseQueryPrecedence(t *testing.T) {
 	}
 }
 
-func TestParseQueryErrors(t *testing.T) {
+func TestParseErrors(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		expr string
@@ -55,18 +56,18 @@ func TestParseQueryErrors(t *testing.T) {
 		{"vip & ()", 8, "empty parentheses"},
 		{"a | é", 5, `unexpected character "é"`},
 	} {
-		_, err := ParseQuery(tc.expr)
-		var qe *QueryError
+		_, err := Parse(tc.expr)
+		var qe *Error
 		if !errors.As(err, &qe) {
-			t.Errorf("%q: %v, want a *QueryError", tc.expr, err)
+			t.Errorf("%q: %v, want a *Error", tc.expr, err)
 			continue
 		}
 		if qe.Column != tc.col || !strings.Contains(qe.Msg, tc.msg) {
 			t.Errorf("%q: column %d %q, want column %d containing %q", tc.expr, qe.Column, qe.Msg, tc.col, tc.msg)
 		}
 	}
-	_, err := ParseQuery("vip & & churned")
-	if got, want := err.(*QueryError).Caret(), " | vip & & churned\n | ......^"; got != want {
+	_, err := Parse("vip & & churned")
+	if got, want := err.(*Error).Caret(), " | vip & & churned\n | ......^"; got != want {
 		t.Errorf("caret:\n%s\nwant\n%s", got, want)
 	}
 }
@@ -137,7 +138,7 @@ func TestQueryAgainstNaiveSets(t *testing.T) {
 			bms[name] = bm
 		}
 		expr, want := randomExpr(rng, sets, names, n, 4)
-		q, err := ParseQuery(expr)
+		q, err := Parse(expr)
 		if err != nil {
 			t.Fatalf("round %d: %q: %v", round, expr, err)
 		}
@@ -145,7 +146,10 @@ func TestQueryAgainstNaiveSets(t *testing.T) {
 		for k, v := range bms {
 			before[k] = v.GetCardinality()
 		}
-		got := q.Eval(bms, n)
+		got, err := q.Eval(context.Background(), bms, uint64(n))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got.GetCardinality() != uint64(len(want)) {
 			t.Fatalf("round %d: %s: %d users, want %d", round, expr, got.GetCardinality(), len(want))
 		}
@@ -178,35 +182,55 @@ func TestQueryAgainstNaiveSets(t *testing.T) {
 		"a - b | c & d":   "(a - b) | (c & d)",
 		"!a - !b & c | d": "((!a) - ((!b) & c)) | d",
 	} {
-		qi, err1 := ParseQuery(implicit)
-		qe, err2 := ParseQuery(explicit)
+		qi, err1 := Parse(implicit)
+		qe, err2 := Parse(explicit)
 		if err1 != nil || err2 != nil {
 			t.Fatal(err1, err2)
 		}
-		if a, b := qi.Eval(bms, n), qe.Eval(bms, n); !a.Equals(b) {
+		a, _ := qi.Eval(context.Background(), bms, uint64(n))
+		b, _ := qe.Eval(context.Background(), bms, uint64(n))
+		if !a.Equals(b) {
 			t.Errorf("%s (%d) != %s (%d)", implicit, a.GetCardinality(), explicit, b.GetCardinality())
 		}
 	}
 }
 
-// FuzzParseQuery: any expression a client sends gets a query or a
-// *QueryError whose column lies within the expression (or just past it),
-// never a panic.
-func FuzzParseQuery(f *testing.F) {
-	for _, s := range []string{"vip & !churned | new_7d", "(a | b) - (c & !d)", "!(!a)", "a |", "((a)", "é & b"} {
+// FuzzParse: any expression a client sends gets an expression or an
+// *Error whose column lies within the expression (or just past it), never
+// a panic; an expression that parses prints as one that parses the same
+// way, and evaluates.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"vip & !churned | new_7d", "(a | b) - (c & !d)", "!(!a)", "a |", "((a)", "é & b",
+		"young-men - vip", "a -b", "a- b", "\xff", strings.Repeat("(", 70) + "a", strings.Repeat("!", 70) + "a"} {
 		f.Add(s)
 	}
+	sets := map[string]*roaring.Bitmap{"a": roaring.BitmapOf(1, 2, 3), "b": roaring.BitmapOf(2, 5)}
 	f.Fuzz(func(t *testing.T, expr string) {
-		_, err := ParseQuery(expr)
-		if err == nil {
+		x, err := Parse(expr)
+		if err != nil {
+			var qe *Error
+			if !errors.As(err, &qe) {
+				t.Fatalf("%q: %T %v, want a *Error", expr, err, err)
+			}
+			if qe.Column < 1 || qe.Column > utf8.RuneCountInString(expr)+1 {
+				t.Fatalf("%q: column %d outside the expression", expr, qe.Column)
+			}
 			return
 		}
-		var qe *QueryError
-		if !errors.As(err, &qe) {
-			t.Fatalf("%q: %T %v, want a *QueryError", expr, err, err)
+		y, err := Limits{}.Parse(x.String())
+		if err != nil {
+			t.Fatalf("%q printed as %q, which does not parse: %v", expr, x.String(), err)
 		}
-		if qe.Column < 1 || qe.Column > utf8.RuneCountInString(expr)+1 {
-			t.Fatalf("%q: column %d outside the expression", expr, qe.Column)
+		if y.String() != x.String() {
+			t.Fatalf("%q printed as %q, which reads as %q", expr, x.String(), y.String())
+		}
+		got, err := x.Eval(context.Background(), sets, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := y.Eval(context.Background(), sets, 8)
+		if !got.Equals(want) {
+			t.Fatalf("%q: %v, reprinted %v", expr, got.ToArray(), want.ToArray())
 		}
 	})
 }
