@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/client"
 	"github.com/segd/segd/host/engine"
 )
@@ -105,5 +106,80 @@ func TestSegmentPreview(t *testing.T) {
 		if strings.HasPrefix(s.ID, "p_") {
 			t.Errorf("a previewed segment was saved: %s", s.ID)
 		}
+	}
+}
+
+// previewServer starts segd with the test rules and some applied batches of
+// checkout, pay and page_view events (and profiles).
+func previewServer(t *testing.T) *testServer {
+	t.Helper()
+	clock := engine.NewManualClock(time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC))
+	ts := startTestServer(t, t.TempDir(), clock, time.UTC)
+	rng := rand.New(rand.NewPCG(7, 1))
+	for step := range 3 {
+		ts.publish(t, randomBatch(rng, clock.Now()), fmt.Sprintf("p-%d", step))
+	}
+	return ts
+}
+
+// TestPreviewReportsEvalErrors: a predicate that fails on every item (a
+// missing property compared, an expression over expr's memory budget)
+// answers with the count and a description of the failures, not a silent
+// "0 users".
+func TestPreviewReportsEvalErrors(t *testing.T) {
+	t.Parallel()
+	ts := previewServer(t)
+	ctx := context.Background()
+	for _, c := range []struct{ definition, want string }{
+		{"id: p_nope\ndid: {event: checkout, where: \"props.nope > 3\", last: 30d}\n", "invalid operation"},
+		{"id: p_budget\ndid: {event: checkout, where: 'len(repeat(\"x\", 100000000)) > 0', last: 30d}\n", "memory budget exceeded"},
+		{"id: p_profile\nprofile: nope > 3\n", "invalid operation"},
+	} {
+		r, err := ts.client.Preview(ctx, c.definition, 10)
+		if err != nil {
+			t.Fatalf("%s: %v", c.definition, err)
+		}
+		if r.Size != 0 || r.EvalErrors == 0 || !strings.Contains(r.LastEvalError, c.want) {
+			t.Errorf("%s: size %d, %d evaluation errors, last %q; want 0 users and errors mentioning %q",
+				c.definition, r.Size, r.EvalErrors, r.LastEvalError, c.want)
+		}
+	}
+	ok, err := ts.client.Preview(ctx, "id: p_fine\ndid: {event: checkout, where: \"(props.nope ?? 0) < 3\", last: 30d}\n", 10)
+	if err != nil || ok.EvalErrors != 0 || ok.LastEvalError != "" || ok.Size == 0 {
+		t.Errorf("a predicate that never fails: %+v, %v", ok, err)
+	}
+}
+
+// TestPreviewRefusesBadDefinitions: an event segd has never seen, two YAML
+// documents and an oversized definition are 400s that say what and where.
+func TestPreviewRefusesBadDefinitions(t *testing.T) {
+	t.Parallel()
+	ts := previewServer(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		definition string
+		want       []string
+	}{
+		{"id: p_typo\ndid: {event: chekout, last: 7d}\n", []string{"definition:2:", `unknown event "chekout"`, "checkout"}},
+		{"id: p_seq\nsequence:\n  steps:\n    - event: checkout\n    - event: paid\n  within: 1d\n  last: 7d\n", []string{"definition:5:", `"paid"`}},
+		{"id: p_two\ndid: {event: checkout, last: 7d}\n---\nid: p_three\ndid: {event: pay, last: 7d}\n", []string{"one segment", "2 documents", "line 4"}},
+		{"- id: p_list\n  did: {event: checkout, last: 7d}\n- id: p_list2\n  did: {event: pay, last: 7d}\n", []string{"one segment", "2"}},
+		{"id: p_big\ndescription: " + strings.Repeat("x", bus.MaxPreviewDefinitionBytes) + "\ndid: {event: checkout, last: 7d}\n", []string{"definition", fmt.Sprint(bus.MaxPreviewDefinitionBytes)}},
+	} {
+		_, err := ts.client.Preview(ctx, c.definition, 0)
+		if !client.IsBadRequest(err) {
+			t.Errorf("definition %.60q: %v, want a 400", c.definition, err)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("definition %.60q: %v, want it to mention %q", c.definition, err, w)
+			}
+		}
+	}
+	// One segment followed by an empty document is one segment.
+	r, err := ts.client.Preview(ctx, "---\nid: p_one\ndid: {event: checkout, last: 30d}\n---\n", 10)
+	if err != nil || r.ID != "p_one" || r.Size == 0 {
+		t.Errorf("a segment between document markers: %+v, %v", r, err)
 	}
 }
