@@ -55,10 +55,10 @@ func (s *Server) previewWithin(ctx context.Context, r api.SegmentPreviewRequest,
 	to := s.engine.Status().LastSeq
 	e := engine.New(engine.Config{Segments: p.segs, Location: s.cfg.Location, Clock: s.cfg.Clock,
 		Logger: slog.New(slog.DiscardHandler), RetentionDays: s.ruleOpts.MaxWindowDays, MaxFutureSkew: s.cfg.MaxFutureSkew})
-	n, last, err := replayInto(ctx, e, s, to)
+	progress, err := replayInto(ctx, e, s, to)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, &bus.Error{Code: api.CodeUnavailable, Err: p.tooSlow(limit, time.Since(start), n, last, to, e.Status().Events)}
+			return nil, &bus.Error{Code: api.CodeUnavailable, Err: p.tooSlow(limit, time.Since(start), progress)}
 		}
 		return nil, err
 	}
@@ -71,7 +71,7 @@ func (s *Server) previewWithin(ctx context.Context, r api.SegmentPreviewRequest,
 		return nil, err
 	}
 	reply := &api.SegmentPreviewReply{ID: p.seg.ID, Kind: info.Kind, Size: info.Size, Users: e.UserNames(ids),
-		Seq: to, Messages: n, TookMs: time.Since(start).Milliseconds()}
+		Seq: to, Messages: progress.messages, TookMs: time.Since(start).Milliseconds()}
 	// The private engine holds the definition and the segments it reads:
 	// their evaluation errors and failed batches all bear on the answer.
 	for _, si := range e.Segments() {
@@ -87,18 +87,19 @@ func (s *Server) previewWithin(ctx context.Context, r api.SegmentPreviewRequest,
 }
 
 // replayInto runs e over the events stream up to sequence to, and Ticks it
-// so that windows are as of now. It returns how many messages it applied
-// and the last sequence applied. The engine has stopped when it returns, so
-// that its state may be read: a batch in progress stops at the deadline,
-// because the preview's predicates check it between chunks (watch.go).
-func replayInto(ctx context.Context, e *engine.Engine, s *Server, to uint64) (n, last uint64, err error) {
+// so that windows are as of now, and says how far it got. The engine has
+// stopped when it returns, so that its state may be read: a batch in
+// progress stops at the deadline, because the preview's predicates check
+// it between chunks (preview_watch.go).
+func replayInto(ctx context.Context, e *engine.Engine, s *Server, to uint64) (replayProgress, error) {
+	r := replayProgress{to: to}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = e.Run(runCtx) }()
 	defer func() { stop(); <-done }()
 	src, err := bus.ReadLog(ctx, s.js, bus.EventsStream, 1, to)
 	if err != nil {
-		return 0, 0, err
+		return r, err
 	}
 	defer src.Close()
 	for {
@@ -107,15 +108,17 @@ func replayInto(ctx context.Context, e *engine.Engine, s *Server, to uint64) (n,
 			break
 		}
 		if err != nil {
-			return n, last, err
+			return r, err
 		}
+		r.at = msg.Seq
 		if err := e.Apply(ctx, msg); err != nil {
-			return n, last, err
+			return r, err
 		}
-		n, last = n+1, msg.Seq
+		r.messages, r.at = r.messages+1, 0
+		r.events = e.Status().Events
 	}
 	// Windows as of now, even after the last event.
-	return n, last, e.Tick(ctx)
+	return r, e.Tick(ctx)
 }
 
 // previewSet is a compiled preview: the segment, every segment the engine

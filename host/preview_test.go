@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -10,8 +11,10 @@ import (
 	"time"
 
 	"github.com/segd/segd/bus"
+	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/bus/client"
 	"github.com/segd/segd/host/engine"
+	"github.com/segd/segd/rules"
 )
 
 // TestSegmentPreview: a previewed definition holds exactly the users that a
@@ -181,5 +184,53 @@ func TestPreviewRefusesBadDefinitions(t *testing.T) {
 	r, err := ts.client.Preview(ctx, "---\nid: p_one\ndid: {event: checkout, last: 30d}\n---\n", 10)
 	if err != nil || r.ID != "p_one" || r.Size == 0 {
 		t.Errorf("a segment between document markers: %+v, %v", r, err)
+	}
+}
+
+// TestPreviewDeadlineStopsABatch: an expensive predicate stops at the
+// preview's time limit, inside the batch it is judging, and the 503 says
+// how far the replay got and which predicate took the time; a limit that
+// the replay itself exceeds says the log is too long.
+func TestPreviewDeadlineStopsABatch(t *testing.T) {
+	t.Parallel()
+	clock := engine.NewManualClock(time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC))
+	ts := startTestServer(t, t.TempDir(), clock, time.UTC)
+	for b := range 2 {
+		var batch rules.Batch
+		for i := range 3000 {
+			batch.Events = append(batch.Events, rules.Event{User: fmt.Sprintf("u%d", i%50), Name: "checkout",
+				Time: clock.Now().Add(-time.Duration(i) * time.Second).UnixMilli()})
+		}
+		ts.publish(t, batch, fmt.Sprintf("big-%d", b))
+	}
+	// About 2.5 ms an item (more under -race): each batch takes seconds.
+	const slow = "all(1..300, {all(1..300, {# > 0})})"
+	def := "id: p_slow\ndid: {event: checkout, where: '" + slow + "', last: 30d}\n"
+	const limit = 300 * time.Millisecond
+	t0 := time.Now()
+	_, err := ts.srv.previewWithin(context.Background(), api.SegmentPreviewRequest{Definition: def, Limit: 10}, limit)
+	took := time.Since(t0)
+	var be *bus.Error
+	if !errors.As(err, &be) || be.Code != api.CodeUnavailable {
+		t.Fatalf("an expensive predicate: %v, want a 503", err)
+	}
+	for _, w := range []string{"time limit of 300ms", "stream sequence", "events/s", "p_slow", slow, "too expensive"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("the 503 does not mention %q: %v", w, err)
+		}
+	}
+	t.Logf("the 503: %v", err)
+	// The batch in progress stops within a chunk of 64 items.
+	if took > limit+2*time.Second {
+		t.Errorf("the preview answered %v after it started, with a limit of %v: the batch in progress did not stop", took, limit)
+	}
+
+	_, err = ts.srv.previewWithin(context.Background(), api.SegmentPreviewRequest{Definition: "id: p_cheap\ndid: {event: checkout, last: 30d}\n", Limit: 10}, time.Nanosecond)
+	if !errors.As(err, &be) || be.Code != api.CodeUnavailable || !strings.Contains(err.Error(), "too long to replay") {
+		t.Errorf("a replay over its limit: %v, want a 503 saying the log is too long", err)
+	}
+	// Nothing is left running: the next preview gets the slot at once.
+	if _, err := ts.client.Preview(context.Background(), "id: p_cheap\ndid: {event: checkout, last: 30d}\n", 10); err != nil {
+		t.Errorf("a preview after those: %v", err)
 	}
 }

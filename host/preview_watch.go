@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
@@ -12,11 +13,11 @@ import (
 	"github.com/segd/segd/rules"
 )
 
-// exprChunk is how many items a preview's expression predicate judges
-// between two looks at the deadline. An expression cannot be stopped inside
-// one item, but expr's memory budget bounds an item to a fraction of a
-// second; 64 items also keep the answer bits aligned to words.
-const exprChunk = 64
+// chunkWork is how long an expression predicate of a preview runs between
+// two looks at the deadline: an expression cannot be stopped inside an item
+// (expr's memory budget bounds one to a fraction of a second), so batches
+// are judged in chunks sized to take about this long.
+const chunkWork = 10 * time.Millisecond
 
 // watch accounts for the time one predicate of a preview takes, so that a
 // preview that runs out of time can say whether a predicate or the length
@@ -40,11 +41,7 @@ func watchPredicates(seg *rules.Segment, plugins *trackedPlugins) []*watch {
 			return
 		}
 		w := &watch{what: fmt.Sprintf("segment %s: %s %q", seg.ID, field, st.WhereSource)}
-		chunk := exprChunk
-		if plugins.isPlugin(st.Where) {
-			chunk = 0
-		}
-		st.Where = &watchedEvents{w: w, next: st.Where, chunk: chunk}
+		st.Where = &watchedEvents{w: w, next: st.Where, whole: plugins.isPlugin(st.Where)}
 		ws = append(ws, w)
 	}
 	rules.Walk(seg.Condition, func(c rules.Condition) {
@@ -61,11 +58,7 @@ func watchPredicates(seg *rules.Segment, plugins *trackedPlugins) []*watch {
 				return
 			}
 			w := &watch{what: fmt.Sprintf("segment %s: profile %q", seg.ID, c.Source)}
-			chunk := exprChunk
-			if plugins.isPlugin(c.Predicate) {
-				chunk = 0
-			}
-			c.Predicate = &watchedProfiles{w: w, next: c.Predicate, chunk: chunk}
+			c.Predicate = &watchedProfiles{w: w, next: c.Predicate, whole: plugins.isPlugin(c.Predicate)}
 			ws = append(ws, w)
 		}
 	})
@@ -74,17 +67,17 @@ func watchPredicates(seg *rules.Segment, plugins *trackedPlugins) []*watch {
 
 // watchedEvents is an event predicate under a watch.
 type watchedEvents struct {
-	w     *watch
-	next  rules.EventPredicate
-	chunk int // items between deadline checks; 0: the whole batch
+	w    *watch
+	next rules.EventPredicate
+	// whole: judge a batch in one call (a plugin, which checks the
+	// deadline inside the guest).
+	whole bool
 }
 
 // MatchEvents implements rules.EventPredicate.
 func (p *watchedEvents) MatchEvents(ctx context.Context, events []rules.Event, out rules.Bits) error {
-	t0 := time.Now()
-	defer func() { p.w.ns.Add(int64(time.Since(t0))); p.w.items.Add(int64(len(events))) }()
-	return inChunks(ctx, len(events), p.chunk, func(i, j int) error {
-		return p.next.MatchEvents(ctx, events[i:j], out[i/64:])
+	return p.w.run(ctx, len(events), p.whole, out, func(i, j int, out rules.Bits) error {
+		return p.next.MatchEvents(ctx, events[i:j], out)
 	})
 }
 
@@ -95,15 +88,13 @@ func (p *watchedEvents) EvalErrors() (uint64, string) { return evalErrors(p.next
 type watchedProfiles struct {
 	w     *watch
 	next  rules.ProfilePredicate
-	chunk int
+	whole bool
 }
 
 // MatchProfiles implements rules.ProfilePredicate.
 func (p *watchedProfiles) MatchProfiles(ctx context.Context, profiles []rules.Profile, out rules.Bits) error {
-	t0 := time.Now()
-	defer func() { p.w.ns.Add(int64(time.Since(t0))); p.w.items.Add(int64(len(profiles))) }()
-	return inChunks(ctx, len(profiles), p.chunk, func(i, j int) error {
-		return p.next.MatchProfiles(ctx, profiles[i:j], out[i/64:])
+	return p.w.run(ctx, len(profiles), p.whole, out, func(i, j int, out rules.Bits) error {
+		return p.next.MatchProfiles(ctx, profiles[i:j], out)
 	})
 }
 
@@ -117,30 +108,79 @@ func evalErrors(pred any) (uint64, string) {
 	return 0, ""
 }
 
-// inChunks calls match over [0, n) in chunks of size (a multiple of 64, or
-// 0 for one call), and stops between chunks once ctx is done.
-func inChunks(ctx context.Context, n, size int, match func(i, j int) error) error {
-	if size == 0 {
-		size = n
+// run judges items [0, n) with match, into out, and accounts for the time
+// and the items judged. Unless whole, it goes in chunks of about chunkWork
+// and stops between them once ctx is done. match writes the answer for
+// items [i, j) at bit 0 of the bits it is given.
+func (w *watch) run(ctx context.Context, n int, whole bool, out rules.Bits, match func(i, j int, out rules.Bits) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	for i := 0; i < n; i += size {
+	if whole {
+		t0 := time.Now()
+		err := match(0, n, out)
+		w.ns.Add(int64(time.Since(t0)))
+		w.items.Add(int64(n))
+		return err
+	}
+	var scratch rules.Bits
+	size := 16
+	for i := 0; i < n; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := match(i, min(i+size, n)); err != nil {
+		j := min(i+size, n)
+		if words := (j - i + 63) / 64; cap(scratch) >= words {
+			scratch = scratch[:words]
+			scratch.Clear()
+		} else {
+			scratch = rules.NewBits(j - i)
+		}
+		t0 := time.Now()
+		err := match(i, j, scratch)
+		el := time.Since(t0)
+		w.ns.Add(int64(el))
+		w.items.Add(int64(j - i))
+		if err != nil {
 			return err
+		}
+		for k := range j - i {
+			if scratch.Has(k) {
+				out.Set(i + k)
+			}
+		}
+		i = j
+		switch {
+		case el < chunkWork/2 && size < 4096:
+			size *= 2
+		case el > chunkWork && size > 1:
+			size /= 2
 		}
 	}
 	return nil
 }
 
+// replayProgress is how far a preview's replay got.
+type replayProgress struct {
+	messages uint64 // messages applied
+	events   uint64 // events they held
+	at       uint64 // the sequence of the message being applied, if any
+	to       uint64 // the sequence the replay goes to
+}
+
 // tooSlow describes a preview stopped by its time limit: how far the replay
 // got and how fast, and whether a predicate or the log's length took the
 // time.
-func (p *previewSet) tooSlow(limit, took time.Duration, messages, last, to, events uint64) error {
+func (p *previewSet) tooSlow(limit, took time.Duration, r replayProgress) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "the preview stopped at its time limit of %v, having replayed %d messages (to stream sequence %d of %d; %d events, %.0f events/s)",
-		limit, messages, last, to, events, float64(events)/max(took.Seconds(), 1e-3))
+	fmt.Fprintf(&b, "the preview stopped at its time limit of %v", limit)
+	if r.at != 0 {
+		fmt.Fprintf(&b, " in the message at stream sequence %d of %d", r.at, r.to)
+	} else {
+		fmt.Fprintf(&b, " before the end of the log (stream sequence %d)", r.to)
+	}
+	fmt.Fprintf(&b, ", having replayed %d messages before it (%d events, %.0f events/s)",
+		r.messages, r.events, float64(r.events)/max(took.Seconds(), 1e-3))
 	var total time.Duration
 	var slowest *watch
 	for _, w := range p.watches {
@@ -156,7 +196,7 @@ func (p *previewSet) tooSlow(limit, took time.Duration, messages, last, to, even
 	} else {
 		fmt.Fprintf(&b, "; the predicates took %v of it: the event log is too long to replay within the limit", total.Round(time.Millisecond))
 	}
-	return fmt.Errorf("%s", b.String())
+	return errors.New(b.String())
 }
 
 // trackedPlugins hands out the registry's plugin predicates and remembers
