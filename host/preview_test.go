@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -232,5 +236,58 @@ func TestPreviewDeadlineStopsABatch(t *testing.T) {
 	// Nothing is left running: the next preview gets the slot at once.
 	if _, err := ts.client.Preview(context.Background(), "id: p_cheap\ndid: {event: checkout, last: 30d}\n", 10); err != nil {
 		t.Errorf("a preview after those: %v", err)
+	}
+}
+
+// TestPreviewReleasesPluginPools: each preview with plugin parameters of
+// its own starts a warm pool of instances for them; when the preview ends
+// the pool goes, and the rule's own pool stays. The answers are exact.
+func TestPreviewReleasesPluginPools(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pluginDir := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The plugins package's test guest: amount > params.min.
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(pluginDir, "amount.wasm"), "./plugins/testdata/amount")
+	build.Dir = ".."
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the test plugin: %v\n%s", err, out)
+	}
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte("id: big\ndid: {event: pay, where: {plugin: amount, params: {min: 50}}, last: 7d}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	clock := engine.NewManualClock(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
+	ts := startServer(t, Config{DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", RulePaths: []string{rulesFile},
+		PluginsDir: pluginDir, Clock: clock, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	var batch rules.Batch
+	for i := range 100 {
+		batch.Events = append(batch.Events, rules.Event{User: fmt.Sprintf("u%02d", i), Name: "pay",
+			Time: clock.Now().Add(-time.Hour).UnixMilli(), Props: map[string]any{"amount": float64(i)}})
+	}
+	ts.publish(t, batch, "pays")
+	base, _ := ts.srv.plugins.Status("amount")
+	ctx := context.Background()
+	for i := range 8 {
+		min := 10 * i
+		def := fmt.Sprintf("id: p_min\ndid: {event: pay, where: {plugin: amount, params: {min: %d}}, last: 7d}\n", min)
+		r, err := ts.client.Preview(ctx, def, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Size != uint64(99-min) || r.Error != "" {
+			t.Fatalf("min %d: %d users (%q), want %d", min, r.Size, r.Error, 99-min)
+		}
+	}
+	st, _ := ts.srv.plugins.Status("amount")
+	if st.Pools != base.Pools || st.Instances > base.Instances {
+		t.Fatalf("after 8 previews with parameters of their own: %d pools, %d instances; before: %d, %d",
+			st.Pools, st.Instances, base.Pools, base.Instances)
+	}
+	if n, err := ts.client.SegmentCount(ctx, "big"); err != nil || n != 49 {
+		t.Fatalf("the rule's segment: %d, %v", n, err)
 	}
 }
