@@ -13,6 +13,7 @@ import (
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/host/engine"
+	"github.com/segd/segd/plugins"
 	"github.com/segd/segd/rules"
 )
 
@@ -93,7 +94,10 @@ func (s *Server) previewWithin(ctx context.Context, r api.SegmentPreviewRequest,
 // it between chunks (preview_watch.go).
 func replayInto(ctx context.Context, e *engine.Engine, s *Server, to uint64) (replayProgress, error) {
 	r := replayProgress{to: to}
-	runCtx, stop := context.WithCancel(ctx)
+	// The replay's plugin batches are the request's own: their failures
+	// (old batches that once failed, parameters of the definition) must not
+	// mark a plugin failed for segd's saved segments.
+	runCtx, stop := context.WithCancel(plugins.Isolated(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); _ = e.Run(runCtx) }()
 	defer func() { stop(); <-done }()

@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -117,5 +118,45 @@ func TestPoolsBounded(t *testing.T) {
 	judge(t, preds[0], 40, 0) // its pool was closed: it starts one again
 	if st, _ := reg.Status("amount"); st.Pools > 3 {
 		t.Fatalf("%d pools, over the limit of 3", st.Pools)
+	}
+}
+
+// TestIsolatedBatchesLeaveHealthAlone: batches judged for a request (a
+// preview replaying old batches that made the plugin trap) fail for the
+// request but do not mark the plugin failed for the rules that use it.
+func TestIsolatedBatchesLeaveHealthAlone(t *testing.T) {
+	t.Parallel()
+	reg, err := setup(t, Options{}, testPlugin{name: "flaky", manifest: "fail_after: 2\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred, err := reg.EventPredicate(rules.PluginRef{Name: "flaky"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := []rules.Event{{User: "u", Name: "x", Props: map[string]any{"boom": true}}}
+	ctx := Isolated(context.Background())
+	for i := range 4 {
+		if err := pred.MatchEvents(ctx, boom, rules.NewBits(1)); !errors.Is(err, ErrTrap) {
+			t.Fatalf("isolated batch %d: %v, want a trap", i, err)
+		}
+	}
+	if st, _ := reg.Status("flaky"); st.State != StateOK {
+		t.Fatalf("after isolated failures the plugin is %s (%s)", st.State, st.LastError)
+	}
+	ok := []rules.Event{{User: "u", Name: "x", Props: map[string]any{"ok": true}}}
+	out := rules.NewBits(1)
+	if err := pred.MatchEvents(context.Background(), ok, out); err != nil || !out.Has(0) {
+		t.Fatalf("a rule's batch after them: %v, matched %v", err, out.Has(0))
+	}
+	// The same failures outside a request mark it failed, as before.
+	for range 2 {
+		_ = pred.MatchEvents(context.Background(), boom, rules.NewBits(1))
+	}
+	if st, _ := reg.Status("flaky"); st.State != StateFailed {
+		t.Fatalf("after a rule's failures the plugin is %s", st.State)
+	}
+	if err := pred.MatchEvents(ctx, ok, rules.NewBits(1)); !errors.Is(err, ErrFailed) {
+		t.Fatalf("an isolated batch of a failed plugin: %v, want it to fail fast", err)
 	}
 }

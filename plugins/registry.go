@@ -934,6 +934,9 @@ func (p *plugin) match(ctx context.Context, kind uint32, params []byte, src item
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if isolated(ctx) {
+		return p.matchIsolated(ctx, kind, params, src, out)
+	}
 	if err := p.gate(); err != nil {
 		return err
 	}
