@@ -18,6 +18,11 @@ const (
 	// MaxPreviewDefinitionBytes bounds a definition: one segment is a few
 	// hundred bytes, and the rule compiler's work grows with the text.
 	MaxPreviewDefinitionBytes = 64 << 10
+	// MaxPreviewDepth bounds how deeply a definition's YAML (or JSON)
+	// nests: compiling costs the square of the depth, and a segment's
+	// conditions rarely nest more than a few levels (each all/any/not is
+	// two).
+	MaxPreviewDepth = 100
 	// PreviewTimeLimit bounds a preview, which replays the retained event
 	// log: past it the preview stops (also inside a batch) and answers a
 	// 503 saying how far it got and which predicate took the time.

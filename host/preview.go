@@ -143,13 +143,17 @@ type previewSet struct {
 func (s *Server) compilePreview(definition string) (*previewSet, error) {
 	p := &previewSet{plugins: &trackedPlugins{next: s.ruleOpts.Plugins}}
 	data := []byte(definition)
-	lines, err := rules.DocumentLines(previewFile, data)
+	docs, err := rules.Documents(previewFile, data)
 	if err != nil {
 		return p, err
 	}
-	if len(lines) > 1 {
+	if len(docs) > 1 {
 		return p, fmt.Errorf("a preview takes one segment definition; found %d documents: the second starts at line %d (after a ---); preview each on its own",
-			len(lines), lines[1])
+			len(docs), docs[1].Line)
+	}
+	// Compiling costs the square of the nesting: bound it before.
+	if len(docs) == 1 && docs[0].Depth > bus.MaxPreviewDepth {
+		return p, fmt.Errorf("the definition nests %d levels deep, over the limit of %d", docs[0].Depth, bus.MaxPreviewDepth)
 	}
 	opts := s.ruleOpts
 	if opts.Plugins != nil {

@@ -171,6 +171,7 @@ func TestPreviewRefusesBadDefinitions(t *testing.T) {
 		{"id: p_seq\nsequence:\n  steps:\n    - event: checkout\n    - event: paid\n  within: 1d\n  last: 7d\n", []string{"definition:5:", `"paid"`}},
 		{"id: p_two\ndid: {event: checkout, last: 7d}\n---\nid: p_three\ndid: {event: pay, last: 7d}\n", []string{"one segment", "2 documents", "line 4"}},
 		{"- id: p_list\n  did: {event: checkout, last: 7d}\n- id: p_list2\n  did: {event: pay, last: 7d}\n", []string{"one segment", "2"}},
+		{"id: p_deep\n" + strings.Repeat("not: {", 120) + "did: {event: checkout, last: 7d}" + strings.Repeat("}", 120) + "\n", []string{"nests 123 levels deep", fmt.Sprint(bus.MaxPreviewDepth)}},
 		{"id: p_big\ndescription: " + strings.Repeat("x", bus.MaxPreviewDefinitionBytes) + "\ndid: {event: checkout, last: 7d}\n", []string{"definition", fmt.Sprint(bus.MaxPreviewDefinitionBytes)}},
 	} {
 		_, err := ts.client.Preview(ctx, c.definition, 0)

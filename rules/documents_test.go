@@ -9,7 +9,8 @@ import (
 
 // TestDocuments: a file of several YAML documents holds the segments of
 // each; an empty document (a trailing ---) defines nothing and is no
-// error; DocumentLines says where each non-empty document starts.
+// error; Documents says where each non-empty document starts and how
+// deeply it nests.
 func TestDocuments(t *testing.T) {
 	t.Parallel()
 	src := "---\nid: a\ndid: {event: x, last: 7d}\n---\n# nothing here\n---\nid: b\ndid: {event: y, last: 7d}\n---\n"
@@ -20,11 +21,11 @@ func TestDocuments(t *testing.T) {
 	if len(segs) != 2 || segs[0].ID != "a" || segs[1].ID != "b" {
 		t.Fatalf("segments = %v", segs)
 	}
-	lines, err := DocumentLines("f", []byte(src))
-	if err != nil || !slices.Equal(lines, []int{2, 7}) {
-		t.Fatalf("DocumentLines = %v, %v; want [2 7]", lines, err)
+	docs, err := Documents("f", []byte(src))
+	if err != nil || !slices.Equal(docs, []Document{{Line: 2, Depth: 3}, {Line: 7, Depth: 3}}) {
+		t.Fatalf("Documents = %v, %v; want lines 2 and 7, depth 3", docs, err)
 	}
-	if _, err := DocumentLines("f", []byte("a: [\n")); err == nil || !strings.HasPrefix(err.Error(), "f: not valid YAML") {
+	if _, err := Documents("f", []byte("a: [\n")); err == nil || !strings.HasPrefix(err.Error(), "f: not valid YAML") {
 		t.Fatalf("invalid YAML: %v", err)
 	}
 	if _, err := compileOne(t, "null\n"); err == nil {

@@ -204,26 +204,43 @@ func (p *parser) parseFile(data []byte) []*Segment {
 	return segs
 }
 
-// DocumentLines returns the line on which each non-empty YAML document of
-// data starts (documents are separated by "---"), for callers that take one
-// segment and must say where the others are (segment.preview). It reports
-// invalid YAML as CompileSet does.
-func DocumentLines(file string, data []byte) ([]int, error) {
+// Document is one non-empty YAML document of a file.
+type Document struct {
+	// Line is where it starts.
+	Line int
+	// Depth is how deeply its mappings and lists nest (a scalar is 1).
+	Depth int
+}
+
+// Documents lists the non-empty YAML documents of data (separated by
+// "---"), for callers that take one segment and must say where the others
+// are, or bound the nesting of what they compile (segment.preview). It
+// reports invalid YAML as CompileSet does.
+func Documents(file string, data []byte) ([]Document, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var lines []int
+	var docs []Document
 	for {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
 		if errors.Is(err, io.EOF) {
-			return lines, nil
+			return docs, nil
 		}
 		if err != nil {
-			return lines, ErrorList{&Error{File: file, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+			return docs, ErrorList{&Error{File: file, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
 		}
 		if !emptyDocument(&doc) {
-			lines = append(lines, doc.Content[0].Line)
+			docs = append(docs, Document{Line: doc.Content[0].Line, Depth: depth(doc.Content[0])})
 		}
 	}
+}
+
+// depth is how deeply n nests; the YAML decoder bounds it (10,000).
+func depth(n *yaml.Node) int {
+	d := 0
+	for _, c := range n.Content {
+		d = max(d, depth(c))
+	}
+	return d + 1
 }
 
 // emptyDocument reports a document with nothing in it, such as what
