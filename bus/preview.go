@@ -2,16 +2,31 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/segd/segd/bus/api"
 )
 
-// Preview limits.
+// Preview limits (docs/api.md, segment.preview).
 const (
+	// DefaultPreviewLimit and MaxPreviewLimit bound the members a preview
+	// returns.
 	DefaultPreviewLimit = 100
 	MaxPreviewLimit     = 10000
+	// MaxPreviewDefinitionBytes bounds a definition: one segment is a few
+	// hundred bytes, and the rule compiler's work grows with the text.
+	MaxPreviewDefinitionBytes = 64 << 10
+	// MaxPreviewDepth bounds how deeply a definition's YAML (or JSON)
+	// nests: compiling costs the square of the depth, and a segment's
+	// conditions rarely nest more than a few levels (each all/any/not is
+	// two).
+	MaxPreviewDepth = 100
+	// PreviewTimeLimit bounds a preview, which replays the retained event
+	// log: past it the preview stops (also inside a batch) and answers a
+	// 503 saying how far it got and which predicate took the time.
+	PreviewTimeLimit = 2 * time.Minute
 )
 
 // PreviewFunc computes a segment preview (see api.SegmentPreviewRequest).
@@ -31,6 +46,9 @@ func PreviewEndpoint(preview PreviewFunc, timeout time.Duration) Endpoint {
 			var r api.SegmentPreviewRequest
 			if bad := decodeRequest(data, &r, false); bad != nil {
 				return nil, bad
+			}
+			if len(r.Definition) > MaxPreviewDefinitionBytes {
+				return nil, badField("definition", fmt.Sprintf(`"definition" is %d bytes, over the limit of %d: a preview takes one segment`, len(r.Definition), MaxPreviewDefinitionBytes))
 			}
 			if strings.TrimSpace(r.Definition) == "" {
 				return nil, badField("definition", `"definition" is required: one segment as in a rules file, e.g. "id: buyers\ndid: {event: pay, last: 7d}"`)

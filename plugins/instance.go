@@ -439,6 +439,8 @@ type pool struct {
 	idle   chan *instance
 	slots  chan struct{} // one token per live instance
 	live   atomic.Int64
+	// used is when the pool was last asked for (version.uses' stamp).
+	used   atomic.Int64
 	mu     sync.Mutex
 	closed bool
 }

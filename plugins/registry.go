@@ -52,7 +52,17 @@ type Options struct {
 	// for a Go guest. It exists to measure the difference and as an escape
 	// hatch should a module misbehave after the rewrite.
 	WazeroInterrupts bool
+	// MaxPools caps the parameter sets a plugin version keeps a warm
+	// instance pool for (default DefaultMaxPools): past it, the least
+	// recently used pool is closed, and started again if it is used again.
+	// Rules hold a pool per distinct params; requests that compile rules
+	// (segment.preview) release theirs, and the cap bounds the memory of
+	// any that are not released.
+	MaxPools int
 }
+
+// DefaultMaxPools is Options.MaxPools' default.
+const DefaultMaxPools = 64
 
 // Registry holds loaded plugins and implements rules.Plugins. It is safe
 // for concurrent use.
@@ -120,6 +130,9 @@ type version struct {
 
 	mu    sync.Mutex
 	pools map[string]*pool
+	// uses stamps pools as they are used, to close the least recently used
+	// one past Options.MaxPools.
+	uses atomic.Int64
 
 	inflight  atomic.Int64
 	retired   atomic.Bool
@@ -140,13 +153,21 @@ type plugin struct {
 	consecutive int
 	failedAt    time.Time
 	probing     bool
-	params      map[string][]byte // every parameter set in use
+	params      map[string]*paramSet // every parameter set in use
 
 	stats struct {
 		batches, items, timeouts, traps, guestErrors, retries  atomic.Uint64
 		instantiated, recycled, slow, failFast, canceledByHost atomic.Uint64
 		logDropped                                             atomic.Uint64
 	}
+}
+
+// paramSet is a parameter set that predicates use, with how many do: a new
+// version warms it before the swap, and when the last predicate is closed
+// its pool goes.
+type paramSet struct {
+	params []byte
+	refs   int
 }
 
 // State is a plugin's health.
@@ -195,6 +216,9 @@ type Status struct {
 	LogLinesDropped uint64 `json:"log_lines_dropped"`
 	// Instances is the number of live instances now.
 	Instances int `json:"instances"`
+	// Pools is the number of parameter sets with a pool of instances now
+	// (at most Options.MaxPools).
+	Pools int `json:"pools"`
 }
 
 // How a plugin's deadline is enforced (Status.Interrupt).
@@ -225,6 +249,9 @@ func New(opts Options) (*Registry, error) {
 	}
 	if opts.ProbeFailedEvery == 0 {
 		opts.ProbeFailedEvery = 30 * time.Second
+	}
+	if opts.MaxPools <= 0 {
+		opts.MaxPools = DefaultMaxPools
 	}
 	r := &Registry{
 		opts:     opts,
@@ -347,7 +374,7 @@ func (r *Registry) load(ctx context.Context, name, file, mfile string, wasm []by
 	p.mu.Lock()
 	params := make([][]byte, 0, len(p.params))
 	for _, ps := range p.params {
-		params = append(params, ps)
+		params = append(params, ps.params)
 	}
 	p.mu.Unlock()
 	for _, ps := range params {
@@ -373,7 +400,7 @@ func (r *Registry) load(ctx context.Context, name, file, mfile string, wasm []by
 }
 
 func (r *Registry) newPlugin(name string) *plugin {
-	p := &plugin{reg: r, name: name, state: StateOK, params: map[string][]byte{}}
+	p := &plugin{reg: r, name: name, state: StateOK, params: map[string]*paramSet{}}
 	p.log = r.log.With("plugin", name)
 	return p
 }
@@ -595,13 +622,15 @@ func (r *Registry) releaseCompiled(k compKey) {
 }
 
 // pool returns the version's pool for a parameter set, creating and
-// prewarming it on first use.
+// prewarming it on first use. Past Options.MaxPools pools, the least
+// recently used is closed.
 func (v *version) pool(ctx context.Context, params []byte) (*pool, error) {
 	key := string(params)
 	v.mu.Lock()
 	pl := v.pools[key]
 	v.mu.Unlock()
 	if pl != nil {
+		pl.used.Store(v.uses.Add(1))
 		return pl, nil
 	}
 	pl = newPool(v, params)
@@ -609,6 +638,7 @@ func (v *version) pool(ctx context.Context, params []byte) (*pool, error) {
 		pl.close()
 		return nil, err
 	}
+	pl.used.Store(v.uses.Add(1))
 	v.mu.Lock()
 	if other := v.pools[key]; other != nil {
 		v.mu.Unlock()
@@ -616,8 +646,42 @@ func (v *version) pool(ctx context.Context, params []byte) (*pool, error) {
 		return other, nil
 	}
 	v.pools[key] = pl
+	var evicted []*pool
+	for len(v.pools) > v.plugin.reg.opts.MaxPools {
+		var oldKey string
+		var old *pool
+		for k, q := range v.pools {
+			if q != pl && (old == nil || q.used.Load() < old.used.Load()) {
+				oldKey, old = k, q
+			}
+		}
+		delete(v.pools, oldKey)
+		evicted = append(evicted, old)
+	}
 	v.mu.Unlock()
+	for _, q := range evicted {
+		// A batch running on it finishes; its instances close when put back.
+		q.close()
+	}
 	return pl, nil
+}
+
+// dropPool closes the pool of a parameter set no predicate uses any more.
+func (v *version) dropPool(key string) {
+	v.mu.Lock()
+	pl := v.pools[key]
+	delete(v.pools, key)
+	v.mu.Unlock()
+	if pl != nil {
+		pl.close()
+	}
+}
+
+// pools counts the version's pools.
+func (v *version) poolCount() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.pools)
 }
 
 // acquire pins the current version for one batch.
@@ -695,6 +759,13 @@ func (r *Registry) ProfilePredicate(ref rules.PluginRef) (rules.ProfilePredicate
 type predicate struct {
 	p      *plugin
 	params []byte
+	closed sync.Once
+}
+
+// close releases the predicate's hold on its parameter set: the last one
+// released closes the set's pool of instances.
+func (pr *predicate) close() {
+	pr.closed.Do(func() { pr.p.releaseParams(pr.params) })
 }
 
 type eventPredicate predicate
@@ -704,11 +775,27 @@ func (e *eventPredicate) MatchEvents(ctx context.Context, events []rules.Event, 
 	return e.p.match(ctx, kindEvents, e.params, items{ev: events}, out)
 }
 
+// Close releases the predicate (io.Closer): when no predicate uses its
+// parameters any more, their warm instances are closed and a new version
+// no longer initialises them. A closed predicate still works, starting a
+// pool again if it must. Rules compiled for one request (segment.preview)
+// close theirs when it ends.
+func (e *eventPredicate) Close() error {
+	(*predicate)(e).close()
+	return nil
+}
+
 type profilePredicate predicate
 
 // MatchProfiles implements rules.ProfilePredicate.
 func (e *profilePredicate) MatchProfiles(ctx context.Context, profiles []rules.Profile, out rules.Bits) error {
 	return e.p.match(ctx, kindProfiles, e.params, items{ps: profiles}, out)
+}
+
+// Close releases the predicate, as eventPredicate.Close.
+func (e *profilePredicate) Close() error {
+	(*predicate)(e).close()
+	return nil
 }
 
 func kindWord(kind uint32) string {
@@ -758,9 +845,36 @@ func (r *Registry) predicate(ref rules.PluginRef, kind uint32) (*predicate, erro
 		return nil, fmt.Errorf("plugin %s: params %s: %w", ref.Name, params, err)
 	}
 	p.mu.Lock()
-	p.params[string(params)] = params
+	ps := p.params[string(params)]
+	if ps == nil {
+		ps = &paramSet{params: params}
+		p.params[string(params)] = ps
+	}
+	ps.refs++
 	p.mu.Unlock()
 	return &predicate{p: p, params: params}, nil
+}
+
+// releaseParams drops one predicate's hold on a parameter set; the last
+// one closes its pool in the current version.
+func (p *plugin) releaseParams(params []byte) {
+	key := string(params)
+	p.mu.Lock()
+	ps := p.params[key]
+	last := ps != nil && ps.refs <= 1
+	if last {
+		delete(p.params, key)
+	} else if ps != nil {
+		ps.refs--
+	}
+	p.mu.Unlock()
+	if !last {
+		return
+	}
+	if v := p.acquire(); v != nil {
+		v.dropPool(key)
+		v.release()
+	}
 }
 
 // gate lets a batch through unless the plugin is failed; a failed plugin
@@ -820,6 +934,9 @@ func (p *plugin) match(ctx context.Context, kind uint32, params []byte, src item
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if isolated(ctx) {
+		return p.matchIsolated(ctx, kind, params, src, out)
+	}
 	if err := p.gate(); err != nil {
 		return err
 	}
@@ -851,6 +968,11 @@ func (v *version) match(ctx context.Context, kind uint32, params []byte, src ite
 	maxBytes := v.man.MaxBatchMiB << 20
 	n := src.len()
 	for start := 0; start < n; {
+		// A caller's deadline (a preview's) stops a batch between chunks
+		// too, not only inside the guest.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		size := min(v.man.MaxBatch, n-start)
 		done, err := pl.runChunk(ctx, kind, now, start, size, src, out, maxBytes)
 		if err != nil {
@@ -939,6 +1061,7 @@ func (p *plugin) status() Status {
 		s.Manifest = v.man
 		s.Interrupt = v.interruptMode()
 		s.Instances = v.live()
+		s.Pools = v.poolCount()
 		v.release()
 	}
 	p.mu.Lock()

@@ -24,6 +24,11 @@ type Options struct {
 	MaxWindowDays int
 	// Schema, if set, checks event names and property types.
 	Schema *Schema
+	// CheckEvent, if set, is asked about every event name a rule of file
+	// names; an error is reported at the name, as "unknown event ...".
+	// segment.preview uses it to refuse events segd has never seen, which
+	// would silently match nobody.
+	CheckEvent func(file, event string) error
 }
 
 // DefaultMaxWindowDays is the longest window allowed when Options leave it
@@ -188,7 +193,7 @@ func (p *parser) parseFile(data []byte) []*Segment {
 			p.errs = append(p.errs, &Error{File: p.file, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")})
 			return segs
 		}
-		if len(doc.Content) == 0 {
+		if emptyDocument(&doc) {
 			continue
 		}
 		segs = append(segs, p.parseDocument(doc.Content[0])...)
@@ -197,6 +202,55 @@ func (p *parser) parseFile(data []byte) []*Segment {
 		p.fail(nil, "", "", "defines no segment")
 	}
 	return segs
+}
+
+// Document is one non-empty YAML document of a file.
+type Document struct {
+	// Line is where it starts.
+	Line int
+	// Depth is how deeply its mappings and lists nest (a scalar is 1).
+	Depth int
+}
+
+// Documents lists the non-empty YAML documents of data (separated by
+// "---"), for callers that take one segment and must say where the others
+// are, or bound the nesting of what they compile (segment.preview). It
+// reports invalid YAML as CompileSet does.
+func Documents(file string, data []byte) ([]Document, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var docs []Document
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return docs, ErrorList{&Error{File: file, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+		}
+		if !emptyDocument(&doc) {
+			docs = append(docs, Document{Line: doc.Content[0].Line, Depth: depth(doc.Content[0])})
+		}
+	}
+}
+
+// depth is how deeply n nests; the YAML decoder bounds it (10,000).
+func depth(n *yaml.Node) int {
+	d := 0
+	for _, c := range n.Content {
+		d = max(d, depth(c))
+	}
+	return d + 1
+}
+
+// emptyDocument reports a document with nothing in it, such as what
+// follows a trailing "---": it defines nothing, and is no error.
+func emptyDocument(doc *yaml.Node) bool {
+	if len(doc.Content) == 0 {
+		return true
+	}
+	n := doc.Content[0]
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null" && n.Value == ""
 }
 
 // parseDocument accepts `segments: [...]`, a bare list of segments, or a

@@ -69,8 +69,15 @@ func (s *Schema) eventNames() string {
 	return strings.Join(names, ", ")
 }
 
-// checkEvent reports an event a strict schema does not declare.
+// checkEvent reports an event a strict schema does not declare, or one
+// that Options.CheckEvent refuses.
 func (p *parser) checkEvent(n *yaml.Node, name, field string) {
+	if check := p.opts.CheckEvent; check != nil {
+		if err := check(p.file, name); err != nil {
+			p.fail(n, p.seg, field, "%v", err)
+			return
+		}
+	}
 	s := p.opts.Schema
 	if s == nil || !s.Strict {
 		return

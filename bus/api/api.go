@@ -250,6 +250,16 @@ type SegmentPreviewReply struct {
 	Seq      uint64 `json:"seq"`
 	Messages uint64 `json:"messages"`
 	TookMs   int64  `json:"took_ms"`
+	// EvalErrors counts the events or profiles the definition's predicates
+	// (and those of the saved segments it reads) could not judge, such as a
+	// comparison with a missing property; they count as non-matches, so a
+	// predicate that fails on every item answers 0 users with this count.
+	// LastEvalError describes the latest, as in segment.list.
+	EvalErrors    uint64 `json:"eval_errors,omitempty"`
+	LastEvalError string `json:"last_eval_error,omitempty"`
+	// Error says that a predicate failed whole batches (a plugin that
+	// trapped or timed out): the size and members are then incomplete.
+	Error string `json:"error,omitempty"`
 }
 
 // SegmentListReply lists every segment.

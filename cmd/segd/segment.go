@@ -16,6 +16,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/bus/client"
 )
@@ -270,8 +271,10 @@ func newSegmentPreviewCommand(f *clientFlags) *cobra.Command {
 		Short: "What a segment that is not saved would hold now (FILE: one segment as in a rules file; - reads stdin)",
 		Long: `Compile the segment in FILE beside segd's rules and evaluate it over the
 retained event log, without saving it: its size and first members. It may
-read saved segments (in_segment). Replaying the log takes time: raise
---timeout for long logs.`,
+read saved segments (in_segment). Items its predicates could not judge
+(counted as non-matches) are reported. Replaying the log takes time: segd
+stops a preview after 2 minutes, and this command waits that long unless
+--timeout says otherwise.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var def []byte
@@ -284,12 +287,27 @@ read saved segments (in_segment). Replaying the log takes time: raise
 			if err != nil {
 				return err
 			}
+			if !cmd.Flags().Changed("timeout") {
+				// Wait for segd's own answer, a 503 past its limit, rather
+				// than give up first while the preview goes on.
+				f.timeout = bus.PreviewTimeLimit + 10*time.Second
+			}
 			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
 				return c.Preview(ctx, string(def), limit)
 			}, func(w io.Writer, res any) {
 				r := res.(*api.SegmentPreviewReply)
 				fmt.Fprintf(w, "%s (%s): %d users, over %d messages up to stream sequence %d, in %dms\n",
 					r.ID, r.Kind, r.Size, r.Messages, r.Seq, r.TookMs)
+				if r.EvalErrors > 0 {
+					items := "items"
+					if r.EvalErrors == 1 {
+						items = "item"
+					}
+					fmt.Fprintf(w, "warning: %d %s could not be judged (counted as non-matches); the last: %s\n", r.EvalErrors, items, r.LastEvalError)
+				}
+				if r.Error != "" {
+					fmt.Fprintf(w, "warning: %s\n", r.Error)
+				}
 				for _, u := range r.Users {
 					fmt.Fprintln(w, u)
 				}
