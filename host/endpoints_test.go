@@ -250,7 +250,7 @@ func TestEveryEndpointAtItsLimits(t *testing.T) {
 	for i := range users {
 		users[i] = fmt.Sprintf("user-%06d", i)
 	}
-	long := strings.Repeat("u", 64<<10)
+	long := strings.Repeat("u", bus.MaxUserBytes) // the longest id ingest accepts
 	limits := map[string]string{
 		api.SubjectMemberCheck:    jsonOf(api.MemberCheckRequest{User: long, Segment: "young_men"}),
 		api.SubjectMemberSegments: jsonOf(api.MemberSegmentsRequest{User: long}),
