@@ -149,7 +149,10 @@ func (e *Engine) StartRebuild(ids []string) (*Rebuild, error) {
 	e.rebuild = r
 	e.mu.Lock()
 	for _, s := range r.segs {
-		s.rebuilding = true // a stale mark stays until the rebuild succeeds
+		s.rebuilding = true
+		if s.stale != nil { // the mark stays until the rebuild succeeds
+			s.stale.usable, s.stale.newVersion = false, false
+		}
 	}
 	e.stats.Rebuilding = r.progress()
 	e.mu.Unlock()

@@ -173,13 +173,6 @@ func (e *Engine) StartRecovery() (rb *Rebuild, next time.Time, err error) {
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	e.mu.Lock()
-	for _, s := range rb.segs {
-		if s.stale != nil {
-			s.stale.usable, s.stale.newVersion = false, false
-		}
-	}
-	e.mu.Unlock()
 	e.logger.Info("rebuilding stale segments from the log", "segments", rb.Segments(), "to_seq", rb.toSeq)
 	return rb, time.Time{}, nil
 }
