@@ -417,7 +417,7 @@ func (e *Engine) UserSegments(user string) []string {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, s := range e.segments {
-		if e.servable(s) == nil && s.members.Contains(id) {
+		if s.served() && s.members.Contains(id) {
 			out = append(out, s.seg.ID)
 		}
 	}
@@ -432,7 +432,7 @@ func (e *Engine) UnavailableSegments() []string {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, s := range e.segments {
-		if e.servable(s) != nil {
+		if !s.served() {
 			out = append(out, s.seg.ID)
 		}
 	}

@@ -106,7 +106,7 @@ func (e *Engine) UserMemberships(user string) []api.Membership {
 	hits := buf[:0]
 	e.mu.RLock()
 	for _, s := range e.segments {
-		if e.servable(s) == nil && s.members.Contains(id) {
+		if s.served() && s.members.Contains(id) {
 			var sec uint32
 			if int(id) < len(s.since) {
 				sec = s.since[id]

@@ -227,6 +227,10 @@ func (r *Rebuild) Abort(cause error) {
 	e.logger.Error("rebuild from the log failed; the segments stay stale and are retried", "segments", r.Segments(), "error", cause)
 }
 
+// served reports whether a segment's membership is served. Under mu
+// (read).
+func (s *segmentState) served() bool { return !s.rebuilding && s.stale == nil }
+
 // servable reports why a segment's membership is not served, if it is
 // not. Under mu (read).
 func (e *Engine) servable(s *segmentState) error {
