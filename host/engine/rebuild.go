@@ -198,7 +198,9 @@ const rebuildChunk = 64
 // Run reads src to the end and feeds it, then the live messages kept
 // meanwhile, to the rebuilt segments, and serves them. It blocks until
 // done and needs the engine's Run loop. On an error (src failing, ctx
-// ending) the segments stay rebuilding.
+// ending) the segments stay rebuilding until Abort (recovery.go) makes
+// them stale again. Segments a predicate of which fails on the log stay
+// stale, with their membership as it was.
 func (r *Rebuild) Run(ctx context.Context, src RebuildSource) (RebuildResult, error) {
 	res := RebuildResult{Segments: r.Segments(), ToSeq: r.toSeq}
 	eof := false
