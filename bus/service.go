@@ -218,6 +218,9 @@ var endpointDefs = []endpointDef{
 				for i, x := range ms {
 					rep.Segments[i] = x.Segment
 				}
+				if u, ok := m.(interface{ UnavailableSegments() []string }); ok {
+					rep.Unavailable = u.UnavailableSegments() // stale or rebuilding: left out above
+				}
 				return rep, nil
 			}, nil
 		},

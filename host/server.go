@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -114,6 +113,9 @@ type Server struct {
 	engineDone  chan struct{}
 	closeOnce   sync.Once
 	closeErr    error
+
+	// recovery rebuilds stale segments (plugin_recovery.go).
+	recovery *pluginRecovery
 }
 
 // Start loads the rules, starts or connects to NATS, creates the events
@@ -210,16 +212,17 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 				"replaying_to_seq", info.State.LastSeq)
 			if len(res.stale) > 0 {
 				// A rule is new or changed (or reads one that is): the
-				// snapshot holds no state for it. The others are loaded;
-				// it is rebuilt from the retained log alone, and not
-				// served until then.
+				// snapshot holds no state for it; or it was stale (a
+				// plugin failed a batch). The others are loaded; it is
+				// rebuilt from the retained log alone, and not served
+				// until then.
 				rb, err := s.engine.StartRebuild(res.stale)
 				if err != nil {
 					return nil, fmt.Errorf("rebuild: %w", err)
 				}
 				s.rebuild = rb
 				s.snaps.status.Rebuilt = rb.Segments()
-				cfg.Logger.Warn("rules changed since the snapshot; rebuilding them from the log", "snapshot", res.path,
+				cfg.Logger.Warn("rules changed since the snapshot, or were stale in it; rebuilding them from the log", "snapshot", res.path,
 					"segments", rb.Segments(), "to_seq", rb.ToSeq())
 			}
 		}
@@ -255,6 +258,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.rebuildDone = make(chan struct{})
 		go s.runRebuild(runCtx, s.rebuild)
 	}
+	s.startPluginRecovery(runCtx)
 	if s.snaps != nil {
 		s.snaps.stop, s.snaps.done = make(chan struct{}), make(chan struct{})
 		if cfg.SnapshotInterval > 0 {
@@ -289,8 +293,9 @@ func (s *Server) runRebuild(ctx context.Context, rb *engine.Rebuild) {
 	}()
 	if err != nil && ctx.Err() == nil {
 		s.rebuildErr = err
-		s.cfg.Logger.Error("rebuild from the log failed; the segments stay unavailable until a restart",
+		s.cfg.Logger.Error("rebuild from the log failed; the segments are stale and rebuilt again after a back-off",
 			"segments", rb.Segments(), "error", err)
+		s.abortRebuild(ctx, rb, err)
 	}
 }
 
@@ -307,19 +312,6 @@ func (s *Server) WaitRebuilt(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// pluginVersions is the part of a segment's fingerprint its source does
-// not say: the versions of the plugins, when it names one.
-func (s *Server) pluginVersions(seg *rules.Segment) string {
-	if s.plugins == nil || !strings.Contains(seg.Source, "plugin") {
-		return ""
-	}
-	var b strings.Builder
-	for _, st := range s.plugins.Statuses() {
-		fmt.Fprintf(&b, "%s=%s;", st.Name, st.Version)
-	}
-	return b.String()
 }
 
 // logReplay logs the replay's progress every few seconds until segd has
@@ -449,6 +441,7 @@ func (s *Server) close() error {
 	if s.rebuildDone != nil {
 		<-s.rebuildDone
 	}
+	s.stopPluginRecovery()
 	s.closeChanges()
 	if s.nc != nil {
 		s.nc.Close()

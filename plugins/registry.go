@@ -76,6 +76,9 @@ type Registry struct {
 	compiled map[compKey]*compiledEntry
 	plugins  map[string]*plugin
 	closed   bool
+
+	// onUsable is the OnUsable callback (usable.go).
+	onUsable atomic.Pointer[func(name string, newVersion bool)]
 }
 
 var _ rules.Plugins = (*Registry)(nil)
@@ -392,6 +395,7 @@ func (r *Registry) load(ctx context.Context, name, file, mfile string, wasm []by
 	if old != nil {
 		old.retire()
 		p.log.Info("plugin version swapped", "old", old.sum[:12], "new", v.sum[:12])
+		r.usable(name, true)
 	} else {
 		p.log.Info("plugin loaded", "file", where, "version", v.sum[:12],
 			"abi", fmt.Sprintf("%d.%d", v.abi>>16, v.abi&0xffff), "interrupt", v.interruptMode())
@@ -900,16 +904,18 @@ func (p *plugin) recordError(err error) {
 	p.mu.Unlock()
 }
 
-// outcome updates the health after a batch.
-func (p *plugin) outcome(err error, failAfter int) {
+// outcome updates the health after a batch; it reports a success after a
+// failed batch.
+func (p *plugin) outcome(err error, failAfter int) (recovered bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err == nil {
 		if p.state == StateFailed {
 			p.log.Info("plugin recovered")
 		}
+		recovered = p.consecutive > 0
 		p.state, p.consecutive, p.probing = StateOK, 0, false
-		return
+		return recovered
 	}
 	p.lastErr, p.lastErrAt = err.Error(), p.reg.opts.Clock()
 	p.consecutive++
@@ -918,6 +924,7 @@ func (p *plugin) outcome(err error, failAfter int) {
 		p.state, p.failedAt = StateFailed, p.reg.opts.Clock()
 		p.log.Error("plugin marked failed", "consecutive_failures", p.consecutive, "err", err)
 	}
+	return false
 }
 
 // match runs one batch through the current version, in chunks of at most
@@ -950,7 +957,9 @@ func (p *plugin) match(ctx context.Context, kind uint32, params []byte, src item
 		p.stats.canceledByHost.Add(1)
 		return err // the caller gave up: not the plugin's fault
 	}
-	p.outcome(err, v.man.FailAfter)
+	if p.outcome(err, v.man.FailAfter) {
+		p.reg.usable(p.name, false)
+	}
 	if err != nil {
 		return fmt.Errorf("plugin %s: %w", p.name, err)
 	}

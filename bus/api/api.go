@@ -87,6 +87,10 @@ type MemberSegmentsReply struct {
 	Segments []string `json:"segments"`
 	// Memberships repeats Segments with when the user entered each.
 	Memberships []Membership `json:"memberships"`
+	// Unavailable lists the segments whose membership is not served now
+	// (rebuilding, stale or failed: see segment.list), left out of
+	// Segments whether or not the user is in them.
+	Unavailable []string `json:"unavailable,omitempty"`
 }
 
 // Membership is one segment a user is in, and since when (RFC 3339).
@@ -274,13 +278,18 @@ type SegmentInfo struct {
 	Description string `json:"description,omitempty"`
 	Size        uint64 `json:"size"`
 	// Status is "active"; "rebuilding" while the segment's state is
-	// rebuilt from the event log (a new or changed rule at start), with
-	// Rebuild saying how far, its membership then not served (503); or
-	// "failed" with Error saying why.
+	// rebuilt from the event log (a new or changed rule at start, or to
+	// recover a stale segment), with Rebuild saying how far, its membership
+	// then not served (503); or SegmentStale / SegmentFailed with Error
+	// saying why and Stale how it recovers (membership not served: 503).
 	Status string `json:"status"`
 	// Rebuild is the progress of a rebuilding segment.
 	Rebuild *RebuildStatus `json:"rebuild,omitempty"`
 	Error   string         `json:"error,omitempty"`
+	// Stale says, for a segment whose status is "stale" or "failed" (or
+	// "rebuilding" to recover from either), why its membership is not exact
+	// and how segd recovers it (docs/plugins.md).
+	Stale *StaleStatus `json:"stale,omitempty"`
 	// EvalErrors counts events or profiles the rule's predicate could not
 	// judge (an expr runtime error such as comparing a missing attribute);
 	// they count as non-matches. LastEvalError describes the latest.
@@ -375,6 +384,49 @@ type StatusReply struct {
 	Rebuilding []RebuildStatus `json:"rebuilding,omitempty"`
 	// Plugins reports the loaded WASM plugins (docs/plugins.md).
 	Plugins []PluginStatus `json:"plugins,omitempty"`
+	// Stale lists the segments not served because a predicate could not
+	// judge a batch (or they read such a segment), until rebuilt from the
+	// log; see SegmentInfo.Stale.
+	Stale []StaleStatus `json:"stale,omitempty"`
+}
+
+// Segment states beyond "active" and "rebuilding" (SegmentInfo.Status).
+const (
+	// SegmentStale: a predicate of the rule (a plugin) could not judge a
+	// batch, so the membership misses that batch's events, or the rule
+	// reads a stale segment. Membership is not served (503) until the
+	// segment is rebuilt from the event log, which segd does once the
+	// plugin works again or gets a new version.
+	SegmentStale = "stale"
+	// SegmentFailed: stale, and the rebuilds from the log failed again
+	// StaleStatus.MaxRebuilds times (a batch the plugin cannot judge at
+	// all); segd waits for a new version of the plugin, or a restart.
+	SegmentFailed = "failed"
+)
+
+// StaleStatus describes a stale (or failed) segment.
+type StaleStatus struct {
+	Segment string `json:"segment"`
+	// State is SegmentStale, SegmentFailed or "rebuilding" (a recovery
+	// rebuild is running).
+	State string `json:"state"`
+	// Error is the predicate's error, or names the stale segment read.
+	Error string `json:"error"`
+	// Seq is the stream sequence of the first batch the segment missed
+	// (0 when it was stale in the snapshot loaded at start).
+	Seq uint64 `json:"seq"`
+	// Plugins are the plugins the rule names, whose recovery or new
+	// version triggers a rebuild.
+	Plugins []string `json:"plugins,omitempty"`
+	// Rebuilds counts rebuilds from the log that failed again, of at most
+	// MaxRebuilds before the state is SegmentFailed.
+	Rebuilds    int `json:"rebuilds"`
+	MaxRebuilds int `json:"max_rebuilds"`
+	// NextRebuild is the earliest time (RFC 3339) of the next rebuild,
+	// after a failed one (back-off); empty when there is none to wait.
+	NextRebuild string `json:"next_rebuild,omitempty"`
+	// Waiting says in words what the rebuild waits for.
+	Waiting string `json:"waiting"`
 }
 
 // PluginStatus is one WASM plugin's health and counters since load.
@@ -383,7 +435,7 @@ type PluginStatus struct {
 	// Version is the hex sha256 of the module; ABI its "major.minor".
 	Version string `json:"version,omitempty"`
 	ABI     string `json:"abi,omitempty"`
-	// State is "ok", "failed" (its segments are flagged incomplete) or
+	// State is "ok", "failed" (its segments are stale) or
 	// "invalid" (not loaded); LastError says why.
 	State     string `json:"state"`
 	LastError string `json:"last_error,omitempty"`

@@ -44,6 +44,14 @@ type Config struct {
 	// FingerprintExtra, if set, adds to a segment's fingerprint what its
 	// source does not say, such as the versions of the plugins it runs.
 	FingerprintExtra func(*rules.Segment) string
+	// MaxRecoveryRebuilds bounds the rebuilds from the log that may fail
+	// again before a stale segment is "failed" and waits for a new plugin
+	// version (recovery.go); 0 means DefaultMaxRecoveryRebuilds.
+	MaxRecoveryRebuilds int
+	// RecoveryBackoff is the wait after the first failed recovery
+	// rebuild, doubled after each further one, on Clock; 0 means
+	// DefaultRecoveryBackoff.
+	RecoveryBackoff time.Duration
 }
 
 // EventObserver receives the accepted events of each batch. users[i] is the
@@ -67,6 +75,9 @@ type Engine struct {
 	cmds      chan command
 	onChanges func([]Change)
 	observer  EventObserver
+	// maxRebuilds and backoff bound the recovery of stale segments.
+	maxRebuilds int
+	backoff     time.Duration
 
 	// Owned by the writer (Run).
 	now       int64            // the clock as of the last step, Unix ms
@@ -105,9 +116,11 @@ type segmentState struct {
 	tree *node
 	// empty is the rule's value for a user no leaf keeps anything for.
 	empty bool
-	// failure is the latest error of one of the segment's predicates as a
-	// whole (a plugin that failed a batch): the segment is then incomplete.
-	failure string
+	// stale is set while the segment's state misses a batch a predicate
+	// could not judge (recovery.go). Written under mu.
+	stale *staleState
+	// plugins are the plugins the rule names (SegmentPlugins).
+	plugins []string
 	// fingerprint identifies the definition (see Engine.Fingerprint).
 	fingerprint string
 	// rebuilding is set while the segment is rebuilt from the log
@@ -124,20 +137,22 @@ type command struct {
 // New builds an engine for the segments. Call Run to start it.
 func New(cfg Config) *Engine {
 	e := &Engine{
-		loc:       cfg.Location,
-		clock:     cfg.Clock,
-		skew:      cfg.MaxFutureSkew,
-		tick:      cfg.TickInterval,
-		logger:    cfg.Logger,
-		retention: cfg.RetentionDays,
-		cmds:      make(chan command),
-		onChanges: cfg.OnChanges,
-		observer:  cfg.Observer,
-		leafOf:    map[rules.Condition]leaf{},
-		route:     map[string]bool{},
-		users:     newDictionary(),
-		limits:    &idLimits{values: MaxDistinctValues},
-		byID:      map[string]*segmentState{},
+		loc:         cfg.Location,
+		clock:       cfg.Clock,
+		skew:        cfg.MaxFutureSkew,
+		tick:        cfg.TickInterval,
+		logger:      cfg.Logger,
+		retention:   cfg.RetentionDays,
+		cmds:        make(chan command),
+		onChanges:   cfg.OnChanges,
+		observer:    cfg.Observer,
+		maxRebuilds: cfg.MaxRecoveryRebuilds,
+		backoff:     cfg.RecoveryBackoff,
+		leafOf:      map[rules.Condition]leaf{},
+		route:       map[string]bool{},
+		users:       newDictionary(),
+		limits:      &idLimits{values: MaxDistinctValues},
+		byID:        map[string]*segmentState{},
 	}
 	if e.loc == nil {
 		e.loc = time.UTC
@@ -157,9 +172,15 @@ func New(cfg Config) *Engine {
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
 	}
+	if e.maxRebuilds <= 0 {
+		e.maxRebuilds = DefaultMaxRecoveryRebuilds
+	}
+	if e.backoff <= 0 {
+		e.backoff = DefaultRecoveryBackoff
+	}
 	e.now = e.clock.Now().UnixMilli()
 	for _, s := range cfg.Segments {
-		st := &segmentState{seg: s, membership: membership{members: roaring.New()}}
+		st := &segmentState{seg: s, membership: membership{members: roaring.New()}, plugins: SegmentPlugins(s)}
 		e.segments = append(e.segments, st)
 		e.byID[s.ID] = st
 	}
@@ -380,18 +401,12 @@ func (e *Engine) IsMember(user, segment string) (bool, error) {
 		return false, errNotFound(segment)
 	}
 	id, ok := e.users.lookup(user)
-	if !ok {
-		if e.Rebuilding(segment) {
-			return false, errRebuilding(segment)
-		}
-		return false, nil
-	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if s.rebuilding {
-		return false, errRebuilding(segment)
+	if err := e.servable(s); err != nil {
+		return false, err
 	}
-	return s.members.Contains(id), nil
+	return ok && s.members.Contains(id), nil
 }
 
 // UserSegments implements bus.Membership.
@@ -404,7 +419,22 @@ func (e *Engine) UserSegments(user string) []string {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, s := range e.segments {
-		if !s.rebuilding && s.members.Contains(id) {
+		if s.served() && s.members.Contains(id) {
+			out = append(out, s.seg.ID)
+		}
+	}
+	return out
+}
+
+// UnavailableSegments lists, in id order, the segments whose membership is
+// not served now (rebuilding, stale or failed), which UserSegments and
+// UserMemberships leave out.
+func (e *Engine) UnavailableSegments() []string {
+	var out []string
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for _, s := range e.segments {
+		if !s.served() {
 			out = append(out, s.seg.ID)
 		}
 	}
@@ -419,8 +449,8 @@ func (e *Engine) SegmentCount(segment string) (uint64, error) {
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if s.rebuilding {
-		return 0, errRebuilding(segment)
+	if err := e.servable(s); err != nil {
+		return 0, err
 	}
 	return s.members.GetCardinality(), nil
 }
@@ -432,9 +462,9 @@ func (e *Engine) Members(segment string) ([]string, error) {
 		return nil, errNotFound(segment)
 	}
 	e.mu.RLock()
-	if s.rebuilding {
+	if err := e.servable(s); err != nil {
 		e.mu.RUnlock()
-		return nil, errRebuilding(segment)
+		return nil, err
 	}
 	ids := s.members.ToArray()
 	e.mu.RUnlock()
@@ -459,8 +489,8 @@ func (e *Engine) Segments() []api.SegmentInfo {
 			Size:        s.members.GetCardinality(),
 			Status:      "active",
 		}
-		if s.failure != "" {
-			info.Status, info.Error = "failed", s.failure
+		if s.stale != nil {
+			info.Status, info.Error, info.Stale = e.staleWord(s), s.stale.reason, e.staleStatus(s)
 		}
 		if s.rebuilding {
 			info.Status, info.Size = "rebuilding", 0
@@ -508,17 +538,12 @@ func (e *Engine) Status() api.StatusReply {
 	defer e.mu.RUnlock()
 	st := e.stats
 	st.Rebuilding = append([]api.RebuildStatus(nil), st.Rebuilding...)
+	for _, s := range e.segments {
+		if s.stale != nil {
+			st.Stale = append(st.Stale, *e.staleStatus(s))
+		}
+	}
 	return st
-}
-
-// failSegment records that a segment's predicate failed a whole batch: the
-// segment is incomplete until it succeeds again. Writer only.
-func (e *Engine) failSegment(s *segmentState, err error) {
-	msg := err.Error()
-	e.logger.Error("segment predicate failed; the segment is incomplete", "segment", s.seg.ID, "error", msg)
-	e.mu.Lock()
-	s.failure = msg
-	e.mu.Unlock()
 }
 
 var _ bus.Ingester = (*Engine)(nil)

@@ -18,8 +18,8 @@ func (e *Engine) MemberSince(user, segment string) (bool, time.Time, error) {
 	id, ok := e.users.lookup(user)
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if s.rebuilding {
-		return false, time.Time{}, errRebuilding(segment)
+	if err := e.servable(s); err != nil {
+		return false, time.Time{}, err
 	}
 	if !ok || !s.members.Contains(id) {
 		return false, time.Time{}, nil
@@ -36,8 +36,8 @@ func (e *Engine) SegmentBitmap(segment string) (*roaring.Bitmap, error) {
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if s.rebuilding {
-		return nil, errRebuilding(segment)
+	if err := e.servable(s); err != nil {
+		return nil, err
 	}
 	return s.members.Clone(), nil
 }
@@ -65,8 +65,8 @@ func (e *Engine) History(segment string, from, to time.Time) ([]HistoryDay, erro
 	first, last := dayOf(from.UnixMilli(), e.loc), dayOf(to.UnixMilli(), e.loc)
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if s.rebuilding {
-		return nil, errRebuilding(segment)
+	if err := e.servable(s); err != nil {
+		return nil, err
 	}
 	last = min(last, dayOf(e.clock.Now().UnixMilli(), e.loc))
 	days := s.days(first, last)
@@ -106,7 +106,7 @@ func (e *Engine) UserMemberships(user string) []api.Membership {
 	hits := buf[:0]
 	e.mu.RLock()
 	for _, s := range e.segments {
-		if !s.rebuilding && s.members.Contains(id) {
+		if s.served() && s.members.Contains(id) {
 			var sec uint32
 			if int(id) < len(s.since) {
 				sec = s.since[id]
@@ -145,8 +145,8 @@ func (e *Engine) SegmentPage(segment string, from uint32, limit int) ([]uint32, 
 	ids := make([]uint32, 0, min(limit, 4096))
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if s.rebuilding {
-		return nil, false, errRebuilding(segment)
+	if err := e.servable(s); err != nil {
+		return nil, false, err
 	}
 	it := s.members.Iterator()
 	it.AdvanceIfNeeded(from)
@@ -174,9 +174,9 @@ func (e *Engine) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, e
 	out := make([]*roaring.Bitmap, len(states))
 	e.mu.RLock()
 	for i, s := range states {
-		if s.rebuilding {
+		if err := e.servable(s); err != nil {
 			e.mu.RUnlock()
-			return nil, 0, errRebuilding(s.seg.ID)
+			return nil, 0, err
 		}
 		out[i] = s.members.Clone()
 	}

@@ -70,6 +70,15 @@ type Rebuild struct {
 	// they would add users to the universe, so they are left out.
 	skipped uint64
 	chunk   int // messages per writer step
+	// failed are the segments a predicate of which failed the rebuild,
+	// with the first error and its message's sequence; their leaves are
+	// fed no more, and the segments stay stale (recovery.go).
+	failed map[*segmentState]rebuildFailure
+}
+
+type rebuildFailure struct {
+	err error
+	seq uint64
 }
 
 // RebuildResult says what a finished rebuild did.
@@ -99,7 +108,8 @@ func (e *Engine) StartRebuild(ids []string) (*Rebuild, error) {
 		}
 		want[s] = true
 	}
-	r := &Rebuild{e: e, toSeq: e.lastSeq, now: e.now, static: map[*segmentState]*roaring.Bitmap{}, chunk: rebuildChunk}
+	r := &Rebuild{e: e, toSeq: e.lastSeq, now: e.now, static: map[*segmentState]*roaring.Bitmap{}, chunk: rebuildChunk,
+		failed: map[*segmentState]rebuildFailure{}}
 	for _, s := range e.order { // references first, so dependents follow
 		for _, ref := range s.refs {
 			if want[ref] {
@@ -140,7 +150,9 @@ func (e *Engine) StartRebuild(ids []string) (*Rebuild, error) {
 	e.mu.Lock()
 	for _, s := range r.segs {
 		s.rebuilding = true
-		s.failure = ""
+		if s.stale != nil { // the mark stays until the rebuild succeeds
+			s.stale.usable, s.stale.newVersion = false, false
+		}
 	}
 	e.stats.Rebuilding = r.progress()
 	e.mu.Unlock()
@@ -186,7 +198,9 @@ const rebuildChunk = 64
 // Run reads src to the end and feeds it, then the live messages kept
 // meanwhile, to the rebuilt segments, and serves them. It blocks until
 // done and needs the engine's Run loop. On an error (src failing, ctx
-// ending) the segments stay rebuilding.
+// ending) the segments stay rebuilding until Abort (recovery.go) makes
+// them stale again. Segments a predicate of which fails on the log stay
+// stale, with their membership as it was.
 func (r *Rebuild) Run(ctx context.Context, src RebuildSource) (RebuildResult, error) {
 	res := RebuildResult{Segments: r.Segments(), ToSeq: r.toSeq}
 	eof := false
@@ -299,20 +313,23 @@ func (r *Rebuild) feed(ctx context.Context, msg *bus.IngestMessage) {
 			view.byName[name] = append(view.byName[name], i)
 		}
 	}
-	r.ingest(ctx, view)
+	r.ingest(ctx, view, msg.Seq)
 }
 
-// ingest hands a view to the rebuilt leaves.
-func (r *Rebuild) ingest(ctx context.Context, view *batchView) {
+// ingest hands a view (of stream sequence seq) to the rebuilt leaves of
+// the segments no predicate of which has failed the rebuild.
+func (r *Rebuild) ingest(ctx context.Context, view *batchView, seq uint64) {
 	scratch := roaring.New()
-	for _, l := range r.leaves {
-		if err := l.ingest(ctx, view, scratch); err != nil {
-			for _, s := range r.segs {
-				for _, sl := range s.leaves {
-					if sl == l {
-						r.e.failSegment(s, err)
-					}
-				}
+	for _, s := range r.segs {
+		if _, ok := r.failed[s]; ok {
+			continue
+		}
+		for _, l := range s.leaves {
+			if err := l.ingest(ctx, view, scratch); err != nil {
+				r.e.logger.Error("segment predicate failed a batch of the log while rebuilding; the segment stays stale",
+					"segment", s.seg.ID, "seq", seq, "error", err)
+				r.failed[s] = rebuildFailure{err: err, seq: seq}
+				break
 			}
 		}
 	}
@@ -335,10 +352,35 @@ func (r *Rebuild) finish(ctx context.Context) {
 	// Profiles are current: judge everyone's.
 	all := roaring.New()
 	all.AddRange(0, uint64(n))
-	r.ingest(ctx, &batchView{byName: map[string][]int{}, now: e.now, profiled: all, profiles: e.profiles, names: e.users.names})
+	r.ingest(ctx, &batchView{byName: map[string][]int{}, now: e.now, profiled: all, profiles: e.profiles, names: e.users.names}, r.seq)
+
+	// A segment whose predicate failed, or that reads one, stays stale:
+	// its membership is kept as it was, unjudged.
+	now := e.clock.Now()
+	e.mu.Lock()
+	for _, s := range r.segs { // in dependency order
+		f, failed := r.failed[s]
+		stale := failed
+		for _, ref := range s.refs {
+			_, refFailed := r.failed[ref]
+			stale = stale || refFailed || (ref.stale != nil && !ref.rebuilding)
+		}
+		if !stale {
+			s.stale = nil
+			continue
+		}
+		if !failed {
+			r.failed[s] = rebuildFailure{}
+		}
+		e.rebuildFailed(s, f.err, f.seq, now)
+	}
+	e.mu.Unlock()
 
 	changes := changeSet{}
 	for _, s := range r.segs {
+		if _, failed := r.failed[s]; failed {
+			continue
+		}
 		if s.tree == nil {
 			next := r.static[s]
 			it := s.members.Iterator()
@@ -367,8 +409,14 @@ func (r *Rebuild) finish(ctx context.Context) {
 		}
 		st.Rebuilding = nil
 	})
+	var stale []string
+	for _, s := range r.segs {
+		if _, failed := r.failed[s]; failed {
+			stale = append(stale, s.seg.ID)
+		}
+	}
 	e.logger.Info("segments rebuilt from the event log", "segments", r.Segments(), "to_seq", r.toSeq,
-		"skipped_events", r.skipped)
+		"skipped_events", r.skipped, "still_stale", stale)
 }
 
 // keepLive records a message the live path applied while a rebuild runs.

@@ -259,7 +259,13 @@ func (e *Engine) captureSegment(w *pieceWriter, s *segmentState) error {
 	} else {
 		w.Varint(s.updated.UnixNano())
 	}
-	w.String(s.failure)
+	// A stale segment's state misses events: the mark makes the next start
+	// rebuild it from the log before serving it (Restore lists it stale).
+	var stale string
+	if s.stale != nil {
+		stale = s.stale.reason
+	}
+	w.String(stale)
 	e.mu.RUnlock()
 
 	w.Uvarint(uint64(len(s.leaves)))
@@ -474,8 +480,10 @@ type RestoreResult struct {
 	// Clock is the engine's clock in the snapshot.
 	Clock time.Time
 	// Stale lists the segments whose state the snapshot does not hold (new
-	// rules) or holds for another definition: they are empty and must be
-	// rebuilt from the log (see StartRebuild) before they are right.
+	// rules) or holds for another definition, which are empty, and those
+	// that were stale when captured (recovery.go), which keep their last
+	// exact membership but are not served: all must be rebuilt from the log
+	// (see StartRebuild) before they are right.
 	Stale []string
 	// Dropped lists segments of the snapshot that the rules no longer have.
 	Dropped []string
@@ -578,8 +586,11 @@ func (e *Engine) Restore(r *snapio.Reader) (RestoreResult, error) {
 	if err := errors.Join(errs...); err != nil {
 		return res, err
 	}
+	e.mu.Lock()
+	e.propagateStale()
+	e.mu.Unlock()
 	for _, s := range e.segments {
-		if !found[s.seg.ID] {
+		if !found[s.seg.ID] || s.stale != nil {
 			res.Stale = append(res.Stale, s.seg.ID)
 		}
 	}
@@ -614,7 +625,7 @@ func (e *Engine) readSegment(r *snapio.Reader, s *segmentState, users uint32) er
 	if ns := r.Varint(); ns != 0 {
 		updated = time.Unix(0, ns)
 	}
-	failure := r.String()
+	stale := r.String()
 	nl := r.Len(1)
 	if r.Err == nil && nl != len(s.leaves) {
 		return fmt.Errorf("%d leaves, the rule has %d", nl, len(s.leaves))
@@ -645,6 +656,9 @@ func (e *Engine) readSegment(r *snapio.Reader, s *segmentState, users uint32) er
 	if err := r.Done(); err != nil {
 		return err
 	}
-	s.members, s.since, s.history, s.updated, s.failure = members, since, history, updated, failure
+	s.members, s.since, s.history, s.updated = members, since, history, updated
+	if stale != "" {
+		s.stale = &staleState{reason: stale, usable: true}
+	}
 	return nil
 }

@@ -107,7 +107,7 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 	view.profiles, view.names = e.profiles, e.users.names
 
 	valuesBefore := e.limits.refusedValues
-	touched := e.ingest(ctx, view)
+	touched := e.ingest(ctx, view, msg.Seq)
 	if e.limits.refusedValues != valuesBefore {
 		e.logRefusals("distinct values", e.limits.refusedValues, "seq", msg.Seq, "subject", msg.Subject, "limit", e.limits.values)
 	}
@@ -139,10 +139,10 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 	return nil
 }
 
-// ingest hands the batch to every leaf and returns the users each touched.
-// A leaf whose predicate fails the batch marks its segments incomplete;
-// the other leaves go on.
-func (e *Engine) ingest(ctx context.Context, view *batchView) map[leaf]*roaring.Bitmap {
+// ingest hands the batch (stream sequence seq) to every leaf and returns
+// the users each touched. A leaf whose predicate fails the batch makes its
+// segment stale (recovery.go); the other leaves go on.
+func (e *Engine) ingest(ctx context.Context, view *batchView, seq uint64) map[leaf]*roaring.Bitmap {
 	touched := make(map[leaf]*roaring.Bitmap, len(e.leaves))
 	for _, l := range e.leaves {
 		if e.paused[l] {
@@ -153,7 +153,7 @@ func (e *Engine) ingest(ctx context.Context, view *batchView) map[leaf]*roaring.
 			for _, s := range e.segments {
 				for _, sl := range s.leaves {
 					if sl == l {
-						e.failSegment(s, err)
+						e.markStale(s, err, seq)
 					}
 				}
 			}
@@ -196,8 +196,11 @@ func (e *Engine) advanceClock(_ context.Context) {
 // value without being judged one by one.
 func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitmap, changes changeSet) {
 	for _, s := range e.order {
-		if s.tree == nil || s.rebuilding {
-			continue // static: uploads only; rebuilding: judged when done
+		if s.tree == nil || s.rebuilding || s.stale != nil {
+			// static: uploads only; rebuilding: judged when done; stale:
+			// its state misses events, so its membership stays as it was
+			// until a rebuild judges it again.
+			continue
 		}
 		affected := roaring.New()
 		for _, l := range s.leaves {
