@@ -2,6 +2,8 @@ package bus
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,78 +61,152 @@ func EnsureChangesStream(ctx context.Context, js jetstream.JetStream, cfg Change
 	return s, nil
 }
 
-// FeedChange is a change handed to a ChangeFeed.
-type FeedChange struct {
-	Segment, User string
-	Enter         bool
-	Time          time.Time
-	// Seq is the last events stream sequence applied when the change
-	// happened: the batch that caused it, or the one before a clock tick.
-	Seq uint64
-}
-
 // ChangeFeedOptions configures StartChangeFeed.
 type ChangeFeedOptions struct {
-	// ResumeAfter suppresses changes with Seq below it: they were
-	// published by an earlier run (changes with Seq equal to it are
-	// published again and deduplicated by their Nats-Msg-Id). See
+	// ResumeAfter suppresses the changes of steps whose sequence is below
+	// it: an earlier run published them (changes at exactly that sequence
+	// are published again and deduplicated by their Nats-Msg-Id). See
 	// FeedResumePoint.
 	ResumeAfter uint64
-	// MaxQueued bounds the changes waiting to be published (default one
-	// million); past it changes are dropped, counted and logged: ingest
-	// never waits for the feed.
-	MaxQueued int
+	// MaxBacklog bounds the bytes of encoded changes waiting to be stored
+	// (default DefaultFeedBacklog): past it, Add waits for JetStream, so
+	// ingest slows to the pace the feed is stored at instead of dropping
+	// changes or growing without bound.
+	MaxBacklog int
+	// MaxMessage bounds the body of one change message (default 64 KiB);
+	// MaxPayload is the connection's max payload, which no message may
+	// exceed (default: read from the connection).
+	MaxMessage, MaxPayload int
+	// MaxInFlight bounds the bytes published and not yet acknowledged
+	// (default 4 MiB).
+	MaxInFlight int
+	// AckTimeout is how long a publish may wait for its acknowledgement
+	// before it is retried (default 30s).
+	AckTimeout time.Duration
 	// Logger receives warnings (nil: slog.Default()).
 	Logger *slog.Logger
 }
 
-// ChangeFeed publishes membership changes to SEGD_CHANGES from its own
-// goroutine. Add never blocks. Stop it with Close.
+// DefaultFeedBacklog is the default ChangeFeedOptions.MaxBacklog: at about
+// 10 bytes a change, a million changes.
+const DefaultFeedBacklog = 16 << 20
+
+// ErrFeedBehind is returned by ChangeFeed.WaitCovered when changes up to a
+// sequence are not stored and will not be in time.
+var ErrFeedBehind = errors.New("change feed: changes not stored in SEGD_CHANGES")
+
+// ChangeFeed publishes membership changes to SEGD_CHANGES, in order, from
+// its own goroutine, and loses none: a publish that fails is retried until
+// JetStream stores it, and when the backlog reaches its bound, Add waits.
+// A change that is not stored when segd stops is published by the next
+// start, which replays the events that caused it (see FeedResumePoint and
+// WaitCovered). Stop it with Close.
 type ChangeFeed struct {
 	js   jetstream.JetStream
 	opts ChangeFeedOptions
 
-	mu     sync.Mutex
-	queue  []FeedChange
-	wake   chan struct{}
-	closed bool
-	busy   bool // a batch is being published
-	done   chan struct{}
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when the state below changes
+	// queue holds the messages not yet stored, in order; the publisher
+	// sends from its head.
+	queue        []*feedMsg
+	backlog      uint64 // changes in queue
+	backlogBytes int
+	maxBacklog   int // high-water mark of backlogBytes
+	// stepSeq and step number the steps of one events sequence (see
+	// ChangeMsgID).
+	stepSeq uint64
+	step    int
+	stepped bool
+	// cut is set once Closing's grace has passed: Add stops waiting and
+	// discards; discardedFrom is the lowest sequence discarded (0: none).
+	cut           bool
+	discardedFrom uint64
+	discarded     uint64
+	waitingSince  time.Time
+	lastErr       string
+	stopped       bool
+	stop          chan struct{}
+	done          chan struct{}
+	graceTimer    *time.Timer
 
-	published, suppressed, dropped, failed atomic.Uint64
-	lastDropLog                            atomic.Int64
+	published, messages, suppressed, failed, waits, unpublishable atomic.Uint64
 }
+
+// feedMsg is one encoded change message.
+type feedMsg struct {
+	seq     uint64
+	changes int
+	msg     *nats.Msg
+}
+
+func (m *feedMsg) size() int { return len(m.msg.Data) + 200 }
 
 // FeedStats counts what a ChangeFeed did.
 type FeedStats struct {
-	// Published changes were acked by JetStream (duplicates included).
-	Published uint64
+	// Published changes were stored by JetStream (duplicates included), in
+	// Messages messages.
+	Published, Messages uint64
 	// Suppressed changes came from events an earlier run had published.
 	Suppressed uint64
-	// Dropped changes overflowed the queue; Failed could not be stored.
-	Dropped, Failed uint64
-	// Queued changes wait to be published.
-	Queued int
+	// Failed counts publishes that were not acknowledged and retried.
+	Failed uint64
+	// Backlog changes (BacklogBytes bytes) wait to be stored;
+	// MaxBacklogBytes is the highest BacklogBytes reached.
+	Backlog                       uint64
+	BacklogBytes, MaxBacklogBytes int
+	// Waits counts the times Add waited for room; WaitingSince is set while
+	// it waits.
+	Waits        uint64
+	WaitingSince time.Time
+	// Discarded changes were handed over after Closing's grace and are
+	// left to the next start's replay.
+	Discarded uint64
+	// Unpublishable changes do not fit in one NATS message.
+	Unpublishable uint64
+	LastError     string
 }
 
 // StartChangeFeed starts publishing the changes given to Add.
 func StartChangeFeed(js jetstream.JetStream, opts ChangeFeedOptions) *ChangeFeed {
-	if opts.MaxQueued <= 0 {
-		opts.MaxQueued = 1_000_000
+	if opts.MaxBacklog <= 0 {
+		opts.MaxBacklog = DefaultFeedBacklog
+	}
+	if opts.MaxMessage <= 0 {
+		opts.MaxMessage = 64 << 10
+	}
+	if opts.MaxPayload <= 0 {
+		opts.MaxPayload = int(js.Conn().MaxPayload())
+	}
+	if opts.MaxPayload <= 0 {
+		opts.MaxPayload = 1 << 20
+	}
+	opts.MaxMessage = min(opts.MaxMessage, opts.MaxPayload/2)
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 4 << 20
+	}
+	if opts.AckTimeout <= 0 {
+		opts.AckTimeout = 30 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	f := &ChangeFeed{js: js, opts: opts, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	f := &ChangeFeed{js: js, opts: opts, changed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	go f.run()
 	return f
 }
 
 // FeedResumePoint returns the events stream sequence recorded on the last
-// change in SEGD_CHANGES, for ChangeFeedOptions.ResumeAfter. When the stream
+// message in SEGD_CHANGES, for ChangeFeedOptions.ResumeAfter. When the stream
 // has no message to read it from (it is new, or every change aged out),
 // it returns fallback: start the feed at the events stream's end rather
 // than announce every current member again.
+//
+// It is exact as long as no change is stored before the changes of earlier
+// sequences: the feed publishes in order and retries a failed publish
+// before any later one, and segd writes no snapshot past a sequence whose
+// changes are not all stored (WaitCovered), so the replay at the next
+// start regenerates every change not stored.
 func FeedResumePoint(ctx context.Context, stream jetstream.Stream, fallback uint64) (uint64, error) {
 	info, err := stream.Info(ctx)
 	if err != nil {
@@ -153,186 +229,386 @@ func FeedResumePoint(ctx context.Context, stream jetstream.Stream, fallback uint
 	return seq, nil
 }
 
-// Add queues changes for publishing; it never blocks.
-func (f *ChangeFeed) Add(changes []FeedChange) {
-	if len(changes) == 0 {
+// FeedChange is one change of a step handed to Add.
+type FeedChange struct {
+	Segment, User string
+	Enter         bool
+}
+
+// Add hands over the n changes of one step of the engine: all caused by
+// the events stream sequence seq (or, for a move of the clock, the last one
+// applied before it) at time t, grouped by segment. change(i) returns the
+// i-th. Changes of one segment become one message, or several of at most
+// MaxMessage bytes. Add returns once every message is queued; while the
+// backlog is at its bound it waits for JetStream to store older ones
+// (until Closing's grace has passed).
+func (f *ChangeFeed) Add(seq uint64, t time.Time, n int, change func(i int) FeedChange) {
+	if n == 0 {
 		return
 	}
 	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
+	if seq == f.stepSeq && f.stepped {
+		f.step++
+	} else {
+		f.stepSeq, f.step, f.stepped = seq, 0, true
+	}
+	step := f.step
+	f.mu.Unlock()
+	if seq < f.opts.ResumeAfter {
+		f.suppressed.Add(uint64(n))
 		return
 	}
-	n := 0
-	for _, c := range changes {
-		if c.Seq < f.opts.ResumeAfter {
-			f.suppressed.Add(1)
-			continue
+	ts := t.Format(time.RFC3339Nano)
+	var b api.ChangeBatch
+	size := 0
+	emit := func() {
+		if len(b.Enter)+len(b.Exit) > 0 {
+			f.encode(seq, step, &b)
 		}
-		if len(f.queue) >= f.opts.MaxQueued {
-			f.dropped.Add(1)
-			continue
+		b.Enter, b.Exit, size = nil, nil, 0
+	}
+	for i := range n {
+		c := change(i)
+		if c.Segment != b.Segment {
+			emit()
+			b.Segment, b.Time = c.Segment, ts
 		}
-		f.queue = append(f.queue, c)
-		n++
+		if size > 0 && size+len(c.User)+4 > f.opts.MaxMessage {
+			emit()
+		}
+		size += len(c.User) + 4
+		if c.Enter {
+			b.Enter = append(b.Enter, c.User)
+		} else {
+			b.Exit = append(b.Exit, c.User)
+		}
 	}
-	f.mu.Unlock()
-	if d := f.dropped.Load(); d > 0 && time.Now().Unix() > f.lastDropLog.Load() {
-		f.lastDropLog.Store(time.Now().Unix())
-		f.opts.Logger.Error("change feed: queue full, changes dropped (is JetStream reachable?)", "dropped_total", d, "max_queued", f.opts.MaxQueued)
+	emit()
+}
+
+// encode turns one batch into a message and queues it. A batch whose JSON
+// exceeds the max payload (user ids full of characters JSON escapes) is
+// halved until it fits; a single change that cannot fit is counted and
+// logged.
+func (f *ChangeFeed) encode(seq uint64, step int, b *api.ChangeBatch) {
+	data, err := json.Marshal(b)
+	n := len(b.Enter) + len(b.Exit)
+	if err != nil || len(data)+1024 > f.opts.MaxPayload {
+		if n == 1 {
+			f.unpublishable.Add(1)
+			f.opts.Logger.Error("change feed: a change is too large for one NATS message and is not published",
+				"segment", b.Segment, "bytes", len(data), "max_payload", f.opts.MaxPayload)
+			return
+		}
+		all := append(append([]string(nil), b.Enter...), b.Exit...)
+		enters := len(b.Enter)
+		half := n / 2
+		first := api.ChangeBatch{Segment: b.Segment, Time: b.Time, Enter: all[:min(half, enters)], Exit: all[min(half, enters):half]}
+		second := api.ChangeBatch{Segment: b.Segment, Time: b.Time, Enter: all[min(half, enters):max(half, enters)], Exit: all[max(half, enters):]}
+		f.encode(seq, step, &first)
+		f.encode(seq, step, &second)
+		return
 	}
-	if n > 0 {
+	msg := &nats.Msg{Subject: api.ChangesSubjectPrefix + b.Segment, Data: data, Header: nats.Header{
+		jetstream.MsgIDHeader: {changeMsgID(seq, step, b)},
+		api.HeaderEventsSeq:   {strconv.FormatUint(seq, 10)},
+		api.HeaderChanges:     {strconv.Itoa(n)},
+	}}
+	f.enqueue(&feedMsg{seq: seq, changes: n, msg: msg})
+}
+
+// changeMsgID is a change message's Nats-Msg-Id: the events sequence, the
+// number of the step among those of that sequence (an applied message, then
+// moves of the clock), the segment, and a hash of the users who entered and
+// left, but not the time (a replay applies at another time). A user is in
+// at most one message of a step and segment, so the messages of one step
+// differ by their users. A replay of the same events regenerates the same
+// messages, so JetStream stores each once within the duplicate window; a
+// message with other changes never shares an id, so no change is dropped
+// as a duplicate of another.
+func changeMsgID(seq uint64, step int, b *api.ChangeBatch) string {
+	h := sha256.New()
+	for _, u := range b.Enter {
+		h.Write([]byte(u))
+		h.Write([]byte{0})
+	}
+	h.Write([]byte{1})
+	for _, u := range b.Exit {
+		h.Write([]byte(u))
+		h.Write([]byte{0})
+	}
+	sum := h.Sum(nil)
+	return strconv.FormatUint(seq, 10) + "." + strconv.Itoa(step) + ":" + b.Segment + ":" + hex.EncodeToString(sum[:16])
+}
+
+// signalLocked wakes everyone waiting on a change of state.
+func (f *ChangeFeed) signalLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// waitLogEvery is how often a wait for the feed is logged.
+const waitLogEvery = 30 * time.Second
+
+// enqueue appends a message, first waiting while the backlog is at its
+// bound. After Closing's grace it discards instead: the next start's
+// replay publishes what was discarded.
+func (f *ChangeFeed) enqueue(m *feedMsg) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var logAt time.Time
+	for !f.cut && len(f.queue) > 0 && f.backlogBytes+m.size() > f.opts.MaxBacklog {
+		now := time.Now()
+		if f.waitingSince.IsZero() {
+			f.waitingSince = now
+			f.waits.Add(1)
+			logAt = now.Add(waitLogEvery)
+		}
+		if now.After(logAt) {
+			f.opts.Logger.Warn("change feed: ingest is waiting for JetStream to store changes",
+				"backlog", f.backlog, "backlog_bytes", f.backlogBytes, "waiting", now.Sub(f.waitingSince).Round(time.Second),
+				"last_error", f.lastErr)
+			logAt = now.Add(waitLogEvery)
+		}
+		ch := f.changed
+		f.mu.Unlock()
+		t := time.NewTimer(waitLogEvery)
 		select {
-		case f.wake <- struct{}{}:
-		default:
+		case <-ch:
+		case <-t.C:
 		}
+		t.Stop()
+		f.mu.Lock()
 	}
+	f.waitingSince = time.Time{}
+	if f.cut || f.stopped {
+		if f.discardedFrom == 0 || m.seq < f.discardedFrom {
+			f.discardedFrom = max(m.seq, 1)
+		}
+		f.discarded += uint64(m.changes)
+		return
+	}
+	f.queue = append(f.queue, m)
+	f.backlog += uint64(m.changes)
+	f.backlogBytes += m.size()
+	f.maxBacklog = max(f.maxBacklog, f.backlogBytes)
+	f.signalLocked()
 }
 
 // Stats reports the feed's counters.
 func (f *ChangeFeed) Stats() FeedStats {
 	f.mu.Lock()
-	q := len(f.queue)
-	f.mu.Unlock()
-	return FeedStats{Published: f.published.Load(), Suppressed: f.suppressed.Load(), Dropped: f.dropped.Load(), Failed: f.failed.Load(), Queued: q}
+	defer f.mu.Unlock()
+	return FeedStats{Published: f.published.Load(), Messages: f.messages.Load(), Suppressed: f.suppressed.Load(),
+		Failed: f.failed.Load(), Backlog: f.backlog, BacklogBytes: f.backlogBytes, MaxBacklogBytes: f.maxBacklog,
+		Waits: f.waits.Load(), WaitingSince: f.waitingSince, Discarded: f.discarded,
+		Unpublishable: f.unpublishable.Load(), LastError: f.lastErr}
 }
 
-// Flush waits until every change added so far has been published (or ctx
-// ends).
+// Status reports the feed for segd.v1.status.
+func (f *ChangeFeed) Status() *api.FeedStatus {
+	st := f.Stats()
+	out := &api.FeedStatus{Published: st.Published, Messages: st.Messages, Backlog: st.Backlog,
+		BacklogBytes: uint64(st.BacklogBytes), MaxBacklogBytes: uint64(f.opts.MaxBacklog), Waits: st.Waits,
+		Failed: st.Failed, LastError: st.LastError, Suppressed: st.Suppressed, Unpublishable: st.Unpublishable}
+	if !st.WaitingSince.IsZero() {
+		out.WaitingSince = st.WaitingSince.UTC().Format(time.RFC3339)
+	}
+	return out
+}
+
+// Flush waits until every change added so far is stored (or ctx ends).
 func (f *ChangeFeed) Flush(ctx context.Context) error {
+	return f.waitFor(ctx, func() (bool, error) { return len(f.queue) == 0, nil })
+}
+
+// WaitCovered waits until every change of sequences up to seq that was
+// added is stored in SEGD_CHANGES. segd writes a snapshot at seq only then:
+// a start from that snapshot does not replay those sequences, so their
+// changes must be stored already. It returns ErrFeedBehind at once when
+// some of them were discarded after Closing's grace (or the feed stopped
+// with them unstored).
+func (f *ChangeFeed) WaitCovered(ctx context.Context, seq uint64) error {
+	return f.waitFor(ctx, func() (bool, error) {
+		if f.discardedFrom != 0 && f.discardedFrom <= seq {
+			return false, fmt.Errorf("%w: %d changes from sequence %d on are left to the next start's replay", ErrFeedBehind, f.discarded, f.discardedFrom)
+		}
+		if len(f.queue) == 0 || f.queue[0].seq > seq {
+			return true, nil
+		}
+		if f.cut || f.stopped {
+			return false, fmt.Errorf("%w: %d changes wait (the oldest of sequence %d) and segd is stopping", ErrFeedBehind, f.backlog, f.queue[0].seq)
+		}
+		return false, nil
+	})
+}
+
+func (f *ChangeFeed) waitFor(ctx context.Context, cond func() (bool, error)) error {
 	for {
 		f.mu.Lock()
-		idle := len(f.queue) == 0 && !f.busy
+		ok, err := cond()
+		ch := f.changed
 		f.mu.Unlock()
-		if idle {
-			return nil
+		if ok || err != nil {
+			return err
 		}
-		t := time.NewTimer(time.Millisecond)
 		select {
+		case <-ch:
 		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+			f.mu.Lock()
+			n, lastErr := f.backlog, f.lastErr
+			f.mu.Unlock()
+			if lastErr != "" {
+				return fmt.Errorf("%w: %d changes wait (last error: %s): %w", ErrFeedBehind, n, lastErr, ctx.Err())
+			}
+			return fmt.Errorf("%w: %d changes wait: %w", ErrFeedBehind, n, ctx.Err())
 		}
 	}
 }
 
-// Close publishes what is queued (waiting up to timeout) and stops.
-func (f *ChangeFeed) Close(timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	_ = f.Flush(ctx)
+// Closing bounds the waits ahead of a stop: after grace, Add no longer
+// waits for room (it discards, and the next start's replay publishes what
+// it discarded) and WaitCovered fails for what is not stored. Call it when
+// segd begins to stop, so that neither ingest nor a snapshot waits on an
+// unreachable JetStream past grace.
+func (f *ChangeFeed) Closing(grace time.Duration) {
 	f.mu.Lock()
-	f.closed = true
+	defer f.mu.Unlock()
+	if f.graceTimer != nil || f.cut {
+		return
+	}
+	f.graceTimer = time.AfterFunc(grace, func() {
+		f.mu.Lock()
+		f.cut = true
+		f.signalLocked()
+		f.mu.Unlock()
+	})
+}
+
+// Close stores what is queued, waiting until the grace given to Closing
+// (or timeout, if Closing was not called) has passed, and stops. What is
+// not stored then is logged; the next start publishes it.
+func (f *ChangeFeed) Close(timeout time.Duration) {
+	f.Closing(timeout)
+	_ = f.waitFor(context.Background(), func() (bool, error) { return len(f.queue) == 0 || f.cut, nil })
+	f.mu.Lock()
+	f.stopped = true
+	if f.graceTimer != nil {
+		f.graceTimer.Stop()
+	}
+	left, bytes := f.backlog+f.discarded, f.backlogBytes
+	from := f.discardedFrom
+	if len(f.queue) > 0 && (from == 0 || f.queue[0].seq < from) {
+		from = f.queue[0].seq
+	}
+	f.signalLocked()
 	f.mu.Unlock()
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
+	close(f.stop)
 	<-f.done
-}
-
-// ChangeMsgID is the Nats-Msg-Id of a change: the events stream sequence,
-// the segment, the user and the direction. A replay of the same events
-// within the stream's duplicate window yields the same ids, so JetStream
-// stores each change once.
-func ChangeMsgID(c FeedChange) string {
-	dir := "x"
-	if c.Enter {
-		dir = "e"
+	if left > 0 {
+		f.opts.Logger.Warn("change feed: changes not stored at shutdown; the next start replays their events and publishes them",
+			"changes", left, "bytes", bytes, "from_seq", from, "last_error", f.lastErr)
 	}
-	return strconv.FormatUint(c.Seq, 10) + ":" + c.Segment + ":" + c.User + ":" + dir
 }
 
+// maxWindow bounds the messages in flight, below the client's limit of
+// pending asynchronous publishes (4000 by default).
+const maxWindow = 1000
+
+// run publishes the queue's head, a window of messages at a time, until
+// Close.
 func (f *ChangeFeed) run() {
 	defer close(f.done)
+	backoff := 100 * time.Millisecond
 	for {
 		f.mu.Lock()
-		batch := f.queue
-		f.queue = nil
-		closed := f.closed
-		f.busy = len(batch) > 0
+		var window []*feedMsg
+		bytes := 0
+		for _, m := range f.queue {
+			if len(window) > 0 && (bytes+m.size() > f.opts.MaxInFlight || len(window) >= maxWindow) {
+				break
+			}
+			window = append(window, m)
+			bytes += m.size()
+		}
+		ch := f.changed
 		f.mu.Unlock()
-		if len(batch) > 0 {
-			f.publish(batch)
-			f.mu.Lock()
-			f.busy = false
-			f.mu.Unlock()
+		if len(window) == 0 {
+			select {
+			case <-ch:
+				continue
+			case <-f.stop:
+				return
+			}
+		}
+		stored, err := f.publish(window)
+		select {
+		case <-f.stop:
+			return // what is not stored is left to the next start
+		default:
+		}
+		f.mu.Lock()
+		for _, m := range window[:stored] {
+			f.backlog -= uint64(m.changes)
+			f.backlogBytes -= m.size()
+			f.published.Add(uint64(m.changes))
+			f.messages.Add(1)
+		}
+		clear(f.queue[:stored])
+		f.queue = f.queue[stored:]
+		if len(f.queue) == 0 {
+			f.queue = nil // let the array go
+		}
+		if err != nil {
+			f.failed.Add(1)
+			f.lastErr = err.Error()
+		} else {
+			f.lastErr = ""
+		}
+		f.signalLocked()
+		f.mu.Unlock()
+		if err == nil {
+			backoff = 100 * time.Millisecond
 			continue
 		}
-		if closed {
+		f.opts.Logger.Warn("change feed: JetStream did not store changes; retrying in order", "error", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-f.stop:
 			return
 		}
-		<-f.wake
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
-// publish sends a batch asynchronously, in order, and waits for the acks;
-// a failed publish is retried (its successors' retries are deduplicated).
-func (f *ChangeFeed) publish(batch []FeedChange) {
-	const chunk = 1024
-	for len(batch) > 0 {
-		n := min(chunk, len(batch))
-		part := batch[:n]
-		batch = batch[n:]
-		for attempt := 0; ; attempt++ {
-			failedAt := f.publishChunk(part)
-			if failedAt < 0 {
-				break
-			}
-			if attempt >= 5 {
-				f.failed.Add(uint64(len(part) - failedAt))
-				f.opts.Logger.Error("change feed: changes not stored after retries", "count", len(part)-failedAt)
-				break
-			}
-			part = part[failedAt:]
-			time.Sleep(time.Duration(100<<attempt) * time.Millisecond) // back-off between retries
-		}
-	}
-}
-
-// publishChunk returns the index of the first change not stored, or -1.
-func (f *ChangeFeed) publishChunk(part []FeedChange) int {
-	futures := make([]jetstream.PubAckFuture, len(part))
-	first := -1
-	for i, c := range part {
-		data, _ := json.Marshal(api.Change{User: c.User, Segment: c.Segment, Change: changeKind(c.Enter), Time: c.Time.Format(time.RFC3339Nano)})
-		msg := &nats.Msg{Subject: api.ChangesSubjectPrefix + c.Segment, Data: data, Header: nats.Header{
-			jetstream.MsgIDHeader: {ChangeMsgID(c)},
-			api.HeaderEventsSeq:   {strconv.FormatUint(c.Seq, 10)},
-		}}
-		fut, err := f.js.PublishMsgAsync(msg)
+// publish sends the window asynchronously and waits for the
+// acknowledgements in order; it returns how many messages from the start
+// were stored, and the first error. The messages after a failure are sent
+// again with the failed one (JetStream drops the duplicates by id), so
+// SEGD_CHANGES only grows by a prefix of the queue.
+func (f *ChangeFeed) publish(window []*feedMsg) (int, error) {
+	futures := make([]jetstream.PubAckFuture, 0, len(window))
+	var sendErr error
+	for _, m := range window {
+		fut, err := f.js.PublishMsgAsync(m.msg)
 		if err != nil {
-			f.opts.Logger.Warn("change feed: publish failed", "err", err)
-			first = i
+			sendErr = err
 			break
 		}
-		futures[i] = fut
+		futures = append(futures, fut)
 	}
+	timeout := time.NewTimer(f.opts.AckTimeout)
+	defer timeout.Stop()
 	for i, fut := range futures {
-		if fut == nil {
-			break
-		}
 		select {
 		case <-fut.Ok():
-			f.published.Add(1)
 		case err := <-fut.Err():
-			f.opts.Logger.Warn("change feed: publish not acked", "err", err)
-			if first < 0 || i < first {
-				first = i
-			}
-		case <-time.After(30 * time.Second):
-			if first < 0 || i < first {
-				first = i
-			}
+			return i, err
+		case <-timeout.C:
+			return i, fmt.Errorf("no acknowledgement from JetStream in %s", f.opts.AckTimeout)
+		case <-f.stop:
+			return i, errors.New("stopped")
 		}
 	}
-	return first
-}
-
-func changeKind(enter bool) string {
-	if enter {
-		return api.ChangeEnter
-	}
-	return api.ChangeExit
+	return len(futures), sendErr
 }
