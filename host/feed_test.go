@@ -152,3 +152,77 @@ func TestChangeFeedLargeUploadsExactlyOnce(t *testing.T) {
 		t.Fatalf("status.feed %+v, feed %+v", status.Feed, st)
 	}
 }
+
+// refuseChanges makes JetStream refuse the change feed's publishes: no
+// stream takes segd.changes.> any more (a restart's EnsureChangesStream
+// puts the subjects back).
+func refuseChanges(t *testing.T, ts *testServer) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := ts.js.Stream(ctx, api.ChangesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Subjects = []string{"elsewhere.>"}
+	if _, err := ts.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestChangeFeedStopWhileRefusedRecovers stops segd while JetStream refuses
+// the change feed and ingest waits on a full backlog: the stop is quick, no
+// snapshot covers the changes not stored, and the next start publishes
+// them, so a consumer sees every change exactly once.
+func TestChangeFeedStopWhileRefusedRecovers(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	ts := startFeedServer(t, dataDir, 64<<10)
+	ctx := context.Background()
+	if _, err := ts.client.Upload(ctx, "newsletter", userRange("a", 0, 5000), api.UploadAppend); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.srv.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refuseChanges(t, ts)
+	go func() {
+		// Applying it fills the backlog and waits; its reply does not matter.
+		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		_, _ = ts.client.Upload(uctx, "newsletter", userRange("b", 0, 30_000), api.UploadAppend)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for ts.srv.ChangeFeed().Stats().WaitingSince.IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatalf("ingest never waited for the refused feed: %+v", ts.srv.ChangeFeed().Stats())
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, with a deadline
+	}
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	if path, err := ts.srv.Snapshot(sctx); err == nil {
+		t.Fatalf("a snapshot (%s) was written past changes not stored", path)
+	}
+	cancel()
+	start := time.Now()
+	ts.close()
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("stopping took %s with the feed refused", took)
+	}
+
+	ts = startFeedServer(t, dataDir, 64<<10)
+	status, err := ts.client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.waitApplied(t, status.ReplayTo)
+	fctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := ts.srv.ChangeFeed().Flush(fctx); err != nil {
+		t.Fatal(err)
+	}
+	members := consumeAll(t, ts, "newsletter", 35_000)
+	if len(members) != 35_000 || !members["a0004999"] || !members["b0029999"] {
+		t.Fatalf("the feed replays to %d members, want 35000", len(members))
+	}
+}
