@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
+	"unicode/utf8"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/nats-io/nats.go/jetstream"
@@ -258,8 +258,7 @@ func splitUsers(users []string, limit int) [][]string {
 	var parts [][]string
 	start, size := 0, 2
 	for i, u := range users {
-		b, _ := json.Marshal(u)
-		n := len(b) + 1
+		n := jsonStringLen(u) + 1
 		if size+n > limit && i > start {
 			parts = append(parts, users[start:i])
 			start, size = i, 2
@@ -267,6 +266,40 @@ func splitUsers(users []string, limit int) [][]string {
 		size += n
 	}
 	return append(parts, users[start:])
+}
+
+// jsonStringLen is the length of s encoded as a JSON string by
+// encoding/json: quotes, escapes (\n, \u00XX, HTML characters as \u003c),
+// invalid UTF-8 as \ufffd. It saves marshaling a million ids to measure
+// them.
+func jsonStringLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				n += 6
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 6
+		case r == '\u2028' || r == '\u2029':
+			n += 6
+		default:
+			n += size
+		}
+		i += size
+	}
+	return n
 }
 
 // Preview evaluates a segment that is not saved over segd's retained event
