@@ -236,6 +236,14 @@ type SegmentUploadRequest struct {
 	Users   []string `json:"users"`
 	// Mode is UploadReplace or UploadAppend.
 	Mode string `json:"mode"`
+	// AllowEmpty must be set for a replace with no users, which empties
+	// the segment: without it such a request is refused, so that a
+	// forgotten list does not wipe a segment.
+	AllowEmpty bool `json:"allow_empty,omitempty"`
+	// WaitMs bounds how long segd waits for the upload to be applied
+	// before it replies that it is stored and being applied (0: the
+	// default and most, 30000).
+	WaitMs int `json:"wait_ms,omitempty"`
 }
 
 // SegmentUploadReply reports the segment's size once the upload is applied.
@@ -244,6 +252,10 @@ type SegmentUploadReply struct {
 	Size    uint64 `json:"size"`
 	// Seq is the events stream sequence of the upload.
 	Seq uint64 `json:"seq"`
+	// Applied is false when the upload is stored in the events stream (it
+	// will be applied, in order, also across a restart) but was not
+	// applied within the wait: Size is then the size before it.
+	Applied bool `json:"applied"`
 }
 
 // SegmentPreviewRequest asks what a segment that is not saved would hold

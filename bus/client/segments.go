@@ -221,11 +221,30 @@ func (c *Client) History(ctx context.Context, segment, from, to string) ([]api.H
 
 // Upload replaces (api.UploadReplace) or extends (api.UploadAppend) the
 // members of a static segment and returns once segd has applied it, with
-// the new size. A list too large for one message is sent in parts, in
-// order, the later ones as appends; a replace in parts is then not atomic:
-// between parts, readers see only the first parts, and the change feed
-// shows the users of later parts leaving and entering again.
-func (c *Client) Upload(ctx context.Context, segment string, users []string, mode string) (*api.SegmentUploadReply, error) {
+// the new size. A replace with no users empties the segment only with
+// AllowEmpty; segd refuses it otherwise.
+//
+// A list too large for one message is sent in parts, in order, the later
+// ones as appends; a replace in parts is then not atomic: between parts,
+// readers see only the first parts, and the change feed shows the users of
+// later parts leaving and entering again.
+//
+// segd stores each part in its events stream, then waits for it to be
+// applied until shortly before ctx's deadline (or the client's timeout):
+// when that is not enough, the reply has Applied false: the upload is
+// stored, with its sequence, and segd applies it, in order, also after a
+// restart. An error means a part was not stored; the error then says which
+// parts were.
+func (c *Client) Upload(ctx context.Context, segment string, users []string, mode string, opts ...UploadOption) (*api.SegmentUploadReply, error) {
+	var cfg uploadConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	limit := int(c.nc.MaxPayload()) - 1024
 	if limit <= 0 {
 		limit = MaxBatchBytes - 1024
@@ -240,10 +259,14 @@ func (c *Client) Upload(ctx context.Context, segment string, users []string, mod
 		if part == nil {
 			part = []string{}
 		}
+		req := api.SegmentUploadRequest{Segment: segment, Users: part, Mode: m, AllowEmpty: cfg.allowEmpty, WaitMs: uploadWaitMs(ctx)}
 		var r api.SegmentUploadReply
-		if err := c.call(ctx, api.SubjectSegmentUpload, api.SegmentUploadRequest{Segment: segment, Users: part, Mode: m}, &r); err != nil {
+		if err := c.call(ctx, api.SubjectSegmentUpload, req, &r); err != nil {
+			if i > 0 {
+				return last, fmt.Errorf("part %d of %d: %w (parts 1 to %d are stored, through events stream sequence %d, and segd applies them)", i+1, len(parts), err, i, last.Seq)
+			}
 			if len(parts) > 1 {
-				return last, fmt.Errorf("part %d of %d: %w", i+1, len(parts), err)
+				return nil, fmt.Errorf("part 1 of %d: %w", len(parts), err)
 			}
 			return nil, err
 		}
@@ -251,6 +274,28 @@ func (c *Client) Upload(ctx context.Context, segment string, users []string, mod
 	}
 	return last, nil
 }
+
+// uploadWaitMs is how long segd may wait for an upload part to be applied:
+// until a fifth of the time left (at least 100ms) before ctx's deadline, so
+// that its reply arrives before the client gives up, and at most the
+// server's 30s.
+func uploadWaitMs(ctx context.Context) int {
+	dl, _ := ctx.Deadline()
+	left := time.Until(dl)
+	wait := left - max(left/5, 100*time.Millisecond)
+	return int(min(max(wait, time.Millisecond), 30*time.Second) / time.Millisecond)
+}
+
+// UploadOption configures Upload.
+type UploadOption func(*uploadConfig)
+
+type uploadConfig struct {
+	allowEmpty bool
+}
+
+// AllowEmpty lets a replace with no users empty the segment; without it
+// segd refuses such an upload.
+func AllowEmpty() UploadOption { return func(c *uploadConfig) { c.allowEmpty = true } }
 
 // splitUsers cuts users into lists whose JSON encoding stays under limit
 // bytes (always at least one list, possibly empty).
