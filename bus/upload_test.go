@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"slices"
@@ -170,4 +171,36 @@ func TestUploadAcceptedBeforeApplied(t *testing.T) {
 	if err != nil || !r.Applied || r.Size != 3 {
 		t.Fatalf("upload applied in time: %+v %v", r, err)
 	}
+}
+
+// FuzzDecodeUpload: no input panics DecodeUpload; what it accepts holds
+// only ids an upload may hold, and every id decoded is either kept or
+// counted as invalid.
+func FuzzDecodeUpload(f *testing.F) {
+	f.Add([]byte(`{"segment":"s","users":["u1","u2"],"replace":true}`))
+	f.Add([]byte("{\"segment\":\"s\",\"users\":[\"a\xff\",\"\",\"b\"]}"))
+	f.Add([]byte(`{"segment":"s","users":["a\udc00","\ufffd","\u00e9"]}`))
+	f.Add([]byte(`{"segment":"","users":[]}`))
+	f.Add([]byte(`{"segment":"s","users":null,"extra":1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		up, err := DecodeUpload(data)
+		if err != nil {
+			if !errors.Is(err, ErrNotBatch) {
+				t.Fatalf("error %v is not ErrNotBatch", err)
+			}
+			return
+		}
+		for _, u := range up.Users {
+			if why := userIDProblem(u); why != "" {
+				t.Fatalf("kept id %q, which %s", u, why)
+			}
+		}
+		var raw struct{ Users []string }
+		if json.Unmarshal(data, &raw) == nil && len(raw.Users) != len(up.Users)+up.Invalid {
+			t.Fatalf("%d ids decoded, %d kept + %d invalid", len(raw.Users), len(up.Users), up.Invalid)
+		}
+		if (up.Invalid > 0) != (up.FirstInvalid != "") {
+			t.Fatalf("invalid %d, first %q", up.Invalid, up.FirstInvalid)
+		}
+	})
 }
