@@ -202,11 +202,12 @@ func StartChangeFeed(js jetstream.JetStream, opts ChangeFeedOptions) *ChangeFeed
 // it returns fallback: start the feed at the events stream's end rather
 // than announce every current member again.
 //
-// It is exact as long as no change is stored before the changes of earlier
-// sequences: the feed publishes in order and retries a failed publish
-// before any later one, and segd writes no snapshot past a sequence whose
-// changes are not all stored (WaitCovered), so the replay at the next
-// start regenerates every change not stored.
+// It is exact: the feed stores its messages strictly in order (a message
+// in flight is refused unless its predecessor is the stream's last; see
+// publish) and retries a failed one before any later one, and segd writes
+// no snapshot past a sequence whose changes are not all stored
+// (WaitCovered), so the replay at the next start regenerates every change
+// not stored.
 func FeedResumePoint(ctx context.Context, stream jetstream.Stream, fallback uint64) (uint64, error) {
 	info, err := stream.Info(ctx)
 	if err != nil {
@@ -583,13 +584,24 @@ func (f *ChangeFeed) run() {
 
 // publish sends the window asynchronously and waits for the
 // acknowledgements in order; it returns how many messages from the start
-// were stored, and the first error. The messages after a failure are sent
-// again with the failed one (JetStream drops the duplicates by id), so
-// SEGD_CHANGES only grows by a prefix of the queue.
+// were stored, and the first error. The messages after a failure are
+// refused by JetStream (each expects its predecessor's id last) and sent
+// again with the failed one (a message stored whose acknowledgement was
+// lost is dropped as a duplicate by id), so SEGD_CHANGES only grows by a
+// prefix of the queue: in order, and FeedResumePoint exact.
 func (f *ChangeFeed) publish(window []*feedMsg) (int, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(window))
 	var sendErr error
-	for _, m := range window {
+	for i, m := range window {
+		// Each message but the first (whose predecessors are stored) is
+		// stored only right after the one before it: should that one
+		// fail, JetStream refuses the rest of the window rather than
+		// store them out of order.
+		if i > 0 {
+			m.msg.Header.Set(jetstream.ExpectedLastMsgIDHeader, window[i-1].msg.Header.Get(jetstream.MsgIDHeader))
+		} else {
+			m.msg.Header.Del(jetstream.ExpectedLastMsgIDHeader)
+		}
 		fut, err := f.js.PublishMsgAsync(m.msg)
 		if err != nil {
 			sendErr = err

@@ -231,15 +231,20 @@ func TestChangeFeedClosingBoundsWaits(t *testing.T) {
 
 // TestChangeFeedResume publishes, then starts a feed as a restart would:
 // steps below the resume point are suppressed, the step at it is published
-// again and deduplicated by id, later steps are published.
+// again and deduplicated by id, later steps are published. (The resume
+// point is that of the oldest message in flight when the last was sent;
+// the flush between the steps makes it the last step's.)
 func TestChangeFeedResume(t *testing.T) {
 	t.Parallel()
 	js, s := feedEnv(t)
 	f := StartChangeFeed(js, ChangeFeedOptions{})
+	ctx := context.Background()
 	addStep(f, 3, "a", "x", 5, false)
+	if err := f.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	addStep(f, 4, "a", "y", 5, false)
 	f.Close(10 * time.Second)
-	ctx := context.Background()
 	resume, err := FeedResumePoint(ctx, s, 99)
 	if err != nil || resume != 4 {
 		t.Fatalf("resume point %d, %v; want 4", resume, err)
