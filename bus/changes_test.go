@@ -122,9 +122,6 @@ func TestChangeFeedLargeStepBoundedAndExact(t *testing.T) {
 	if st.MaxBacklogBytes > bound+(64<<10)+1024 {
 		t.Fatalf("the backlog reached %d bytes, bound %d", st.MaxBacklogBytes, bound)
 	}
-	if st.Waits == 0 {
-		t.Fatalf("ingest never waited for a backlog of %d changes over a %d-byte bound: %+v", 2*n, bound, st)
-	}
 }
 
 // refuseChanges makes JetStream refuse the feed's publishes (no stream

@@ -161,7 +161,7 @@ func TestUploadAcceptedBeforeApplied(t *testing.T) {
 	}
 	close(hold)
 	deadline := time.Now().Add(10 * time.Second)
-	for len(names(st, "newsletter")) != 2 {
+	for n, _ := st.SegmentCount("newsletter"); n != 2; n, _ = st.SegmentCount("newsletter") {
 		if time.Now().After(deadline) {
 			t.Fatal("the accepted upload was never applied")
 		}
