@@ -305,7 +305,7 @@ func (f *ChangeFeed) encode(seq uint64, step int, b *api.ChangeBatch) {
 		enters := len(b.Enter)
 		half := n / 2
 		first := api.ChangeBatch{Segment: b.Segment, Time: b.Time, Enter: all[:min(half, enters)], Exit: all[min(half, enters):half]}
-		second := api.ChangeBatch{Segment: b.Segment, Time: b.Time, Enter: all[min(half, enters):max(half, enters)], Exit: all[max(half, enters):]}
+		second := api.ChangeBatch{Segment: b.Segment, Time: b.Time, Enter: all[half:max(half, enters)], Exit: all[max(half, enters):]}
 		f.encode(seq, step, &first)
 		f.encode(seq, step, &second)
 		return

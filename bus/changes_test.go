@@ -268,15 +268,16 @@ func TestChangeFeedSplitsEscapedIDs(t *testing.T) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%d%s", i, string(make([]byte, 3000))) // NULs: \u0000 each
 	}
-	f.Add(1, time.Unix(1e9, 0), len(ids), func(i int) FeedChange { return FeedChange{Segment: "s", User: ids[i], Enter: true} })
+	// The first 15 enter, the others leave: halves keep each on its side.
+	f.Add(1, time.Unix(1e9, 0), len(ids), func(i int) FeedChange { return FeedChange{Segment: "s", User: ids[i], Enter: i < 15} })
 	f.Close(10 * time.Second)
 	got := readChanges(t, s)
 	if len(got) != len(ids) {
 		t.Fatalf("%d changes stored, want %d (%+v)", len(got), len(ids), f.Stats())
 	}
 	for i, c := range got {
-		if c.user != ids[i] {
-			t.Fatalf("change %d: user %q", i, c.user[:4])
+		if c.user != ids[i] || c.enter != (i < 15) {
+			t.Fatalf("change %d: user %q, enter %v", i, c.user[:4], c.enter)
 		}
 	}
 }
