@@ -18,6 +18,10 @@ func TestUploadInvalidUTF8IDsCounted(t *testing.T) {
 	t.Parallel()
 	ts := startFeedServer(t, t.TempDir(), 0)
 	ctx := context.Background()
+	before, err := ts.client.Segment(ctx, "young_men")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ack, err := ts.js.Publish(ctx, bus.ControlUploadSubject,
 		[]byte("{\"segment\":\"newsletter\",\"users\":[\"ok-1\",\"x\xff\",\"x\xfe\",\"ok-2\"],\"replace\":true}"))
 	if err != nil {
@@ -37,5 +41,14 @@ func TestUploadInvalidUTF8IDsCounted(t *testing.T) {
 	}
 	if got := slices.Sorted(slices.Values(ex.Users)); !slices.Equal(got, []string{"ok-1", "ok-2"}) {
 		t.Fatalf("members %q, want the two valid ids", got)
+	}
+	// The uploaded users have no profile: the profile rule takes its
+	// value for an empty profile without judging (or failing on) each.
+	g, err := ts.client.Segment(ctx, "young_men")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.EvalErrors != before.EvalErrors || g.Size != 0 {
+		t.Fatalf("young_men after an upload of users without profiles: %d members, %d eval errors (%s)", g.Size, g.EvalErrors, g.LastEvalError)
 	}
 }
