@@ -118,8 +118,9 @@ type ChangeFeed struct {
 	stepSeq uint64
 	step    int
 	stepped bool
-	// cut is set once Closing's grace has passed: Add stops waiting and
-	// discards; discardedFrom is the lowest sequence discarded (0: none).
+	// cut is set once Closing's grace has passed: while publishes fail,
+	// Add stops waiting and discards; discardedFrom is the lowest sequence
+	// discarded (0: none), after which everything is discarded.
 	cut           bool
 	discardedFrom uint64
 	discarded     uint64
@@ -352,13 +353,16 @@ func (f *ChangeFeed) signalLocked() {
 const waitLogEvery = 30 * time.Second
 
 // enqueue appends a message, first waiting while the backlog is at its
-// bound. After Closing's grace it discards instead: the next start's
-// replay publishes what was discarded.
+// bound. Once Closing's grace has passed while JetStream fails, it
+// discards instead of waiting (the next start's replay publishes what was
+// discarded), and so it does with every later message: the stream must
+// hold a prefix of the changes for FeedResumePoint to be exact.
 func (f *ChangeFeed) enqueue(m *feedMsg) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var logAt time.Time
-	for !f.cut && len(f.queue) > 0 && f.backlogBytes+m.size() > f.opts.MaxBacklog {
+	full := func() bool { return len(f.queue) > 0 && f.backlogBytes+m.size() > f.opts.MaxBacklog }
+	for full() && !f.giveUpLocked() && f.discardedFrom == 0 {
 		now := time.Now()
 		if f.waitingSince.IsZero() {
 			f.waitingSince = now
@@ -382,7 +386,7 @@ func (f *ChangeFeed) enqueue(m *feedMsg) {
 		f.mu.Lock()
 	}
 	f.waitingSince = time.Time{}
-	if f.cut || f.stopped {
+	if f.stopped || f.discardedFrom != 0 || full() {
 		if f.discardedFrom == 0 || m.seq < f.discardedFrom {
 			f.discardedFrom = max(m.seq, 1)
 		}
@@ -437,11 +441,18 @@ func (f *ChangeFeed) WaitCovered(ctx context.Context, seq uint64) error {
 		if len(f.queue) == 0 || f.queue[0].seq > seq {
 			return true, nil
 		}
-		if f.cut || f.stopped {
-			return false, fmt.Errorf("%w: %d changes wait (the oldest of sequence %d) and segd is stopping", ErrFeedBehind, f.backlog, f.queue[0].seq)
+		if f.giveUpLocked() {
+			return false, fmt.Errorf("%w: %d changes wait (the oldest of sequence %d; last error: %s) and segd is stopping", ErrFeedBehind, f.backlog, f.queue[0].seq, f.lastErr)
 		}
 		return false, nil
 	})
+}
+
+// giveUpLocked reports whether waits for the feed end now: it stopped, or
+// Closing's grace has passed and its last publish failed. (A feed that
+// still stores changes is waited for: it empties in moments.)
+func (f *ChangeFeed) giveUpLocked() bool {
+	return f.stopped || f.cut && f.lastErr != ""
 }
 
 func (f *ChangeFeed) waitFor(ctx context.Context, cond func() (bool, error)) error {
@@ -467,11 +478,12 @@ func (f *ChangeFeed) waitFor(ctx context.Context, cond func() (bool, error)) err
 	}
 }
 
-// Closing bounds the waits ahead of a stop: after grace, Add no longer
-// waits for room (it discards, and the next start's replay publishes what
-// it discarded) and WaitCovered fails for what is not stored. Call it when
-// segd begins to stop, so that neither ingest nor a snapshot waits on an
-// unreachable JetStream past grace.
+// Closing bounds the waits ahead of a stop: after grace, if JetStream
+// fails to store changes, Add no longer waits for room (it discards, and
+// the next start's replay publishes what it discarded) and WaitCovered
+// fails for what is not stored. Call it when segd begins to stop, so that
+// neither ingest nor a snapshot waits on an unreachable JetStream past
+// grace.
 func (f *ChangeFeed) Closing(grace time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -486,12 +498,15 @@ func (f *ChangeFeed) Closing(grace time.Duration) {
 	})
 }
 
-// Close stores what is queued, waiting until the grace given to Closing
-// (or timeout, if Closing was not called) has passed, and stops. What is
-// not stored then is logged; the next start publishes it.
+// Close stores what is queued and stops. It waits at most timeout, and not
+// at all once Closing's grace (timeout, if Closing was not called) has
+// passed while JetStream fails. What is not stored then is logged; the next
+// start publishes it.
 func (f *ChangeFeed) Close(timeout time.Duration) {
 	f.Closing(timeout)
-	_ = f.waitFor(context.Background(), func() (bool, error) { return len(f.queue) == 0 || f.cut, nil })
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	_ = f.waitFor(ctx, func() (bool, error) { return len(f.queue) == 0 || f.giveUpLocked(), nil })
+	cancel()
 	f.mu.Lock()
 	f.stopped = true
 	if f.graceTimer != nil {

@@ -281,3 +281,24 @@ func TestChangeFeedSplitsEscapedIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestChangeFeedClosingHealthyLosesNothing: past Closing's grace, a feed
+// JetStream still stores keeps waiting for room and storing: stopping
+// slowly is no reason to leave changes to the next start.
+func TestChangeFeedClosingHealthyLosesNothing(t *testing.T) {
+	t.Parallel()
+	js, s := feedEnv(t)
+	f := StartChangeFeed(js, ChangeFeedOptions{MaxBacklog: 64 << 10})
+	f.Closing(0)
+	eventually(t, "the grace to pass", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.cut
+	})
+	addStep(f, 1, "s", "u", 50_000, false)
+	f.Close(30 * time.Second)
+	checkExactlyOnce(t, readChanges(t, s), wantStep(1, "s", "u", 50_000, false))
+	if st := f.Stats(); st.Discarded != 0 || st.Backlog != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
