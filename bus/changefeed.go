@@ -423,13 +423,16 @@ func (f *ChangeFeed) publish(window []*feedMsg) (int, error) {
 		// Each message but the first (whose predecessors are stored) is
 		// stored only right after the one before it: should that one
 		// fail, JetStream refuses the rest of the window rather than
-		// store them out of order.
-		if i > 0 {
-			m.msg.Header.Set(jetstream.ExpectedLastMsgIDHeader, window[i-1].msg.Header.Get(jetstream.MsgIDHeader))
-		} else {
-			m.msg.Header.Del(jetstream.ExpectedLastMsgIDHeader)
+		// store them out of order. Every send is a new nats.Msg: the
+		// client may still hold an earlier attempt's.
+		msg := &nats.Msg{Subject: m.msg.Subject, Data: m.msg.Data, Header: make(nats.Header, len(m.msg.Header)+1)}
+		for k, v := range m.msg.Header {
+			msg.Header[k] = v
 		}
-		fut, err := f.js.PublishMsgAsync(m.msg)
+		if i > 0 {
+			msg.Header.Set(jetstream.ExpectedLastMsgIDHeader, window[i-1].msg.Header.Get(jetstream.MsgIDHeader))
+		}
+		fut, err := f.js.PublishMsgAsync(msg)
 		if err != nil {
 			sendErr = err
 			break
