@@ -2,13 +2,12 @@ package bus
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -59,78 +58,18 @@ func EnsureChangesStream(ctx context.Context, js jetstream.JetStream, cfg Change
 	return s, nil
 }
 
-// FeedChange is a change handed to a ChangeFeed.
-type FeedChange struct {
-	Segment, User string
-	Enter         bool
-	Time          time.Time
-	// Seq is the last events stream sequence applied when the change
-	// happened: the batch that caused it, or the one before a clock tick.
-	Seq uint64
-}
-
-// ChangeFeedOptions configures StartChangeFeed.
-type ChangeFeedOptions struct {
-	// ResumeAfter suppresses changes with Seq below it: they were
-	// published by an earlier run (changes with Seq equal to it are
-	// published again and deduplicated by their Nats-Msg-Id). See
-	// FeedResumePoint.
-	ResumeAfter uint64
-	// MaxQueued bounds the changes waiting to be published (default one
-	// million); past it changes are dropped, counted and logged: ingest
-	// never waits for the feed.
-	MaxQueued int
-	// Logger receives warnings (nil: slog.Default()).
-	Logger *slog.Logger
-}
-
-// ChangeFeed publishes membership changes to SEGD_CHANGES from its own
-// goroutine. Add never blocks. Stop it with Close.
-type ChangeFeed struct {
-	js   jetstream.JetStream
-	opts ChangeFeedOptions
-
-	mu     sync.Mutex
-	queue  []FeedChange
-	wake   chan struct{}
-	closed bool
-	busy   bool // a batch is being published
-	done   chan struct{}
-
-	published, suppressed, dropped, failed atomic.Uint64
-	lastDropLog                            atomic.Int64
-}
-
-// FeedStats counts what a ChangeFeed did.
-type FeedStats struct {
-	// Published changes were acked by JetStream (duplicates included).
-	Published uint64
-	// Suppressed changes came from events an earlier run had published.
-	Suppressed uint64
-	// Dropped changes overflowed the queue; Failed could not be stored.
-	Dropped, Failed uint64
-	// Queued changes wait to be published.
-	Queued int
-}
-
-// StartChangeFeed starts publishing the changes given to Add.
-func StartChangeFeed(js jetstream.JetStream, opts ChangeFeedOptions) *ChangeFeed {
-	if opts.MaxQueued <= 0 {
-		opts.MaxQueued = 1_000_000
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	f := &ChangeFeed{js: js, opts: opts, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	go f.run()
-	return f
-}
-
 // FeedResumePoint returns the events stream sequence recorded on the last
-// change in SEGD_CHANGES, for ChangeFeedOptions.ResumeAfter. When the stream
+// message in SEGD_CHANGES, for ChangeFeedOptions.ResumeAfter. When the stream
 // has no message to read it from (it is new, or every change aged out),
 // it returns fallback: start the feed at the events stream's end rather
 // than announce every current member again.
+//
+// It is exact: the feed stores its messages strictly in order (a message
+// in flight is refused unless its predecessor is the stream's last; see
+// publish) and retries a failed one before any later one, and segd writes
+// no snapshot past a sequence whose changes are not all stored
+// (WaitCovered), so the replay at the next start regenerates every change
+// not stored.
 func FeedResumePoint(ctx context.Context, stream jetstream.Stream, fallback uint64) (uint64, error) {
 	info, err := stream.Info(ctx)
 	if err != nil {
@@ -153,186 +92,114 @@ func FeedResumePoint(ctx context.Context, stream jetstream.Stream, fallback uint
 	return seq, nil
 }
 
-// Add queues changes for publishing; it never blocks.
-func (f *ChangeFeed) Add(changes []FeedChange) {
-	if len(changes) == 0 {
+// FeedChange is one change of a step handed to Add.
+type FeedChange struct {
+	Segment, User string
+	Enter         bool
+}
+
+// Add hands over the n changes of one step of the engine: all caused by
+// the events stream sequence seq (or, for a move of the clock, the last one
+// applied before it) at time t, grouped by segment. change(i) returns the
+// i-th. Changes of one segment become one message, or several of at most
+// MaxMessage bytes. Add returns once every message is queued; while the
+// backlog is at its bound it waits for JetStream to store older ones
+// (until Closing's grace has passed).
+func (f *ChangeFeed) Add(seq uint64, t time.Time, n int, change func(i int) FeedChange) {
+	if n == 0 {
 		return
 	}
 	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
+	if seq == f.stepSeq && f.stepped {
+		f.step++
+	} else {
+		f.stepSeq, f.step, f.stepped = seq, 0, true
+	}
+	step := f.step
+	f.mu.Unlock()
+	if seq < f.opts.ResumeAfter {
+		f.suppressed.Add(uint64(n))
 		return
 	}
-	n := 0
-	for _, c := range changes {
-		if c.Seq < f.opts.ResumeAfter {
-			f.suppressed.Add(1)
-			continue
+	ts := t.Format(time.RFC3339Nano)
+	var b api.ChangeBatch
+	size := 0
+	emit := func() {
+		if len(b.Enter)+len(b.Exit) > 0 {
+			f.encode(seq, step, &b)
 		}
-		if len(f.queue) >= f.opts.MaxQueued {
-			f.dropped.Add(1)
-			continue
+		b.Enter, b.Exit, size = nil, nil, 0
+	}
+	for i := range n {
+		c := change(i)
+		if c.Segment != b.Segment {
+			emit()
+			b.Segment, b.Time = c.Segment, ts
 		}
-		f.queue = append(f.queue, c)
-		n++
-	}
-	f.mu.Unlock()
-	if d := f.dropped.Load(); d > 0 && time.Now().Unix() > f.lastDropLog.Load() {
-		f.lastDropLog.Store(time.Now().Unix())
-		f.opts.Logger.Error("change feed: queue full, changes dropped (is JetStream reachable?)", "dropped_total", d, "max_queued", f.opts.MaxQueued)
-	}
-	if n > 0 {
-		select {
-		case f.wake <- struct{}{}:
-		default:
+		if size > 0 && size+len(c.User)+4 > f.opts.MaxMessage {
+			emit()
+		}
+		size += len(c.User) + 4
+		if c.Enter {
+			b.Enter = append(b.Enter, c.User)
+		} else {
+			b.Exit = append(b.Exit, c.User)
 		}
 	}
+	emit()
 }
 
-// Stats reports the feed's counters.
-func (f *ChangeFeed) Stats() FeedStats {
-	f.mu.Lock()
-	q := len(f.queue)
-	f.mu.Unlock()
-	return FeedStats{Published: f.published.Load(), Suppressed: f.suppressed.Load(), Dropped: f.dropped.Load(), Failed: f.failed.Load(), Queued: q}
-}
-
-// Flush waits until every change added so far has been published (or ctx
-// ends).
-func (f *ChangeFeed) Flush(ctx context.Context) error {
-	for {
-		f.mu.Lock()
-		idle := len(f.queue) == 0 && !f.busy
-		f.mu.Unlock()
-		if idle {
-			return nil
-		}
-		t := time.NewTimer(time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-// Close publishes what is queued (waiting up to timeout) and stops.
-func (f *ChangeFeed) Close(timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	_ = f.Flush(ctx)
-	f.mu.Lock()
-	f.closed = true
-	f.mu.Unlock()
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
-	<-f.done
-}
-
-// ChangeMsgID is the Nats-Msg-Id of a change: the events stream sequence,
-// the segment, the user and the direction. A replay of the same events
-// within the stream's duplicate window yields the same ids, so JetStream
-// stores each change once.
-func ChangeMsgID(c FeedChange) string {
-	dir := "x"
-	if c.Enter {
-		dir = "e"
-	}
-	return strconv.FormatUint(c.Seq, 10) + ":" + c.Segment + ":" + c.User + ":" + dir
-}
-
-func (f *ChangeFeed) run() {
-	defer close(f.done)
-	for {
-		f.mu.Lock()
-		batch := f.queue
-		f.queue = nil
-		closed := f.closed
-		f.busy = len(batch) > 0
-		f.mu.Unlock()
-		if len(batch) > 0 {
-			f.publish(batch)
-			f.mu.Lock()
-			f.busy = false
-			f.mu.Unlock()
-			continue
-		}
-		if closed {
+// encode turns one batch into a message and queues it. A batch whose JSON
+// exceeds the max payload (user ids full of characters JSON escapes) is
+// halved until it fits; a single change that cannot fit is counted and
+// logged.
+func (f *ChangeFeed) encode(seq uint64, step int, b *api.ChangeBatch) {
+	data, err := json.Marshal(b)
+	n := len(b.Enter) + len(b.Exit)
+	if err != nil || len(data)+1024 > f.opts.MaxPayload {
+		if n == 1 {
+			f.unpublishable.Add(1)
+			f.opts.Logger.Error("change feed: a change is too large for one NATS message and is not published",
+				"segment", b.Segment, "bytes", len(data), "max_payload", f.opts.MaxPayload)
 			return
 		}
-		<-f.wake
+		all := append(append([]string(nil), b.Enter...), b.Exit...)
+		enters := len(b.Enter)
+		half := n / 2
+		first := api.ChangeBatch{Segment: b.Segment, Time: b.Time, Enter: all[:min(half, enters)], Exit: all[min(half, enters):half]}
+		second := api.ChangeBatch{Segment: b.Segment, Time: b.Time, Enter: all[half:max(half, enters)], Exit: all[max(half, enters):]}
+		f.encode(seq, step, &first)
+		f.encode(seq, step, &second)
+		return
 	}
+	msg := &nats.Msg{Subject: api.ChangesSubjectPrefix + b.Segment, Data: data, Header: nats.Header{
+		jetstream.MsgIDHeader: {changeMsgID(seq, step, b)},
+		api.HeaderEventsSeq:   {strconv.FormatUint(seq, 10)},
+		api.HeaderChanges:     {strconv.Itoa(n)},
+	}}
+	f.enqueue(&feedMsg{seq: seq, changes: n, msg: msg})
 }
 
-// publish sends a batch asynchronously, in order, and waits for the acks;
-// a failed publish is retried (its successors' retries are deduplicated).
-func (f *ChangeFeed) publish(batch []FeedChange) {
-	const chunk = 1024
-	for len(batch) > 0 {
-		n := min(chunk, len(batch))
-		part := batch[:n]
-		batch = batch[n:]
-		for attempt := 0; ; attempt++ {
-			failedAt := f.publishChunk(part)
-			if failedAt < 0 {
-				break
-			}
-			if attempt >= 5 {
-				f.failed.Add(uint64(len(part) - failedAt))
-				f.opts.Logger.Error("change feed: changes not stored after retries", "count", len(part)-failedAt)
-				break
-			}
-			part = part[failedAt:]
-			time.Sleep(time.Duration(100<<attempt) * time.Millisecond) // back-off between retries
-		}
+// changeMsgID is a change message's Nats-Msg-Id: the events sequence, the
+// number of the step among those of that sequence (an applied message, then
+// moves of the clock), the segment, and a hash of the users who entered and
+// left, but not the time (a replay applies at another time). A user is in
+// at most one message of a step and segment, so the messages of one step
+// differ by their users. A replay of the same events regenerates the same
+// messages, so JetStream stores each once within the duplicate window; a
+// message with other changes never shares an id, so no change is dropped
+// as a duplicate of another.
+func changeMsgID(seq uint64, step int, b *api.ChangeBatch) string {
+	h := sha256.New()
+	for _, u := range b.Enter {
+		h.Write([]byte(u))
+		h.Write([]byte{0})
 	}
-}
-
-// publishChunk returns the index of the first change not stored, or -1.
-func (f *ChangeFeed) publishChunk(part []FeedChange) int {
-	futures := make([]jetstream.PubAckFuture, len(part))
-	first := -1
-	for i, c := range part {
-		data, _ := json.Marshal(api.Change{User: c.User, Segment: c.Segment, Change: changeKind(c.Enter), Time: c.Time.Format(time.RFC3339Nano)})
-		msg := &nats.Msg{Subject: api.ChangesSubjectPrefix + c.Segment, Data: data, Header: nats.Header{
-			jetstream.MsgIDHeader: {ChangeMsgID(c)},
-			api.HeaderEventsSeq:   {strconv.FormatUint(c.Seq, 10)},
-		}}
-		fut, err := f.js.PublishMsgAsync(msg)
-		if err != nil {
-			f.opts.Logger.Warn("change feed: publish failed", "err", err)
-			first = i
-			break
-		}
-		futures[i] = fut
+	h.Write([]byte{1})
+	for _, u := range b.Exit {
+		h.Write([]byte(u))
+		h.Write([]byte{0})
 	}
-	for i, fut := range futures {
-		if fut == nil {
-			break
-		}
-		select {
-		case <-fut.Ok():
-			f.published.Add(1)
-		case err := <-fut.Err():
-			f.opts.Logger.Warn("change feed: publish not acked", "err", err)
-			if first < 0 || i < first {
-				first = i
-			}
-		case <-time.After(30 * time.Second):
-			if first < 0 || i < first {
-				first = i
-			}
-		}
-	}
-	return first
-}
-
-func changeKind(enter bool) string {
-	if enter {
-		return api.ChangeEnter
-	}
-	return api.ChangeExit
+	sum := h.Sum(nil)
+	return strconv.FormatUint(seq, 10) + "." + strconv.Itoa(step) + ":" + b.Segment + ":" + hex.EncodeToString(sum[:16])
 }

@@ -38,6 +38,11 @@ type StaticUpload struct {
 	Users   []string
 	// Replace makes Users the whole membership; otherwise they are added.
 	Replace bool
+	// Invalid counts the ids refused (not valid UTF-8, or empty), which are
+	// not in Users; FirstInvalid describes the first. The engine counts
+	// them as invalid items.
+	Invalid      int
+	FirstInvalid string
 }
 
 // Ingester applies consumed messages. Apply returns once the message has been

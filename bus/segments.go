@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,9 +59,10 @@ type SegmentOptions struct {
 	// ExportTTL is how long an export stays in the Object Store (default
 	// one hour).
 	ExportTTL time.Duration
-	// UploadTimeout bounds the wait for an upload to be applied (default
-	// 30s): past it the reply is 503, although the upload is stored and
-	// will be applied.
+	// UploadTimeout bounds the wait for an upload to be stored and applied
+	// (default 30s; a request's wait_ms may ask for less): past it the
+	// reply says the upload is stored but not applied yet ("applied":
+	// false), which it then is, in order.
 	UploadTimeout time.Duration
 }
 
@@ -81,7 +83,9 @@ type controlUpload struct {
 	Replace bool     `json:"replace"`
 }
 
-// DecodeUpload decodes a message published on ControlUploadSubject.
+// DecodeUpload decodes a message published on ControlUploadSubject. An id
+// that is empty or not valid UTF-8 is refused: it is left out of Users and
+// counted in Invalid, with the first described in FirstInvalid.
 func DecodeUpload(data []byte) (*StaticUpload, error) {
 	var c controlUpload
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -92,7 +96,46 @@ func DecodeUpload(data []byte) (*StaticUpload, error) {
 	if c.Segment == "" {
 		return nil, fmt.Errorf("%w: upload without a segment", ErrNotBatch)
 	}
-	return &StaticUpload{Segment: c.Segment, Users: c.Users, Replace: c.Replace}, nil
+	up := &StaticUpload{Segment: c.Segment, Users: c.Users, Replace: c.Replace}
+	if badUserID(c.Users) < 0 {
+		return up, nil
+	}
+	up.Users = make([]string, 0, len(c.Users))
+	for i, u := range c.Users {
+		if why := userIDProblem(u); why != "" {
+			if up.Invalid == 0 {
+				up.FirstInvalid = fmt.Sprintf("upload to %s: users[%d] %s", c.Segment, i, why)
+			}
+			up.Invalid++
+			continue
+		}
+		up.Users = append(up.Users, u)
+	}
+	return up, nil
+}
+
+// badUserID returns the index of the first id userIDProblem refuses, or -1.
+func badUserID(users []string) int {
+	for i, u := range users {
+		if userIDProblem(u) != "" {
+			return i
+		}
+	}
+	return -1
+}
+
+// userIDProblem says why an uploaded id cannot be a user, or "". JSON
+// decoding turns invalid UTF-8, raw or as an escaped lone surrogate, into
+// U+FFFD: two different ids would become one user, so an id holding U+FFFD
+// is refused.
+func userIDProblem(u string) string {
+	switch {
+	case u == "":
+		return "is empty"
+	case strings.ContainsRune(u, utf8.RuneError):
+		return "is not valid UTF-8 (or holds U+FFFD, which invalid UTF-8 decodes to)"
+	}
+	return ""
 }
 
 // SegmentEndpoints returns segment.get, segment.members, segment.export,
@@ -152,9 +195,9 @@ func SegmentEndpoints(st SegmentStore, opts SegmentOptions) []Endpoint {
 		},
 		{
 			Name: "segment_upload", Subject: api.SubjectSegmentUpload, Slow: true,
-			Description: "Replace or extend a static segment's members; replies once applied, with the new size. Uploads go through the events stream, so a restart replays them.",
+			Description: "Replace or extend a static segment's members; replies once applied, with the new size (or, past wait_ms, that it is stored and being applied: applied false). Uploads go through the events stream, so a restart replays them. An empty replace needs allow_empty.",
 			Request:     `{"segment":"newsletter","users":["u1","u2"],"mode":"replace"}`,
-			Reply:       `{"segment":"newsletter","size":2,"seq":912}`,
+			Reply:       `{"segment":"newsletter","size":2,"seq":912,"applied":true}`,
 			Parse:       h.parseUpload,
 		},
 	}
@@ -466,13 +509,17 @@ func (h *segmentHandlers) parseUpload(data []byte) (func() (any, error), *api.Er
 	default:
 		return nil, badField("mode", fmt.Sprintf(`"mode" must be "replace" or "append", not %q`, r.Mode))
 	}
-	if r.Users == nil || (len(r.Users) == 0 && r.Mode == api.UploadAppend) {
-		return nil, badField("users", `"users" is required; want e.g. {"users":["u1","u2"]} (an empty list with mode replace empties the segment)`)
-	}
-	for i, u := range r.Users {
-		if u == "" {
-			return nil, badField("users", fmt.Sprintf(`"users"[%d] is empty`, i))
+	if len(r.Users) == 0 && (r.Mode == api.UploadAppend || !r.AllowEmpty) {
+		if r.Mode == api.UploadReplace {
+			return nil, badField("users", `"users" is empty: a replace with no users would empty the segment; to empty it, send "allow_empty":true`)
 		}
+		return nil, badField("users", `"users" is required; want e.g. {"users":["u1","u2"]}`)
+	}
+	if i := badUserID(r.Users); i >= 0 {
+		return nil, badField("users", fmt.Sprintf(`"users"[%d] %s`, i, userIDProblem(r.Users[i])))
+	}
+	if r.WaitMs < 0 {
+		return nil, badField("wait_ms", fmt.Sprintf(`"wait_ms" must be 0 (the default, %d) or more (at most %d is waited)`, h.opts.UploadTimeout.Milliseconds(), h.opts.UploadTimeout.Milliseconds()))
 	}
 	return func() (any, error) { return h.upload(r) }, nil
 }
@@ -499,15 +546,22 @@ func (h *segmentHandlers) upload(r api.SegmentUploadRequest) (any, error) {
 			"%d users are too many for one message (%d bytes, max %d); split them into uploads of at most about %d users: the first with mode %q, the rest with mode \"append\" (the Go client's Upload does this)",
 			len(r.Users), len(msg), h.opts.MaxPayload, per, r.Mode)}
 	}
+	wait := h.opts.UploadTimeout
+	if r.WaitMs > 0 && int64(r.WaitMs) < wait.Milliseconds() {
+		wait = time.Duration(r.WaitMs) * time.Millisecond
+	}
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), h.opts.UploadTimeout)
 	defer cancel()
 	ack, err := h.opts.JetStream.Publish(ctx, ControlUploadSubject, msg)
 	if err != nil {
-		return nil, &Error{Code: api.CodeUnavailable, Err: fmt.Errorf("storing the upload in the events stream: %w", err)}
+		return nil, &Error{Code: api.CodeUnavailable, Err: fmt.Errorf("storing the upload in the events stream failed (it may or may not be stored: check the segment before sending it again): %w", err)}
 	}
-	if err := h.opts.WaitApplied(ctx, ack.Sequence); err != nil {
-		return nil, &Error{Code: api.CodeUnavailable, Err: fmt.Errorf("the upload is stored (events stream sequence %d) but not applied yet after %s; segd is catching up and will apply it: %w", ack.Sequence, h.opts.UploadTimeout, err)}
-	}
+	// Stored, so it will be applied, in order, also after a restart: from
+	// here the reply is a success, applied or not yet.
+	wctx, wcancel := context.WithDeadline(context.Background(), start.Add(wait))
+	defer wcancel()
+	applied := h.opts.WaitApplied(wctx, ack.Sequence) == nil
 	n, err := h.st.SegmentCount(r.Segment)
-	return api.SegmentUploadReply{Segment: r.Segment, Size: n, Seq: ack.Sequence}, err
+	return api.SegmentUploadReply{Segment: r.Segment, Size: n, Seq: ack.Sequence, Applied: applied}, err
 }

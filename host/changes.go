@@ -51,28 +51,61 @@ func (s *Server) wireChanges(ctx context.Context, cfg *engine.Config) error {
 	if err != nil {
 		return fmt.Errorf("change feed: %w", err)
 	}
-	s.segAPI.feed = bus.StartChangeFeed(s.js, bus.ChangeFeedOptions{ResumeAfter: resume, Logger: s.cfg.Logger})
+	s.segAPI.feed = bus.StartChangeFeed(s.js, bus.ChangeFeedOptions{ResumeAfter: resume, Logger: s.cfg.Logger, MaxBacklog: s.cfg.FeedBacklog})
 	cfg.OnChanges = func(cs []engine.Change) {
-		// On the writer goroutine: the last applied sequence is the batch
-		// that caused these changes (or the one before a clock tick).
-		seq := s.engine.Status().LastSeq
-		out := make([]bus.FeedChange, len(cs))
-		for i, c := range cs {
-			out[i] = bus.FeedChange{Segment: c.Segment, User: c.User, Enter: c.Enter, Time: c.Time, Seq: seq}
+		if len(cs) == 0 {
+			return
 		}
-		s.segAPI.feed.Add(out)
+		// On the writer goroutine: the last applied sequence is the batch
+		// that caused these changes (or the one before a clock tick). Add
+		// may wait for JetStream when the backlog is full: ingest then
+		// goes at the pace the feed is stored (backpressure), bounded at
+		// shutdown by closingGrace.
+		seq := s.engine.Status().LastSeq
+		s.segAPI.feed.Add(seq, cs[0].Time, len(cs), func(i int) bus.FeedChange {
+			return bus.FeedChange{Segment: cs[i].Segment, User: cs[i].User, Enter: cs[i].Enter}
+		})
 	}
 	s.cfg.Logger.Info("change feed", "stream", api.ChangesStream, "resume_after_seq", resume)
 	return nil
+}
+
+// feedGrace bounds how long stopping waits for the change feed: ingest
+// waiting for room in the backlog, the shutdown snapshot waiting for the
+// changes it covers to be stored, and the final flush. What is not stored
+// by then is published by the next start, which replays its events.
+const feedGrace = 5 * time.Second
+
+// closingChanges starts the feed's grace; call it first when stopping.
+func (s *Server) closingChanges() {
+	if s.segAPI != nil && s.segAPI.feed != nil {
+		s.segAPI.feed.Closing(feedGrace)
+	}
 }
 
 // closeChanges publishes the queued changes and stops the feed; call it
 // after the engine has stopped.
 func (s *Server) closeChanges() {
 	if s.segAPI != nil && s.segAPI.feed != nil {
-		s.segAPI.feed.Close(5 * time.Second)
+		s.segAPI.feed.Close(feedGrace)
 	}
 }
+
+// feedCovers waits until the changes of events up to seq are stored in
+// SEGD_CHANGES; a snapshot at seq is written only then, since a start from
+// it replays nothing before seq and could not publish them again.
+func (s *Server) feedCovers(ctx context.Context, seq uint64) error {
+	if s.segAPI == nil || s.segAPI.feed == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, feedCoverTimeout)
+	defer cancel()
+	return s.segAPI.feed.WaitCovered(ctx, seq)
+}
+
+// feedCoverTimeout bounds a snapshot's wait for the feed; past it the
+// snapshot is not written (counted as a failure, with the reason).
+const feedCoverTimeout = time.Minute
 
 // ingester is what the consumer feeds: the engine, noting each applied
 // sequence for segment.upload.
@@ -123,6 +156,9 @@ func (m replayMembership) Status() api.StatusReply {
 		st.DeadLetterStream, st.DeadLetters = s.dlq.Stream(), s.dlq.Count()
 	}
 	s.addIngestStatus(&st)
+	if s.segAPI.feed != nil {
+		st.Feed = s.segAPI.feed.Status()
+	}
 	if s.plugins != nil {
 		for _, p := range s.plugins.Statuses() {
 			st.Plugins = append(st.Plugins, api.PluginStatus{

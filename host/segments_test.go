@@ -52,7 +52,7 @@ type feedChange struct {
 	enter         bool
 }
 
-// readFeed reads every message of SEGD_CHANGES in stream order.
+// readFeed reads every change of SEGD_CHANGES in stream order.
 func readFeed(t *testing.T, js jetstream.JetStream) []feedChange {
 	t.Helper()
 	ctx := context.Background()
@@ -70,20 +70,29 @@ func readFeed(t *testing.T, js jetstream.JetStream) []feedChange {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var c api.Change
-		if err := jsonUnmarshal(m.Data, &c); err != nil {
+		var b api.ChangeBatch
+		if err := jsonUnmarshal(m.Data, &b); err != nil {
 			t.Fatal(err)
 		}
 		es, _ := strconv.ParseUint(m.Header.Get(api.HeaderEventsSeq), 10, 64)
-		if m.Subject != api.ChangesSubjectPrefix+c.Segment {
-			t.Fatalf("change %+v on %s", c, m.Subject)
+		if m.Subject != api.ChangesSubjectPrefix+b.Segment {
+			t.Fatalf("changes %+v on %s", b, m.Subject)
 		}
-		out = append(out, feedChange{es, c.Segment, c.User, c.Change == api.ChangeEnter})
+		if n := m.Header.Get(api.HeaderChanges); n != strconv.Itoa(len(b.Enter)+len(b.Exit)) {
+			t.Fatalf("message %d: %s says %s changes, holds %d", seq, api.HeaderChanges, n, len(b.Enter)+len(b.Exit))
+		}
+		for _, u := range b.Enter {
+			out = append(out, feedChange{es, b.Segment, u, true})
+		}
+		for _, u := range b.Exit {
+			out = append(out, feedChange{es, b.Segment, u, false})
+		}
 	}
 	return out
 }
 
-// waitFeed waits until SEGD_CHANGES holds n messages.
+// waitFeed waits until the feed has stored everything and checks that
+// SEGD_CHANGES holds n changes.
 func waitFeed(t *testing.T, ts *testServer, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -91,16 +100,8 @@ func waitFeed(t *testing.T, ts *testServer, n int) {
 	if err := ts.srv.ChangeFeed().Flush(ctx); err != nil {
 		t.Fatalf("change feed not flushed: %v (%+v)", err, ts.srv.ChangeFeed().Stats())
 	}
-	s, err := ts.js.Stream(ctx, api.ChangesStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int(info.State.Msgs) != n {
-		t.Fatalf("SEGD_CHANGES holds %d changes, want %d (feed %+v)", info.State.Msgs, n, ts.srv.ChangeFeed().Stats())
+	if got := len(readFeed(t, ts.js)); got != n {
+		t.Fatalf("SEGD_CHANGES holds %d changes, want %d (feed %+v)", got, n, ts.srv.ChangeFeed().Stats())
 	}
 }
 

@@ -72,6 +72,10 @@ type Config struct {
 	SnapshotKeep int
 	// NoSnapshots turns snapshots off: every start replays the whole log.
 	NoSnapshots bool
+	// FeedBacklog bounds the bytes of changes waiting to be stored in
+	// SEGD_CHANGES (default bus.DefaultFeedBacklog, 16 MiB); past it ingest
+	// waits for the feed.
+	FeedBacklog int
 	// Version is reported by the micro service.
 	Version string
 	// Logger receives segd's log (nil: slog.Default()).
@@ -418,6 +422,7 @@ func (s *Server) Close() error {
 
 func (s *Server) close() error {
 	var errs []error
+	s.closingChanges()
 	if s.consumer != nil {
 		s.consumer.Stop()
 	}

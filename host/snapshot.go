@@ -218,6 +218,9 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 		_ = s.engine.Do(ctx, func() error { capture.Release(); return nil })
 	}
 	if err == nil {
+		err = s.feedCovers(ctx, meta.Seq)
+	}
+	if err == nil {
 		sn.sizeHint = len(w.Buf)
 		name := snapshotName(meta.Seq)
 		var size int64

@@ -43,8 +43,10 @@ const (
 	ChangeExit  = "exit"
 )
 
-// Change is one message of the change feed: a user entered or left a
+// Change is one change of the change feed: a user entered or left a
 // segment. Time is segd's clock when the change was applied (RFC 3339).
+// The feed carries changes in ChangeBatch messages; client.ConsumeChanges
+// hands them out one Change at a time.
 type Change struct {
 	User    string `json:"user"`
 	Segment string `json:"segment"`
@@ -53,11 +55,27 @@ type Change struct {
 	Time   string `json:"time"`
 }
 
+// ChangeBatch is one message of the change feed on segd.changes.<segment>:
+// the users who entered and who left one segment in one step of segd (one
+// applied events-stream message, or one move of the clock), at one time.
+// A step with many changes is cut into several messages of at most about
+// 64 KiB each; a user is in at most one of Enter and Exit.
+type ChangeBatch struct {
+	Segment string `json:"segment"`
+	// Time is segd's clock when the changes were applied (RFC 3339).
+	Time  string   `json:"time"`
+	Enter []string `json:"enter,omitempty"`
+	Exit  []string `json:"exit,omitempty"`
+}
+
 // Headers of a change feed message besides Nats-Msg-Id.
 const (
 	// HeaderEventsSeq is the SEGD_EVENTS stream sequence whose application
 	// caused the change; 0 for a change the clock alone caused.
 	HeaderEventsSeq = "Segd-Events-Seq"
+	// HeaderChanges is the number of changes in the message (Enter and
+	// Exit together).
+	HeaderChanges = "Segd-Changes"
 )
 
 // EventsSubjectPrefix is where producers publish batches: segd.events.<anything>.
@@ -222,6 +240,14 @@ type SegmentUploadRequest struct {
 	Users   []string `json:"users"`
 	// Mode is UploadReplace or UploadAppend.
 	Mode string `json:"mode"`
+	// AllowEmpty must be set for a replace with no users, which empties
+	// the segment: without it such a request is refused, so that a
+	// forgotten list does not wipe a segment.
+	AllowEmpty bool `json:"allow_empty,omitempty"`
+	// WaitMs bounds how long segd waits for the upload to be applied
+	// before it replies that it is stored and being applied (0: the
+	// default and most, 30000).
+	WaitMs int `json:"wait_ms,omitempty"`
 }
 
 // SegmentUploadReply reports the segment's size once the upload is applied.
@@ -230,6 +256,10 @@ type SegmentUploadReply struct {
 	Size    uint64 `json:"size"`
 	// Seq is the events stream sequence of the upload.
 	Seq uint64 `json:"seq"`
+	// Applied is false when the upload is stored in the events stream (it
+	// will be applied, in order, also across a restart) but was not
+	// applied within the wait: Size is then the size before it.
+	Applied bool `json:"applied"`
 }
 
 // SegmentPreviewRequest asks what a segment that is not saved would hold
@@ -388,6 +418,8 @@ type StatusReply struct {
 	// judge a batch (or they read such a segment), until rebuilt from the
 	// log; see SegmentInfo.Stale.
 	Stale []StaleStatus `json:"stale,omitempty"`
+	// Feed reports the change feed's publisher (docs/operations.md).
+	Feed *FeedStatus `json:"feed,omitempty"`
 }
 
 // Segment states beyond "active" and "rebuilding" (SegmentInfo.Status).
@@ -427,6 +459,32 @@ type StaleStatus struct {
 	NextRebuild string `json:"next_rebuild,omitempty"`
 	// Waiting says in words what the rebuild waits for.
 	Waiting string `json:"waiting"`
+}
+
+// FeedStatus is the change feed publisher's state since start.
+type FeedStatus struct {
+	// Published counts changes stored in SEGD_CHANGES, in Messages messages.
+	Published uint64 `json:"published"`
+	Messages  uint64 `json:"messages"`
+	// Backlog counts changes waiting to be stored, BacklogBytes their size;
+	// MaxBacklogBytes is the bound past which ingest waits for the feed.
+	Backlog         uint64 `json:"backlog"`
+	BacklogBytes    uint64 `json:"backlog_bytes"`
+	MaxBacklogBytes uint64 `json:"max_backlog_bytes"`
+	// Waits counts the times ingest waited for the backlog to shrink;
+	// WaitingSince is set while it waits (RFC 3339).
+	Waits        uint64 `json:"waits"`
+	WaitingSince string `json:"waiting_since,omitempty"`
+	// Failed counts publishes JetStream did not acknowledge (each is
+	// retried, in order, until stored); LastError is the latest failure.
+	Failed    uint64 `json:"failed"`
+	LastError string `json:"last_error,omitempty"`
+	// Suppressed counts changes an earlier run had published (the replay
+	// at start regenerates them).
+	Suppressed uint64 `json:"suppressed,omitempty"`
+	// Unpublishable counts changes too large for one NATS message (a user
+	// id near the max payload), which cannot be published at all.
+	Unpublishable uint64 `json:"unpublishable,omitempty"`
 }
 
 // PluginStatus is one WASM plugin's health and counters since load.

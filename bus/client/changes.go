@@ -16,9 +16,13 @@ import (
 // ChangeMsg is one change of the feed with where it sits in SEGD_CHANGES.
 type ChangeMsg struct {
 	api.Change
-	// StreamSeq is the message's SEGD_CHANGES sequence; EventsSeq the
-	// SEGD_EVENTS sequence whose application caused the change.
+	// StreamSeq is the SEGD_CHANGES sequence of the message holding the
+	// change (an api.ChangeBatch), Index its place in the message (the
+	// message's Enter, then its Exit) and Count the message's changes:
+	// (StreamSeq, Index) identifies a change. EventsSeq is the SEGD_EVENTS
+	// sequence whose application caused it.
 	StreamSeq, EventsSeq uint64
+	Index, Count         int
 	// Delivered counts deliveries of this message (above 1: a retry).
 	Delivered uint64
 }
@@ -50,11 +54,13 @@ type ChangeConsumer struct {
 }
 
 // ConsumeChanges delivers the change feed to handle, one change at a time,
-// in the order segd published them. A change is acked (and the ack
-// confirmed) once handle returns nil; on an error the same change is
-// delivered again after RetryDelay, before any later one. Delivery is at
-// least once: a crash between handling and acking repeats a change, so
-// handlers should be idempotent. With a durable name, a consumer that
+// in the order segd published them. A message of the feed (an
+// api.ChangeBatch) is acked (and the ack confirmed) once handle returned nil
+// for each of its changes; on an error the same change is delivered again
+// after RetryDelay, before any later one (the changes of the message
+// handled before it are not repeated). Delivery is at least once: a crash
+// before the message is acked repeats its changes, so handlers should be
+// idempotent. With a durable name, a consumer that
 // stops and starts again resumes after the last change it acked.
 func ConsumeChanges(ctx context.Context, js jetstream.JetStream, opts ChangeConsumerOptions, handle func(ChangeMsg) error) (*ChangeConsumer, error) {
 	if handle == nil {
@@ -101,19 +107,46 @@ func ConsumeChanges(ctx context.Context, js jetstream.JetStream, opts ChangeCons
 	if err != nil {
 		return nil, fmt.Errorf("segd change feed (%s): %w", api.ChangesStream, err)
 	}
+	// A message holds many changes; the handler takes them one at a time.
+	// After a failure the message comes again: the changes of it already
+	// handled by this consumer are skipped (done), so a retry repeats none.
+	var done struct {
+		seq uint64
+		n   int
+	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var cm ChangeMsg
-		if err := json.Unmarshal(m.Data(), &cm.Change); err != nil {
-			_ = m.Term() // not a change: never deliverable
+		var b api.ChangeBatch
+		if err := json.Unmarshal(m.Data(), &b); err != nil || b.Segment == "" {
+			_ = m.Term() // not a change message: never deliverable
 			return
 		}
+		cm := ChangeMsg{Count: len(b.Enter) + len(b.Exit)}
 		if md, err := m.Metadata(); err == nil {
 			cm.StreamSeq, cm.Delivered = md.Sequence.Stream, md.NumDelivered
 		}
 		cm.EventsSeq, _ = strconv.ParseUint(m.Headers().Get(api.HeaderEventsSeq), 10, 64)
-		if err := handle(cm); err != nil {
-			_ = m.NakWithDelay(opts.RetryDelay)
-			return
+		if done.seq != cm.StreamSeq {
+			done.seq, done.n = cm.StreamSeq, 0
+		}
+		// Keep the message ours while a long one is handled.
+		progress := time.Now().Add(opts.AckWait / 3)
+		for i := done.n; i < cm.Count; i++ {
+			cm.Index = i
+			cm.Change = api.Change{Segment: b.Segment, Time: b.Time, Change: api.ChangeEnter}
+			if i < len(b.Enter) {
+				cm.User = b.Enter[i]
+			} else {
+				cm.User, cm.Change.Change = b.Exit[i-len(b.Enter)], api.ChangeExit
+			}
+			if err := handle(cm); err != nil {
+				_ = m.NakWithDelay(opts.RetryDelay)
+				return
+			}
+			done.n = i + 1
+			if time.Now().After(progress) {
+				_ = m.InProgress()
+				progress = time.Now().Add(opts.AckWait / 3)
+			}
 		}
 		_ = m.DoubleAck(ctx)
 	})

@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
+	"unicode/utf8"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/nats-io/nats.go/jetstream"
@@ -221,11 +221,30 @@ func (c *Client) History(ctx context.Context, segment, from, to string) ([]api.H
 
 // Upload replaces (api.UploadReplace) or extends (api.UploadAppend) the
 // members of a static segment and returns once segd has applied it, with
-// the new size. A list too large for one message is sent in parts, in
-// order, the later ones as appends; a replace in parts is then not atomic:
-// between parts, readers see only the first parts, and the change feed
-// shows the users of later parts leaving and entering again.
-func (c *Client) Upload(ctx context.Context, segment string, users []string, mode string) (*api.SegmentUploadReply, error) {
+// the new size. A replace with no users empties the segment only with
+// AllowEmpty; segd refuses it otherwise.
+//
+// A list too large for one message is sent in parts, in order, the later
+// ones as appends; a replace in parts is then not atomic: between parts,
+// readers see only the first parts, and the change feed shows the users of
+// later parts leaving and entering again.
+//
+// segd stores each part in its events stream, then waits for it to be
+// applied until shortly before ctx's deadline (or the client's timeout):
+// when that is not enough, the reply has Applied false: the upload is
+// stored, with its sequence, and segd applies it, in order, also after a
+// restart. An error means a part was not stored; the error then says which
+// parts were.
+func (c *Client) Upload(ctx context.Context, segment string, users []string, mode string, opts ...UploadOption) (*api.SegmentUploadReply, error) {
+	var cfg uploadConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	limit := int(c.nc.MaxPayload()) - 1024
 	if limit <= 0 {
 		limit = MaxBatchBytes - 1024
@@ -240,10 +259,14 @@ func (c *Client) Upload(ctx context.Context, segment string, users []string, mod
 		if part == nil {
 			part = []string{}
 		}
+		req := api.SegmentUploadRequest{Segment: segment, Users: part, Mode: m, AllowEmpty: cfg.allowEmpty, WaitMs: uploadWaitMs(ctx)}
 		var r api.SegmentUploadReply
-		if err := c.call(ctx, api.SubjectSegmentUpload, api.SegmentUploadRequest{Segment: segment, Users: part, Mode: m}, &r); err != nil {
+		if err := c.call(ctx, api.SubjectSegmentUpload, req, &r); err != nil {
+			if i > 0 {
+				return last, fmt.Errorf("part %d of %d: %w (parts 1 to %d are stored, through events stream sequence %d, and segd applies them)", i+1, len(parts), err, i, last.Seq)
+			}
 			if len(parts) > 1 {
-				return last, fmt.Errorf("part %d of %d: %w", i+1, len(parts), err)
+				return nil, fmt.Errorf("part 1 of %d: %w", len(parts), err)
 			}
 			return nil, err
 		}
@@ -252,14 +275,35 @@ func (c *Client) Upload(ctx context.Context, segment string, users []string, mod
 	return last, nil
 }
 
+// uploadWaitMs is how long segd may wait for an upload part to be applied:
+// until a fifth of the time left (at least 100ms) before ctx's deadline, so
+// that its reply arrives before the client gives up, and at most the
+// server's 30s.
+func uploadWaitMs(ctx context.Context) int {
+	dl, _ := ctx.Deadline()
+	left := time.Until(dl)
+	wait := left - max(left/5, 100*time.Millisecond)
+	return int(min(max(wait, time.Millisecond), 30*time.Second) / time.Millisecond)
+}
+
+// UploadOption configures Upload.
+type UploadOption func(*uploadConfig)
+
+type uploadConfig struct {
+	allowEmpty bool
+}
+
+// AllowEmpty lets a replace with no users empty the segment; without it
+// segd refuses such an upload.
+func AllowEmpty() UploadOption { return func(c *uploadConfig) { c.allowEmpty = true } }
+
 // splitUsers cuts users into lists whose JSON encoding stays under limit
 // bytes (always at least one list, possibly empty).
 func splitUsers(users []string, limit int) [][]string {
 	var parts [][]string
 	start, size := 0, 2
 	for i, u := range users {
-		b, _ := json.Marshal(u)
-		n := len(b) + 1
+		n := jsonStringLen(u) + 1
 		if size+n > limit && i > start {
 			parts = append(parts, users[start:i])
 			start, size = i, 2
@@ -267,6 +311,40 @@ func splitUsers(users []string, limit int) [][]string {
 		size += n
 	}
 	return append(parts, users[start:])
+}
+
+// jsonStringLen is the length of s encoded as a JSON string by
+// encoding/json: quotes, escapes (\n, \u00XX, HTML characters as \u003c),
+// invalid UTF-8 as \ufffd. It saves marshaling a million ids to measure
+// them.
+func jsonStringLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				n += 6
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 6
+		case r == '\u2028' || r == '\u2029':
+			n += 6
+		default:
+			n += size
+		}
+		i += size
+	}
+	return n
 }
 
 // Preview evaluates a segment that is not saved over segd's retained event

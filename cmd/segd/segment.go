@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -318,16 +319,25 @@ stops a preview after 2 minutes, and this command waits that long unless
 	return cmd
 }
 
+// uploadTimeout is the default --timeout of segment upload: a million ids
+// take several messages, each stored and applied in turn.
+const uploadTimeout = 2 * time.Minute
+
 func newSegmentUploadCommand(f *clientFlags) *cobra.Command {
 	var file string
-	var appendMode bool
+	var appendMode, allowEmpty bool
 	cmd := &cobra.Command{
 		Use:   "upload SEGMENT [USER...]",
 		Short: "Set the members of a static segment (--append to add), from arguments or a file of ids",
 		Long: `Upload the members of a static segment (static: true in its rule file): the
 users given as arguments or, with --file, one per line (- for stdin). The
-default replaces the members; --append adds to them. segd applies the upload
-through its event log, so it survives restarts, and replies with the size.`,
+default replaces the members; --append adds to them. A replace with no users
+would empty the segment: it is refused unless --allow-empty says so.
+
+segd stores the upload in its event log, so it survives restarts, and
+replies with the size once applied. An upload still being applied when the
+wait ends (--timeout, default 2m here) is reported as stored and being
+applied, with its stream sequence: it is not lost and need not be sent again.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			users := args[1:]
@@ -341,20 +351,45 @@ through its event log, so it survives restarts, and replies with the size.`,
 			if len(users) == 0 && appendMode {
 				return errors.New("no users to append: give them as arguments or with --file")
 			}
+			if len(users) == 0 && !allowEmpty {
+				return fmt.Errorf("no users given: a replace with no users would empty %s; give users as arguments or with --file, or pass --allow-empty to empty it", args[0])
+			}
 			mode := api.UploadReplace
 			if appendMode {
 				mode = api.UploadAppend
 			}
-			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
-				return c.Upload(ctx, args[0], users, mode)
-			}, func(w io.Writer, res any) {
-				r := res.(*api.SegmentUploadReply)
+			timeout := f.timeout
+			if fl := cmd.Flag("timeout"); fl == nil || !fl.Changed {
+				timeout = uploadTimeout
+			}
+			var opts []client.UploadOption
+			if allowEmpty {
+				opts = append(opts, client.AllowEmpty())
+			}
+			return f.withClient(cmd, timeout, func(ctx context.Context, c *client.Client) error {
+				r, err := c.Upload(ctx, args[0], users, mode, opts...)
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				if f.json {
+					enc := json.NewEncoder(w)
+					enc.SetIndent("", "  ")
+					return enc.Encode(r)
+				}
+				if !r.Applied {
+					fmt.Fprintf(w, "%s: the %s of %d users is stored (events stream sequence %d) and segd is applying it; it is not lost and need not be sent again (segd segment get %s shows the size once applied)\n",
+						r.Segment, mode, len(users), r.Seq, r.Segment)
+					return nil
+				}
 				fmt.Fprintf(w, "%s now has %d members (%s of %d users)\n", r.Segment, r.Size, mode, len(users))
+				return nil
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "read user ids from this file, one per line (- for stdin)")
 	cmd.Flags().BoolVar(&appendMode, "append", false, "add the users instead of replacing the members")
+	cmd.Flags().BoolVar(&allowEmpty, "allow-empty", false, "let a replace with no users empty the segment")
 	return cmd
 }
 

@@ -2,7 +2,9 @@
 // when a user enters a segment it "sends a reminder" (prints it), and when
 // they leave it cancels it. It uses a durable JetStream consumer, so a
 // restart resumes after the last change it handled, and no change is lost
-// while it is down (within the feed's 7 days).
+// while it is down (within the feed's 7 days). Each message of the feed
+// holds the changes of one segment and step (docs/api.md);
+// client.ConsumeChanges hands them to react one at a time.
 //
 // Against `make run`:
 //

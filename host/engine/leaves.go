@@ -585,6 +585,9 @@ func (p *profileLeaf) ingest(ctx context.Context, b *batchView, touched *roaring
 	it := b.profiled.Iterator()
 	for it.HasNext() {
 		u := it.Next()
+		if b.profiles[u] == nil {
+			continue
+		}
 		p.batch = append(p.batch, rules.Profile{User: b.names[u], Attrs: b.profiles[u]})
 	}
 	bits := rules.NewBits(len(p.batch))
@@ -595,6 +598,17 @@ func (p *profileLeaf) ingest(ctx context.Context, b *batchView, touched *roaring
 	it = b.profiled.Iterator()
 	for it.HasNext() {
 		u := it.Next()
+		if b.profiles[u] == nil {
+			// No profile at all (a new user, such as the million of an
+			// upload): the value of an empty profile, judged once.
+			if p.ofNobody {
+				p.members.Add(u)
+				touched.Add(u)
+			} else if p.members.CheckedRemove(u) {
+				touched.Add(u)
+			}
+			continue
+		}
 		if bits.Has(k) {
 			p.members.Add(u)
 		} else {

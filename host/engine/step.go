@@ -232,6 +232,13 @@ func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitma
 // between publishing and applying gets here.
 func (e *Engine) upload(msg *bus.IngestMessage, fresh *roaring.Bitmap, changes changeSet) (applied, refused uint64) {
 	up := msg.Upload
+	// Ids the decoder refused count as invalid items, like a batch's.
+	if up.Invalid > 0 {
+		if msg.Batch.FirstInvalid == "" {
+			msg.Batch.FirstInvalid = up.FirstInvalid
+		}
+		msg.Batch.Invalid += up.Invalid
+	}
 	s, ok := e.byID[up.Segment]
 	if !ok || !s.seg.Static {
 		e.logger.Warn("ignored an upload for a segment that is not static", "seq", msg.Seq, "segment", up.Segment)
