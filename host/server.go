@@ -32,6 +32,10 @@ type Config struct {
 	// NATSURL connects to an existing NATS server with JetStream instead of
 	// embedding one.
 	NATSURL string
+	// NATSOptions are added to segd's own connection to NATSURL:
+	// credentials, TLS, an inbox prefix (package bus/natsconn builds them
+	// from flags; docs/security.md says what segd's identity may do).
+	NATSOptions []nats.Option
 	// Listen is the embedded server's client address (default
 	// 127.0.0.1:4222); NoListen turns the listener off, leaving only
 	// in-process connections.
@@ -334,7 +338,11 @@ func (s *Server) logReplay(ctx context.Context, to uint64) {
 // connect embeds a NATS server or connects to the configured one.
 func (s *Server) connect() error {
 	if s.cfg.NATSURL != "" {
-		nc, err := nats.Connect(s.cfg.NATSURL, nats.Name("segd"), nats.MaxReconnects(-1))
+		opts := append([]nats.Option{nats.Name("segd"), nats.MaxReconnects(-1)}, s.cfg.NATSOptions...)
+		nc, err := nats.Connect(s.cfg.NATSURL, opts...)
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) {
+			return fmt.Errorf("connect to NATS at %s: %w (check segd's credentials: docs/security.md)", s.cfg.NATSURL, err)
+		}
 		if err != nil {
 			return fmt.Errorf("connect to NATS at %s: %w (is the server running, with JetStream enabled?)", s.cfg.NATSURL, err)
 		}
