@@ -13,9 +13,10 @@ import (
 )
 
 // TestStateChangingEndpointsUnderAdminGroup checks, on the running service
-// as `nats micro info segd` shows it, that segment.upload is served under
-// segd.admin.v1 and every other endpoint under segd.v1: a reader granted
-// "segd.v1.>" must not reach an endpoint that changes state.
+// as `nats micro info segd` shows it, that segment.upload and
+// segment.preview are served under segd.admin.v1 and every other endpoint
+// under segd.v1: a reader granted "segd.v1.>" must not reach an endpoint
+// that changes state or runs rule code.
 func TestStateChangingEndpointsUnderAdminGroup(t *testing.T) {
 	t.Parallel()
 	st := newMemStore(10, map[string]float64{"a": 0.5}, rand.New(rand.NewPCG(1, 2)))
@@ -29,7 +30,7 @@ func TestStateChangingEndpointsUnderAdminGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	svc, err := StartService(nc, newMapMembership(), ServiceOptions{Endpoints: SegmentEndpoints(st, SegmentOptions{})})
+	svc, err := StartService(nc, newMapMembership(), ServiceOptions{Endpoints: append(SegmentEndpoints(st, SegmentOptions{}), PreviewEndpoint(nil, time.Second))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,8 @@ func TestStateChangingEndpointsUnderAdminGroup(t *testing.T) {
 	if err := json.Unmarshal(msg.Data, &info); err != nil {
 		t.Fatal(err)
 	}
-	admin := map[string]bool{"segment_upload": true} // every state-changing endpoint
+	// Every endpoint that changes state or runs a client's rule.
+	admin := map[string]bool{"segment_upload": true, "segment_preview": true}
 	seen := 0
 	for _, ep := range info.Endpoints {
 		want := api.Group + "."

@@ -293,6 +293,16 @@ func roleActions(e *roleEnv, betaSize int) map[string]roleAction {
 			_, err := client.New(nc).Upload(ctx, "uploads", []string{"up-" + role}, api.UploadAppend)
 			return err
 		},
+		"preview a rule on segd.admin.v1.>": func(ctx context.Context, _ string, nc *nats.Conn, _ jetstream.JetStream) error {
+			r, err := client.New(nc).Preview(ctx, "id: preview_buyers\ndid: {event: buy, last: 7d}\n", 10)
+			if err != nil {
+				return err
+			}
+			if r.Size == 0 {
+				return fmt.Errorf("preview: %+v, want the buyers", r)
+			}
+			return nil
+		},
 		"read the change feed (durable on SEGD_CHANGES)": func(ctx context.Context, role string, _ *nats.Conn, js jetstream.JetStream) error {
 			got := make(chan struct{}, 1)
 			c, err := client.ConsumeChanges(ctx, js, client.ChangeConsumerOptions{Durable: "watch-" + role},

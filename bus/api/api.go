@@ -11,7 +11,9 @@ const ServiceName = "segd"
 const Group = "segd.v1"
 
 // AdminGroup is the subject prefix of the endpoints that change state
-// (segment.upload; rule and plugin changes when they come). It shares no
+// (segment.upload; rule and plugin changes when they come) or run rule
+// code a client sends (segment.preview: its expressions and plugins are
+// trusted no more than the rule files admins load). It shares no
 // prefix with Group, so that a permission granting readers "segd.v1.>"
 // never reaches them: docs/security.md grants "segd.admin.v1.>" to admins
 // only.
@@ -30,7 +32,7 @@ const (
 	SubjectSegmentQuery   = Group + ".segment.query"
 	SubjectSegmentHistory = Group + ".segment.history"
 	SubjectSegmentUpload  = AdminGroup + ".segment.upload"
-	SubjectSegmentPreview = Group + ".segment.preview"
+	SubjectSegmentPreview = AdminGroup + ".segment.preview"
 )
 
 // ChangesSubjectPrefix is where segd publishes membership changes:
