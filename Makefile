@@ -14,7 +14,7 @@ PLUGIN_DIR := build/plugins
 run: build plugins
 	@rules="examples/rules,examples/plugins/rules.yaml"; \
 	if [ -f $(PLUGIN_DIR)/amount.wasm ]; then rules="$$rules,examples/plugins/amount-wat/rules.yaml"; fi; \
-	set -x; ./bin/segd serve --data-dir $(DATA_DIR) --listen $(LISTEN) --rules "$$rules" --plugins $(PLUGIN_DIR) --demo
+	set -x; NATS_URL= NATS_CONTEXT= ./bin/segd serve --data-dir $(DATA_DIR) --listen $(LISTEN) --rules "$$rules" --plugins $(PLUGIN_DIR) --demo
 
 ## plugins: build the example WASM plugins into build/plugins (the WebAssembly-text one when wat2wasm is installed)
 plugins:

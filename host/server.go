@@ -338,7 +338,10 @@ func (s *Server) logReplay(ctx context.Context, to uint64) {
 // connect embeds a NATS server or connects to the configured one.
 func (s *Server) connect() error {
 	if s.cfg.NATSURL != "" {
-		opts := append([]nats.Option{nats.Name("segd"), nats.MaxReconnects(-1)}, s.cfg.NATSOptions...)
+		opts := append([]nats.Option{nats.Name("segd"), nats.MaxReconnects(-1),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				s.cfg.Logger.Error("NATS reported an error on segd's connection", "error", err)
+			})}, s.cfg.NATSOptions...)
 		nc, err := nats.Connect(s.cfg.NATSURL, opts...)
 		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) {
 			return fmt.Errorf("connect to NATS at %s: %w (check segd's credentials: docs/security.md)", s.cfg.NATSURL, err)

@@ -10,11 +10,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/segd/segd/bus"
+	"github.com/segd/segd/bus/natsconn"
 	"github.com/segd/segd/examples/shop"
 )
 
@@ -57,7 +57,7 @@ func publishDemo(ctx context.Context, js jetstream.JetStream, o demoOptions) (in
 
 func newDemoCommand() *cobra.Command {
 	var (
-		url  string
+		conn natsconn.Settings
 		o    demoOptions
 		tz   string
 		seed int64
@@ -73,9 +73,9 @@ func newDemoCommand() *cobra.Command {
 			}
 			o.loc, o.seed = loc, seed
 			o.logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-			nc, err := nats.Connect(url, nats.Name("segd-demo"))
+			nc, err := connectCLI(conn, "segd-demo")
 			if err != nil {
-				return fmt.Errorf("connect to %s: %w (is segd serve running?)", url, err)
+				return err
 			}
 			defer nc.Close()
 			js, err := jetstream.New(nc)
@@ -92,7 +92,7 @@ func newDemoCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&url, "nats", nats.DefaultURL, "NATS server of the running segd")
+	addConnFlags(f, &conn)
 	f.IntVar(&o.users, "users", 3000, "users in the stream")
 	f.IntVar(&o.days, "days", 28, "days of history, ending now")
 	f.Int64Var(&seed, "seed", 1, "random seed: the same seed gives the same stream")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/segd/segd/bus/natsconn"
 	"github.com/segd/segd/examples/shop"
 	"github.com/segd/segd/host"
 )
@@ -19,6 +21,7 @@ import (
 func newServeCommand() *cobra.Command {
 	var (
 		cfg       host.Config
+		conn      natsconn.Settings
 		tz        string
 		logLevel  string
 		schema    string
@@ -46,13 +49,19 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 				return fmt.Errorf("--tz %q: %w", tz, err)
 			}
 			cfg.Location, cfg.Logger, cfg.Version = loc, logger, version
+			if cfg.NATSURL, cfg.NATSOptions, err = conn.Resolve(os.Getenv); err != nil {
+				return err
+			}
+			if cfg.NATSURL == "" && connFlagsSet(cmd) {
+				return errors.New("NATS credentials and TLS flags (--user, --creds, --tlsca...) are for connecting to --nats URL; the embedded server takes --auth FILE (docs/security.md)")
+			}
 			if schema != "" {
 				if cfg.Schema, err = host.LoadSchema(schema); err != nil {
 					return err
 				}
 			}
 
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			srv, err := host.Start(ctx, cfg)
 			if err != nil {
@@ -71,7 +80,8 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", "segd-data", "directory for segd's state and the embedded JetStream store")
-	f.StringVar(&cfg.NATSURL, "nats", "", "use this NATS server (with JetStream) instead of embedding one, e.g. nats://127.0.0.1:4222")
+	f.StringVar(&conn.URL, "nats", "", "use this NATS server (with JetStream) instead of embedding one, e.g. nats://127.0.0.1:4222 (env "+natsconn.EnvURL+", or a --context's url)")
+	natsconn.AddFlags(f, &conn)
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
 	f.BoolVar(&cfg.NoListen, "no-listen", false, "embedded NATS without a network listener (in-process only)")
 	f.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync every JetStream write (survives power loss; slower)")
