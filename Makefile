@@ -10,6 +10,8 @@ PLUGIN_DIR := build/plugins
 
 .PHONY: run build plugins test lint bench clean
 
+# run clears NATS_URL and NATS_CONTEXT: with either set, segd serve would
+# use that server instead of embedding one.
 ## run: build segd and the example plugins, and start segd with an embedded NATS server, the example rules and a demo stream
 run: build plugins
 	@rules="examples/rules,examples/plugins/rules.yaml"; \

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,16 @@ type Config struct {
 	// in-process connections.
 	Listen   string
 	NoListen bool
+	// Users, when set, makes the embedded server require authentication:
+	// each user has its role's permissions (docs/security.md, bus.User).
+	Users []bus.User
+	// TLS serves the embedded listener over TLS; TLSVerify also requires
+	// client certificates (mutual TLS).
+	TLS       *tls.Config
+	TLSVerify bool
+	// Insecure lets the embedded server listen on a non-loopback address
+	// without Users, which Start otherwise refuses.
+	Insecure bool
 	// SyncAlways makes the embedded JetStream fsync every write.
 	SyncAlways bool
 	// RulePaths are rule files or directories of them.
@@ -360,6 +371,10 @@ func (s *Server) connect() error {
 		NoListen:   s.cfg.NoListen,
 		SyncAlways: s.cfg.SyncAlways,
 		Logger:     natsLogger(s.cfg.Logger),
+		Users:      s.cfg.Users,
+		TLS:        s.cfg.TLS,
+		TLSVerify:  s.cfg.TLSVerify,
+		Insecure:   s.cfg.Insecure,
 	}
 	if !s.cfg.NoListen {
 		listen := s.cfg.Listen
