@@ -109,7 +109,7 @@ func TestEmbeddedAuthAndTLS(t *testing.T) {
 	pki := natsconntest.NewPKI(t)
 	nk := natsconntest.NewNKeyUser(t)
 	e, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Port: -1, TLS: pki.ServerTLS(t, true), TLSVerify: true,
-		Users: []User{{Name: "reader", Password: "s3cret", Role: RoleReader}, {Name: "producer", NKey: nk.Public, Role: RoleProducer}},
+		Users:        []User{{Name: "reader", Password: "s3cret", Role: RoleReader}, {Name: "producer", NKey: nk.Public, Role: RoleProducer}},
 		ReadyTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
