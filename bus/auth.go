@@ -192,8 +192,8 @@ func applyAuth(sopts *server.Options, users []User) ([]nats.Option, error) {
 	pw := base64.RawURLEncoding.EncodeToString(secret)
 	self, _ := RolePermissions(RoleService, RoleService)
 	// The demo stream (segd serve --demo) is published on segd's own
-	// connection.
-	self.Publish.Allow = append(slices.Clone(self.Publish.Allow), api.EventsSubjectPrefix+">")
+	// connection, which first looks for an earlier demo history.
+	self.Publish.Allow = append(slices.Clone(self.Publish.Allow), api.EventsSubjectPrefix+">", "$JS.API.STREAM.MSG.GET."+EventsStream)
 	sopts.Users = append(sopts.Users, &server.User{Username: RoleService, Password: pw, Permissions: self,
 		// Only in-process: the secret never leaves this process anyway.
 		AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeInProcess: {}}})

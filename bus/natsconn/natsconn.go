@@ -35,7 +35,8 @@ type Settings struct {
 	// is the path of such a file.
 	Context string
 	// InboxPrefix replaces _INBOX for replies: with per-user inboxes
-	// (docs/security.md) each user may subscribe only to its own.
+	// (docs/security.md) each user may subscribe only to its own. Unset,
+	// it is _INBOX.<User> for a user name.
 	InboxPrefix string
 }
 
@@ -131,6 +132,11 @@ func (s Settings) Resolve(getenv Getenv) (string, []nats.Option, error) {
 				}
 			}
 		}
+	}
+	if s.InboxPrefix == "" && s.User != "" && !strings.ContainsAny(s.User, " \t.*>") {
+		// segd's convention (docs/security.md): each user's replies come
+		// to _INBOX.<user>, which servers without it allow anyway.
+		s.InboxPrefix = "_INBOX." + s.User
 	}
 	opts, err := s.options()
 	return s.URL, opts, err

@@ -52,3 +52,8 @@ func connFlagsSet(cmd *cobra.Command) bool {
 	}
 	return false
 }
+
+// embeddedAuthFlags are serve's flags for securing the embedded server.
+type embeddedAuthFlags struct {
+	file, cert, key, clientCA string
+}

@@ -35,8 +35,12 @@ const demoSubject = "segd.events.demo"
 // history.
 func publishDemo(ctx context.Context, js jetstream.JetStream, o demoOptions) (int, error) {
 	noBackfill := false
-	if stream, err := js.Stream(ctx, bus.EventsStream); err == nil {
-		if _, err := stream.GetLastMsgForSubject(ctx, demoSubject); err == nil {
+	// A producer may not read the stream (docs/security.md): its denied
+	// request only times out, so do not wait long for it.
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if stream, err := js.Stream(sctx, bus.EventsStream); err == nil {
+		if _, err := stream.GetLastMsgForSubject(sctx, demoSubject); err == nil {
 			noBackfill = true
 			o.logger.Info("demo: the stream already holds the demo history; publishing live events only")
 		}
