@@ -49,6 +49,8 @@ var (
 		"$JS.API.DIRECT.GET.OBJ_" + api.ExportBucket + ".>",
 		"$JS.API.CONSUMER.CREATE.OBJ_" + api.ExportBucket + ".>",
 		"$JS.API.CONSUMER.DELETE.OBJ_" + api.ExportBucket + ".*",
+		// Flow control of the ordered consumer reading a large object.
+		"$JS.FC.OBJ_" + api.ExportBucket + ".>",
 	}
 	// serviceJS: segd's streams, its durable consumer and ordered log
 	// readers, the export bucket.

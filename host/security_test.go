@@ -98,6 +98,9 @@ type roleEnv struct {
 	cfg      Config
 	srv      *Server
 	segdJS   jetstream.JetStream
+	// embedded: segd's own embedded server with Config.Users, whose
+	// "segd" identity connects in-process only.
+	embedded bool
 }
 
 func startRoleEnv(t *testing.T) *roleEnv {
@@ -119,10 +122,8 @@ func startRoleEnv(t *testing.T) *roleEnv {
 	if err != nil {
 		t.Fatalf("the configuration of %s: %v", securityDoc, err)
 	}
-	// Only where it listens and stores, and a small max payload so that a
-	// modest export goes through the Object Store.
+	// Only where it listens and stores.
 	opts.Host, opts.Port, opts.StoreDir = "127.0.0.1", -1, filepath.Join(dir, "js")
-	opts.MaxPayload = 64 << 10
 	opts.NoSigs, opts.NoLog = true, true
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -135,8 +136,20 @@ func startRoleEnv(t *testing.T) *roleEnv {
 	}
 	e.url = ns.ClientURL()
 
-	rulesFile := filepath.Join(dir, "rules.yaml")
-	rulesYAML := `
+	rulesFile := writeRoleRules(t, dir)
+	e.cfg = Config{DataDir: filepath.Join(dir, "segd"), NATSURL: e.url, RulePaths: []string{rulesFile},
+		NATSOptions: []nats.Option{nats.UserInfo("segd", e.password["segd"]), nats.CustomInboxPrefix("_INBOX.segd")},
+		NoSnapshots: true, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	e.startSegd()
+	return e
+}
+
+// writeRoleRules writes the role test's rules: a segment that events
+// change, and static segments for uploads.
+func writeRoleRules(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "rules.yaml")
+	rules := `
 segments:
   - id: buyers
     did: {event: buy, last: 7d}
@@ -147,13 +160,29 @@ segments:
   - id: forged
     static: true
 `
-	if err := os.WriteFile(rulesFile, []byte(rulesYAML), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(rules), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.cfg = Config{DataDir: filepath.Join(dir, "segd"), NATSURL: e.url, RulePaths: []string{rulesFile},
-		NATSOptions: []nats.Option{nats.UserInfo("segd", e.password["segd"]), nats.CustomInboxPrefix("_INBOX.segd")},
+	return path
+}
+
+// startEmbeddedRoleEnv runs segd with its embedded server and a user per
+// role (segd serve --auth FILE).
+func startEmbeddedRoleEnv(t *testing.T) *roleEnv {
+	t.Helper()
+	e := &roleEnv{t: t, password: map[string]string{}, embedded: true}
+	var users []bus.User
+	for _, role := range []string{bus.RoleProducer, bus.RoleReader, bus.RoleAdmin} {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		e.password[role] = hex.EncodeToString(b)
+		users = append(users, bus.User{Name: role, Password: e.password[role], Role: role})
+	}
+	dir := t.TempDir()
+	e.cfg = Config{DataDir: filepath.Join(dir, "segd"), Listen: "127.0.0.1:0", Users: users, RulePaths: []string{writeRoleRules(t, dir)},
 		NoSnapshots: true, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	e.startSegd()
+	e.url = e.srv.ClientURL()
 	return e
 }
 
@@ -194,6 +223,9 @@ func (e *roleEnv) connect(role string, perm chan<- error) (*nats.Conn, error) {
 				}
 			}
 		})}
+	if e.embedded && role == bus.RoleService {
+		return e.srv.embedded.Connect(opts...)
+	}
 	if role != "anonymous" {
 		opts = append(opts, nats.UserInfo(role, e.password[role]), nats.CustomInboxPrefix("_INBOX."+role))
 	}
@@ -371,8 +403,30 @@ func TestRolesOnDocumentedConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a nats-server and segd")
 	}
+	// An export of 70,000 ids is over the 1 MiB max payload: it goes
+	// through the Object Store, in chunks read with flow control.
+	runRoleMatrix(t, startRoleEnv(t), 70000)
+}
+
+// TestRolesOnEmbeddedAuth runs the same matrix against segd's embedded
+// server with a user per role (segd serve --auth): its roles are the
+// documented ones. segd's own identity there connects in-process only,
+// and may also publish events (for serve --demo).
+func TestRolesOnEmbeddedAuth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts segd")
+	}
+	// The default 1 MiB max payload: an export of 70,000 ids goes through
+	// the Object Store.
+	runRoleMatrix(t, startEmbeddedRoleEnv(t), 70000)
+}
+
+// runRoleMatrix checks every cell of the doc's role matrix on e.
+func runRoleMatrix(t *testing.T, e *roleEnv, betaSize int) {
 	actions, want := docMatrix(t)
-	e := startRoleEnv(t)
+	if e.embedded {
+		want["publish events on segd.events.>"][bus.RoleService] = true
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -384,7 +438,7 @@ func TestRolesOnDocumentedConfig(t *testing.T) {
 	}
 	defer anc.Close()
 	admin := client.New(anc, client.WithTimeout(30*time.Second))
-	beta := make([]string, 8000)
+	beta := make([]string, betaSize)
 	for i := range beta {
 		beta[i] = fmt.Sprintf("beta-user-%05d", i)
 	}
@@ -438,7 +492,7 @@ func TestRolesOnDocumentedConfig(t *testing.T) {
 			}
 		}
 	}
-	t.Log("role matrix as run:" + matrix.String())
+	t.Log("role matrix as run on " + map[bool]string{false: "the documented nats-server configuration", true: "the embedded server with --auth"}[e.embedded] + ":" + matrix.String())
 
 	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -451,6 +505,9 @@ func TestRolesOnDocumentedConfig(t *testing.T) {
 		t.Errorf("dead letters %d, want the producer's 1", st.DeadLetters)
 	}
 
+	if e.embedded {
+		return
+	}
 	// A restart takes other paths (resuming the change feed from its last
 	// message, resetting the durable consumer): segd's permissions cover
 	// them too.
