@@ -159,3 +159,51 @@ func mustJS(t *testing.T, nc *nats.Conn) jetstream.JetStream {
 	}
 	return js
 }
+
+// TestDocumentedAuthFile: the auth file example of docs/security.md is
+// one segd serve --auth accepts.
+func TestDocumentedAuthFile(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(data), "```yaml\nusers:\n")
+	if !ok {
+		t.Fatal("docs/security.md: no auth file example")
+	}
+	block, _, _ := strings.Cut(rest, "```\n")
+	path := filepath.Join(t.TempDir(), "auth.yaml")
+	if err := os.WriteFile(path, []byte("users:\n"+block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	users, err := ReadAuthFile(path)
+	if err != nil || len(users) != 3 || users[1].NKey == "" {
+		t.Fatalf("the documented auth file: %v %+v", err, users)
+	}
+}
+
+// TestAuthFileErrors: what an auth file gets wrong is named.
+func TestAuthFileErrors(t *testing.T) {
+	t.Parallel()
+	for body, want := range map[string]string{
+		"users: []\n": "no users",
+		"users:\n  - user: a\n    password: p\n    role: root\n":                                                  `user "a": role "root"`,
+		"users:\n  - user: a\n    role: reader\n":                                                                 `user "a": give either a password or an nkey`,
+		"users:\n  - user: a\n    password: p\n    nkey: UABC\n    role: reader\n":                                `give either`,
+		"users:\n  - user: a\n    nkey: SUAB\n    role: reader\n":                                                 `not a user public key`,
+		"users:\n  - user: a\n    password: p\n    role: reader\n    colour: red\n":                               "field colour not found",
+		"users:\n  - user: a\n    password: p\n    role: reader\n  - user: a\n    password: q\n    role: admin\n": `user "a" appears twice`,
+		"users:\n  - user: segd\n    password: p\n    role: reader\n":                                             "segd's own",
+		"users:\n  - user: a.b\n    password: p\n    role: reader\n":                                              "dots",
+		"users:\n  - password: p\n    role: reader\n":                                                             `"user" is missing`,
+	} {
+		path := filepath.Join(t.TempDir(), "auth.yaml")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadAuthFile(path); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%q: %v, want an error naming the file and %q", body, err, want)
+		}
+	}
+}
