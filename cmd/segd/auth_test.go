@@ -64,7 +64,7 @@ func serveUntilCleanup(t *testing.T, args ...string) string {
 		}
 		select {
 		case err := <-served:
-			served <- err
+			served <- nil // the cleanup waits for it
 			t.Fatalf("segd serve %v: %v", args, err)
 		default:
 		}

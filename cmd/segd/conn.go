@@ -29,7 +29,15 @@ func connectCLI(s natsconn.Settings, name string) (*nats.Conn, error) {
 	if url == "" {
 		url = nats.DefaultURL
 	}
-	nc, err := nats.Connect(url, append([]nats.Option{nats.Name(name)}, opts...)...)
+	// Permission violations are reported with the request they failed
+	// (natsconn.Refused); other asynchronous errors are printed, as
+	// nats.go's default handler does.
+	quiet := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			fmt.Fprintln(os.Stderr, "nats:", err)
+		}
+	})
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Name(name), quiet}, opts...)...)
 	if err != nil {
 		if errors.Is(err, nats.ErrAuthorization) {
 			return nil, natsconn.Explain(url, err)

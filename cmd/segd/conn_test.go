@@ -47,6 +47,9 @@ func TestSecuredNATS(t *testing.T) {
 			opts := &server.Options{}
 			c.server(opts)
 			_, url := natsconntest.Start(t, opts)
+			if c.name == "creds" {
+				op.Warm(t, url)
+			}
 
 			// segd serve --nats URL <flags>, until the test ends.
 			dir := t.TempDir()
@@ -77,6 +80,7 @@ func TestSecuredNATS(t *testing.T) {
 				}
 				select {
 				case err := <-served:
+					served <- nil // the cleanup waits for it
 					t.Fatalf("segd serve %v: %v", c.flags, err)
 				default:
 				}

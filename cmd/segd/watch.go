@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/segd/segd/bus/client"
+	"github.com/segd/segd/bus/natsconn"
 )
 
 func newWatchCommand() *cobra.Command {
@@ -50,7 +51,7 @@ NAME resumes where the last watch with that name stopped.`,
 					return err
 				})
 			if err != nil {
-				return err
+				return natsconn.Refused(nc, err)
 			}
 			<-ctx.Done()
 			c.Stop()

@@ -4,6 +4,7 @@
 package natsconntest
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 )
 
@@ -216,4 +219,26 @@ func Start(t testing.TB, opts *server.Options) (*server.Server, string) {
 		t.Fatal("nats-server not ready")
 	}
 	return ns, ns.ClientURL()
+}
+
+// Warm connects once as o's user and waits until JetStream answers for its
+// account. The server enables an account's JetStream on its first
+// connection; a stream created meanwhile can fail to find its directory
+// (seen with nats-server v2.15: "could not create storage directory").
+func (o *Operator) Warm(t testing.TB, url string) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.UserCredentials(o.Creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		t.Fatalf("JetStream for the operator's account: %v", err)
+	}
 }
