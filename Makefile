@@ -11,11 +11,13 @@ PLUGIN_DIR := build/plugins
 
 .PHONY: run build plugins test lint fuzz bench clean
 
+# run clears NATS_URL and NATS_CONTEXT: with either set, segd serve would
+# use that server instead of embedding one.
 ## run: build segd and the example plugins, and start segd with an embedded NATS server, the example rules and a demo stream
 run: build plugins
 	@rules="examples/rules,examples/plugins/rules.yaml"; \
 	if [ -f $(PLUGIN_DIR)/amount.wasm ]; then rules="$$rules,examples/plugins/amount-wat/rules.yaml"; fi; \
-	set -x; exec ./bin/segd serve --data-dir $(DATA_DIR) --listen $(LISTEN) --rules "$$rules" --plugins $(PLUGIN_DIR) --demo
+	set -x; NATS_URL= NATS_CONTEXT= exec ./bin/segd serve --data-dir $(DATA_DIR) --listen $(LISTEN) --rules "$$rules" --plugins $(PLUGIN_DIR) --demo
 
 ## plugins: build the example WASM plugins into build/plugins (the WebAssembly-text one when wat2wasm is installed)
 plugins:

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,18 @@ type EmbeddedOptions struct {
 	// enable JetStream (default 10s).
 	ReadyTimeout time.Duration
 
+	// Users, when set, requires every client to authenticate as one of
+	// them, with its role's permissions (docs/security.md); segd's own
+	// in-process connections (Connect) get a user of their own.
+	Users []User
+	// TLS, when set, serves network clients over TLS only; TLSVerify also
+	// requires client certificates signed by TLS.ClientCAs (mutual TLS).
+	TLS       *tls.Config
+	TLSVerify bool
+	// Insecure allows a listener on a non-loopback address without Users,
+	// which StartEmbedded otherwise refuses.
+	Insecure bool
+
 	// skipProbe lets tests exercise nats-server's own listen failure.
 	skipProbe bool
 }
@@ -54,6 +67,8 @@ type EmbeddedOptions struct {
 type Embedded struct {
 	ns  *server.Server
 	dir string
+	// self authenticates segd's in-process connections when Users is set.
+	self []nats.Option
 
 	once sync.Once
 }
@@ -80,6 +95,9 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		opts.ReadyTimeout = 10 * time.Second
 	}
 	storeDir := filepath.Join(opts.DataDir, "nats")
+	if !opts.NoListen && len(opts.Users) == 0 && !opts.Insecure && !isLoopback(opts.Host) {
+		return nil, insecureListenError(opts.Host, opts.Port)
+	}
 
 	// Probe the port first: nats-server reports a taken port only through
 	// its logger and then waits out the whole readiness timeout, which
@@ -104,6 +122,16 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		NoSigs: true,
 		NoLog:  opts.Logger == nil,
 		Debug:  opts.Debug,
+	}
+	var self []nats.Option
+	if len(opts.Users) > 0 {
+		var err error
+		if self, err = applyAuth(sopts, opts.Users); err != nil {
+			return nil, fmt.Errorf("embedded NATS: %w", err)
+		}
+	}
+	if opts.TLS != nil {
+		sopts.TLSConfig, sopts.TLS, sopts.TLSVerify = opts.TLS, true, opts.TLSVerify
 	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
@@ -135,7 +163,7 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 			break
 		}
 	}
-	return &Embedded{ns: ns, dir: storeDir}, nil
+	return &Embedded{ns: ns, dir: storeDir, self: self}, nil
 }
 
 func probeListen(host string, port int) error {
@@ -198,7 +226,7 @@ func (e *Embedded) StoreDir() string { return e.dir }
 // Connect opens an in-process connection, which needs no listener and skips
 // the TCP stack. Options are applied after the in-process one.
 func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	all := append([]nats.Option{nats.InProcessServer(e.ns), nats.Name("segd")}, opts...)
+	all := append(append([]nats.Option{nats.InProcessServer(e.ns), nats.Name("segd")}, e.self...), opts...)
 	nc, err := nats.Connect("", all...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: connect: %w", err)

@@ -75,7 +75,8 @@ type Work func(ctx context.Context) (any, error)
 type Endpoint struct {
 	// Name is the micro endpoint name ([A-Za-z0-9_-]); Subject its subject
 	// within the group, e.g. "analysis.funnel" (the full subject,
-	// "segd.v1.analysis.funnel", is accepted too).
+	// "segd.v1.analysis.funnel", is accepted too). A full subject under
+	// api.AdminGroup registers a state-changing endpoint there.
 	Name, Subject string
 	// Description, Request and Reply document it in the endpoint metadata.
 	Description, Request, Reply string
@@ -351,14 +352,18 @@ func StartService(nc *nats.Conn, m Membership, opts ServiceOptions) (*Service, e
 		return nil, fmt.Errorf("segd service: %w", err)
 	}
 	s.svc = svc
-	g := svc.AddGroup(api.Group)
+	g, admin := svc.AddGroup(api.Group), svc.AddGroup(api.AdminGroup)
 	for _, d := range defs {
+		grp, subject := g, d.subject
+		if sub, ok := strings.CutPrefix(subject, api.AdminGroup+"."); ok {
+			grp, subject = admin, sub // state-changing: see api.AdminGroup
+		}
 		emd := map[string]string{
 			"description": d.description,
 			"request":     d.request,
 			"reply":       d.reply,
 		}
-		if err := g.AddEndpoint(d.name, s.handler(d), micro.WithEndpointSubject(d.subject), micro.WithEndpointMetadata(emd)); err != nil {
+		if err := grp.AddEndpoint(d.name, s.handler(d), micro.WithEndpointSubject(subject), micro.WithEndpointMetadata(emd)); err != nil {
 			_ = svc.Stop()
 			s.stopWorkers()
 			return nil, fmt.Errorf("segd service: endpoint %s: %w", d.name, err)

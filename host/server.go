@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,11 +34,25 @@ type Config struct {
 	// NATSURL connects to an existing NATS server with JetStream instead of
 	// embedding one.
 	NATSURL string
+	// NATSOptions are added to segd's own connection to NATSURL:
+	// credentials, TLS, an inbox prefix (package bus/natsconn builds them
+	// from flags; docs/security.md says what segd's identity may do).
+	NATSOptions []nats.Option
 	// Listen is the embedded server's client address (default
 	// 127.0.0.1:4222); NoListen turns the listener off, leaving only
 	// in-process connections.
 	Listen   string
 	NoListen bool
+	// Users, when set, makes the embedded server require authentication:
+	// each user has its role's permissions (docs/security.md, bus.User).
+	Users []bus.User
+	// TLS serves the embedded listener over TLS; TLSVerify also requires
+	// client certificates (mutual TLS).
+	TLS       *tls.Config
+	TLSVerify bool
+	// Insecure lets the embedded server listen on a non-loopback address
+	// without Users, which Start otherwise refuses.
+	Insecure bool
 	// SyncAlways makes the embedded JetStream fsync every write.
 	SyncAlways bool
 	// RulePaths are rule files or directories of them.
@@ -344,7 +359,14 @@ func (s *Server) logReplay(ctx context.Context, to uint64) {
 // connect embeds a NATS server or connects to the configured one.
 func (s *Server) connect() error {
 	if s.cfg.NATSURL != "" {
-		nc, err := nats.Connect(s.cfg.NATSURL, nats.Name("segd"), nats.MaxReconnects(-1))
+		opts := append([]nats.Option{nats.Name("segd"), nats.MaxReconnects(-1),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				s.cfg.Logger.Error("NATS reported an error on segd's connection", "error", err)
+			})}, s.cfg.NATSOptions...)
+		nc, err := nats.Connect(s.cfg.NATSURL, opts...)
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) {
+			return fmt.Errorf("connect to NATS at %s: %w (check segd's credentials: docs/security.md)", s.cfg.NATSURL, err)
+		}
 		if err != nil {
 			return fmt.Errorf("connect to NATS at %s: %w (is the server running, with JetStream enabled?)", s.cfg.NATSURL, err)
 		}
@@ -359,6 +381,10 @@ func (s *Server) connect() error {
 		NoListen:   s.cfg.NoListen,
 		SyncAlways: s.cfg.SyncAlways,
 		Logger:     natsLogger(s.cfg.Logger),
+		Users:      s.cfg.Users,
+		TLS:        s.cfg.TLS,
+		TLSVerify:  s.cfg.TLSVerify,
+		Insecure:   s.cfg.Insecure,
 	}
 	if !s.cfg.NoListen {
 		listen := s.cfg.Listen

@@ -7,8 +7,17 @@ package api
 // ServiceName is the nats micro service name; `nats micro info segd` shows it.
 const ServiceName = "segd"
 
-// Group is the subject prefix of every endpoint.
+// Group is the subject prefix of every endpoint that only reads.
 const Group = "segd.v1"
+
+// AdminGroup is the subject prefix of the endpoints that change state
+// (segment.upload; rule and plugin changes when they come) or run rule
+// code a client sends (segment.preview: its expressions and plugins are
+// trusted no more than the rule files admins load). It shares no
+// prefix with Group, so that a permission granting readers "segd.v1.>"
+// never reaches them: docs/security.md grants "segd.admin.v1.>" to admins
+// only.
+const AdminGroup = "segd.admin.v1"
 
 // Endpoint subjects.
 const (
@@ -22,8 +31,8 @@ const (
 	SubjectSegmentExport  = Group + ".segment.export"
 	SubjectSegmentQuery   = Group + ".segment.query"
 	SubjectSegmentHistory = Group + ".segment.history"
-	SubjectSegmentUpload  = Group + ".segment.upload"
-	SubjectSegmentPreview = Group + ".segment.preview"
+	SubjectSegmentUpload  = AdminGroup + ".segment.upload"
+	SubjectSegmentPreview = AdminGroup + ".segment.preview"
 )
 
 // ChangesSubjectPrefix is where segd publishes membership changes:

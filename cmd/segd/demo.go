@@ -10,11 +10,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/segd/segd/bus"
+	"github.com/segd/segd/bus/natsconn"
 	"github.com/segd/segd/examples/shop"
 )
 
@@ -35,8 +35,12 @@ const demoSubject = "segd.events.demo"
 // history.
 func publishDemo(ctx context.Context, js jetstream.JetStream, o demoOptions) (int, error) {
 	noBackfill := false
-	if stream, err := js.Stream(ctx, bus.EventsStream); err == nil {
-		if _, err := stream.GetLastMsgForSubject(ctx, demoSubject); err == nil {
+	// A producer may not read the stream (docs/security.md): its denied
+	// request only times out, so do not wait long for it.
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if stream, err := js.Stream(sctx, bus.EventsStream); err == nil {
+		if _, err := stream.GetLastMsgForSubject(sctx, demoSubject); err == nil {
 			noBackfill = true
 			o.logger.Info("demo: the stream already holds the demo history; publishing live events only")
 		}
@@ -57,7 +61,7 @@ func publishDemo(ctx context.Context, js jetstream.JetStream, o demoOptions) (in
 
 func newDemoCommand() *cobra.Command {
 	var (
-		url  string
+		conn natsconn.Settings
 		o    demoOptions
 		tz   string
 		seed int64
@@ -73,9 +77,9 @@ func newDemoCommand() *cobra.Command {
 			}
 			o.loc, o.seed = loc, seed
 			o.logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-			nc, err := nats.Connect(url, nats.Name("segd-demo"))
+			nc, err := connectCLI(conn, "segd-demo")
 			if err != nil {
-				return fmt.Errorf("connect to %s: %w (is segd serve running?)", url, err)
+				return err
 			}
 			defer nc.Close()
 			js, err := jetstream.New(nc)
@@ -92,7 +96,7 @@ func newDemoCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&url, "nats", nats.DefaultURL, "NATS server of the running segd")
+	addConnFlags(f, &conn)
 	f.IntVar(&o.users, "users", 3000, "users in the stream")
 	f.IntVar(&o.days, "days", 28, "days of history, ending now")
 	f.Int64Var(&seed, "seed", 1, "random seed: the same seed gives the same stream")

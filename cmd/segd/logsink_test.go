@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -52,19 +50,6 @@ func TestLogSinkFailingWriter(t *testing.T) {
 		t.Fatalf("writer saw %d writes, want 10", fw.n)
 	}
 }
-
-// syncBuffer is a bytes.Buffer safe for the sink's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
 
 // TestLogSinkDropCount: lines dropped while the writer was stuck are
 // reported once it writes again, and the lines kept come out in order.

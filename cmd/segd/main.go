@@ -10,8 +10,10 @@
 //	segd watch [SEG...]         tail the change feed
 //	segd status                 ingest progress
 //	segd demo                   publish a synthetic e-commerce stream
+//	segd auth init FILE         users for the embedded NATS server (serve --auth)
 //
-// The client commands talk to a running segd over NATS (--nats).
+// The client commands talk to a running segd over NATS (--nats, with the
+// credential and TLS flags natscli users know; docs/security.md).
 package main
 
 import (
@@ -43,5 +45,6 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newServeCommand(), newRuleCommand(), newMemberCommand(), newSegmentCommand(),
 		newStatusCommand(), newDemoCommand(), newWatchCommand())
 	root.AddCommand(newAnalyzeCommand())
+	root.AddCommand(newAuthCommand())
 	return root
 }

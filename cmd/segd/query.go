@@ -8,22 +8,22 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/bus/client"
+	"github.com/segd/segd/bus/natsconn"
 )
 
 // clientFlags are the flags of every command that talks to a running segd.
 type clientFlags struct {
-	url     string
+	conn    natsconn.Settings
 	timeout time.Duration
 	json    bool
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringVar(&f.url, "nats", nats.DefaultURL, "NATS server of the running segd")
+	addConnFlags(cmd.PersistentFlags(), &f.conn)
 	cmd.PersistentFlags().DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for a reply")
 	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the reply as JSON, for scripts")
 }
@@ -31,16 +31,16 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 // call connects, runs fn with a client and prints its result: as JSON with
 // --json, else with human.
 func (f *clientFlags) call(cmd *cobra.Command, fn func(context.Context, *client.Client) (any, error), human func(io.Writer, any)) error {
-	nc, err := nats.Connect(f.url, nats.Name("segd-cli"))
+	nc, err := f.connect("segd-cli")
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w (is segd serve running? --nats sets the address)", f.url, err)
+		return err
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()
 	res, err := fn(ctx, client.New(nc, client.WithTimeout(f.timeout)))
 	if err != nil {
-		return err
+		return natsconn.Refused(nc, err)
 	}
 	out := cmd.OutOrStdout()
 	if f.json {

@@ -13,13 +13,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/bus/client"
+	"github.com/segd/segd/bus/natsconn"
 )
 
 func newSegmentGetCommand(f *clientFlags) *cobra.Command {
@@ -416,9 +416,9 @@ func readIDs(path string, stdin io.Reader) ([]string, error) {
 // withClient connects and runs fn with a client whose requests may take up
 // to timeout (0: --timeout).
 func (f *clientFlags) withClient(cmd *cobra.Command, timeout time.Duration, fn func(context.Context, *client.Client) error) error {
-	nc, err := nats.Connect(f.url, nats.Name("segd-cli"))
+	nc, err := f.connect("segd-cli")
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w (is segd serve running? --nats sets the address)", f.url, err)
+		return err
 	}
 	defer nc.Close()
 	if timeout == 0 {
@@ -426,5 +426,5 @@ func (f *clientFlags) withClient(cmd *cobra.Command, timeout time.Duration, fn f
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 	defer cancel()
-	return fn(ctx, client.New(nc, client.WithTimeout(timeout)))
+	return natsconn.Refused(nc, fn(ctx, client.New(nc, client.WithTimeout(timeout))))
 }

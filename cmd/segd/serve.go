@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/segd/segd/bus/natsconn"
 	"github.com/segd/segd/examples/shop"
 	"github.com/segd/segd/host"
 )
@@ -19,6 +21,8 @@ import (
 func newServeCommand() *cobra.Command {
 	var (
 		cfg       host.Config
+		conn      natsconn.Settings
+		auth      embeddedAuthFlags
 		tz        string
 		logLevel  string
 		schema    string
@@ -57,6 +61,15 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 				return fmt.Errorf("--tz %q: %w", tz, err)
 			}
 			cfg.Location, cfg.Logger, cfg.Version = loc, logger, version
+			if cfg.NATSURL, cfg.NATSOptions, err = conn.Resolve(os.Getenv); err != nil {
+				return err
+			}
+			if cfg.NATSURL == "" && connFlagsSet(cmd) {
+				return errors.New("NATS credentials and TLS flags (--user, --creds, --tlsca...) are for connecting to --nats URL; the embedded server takes --auth FILE (docs/security.md)")
+			}
+			if err := embeddedSecurity(&cfg, auth.file, auth.cert, auth.key, auth.clientCA); err != nil {
+				return err
+			}
 			if schema != "" {
 				if cfg.Schema, err = host.LoadSchema(schema); err != nil {
 					return err
@@ -70,7 +83,7 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 			if !signal.Ignored(syscall.SIGHUP) {
 				stopOn = append(stopOn, syscall.SIGHUP)
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), stopOn...)
+			ctx, stop := signal.NotifyContext(cmd.Context(), stopOn...)
 			defer stop()
 			srv, err := host.Start(ctx, cfg)
 			if err != nil {
@@ -90,9 +103,15 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", "segd-data", "directory for segd's state and the embedded JetStream store")
-	f.StringVar(&cfg.NATSURL, "nats", "", "use this NATS server (with JetStream) instead of embedding one, e.g. nats://127.0.0.1:4222")
+	f.StringVar(&conn.URL, "nats", "", "use this NATS server (with JetStream) instead of embedding one, e.g. nats://127.0.0.1:4222 (env "+natsconn.EnvURL+", or a --context's url)")
+	natsconn.AddFlags(f, &conn)
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
 	f.BoolVar(&cfg.NoListen, "no-listen", false, "embedded NATS without a network listener (in-process only)")
+	f.StringVar(&auth.file, "auth", "", "users of the embedded NATS server, with roles (segd auth init FILE writes one; docs/security.md)")
+	f.StringVar(&auth.cert, "tls-cert", "", "certificate of the embedded NATS listener: clients must use TLS")
+	f.StringVar(&auth.key, "tls-key", "", "private key of --tls-cert")
+	f.StringVar(&auth.clientCA, "tls-client-ca", "", "CA that signs client certificates: clients must present one (mutual TLS)")
+	f.BoolVar(&cfg.Insecure, "insecure", false, "let the embedded NATS server listen on a non-loopback address without --auth")
 	f.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync every JetStream write (survives power loss; slower)")
 	f.StringSliceVar(&cfg.RulePaths, "rules", []string{"examples/rules"}, "rule files or directories of *.yaml")
 	f.DurationVar(&cfg.Retention, "retention", 90*24*time.Hour, "how long the events stream keeps batches, in whole days (a multiple of 24h); caps rule windows")
@@ -127,6 +146,11 @@ func printWelcome(cmd *cobra.Command, srv *host.Server, cfg host.Config) {
 		natsFlag, segdFlag = " --server "+url, " --nats "+url
 	}
 	self := os.Args[0]
+	if len(cfg.Users) > 0 {
+		fmt.Fprintf(w, "NATS: %s, for the %d users of --auth (docs/security.md)\n\nTry, from another terminal, as a reader:\n", url, len(cfg.Users))
+		fmt.Fprintf(w, "  %s segment ls --nats %s --user USER --password PASSWORD\n\nCtrl-C stops segd.\n", self, url)
+		return
+	}
 	fmt.Fprintf(w, "NATS: %s\n\nTry, from another terminal:\n", url)
 	fmt.Fprintf(w, "  %s segment ls%s\n", self, segdFlag)
 	fmt.Fprintf(w, "  %s member segments %s%s\n", self, shop.UserID(1), segdFlag)

@@ -6,11 +6,11 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/segd/segd/bus/client"
+	"github.com/segd/segd/bus/natsconn"
 )
 
 func newWatchCommand() *cobra.Command {
@@ -25,9 +25,9 @@ JetStream stream SEGD_CHANGES, until Ctrl-C. By default it starts at the
 feed's end; --all starts at the oldest change kept (7 days), and --durable
 NAME resumes where the last watch with that name stopped.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			nc, err := nats.Connect(f.url, nats.Name("segd-watch"))
+			nc, err := f.connect("segd-watch")
 			if err != nil {
-				return fmt.Errorf("connect to %s: %w (is segd serve running? --nats sets the address)", f.url, err)
+				return err
 			}
 			defer nc.Close()
 			js, err := jetstream.New(nc)
@@ -51,7 +51,7 @@ NAME resumes where the last watch with that name stopped.`,
 					return err
 				})
 			if err != nil {
-				return err
+				return natsconn.Refused(nc, err)
 			}
 			<-ctx.Done()
 			c.Stop()
