@@ -174,7 +174,22 @@ func (m *memStore) Apply(_ context.Context, msg *IngestMessage) error {
 // payload is maxPayload, the events stream and a consumer feeding st.
 func segEnv(t *testing.T, st *memStore, maxPayload int32) *client.Client {
 	t.Helper()
-	e, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Port: -1, NoListen: true, MaxPayload: maxPayload})
+	return segEnvWith(t, st, segEnvOptions{maxPayload: maxPayload})
+}
+
+// segEnvOptions tune segEnvWith.
+type segEnvOptions struct {
+	maxPayload int32
+	// hold, if set, holds every apply until it is closed.
+	hold chan struct{}
+	// uploadWait bounds an upload's wait to be applied (0: the default).
+	uploadWait time.Duration
+}
+
+// segEnvWith is segEnv with its options.
+func segEnvWith(t *testing.T, st *memStore, o segEnvOptions) *client.Client {
+	t.Helper()
+	e, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Port: -1, NoListen: true, MaxPayload: o.maxPayload})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,6 +210,13 @@ func segEnv(t *testing.T, st *memStore, maxPayload int32) *client.Client {
 	}
 	w := &SeqWaiter{}
 	cons, err := Consume(ctx, js, ingestFunc(func(ctx context.Context, msg *IngestMessage) error {
+		if o.hold != nil {
+			select {
+			case <-o.hold:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		if err := st.Apply(ctx, msg); err != nil {
 			return err
 		}
@@ -205,7 +227,9 @@ func segEnv(t *testing.T, st *memStore, maxPayload int32) *client.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(cons.Stop)
-	svc, err := StartService(nc, newMapMembership(), ServiceOptions{Endpoints: SegmentEndpoints(st, SegmentOptions{JetStream: js, WaitApplied: w.Wait})})
+	t.Cleanup(cancel) // before cons.Stop: a held apply returns
+	svc, err := StartService(nc, newMapMembership(), ServiceOptions{Endpoints: SegmentEndpoints(st,
+		SegmentOptions{JetStream: js, WaitApplied: w.Wait, UploadTimeout: o.uploadWait})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/bus/client"
@@ -39,64 +38,6 @@ func TestDecodeUploadRefusesInvalidUTF8(t *testing.T) {
 	}
 }
 
-// uploadEnv runs the segment endpoints over a memStore whose uploads are
-// applied only once hold is closed (a nil hold applies at once), with
-// uploads waiting at most wait to be applied.
-func uploadEnv(t *testing.T, st *memStore, hold chan struct{}, wait time.Duration) *client.Client {
-	t.Helper()
-	e, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Port: -1, NoListen: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if _, err := EnsureEventsStream(ctx, js, StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	w := &SeqWaiter{}
-	cons, err := Consume(ctx, js, ingestFunc(func(ctx context.Context, msg *IngestMessage) error {
-		if hold != nil {
-			select {
-			case <-hold:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		if err := st.Apply(ctx, msg); err != nil {
-			return err
-		}
-		w.Applied(msg.Seq)
-		return nil
-	}), ConsumerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cons.Stop)
-	t.Cleanup(cancel) // before cons.Stop: a held apply returns
-	svc, err := StartService(nc, newMapMembership(), ServiceOptions{Endpoints: SegmentEndpoints(st,
-		SegmentOptions{JetStream: js, WaitApplied: w.Wait, UploadTimeout: wait})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
-	cnc, err := e.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cnc.Close)
-	return client.New(cnc, client.WithTimeout(20*time.Second))
-}
-
 // TestUploadRefusesBadIDsAndEmptyReplace: an upload endpoint request with
 // an id that is not valid UTF-8 is a 400 naming it; a replace with no users
 // is a 400 unless allow_empty says so, which then empties the segment.
@@ -104,7 +45,7 @@ func TestUploadRefusesBadIDsAndEmptyReplace(t *testing.T) {
 	t.Parallel()
 	st := newMemStore(10, map[string]float64{"newsletter": 0}, rand.New(rand.NewPCG(1, 2)))
 	st.static["newsletter"] = true
-	c := uploadEnv(t, st, nil, 0)
+	c := segEnvWith(t, st, segEnvOptions{})
 	ctx := context.Background()
 	if _, err := c.Upload(ctx, "newsletter", []string{"a", "b"}, api.UploadReplace); err != nil {
 		t.Fatal(err)
@@ -152,7 +93,7 @@ func TestUploadAcceptedBeforeApplied(t *testing.T) {
 	st := newMemStore(10, map[string]float64{"newsletter": 0}, rand.New(rand.NewPCG(1, 2)))
 	st.static["newsletter"] = true
 	hold := make(chan struct{})
-	c := uploadEnv(t, st, hold, 30*time.Second)
+	c := segEnvWith(t, st, segEnvOptions{hold: hold, uploadWait: 30 * time.Second})
 	// The client gives the whole upload 300ms: the server answers within
 	// it, before the client gives up.
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
