@@ -248,8 +248,28 @@ func runCaptureWhileIngesting(t *testing.T, loc *time.Location, seed uint64) {
 	}
 	for round := range 4 {
 		want := snapshotOf(t, twin.e)
+		// Readers go on during the capture: the capture must not change
+		// what they read (the race detector sees it if it does).
+		stopReading := make(chan struct{})
+		reading := make(chan struct{})
+		go func() {
+			defer close(reading)
+			for {
+				select {
+				case <-stopReading:
+					return
+				default:
+				}
+				for _, s := range segs {
+					_, _ = cur.e.SegmentCount(s.ID)
+				}
+			}
+		}()
 		var c *Capture
-		if err := cur.e.Do(ctx, func() (err error) { c, err = cur.e.Capture(); return err }); err != nil {
+		err := cur.e.Do(ctx, func() (err error) { c, err = cur.e.Capture(); return err })
+		close(stopReading)
+		<-reading
+		if err != nil {
 			t.Fatal(err)
 		}
 		encoded := make(chan []byte)

@@ -46,11 +46,16 @@ func (w *Writer) Bytes(b []byte) {
 	w.Buf = append(w.Buf, b...)
 }
 
-// Bitmap writes a roaring bitmap in its portable serialization.
+// Bitmap writes a roaring bitmap in its portable serialization. It does
+// not modify bm.
 func (w *Writer) Bitmap(bm *roaring.Bitmap) {
 	if bm == nil {
 		bm = roaring.New()
 	}
+	// Run containers shrink the file, but RunOptimize rewrites the bitmap
+	// in place, and the bitmaps written here are read meanwhile under read
+	// locks (membership and analysis queries): optimize a copy.
+	bm = bm.Clone()
 	bm.RunOptimize()
 	n := bm.GetSerializedSizeInBytes()
 	w.Uvarint(n)
