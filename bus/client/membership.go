@@ -99,18 +99,15 @@ func (c *Client) InSegment(ctx context.Context, user, segment string) (bool, err
 	return r.Member, nil
 }
 
-// InSegments is InSegment for several segments in one request: the map
-// holds every segment asked for, true for those the user is in. It fails
-// closed per segment: one that is not answered exactly (or is unknown) is
-// false in the map and named in the error, whose absence means every
-// answer is exact; a request that fails as a whole (no answer in time)
-// makes every segment false. At most api.MaxMemberSegments distinct
+// InSegments is InSegment for several segments in one request. The map
+// holds the segments answered exactly, true for those the user is in; a
+// segment missing from it was not (unknown, not exact, or no answer in
+// time) and the error names it: a rule that targets it must fail closed,
+// the others may use their answers. The error is nil only when every
+// segment is answered exactly. At most api.MaxMemberSegments distinct
 // segments (a 400 past it).
 func (c *Client) InSegments(ctx context.Context, user string, segments []string) (map[string]bool, error) {
 	out := make(map[string]bool, len(segments))
-	for _, s := range segments {
-		out[s] = false
-	}
 	if len(segments) == 0 {
 		return out, nil
 	}
@@ -133,33 +130,36 @@ func (c *Client) InSegments(ctx context.Context, user string, segments []string)
 	for _, s := range r.Unknown {
 		unknown[s] = true
 	}
+	members := make(map[string]bool, len(r.Segments))
+	for _, s := range r.Segments {
+		members[s] = true
+	}
 	se := &StateError{Subject: api.SubjectMemberSegments}
 	if r.AsOf != nil {
 		se.AsOf = *r.AsOf
 	}
 	var missing []string
-	for s := range out {
+	for _, s := range segments {
+		if _, done := out[s]; done || slices.Contains(missing, s) || slices.ContainsFunc(se.States, func(x api.SegmentState) bool { return x.Segment == s }) {
+			continue // a repeat
+		}
 		st, ok := states[s]
 		switch {
 		case unknown[s]:
 			missing = append(missing, s)
-			continue
 		case !ok:
-			st = api.SegmentState{Segment: s} // segd said nothing of it: not exact
-		}
-		if unavailable[s] || !c.acceptable(st) {
+			se.States = append(se.States, api.SegmentState{Segment: s}) // segd said nothing of it: not exact
+		case unavailable[s] || !c.acceptable(st):
 			se.States = append(se.States, st)
-		}
-	}
-	for _, s := range r.Segments {
-		if _, asked := out[s]; asked && !unavailable[s] && c.acceptable(states[s]) {
-			out[s] = true
+		default:
+			out[s] = members[s]
 		}
 	}
 	var errs []error
 	if len(missing) > 0 {
+		slices.Sort(missing)
 		errs = append(errs, &Error{Subject: api.SubjectMemberSegments, Code: api.CodeNotFound,
-			Description: fmt.Sprintf("segments not defined: %s", strings.Join(slices.Sorted(slices.Values(missing)), ", "))})
+			Description: fmt.Sprintf("segments not defined: %s", strings.Join(missing, ", "))})
 	}
 	if len(se.States) > 0 {
 		slices.SortFunc(se.States, func(a, b api.SegmentState) int { return strings.Compare(a.Segment, b.Segment) })
