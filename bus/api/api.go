@@ -158,7 +158,8 @@ type MemberSegmentsReply struct {
 	// Memberships repeats Segments with when the user entered each.
 	Memberships []Membership `json:"memberships"`
 	// Unavailable lists the segments whose membership is not served now
-	// (rebuilding, stale or failed: see segment.list), left out of
+	// (rebuilding with no previous revision, stale or failed: see
+	// segment.list), and with ExactOnly those not exact, left out of
 	// Segments whether or not the user is in them.
 	Unavailable []string `json:"unavailable,omitempty"`
 	// States gives the state of every segment the answer covers (those
