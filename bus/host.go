@@ -71,4 +71,36 @@ type Membership interface {
 	SegmentCount(segment string) (uint64, error)
 	// Status reports ingest progress.
 	Status() api.StatusReply
+	// MemberView answers member.check and member.segments: the user's
+	// membership of the segments (nil: every segment), with each one's
+	// state and the point of the log the answer reflects, read at one
+	// instant (docs/operations.md, "The membership contract").
+	MemberView(user string, segments []string) MemberView
+}
+
+// MemberView is a user's membership of some segments, as one read sees it.
+type MemberView struct {
+	// AsOf is the last applied events stream sequence and segd's clock at
+	// that step, read with the membership.
+	AsOf api.AsOf
+	// Segments are those asked for that are defined, in id order.
+	Segments []SegmentView
+	// Unknown are those asked for that are not defined, in the order asked.
+	Unknown []string
+}
+
+// SegmentView is a user's membership of one segment.
+type SegmentView struct {
+	Segment string
+	// State is one of the api.State* values; Revision the revision whose
+	// membership Member answers, 0 when unknown.
+	State    string
+	Revision uint64
+	// Served reports whether Member and Since answer; when false, Err says
+	// why not (a *Error 503 naming the segment and its state).
+	Served bool
+	Member bool
+	// Since is when the user entered the segment, for a member.
+	Since time.Time
+	Err   error
 }

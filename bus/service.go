@@ -166,65 +166,17 @@ type endpointDef struct {
 var endpointDefs = []endpointDef{
 	{
 		name: "member_check", subject: "member.check",
-		description: "Is a user in a segment? An unknown segment is 404; an unknown user is in none.",
+		description: "Is a user in a segment, since when, the segment's state and the point of the log the answer reflects? An unknown segment is 404; an unknown user is in none; a segment not served (stale, failed, rebuilding) is 503.",
 		request:     `{"user":"u42","segment":"vip"}`,
-		reply:       `{"member":true,"since":"2026-11-27T09:12:44+08:00"}`,
-		parse: func(m Membership, data []byte) (func() (any, error), *api.ErrorDetail) {
-			var r struct {
-				User    json.RawMessage `json:"user"`
-				Segment string          `json:"segment"`
-			}
-			if bad := decodeRequest(data, &r, false); bad != nil {
-				return nil, bad
-			}
-			user, bad := requestUser(r.User)
-			if bad != nil {
-				return nil, bad
-			}
-			if r.Segment == "" {
-				return nil, badField("segment", `"segment" is required`)
-			}
-			return func() (any, error) {
-				ok, since, err := m.MemberSince(user, r.Segment)
-				rep := api.MemberCheckReply{Member: ok}
-				if ok && !since.IsZero() {
-					rep.Since = since.Format(time.RFC3339)
-				}
-				return rep, err
-			}, nil
-		},
+		reply:       `{"member":true,"since":"2026-11-27T09:12:44+08:00","state":"exact","as_of":{"seq":812,"time":"2026-11-28T10:15:00+08:00"}}`,
+		parse:       parseMemberCheck,
 	},
 	{
 		name: "member_segments", subject: "member.segments",
-		description: "The ids of a user's segments, ascending, and since when the user is in each; empty for a user never seen.",
-		request:     `{"user":"u42"}`,
-		reply:       `{"segments":["active_7d","vip"],"memberships":[{"segment":"active_7d","since":"2026-11-28T10:15:00+08:00"},{"segment":"vip","since":"2026-11-02T08:00:01+08:00"}]}`,
-		parse: func(m Membership, data []byte) (func() (any, error), *api.ErrorDetail) {
-			var r struct {
-				User json.RawMessage `json:"user"`
-			}
-			if bad := decodeRequest(data, &r, false); bad != nil {
-				return nil, bad
-			}
-			user, bad := requestUser(r.User)
-			if bad != nil {
-				return nil, bad
-			}
-			return func() (any, error) {
-				ms := m.UserMemberships(user)
-				rep := api.MemberSegmentsReply{Segments: make([]string, len(ms)), Memberships: ms}
-				if ms == nil {
-					rep.Memberships = []api.Membership{}
-				}
-				for i, x := range ms {
-					rep.Segments[i] = x.Segment
-				}
-				if u, ok := m.(interface{ UnavailableSegments() []string }); ok {
-					rep.Unavailable = u.UnavailableSegments() // stale or rebuilding: left out above
-				}
-				return rep, nil
-			}, nil
-		},
+		description: "The ids of a user's segments (all, or those asked for), ascending, since when the user is in each, every segment's state and the point of the log the answer reflects; empty for a user never seen.",
+		request:     `{"user":"u42","segments":["active_7d","vip"],"exact_only":true}`,
+		reply:       `{"segments":["active_7d","vip"],"memberships":[{"segment":"active_7d","since":"2026-11-28T10:15:00+08:00"},{"segment":"vip","since":"2026-11-02T08:00:01+08:00"}],"states":[{"segment":"active_7d","state":"exact"},{"segment":"vip","state":"exact"}],"as_of":{"seq":812,"time":"2026-11-28T10:15:00+08:00"}}`,
+		parse:       parseMemberSegments,
 	},
 	{
 		name: "segment_list", subject: "segment.list",

@@ -19,8 +19,49 @@ import (
 // mapMembership is a Membership backed by maps: segment -> users.
 type mapMembership struct {
 	segs map[string]map[string]bool
-	// onCheck, when set, runs inside IsMember (for concurrency tests).
+	// onCheck, when set, runs inside IsMember and MemberView (for
+	// concurrency tests).
 	onCheck func() error
+	// states sets a segment's state (default exact); one not exact or
+	// replaying is not served.
+	states map[string]string
+}
+
+// asOf is the point of the log every answer of a mapMembership reflects.
+var asOf = api.AsOf{Seq: 7, Time: "2026-11-28T10:15:00Z"}
+
+func (m *mapMembership) MemberView(user string, segments []string) MemberView {
+	v := MemberView{AsOf: asOf}
+	if segments == nil {
+		for s := range m.segs {
+			segments = append(segments, s)
+		}
+	}
+	sort.Strings(segments)
+	for _, s := range segments {
+		users, ok := m.segs[s]
+		if !ok {
+			v.Unknown = append(v.Unknown, s)
+			continue
+		}
+		sv := SegmentView{Segment: s, State: api.StateExact, Served: true}
+		if st := m.states[s]; st != "" {
+			sv.State = st
+			if st != api.StateReplaying {
+				sv.Served, sv.Err = false, &Error{Code: api.CodeUnavailable, Err: fmt.Errorf("segment %q is %s", s, st)}
+			}
+		}
+		if m.onCheck != nil {
+			if err := m.onCheck(); err != nil {
+				sv.Served, sv.Err = false, err
+			}
+		}
+		if sv.Served && users[user] {
+			sv.Member, sv.Since = true, since
+		}
+		v.Segments = append(v.Segments, sv)
+	}
+	return v
 }
 
 func newMapMembership() *mapMembership {
@@ -130,6 +171,13 @@ func request(t testing.TB, nc *nats.Conn, subject, body string) *nats.Msg {
 	return msg
 }
 
+// exactAsOf and allExact are the state and as_of parts of a
+// mapMembership's answers.
+const (
+	exactAsOf = `"state":"exact","as_of":{"seq":7,"time":"2026-11-28T10:15:00Z"}`
+	allExact  = `"states":[{"segment":"active","state":"exact"},{"segment":"empty","state":"exact"},{"segment":"vip","state":"exact"}],"as_of":{"seq":7,"time":"2026-11-28T10:15:00Z"}`
+)
+
 func TestServiceReplies(t *testing.T) {
 	t.Parallel()
 	m := newMapMembership()
@@ -137,12 +185,12 @@ func TestServiceReplies(t *testing.T) {
 	st, _ := json.Marshal(m.Status()) // api.StatusReply may grow fields
 	status := string(st)
 	for _, tc := range []struct{ subject, body, want string }{
-		{api.SubjectMemberCheck, `{"user":"u1","segment":"vip"}`, `{"member":true,"since":"2026-11-27T09:12:44Z"}`},
-		{api.SubjectMemberCheck, `{"user":"u2","segment":"vip"}`, `{"member":false}`},
-		{api.SubjectMemberCheck, `{"user":"never-seen","segment":"vip"}`, `{"member":false}`},
-		{api.SubjectMemberCheck, `{"user":42,"segment":"vip"}`, `{"member":true,"since":"2026-11-27T09:12:44Z"}`},
-		{api.SubjectMemberSegments, `{"user":"u1"}`, `{"segments":["active","vip"],"memberships":[{"segment":"active","since":"2026-11-27T09:12:44Z"},{"segment":"vip","since":"2026-11-27T09:12:44Z"}]}`},
-		{api.SubjectMemberSegments, `{"user":"nobody"}`, `{"segments":[],"memberships":[]}`},
+		{api.SubjectMemberCheck, `{"user":"u1","segment":"vip"}`, `{"member":true,"since":"2026-11-27T09:12:44Z",` + exactAsOf + `}`},
+		{api.SubjectMemberCheck, `{"user":"u2","segment":"vip"}`, `{"member":false,` + exactAsOf + `}`},
+		{api.SubjectMemberCheck, `{"user":"never-seen","segment":"vip"}`, `{"member":false,` + exactAsOf + `}`},
+		{api.SubjectMemberCheck, `{"user":42,"segment":"vip"}`, `{"member":true,"since":"2026-11-27T09:12:44Z",` + exactAsOf + `}`},
+		{api.SubjectMemberSegments, `{"user":"u1"}`, `{"segments":["active","vip"],"memberships":[{"segment":"active","since":"2026-11-27T09:12:44Z"},{"segment":"vip","since":"2026-11-27T09:12:44Z"}],` + allExact + `}`},
+		{api.SubjectMemberSegments, `{"user":"nobody"}`, `{"segments":[],"memberships":[],` + allExact + `}`},
 		{api.SubjectSegmentCount, `{"segment":"active"}`, `{"count":2}`},
 		{api.SubjectSegmentCount, ` {"segment":"empty"} `, `{"count":0}`},
 		{api.SubjectSegmentList, ``, `{"segments":[{"id":"active","kind":"rule","size":2,"status":"active"},{"id":"empty","kind":"rule","size":0,"status":"active"},{"id":"vip","kind":"rule","size":2,"status":"active"}]}`},

@@ -183,6 +183,21 @@ func (m replayMembership) Segments() []api.SegmentInfo {
 	return list
 }
 
+// MemberView marks the segments served while segd replays its log after a
+// start as replaying: their membership is that of the log so far, not the
+// log's end, so it is not exact.
+func (m replayMembership) MemberView(user string, segments []string) bus.MemberView {
+	v := m.Engine.MemberView(user, segments)
+	if v.AsOf.Seq < m.s.segAPI.replayTo {
+		for i := range v.Segments {
+			if v.Segments[i].State == api.StateExact {
+				v.Segments[i].State = api.StateReplaying
+			}
+		}
+	}
+	return v
+}
+
 // rebuilding reports whether the replay at start is still running.
 func (s *Server) rebuilding() bool { return s.segAPI.waiter.Last() < s.segAPI.replayTo }
 

@@ -189,6 +189,10 @@ func requireStale(t *testing.T, ts *testServer, id string) api.StaleStatus {
 	if slices.Contains(rep.Segments, id) || !slices.Contains(rep.Unavailable, id) {
 		t.Fatalf("member.segments %+v: %s not marked unavailable", rep, id)
 	}
+	if i := slices.IndexFunc(rep.States, func(s api.SegmentState) bool { return s.Segment == id }); i < 0 ||
+		!slices.Contains([]string{api.StateStale, api.StateFailed, api.StateRebuilding}, rep.States[i].State) || rep.AsOf == nil {
+		t.Fatalf("member.segments %+v: %s's state is not stale, failed or rebuilding", rep, id)
+	}
 	st, err := ts.client.Status(ctx)
 	if err != nil {
 		t.Fatal(err)

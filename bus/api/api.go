@@ -101,11 +101,63 @@ type MemberCheckReply struct {
 	Member bool `json:"member"`
 	// Since is when the user entered the segment (RFC 3339), for a member.
 	Since string `json:"since,omitempty"`
+	// State is the segment's state (StateExact, StateRebuilding or
+	// StateReplaying: the others are answered 503), Revision the revision
+	// whose membership is answered, when known. Only an answer whose State
+	// is StateExact is exact (docs/operations.md, "The membership
+	// contract").
+	State    string `json:"state,omitempty"`
+	Revision uint64 `json:"revision,omitempty"`
+	// AsOf is the point of the event log the answer reflects.
+	AsOf *AsOf `json:"as_of,omitempty"`
 }
+
+// AsOf is the point of the event log a membership answer reflects, read
+// together with the membership it answers.
+type AsOf struct {
+	// Seq is the last events stream sequence applied.
+	Seq uint64 `json:"seq"`
+	// Time is segd's clock at the last step (an applied message or a
+	// move of the clock that moved windows), RFC 3339: windows are
+	// evaluated as of it.
+	Time string `json:"time"`
+}
+
+// Segment states in membership answers (MemberCheckReply.State,
+// SegmentState.State).
+const (
+	// StateExact: the membership is exact for the segment's current
+	// definition over the events stream up to AsOf.Seq, and segd has
+	// caught up with the log as it was at start.
+	StateExact = "exact"
+	// StateRebuilding: the segment is being rebuilt from the log. Its
+	// membership is answered only while a previous revision serves
+	// (Revision names it; exact for that revision); a segment with none is
+	// not served (503, or listed in Unavailable).
+	StateRebuilding = "rebuilding"
+	// StateReplaying: segd replays its event log after a start; the
+	// membership is that of the log replayed so far (up to AsOf.Seq),
+	// behind the log's end.
+	StateReplaying = "replaying"
+	// StateStale and StateFailed: not served (see SegmentStale and
+	// SegmentFailed).
+	StateStale  = SegmentStale
+	StateFailed = SegmentFailed
+)
+
+// MaxMemberSegments bounds MemberSegmentsRequest.Segments (distinct ids).
+const MaxMemberSegments = 100
 
 // MemberSegmentsRequest asks which segments a user is in.
 type MemberSegmentsRequest struct {
 	User string `json:"user"`
+	// Segments, when set, asks about these segments only (at most
+	// MaxMemberSegments distinct ids); ids that are not defined are listed
+	// in the reply's Unknown. Absent, the reply covers every segment.
+	Segments []string `json:"segments,omitempty"`
+	// ExactOnly leaves out the segments whose state is not StateExact,
+	// listing them in Unavailable.
+	ExactOnly bool `json:"exact_only,omitempty"`
 }
 
 // MemberSegmentsReply lists segment ids in ascending order; empty, not null,
@@ -115,9 +167,26 @@ type MemberSegmentsReply struct {
 	// Memberships repeats Segments with when the user entered each.
 	Memberships []Membership `json:"memberships"`
 	// Unavailable lists the segments whose membership is not served now
-	// (rebuilding, stale or failed: see segment.list), left out of
+	// (rebuilding with no previous revision, stale or failed: see
+	// segment.list), and with ExactOnly those not exact, left out of
 	// Segments whether or not the user is in them.
 	Unavailable []string `json:"unavailable,omitempty"`
+	// States gives the state of every segment the answer covers (those
+	// asked for, or all), in id order, those in Unavailable included.
+	States []SegmentState `json:"states,omitempty"`
+	// Unknown lists the segments asked for that are not defined.
+	Unknown []string `json:"unknown,omitempty"`
+	// AsOf is the point of the event log the answer reflects.
+	AsOf *AsOf `json:"as_of,omitempty"`
+}
+
+// SegmentState is a segment's state in a membership answer.
+type SegmentState struct {
+	Segment string `json:"segment"`
+	// State is one of the State* values.
+	State string `json:"state"`
+	// Revision is the revision whose membership is answered, when known.
+	Revision uint64 `json:"revision,omitempty"`
 }
 
 // Membership is one segment a user is in, and since when (RFC 3339).

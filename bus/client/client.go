@@ -23,6 +23,9 @@ import (
 type Client struct {
 	nc      *nats.Conn
 	timeout time.Duration
+	// member bounds the fail-closed membership calls (membership.go).
+	member         time.Duration
+	acceptPrevious bool
 }
 
 // Option configures a Client.
@@ -41,7 +44,7 @@ func WithTimeout(d time.Duration) Option {
 
 // New returns a Client that sends its requests over nc.
 func New(nc *nats.Conn, opts ...Option) *Client {
-	c := &Client{nc: nc, timeout: 5 * time.Second}
+	c := &Client{nc: nc, timeout: 5 * time.Second, member: DefaultMembershipTimeout}
 	for _, o := range opts {
 		o(c)
 	}

@@ -63,6 +63,22 @@ func (fakeMembership) SegmentCount(segment string) (uint64, error) {
 
 func (fakeMembership) Status() api.StatusReply { return api.StatusReply{Ready: true, LastSeq: 3} }
 
+func (f fakeMembership) MemberView(user string, segments []string) bus.MemberView {
+	v := bus.MemberView{AsOf: api.AsOf{Seq: 3, Time: "2026-11-28T10:15:00Z"}}
+	if segments == nil {
+		segments = []string{"vip"}
+	}
+	for _, s := range segments {
+		if s != "vip" {
+			v.Unknown = append(v.Unknown, s)
+			continue
+		}
+		ok, since, _ := f.MemberSince(user, s)
+		v.Segments = append(v.Segments, bus.SegmentView{Segment: s, State: api.StateExact, Served: true, Member: ok, Since: since})
+	}
+	return v
+}
+
 func startServer(t *testing.T, opts bus.EmbeddedOptions) (*bus.Embedded, *nats.Conn) {
 	t.Helper()
 	opts.DataDir, opts.Port = t.TempDir(), -1
