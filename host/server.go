@@ -19,6 +19,7 @@ import (
 	"github.com/segd/segd/host/analysis"
 	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/host/internal/datadir"
+	"github.com/segd/segd/host/metrics"
 	"github.com/segd/segd/plugins"
 	"github.com/segd/segd/rules"
 )
@@ -76,6 +77,9 @@ type Config struct {
 	// SEGD_CHANGES (default bus.DefaultFeedBacklog, 16 MiB); past it ingest
 	// waits for the feed.
 	FeedBacklog int
+	// Metrics, if set, is the HOST:PORT where segd serves Prometheus
+	// metrics at /metrics (port 0 picks a free one: see MetricsAddr).
+	Metrics string
 	// Version is reported by the micro service.
 	Version string
 	// Logger receives segd's log (nil: slog.Default()).
@@ -120,6 +124,11 @@ type Server struct {
 
 	// recovery rebuilds stale segments (plugin_recovery.go).
 	recovery *pluginRecovery
+
+	// metrics and metricsSrv are the Prometheus registry and its HTTP
+	// server (metrics.go).
+	metrics    *metrics.Metrics
+	metricsSrv *metrics.Server
 }
 
 // Start loads the rules, starts or connects to NATS, creates the events
@@ -242,7 +251,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.dlq, err = bus.EnsureDeadLetters(ctx, s.js, bus.DeadLetterConfig{MaxAge: cfg.Retention}); err != nil {
 		return nil, err
 	}
-	s.consumer, err = bus.Consume(runCtx, s.js, s.ingester(), bus.ConsumerOptions{
+	if err := s.startMetrics(); err != nil {
+		return nil, err
+	}
+	s.consumer, err = bus.Consume(runCtx, s.js, timedIngester{s.ingester(), s.metrics}, bus.ConsumerOptions{
 		StartSeq:    s.replayFrom,
 		Logger:      cfg.Logger,
 		DeadLetters: s.dlq,
@@ -250,7 +262,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.service, err = bus.StartService(s.nc, s.membership(), bus.ServiceOptions{Version: cfg.Version,
+	s.service, err = bus.StartService(s.nc, s.membership(), bus.ServiceOptions{Version: cfg.Version, OnRequest: s.metrics.ObserveRequest,
 		Endpoints: append(append(s.segmentEndpoints(), s.analysisEndpoints()...), bus.PreviewEndpoint(s.preview, previewTimeout))})
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
@@ -428,6 +440,9 @@ func (s *Server) close() error {
 	}
 	if s.service != nil {
 		errs = append(errs, s.service.Stop())
+	}
+	if s.metricsSrv != nil {
+		errs = append(errs, s.metricsSrv.Close())
 	}
 	if s.started && s.snaps != nil {
 		s.stopSnapshots()

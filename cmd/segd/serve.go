@@ -21,6 +21,7 @@ func newServeCommand() *cobra.Command {
 		cfg       host.Config
 		tz        string
 		logLevel  string
+		logFormat string
 		schema    string
 		demo      bool
 		demoUsers int
@@ -51,7 +52,10 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 			// reading blocks neither ingest nor shutdown (logsink.go).
 			sink := newLogSink(os.Stderr)
 			defer sink.Flush(2 * time.Second)
-			logger := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level}))
+			logger, err := host.NewLogger(sink, logFormat, level)
+			if err != nil {
+				return fmt.Errorf("--log-format: %w", err)
+			}
 			loc, err := time.LoadLocation(tz)
 			if err != nil {
 				return fmt.Errorf("--tz %q: %w", tz, err)
@@ -105,6 +109,8 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 	f.DurationVar(&cfg.MaxFutureSkew, "max-skew", 5*time.Minute, "reject events further ahead of segd's clock than this (producer clock drift)")
 	f.StringVar(&tz, "tz", "UTC", "IANA time zone of calendar days, e.g. Asia/Shanghai")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", host.LogFormatLogfmt, "logfmt, or json (one JSON object a line, for log shippers)")
+	f.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 (docs/operations.md)")
 	f.BoolVar(&demo, "demo", false, "also publish a synthetic e-commerce stream (weeks of history, then live events)")
 	f.IntVar(&demoUsers, "demo-users", 3000, "users in the demo stream")
 	f.IntVar(&demoDays, "demo-days", 28, "days of history in the demo stream")

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -172,6 +173,8 @@ func (e *Engine) advanceClock(_ context.Context) {
 		e.publish(nil, func(*api.StatusReply) {})
 		return
 	}
+	start := time.Now()
+	defer func() { e.work.clockNanos.Add(uint64(time.Since(start))) }()
 	t0 := e.now
 	e.now = t1
 	touched := make(map[leaf]*roaring.Bitmap, len(e.leaves))
@@ -183,6 +186,12 @@ func (e *Engine) advanceClock(_ context.Context) {
 		l.advance(t0, t1, t)
 		touched[l] = t
 	}
+	users := roaring.New()
+	for _, t := range touched {
+		users.Or(t)
+	}
+	e.work.clockMoves.Add(1)
+	e.work.clockUsers.Add(users.GetCardinality())
 	changes := changeSet{}
 	e.evaluate(touched, nil, changes)
 	e.publish(changes, func(*api.StatusReply) {})
@@ -212,6 +221,7 @@ func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitma
 				affected.AddMany(d.exit)
 			}
 		}
+		s.evaluations.Add(affected.GetCardinality())
 		it := affected.Iterator()
 		for it.HasNext() {
 			u := it.Next()
@@ -241,7 +251,7 @@ func (e *Engine) upload(msg *bus.IngestMessage, fresh *roaring.Bitmap, changes c
 	}
 	s, ok := e.byID[up.Segment]
 	if !ok || !s.seg.Static {
-		e.logger.Warn("ignored an upload for a segment that is not static", "seq", msg.Seq, "segment", up.Segment)
+		e.logger.Warn("ignored an upload for a segment that is not static", "seq", msg.Seq, "subject", msg.Subject, "segment", up.Segment)
 		e.publish(nil, func(st *api.StatusReply) { st.RejectedUploads++ })
 		return 0, 0
 	}
