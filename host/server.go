@@ -263,7 +263,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.service, err = bus.StartService(s.nc, s.membership(), bus.ServiceOptions{Version: cfg.Version, OnRequest: s.metrics.ObserveRequest,
-		Endpoints: append(append(s.segmentEndpoints(), s.analysisEndpoints()...), bus.PreviewEndpoint(s.preview, previewTimeout))})
+		Endpoints: append(append(s.segmentEndpoints(), s.analysisEndpoints()...), bus.PreviewEndpoint(s.preview, previewTimeout), bus.UserGetEndpoint(s.userGet))})
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}

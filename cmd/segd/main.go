@@ -4,6 +4,7 @@
 //	segd rule validate FILE...  check rule files without a server
 //	segd member check USER SEG  ask whether a user is in a segment
 //	segd member segments USER   list a user's segments
+//	segd user show USER         a user's profile, segments, events, and why
 //	segd segment ls             list segments with their sizes
 //	segd segment count SEG      a segment's size
 //	segd segment get|members|export|query|history|upload|preview   the segment API
@@ -42,6 +43,6 @@ func newRootCommand() *cobra.Command {
 	}
 	root.AddCommand(newServeCommand(), newRuleCommand(), newMemberCommand(), newSegmentCommand(),
 		newStatusCommand(), newDemoCommand(), newWatchCommand())
-	root.AddCommand(newAnalyzeCommand())
+	root.AddCommand(newAnalyzeCommand(), newUserCommand())
 	return root
 }
