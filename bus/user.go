@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -62,7 +63,20 @@ func UserGetEndpoint(get func(context.Context, *api.UserGetRequest) (*api.UserGe
 				return nil, bad
 			}
 			req := &api.UserGetRequest{User: user, Segment: r.Segment, From: r.From, To: r.To, Limit: r.Limit, Offset: r.Offset}
-			return func(ctx context.Context) (any, error) { return get(ctx, req) }, nil
+			return func(ctx context.Context) (any, error) {
+				rep, err := get(ctx, req)
+				if err != nil {
+					return nil, err
+				}
+				// Unescaped, so that "(>= 3 holds)" reads as written.
+				var buf bytes.Buffer
+				enc := json.NewEncoder(&buf)
+				enc.SetEscapeHTML(false)
+				if err := enc.Encode(rep); err != nil {
+					return nil, err
+				}
+				return json.RawMessage(bytes.TrimSpace(buf.Bytes())), nil
+			}, nil
 		},
 	}
 }

@@ -78,9 +78,11 @@ func printUser(w io.Writer, r *api.UserGetReply) {
 		fmt.Fprintf(w, "\nno events from %s to %s\n", r.From, r.To)
 	} else {
 		fmt.Fprintf(w, "\n%s from %s to %s, newest first:\n", plural(len(r.Events), "event"), r.From, r.To)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, e := range r.Events {
-			fmt.Fprintf(w, "  %s  %s\n", e.Time, e.Event)
+			fmt.Fprintf(tw, "  %s\t%s\n", e.Time, e.Event)
 		}
+		tw.Flush()
 		if r.NextOffset > 0 {
 			fmt.Fprintf(w, "  ... more: --offset %d\n", r.NextOffset)
 		}

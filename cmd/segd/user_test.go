@@ -29,7 +29,7 @@ func TestUserShowCommand(t *testing.T) {
 	}
 	wantInOrder(t, out, "user u1", "in 1 segment:", "buyers", "since 2026-11-03",
 		"2 events from 2026-10-28 to 2026-11-03, newest first:",
-		"2026-11-03T09:00:00Z  view", "2026-11-01T10:00:00Z  pay", "more: --offset 2",
+		"2026-11-03T09:00:00Z", "view", "2026-11-01T10:00:00Z", "pay", "more: --offset 2",
 		"u1 is in buyers:", "pay count in last 7d = 1 (>= 1 holds)")
 	out, err = runSegd(t, "user", "show", "nobody", "--nats", url)
 	if err != nil {
