@@ -58,7 +58,7 @@ problem is found.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d segments\n", len(segs))
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %s\n", plural(len(segs), "segment"))
 			return nil
 		},
 	}
