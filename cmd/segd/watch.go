@@ -145,4 +145,3 @@ func watchStart(ctx context.Context, f clientFlags, nc *nats.Conn, js jetstream.
 	}
 	return fmt.Sprintf("from the oldest change kept (message %d of %s, %s)", st.FirstSeq, st.FirstTime.Format(time.RFC3339), plural(int(st.Msgs), "message")), nil
 }
-
