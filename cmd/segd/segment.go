@@ -102,7 +102,8 @@ func newSegmentExportCommand(f *clientFlags) *cobra.Command {
 		Use:   "export SEGMENT",
 		Short: "A whole segment: ids one per line, or a roaring bitmap (--format roaring)",
 		Long: `Export a whole segment. Large exports travel through the JetStream Object
-Store (bucket SEGD_EXPORTS) and show a progress bar on stderr. The roaring
+Store (bucket SEGD_EXPORTS) and show a progress bar on stderr when it is a
+terminal. The roaring
 format is the portable serialization of segd's dense user ids; write it to a
 file with -o.`,
 		Args: cobra.ExactArgs(1),
@@ -114,7 +115,13 @@ file with -o.`,
 						return
 					}
 					if bar == nil {
-						bar = progressbar.DefaultBytes(int64(total), "fetching "+args[0])
+						// On stderr, and only on a terminal: stdout may
+						// be the export itself, and a log is no place
+						// for a bar.
+						if bar = newBytesBar(cmd.ErrOrStderr(), int64(total), "fetching "+args[0]); bar == nil {
+							quiet = true
+							return
+						}
 					}
 					_ = bar.Set64(int64(done))
 				})
@@ -367,7 +374,9 @@ applied, with its stream sequence: it is not lost and need not be sent again.`,
 				opts = append(opts, client.AllowEmpty())
 			}
 			return f.withClient(cmd, timeout, func(ctx context.Context, c *client.Client) error {
+				stop := showElapsed(cmd.ErrOrStderr(), fmt.Sprintf("uploading %d users to %s", len(users), args[0]))
 				r, err := c.Upload(ctx, args[0], users, mode, opts...)
+				stop()
 				if err != nil {
 					return err
 				}
