@@ -269,11 +269,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	cfg.Logger.Info("segd is serving", "segments", len(segments), "nats", s.ClientURL(), "data", cfg.DataDir,
 		"replaying_from_seq", s.replayFrom, "replaying_to_seq", info.State.LastSeq)
-	go s.logReplay(runCtx, info.State.LastSeq)
 	if s.rebuild != nil {
 		s.rebuildDone = make(chan struct{})
 		go s.runRebuild(runCtx, s.rebuild)
 	}
+	go s.logReplay(runCtx, info.State.LastSeq)
 	s.startPluginRecovery(runCtx)
 	if s.snaps != nil {
 		s.snaps.stop, s.snaps.done = make(chan struct{}), make(chan struct{})
@@ -327,29 +327,6 @@ func (s *Server) WaitRebuilt(ctx context.Context) error {
 		return s.rebuildErr
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// logReplay logs the replay's progress every few seconds until segd has
-// caught up with the stream as it was at start.
-func (s *Server) logReplay(ctx context.Context, to uint64) {
-	start := time.Now()
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.segAPI.waiter.Changed():
-		case <-t.C:
-			s.cfg.Logger.Info("replaying the event log", "applied_seq", s.segAPI.waiter.Last(), "to_seq", to)
-			continue
-		}
-		if !s.rebuilding() {
-			s.cfg.Logger.Info("segd is ready: caught up with the event log", "seq", s.segAPI.waiter.Last(),
-				"from_seq", s.replayFrom, "took", time.Since(start).Round(time.Millisecond))
-			return
-		}
 	}
 }
 

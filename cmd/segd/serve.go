@@ -144,7 +144,15 @@ func printWelcome(cmd *cobra.Command, srv *host.Server, cfg host.Config) {
 // runDemo publishes the demo shop's history, then live events, until ctx
 // ends.
 func runDemo(ctx context.Context, srv *host.Server, logger *slog.Logger, users, days int, loc *time.Location) {
-	n, err := publishDemo(ctx, srv.JetStream(), demoOptions{users: users, days: days, seed: 1, loc: loc, live: true, logger: logger})
+	start := time.Now()
+	applied := func(seq uint64) {
+		if err := srv.WaitApplied(ctx, seq); err == nil {
+			logger.Info("demo: history applied: segments now include it", "days", days, "seq", seq,
+				"took", time.Since(start).Round(time.Millisecond))
+		}
+	}
+	n, err := publishDemo(ctx, srv.JetStream(), demoOptions{users: users, days: days, seed: 1, loc: loc, live: true, logger: logger,
+		historyPublished: applied})
 	if err != nil && ctx.Err() == nil {
 		logger.Error("demo producer stopped", "published", n, "error", err)
 	}
