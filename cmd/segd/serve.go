@@ -122,6 +122,9 @@ func printWelcome(cmd *cobra.Command, srv *host.Server, cfg host.Config) {
 	url := srv.ClientURL()
 	fmt.Fprintf(w, "\nsegd %s is up: %d segments from %s, data in %s\n", version,
 		len(srv.Engine().Segments()), strings.Join(cfg.RulePaths, ", "), srv.DataDir())
+	if addr := srv.MetricsAddr(); addr != "" {
+		fmt.Fprintf(w, "Metrics: http://%s/metrics\n", addr)
+	}
 	if url == "" {
 		fmt.Fprintln(w, "NATS: embedded, in-process only (--no-listen)")
 		fmt.Fprintln(w, "\nCtrl-C stops segd.")

@@ -26,7 +26,11 @@ func printStatus(w io.Writer, st *api.StatusReply) {
 	}
 	row("ready", ready)
 	row("clock", st.Clock)
-	row("last stream seq", st.LastSeq, fmt.Sprintf("replayed from %d to %d at start", st.ReplayFrom, st.ReplayTo))
+	replay := "nothing to replay at start"
+	if st.ReplayTo >= st.ReplayFrom && st.ReplayTo > 0 {
+		replay = fmt.Sprintf("replayed from %d to %d at start", st.ReplayFrom, st.ReplayTo)
+	}
+	row("last stream seq", st.LastSeq, replay)
 	row("batches", st.Batches)
 	row("events", st.Events)
 	row("profile updates", st.Profiles)
