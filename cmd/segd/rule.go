@@ -12,10 +12,7 @@ import (
 	"github.com/segd/segd/rules"
 )
 
-type (
-	apiSegment = api.SegmentInfo
-	apiStatus  = api.StatusReply
-)
+type apiSegment = api.SegmentInfo
 
 func newRuleCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "rule", Short: "Work with rule files"}

@@ -8,12 +8,11 @@ import (
 // workCounters count the writer's work, for metrics; the writer adds to
 // them and any goroutine reads them (Work).
 type workCounters struct {
-	clockMoves   atomic.Uint64 // clock steps that moved windows
-	clockUsers   atomic.Uint64 // users judged again because the clock moved
-	clockNanos   atomic.Uint64 // time spent moving windows
-	applyNanos   atomic.Uint64 // time spent applying messages
-	applied      atomic.Uint64 // messages applied (batches, uploads, not-batches)
-	evaluateUser atomic.Uint64 // (segment, user) judgements, all segments
+	clockMoves atomic.Uint64 // clock steps that moved windows
+	clockUsers atomic.Uint64 // users judged again because the clock moved
+	clockNanos atomic.Uint64 // time spent moving windows
+	applyNanos atomic.Uint64 // time spent applying messages
+	applied    atomic.Uint64 // messages applied (batches, uploads, not-batches)
 }
 
 // WorkStats is the engine's work since start (see Engine.Work).
