@@ -186,14 +186,11 @@ func (e *Engine) advanceClock(_ context.Context) {
 		l.advance(t0, t1, t)
 		touched[l] = t
 	}
-	users := roaring.New()
-	for _, t := range touched {
-		users.Or(t)
-	}
 	e.work.clockMoves.Add(1)
-	e.work.clockUsers.Add(users.GetCardinality())
+	before := e.evaluations()
 	changes := changeSet{}
 	e.evaluate(touched, nil, changes)
+	e.work.clockJudged.Add(e.evaluations() - before)
 	e.publish(changes, func(*api.StatusReply) {})
 }
 

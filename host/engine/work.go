@@ -8,20 +8,21 @@ import (
 // workCounters count the writer's work, for metrics; the writer adds to
 // them and any goroutine reads them (Work).
 type workCounters struct {
-	clockMoves atomic.Uint64 // clock steps that moved windows
-	clockUsers atomic.Uint64 // users judged again because the clock moved
-	clockNanos atomic.Uint64 // time spent moving windows
-	applyNanos atomic.Uint64 // time spent applying messages
-	applied    atomic.Uint64 // messages applied (batches, uploads, not-batches)
+	clockMoves  atomic.Uint64 // clock steps that moved windows
+	clockJudged atomic.Uint64 // (segment, user) judgements the clock's moves caused
+	clockNanos  atomic.Uint64 // time spent moving windows
+	applyNanos  atomic.Uint64 // time spent applying messages
+	applied     atomic.Uint64 // messages applied (batches, uploads, not-batches)
 }
 
 // WorkStats is the engine's work since start (see Engine.Work).
 type WorkStats struct {
 	// ClockMoves counts the clock steps that moved the windows;
-	// ClockUsers the users they judged again; ClockTime their total time.
-	ClockMoves uint64
-	ClockUsers uint64
-	ClockTime  time.Duration
+	// ClockJudged the (segment, user) judgements they caused; ClockTime
+	// their total time.
+	ClockMoves  uint64
+	ClockJudged uint64
+	ClockTime   time.Duration
 	// Applied counts messages applied, ApplyTime their total time.
 	Applied   uint64
 	ApplyTime time.Duration
@@ -33,7 +34,7 @@ type WorkStats struct {
 func (e *Engine) Work() WorkStats {
 	w := WorkStats{
 		ClockMoves:  e.work.clockMoves.Load(),
-		ClockUsers:  e.work.clockUsers.Load(),
+		ClockJudged: e.work.clockJudged.Load(),
 		ClockTime:   time.Duration(e.work.clockNanos.Load()),
 		Applied:     e.work.applied.Load(),
 		ApplyTime:   time.Duration(e.work.applyNanos.Load()),
@@ -43,4 +44,14 @@ func (e *Engine) Work() WorkStats {
 		w.Evaluations[s.seg.ID] = s.evaluations.Load()
 	}
 	return w
+}
+
+// evaluations sums the segments' judgements (writer only: cheap, one load
+// per segment).
+func (e *Engine) evaluations() uint64 {
+	var n uint64
+	for _, s := range e.segments {
+		n += s.evaluations.Load()
+	}
+	return n
 }

@@ -45,7 +45,7 @@ var (
 	dAnaDropped   = desc("segd_analysis_dropped_events_total", "Events the analysis index did not keep (its event-name dictionary was full).")
 	dUsers        = desc("segd_users", "Distinct users seen.")
 	dClockMoves   = desc("segd_clock_moves_total", "Clock steps that moved the rule windows.")
-	dClockUsers   = desc("segd_clock_users_judged_total", "Users judged again because the clock moved.")
+	dClockUsers   = desc("segd_clock_judgements_total", "(Segment, user) judgements caused by the clock moving the windows.")
 	dClockSeconds = desc("segd_clock_seconds_total", "Time spent moving the windows with the clock.")
 	dApplied      = desc("segd_apply_messages_total", "Events-stream messages applied by the engine.")
 	dApplySeconds = desc("segd_apply_seconds_total", "Time the engine spent applying messages.")
@@ -139,7 +139,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	w := c.src.Work()
 	counter(dClockMoves, w.ClockMoves)
-	counter(dClockUsers, w.ClockUsers)
+	counter(dClockUsers, w.ClockJudged)
 	ch <- prometheus.MustNewConstMetric(dClockSeconds, prometheus.CounterValue, w.ClockTime.Seconds())
 	counter(dApplied, w.Applied)
 	ch <- prometheus.MustNewConstMetric(dApplySeconds, prometheus.CounterValue, w.ApplyTime.Seconds())
