@@ -52,3 +52,7 @@ func (s *Server) logReplay(ctx context.Context, to uint64) {
 func (s *Server) WaitApplied(ctx context.Context, seq uint64) error {
 	return s.segAPI.waiter.Wait(ctx, seq)
 }
+
+// HistoryStart implements segment.history's HistoryStart (see
+// engine.HistoryStart).
+func (st segmentStore) HistoryStart(segment string) string { return st.s.engine.HistoryStart(segment) }

@@ -217,6 +217,12 @@ type SegmentHistoryRequest struct {
 type SegmentHistoryReply struct {
 	Segment string       `json:"segment"`
 	Days    []HistoryDay `json:"days"`
+	// HistoryStart is the first day segd recorded for the segment (the
+	// day it first applied a change to it; a first start over an existing
+	// log replays it all on that day): earlier days show 0 because nothing
+	// was recorded, not because the segment was empty. Absent when
+	// nothing is recorded yet.
+	HistoryStart string `json:"history_start,omitempty"`
 }
 
 // HistoryDay is one calendar day of a segment's history: its size at the

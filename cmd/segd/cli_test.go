@@ -51,3 +51,25 @@ func TestCLIMessages(t *testing.T) {
 		t.Errorf("rule validate: %q, %v; want \"ok: 1 segment\"", out, err)
 	}
 }
+
+// TestHistorySaysWhereItStarts: on a first start over a log, the days
+// before segd recorded anything show 0; segment history and analyze trend
+// say from which day the history is recorded.
+func TestHistorySaysWhereItStarts(t *testing.T) {
+	t.Parallel()
+	url := startSegd(t) // events of Nov 1-3, applied on Nov 3
+	out, err := runSegd(t, "segment", "history", "buyers", "--from", "2026-11-01", "--to", "2026-11-03", "--nats", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantInOrder(t, out, "2026-11-01", "0", "2026-11-03", "1", "history recorded since 2026-11-03: the days before it show 0 because nothing was recorded")
+	out, err = runSegd(t, "analyze", "trend", "buyers", "--from", "2026-11-01", "--to", "2026-11-03", "--nats", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantInOrder(t, out, "BUYERS", "2026-11-03", "buyers: history recorded since 2026-11-03")
+	out, err = runSegd(t, "segment", "history", "buyers", "--from", "2026-11-03", "--to", "2026-11-03", "--nats", url)
+	if err != nil || strings.Contains(out, "recorded since") {
+		t.Errorf("a range inside the history has no note: %v\n%s", err, out)
+	}
+}

@@ -255,15 +255,18 @@ func newSegmentHistoryCommand(f *clientFlags) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
-				days, err := c.History(ctx, args[0], from, to)
-				return api.SegmentHistoryReply{Segment: args[0], Days: days}, err
+				return c.HistoryReply(ctx, args[0], from, to)
 			}, func(w io.Writer, res any) {
+				r := res.(*api.SegmentHistoryReply)
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 				fmt.Fprintln(tw, "DAY\tSIZE\tENTERED\tLEFT\t")
-				for _, d := range res.(api.SegmentHistoryReply).Days {
+				for _, d := range r.Days {
 					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", d.Day, d.Size, d.Entered, d.Left)
 				}
 				tw.Flush()
+				if note := historyNote(r.HistoryStart, r.Days); note != "" {
+					fmt.Fprintln(w, note)
+				}
 			})
 		},
 	}
@@ -436,4 +439,16 @@ func (f *clientFlags) withClient(cmd *cobra.Command, timeout time.Duration, fn f
 	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 	defer cancel()
 	return fn(ctx, client.New(nc, client.WithTimeout(timeout)))
+}
+
+// historyNote says from which day the history is recorded when the days
+// shown begin before it: their 0 means "not recorded", not "empty".
+func historyNote(start string, days []api.HistoryDay) string {
+	switch {
+	case start == "":
+		return "no history recorded yet: segd records a segment's size per day as it applies changes to it"
+	case len(days) > 0 && days[0].Day < start:
+		return fmt.Sprintf("history recorded since %s: the days before it show 0 because nothing was recorded (a first start over an existing log replays it all on one day)", start)
+	}
+	return ""
 }
