@@ -108,7 +108,7 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 	view.profiles, view.names = e.profiles, e.users.names
 
 	valuesBefore := e.limits.refusedValues
-	touched := e.ingest(ctx, view, msg.Seq)
+	touched := e.ingest(ctx, view, msg.Seq, msg.Subject)
 	if e.limits.refusedValues != valuesBefore {
 		e.logRefusals("distinct values", e.limits.refusedValues, "seq", msg.Seq, "subject", msg.Subject, "limit", e.limits.values)
 	}
@@ -140,10 +140,10 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 	return nil
 }
 
-// ingest hands the batch (stream sequence seq) to every leaf and returns
+// ingest hands the batch (stream sequence seq, on subject) to every leaf and returns
 // the users each touched. A leaf whose predicate fails the batch makes its
 // segment stale (recovery.go); the other leaves go on.
-func (e *Engine) ingest(ctx context.Context, view *batchView, seq uint64) map[leaf]*roaring.Bitmap {
+func (e *Engine) ingest(ctx context.Context, view *batchView, seq uint64, subject string) map[leaf]*roaring.Bitmap {
 	touched := make(map[leaf]*roaring.Bitmap, len(e.leaves))
 	for _, l := range e.leaves {
 		if e.paused[l] {
@@ -154,7 +154,7 @@ func (e *Engine) ingest(ctx context.Context, view *batchView, seq uint64) map[le
 			for _, s := range e.segments {
 				for _, sl := range s.leaves {
 					if sl == l {
-						e.markStale(s, err, seq)
+						e.markStale(s, err, seq, subject)
 					}
 				}
 			}
