@@ -13,11 +13,27 @@ PLUGIN_DIR := build/plugins
 
 # run clears NATS_URL and NATS_CONTEXT: with either set, segd serve would
 # use that server instead of embedding one.
-## run: build segd and the example plugins, and start segd with an embedded NATS server, the example rules and a demo stream
+# RULES adds rule files or directories (comma-separated) to the example
+# rules; PLUGINS adds a directory of your own plugins (NAME.wasm and
+# NAME.yaml), copied beside the example plugins; METRICS serves Prometheus
+# metrics there (HOST:PORT). E.g.
+#   make run RULES=my-rules.yaml PLUGINS=my-plugins METRICS=127.0.0.1:9464
+RULES   ?=
+PLUGINS ?=
+METRICS ?=
+
+## run: build segd and the example plugins, and start segd with an embedded NATS server, the example rules (plus RULES=), the plugins (plus PLUGINS=) and a demo stream
 run: build plugins
 	@rules="examples/rules,examples/plugins/rules.yaml"; \
 	if [ -f $(PLUGIN_DIR)/amount.wasm ]; then rules="$$rules,examples/plugins/amount-wat/rules.yaml"; fi; \
-	set -x; NATS_URL= NATS_CONTEXT= exec ./bin/segd serve --data-dir $(DATA_DIR) --listen $(LISTEN) --rules "$$rules" --plugins $(PLUGIN_DIR) --demo
+	if [ -n "$(RULES)" ]; then rules="$$rules,$(RULES)"; fi; \
+	if [ -n "$(PLUGINS)" ]; then \
+		if [ ! -d "$(PLUGINS)" ]; then echo "PLUGINS=$(PLUGINS) is not a directory"; exit 1; fi; \
+		cp "$(PLUGINS)"/*.wasm $(PLUGIN_DIR)/ || exit 1; \
+		for y in "$(PLUGINS)"/*.yaml; do [ -f "$$y" ] && cp "$$y" $(PLUGIN_DIR)/; done; \
+	fi; \
+	metrics=""; if [ -n "$(METRICS)" ]; then metrics="--metrics $(METRICS)"; fi; \
+	set -x; NATS_URL= NATS_CONTEXT= exec ./bin/segd serve --data-dir $(DATA_DIR) --listen $(LISTEN) --rules "$$rules" --plugins $(PLUGIN_DIR) $$metrics --demo
 
 ## plugins: build the example WASM plugins into build/plugins (the WebAssembly-text one when wat2wasm is installed)
 plugins:

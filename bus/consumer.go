@@ -361,7 +361,7 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 	// slower), and a lost ack only means a redelivery, which the seq check
 	// above skips and the snapshot sequence makes harmless after restarts.
 	if err := msg.Ack(); err != nil {
-		c.opts.Logger.Warn("segd consumer: ack failed", "seq", seq, "err", err)
+		c.opts.Logger.Warn("segd consumer: ack failed", "seq", seq, "subject", msg.Subject(), "err", err)
 	}
 	c.lastSeq.Store(seq)
 }
@@ -396,7 +396,7 @@ func (r *retrier) try(what string, f func() error) (done, ok bool) {
 		if r.attempts >= c.opts.MaxAttempts {
 			return true, false
 		}
-		c.opts.Logger.Warn("segd consumer: "+what+" failed, will retry", "seq", r.seq, "attempt", r.attempts,
+		c.opts.Logger.Warn("segd consumer: "+what+" failed, will retry", "seq", r.seq, "subject", r.msg.Subject(), "attempt", r.attempts,
 			"max_attempts", c.opts.MaxAttempts, "retry_in", r.delay, "err", r.err)
 		c.mu.Lock()
 		c.stats.Retries++

@@ -490,7 +490,11 @@ func (h *segmentHandlers) parseHistory(data []byte) (func() (any, error), *api.E
 		if days == nil {
 			days = []api.HistoryDay{}
 		}
-		return api.SegmentHistoryReply{Segment: r.Segment, Days: days}, err
+		rep := api.SegmentHistoryReply{Segment: r.Segment, Days: days}
+		if hs, ok := h.st.(interface{ HistoryStart(string) string }); ok && err == nil {
+			rep.HistoryStart = hs.HistoryStart(r.Segment)
+		}
+		return rep, err
 	}, nil
 }
 

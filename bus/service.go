@@ -56,6 +56,11 @@ type ServiceOptions struct {
 	// and for slow work each (default 64 per worker); past it a request is
 	// answered 503 at once rather than held.
 	MaxQueued int
+	// OnRequest, if set, is told of every request answered: the endpoint's
+	// name, the reply's code ("200", or an api.Code* value) and the time
+	// from its arrival to its answer. It runs on the answering goroutine
+	// and must be quick (a metrics histogram observes it).
+	OnRequest func(endpoint, code string, took time.Duration)
 }
 
 // DefaultRequestTimeout is a request's deadline unless ServiceOptions or
@@ -146,6 +151,8 @@ type endpointStats struct {
 	// counts its requests waiting for a slot.
 	slots   chan struct{}
 	waiting atomic.Int64
+	// name is the endpoint's, for ServiceOptions.OnRequest.
+	name string
 }
 
 // endpointDef describes one endpoint: where it lives, how it is documented,
@@ -268,7 +275,7 @@ func StartService(nc *nats.Conn, m Membership, opts ServiceOptions) (*Service, e
 		defs = append(defs, e.def())
 	}
 	for _, d := range defs {
-		s.eps[d.name] = &endpointStats{slots: make(chan struct{}, max(1, opts.SlowWorkers-1))}
+		s.eps[d.name] = &endpointStats{slots: make(chan struct{}, max(1, opts.SlowWorkers-1)), name: d.name}
 	}
 	md := map[string]string{"api": api.Group}
 	for k, v := range opts.Metadata {
@@ -342,12 +349,13 @@ func (s *Service) handler(d endpointDef) micro.HandlerFunc {
 		timeout = s.opts.Timeout
 	}
 	return func(req micro.Request) {
+		now := time.Now()
 		work, bad := safeParse(d, s.m, req.Data())
 		if bad != nil {
 			_ = req.Error(bad.Code, bad.Description, errorBody(*bad))
+			s.observe(st, bad.Code, now)
 			return
 		}
-		now := time.Now()
 		j := job{reply: req.Reply(), work: work, received: now, deadline: now.Add(timeout), stats: st}
 		if d.slow || d.parseCtx != nil {
 			j.ctx, j.cancel = context.WithDeadline(context.Background(), j.deadline)
@@ -542,6 +550,7 @@ func (s *Service) respond(j job, reply any, err error, code string) {
 		return
 	}
 	msg := &nats.Msg{Subject: j.reply}
+	defer func() { s.observe(j.stats, answeredCode(msg), j.received) }()
 	if err == nil {
 		var data []byte
 		var merr error
@@ -569,6 +578,22 @@ func (s *Service) respond(j job, reply any, err error, code string) {
 	msg.Header = nats.Header{micro.ErrorHeader: {d.Description}, micro.ErrorCodeHeader: {d.Code}}
 	msg.Data = errorBody(d)
 	_ = s.nc.PublishMsg(msg)
+}
+
+// observe tells ServiceOptions.OnRequest of an answered request.
+func (s *Service) observe(st *endpointStats, code string, received time.Time) {
+	if s.opts.OnRequest != nil && st != nil {
+		s.opts.OnRequest(st.name, code, time.Since(received))
+	}
+}
+
+// answeredCode is the code of a reply respond published: its error code
+// header, or "200".
+func answeredCode(msg *nats.Msg) string {
+	if c := msg.Header.Get(micro.ErrorCodeHeader); c != "" {
+		return c
+	}
+	return "200"
 }
 
 // Micro returns the underlying micro service (for Info and Stats).

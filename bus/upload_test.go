@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/bus/client"
 )

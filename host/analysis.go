@@ -268,7 +268,7 @@ func (a *analyzer) AnalyzeTrend(ctx context.Context, r *api.AnalysisTrendRequest
 			return nil, err
 		}
 		ts := api.TrendSegment{Segment: name, Sizes: make([]uint64, len(base)),
-			Entered: make([]uint64, len(base)), Left: make([]uint64, len(base))}
+			Entered: make([]uint64, len(base)), Left: make([]uint64, len(base)), HistoryStart: a.engine.HistoryStart(name)}
 		for _, h := range days {
 			d, err := analysis.ParseDay(h.Day)
 			if err != nil || d < from || int(d-from) >= len(base) {

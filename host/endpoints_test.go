@@ -273,6 +273,8 @@ func TestEveryEndpointAtItsLimits(t *testing.T) {
 		api.SubjectAnalysisRetention: jsonOf(api.AnalysisRetentionRequest{StartEvent: "page_view", ReturnEvent: "checkout", Days: 45,
 			Segments: segs, From: "2025-11-03", To: "2026-11-03", Mode: api.RetentionRecurring}),
 		api.SubjectAnalysisTrend: jsonOf(api.AnalysisTrendRequest{Segments: segs, From: "2025-11-03", To: "2026-11-03"}),
+		api.SubjectUserGet: jsonOf(api.UserGetRequest{User: long, Segment: "big_payer_2d", From: "2025-11-03", To: "2026-11-03",
+			Limit: bus.MaxUserEvents, Offset: bus.MaxUserEventsOffset}),
 	}
 	for _, subject := range subjects {
 		body, ok := limits[subject]

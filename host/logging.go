@@ -2,8 +2,30 @@ package host
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 )
+
+// Log formats for NewLogger.
+const (
+	LogFormatLogfmt = "logfmt" // key=value lines (slog's text handler)
+	LogFormatJSON   = "json"   // one JSON object a line (slog's JSON handler), for log shippers
+)
+
+// NewLogger returns a logger writing format (LogFormatLogfmt or
+// LogFormatJSON) to w at level and above. Log lines about one
+// events-stream message carry its "seq" and "subject".
+func NewLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case LogFormatLogfmt, "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case LogFormatJSON:
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want %s or %s", format, LogFormatLogfmt, LogFormatJSON)
+}
 
 // quietHandler passes on only records at or above min. The embedded NATS
 // server announces itself in some thirty info lines; segd shows its warnings

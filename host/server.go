@@ -20,6 +20,7 @@ import (
 	"github.com/segd/segd/host/analysis"
 	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/host/internal/datadir"
+	"github.com/segd/segd/host/metrics"
 	"github.com/segd/segd/plugins"
 	"github.com/segd/segd/rules"
 )
@@ -91,6 +92,9 @@ type Config struct {
 	// SEGD_CHANGES (default bus.DefaultFeedBacklog, 16 MiB); past it ingest
 	// waits for the feed.
 	FeedBacklog int
+	// Metrics, if set, is the HOST:PORT where segd serves Prometheus
+	// metrics at /metrics (port 0 picks a free one: see MetricsAddr).
+	Metrics string
 	// Version is reported by the micro service.
 	Version string
 	// Logger receives segd's log (nil: slog.Default()).
@@ -135,6 +139,11 @@ type Server struct {
 
 	// recovery rebuilds stale segments (plugin_recovery.go).
 	recovery *pluginRecovery
+
+	// metrics and metricsSrv are the Prometheus registry and its HTTP
+	// server (metrics.go).
+	metrics    *metrics.Metrics
+	metricsSrv *metrics.Server
 }
 
 // Start loads the rules, starts or connects to NATS, creates the events
@@ -257,7 +266,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.dlq, err = bus.EnsureDeadLetters(ctx, s.js, bus.DeadLetterConfig{MaxAge: cfg.Retention}); err != nil {
 		return nil, err
 	}
-	s.consumer, err = bus.Consume(runCtx, s.js, s.ingester(), bus.ConsumerOptions{
+	if err := s.startMetrics(); err != nil {
+		return nil, err
+	}
+	s.consumer, err = bus.Consume(runCtx, s.js, timedIngester{s.ingester(), s.metrics}, bus.ConsumerOptions{
 		StartSeq:    s.replayFrom,
 		Logger:      cfg.Logger,
 		DeadLetters: s.dlq,
@@ -265,18 +277,18 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.service, err = bus.StartService(s.nc, s.membership(), bus.ServiceOptions{Version: cfg.Version,
-		Endpoints: append(append(s.segmentEndpoints(), s.analysisEndpoints()...), bus.PreviewEndpoint(s.preview, previewTimeout))})
+	s.service, err = bus.StartService(s.nc, s.membership(), bus.ServiceOptions{Version: cfg.Version, OnRequest: s.metrics.ObserveRequest,
+		Endpoints: append(append(s.segmentEndpoints(), s.analysisEndpoints()...), bus.PreviewEndpoint(s.preview, previewTimeout), bus.UserGetEndpoint(s.userGet))})
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
 	cfg.Logger.Info("segd is serving", "segments", len(segments), "nats", s.ClientURL(), "data", cfg.DataDir,
 		"replaying_from_seq", s.replayFrom, "replaying_to_seq", info.State.LastSeq)
-	go s.logReplay(runCtx, info.State.LastSeq)
 	if s.rebuild != nil {
 		s.rebuildDone = make(chan struct{})
 		go s.runRebuild(runCtx, s.rebuild)
 	}
+	go s.logReplay(runCtx, info.State.LastSeq)
 	s.startPluginRecovery(runCtx)
 	if s.snaps != nil {
 		s.snaps.stop, s.snaps.done = make(chan struct{}), make(chan struct{})
@@ -330,29 +342,6 @@ func (s *Server) WaitRebuilt(ctx context.Context) error {
 		return s.rebuildErr
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// logReplay logs the replay's progress every few seconds until segd has
-// caught up with the stream as it was at start.
-func (s *Server) logReplay(ctx context.Context, to uint64) {
-	start := time.Now()
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.segAPI.waiter.Changed():
-		case <-t.C:
-			s.cfg.Logger.Info("replaying the event log", "applied_seq", s.segAPI.waiter.Last(), "to_seq", to)
-			continue
-		}
-		if !s.rebuilding() {
-			s.cfg.Logger.Info("segd is ready: caught up with the event log", "seq", s.segAPI.waiter.Last(),
-				"from_seq", s.replayFrom, "took", time.Since(start).Round(time.Millisecond))
-			return
-		}
 	}
 }
 
@@ -454,6 +443,9 @@ func (s *Server) close() error {
 	}
 	if s.service != nil {
 		errs = append(errs, s.service.Stop())
+	}
+	if s.metricsSrv != nil {
+		errs = append(errs, s.metricsSrv.Close())
 	}
 	if s.started && s.snaps != nil {
 		s.stopSnapshots()

@@ -192,6 +192,10 @@ type TrendSegment struct {
 	Sizes   []uint64 `json:"sizes"`
 	Entered []uint64 `json:"entered"`
 	Left    []uint64 `json:"left"`
+	// HistoryStart is the first day segd recorded for a segment (see
+	// SegmentHistoryReply.HistoryStart); absent for all users and for a
+	// segment with nothing recorded yet.
+	HistoryStart string `json:"history_start,omitempty"`
 }
 
 // Measure is a parsed events measure.

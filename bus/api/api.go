@@ -33,6 +33,7 @@ const (
 	SubjectSegmentHistory = Group + ".segment.history"
 	SubjectSegmentUpload  = AdminGroup + ".segment.upload"
 	SubjectSegmentPreview = AdminGroup + ".segment.preview"
+	SubjectUserGet        = Group + ".user.get"
 )
 
 // ChangesSubjectPrefix is where segd publishes membership changes:
@@ -294,6 +295,12 @@ type SegmentHistoryRequest struct {
 type SegmentHistoryReply struct {
 	Segment string       `json:"segment"`
 	Days    []HistoryDay `json:"days"`
+	// HistoryStart is the first day segd recorded for the segment (the
+	// day it first applied a change to it; a first start over an existing
+	// log replays it all on that day): earlier days show 0 because nothing
+	// was recorded, not because the segment was empty. Absent when
+	// nothing is recorded yet.
+	HistoryStart string `json:"history_start,omitempty"`
 }
 
 // HistoryDay is one calendar day of a segment's history: its size at the
@@ -653,4 +660,78 @@ type Item struct {
 	Time    any            `json:"time,omitempty"`
 	Props   map[string]any `json:"props,omitempty"`
 	Profile map[string]any `json:"profile,omitempty"`
+}
+
+// UserGetRequest asks what segd knows about one user (user.get): the
+// profile, the segments they are in, their recent events and, when Segment
+// is set, why they are in it or not. From and To are calendar dates
+// (YYYY-MM-DD, segd's time zone, inclusive) bounding the events: To
+// defaults to today, From to 6 days before To; the span is at most the
+// days the analysis index keeps. Events come newest first, Limit at a time
+// (default 100, at most 1000), after skipping Offset of them (a reply's
+// NextOffset asks for the next page).
+type UserGetRequest struct {
+	User    string `json:"user"`
+	Segment string `json:"segment,omitempty"`
+	From    string `json:"from,omitempty"`
+	To      string `json:"to,omitempty"`
+	Limit   int    `json:"limit,omitempty"`
+	Offset  int    `json:"offset,omitempty"`
+}
+
+// UserGetReply answers UserGetRequest. A user segd never saw is Known
+// false, with an empty profile and no segments or events.
+type UserGetReply struct {
+	User  string `json:"user"`
+	Known bool   `json:"known"`
+	// Profile is the user's profile attributes now ({} for none).
+	Profile map[string]any `json:"profile"`
+	// Segments are the segments the user is in, in id order, with since
+	// when; Unavailable those whose membership is not served now.
+	Segments    []Membership `json:"segments"`
+	Unavailable []string     `json:"unavailable,omitempty"`
+	// From and To are the days the events were read from.
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Events are the user's events in From..To, newest first, one page.
+	// NextOffset, when set, is the Offset of the next page.
+	Events     []UserEvent `json:"events"`
+	NextOffset int         `json:"next_offset,omitempty"`
+	// Explain is why the user is in Segment or not, when asked.
+	Explain *Explanation `json:"explain,omitempty"`
+}
+
+// UserEvent is one event of a user (the analysis index keeps its name and
+// time, not its properties).
+type UserEvent struct {
+	Time  string `json:"time"`
+	Event string `json:"event"`
+}
+
+// Explanation is the value, for one user now, of each condition of a
+// segment's rule.
+type Explanation struct {
+	Segment string `json:"segment"`
+	// Member is the user's membership as served; Holds the rule's value
+	// for the user now (they differ only for a stale or rebuilding segment,
+	// or between a clock step and its application).
+	Member bool `json:"member"`
+	Holds  bool `json:"holds"`
+	// Conditions are the rule's conditions, parents before their parts
+	// (Depth 0 is the rule itself).
+	Conditions []ConditionValue `json:"conditions"`
+}
+
+// ConditionValue is one condition of a rule for one user.
+type ConditionValue struct {
+	Depth int `json:"depth"`
+	// Condition is the condition as written, e.g. "all of",
+	// "did checkout: count >= 3, last 7d", "profile: age < 25".
+	Condition string `json:"condition"`
+	// Value is a did condition's aggregate over the user's events in its
+	// window (absent when undefined: avg, min or max of no events).
+	Value *float64 `json:"value,omitempty"`
+	Holds bool     `json:"holds"`
+	// Text says it in words, e.g. "checkout count in last 7d = 4 (>= 3 holds)".
+	Text string `json:"text"`
 }

@@ -39,6 +39,10 @@ type ChangeConsumerOptions struct {
 	// oldest retained change (the feed keeps 7 days). It does not affect a
 	// durable that already exists.
 	DeliverNew bool
+	// StartTime, when set, starts a new consumer at the first change
+	// stored at or after it instead (it does not affect a durable that
+	// already exists).
+	StartTime time.Time
 	// AckWait is how long a handler may take before the change is
 	// redelivered (default 30s).
 	AckWait time.Duration
@@ -82,6 +86,10 @@ func ConsumeChanges(ctx context.Context, js jetstream.JetStream, opts ChangeCons
 	}
 	if opts.DeliverNew {
 		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	}
+	if !opts.StartTime.IsZero() {
+		t := opts.StartTime
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
 	for _, s := range opts.Segments {
 		cfg.FilterSubjects = append(cfg.FilterSubjects, api.ChangesSubjectPrefix+s)

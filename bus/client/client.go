@@ -64,9 +64,10 @@ type Error struct {
 	cause error
 }
 
-// Error formats the error as "segd segd.v1.member.check: 404 segment ...".
+// Error formats the error as "segd.v1.member.check: 404 segment ...": the
+// subject names segd once.
 func (e *Error) Error() string {
-	s := fmt.Sprintf("segd %s: %s %s", e.Subject, e.Code, e.Description)
+	s := fmt.Sprintf("%s: %s %s", e.Subject, e.Code, e.Description)
 	if e.Field != "" {
 		s += fmt.Sprintf(" (field %q)", e.Field)
 	}
@@ -132,14 +133,14 @@ func (c *Client) Status(ctx context.Context) (*api.StatusReply, error) {
 func (c *Client) call(ctx context.Context, subject string, req, reply any) error {
 	data, err := json.Marshal(req)
 	if err != nil {
-		return fmt.Errorf("segd %s: encoding the request: %w", subject, err)
+		return fmt.Errorf("%s: encoding the request: %w", subject, err)
 	}
 	msg, err := c.request(ctx, subject, data)
 	if err != nil {
 		return err
 	}
 	if err := json.Unmarshal(msg.Data, reply); err != nil {
-		return fmt.Errorf("segd %s: decoding the reply: %w", subject, err)
+		return fmt.Errorf("%s: decoding the reply: %w", subject, err)
 	}
 	return nil
 }
@@ -167,7 +168,7 @@ func (c *Client) request(ctx context.Context, subject string, data []byte) (*nat
 			return nil, &Error{Subject: subject, Code: api.CodeUnavailable,
 				Description: "no segd service answers; is segd running and connected to this NATS server?", cause: err}
 		}
-		return nil, fmt.Errorf("segd %s: %w", subject, err)
+		return nil, fmt.Errorf("%s: %w", subject, err)
 	}
 	if e := replyError(subject, msg); e != nil {
 		return nil, e

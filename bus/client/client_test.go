@@ -158,7 +158,7 @@ func TestClientErrors(t *testing.T) {
 	if !client.IsBadRequest(err) || !errors.As(err, &e) || e.Field != "user" {
 		t.Errorf("empty user: %v, want 400 with field user", err)
 	}
-	if want := `segd segd.v1.member.segments: 400 "user" is empty`; !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), `(field "user")`) {
+	if want := `segd.v1.member.segments: 400 "user" is empty`; !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), `(field "user")`) {
 		t.Errorf("message %q", err)
 	}
 }

@@ -214,9 +214,21 @@ func (c *Client) Query(ctx context.Context, expr string, countOnly bool, limit i
 // History returns a segment's size, entries and exits per day between from
 // and to (YYYY-MM-DD, inclusive; "" for the defaults: the last 30 days).
 func (c *Client) History(ctx context.Context, segment, from, to string) ([]api.HistoryDay, error) {
-	var r api.SegmentHistoryReply
-	err := c.call(ctx, api.SubjectSegmentHistory, api.SegmentHistoryRequest{Segment: segment, From: from, To: to}, &r)
+	r, err := c.HistoryReply(ctx, segment, from, to)
+	if r == nil {
+		return nil, err
+	}
 	return r.Days, err
+}
+
+// HistoryReply is History with the whole reply, which says from which
+// day the history is recorded (HistoryStart).
+func (c *Client) HistoryReply(ctx context.Context, segment, from, to string) (*api.SegmentHistoryReply, error) {
+	var r api.SegmentHistoryReply
+	if err := c.call(ctx, api.SubjectSegmentHistory, api.SegmentHistoryRequest{Segment: segment, From: from, To: to}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 // Upload replaces (api.UploadReplace) or extends (api.UploadAppend) the

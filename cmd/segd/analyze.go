@@ -226,4 +226,16 @@ func printTrend(w io.Writer, r *api.AnalysisTrendReply) {
 		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+	for _, s := range r.Segments {
+		if s.Segment == api.AllUsers {
+			continue
+		}
+		days := make([]api.HistoryDay, len(r.Days))
+		for i, d := range r.Days {
+			days[i].Day = d
+		}
+		if note := historyNote(s.HistoryStart, days); note != "" {
+			fmt.Fprintf(w, "%s: %s\n", s.Segment, note)
+		}
+	}
 }

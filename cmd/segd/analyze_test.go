@@ -140,7 +140,7 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	rest := out
-	for _, w := range []string{"ready", "true", "last stream seq", "1", "events", "6", "users", "3"} {
+	for _, w := range []string{"ready", "yes", "last stream seq", "1", "events", "6", "users", "3"} {
 		i := strings.Index(rest, w)
 		if i < 0 {
 			t.Fatalf("status output lacks %q (in order):\n%s", w, out)

@@ -24,6 +24,10 @@ type demoOptions struct {
 	loc         *time.Location
 	live        bool
 	logger      *slog.Logger
+	// historyPublished, if set, is called once the history is stored,
+	// with the events stream's last sequence (segd serve --demo waits
+	// for segd to apply it).
+	historyPublished func(seq uint64)
 }
 
 // demoSubject is where the demo shop publishes.
@@ -52,6 +56,11 @@ func publishDemo(ctx context.Context, js jetstream.JetStream, o demoOptions) (in
 			if !p.Live && !noBackfill {
 				o.logger.Info("demo: history published", "days", o.days, "users", o.users,
 					"items", p.Generated, "stored", p.Stored, "took", p.Elapsed.Round(time.Millisecond))
+				if o.historyPublished != nil {
+					if stream, err := js.Stream(ctx, bus.EventsStream); err == nil {
+						o.historyPublished(stream.CachedInfo().State.LastSeq)
+					}
+				}
 				return
 			}
 			o.logger.Debug("demo: live events", "stored", p.Stored)

@@ -38,7 +38,9 @@ func (f *clientFlags) call(cmd *cobra.Command, fn func(context.Context, *client.
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()
+	stop := showElapsed(cmd.ErrOrStderr(), "waiting for segd ("+cmd.CommandPath()+")")
 	res, err := fn(ctx, client.New(nc, client.WithTimeout(f.timeout)))
+	stop()
 	if err != nil {
 		return natsconn.Refused(nc, err)
 	}
@@ -159,45 +161,7 @@ func newStatusCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
 				return c.Status(ctx)
-			}, func(w io.Writer, res any) {
-				st := res.(*apiStatus)
-				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-				fmt.Fprintf(tw, "ready\t%v\nclock\t%s\nlast stream seq\t%d\nbatches\t%d\nevents\t%d\nprofile updates\t%d\nusers\t%d\n",
-					st.Ready, st.Clock, st.LastSeq, st.Batches, st.Events, st.Profiles, st.Users)
-				fmt.Fprintf(tw, "invalid items\t%d\t%s\nnot batches\t%d\t%s\ntoo far ahead\t%d\n",
-					st.InvalidItems, st.FirstInvalid, st.NotBatches, st.LastNotBatch, st.TooNew)
-				// Failures that need a person's eye, shown only when they
-				// happened.
-				for _, c := range []struct {
-					name   string
-					n      uint64
-					detail string
-				}{
-					{"refused (id space full)", st.RefusedItems + st.RefusedValues, st.FirstRefused},
-					{"not indexed for analysis", st.AnalysisDropped, st.FirstAnalysisDropped},
-					{"ingest retries", st.IngestRetries, st.LastIngestError},
-					{"gave up (dead-lettered)", st.GaveUp, ""},
-					{"lost to the DLQ (see the log)", st.LostToDLQ, ""},
-				} {
-					if c.n > 0 {
-						fmt.Fprintf(tw, "%s\t%d\t%s\n", c.name, c.n, c.detail)
-					}
-				}
-				if sn := st.Snapshot; sn != nil && sn.LastFile != "" {
-					fmt.Fprintf(tw, "last snapshot\t%s\tpause %s, write %s\n", sn.LastTime, sn.LastPause, sn.LastWrite)
-				}
-				tw.Flush()
-				if len(st.Plugins) > 0 {
-					fmt.Fprintln(w)
-					tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-					fmt.Fprintln(tw, "PLUGIN\tSTATE\tINTERRUPT\tBATCHES\tITEMS\tTIMEOUTS\tTRAPS\tINSTANCES\tLAST ERROR")
-					for _, p := range st.Plugins {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n",
-							p.Name, p.State, p.Interrupt, p.Batches, p.Items, p.Timeouts, p.Traps, p.Instances, p.LastError)
-					}
-					tw.Flush()
-				}
-			})
+			}, func(w io.Writer, res any) { printStatus(w, res.(*api.StatusReply)) })
 		},
 	}
 	f.register(cmd)

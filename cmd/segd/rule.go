@@ -12,10 +12,7 @@ import (
 	"github.com/segd/segd/rules"
 )
 
-type (
-	apiSegment = api.SegmentInfo
-	apiStatus  = api.StatusReply
-)
+type apiSegment = api.SegmentInfo
 
 func newRuleCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "rule", Short: "Work with rule files"}
@@ -58,7 +55,7 @@ problem is found.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d segments\n", len(segs))
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %s\n", plural(len(segs), "segment"))
 			return nil
 		},
 	}

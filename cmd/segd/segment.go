@@ -102,7 +102,8 @@ func newSegmentExportCommand(f *clientFlags) *cobra.Command {
 		Use:   "export SEGMENT",
 		Short: "A whole segment: ids one per line, or a roaring bitmap (--format roaring)",
 		Long: `Export a whole segment. Large exports travel through the JetStream Object
-Store (bucket SEGD_EXPORTS) and show a progress bar on stderr. The roaring
+Store (bucket SEGD_EXPORTS) and show a progress bar on stderr when it is a
+terminal. The roaring
 format is the portable serialization of segd's dense user ids; write it to a
 file with -o.`,
 		Args: cobra.ExactArgs(1),
@@ -114,7 +115,13 @@ file with -o.`,
 						return
 					}
 					if bar == nil {
-						bar = progressbar.DefaultBytes(int64(total), "fetching "+args[0])
+						// On stderr, and only on a terminal: stdout may
+						// be the export itself, and a log is no place
+						// for a bar.
+						if bar = newBytesBar(cmd.ErrOrStderr(), int64(total), "fetching "+args[0]); bar == nil {
+							quiet = true
+							return
+						}
 					}
 					_ = bar.Set64(int64(done))
 				})
@@ -248,15 +255,18 @@ func newSegmentHistoryCommand(f *clientFlags) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
-				days, err := c.History(ctx, args[0], from, to)
-				return api.SegmentHistoryReply{Segment: args[0], Days: days}, err
+				return c.HistoryReply(ctx, args[0], from, to)
 			}, func(w io.Writer, res any) {
+				r := res.(*api.SegmentHistoryReply)
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 				fmt.Fprintln(tw, "DAY\tSIZE\tENTERED\tLEFT\t")
-				for _, d := range res.(api.SegmentHistoryReply).Days {
+				for _, d := range r.Days {
 					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", d.Day, d.Size, d.Entered, d.Left)
 				}
 				tw.Flush()
+				if note := historyNote(r.HistoryStart, r.Days); note != "" {
+					fmt.Fprintln(w, note)
+				}
 			})
 		},
 	}
@@ -367,7 +377,9 @@ applied, with its stream sequence: it is not lost and need not be sent again.`,
 				opts = append(opts, client.AllowEmpty())
 			}
 			return f.withClient(cmd, timeout, func(ctx context.Context, c *client.Client) error {
+				stop := showElapsed(cmd.ErrOrStderr(), fmt.Sprintf("uploading %d users to %s", len(users), args[0]))
 				r, err := c.Upload(ctx, args[0], users, mode, opts...)
+				stop()
 				if err != nil {
 					return err
 				}
@@ -427,4 +439,16 @@ func (f *clientFlags) withClient(cmd *cobra.Command, timeout time.Duration, fn f
 	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 	defer cancel()
 	return natsconn.Refused(nc, fn(ctx, client.New(nc, client.WithTimeout(timeout))))
+}
+
+// historyNote says from which day the history is recorded when the days
+// shown begin before it: their 0 means "not recorded", not "empty".
+func historyNote(start string, days []api.HistoryDay) string {
+	switch {
+	case start == "":
+		return "no history recorded yet: segd records a segment's size per day as it applies changes to it"
+	case len(days) > 0 && days[0].Day < start:
+		return fmt.Sprintf("history recorded since %s: the days before it show 0 because nothing was recorded (a first start over an existing log replays it all on one day)", start)
+	}
+	return ""
 }

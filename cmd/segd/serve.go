@@ -25,6 +25,7 @@ func newServeCommand() *cobra.Command {
 		auth      embeddedAuthFlags
 		tz        string
 		logLevel  string
+		logFormat string
 		schema    string
 		demo      bool
 		demoUsers int
@@ -55,7 +56,10 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 			// reading blocks neither ingest nor shutdown (logsink.go).
 			sink := newLogSink(os.Stderr)
 			defer sink.Flush(2 * time.Second)
-			logger := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level}))
+			logger, err := host.NewLogger(sink, logFormat, level)
+			if err != nil {
+				return fmt.Errorf("--log-format: %w", err)
+			}
 			loc, err := time.LoadLocation(tz)
 			if err != nil {
 				return fmt.Errorf("--tz %q: %w", tz, err)
@@ -124,6 +128,8 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 	f.DurationVar(&cfg.MaxFutureSkew, "max-skew", 5*time.Minute, "reject events further ahead of segd's clock than this (producer clock drift)")
 	f.StringVar(&tz, "tz", "UTC", "IANA time zone of calendar days, e.g. Asia/Shanghai")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", host.LogFormatLogfmt, "logfmt, or json (one JSON object a line, for log shippers)")
+	f.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 (docs/operations.md)")
 	f.BoolVar(&demo, "demo", false, "also publish a synthetic e-commerce stream (weeks of history, then live events)")
 	f.IntVar(&demoUsers, "demo-users", 3000, "users in the demo stream")
 	f.IntVar(&demoDays, "demo-days", 28, "days of history in the demo stream")
@@ -135,6 +141,9 @@ func printWelcome(cmd *cobra.Command, srv *host.Server, cfg host.Config) {
 	url := srv.ClientURL()
 	fmt.Fprintf(w, "\nsegd %s is up: %d segments from %s, data in %s\n", version,
 		len(srv.Engine().Segments()), strings.Join(cfg.RulePaths, ", "), srv.DataDir())
+	if addr := srv.MetricsAddr(); addr != "" {
+		fmt.Fprintf(w, "Metrics: http://%s/metrics\n", addr)
+	}
 	if url == "" {
 		fmt.Fprintln(w, "NATS: embedded, in-process only (--no-listen)")
 		fmt.Fprintln(w, "\nCtrl-C stops segd.")
@@ -162,7 +171,15 @@ func printWelcome(cmd *cobra.Command, srv *host.Server, cfg host.Config) {
 // runDemo publishes the demo shop's history, then live events, until ctx
 // ends.
 func runDemo(ctx context.Context, srv *host.Server, logger *slog.Logger, users, days int, loc *time.Location) {
-	n, err := publishDemo(ctx, srv.JetStream(), demoOptions{users: users, days: days, seed: 1, loc: loc, live: true, logger: logger})
+	start := time.Now()
+	applied := func(seq uint64) {
+		if err := srv.WaitApplied(ctx, seq); err == nil {
+			logger.Info("demo: history applied: segments now include it", "days", days, "seq", seq,
+				"took", time.Since(start).Round(time.Millisecond))
+		}
+	}
+	n, err := publishDemo(ctx, srv.JetStream(), demoOptions{users: users, days: days, seed: 1, loc: loc, live: true, logger: logger,
+		historyPublished: applied})
 	if err != nil && ctx.Err() == nil {
 		logger.Error("demo producer stopped", "published", n, "error", err)
 	}

@@ -29,7 +29,8 @@ const (
 	EventSearch = "search"
 	// EventAddToCart has props sku, price, category.
 	EventAddToCart = "add_to_cart"
-	// EventCheckout has props amount, items.
+	// EventCheckout has props amount, items, and lat, lon: where it
+	// happened (the user's city, or for some, a trip to Paris).
 	EventCheckout = "checkout"
 	// EventSubmitOrder has props order_id, amount, items, and coupon_id when
 	// a coupon paid part of it.
@@ -472,7 +473,7 @@ func (g *Generator) couponPurchase(u *user, t int64, couponID string, value floa
 	}
 	amount = math.Max(round2(amount-value), 1)
 	t += 20*second + rng.Int64N(2*minute)
-	u.push(t, EventCheckout, map[string]any{"amount": amount, "items": float64(n)})
+	u.push(t, EventCheckout, withPlace(u, t, map[string]any{"amount": amount, "items": float64(n)}))
 	u.orders++
 	order := fmt.Sprintf("o-%s-%d", u.id, u.orders)
 	t += 10*second + rng.Int64N(minute)
@@ -578,7 +579,8 @@ func (g *Generator) session(u *user) {
 		}
 		amount = round2(amount)
 		n := float64(len(u.cart))
-		u.push(step(), EventCheckout, map[string]any{"amount": amount, "items": n})
+		at := step()
+		u.push(at, EventCheckout, withPlace(u, at, map[string]any{"amount": amount, "items": n}))
 		if rng.Float64() < 0.75 {
 			u.orders++
 			order := fmt.Sprintf("o-%s-%d", u.id, u.orders)

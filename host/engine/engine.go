@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -101,6 +102,8 @@ type Engine struct {
 	segments []*segmentState // ordered by id
 	byID     map[string]*segmentState
 	stats    api.StatusReply
+
+	work workCounters // the writer's work, for metrics (work.go)
 }
 
 // segmentState is one segment: its rule's running state and its published
@@ -126,6 +129,8 @@ type segmentState struct {
 	// rebuilding is set while the segment is rebuilt from the log
 	// (rebuild.go): its membership is not served. Written under mu.
 	rebuilding bool
+	// evaluations counts the users the rule judged (Work).
+	evaluations atomic.Uint64
 }
 
 type command struct {
@@ -279,7 +284,11 @@ func (e *Engine) Run(ctx context.Context) error {
 				c.done <- nil
 				continue
 			}
-			c.done <- e.apply(ctx, c.msg)
+			start := time.Now()
+			err := e.apply(ctx, c.msg)
+			e.work.applied.Add(1)
+			e.work.applyNanos.Add(uint64(time.Since(start)))
+			c.done <- err
 		}
 	}
 }

@@ -298,6 +298,14 @@ func (d *didLeaf) advance(t0, t1 int64, touched *roaring.Bitmap) {
 }
 
 func (d *didLeaf) holds(u uint32, now int64) bool {
+	x, ok := d.value(u, now)
+	return ok && d.cond.Compare.Holds(x)
+}
+
+// value is the aggregate over user u's matching events in the window when
+// the clock reads now; ok is false for avg, min and max over no events,
+// which are undefined (and then the condition does not hold).
+func (d *didLeaf) value(u uint32, now int64) (x float64, ok bool) {
 	start, end := d.window.at(now)
 	list := d.perUser[u]
 	if windowMoves(d.cond.Window) {
@@ -331,21 +339,19 @@ func (d *didLeaf) holds(u uint32, now int64) bool {
 		}
 	}
 	d.seen = seen
-	var x float64
 	switch a.Func {
 	case rules.AggCount:
-		x = n
+		return n, true
 	case rules.AggSum:
-		x = sum
+		return sum, true
 	case rules.AggDays, rules.AggDistinct:
-		x = float64(countDistinct(seen))
-	default: // avg, min, max: undefined over no events, and then nothing holds
-		if n == 0 {
-			return false
-		}
-		x = map[rules.AggFunc]float64{rules.AggAvg: sum / n, rules.AggMin: lo, rules.AggMax: hi}[a.Func]
+		return float64(countDistinct(seen)), true
 	}
-	return d.cond.Compare.Holds(x)
+	// avg, min, max: undefined over no events
+	if n == 0 {
+		return 0, false
+	}
+	return map[rules.AggFunc]float64{rules.AggAvg: sum / n, rules.AggMin: lo, rules.AggMax: hi}[a.Func], true
 }
 
 // seqLeaf keeps, per user, the times of each step's matching events (and of

@@ -88,11 +88,11 @@ func SegmentPlugins(seg *rules.Segment) []string {
 // markStale records that a segment's predicate failed a batch (seq; 0 for
 // a clock step or the final judging of a rebuild), and makes the segments
 // that read it stale too. Writer only.
-func (e *Engine) markStale(s *segmentState, err error, seq uint64) {
+func (e *Engine) markStale(s *segmentState, err error, seq uint64, subject string) {
 	msg := err.Error()
 	if s.stale == nil || s.stale.reason != msg {
 		e.logger.Error("segment predicate failed a batch; the segment is stale until rebuilt from the log",
-			"segment", s.seg.ID, "seq", seq, "error", msg)
+			"segment", s.seg.ID, "seq", seq, "subject", subject, "error", msg)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

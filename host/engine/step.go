@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -107,7 +108,7 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 	view.profiles, view.names = e.profiles, e.users.names
 
 	valuesBefore := e.limits.refusedValues
-	touched := e.ingest(ctx, view, msg.Seq)
+	touched := e.ingest(ctx, view, msg.Seq, msg.Subject)
 	if e.limits.refusedValues != valuesBefore {
 		e.logRefusals("distinct values", e.limits.refusedValues, "seq", msg.Seq, "subject", msg.Subject, "limit", e.limits.values)
 	}
@@ -139,10 +140,10 @@ func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
 	return nil
 }
 
-// ingest hands the batch (stream sequence seq) to every leaf and returns
+// ingest hands the batch (stream sequence seq, on subject) to every leaf and returns
 // the users each touched. A leaf whose predicate fails the batch makes its
 // segment stale (recovery.go); the other leaves go on.
-func (e *Engine) ingest(ctx context.Context, view *batchView, seq uint64) map[leaf]*roaring.Bitmap {
+func (e *Engine) ingest(ctx context.Context, view *batchView, seq uint64, subject string) map[leaf]*roaring.Bitmap {
 	touched := make(map[leaf]*roaring.Bitmap, len(e.leaves))
 	for _, l := range e.leaves {
 		if e.paused[l] {
@@ -153,7 +154,7 @@ func (e *Engine) ingest(ctx context.Context, view *batchView, seq uint64) map[le
 			for _, s := range e.segments {
 				for _, sl := range s.leaves {
 					if sl == l {
-						e.markStale(s, err, seq)
+						e.markStale(s, err, seq, subject)
 					}
 				}
 			}
@@ -172,6 +173,8 @@ func (e *Engine) advanceClock(_ context.Context) {
 		e.publish(nil, func(*api.StatusReply) {})
 		return
 	}
+	start := time.Now()
+	defer func() { e.work.clockNanos.Add(uint64(time.Since(start))) }()
 	t0 := e.now
 	e.now = t1
 	touched := make(map[leaf]*roaring.Bitmap, len(e.leaves))
@@ -183,8 +186,11 @@ func (e *Engine) advanceClock(_ context.Context) {
 		l.advance(t0, t1, t)
 		touched[l] = t
 	}
+	e.work.clockMoves.Add(1)
+	before := e.evaluations()
 	changes := changeSet{}
 	e.evaluate(touched, nil, changes)
+	e.work.clockJudged.Add(e.evaluations() - before)
 	e.publish(changes, func(*api.StatusReply) {})
 }
 
@@ -212,6 +218,7 @@ func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitma
 				affected.AddMany(d.exit)
 			}
 		}
+		s.evaluations.Add(affected.GetCardinality())
 		it := affected.Iterator()
 		for it.HasNext() {
 			u := it.Next()
@@ -241,7 +248,7 @@ func (e *Engine) upload(msg *bus.IngestMessage, fresh *roaring.Bitmap, changes c
 	}
 	s, ok := e.byID[up.Segment]
 	if !ok || !s.seg.Static {
-		e.logger.Warn("ignored an upload for a segment that is not static", "seq", msg.Seq, "segment", up.Segment)
+		e.logger.Warn("ignored an upload for a segment that is not static", "seq", msg.Seq, "subject", msg.Subject, "segment", up.Segment)
 		e.publish(nil, func(st *api.StatusReply) { st.RejectedUploads++ })
 		return 0, 0
 	}

@@ -200,6 +200,29 @@ func (r *Evaluator) matches(s rules.Step, user string) []rules.Event {
 }
 
 func (r *Evaluator) did(c *rules.Did, user string, now int64) bool {
+	x, ok := r.didValue(c, user, now)
+	return ok && c.Compare.Holds(x)
+}
+
+// DidValue is a did condition's aggregate over the user's matching events
+// in its window when the clock reads now; ok is false for avg, min and
+// max over no events (undefined).
+func (r *Evaluator) DidValue(c *rules.Did, user string, now time.Time) (float64, bool) {
+	return r.didValue(c, user, now.UnixMilli())
+}
+
+// Holds is the value of condition c (a part of a rule) for user now.
+func (r *Evaluator) Holds(c rules.Condition, user string, now time.Time) bool {
+	return r.holds(c, user, now.UnixMilli())
+}
+
+// Events returns the user's accepted events in the order they were applied.
+func (r *Evaluator) Events(user string) []rules.Event { return r.events[user] }
+
+// Profile returns the user's profile attributes (nil for none).
+func (r *Evaluator) Profile(user string) map[string]any { return r.profiles[user] }
+
+func (r *Evaluator) didValue(c *rules.Did, user string, now int64) (float64, bool) {
 	var nums []float64
 	count := 0
 	days, values := map[int]bool{}, map[string]bool{}
@@ -234,7 +257,7 @@ func (r *Evaluator) did(c *rules.Did, user string, now int64) bool {
 		}
 	default:
 		if len(nums) == 0 {
-			return false // avg, min and max of nothing are undefined
+			return 0, false // avg, min and max of nothing are undefined
 		}
 		x = nums[0]
 		for _, v := range nums[1:] {
@@ -251,7 +274,7 @@ func (r *Evaluator) did(c *rules.Did, user string, now int64) bool {
 			x /= float64(len(nums))
 		}
 	}
-	return c.Compare.Holds(x)
+	return x, true
 }
 
 func (r *Evaluator) sequence(c *rules.Sequence, user string, now int64) bool {
