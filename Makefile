@@ -34,16 +34,20 @@ plugins:
 build:
 	$(GO) build -o bin/segd ./cmd/segd
 
-## test: vet and run every test with the race detector
+## test: vet and run every test with the race detector (the host module, then the sdk module)
 test:
 	$(GO) vet ./...
+	cd sdk && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	cd sdk && $(GO) test -race -count=1 ./...
 
 ## lint: gofmt, go.mod tidy, and staticcheck
 lint:
 	@if ! $(GO) mod tidy -diff; then echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1; fi
+	@if ! (cd sdk && $(GO) mod tidy -diff); then echo "sdk/go.mod is not tidy: run go mod tidy in sdk"; exit 1; fi
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run $(STATICCHECK) ./...
+	cd sdk && $(GO) run $(STATICCHECK) ./...
 
 ## fuzz: run every fuzz target in the repository (scripts/fuzz finds them) for FUZZTIME each; FUZZ_MATCH=REGEXP picks some
 fuzz:
