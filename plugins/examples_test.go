@@ -157,7 +157,9 @@ func nativeTokens(p map[string]any) bool {
 	for _, w := range tokenWords {
 		words[strings.ToLower(w)] = true
 	}
-	tok := func(c byte) bool { return c >= 0x80 || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+	tok := func(c byte) bool {
+		return c >= 0x80 || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
 	for i := 0; i < len(s); {
 		if !tok(s[i]) {
 			i++
