@@ -8,6 +8,12 @@ FUZZTIME  ?= 10s
 
 GO_PLUGINS := geofence scoring searchclass
 PLUGIN_DIR := build/plugins
+# Debian's toolchains, by path: a rustup rustc first on PATH may lack the
+# wasm32-wasi target. Override for other systems (make plugins CARGO=cargo RUSTC=rustc).
+CARGO     ?= /usr/bin/cargo
+RUSTC     ?= /usr/bin/rustc
+CLANG     ?= clang
+RUST_PLUGINS := scoring_rs tokens
 
 .PHONY: run build plugins test lint fuzz bench clean
 
@@ -15,16 +21,29 @@ PLUGIN_DIR := build/plugins
 run: build plugins
 	@rules="examples/rules,examples/plugins/rules.yaml"; \
 	if [ -f $(PLUGIN_DIR)/amount.wasm ]; then rules="$$rules,examples/plugins/amount-wat/rules.yaml"; fi; \
+	if [ -f $(PLUGIN_DIR)/tokens.wasm ]; then rules="$$rules,examples/plugins/rust-rules.yaml"; fi; \
+	if [ -f $(PLUGIN_DIR)/amount_c.wasm ]; then rules="$$rules,examples/plugins/amount-c/rules.yaml"; fi; \
 	set -x; exec ./bin/segd serve --data-dir $(DATA_DIR) --listen $(LISTEN) --rules "$$rules" --plugins $(PLUGIN_DIR) --demo
 
-## plugins: build the example WASM plugins into build/plugins (the WebAssembly-text one when wat2wasm is installed)
+## plugins: build the example WASM plugins into build/plugins: Go, and Rust, C and WebAssembly text where their toolchain is installed
 plugins:
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(GO_PLUGINS); do \
-		echo "plugin $$p"; \
+		echo "plugin $$p (Go)"; \
 		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $(PLUGIN_DIR)/$$p.wasm ./examples/plugins/$$p || exit 1; \
 		cp examples/plugins/$$p/$$p.yaml $(PLUGIN_DIR)/; \
 	done
+	@if [ -x "$$(command -v $(CARGO))" ] && [ -x "$$(command -v $(RUSTC))" ]; then \
+		echo "plugins $(RUST_PLUGINS) (Rust)"; \
+		(cd examples/plugins && RUSTC=$(RUSTC) CARGO_TARGET_DIR=$(CURDIR)/build/cargo $(CARGO) build --offline --release --target wasm32-wasi -q) || exit 1; \
+		cp build/cargo/wasm32-wasi/release/scoring_rs.wasm examples/plugins/scoring-rs/scoring_rs.yaml \
+		   build/cargo/wasm32-wasi/release/tokens.wasm examples/plugins/tokens-rs/tokens.yaml $(PLUGIN_DIR)/; \
+	else echo "skipping the Rust plugins: $(CARGO) or $(RUSTC) is missing (Debian packages rustc, cargo, libstd-rust-dev-wasm32)"; fi
+	@if command -v $(CLANG) >/dev/null; then \
+		echo "plugin amount_c (C)"; \
+		$(CLANG) --target=wasm32-wasi -O2 -mexec-model=reactor -Isdk/c -o $(PLUGIN_DIR)/amount_c.wasm examples/plugins/amount-c/amount.c || exit 1; \
+		cp examples/plugins/amount-c/amount_c.yaml $(PLUGIN_DIR)/; \
+	else echo "skipping the C plugin: $(CLANG) is missing (Debian packages clang, lld, wasi-libc, libclang-rt-dev-wasm32)"; fi
 	@if command -v wat2wasm >/dev/null; then \
 		echo "plugin amount (WebAssembly text)"; \
 		wat2wasm examples/plugins/amount-wat/amount.wat -o $(PLUGIN_DIR)/amount.wasm && cp examples/plugins/amount-wat/amount.yaml $(PLUGIN_DIR)/; \
