@@ -13,7 +13,7 @@ PLUGIN_DIR := build/plugins
 CARGO     ?= /usr/bin/cargo
 RUSTC     ?= /usr/bin/rustc
 CLANG     ?= clang
-RUST_PLUGINS := scoring_rs tokens
+RUST_PLUGINS := amount_rs scoring_rs tokens
 
 .PHONY: run build plugins test lint fuzz bench clean
 
@@ -36,7 +36,8 @@ plugins:
 	@if [ -x "$$(command -v $(CARGO))" ] && [ -x "$$(command -v $(RUSTC))" ]; then \
 		echo "plugins $(RUST_PLUGINS) (Rust)"; \
 		(cd examples/plugins && RUSTC=$(RUSTC) CARGO_TARGET_DIR=$(CURDIR)/build/cargo $(CARGO) build --offline --release --target wasm32-wasi -q) || exit 1; \
-		cp build/cargo/wasm32-wasi/release/scoring_rs.wasm examples/plugins/scoring-rs/scoring_rs.yaml \
+		cp build/cargo/wasm32-wasi/release/amount_rs.wasm examples/plugins/amount-rs/amount_rs.yaml \
+		   build/cargo/wasm32-wasi/release/scoring_rs.wasm examples/plugins/scoring-rs/scoring_rs.yaml \
 		   build/cargo/wasm32-wasi/release/tokens.wasm examples/plugins/tokens-rs/tokens.yaml $(PLUGIN_DIR)/; \
 	else echo "skipping the Rust plugins: $(CARGO) or $(RUSTC) is missing (Debian packages rustc, cargo, libstd-rust-dev-wasm32)"; fi
 	@if command -v $(CLANG) >/dev/null; then \

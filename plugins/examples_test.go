@@ -196,6 +196,8 @@ func TestExamplesMatchNative(t *testing.T) {
 		{name: "amount", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), profiles: true},
 		{name: "amountwat", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), needs: requireWabt},
 		{name: "amount_c", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), profiles: true, needs: requireC},
+		{name: "amount_rs", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), profiles: true, needs: requireRust},
+		{name: "amount_rs_batch", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), profiles: true, needs: requireRust},
 		{name: "scoring_rs", params: scoringParams, native: nativeScoring, profiles: true, needs: requireRust},
 		{name: "tokens", params: map[string]any{"prop": "term", "words": tokenWords}, native: nativeTokens,
 			profiles: true, needs: requireRust},

@@ -42,16 +42,27 @@ func buildLangs(root, tmp string) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("cargo build of examples/plugins: %v\n%s", err, out)
 		}
-		for _, name := range []string{"scoring_rs", "tokens"} {
+		copyOut := func(name, as string) error {
 			data, err := os.ReadFile(filepath.Join(target, "wasm32-wasi/release", name+".wasm"))
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(filepath.Join(wasmDir, name+".wasm"), data, 0o644); err != nil {
+			return os.WriteFile(filepath.Join(wasmDir, as+".wasm"), data, 0o644)
+		}
+		for _, name := range []string{"amount_rs", "scoring_rs", "tokens"} {
+			if err := copyOut(name, name); err != nil {
 				return err
 			}
 		}
-		return nil
+		// The amount example again, with its batch handler (for the
+		// benchmarks and the tests of both paths).
+		cmd = exec.Command(cargo, "build", "--offline", "--release", "--target", "wasm32-wasi", "-p", "amount-rs", "--features", "batch")
+		cmd.Dir = filepath.Join(root, "examples/plugins")
+		cmd.Env = append(os.Environ(), "RUSTC="+rustc, "CARGO_TARGET_DIR="+target)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("cargo build of amount-rs --features batch: %v\n%s", err, out)
+		}
+		return copyOut("amount_rs", "amount_rs_batch")
 	}()
 	clang := toolPath("SEGD_CLANG", "clang")
 	cErr = func() error {
