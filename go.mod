@@ -35,5 +35,7 @@ require (
 )
 
 // The plugin SDK is its own module (plugin authors depend on nothing of
-// the host); the host and the examples use this checkout of it.
+// the host); the host and the examples use this checkout of it. Once segd
+// is published, tag sdk/vX.Y.Z and require that version instead: a replace
+// does not apply to modules that depend on segd.
 replace github.com/segd/segd/sdk => ./sdk
