@@ -14,6 +14,7 @@ require (
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0
 	github.com/schollz/progressbar/v3 v3.19.1
+	github.com/segd/segd/sdk v0.0.0-00010101000000-000000000000
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.9
 	github.com/tetratelabs/wazero v1.12.0
@@ -40,3 +41,9 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// The plugin SDK is its own module (plugin authors depend on nothing of
+// the host); the host and the examples use this checkout of it. Once segd
+// is published, tag sdk/vX.Y.Z and require that version instead: a replace
+// does not apply to modules that depend on segd.
+replace github.com/segd/segd/sdk => ./sdk

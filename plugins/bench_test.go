@@ -59,13 +59,17 @@ func benchRegistry(b *testing.B, manifest string, name string) *Registry {
 // api is how the plugin reads the property: str = e.Num("amount"), key =
 // e.NumOf(key), batch = HandleEventBatch over the column, wat = the
 // WebAssembly-text example (examples/plugins/amount-wat), which shows what
-// the ABI costs without the Go compiler's wasm code. mode is how the deadline is enforced (checks: the
+// the ABI costs without the Go compiler's wasm code; rust-item and
+// rust-batch = the Rust example (examples/plugins/amount-rs) through a
+// per-event handler with a Key, and through its batch handler; c = the C
+// example (examples/plugins/amount-c), a loop over the column. mode is how the deadline is enforced (checks: the
 // inserted countdown, the default; wazero: wazero's context checks; off:
 // interrupt: false) and what the manifest declares (props: only amount is
 // sent, otherwise all six properties; omit: user, name and time are not).
 func BenchmarkVsNative(b *testing.B) {
 	for _, api := range []struct{ name, module string }{
 		{"str", "amount"}, {"key", "amount_key"}, {"batch", "amount_batch"}, {"wat", "amountwat"},
+		{"rust-item", "amount_rs"}, {"rust-batch", "amount_rs_batch"}, {"c", "amount_c"},
 	} {
 		for _, mode := range []struct {
 			name, manifest string
@@ -78,8 +82,21 @@ func BenchmarkVsNative(b *testing.B) {
 			{"off-props", "interrupt: false\nprops: [amount]\n", false},
 		} {
 			b.Run(api.name+"/"+mode.name, func(b *testing.B) {
-				if api.name == "wat" {
+				switch api.name {
+				case "wat":
 					requireWabt(b)
+				case "rust-item", "rust-batch", "c":
+					// These declare their props themselves (segd_props), so
+					// "checks" sends only amount too: measure the default
+					// and omit only, to keep make bench short.
+					if mode.name != "checks" && mode.name != "checks-props-omit" {
+						b.Skip("measured with checks and checks-props-omit only")
+					}
+					if api.name == "c" {
+						requireC(b)
+					} else {
+						requireRust(b)
+					}
 				}
 				benchVsNative(b, Options{WazeroInterrupts: mode.wazero}, api.module, mode.manifest)
 			})
@@ -168,6 +185,8 @@ func BenchmarkExamples(b *testing.B) {
 		{"geofence", map[string]any{"polygons": paris}},
 		{"searchclass", map[string]any{"prop": "term", "classes": classes, "match": []string{"electronics", "garden"}}},
 		{"scoring", scoringParams},
+		{"scoring_rs", scoringParams},
+		{"tokens", map[string]any{"prop": "term", "words": tokenWords}},
 		{"amount", map[string]any{"min": 50}},
 	} {
 		for _, mode := range []struct {
@@ -175,6 +194,9 @@ func BenchmarkExamples(b *testing.B) {
 			wazero         bool
 		}{{"checks", "", false}, {"wazero", "", true}, {"off", "interrupt: false\n", false}} {
 			b.Run(c.name+"/"+mode.name, func(b *testing.B) {
+				if c.name == "scoring_rs" || c.name == "tokens" {
+					requireRust(b)
+				}
 				reg, err := setup(b, Options{WazeroInterrupts: mode.wazero}, testPlugin{name: c.name, manifest: mode.manifest})
 				if err != nil {
 					b.Fatal(err)

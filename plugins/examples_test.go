@@ -143,17 +143,64 @@ func nativeSearch(p map[string]any) bool {
 	return false
 }
 
+// tokenWords are the words of the tokens example (Rust) in the tests.
+var tokenWords = []string{"laptop", "IPHONE", "usb", "hose", "plüsch", "cable"}
+
+// nativeTokens is the tokens example: any token of the term (runs of ASCII
+// letters and digits and of non-ASCII bytes, ASCII-lowercased) in the words.
+func nativeTokens(p map[string]any) bool {
+	s, ok := p["term"].(string)
+	if !ok {
+		return false
+	}
+	words := map[string]bool{}
+	for _, w := range tokenWords {
+		words[strings.ToLower(w)] = true
+	}
+	tok := func(c byte) bool {
+		return c >= 0x80 || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
+	for i := 0; i < len(s); {
+		if !tok(s[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && tok(s[j]) {
+			j++
+		}
+		// ASCII-only lowering: strings.ToLower would also fold non-ASCII.
+		b := []byte(s[i:j])
+		for k, c := range b {
+			if c >= 'A' && c <= 'Z' {
+				b[k] = c + 'a' - 'A'
+			}
+		}
+		if words[string(b)] {
+			return true
+		}
+		i = j
+	}
+	return false
+}
+
 func TestExamplesMatchNative(t *testing.T) {
 	type tc struct {
 		name     string
 		params   map[string]any
 		native   func(map[string]any) bool
 		profiles bool
-		wat      bool
+		needs    func(testing.TB) // a toolchain the module needs
 	}
 	cases := []tc{
 		{name: "amount", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), profiles: true},
-		{name: "amountwat", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), wat: true},
+		{name: "amountwat", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), needs: requireWabt},
+		{name: "amount_c", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), profiles: true, needs: requireC},
+		{name: "amount_rs", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), profiles: true, needs: requireRust},
+		{name: "amount_rs_batch", params: map[string]any{"min": 50.5}, native: nativeAmount(50.5), profiles: true, needs: requireRust},
+		{name: "scoring_rs", params: scoringParams, native: nativeScoring, profiles: true, needs: requireRust},
+		{name: "tokens", params: map[string]any{"prop": "term", "words": tokenWords}, native: nativeTokens,
+			profiles: true, needs: requireRust},
 		{name: "geofence", params: map[string]any{"polygons": paris}, native: nativeGeofence, profiles: true},
 		{name: "scoring", params: scoringParams, native: nativeScoring, profiles: true},
 		{name: "searchclass", params: map[string]any{"prop": "term", "classes": classes, "match": []string{"electronics"}},
@@ -161,8 +208,8 @@ func TestExamplesMatchNative(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.wat {
-				requireWabt(t)
+			if c.needs != nil {
+				c.needs(t)
 			}
 			manifest := ""
 			if c.name == "geofence" {

@@ -114,6 +114,7 @@ func run(m *testing.M) int {
 			}
 		}
 	}
+	buildLangs(root, tmp)
 	return m.Run()
 }
 

@@ -43,6 +43,11 @@
 // Strings returned by accessors alias the batch buffer: they are valid only
 // until the handler returns; copy them (strings.Clone) to keep them.
 //
+// The SDK is its own module, github.com/segd/segd/sdk, with no
+// dependencies: a plugin's module requires it and nothing of the host (see
+// docs/plugins.md for the walkthrough). Package sdktest encodes batches
+// natively for plugin unit tests.
+//
 // main.main is never run in a reactor: register handlers from init. Parameters
 // are available from the OnInit callback on (not during package
 // initialisation). The package imports only the standard library; outside

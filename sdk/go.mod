@@ -1,0 +1,3 @@
+module github.com/segd/segd/sdk
+
+go 1.24
