@@ -10,6 +10,11 @@ const ServiceName = "segd"
 // Group is the subject prefix of every endpoint.
 const Group = "segd.v1"
 
+// AdminGroup is the subject prefix of the endpoints that change segd's
+// state (the rules admin API): a separate group, so that NATS permissions
+// can grant them apart from the queries.
+const AdminGroup = "segd.admin.v1"
+
 // Endpoint subjects.
 const (
 	SubjectMemberCheck    = Group + ".member.check"
@@ -325,6 +330,19 @@ type SegmentInfo struct {
 	// they count as non-matches. LastEvalError describes the latest.
 	EvalErrors    uint64 `json:"eval_errors,omitempty"`
 	LastEvalError string `json:"last_eval_error,omitempty"`
+	// Revision is the rules admin API revision of the definition served
+	// (absent for a segment defined in a rule file).
+	Revision uint64 `json:"revision,omitempty"`
+	// NextRevision, while a new definition is rebuilt from the log, is its
+	// revision and progress: meanwhile the segment serves Revision's exact
+	// membership (a new segment: 503 "rebuilding").
+	NextRevision *NextRevision `json:"next_revision,omitempty"`
+}
+
+// NextRevision is a definition being rebuilt beside the one served.
+type NextRevision struct {
+	Revision uint64         `json:"revision"`
+	Rebuild  *RebuildStatus `json:"rebuild,omitempty"`
 }
 
 // SegmentCountRequest asks for a segment's size.
@@ -545,9 +563,13 @@ type RebuildStatus struct {
 
 // Error codes, in the Nats-Service-Error-Code header and the error body.
 const (
-	CodeBadRequest  = "400"
-	CodeNotFound    = "404"
-	CodeTooLarge    = "413"
+	CodeBadRequest = "400"
+	CodeNotFound   = "404"
+	CodeTooLarge   = "413"
+	// CodeConflict: the request conflicts with the current state (an
+	// expected revision another editor has moved on from; a segment that
+	// others read).
+	CodeConflict    = "409"
 	CodeUnavailable = "503"
 	CodeInternal    = "500"
 )

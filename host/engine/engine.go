@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -52,6 +53,10 @@ type Config struct {
 	// rebuild, doubled after each further one, on Clock; 0 means
 	// DefaultRecoveryBackoff.
 	RecoveryBackoff time.Duration
+	// Revisions are the revisions of the segments defined through the
+	// rules admin API (their SEGD_RULES key's), reported by Segments;
+	// file-defined segments have none.
+	Revisions map[string]uint64
 }
 
 // EventObserver receives the accepted events of each batch. users[i] is the
@@ -99,7 +104,12 @@ type Engine struct {
 	// mu guards what readers see: membership and counters.
 	mu       sync.RWMutex
 	segments []*segmentState // ordered by id
-	byID     map[string]*segmentState
+	// byID indexes segments; replaced whole (replace.go) when a segment is
+	// added or removed, so that readers look up without the lock.
+	byID atomic.Pointer[map[string]*segmentState]
+	// extra is Config.FingerprintExtra, kept for definitions that change
+	// while segd runs (replace.go).
+	extra func(*rules.Segment) string
 	stats    api.StatusReply
 }
 
@@ -126,6 +136,10 @@ type segmentState struct {
 	// rebuilding is set while the segment is rebuilt from the log
 	// (rebuild.go): its membership is not served. Written under mu.
 	rebuilding bool
+	// revision is the rules admin API's revision of the definition
+	// served (0: from a file); next the revision being rebuilt beside it
+	// (replace.go). Written under mu.
+	revision, next uint64
 }
 
 type command struct {
@@ -152,7 +166,7 @@ func New(cfg Config) *Engine {
 		route:       map[string]bool{},
 		users:       newDictionary(),
 		limits:      &idLimits{values: MaxDistinctValues},
-		byID:        map[string]*segmentState{},
+		extra:       cfg.FingerprintExtra,
 	}
 	if e.loc == nil {
 		e.loc = time.UTC
@@ -179,16 +193,19 @@ func New(cfg Config) *Engine {
 		e.backoff = DefaultRecoveryBackoff
 	}
 	e.now = e.clock.Now().UnixMilli()
+	byID := map[string]*segmentState{}
+	e.byID.Store(&byID)
 	for _, s := range cfg.Segments {
 		st := &segmentState{seg: s, membership: membership{members: roaring.New()}, plugins: SegmentPlugins(s)}
+		st.revision = cfg.Revisions[s.ID]
 		e.segments = append(e.segments, st)
-		e.byID[s.ID] = st
+		byID[s.ID] = st
 	}
 	sort.Slice(e.segments, func(i, j int) bool { return e.segments[i].seg.ID < e.segments[j].seg.ID })
 	for _, st := range e.segments {
 		e.buildLeaves(st)
 		for _, r := range st.seg.References {
-			st.refs = append(st.refs, e.byID[r])
+			st.refs = append(st.refs, e.ids()[r])
 		}
 	}
 	e.order = dependencyOrder(e.segments)
@@ -396,7 +413,7 @@ func errNotFound(segment string) error { return unknownSegmentError{segment} }
 
 // IsMember implements bus.Membership.
 func (e *Engine) IsMember(user, segment string) (bool, error) {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return false, errNotFound(segment)
 	}
@@ -443,7 +460,7 @@ func (e *Engine) UnavailableSegments() []string {
 
 // SegmentCount implements bus.Membership.
 func (e *Engine) SegmentCount(segment string) (uint64, error) {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return 0, errNotFound(segment)
 	}
@@ -457,7 +474,7 @@ func (e *Engine) SegmentCount(segment string) (uint64, error) {
 
 // Members returns the external ids of a segment's members, sorted.
 func (e *Engine) Members(segment string) ([]string, error) {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return nil, errNotFound(segment)
 	}
@@ -500,6 +517,7 @@ func (e *Engine) Segments() []api.SegmentInfo {
 				}
 			}
 		}
+		e.revisionInfo(s, &info)
 		rules.Walk(s.seg.Condition, func(c rules.Condition) {
 			var pred any
 			switch c := c.(type) {
