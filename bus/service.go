@@ -85,6 +85,9 @@ type Endpoint struct {
 	ParseContext func(data []byte) (work Work, bad *api.ErrorDetail)
 	// Timeout overrides ServiceOptions.Timeout for this endpoint.
 	Timeout time.Duration
+	// Group is the endpoint's subject group (default api.Group); the rules
+	// admin endpoints are in api.AdminGroup.
+	Group string
 	// Slow marks work that takes long or waits (an export, an upload
 	// waiting to be applied): it runs outside the shared pool, at most
 	// ServiceOptions.SlowWorkers at a time, so that membership requests
@@ -95,7 +98,10 @@ type Endpoint struct {
 func (e Endpoint) def() endpointDef {
 	d := endpointDef{
 		name: e.Name, subject: strings.TrimPrefix(e.Subject, api.Group+"."), description: e.Description, request: e.Request, reply: e.Reply, slow: e.Slow,
-		timeout: e.Timeout,
+		timeout: e.Timeout, group: e.Group,
+	}
+	if e.Group != "" {
+		d.subject = strings.TrimPrefix(e.Subject, e.Group+".")
 	}
 	if e.ParseContext != nil {
 		d.parseCtx = func(_ Membership, data []byte) (Work, *api.ErrorDetail) { return e.ParseContext(data) }
@@ -160,6 +166,7 @@ type endpointDef struct {
 	parseCtx func(m Membership, data []byte) (Work, *api.ErrorDetail)
 	slow     bool
 	timeout  time.Duration
+	group    string // "" for api.Group
 }
 
 var endpointDefs = []endpointDef{
@@ -351,8 +358,16 @@ func StartService(nc *nats.Conn, m Membership, opts ServiceOptions) (*Service, e
 		return nil, fmt.Errorf("segd service: %w", err)
 	}
 	s.svc = svc
-	g := svc.AddGroup(api.Group)
+	groups := map[string]micro.Group{api.Group: svc.AddGroup(api.Group)}
 	for _, d := range defs {
+		if d.group == "" {
+			d.group = api.Group
+		}
+		g := groups[d.group]
+		if g == nil {
+			g = svc.AddGroup(d.group)
+			groups[d.group] = g
+		}
 		emd := map[string]string{
 			"description": d.description,
 			"request":     d.request,
