@@ -110,7 +110,7 @@ type Engine struct {
 	// extra is Config.FingerprintExtra, kept for definitions that change
 	// while segd runs (replace.go).
 	extra func(*rules.Segment) string
-	stats    api.StatusReply
+	stats api.StatusReply
 }
 
 // segmentState is one segment: its rule's running state and its published
