@@ -178,6 +178,10 @@ func (a *ruleAdmin) PutRule(ctx context.Context, r api.RulePutRequest) (*api.Rul
 		return nil, err
 	}
 	a.defs[seg.ID] = bus.RuleEntry{Segment: seg.ID, Revision: rev, Definition: r.Definition, Author: r.Author, Time: at}
+	// A new segment answers 503 "rebuilding" from now on, not 404.
+	if err := a.s.engine.Do(ctx, func() error { a.s.engine.AddPending(seg, rev); return nil }); err != nil {
+		return nil, err
+	}
 	a.enqueue(ruleChange{id: seg.ID, rev: rev, seg: seg})
 	a.s.cfg.Logger.Info("segment definition stored; rebuilding it from the event log", "segment", seg.ID, "revision", rev, "author", r.Author)
 	return &api.RulePutReply{Segment: seg.ID, Revision: rev, State: "rebuilding"}, nil
@@ -437,6 +441,9 @@ func (a *ruleAdmin) apply(ctx context.Context, c ruleChange) bool {
 			return engine.RebuildResult{}, err
 		}
 		defer src.Close()
+		if gate := a.s.cfg.ruleRebuildGate; gate != nil {
+			return rb.Run(rctx, gatedSource{src, gate})
+		}
 		return rb.Run(rctx, src)
 	}()
 	if err == nil {
@@ -470,4 +477,20 @@ func (s *Server) wakeRecovery() {
 	case s.recovery.wake <- struct{}{}:
 	default:
 	}
+}
+
+// gatedSource holds every read until gate is closed (tests: a rebuild
+// that is seen in progress).
+type gatedSource struct {
+	engine.RebuildSource
+	gate chan struct{}
+}
+
+func (g gatedSource) Next(ctx context.Context) (*bus.IngestMessage, error) {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.RebuildSource.Next(ctx)
 }

@@ -80,6 +80,10 @@ type Config struct {
 	Version string
 	// Logger receives segd's log (nil: slog.Default()).
 	Logger *slog.Logger
+
+	// ruleRebuildGate, in tests, holds the log reads of rule changes'
+	// rebuilds until it is closed (rules_admin.go).
+	ruleRebuildGate chan struct{}
 }
 
 // Server is a running segd.

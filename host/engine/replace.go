@@ -83,6 +83,23 @@ func (e *Engine) StartReplace(seg *rules.Segment, rev uint64) (*Rebuild, error) 
 	return r, nil
 }
 
+// AddPending makes a new segment known at once, before its rebuild can
+// start (another may be running): it answers 503 "rebuilding" until
+// StartReplace and the swap; a no-op for a segment already known. Writer
+// only (inside Do).
+func (e *Engine) AddPending(seg *rules.Segment, rev uint64) {
+	if _, ok := e.ids()[seg.ID]; ok {
+		return
+	}
+	s := &segmentState{seg: seg, membership: membership{members: roaring.New()}, plugins: SegmentPlugins(seg), rebuilding: true, next: rev}
+	for _, ref := range seg.References {
+		if rs, ok := e.ids()[ref]; ok {
+			s.refs = append(s.refs, rs)
+		}
+	}
+	e.addSegment(s)
+}
+
 // addSegment makes s known to readers. Writer only.
 func (e *Engine) addSegment(s *segmentState) {
 	next := make(map[string]*segmentState, len(e.ids())+1)
@@ -168,7 +185,11 @@ func (r *Rebuild) swap() {
 	e.order = dependencyOrder(e.segments)
 	e.computeFingerprints(e.extra)
 	// The segments that read it see its changes, as after a live step.
-	e.evaluate(map[leaf]*roaring.Bitmap{}, nil, changes)
+	none := make(map[leaf]*roaring.Bitmap, len(e.leaves))
+	for _, l := range e.leaves {
+		none[l] = roaring.New()
+	}
+	e.evaluate(none, nil, changes)
 	e.publish(changes, func(st *api.StatusReply) { st.Rebuilding = nil })
 	e.logger.Info("segment definition replaced", "segment", t.seg.ID, "revision", t.revision, "to_seq", r.toSeq,
 		"enters", len(deltaOf(changes, t).enter), "exits", len(deltaOf(changes, t).exit), "failed", failed)
