@@ -129,7 +129,10 @@ func (e *Engine) Segment(segment string) (*rules.Segment, api.SegmentInfo, error
 	}
 	for _, info := range e.Segments() {
 		if info.ID == segment {
-			return s.seg, info, nil
+			e.mu.RLock() // a definition replaced while segd runs changes it
+			def := s.seg
+			e.mu.RUnlock()
+			return def, info, nil
 		}
 	}
 	return nil, api.SegmentInfo{}, errNotFound(segment)
