@@ -51,7 +51,7 @@ func ruleAuthor(a string) *api.ErrorDetail {
 // queries' pool (Slow): a put waits for JetStream.
 func RuleEndpoints(a RulesAdmin) []Endpoint {
 	ep := func(name, subject, desc, req, reply string, parse func([]byte) (Work, *api.ErrorDetail)) Endpoint {
-		return Endpoint{Name: name, Subject: subject, Group: api.AdminGroup, Slow: true, Description: desc, Request: req, Reply: reply, ParseContext: parse}
+		return Endpoint{Name: name, Subject: subject, Slow: true, Description: desc, Request: req, Reply: reply, ParseContext: parse}
 	}
 	return []Endpoint{
 		ep("rule_validate", api.SubjectRuleValidate,

@@ -75,7 +75,8 @@ type Work func(ctx context.Context) (any, error)
 type Endpoint struct {
 	// Name is the micro endpoint name ([A-Za-z0-9_-]); Subject its subject
 	// within the group, e.g. "analysis.funnel" (the full subject,
-	// "segd.v1.analysis.funnel", is accepted too).
+	// "segd.v1.analysis.funnel", is accepted too). A full subject under
+	// api.AdminGroup registers a state-changing endpoint there.
 	Name, Subject string
 	// Description, Request and Reply document it in the endpoint metadata.
 	Description, Request, Reply string
@@ -85,9 +86,6 @@ type Endpoint struct {
 	ParseContext func(data []byte) (work Work, bad *api.ErrorDetail)
 	// Timeout overrides ServiceOptions.Timeout for this endpoint.
 	Timeout time.Duration
-	// Group is the endpoint's subject group (default api.Group); the rules
-	// admin endpoints are in api.AdminGroup.
-	Group string
 	// Slow marks work that takes long or waits (an export, an upload
 	// waiting to be applied): it runs outside the shared pool, at most
 	// ServiceOptions.SlowWorkers at a time, so that membership requests
@@ -98,10 +96,7 @@ type Endpoint struct {
 func (e Endpoint) def() endpointDef {
 	d := endpointDef{
 		name: e.Name, subject: strings.TrimPrefix(e.Subject, api.Group+"."), description: e.Description, request: e.Request, reply: e.Reply, slow: e.Slow,
-		timeout: e.Timeout, group: e.Group,
-	}
-	if e.Group != "" {
-		d.subject = strings.TrimPrefix(e.Subject, e.Group+".")
+		timeout: e.Timeout,
 	}
 	if e.ParseContext != nil {
 		d.parseCtx = func(_ Membership, data []byte) (Work, *api.ErrorDetail) { return e.ParseContext(data) }
@@ -166,7 +161,6 @@ type endpointDef struct {
 	parseCtx func(m Membership, data []byte) (Work, *api.ErrorDetail)
 	slow     bool
 	timeout  time.Duration
-	group    string // "" for api.Group
 }
 
 var endpointDefs = []endpointDef{
@@ -358,22 +352,18 @@ func StartService(nc *nats.Conn, m Membership, opts ServiceOptions) (*Service, e
 		return nil, fmt.Errorf("segd service: %w", err)
 	}
 	s.svc = svc
-	groups := map[string]micro.Group{api.Group: svc.AddGroup(api.Group)}
+	g, admin := svc.AddGroup(api.Group), svc.AddGroup(api.AdminGroup)
 	for _, d := range defs {
-		if d.group == "" {
-			d.group = api.Group
-		}
-		g := groups[d.group]
-		if g == nil {
-			g = svc.AddGroup(d.group)
-			groups[d.group] = g
+		grp, subject := g, d.subject
+		if sub, ok := strings.CutPrefix(subject, api.AdminGroup+"."); ok {
+			grp, subject = admin, sub // state-changing: see api.AdminGroup
 		}
 		emd := map[string]string{
 			"description": d.description,
 			"request":     d.request,
 			"reply":       d.reply,
 		}
-		if err := g.AddEndpoint(d.name, s.handler(d), micro.WithEndpointSubject(d.subject), micro.WithEndpointMetadata(emd)); err != nil {
+		if err := grp.AddEndpoint(d.name, s.handler(d), micro.WithEndpointSubject(subject), micro.WithEndpointMetadata(emd)); err != nil {
 			_ = svc.Stop()
 			s.stopWorkers()
 			return nil, fmt.Errorf("segd service: endpoint %s: %w", d.name, err)

@@ -7,12 +7,16 @@ package api
 // ServiceName is the nats micro service name; `nats micro info segd` shows it.
 const ServiceName = "segd"
 
-// Group is the subject prefix of every endpoint.
+// Group is the subject prefix of every endpoint that only reads.
 const Group = "segd.v1"
 
-// AdminGroup is the subject prefix of the endpoints that change segd's
-// state (the rules admin API): a separate group, so that NATS permissions
-// can grant them apart from the queries.
+// AdminGroup is the subject prefix of the endpoints that change state
+// (segment.upload; rule and plugin changes when they come) or run rule
+// code a client sends (segment.preview: its expressions and plugins are
+// trusted no more than the rule files admins load). It shares no
+// prefix with Group, so that a permission granting readers "segd.v1.>"
+// never reaches them: docs/security.md grants "segd.admin.v1.>" to admins
+// only.
 const AdminGroup = "segd.admin.v1"
 
 // Endpoint subjects.
