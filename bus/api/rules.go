@@ -91,11 +91,11 @@ type Rule struct {
 	Source     string         `json:"source"`
 	File       string         `json:"file,omitempty"`
 	Definition string         `json:"definition,omitempty"`
-	Revision   uint64         `json:"revision,omitempty"`
+	Revision   uint64         `json:"revision"`
 	Author     string         `json:"author,omitempty"`
 	Time       string         `json:"time,omitempty"`
 	State      string         `json:"state"`
-	Serving    uint64         `json:"serving_revision,omitempty"`
+	Serving    uint64         `json:"serving_revision"`
 	Rebuild    *RebuildStatus `json:"rebuild,omitempty"`
 }
 

@@ -226,6 +226,9 @@ func (r *Rebuild) Run(ctx context.Context, src RebuildSource) (RebuildResult, er
 		}
 		res.Messages += uint64(len(chunk))
 		err := r.e.Do(ctx, func() error {
+			if r.e.rebuild != r {
+				return errDiscarded // a replacement dropped (replace.go)
+			}
 			r.step(ctx, chunk)
 			if eof {
 				res.Live = uint64(len(r.live))

@@ -31,6 +31,9 @@ import (
 // has ended.
 var ErrRebuildRunning = errors.New("a rebuild is already running")
 
+// errDiscarded ends the Run of a replacement that Discard dropped.
+var errDiscarded = errors.New("the rebuild was discarded: a newer revision or a delete superseded it")
+
 // ids is the index of segments by id. Any goroutine.
 func (e *Engine) ids() map[string]*segmentState { return *e.byID.Load() }
 
