@@ -95,6 +95,25 @@ func (a *ruleAdmin) compile(top []rules.File) (*rules.RuleSet, []rules.Shadowed,
 	return rules.CompileLayers(layers, a.s.ruleOpts)
 }
 
+// compileBeside compiles one more file beside every definition (the
+// rules API's and the files'), with opts; an id it defines that is taken
+// is an error, as in rules.CompileSet. segment.preview uses it.
+func (a *ruleAdmin) compileBeside(f rules.File, opts rules.Options) (*rules.RuleSet, error) {
+	a.mu.Lock()
+	kv := make([]rules.File, 0, len(a.defs)+1)
+	for _, id := range sortedKeys(a.defs) {
+		kv = append(kv, rules.File{Name: kvFilePrefix + id, Data: []byte(a.defs[id].Definition)})
+	}
+	a.mu.Unlock()
+	set, shadowed, err := rules.CompileLayers([][]rules.File{append(kv, f), a.s.ruleFiles}, opts)
+	for _, sh := range shadowed {
+		if sh.By == f.Name {
+			return nil, rules.ErrorList{{File: f.Name, Segment: sh.ID, Msg: fmt.Sprintf("id is already defined at %s:%d", sh.File, sh.Line)}}
+		}
+	}
+	return set, err
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

@@ -335,6 +335,14 @@ func TestRuleRefusals(t *testing.T) {
 		t.Fatalf("history: %+v", h)
 	}
 	rt.checkServed(t, old)
+	// A preview compiles beside the API's definitions: it may read them,
+	// and cannot take their ids.
+	if _, err := rt.client.Request(ctx, api.SubjectSegmentPreview, []byte(`{"definition":"id: p\nall: [in_segment: pay_twice]\n"}`)); err != nil {
+		t.Fatalf("a preview reading an API segment: %v", err)
+	}
+	if _, err := rt.client.Request(ctx, api.SubjectSegmentPreview, []byte(`{"definition":"id: pay_twice\ndid: {event: pay, last: 1d}\n"}`)); !client.IsBadRequest(err) {
+		t.Fatalf("a preview taking an API segment's id: %v, want 400", err)
+	}
 }
 
 // TestRuleRestartMidRebuild stops segd while a changed definition is being
