@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -126,5 +125,5 @@ func BenchmarkRulePut(b *testing.B) {
 	b.ReportMetric(live, "live-events/s")
 	b.ReportMetric(alone, "alone-events/s")
 	b.ReportMetric(live/alone, "live-x")
-	b.Log(fmt.Sprintf("demo log %d events; %d at the last put", demo, eventsNow()))
+	b.Logf("demo log %d events; %d at the last put", demo, eventsNow())
 }
