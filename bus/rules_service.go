@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/rules"
 )
 
 // RulesAdmin is what the rules admin endpoints (group api.AdminGroup) ask
@@ -36,6 +37,22 @@ func ruleDefinition(def string) *api.ErrorDetail {
 	}
 	if strings.TrimSpace(def) == "" {
 		return badField("definition", `"definition" is required: one segment as in a rules file, e.g. "id: buyers\ndid: {event: pay, last: 7d}"`)
+	}
+	return nil
+}
+
+// ruleSegment checks a segment id before it reaches the KV bucket, whose
+// keys are NATS subject tokens: a long or odd one would be a protocol
+// error on segd's own connection.
+func ruleSegment(seg string) *api.ErrorDetail {
+	if bad := requireSegment(seg); bad != nil {
+		return bad
+	}
+	if !rules.ValidSegmentID(seg) {
+		if len(seg) > 80 {
+			seg = seg[:80] + "..."
+		}
+		return badField("segment", fmt.Sprintf(`"segment" %q is not a segment id: a letter, then up to 63 letters, digits, '_' or '-'`, seg))
 	}
 	return nil
 }
@@ -90,6 +107,11 @@ func RuleEndpoints(a RulesAdmin) []Endpoint {
 				if bad := ruleAuthor(r.Author); bad != nil {
 					return nil, bad
 				}
+				if r.Segment != "" {
+					if bad := ruleSegment(r.Segment); bad != nil {
+						return nil, bad
+					}
+				}
 				return func(ctx context.Context) (any, error) { return a.PutRule(ctx, r) }, nil
 			}),
 		ep("rule_get", api.SubjectRuleGet,
@@ -101,7 +123,7 @@ func RuleEndpoints(a RulesAdmin) []Endpoint {
 				if bad := decodeRequest(data, &r, false); bad != nil {
 					return nil, bad
 				}
-				if bad := requireSegment(r.Segment); bad != nil {
+				if bad := ruleSegment(r.Segment); bad != nil {
 					return nil, bad
 				}
 				return func(ctx context.Context) (any, error) { return a.GetRule(ctx, r.Segment) }, nil
@@ -124,7 +146,10 @@ func RuleEndpoints(a RulesAdmin) []Endpoint {
 				if bad := decodeRequest(data, &r, false); bad != nil {
 					return nil, bad
 				}
-				if bad := requireSegment(r.Segment); bad != nil {
+				if bad := ruleSegment(r.Segment); bad != nil {
+					return nil, bad
+				}
+				if bad := ruleAuthor(r.Author); bad != nil {
 					return nil, bad
 				}
 				return func(ctx context.Context) (any, error) { return a.DeleteRule(ctx, r) }, nil
@@ -138,7 +163,7 @@ func RuleEndpoints(a RulesAdmin) []Endpoint {
 				if bad := decodeRequest(data, &r, false); bad != nil {
 					return nil, bad
 				}
-				if bad := requireSegment(r.Segment); bad != nil {
+				if bad := ruleSegment(r.Segment); bad != nil {
 					return nil, bad
 				}
 				var bad *api.ErrorDetail

@@ -160,9 +160,14 @@ func (a *ruleAdmin) ValidateRules(_ context.Context, r api.RuleValidateRequest) 
 	return reply, nil
 }
 
+// badDefinition is the 400 of a definition that does not compile. Its
+// description is one line (it travels in a NATS header too): the problems
+// are separated by "; ".
 func badDefinition(err error) error {
-	return &bus.Error{Code: api.CodeBadRequest, Field: "definition", Err: err}
+	return &bus.Error{Code: api.CodeBadRequest, Field: "definition", Err: errors.New(oneLine(err.Error()))}
 }
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
 
 // PutRule implements bus.RulesAdmin.
 func (a *ruleAdmin) PutRule(ctx context.Context, r api.RulePutRequest) (*api.RulePutReply, error) {
@@ -171,7 +176,7 @@ func (a *ruleAdmin) PutRule(ctx context.Context, r api.RulePutRequest) (*api.Rul
 	const name = "definition"
 	set, _, err := a.compile([]rules.File{{Name: name, Data: []byte(r.Definition)}})
 	if err != nil {
-		return nil, badDefinition(fmt.Errorf("the definition does not compile beside the running rules (the running revision stays):\n%w", err))
+		return nil, badDefinition(fmt.Errorf("the definition does not compile beside the running rules (the running revision stays): %w", err))
 	}
 	var seg *rules.Segment
 	for _, s := range set.Segments {
@@ -271,7 +276,7 @@ func (a *ruleAdmin) DeleteRule(ctx context.Context, r api.RuleRequest) (*api.Rul
 func readersOf(err error, id string) string {
 	var list rules.ErrorList
 	if !errors.As(err, &list) {
-		return err.Error()
+		return oneLine(err.Error())
 	}
 	var readers []string
 	for _, e := range list {
@@ -280,7 +285,7 @@ func readersOf(err error, id string) string {
 		}
 	}
 	if len(readers) == 0 {
-		return err.Error()
+		return oneLine(err.Error())
 	}
 	return "read by " + strings.Join(slices.Compact(readers), ", ")
 }

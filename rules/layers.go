@@ -68,3 +68,7 @@ func CompileLayers(layers [][]File, opts Options) (*RuleSet, []Shadowed, error) 
 	sort.Slice(set.Predicates, func(i, j int) bool { return set.Predicates[i].ID < set.Predicates[j].ID })
 	return set, shadowed, nil
 }
+
+// ValidSegmentID reports whether id is a valid segment id: a letter, then
+// up to 63 letters, digits, '_' or '-'.
+func ValidSegmentID(id string) bool { return segmentID.MatchString(id) }
