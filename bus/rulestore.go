@@ -16,6 +16,19 @@ import (
 // the rules admin API: one key per segment id.
 const RulesBucket = "SEGD_RULES"
 
+// RuleStorePermissions are the subjects segd's own identity publishes to
+// in order to keep RulesBucket: create and inspect its stream, write and
+// read keys, and list keys and history through ordered consumers (whose
+// deliveries come to its inbox). Under authentication they belong to the
+// service role's JetStream permissions.
+var RuleStorePermissions = []string{
+	"$JS.API.STREAM.CREATE.KV_" + RulesBucket, "$JS.API.STREAM.UPDATE.KV_" + RulesBucket, "$JS.API.STREAM.INFO.KV_" + RulesBucket,
+	"$JS.API.STREAM.MSG.GET.KV_" + RulesBucket, "$JS.API.DIRECT.GET.KV_" + RulesBucket + ".>",
+	"$KV." + RulesBucket + ".>",
+	"$JS.API.CONSUMER.CREATE.KV_" + RulesBucket + ".>", "$JS.API.CONSUMER.DELETE.KV_" + RulesBucket + ".*",
+	"$JS.API.CONSUMER.INFO.KV_" + RulesBucket + ".*", "$JS.FC.KV_" + RulesBucket + ".>",
+}
+
 // RuleStore keeps segment definitions in RulesBucket, so that they survive
 // restarts and every segd sharing the NATS server sees the same ones. A
 // definition's revision is its KV revision; the bucket keeps the last
