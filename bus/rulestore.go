@@ -22,6 +22,7 @@ const RulesBucket = "SEGD_RULES"
 // deliveries come to its inbox). Under authentication they belong to the
 // service role's JetStream permissions.
 var RuleStorePermissions = []string{
+	"$JS.API.INFO", // the client reads the account's JetStream limits before creating a bucket
 	"$JS.API.STREAM.CREATE.KV_" + RulesBucket, "$JS.API.STREAM.UPDATE.KV_" + RulesBucket, "$JS.API.STREAM.INFO.KV_" + RulesBucket,
 	"$JS.API.STREAM.MSG.GET.KV_" + RulesBucket, "$JS.API.DIRECT.GET.KV_" + RulesBucket + ".>",
 	"$KV." + RulesBucket + ".>",
