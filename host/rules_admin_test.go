@@ -473,3 +473,44 @@ func batchItems(b rules.Batch) []api.Item {
 	}
 	return items
 }
+
+// TestRuleDeleteDuringRebuild deletes a segment while its first revision
+// is being rebuilt: the rebuild is dropped, the segment is unknown (404)
+// and stays so once the log is read; a new put of it is served.
+func TestRuleDeleteDuringRebuild(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	rt := startRuleTest(t, t.TempDir(), gate)
+	ctx := context.Background()
+	v := rt.expect(t, payTwice)
+	for range 3 {
+		rt.batch(t)
+	}
+	p, err := rt.client.PutRule(ctx, api.RulePutRequest{Definition: payTwice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.waitNext(t, "pay_twice", p.Revision)
+	if _, err := rt.client.DeleteRule(ctx, api.RuleRequest{Segment: "pay_twice"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := rt.client.SegmentCount(ctx, "pay_twice")
+		if client.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pay_twice after its delete: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronization
+	}
+	close(gate)
+	p2, err := rt.client.PutRule(ctx, api.RulePutRequest{Definition: payTwice, ExpectedRevision: new(uint64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.waitServing(t, "pay_twice", p2.Revision)
+	rt.batch(t)
+	rt.checkServed(t, v)
+}
