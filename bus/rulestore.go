@@ -207,3 +207,31 @@ func (s *RuleStore) History(ctx context.Context, segment string) ([]RuleEntry, e
 	}
 	return out, nil
 }
+
+// Watch calls fn, in order, for every revision of the bucket from now on
+// and for the current value of each key first (so that nothing written
+// between a read and the watch is missed), until ctx ends. fn sees puts
+// and deletes written by anyone: another segd, or `nats kv put`.
+func (s *RuleStore) Watch(ctx context.Context, fn func(RuleEntry)) error {
+	w, err := s.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watching %s: %w", RulesBucket, err)
+	}
+	go func() {
+		defer w.Stop() //nolint:errcheck
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e != nil { // nil marks the end of the current values
+					fn(entryOf(e))
+				}
+			}
+		}
+	}()
+	return nil
+}

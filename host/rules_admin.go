@@ -70,7 +70,7 @@ func (s *Server) loadRules(ctx context.Context) (*rules.RuleSet, map[string]uint
 		revs[e.Segment] = e.Revision
 	}
 	s.rules = a
-	set, shadowed, err := a.compile(nil)
+	set, shadowed, err := a.compileAtStart(revs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("rules (files and %s): %w", bus.RulesBucket, err)
 	}
@@ -79,6 +79,69 @@ func (s *Server) loadRules(ctx context.Context) (*rules.RuleSet, map[string]uint
 			"segment", sh.ID, "file", fmt.Sprintf("%s:%d", sh.File, sh.Line), "by", sh.By)
 	}
 	return set, revs, nil
+}
+
+// compileAtStart compiles the KV definitions over the files, leaving out
+// (with an error in the log) the keys whose value does not compile or
+// does not define the one segment the key names: written by hand (`nats
+// kv put`), they must not stop segd from starting. Problems of rule files
+// are an error, as before.
+func (a *ruleAdmin) compileAtStart(revs map[string]uint64) (*rules.RuleSet, []rules.Shadowed, error) {
+	for {
+		// Each key in a layer of its own, so that a key that defines
+		// another key's segment shadows it instead of failing both.
+		var layers [][]rules.File
+		for _, id := range sortedKeys(a.defs) {
+			layers = append(layers, []rules.File{{Name: kvFilePrefix + id, Data: []byte(a.defs[id].Definition)}})
+		}
+		set, shadowed, err := rules.CompileLayers(append(layers, a.s.ruleFiles), a.s.ruleOpts)
+		bad := map[string]string{}
+		blame := func(file, why string) {
+			if key, ok := strings.CutPrefix(file, kvFilePrefix); ok {
+				if _, dup := bad[key]; !dup {
+					bad[key] = why
+				}
+			}
+		}
+		var list rules.ErrorList
+		if errors.As(err, &list) {
+			for _, e := range list {
+				blame(e.File, e.Error())
+			}
+		} else if err != nil {
+			return nil, nil, err
+		}
+		for _, sh := range shadowed {
+			if key, ok := strings.CutPrefix(sh.By, kvFilePrefix); ok && key != sh.ID {
+				blame(sh.By, fmt.Sprintf("key %q defines segment %q: a key holds the one segment it names", key, sh.ID))
+			}
+		}
+		if set != nil {
+			for _, sg := range set.Segments {
+				if key, ok := strings.CutPrefix(sg.File, kvFilePrefix); ok && key != sg.ID {
+					blame(sg.File, fmt.Sprintf("key %q defines segment %q: a key holds the one segment it names", key, sg.ID))
+				}
+			}
+		}
+		if len(bad) == 0 {
+			if err != nil { // a rule file's problem
+				return nil, nil, err
+			}
+			var fromFiles []rules.Shadowed
+			for _, sh := range shadowed {
+				if !strings.HasPrefix(sh.File, kvFilePrefix) {
+					fromFiles = append(fromFiles, sh)
+				}
+			}
+			return set, fromFiles, nil
+		}
+		for key, why := range bad {
+			a.s.cfg.Logger.Error("a definition in the rules bucket is left out: it does not compile beside the others (fix it with rule.put or delete it)",
+				"segment", key, "revision", a.defs[key].Revision, "error", oneLine(why))
+			delete(a.defs, key)
+			delete(revs, key)
+		}
+	}
 }
 
 // compile compiles the KV definitions (with top above them, if any) over
@@ -363,9 +426,72 @@ var _ bus.RulesAdmin = (*ruleAdmin)(nil)
 // engine's one rebuild slot, taken by a recovery rebuild.
 const engineBusy = 100 * time.Millisecond
 
-// startRuleAdmin starts the applier; Close stops it with ctx.
+// startRuleAdmin starts the applier and the watch of the bucket; Close
+// stops them with ctx.
 func (s *Server) startRuleAdmin(ctx context.Context) {
 	go s.rules.run(ctx)
+	if err := s.rules.store.Watch(ctx, func(e bus.RuleEntry) { s.rules.written(ctx, e) }); err != nil {
+		s.cfg.Logger.Error("definitions written to the rules bucket by others will apply at the next start", "error", err)
+	}
+}
+
+// written applies a revision of the bucket that this segd did not write
+// (another segd, or an operator's `nats kv put` / `nats kv del`): it is
+// compiled beside the others and queued like a put, or a delete. One
+// that does not compile is logged and left out; the running revision
+// stays.
+func (a *ruleAdmin) written(ctx context.Context, e bus.RuleEntry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cur, known := a.defs[e.Segment]
+	if known && cur.Revision >= e.Revision || !known && e.Deleted {
+		return // ours, or already applied
+	}
+	if e.Deleted {
+		delete(a.defs, e.Segment)
+	} else {
+		a.defs[e.Segment] = e
+	}
+	set, _, err := a.compile(nil)
+	if err == nil && !e.Deleted {
+		// The key must be the id of the one segment its value defines.
+		var ids []string
+		for _, s := range set.Segments {
+			if s.File == kvFilePrefix+e.Segment {
+				ids = append(ids, s.ID)
+			}
+		}
+		if len(ids) != 1 || ids[0] != e.Segment {
+			err = fmt.Errorf("key %q defines segments %v: a key holds the one segment it names", e.Segment, ids)
+		}
+	}
+	if err != nil {
+		if known {
+			a.defs[e.Segment] = cur
+		} else {
+			delete(a.defs, e.Segment)
+		}
+		a.s.cfg.Logger.Error("a revision written to the rules bucket by another writer does not compile; the running one stays",
+			"segment", e.Segment, "revision", e.Revision, "deleted", e.Deleted, "error", oneLine(err.Error()))
+		return
+	}
+	change := ruleChange{id: e.Segment, rev: e.Revision}
+	for _, s := range set.Segments {
+		if s.ID == e.Segment {
+			change.seg = s
+			if e.Deleted {
+				change.rev = 0 // a rule file's definition comes back
+			}
+		}
+	}
+	if change.seg != nil && !e.Deleted {
+		if err := a.s.engine.Do(ctx, func() error { a.s.engine.AddPending(change.seg, e.Revision); return nil }); err != nil {
+			return
+		}
+	}
+	a.enqueue(change)
+	a.s.cfg.Logger.Info("a revision written to the rules bucket by another writer is applied", "segment", e.Segment,
+		"revision", e.Revision, "deleted", e.Deleted)
 }
 
 // stopRuleAdmin waits for the applier, once its context has ended.

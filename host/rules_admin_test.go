@@ -514,3 +514,65 @@ func TestRuleDeleteDuringRebuild(t *testing.T) {
 	rt.batch(t)
 	rt.checkServed(t, v)
 }
+
+// TestRuleWrittenToBucket: a definition written to SEGD_RULES by another
+// writer (another segd, `nats kv put`) is applied like a put, one that
+// does not compile is left out, and a delete there removes the segment.
+func TestRuleWrittenToBucket(t *testing.T) {
+	t.Parallel()
+	rt := startRuleTest(t, t.TempDir(), nil)
+	ctx := context.Background()
+	v := rt.expect(t, payTwice)
+	old := rt.expect(t)
+	for range 3 {
+		rt.batch(t)
+	}
+	kv, err := rt.js.KeyValue(ctx, "SEGD_RULES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "broken", []byte("id: broken\ndid: {event: pay}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "other", []byte(payTwice)); err != nil { // the key is not its id
+		t.Fatal(err)
+	}
+	rev, err := kv.Put(ctx, "pay_twice", []byte(payTwice)) // as `nats kv put` writes it
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.waitServing(t, "pay_twice", rev)
+	rt.batch(t)
+	rt.checkServed(t, v)
+	for _, id := range []string{"broken", "other"} {
+		if _, err := rt.client.SegmentCount(ctx, id); !client.IsNotFound(err) {
+			t.Fatalf("%s, which does not compile or is not its key's: %v, want 404", id, err)
+		}
+	}
+	if err := kv.Delete(ctx, "pay_twice"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := rt.client.SegmentCount(ctx, "pay_twice"); client.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("pay_twice is still served after its key was deleted")
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronization
+	}
+	rt.checkServed(t, old)
+	// The keys that were left out do not stop a restart.
+	if _, err := kv.Put(ctx, "pay_twice", []byte(payTwice)); err != nil {
+		t.Fatal(err)
+	}
+	rt.close()
+	ts2 := startServer(t, Config{DataDir: rt.cfg.DataDir, Listen: "127.0.0.1:0", RulePaths: []string{rt.rulesFile}, Clock: rt.clock,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err := ts2.srv.WaitRebuilt(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rt.testServer = ts2
+	rt.checkServed(t, v)
+}
