@@ -53,8 +53,8 @@ var (
 		"$JS.FC.OBJ_" + api.ExportBucket + ".>",
 	}
 	// serviceJS: segd's streams, its durable consumer and ordered log
-	// readers, the export bucket.
-	serviceJS = []string{
+	// readers, the export bucket, the rules bucket.
+	serviceJS = append([]string{
 		"$JS.API.STREAM.CREATE." + EventsStream, "$JS.API.STREAM.UPDATE." + EventsStream, "$JS.API.STREAM.INFO." + EventsStream,
 		"$JS.API.STREAM.CREATE." + api.ChangesStream, "$JS.API.STREAM.UPDATE." + api.ChangesStream, "$JS.API.STREAM.INFO." + api.ChangesStream,
 		"$JS.API.STREAM.MSG.GET." + api.ChangesStream,
@@ -68,7 +68,7 @@ var (
 		"$JS.API.CONSUMER.RESET." + EventsStream + "." + DefaultDurable,
 		"$JS.API.CONSUMER.MSG.NEXT." + EventsStream + ".*",
 		"$JS.ACK." + EventsStream + ".>",
-	}
+	}, RuleStorePermissions...)
 )
 
 // RolePermissions returns the NATS permissions of role for user: the

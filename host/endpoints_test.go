@@ -39,6 +39,11 @@ var requestTypes = map[string]any{
 	api.SubjectAnalysisFunnel:    api.AnalysisFunnelRequest{},
 	api.SubjectAnalysisRetention: api.AnalysisRetentionRequest{},
 	api.SubjectAnalysisTrend:     api.AnalysisTrendRequest{},
+	api.SubjectRuleValidate:      api.RuleValidateRequest{},
+	api.SubjectRulePut:           api.RulePutRequest{},
+	api.SubjectRuleGet:           api.RuleRequest{},
+	api.SubjectRuleDelete:        api.RuleRequest{},
+	api.SubjectRuleHistory:       api.RuleRequest{},
 }
 
 // jsonFields returns the JSON names of a request type's fields.
@@ -123,7 +128,7 @@ func checkReply(t *testing.T, subject, body string, msg *nats.Msg, err error) {
 	}
 	desc := msg.Header.Get(micro.ErrorHeader)
 	switch code {
-	case api.CodeBadRequest, api.CodeNotFound, api.CodeTooLarge, api.CodeUnavailable:
+	case api.CodeBadRequest, api.CodeNotFound, api.CodeTooLarge, api.CodeUnavailable, api.CodeConflict:
 	default:
 		t.Errorf("%s %q: %s %s", subject, short, code, desc)
 		return
@@ -275,6 +280,15 @@ func TestEveryEndpointAtItsLimits(t *testing.T) {
 		api.SubjectAnalysisTrend: jsonOf(api.AnalysisTrendRequest{Segments: segs, From: "2025-11-03", To: "2026-11-03"}),
 		api.SubjectUserGet: jsonOf(api.UserGetRequest{User: long, Segment: "big_payer_2d", From: "2025-11-03", To: "2026-11-03",
 			Limit: bus.MaxUserEvents, Offset: bus.MaxUserEventsOffset}),
+		// The rules admin API: the most files (in one max payload), the
+		// longest definition and author; put, delete and history of one
+		// segment, in the order the service lists them.
+		api.SubjectRuleValidate: jsonOf(api.RuleValidateRequest{Files: ruleFilesAtLimits()}),
+		api.SubjectRulePut:      jsonOf(api.RulePutRequest{Definition: paddedDefinition("at_limits", bus.MaxRuleDefinitionBytes), Author: strings.Repeat("a", bus.MaxRuleAuthorBytes)}),
+		api.SubjectRuleGet:      `{"segment":"young_men"}`,
+		api.SubjectRuleList:     `{}`,
+		api.SubjectRuleDelete:   jsonOf(api.RuleRequest{Segment: "at_limits", Author: strings.Repeat("a", bus.MaxRuleAuthorBytes)}),
+		api.SubjectRuleHistory:  jsonOf(api.RuleRequest{Segment: "at_limits", Limit: api.RuleHistoryDepth}),
 	}
 	for _, subject := range subjects {
 		body, ok := limits[subject]
@@ -294,4 +308,20 @@ func TestEveryEndpointAtItsLimits(t *testing.T) {
 		}
 		t.Logf("%s at its limits (%d bytes): %s", subject, len(body), took)
 	}
+}
+
+// paddedDefinition is a definition of segment id of exactly n bytes.
+func paddedDefinition(id string, n int) string {
+	head := "id: " + id + "\ndid: {event: pay, last: 2d}\ndescription: "
+	return head + strings.Repeat("x", n-len(head)-1) + "\n"
+}
+
+// ruleFilesAtLimits is bus.MaxRuleValidateFiles files, one segment each,
+// as large as fit in one max payload together.
+func ruleFilesAtLimits() []api.RuleFile {
+	files := make([]api.RuleFile, bus.MaxRuleValidateFiles)
+	for i := range files {
+		files[i] = api.RuleFile{Name: fmt.Sprintf("f%03d.yaml", i), Data: paddedDefinition(fmt.Sprintf("v%03d", i), 3900)}
+	}
+	return files
 }

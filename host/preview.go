@@ -160,8 +160,7 @@ func (s *Server) compilePreview(definition string) (*previewSet, error) {
 		opts.Plugins = p.plugins
 	}
 	opts.CheckEvent = s.previewEventCheck()
-	files := append(append([]rules.File(nil), s.ruleFiles...), rules.File{Name: previewFile, Data: data})
-	set, err := rules.CompileSet(files, opts)
+	set, err := s.rules.compileBeside(rules.File{Name: previewFile, Data: data}, opts)
 	if err != nil {
 		return p, err
 	}

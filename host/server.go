@@ -99,6 +99,10 @@ type Config struct {
 	Version string
 	// Logger receives segd's log (nil: slog.Default()).
 	Logger *slog.Logger
+
+	// ruleRebuildGate, in tests, holds the log reads of rule changes'
+	// rebuilds until it is closed (rules_admin.go).
+	ruleRebuildGate chan struct{}
 }
 
 // Server is a running segd.
@@ -144,6 +148,8 @@ type Server struct {
 	// server (metrics.go).
 	metrics    *metrics.Metrics
 	metricsSrv *metrics.Server
+	// rules is the rules admin API and its applier (rules_admin.go).
+	rules *ruleAdmin
 }
 
 // Start loads the rules, starts or connects to NATS, creates the events
@@ -194,25 +200,27 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.ruleOpts = ruleOpts
-	ruleSet, err := rules.CompileSet(s.ruleFiles, ruleOpts)
-	if err != nil {
-		return nil, err
-	}
-	segments := ruleSet.Segments
-	s.predicates = ruleSet.Predicates
 	if err := s.connect(); err != nil {
 		return nil, err
 	}
 	if s.js, err = jetstream.New(s.nc); err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
+	// The rule files, with the rules admin API's definitions above them.
+	ruleSet, revisions, err := s.loadRules(ctx)
+	if err != nil {
+		return nil, err
+	}
+	segments := ruleSet.Segments
+	s.predicates = ruleSet.Predicates
 	stream, err := bus.EnsureEventsStream(ctx, s.js, bus.StreamConfig{MaxAge: cfg.Retention})
 	if err != nil {
 		return nil, fmt.Errorf("events stream: %w", err)
 	}
 
 	engineCfg := engine.Config{Segments: segments, Location: cfg.Location, Clock: cfg.Clock, Logger: cfg.Logger,
-		RetentionDays: s.retentionDays(), FingerprintExtra: s.pluginVersions, MaxFutureSkew: cfg.MaxFutureSkew}
+		RetentionDays: s.retentionDays(), FingerprintExtra: s.pluginVersions, MaxFutureSkew: cfg.MaxFutureSkew,
+		Revisions: revisions}
 	if err := s.wireChanges(ctx, &engineCfg); err != nil {
 		return nil, err
 	}
@@ -278,7 +286,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.service, err = bus.StartService(s.nc, s.membership(), bus.ServiceOptions{Version: cfg.Version, OnRequest: s.metrics.ObserveRequest,
-		Endpoints: append(append(s.segmentEndpoints(), s.analysisEndpoints()...), bus.PreviewEndpoint(s.preview, previewTimeout), bus.UserGetEndpoint(s.userGet))})
+		Endpoints: append(append(append(s.segmentEndpoints(), s.analysisEndpoints()...), bus.PreviewEndpoint(s.preview, previewTimeout), bus.UserGetEndpoint(s.userGet)), bus.RuleEndpoints(s.rules)...)})
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
@@ -290,6 +298,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	go s.logReplay(runCtx, info.State.LastSeq)
 	s.startPluginRecovery(runCtx)
+	s.startRuleAdmin(runCtx)
 	if s.snaps != nil {
 		s.snaps.stop, s.snaps.done = make(chan struct{}), make(chan struct{})
 		if cfg.SnapshotInterval > 0 {
@@ -465,6 +474,7 @@ func (s *Server) close() error {
 		<-s.rebuildDone
 	}
 	s.stopPluginRecovery()
+	s.stopRuleAdmin()
 	s.closeChanges()
 	if s.nc != nil {
 		s.nc.Close()

@@ -410,6 +410,19 @@ type SegmentInfo struct {
 	// they count as non-matches. LastEvalError describes the latest.
 	EvalErrors    uint64 `json:"eval_errors,omitempty"`
 	LastEvalError string `json:"last_eval_error,omitempty"`
+	// Revision is the rules admin API revision of the definition served
+	// (absent for a segment defined in a rule file).
+	Revision uint64 `json:"revision,omitempty"`
+	// NextRevision, while a new definition is rebuilt from the log, is its
+	// revision and progress: meanwhile the segment serves Revision's exact
+	// membership (a new segment: 503 "rebuilding").
+	NextRevision *NextRevision `json:"next_revision,omitempty"`
+}
+
+// NextRevision is a definition being rebuilt beside the one served.
+type NextRevision struct {
+	Revision uint64         `json:"revision"`
+	Rebuild  *RebuildStatus `json:"rebuild,omitempty"`
 }
 
 // SegmentCountRequest asks for a segment's size.
@@ -630,9 +643,13 @@ type RebuildStatus struct {
 
 // Error codes, in the Nats-Service-Error-Code header and the error body.
 const (
-	CodeBadRequest  = "400"
-	CodeNotFound    = "404"
-	CodeTooLarge    = "413"
+	CodeBadRequest = "400"
+	CodeNotFound   = "404"
+	CodeTooLarge   = "413"
+	// CodeConflict: the request conflicts with the current state (an
+	// expected revision another editor has moved on from; a segment that
+	// others read).
+	CodeConflict    = "409"
 	CodeUnavailable = "503"
 	CodeInternal    = "500"
 )

@@ -17,9 +17,9 @@ import (
 	"github.com/segd/segd/host"
 )
 
-// startSegd starts a segd with one segment and returns its NATS URL. In
+// startExampleSegd starts a segd with one segment and returns it. In
 // production segd runs on its own (segd serve) and clients only connect.
-func startSegd(dir string) (*host.Server, error) {
+func startExampleSegd(dir string) (*host.Server, error) {
 	rulesFile := filepath.Join(dir, "rules.yaml")
 	err := os.WriteFile(rulesFile, []byte(`
 segments:
@@ -41,7 +41,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	srv, err := startSegd(dir)
+	srv, err := startExampleSegd(dir)
 	if err != nil {
 		log.Fatal(err)
 	}

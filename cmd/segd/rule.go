@@ -63,5 +63,6 @@ problem is found.`,
 	validate.Flags().StringVar(&pluginsDir, "plugins", "", "directory of WASM plugins that rules may name")
 	validate.Flags().StringVar(&schema, "schema", "", "event schema file to check rules against")
 	cmd.AddCommand(validate)
+	addRuleAdminCommands(cmd)
 	return cmd
 }

@@ -53,6 +53,10 @@ type Config struct {
 	// rebuild, doubled after each further one, on Clock; 0 means
 	// DefaultRecoveryBackoff.
 	RecoveryBackoff time.Duration
+	// Revisions are the revisions of the segments defined through the
+	// rules admin API (their SEGD_RULES key's), reported by Segments;
+	// file-defined segments have none.
+	Revisions map[string]uint64
 }
 
 // EventObserver receives the accepted events of each batch. users[i] is the
@@ -100,8 +104,13 @@ type Engine struct {
 	// mu guards what readers see: membership and counters.
 	mu       sync.RWMutex
 	segments []*segmentState // ordered by id
-	byID     map[string]*segmentState
-	stats    api.StatusReply
+	// byID indexes segments; replaced whole (replace.go) when a segment is
+	// added or removed, so that readers look up without the lock.
+	byID atomic.Pointer[map[string]*segmentState]
+	// extra is Config.FingerprintExtra, kept for definitions that change
+	// while segd runs (replace.go).
+	extra func(*rules.Segment) string
+	stats api.StatusReply
 
 	work workCounters // the writer's work, for metrics (work.go)
 }
@@ -131,6 +140,10 @@ type segmentState struct {
 	rebuilding bool
 	// evaluations counts the users the rule judged (Work).
 	evaluations atomic.Uint64
+	// revision is the rules admin API's revision of the definition
+	// served (0: from a file); next the revision being rebuilt beside it
+	// (replace.go). Written under mu.
+	revision, next uint64
 }
 
 type command struct {
@@ -157,7 +170,7 @@ func New(cfg Config) *Engine {
 		route:       map[string]bool{},
 		users:       newDictionary(),
 		limits:      &idLimits{values: MaxDistinctValues},
-		byID:        map[string]*segmentState{},
+		extra:       cfg.FingerprintExtra,
 	}
 	if e.loc == nil {
 		e.loc = time.UTC
@@ -184,16 +197,19 @@ func New(cfg Config) *Engine {
 		e.backoff = DefaultRecoveryBackoff
 	}
 	e.now = e.clock.Now().UnixMilli()
+	byID := map[string]*segmentState{}
+	e.byID.Store(&byID)
 	for _, s := range cfg.Segments {
 		st := &segmentState{seg: s, membership: membership{members: roaring.New()}, plugins: SegmentPlugins(s)}
+		st.revision = cfg.Revisions[s.ID]
 		e.segments = append(e.segments, st)
-		e.byID[s.ID] = st
+		byID[s.ID] = st
 	}
 	sort.Slice(e.segments, func(i, j int) bool { return e.segments[i].seg.ID < e.segments[j].seg.ID })
 	for _, st := range e.segments {
 		e.buildLeaves(st)
 		for _, r := range st.seg.References {
-			st.refs = append(st.refs, e.byID[r])
+			st.refs = append(st.refs, e.ids()[r])
 		}
 	}
 	e.order = dependencyOrder(e.segments)
@@ -405,7 +421,7 @@ func errNotFound(segment string) error { return unknownSegmentError{segment} }
 
 // IsMember implements bus.Membership.
 func (e *Engine) IsMember(user, segment string) (bool, error) {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return false, errNotFound(segment)
 	}
@@ -452,7 +468,7 @@ func (e *Engine) UnavailableSegments() []string {
 
 // SegmentCount implements bus.Membership.
 func (e *Engine) SegmentCount(segment string) (uint64, error) {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return 0, errNotFound(segment)
 	}
@@ -466,7 +482,7 @@ func (e *Engine) SegmentCount(segment string) (uint64, error) {
 
 // Members returns the external ids of a segment's members, sorted.
 func (e *Engine) Members(segment string) ([]string, error) {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return nil, errNotFound(segment)
 	}
@@ -509,6 +525,7 @@ func (e *Engine) Segments() []api.SegmentInfo {
 				}
 			}
 		}
+		e.revisionInfo(s, &info)
 		rules.Walk(s.seg.Condition, func(c rules.Condition) {
 			var pred any
 			switch c := c.(type) {

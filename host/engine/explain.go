@@ -32,7 +32,7 @@ func (e *Engine) UserState(ctx context.Context, user, segment string) (UserState
 	var seg *segmentState
 	if segment != "" {
 		var ok bool
-		if seg, ok = e.byID[segment]; !ok {
+		if seg, ok = e.ids()[segment]; !ok {
 			return UserState{}, errNotFound(segment)
 		}
 	}

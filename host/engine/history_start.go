@@ -6,7 +6,7 @@ package engine
 // segment was empty: a first start over an existing log records the whole
 // replay on the day of the replay. Empty when nothing is recorded yet.
 func (e *Engine) HistoryStart(segment string) string {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return ""
 	}

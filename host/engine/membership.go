@@ -19,7 +19,7 @@ func (e *Engine) MemberView(user string, segments []string) bus.MemberView {
 	if segments != nil {
 		asked = make([]*segmentState, 0, len(segments))
 		for _, id := range segments {
-			if s, ok := e.byID[id]; ok {
+			if s, ok := e.ids()[id]; ok {
 				asked = append(asked, s)
 			} else {
 				v.Unknown = append(v.Unknown, id)
@@ -55,7 +55,12 @@ func (e *Engine) MemberView(user string, segments []string) bus.MemberView {
 			}
 			continue
 		}
-		sv.State, sv.Served = api.StateExact, true
+		sv.State, sv.Served, sv.Revision = api.StateExact, true, s.revision
+		if s.next != 0 {
+			// A new revision rebuilds beside this one (replace.go): the
+			// answer is exact for the revision served, not the newest.
+			sv.State = api.StateRebuilding
+		}
 		if known && s.members.Contains(id) {
 			sv.Member = true
 			var sec uint32

@@ -11,7 +11,7 @@ import (
 
 // MemberSince reports whether user is in segment and, if so, since when.
 func (e *Engine) MemberSince(user, segment string) (bool, time.Time, error) {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return false, time.Time{}, errNotFound(segment)
 	}
@@ -30,7 +30,7 @@ func (e *Engine) MemberSince(user, segment string) (bool, time.Time, error) {
 // SegmentBitmap returns a copy of a segment's members as dense user ids;
 // UserName turns them back into external ids.
 func (e *Engine) SegmentBitmap(segment string) (*roaring.Bitmap, error) {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return nil, errNotFound(segment)
 	}
@@ -45,7 +45,7 @@ func (e *Engine) SegmentBitmap(segment string) (*roaring.Bitmap, error) {
 // SegmentUpdated returns when a segment's membership last changed (zero if
 // it never has).
 func (e *Engine) SegmentUpdated(segment string) (time.Time, error) {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return time.Time{}, errNotFound(segment)
 	}
@@ -58,7 +58,7 @@ func (e *Engine) SegmentUpdated(segment string) (time.Time, error) {
 // the day of `from` to the day of `to` (inclusive, in the engine's time
 // zone), capped at today.
 func (e *Engine) History(segment string, from, to time.Time) ([]HistoryDay, error) {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return nil, errNotFound(segment)
 	}
@@ -123,13 +123,16 @@ func (e *Engine) UserMemberships(user string) []api.Membership {
 
 // Segment returns a segment's definition and what segment.list says of it.
 func (e *Engine) Segment(segment string) (*rules.Segment, api.SegmentInfo, error) {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return nil, api.SegmentInfo{}, errNotFound(segment)
 	}
 	for _, info := range e.Segments() {
 		if info.ID == segment {
-			return s.seg, info, nil
+			e.mu.RLock() // a definition replaced while segd runs changes it
+			def := s.seg
+			e.mu.RUnlock()
+			return def, info, nil
 		}
 	}
 	return nil, api.SegmentInfo{}, errNotFound(segment)
@@ -138,7 +141,7 @@ func (e *Engine) Segment(segment string) (*rules.Segment, api.SegmentInfo, error
 // SegmentPage returns up to limit members of a segment with dense ids of at
 // least from, ascending, and whether more follow.
 func (e *Engine) SegmentPage(segment string, from uint32, limit int) ([]uint32, bool, error) {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return nil, false, errNotFound(segment)
 	}
@@ -165,7 +168,7 @@ func (e *Engine) SegmentPage(segment string, from uint32, limit int) ([]uint32, 
 func (e *Engine) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, error) {
 	states := make([]*segmentState, len(segments))
 	for i, id := range segments {
-		s, ok := e.byID[id]
+		s, ok := e.ids()[id]
 		if !ok {
 			return nil, 0, errNotFound(id)
 		}

@@ -74,6 +74,9 @@ type Rebuild struct {
 	// with the first error and its message's sequence; their leaves are
 	// fed no more, and the segments stay stale (recovery.go).
 	failed map[*segmentState]rebuildFailure
+	// target, for a replacement (replace.go), is the served segment that
+	// the one rebuilt (segs[0], hidden from readers) replaces when done.
+	target *segmentState
 }
 
 type rebuildFailure struct {
@@ -98,11 +101,11 @@ type RebuildResult struct {
 // inside Do. One rebuild at a time.
 func (e *Engine) StartRebuild(ids []string) (*Rebuild, error) {
 	if e.rebuild != nil {
-		return nil, errors.New("a rebuild is already running")
+		return nil, ErrRebuildRunning
 	}
 	want := map[*segmentState]bool{}
 	for _, id := range ids {
-		s, ok := e.byID[id]
+		s, ok := e.ids()[id]
 		if !ok {
 			return nil, errNotFound(id)
 		}
@@ -223,6 +226,9 @@ func (r *Rebuild) Run(ctx context.Context, src RebuildSource) (RebuildResult, er
 		}
 		res.Messages += uint64(len(chunk))
 		err := r.e.Do(ctx, func() error {
+			if r.e.rebuild != r {
+				return errDiscarded // a replacement dropped (replace.go)
+			}
 			r.step(ctx, chunk)
 			if eof {
 				res.Live = uint64(len(r.live))
@@ -272,7 +278,7 @@ func (r *Rebuild) feed(ctx context.Context, msg *bus.IngestMessage) {
 		return
 	}
 	if up := msg.Upload; up != nil {
-		if s := e.byID[up.Segment]; s != nil && r.static[s] != nil && s.seg.Static {
+		if s := r.staticSegment(up.Segment); s != nil && r.static[s] != nil && s.seg.Static {
 			next := roaring.New()
 			for _, name := range up.Users {
 				if id, ok := e.users.lookup(name); ok {
@@ -353,6 +359,10 @@ func (r *Rebuild) finish(ctx context.Context) {
 	all := roaring.New()
 	all.AddRange(0, uint64(n))
 	r.ingest(ctx, &batchView{byName: map[string][]int{}, now: e.now, profiled: all, profiles: e.profiles, names: e.users.names}, r.seq)
+	if r.target != nil {
+		r.swap()
+		return
+	}
 
 	// A segment whose predicate failed, or that reads one, stays stale:
 	// its membership is kept as it was, unjudged.
@@ -429,7 +439,7 @@ func (e *Engine) keepLive(msg *bus.IngestMessage) {
 
 // Rebuilding reports whether a segment is being rebuilt.
 func (e *Engine) Rebuilding(segment string) bool {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return false
 	}

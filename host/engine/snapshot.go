@@ -43,7 +43,7 @@ func (e *Engine) ClockMillis() int64 { return e.now }
 // versions) and of the fingerprints of the segments it reads. A segment
 // whose fingerprint differs from the one in a snapshot must be rebuilt.
 func (e *Engine) Fingerprint(segment string) string {
-	s, ok := e.byID[segment]
+	s, ok := e.ids()[segment]
 	if !ok {
 		return ""
 	}
@@ -563,7 +563,7 @@ func (e *Engine) Restore(r *snapio.Reader) (RestoreResult, error) {
 		if r.Err != nil {
 			return res, r.Err
 		}
-		s, ok := e.byID[id]
+		s, ok := e.ids()[id]
 		if !ok {
 			res.Dropped = append(res.Dropped, id)
 			continue

@@ -246,7 +246,7 @@ func (e *Engine) upload(msg *bus.IngestMessage, fresh *roaring.Bitmap, changes c
 		}
 		msg.Batch.Invalid += up.Invalid
 	}
-	s, ok := e.byID[up.Segment]
+	s, ok := e.ids()[up.Segment]
 	if !ok || !s.seg.Static {
 		e.logger.Warn("ignored an upload for a segment that is not static", "seq", msg.Seq, "subject", msg.Subject, "segment", up.Segment)
 		e.publish(nil, func(st *api.StatusReply) { st.RejectedUploads++ })

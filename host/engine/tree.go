@@ -31,7 +31,7 @@ func (e *Engine) buildTree(c rules.Condition) *node {
 	case *rules.Not:
 		return &node{op: opNot, kids: []*node{e.buildTree(c.Of)}}
 	case *rules.InSegment:
-		return &node{op: opRef, ref: e.byID[c.Segment]}
+		return &node{op: opRef, ref: e.ids()[c.Segment]}
 	}
 	return &node{op: opLeaf, leaf: e.leafOf[c]}
 }
