@@ -65,43 +65,9 @@ type RuleSet struct {
 // ErrorList, rather than only the first; ids must be unique across all
 // files.
 func CompileSet(files []File, opts Options) (*RuleSet, error) {
-	if opts.MaxWindowDays == 0 {
-		opts.MaxWindowDays = DefaultMaxWindowDays
-	}
-	set := &RuleSet{}
-	var errs ErrorList
-	seen := map[string]*Segment{}
-	seenPred := map[string]*NamedPredicate{}
-	for _, f := range files {
-		p := &parser{file: f.Name, opts: opts}
-		segs := p.parseFile(f.Data)
-		errs = append(errs, p.errs...)
-		for _, s := range segs {
-			if prev, dup := seen[s.ID]; dup {
-				errs = append(errs, &Error{File: s.File, Line: s.Line, Segment: s.ID,
-					Msg: fmt.Sprintf("id is already defined at %s:%d", prev.File, prev.Line)})
-				continue
-			}
-			seen[s.ID] = s
-			set.Segments = append(set.Segments, s)
-		}
-		for _, np := range p.predicates {
-			if prev, dup := seenPred[np.ID]; dup {
-				errs = append(errs, &Error{File: np.File, Line: np.Line,
-					Msg: fmt.Sprintf("predicate %q is already defined at %s:%d", np.ID, prev.File, prev.Line)})
-				continue
-			}
-			seenPred[np.ID] = np
-			set.Predicates = append(set.Predicates, np)
-		}
-	}
-	errs = append(errs, checkReferences(set.Segments, seen)...)
-	if err := errs.err(); err != nil {
-		return nil, err
-	}
-	sort.Slice(set.Segments, func(i, j int) bool { return set.Segments[i].ID < set.Segments[j].ID })
-	sort.Slice(set.Predicates, func(i, j int) bool { return set.Predicates[i].ID < set.Predicates[j].ID })
-	return set, nil
+	// One layer shadows nothing: within a layer ids must be unique.
+	set, _, err := CompileLayers([][]File{files}, opts)
+	return set, err
 }
 
 // checkReferences reports in_segment references to unknown segments and
