@@ -49,6 +49,9 @@ func toExprError(err error) error {
 
 // compileEventExpr compiles a `where` expression over one event.
 func compileEventExpr(src string) (*vm.Program, error) {
+	if err := checkCost(src); err != nil {
+		return nil, err
+	}
 	prog, err := expr.Compile(src, expr.Env(eventEnv{}), expr.AsBool(),
 		expr.MaxNodes(maxExprNodes), expr.DisableBuiltin("now"))
 	return prog, toExprError(err)
@@ -58,6 +61,9 @@ func compileEventExpr(src string) (*vm.Program, error) {
 // producer's, so they are variables of unknown type; a missing attribute
 // reads as nil.
 func compileProfileExpr(src string) (*vm.Program, error) {
+	if err := checkCost(src); err != nil {
+		return nil, err
+	}
 	prog, err := expr.Compile(src, expr.Env(map[string]any{}), expr.AllowUndefinedVariables(),
 		expr.AsBool(), expr.MaxNodes(maxExprNodes), expr.DisableBuiltin("now"))
 	return prog, toExprError(err)

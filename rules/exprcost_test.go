@@ -1,0 +1,115 @@
+package rules
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The tests in this file back "Limits of expressions" in docs/rules.md:
+// an expression whose work per item can grow faster than the item is
+// refused when the rule is compiled, with its place in the rule file.
+
+// ruleWith is a rule file whose only segment filters on where.
+func ruleWith(where string) []File {
+	return []File{{Name: "cost.yaml", Data: []byte(fmt.Sprintf(`segments:
+  - id: costly
+    did:
+      event: buy
+      where: '%s'
+      last: 7d
+`, strings.ReplaceAll(where, "'", "''")))}}
+}
+
+// TestExprCostRefused: each costly form is refused by CompileSet (what
+// segd rule validate, the rules admin API and segment.preview use) with
+// FILE:LINE:COL, the segment, the field, what is too costly and the limit.
+func TestExprCostRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		where string
+		col   int // 1-based column of the costly node within the expression
+		want  string
+	}{
+		// The report of issue 11: over 10 minutes on one event.
+		{`reduce(1..900000, #acc + string(#), "") != ""`, 1, "an accumulator built with + must start from a number"},
+		{`reduce(1..900000, #acc + #, 0) > 0`, 9, "range 1..900000 has 900000 elements; the limit is 10000"},
+		{`len(1..10001) > 0`, 6, "the limit is 10000"},
+		{`all(1..props.n, {# > 0})`, 6, "a range must have integer constants as bounds"},
+		{`all(props.xs, {all(props.xs, {# > 0})})`, 16, "all inside another iteration goes over data that is not the current element"},
+		{`any(props.os, {any(#.items, {any(#.parts, {# > 0})})})`, 30, "iterations nest 3 deep; the limit is 2"},
+		{`reduce(props.xs, #acc + string(#), "") != ""`, 1, "an accumulator built with + must start from a number"},
+		{`reduce(props.xs, #acc + #) != ""`, 1, "an accumulator built with + must start from a number"},
+		{`any(props.xs, {# in props.ys})`, 18, "in inside an iteration searches a list that is not the current element"},
+		{`any(props.xs, {props.s contains #})`, 24, "contains inside an iteration scans a string"},
+		{`any(props.xs, {# matches props.re})`, 18, "needs a literal pattern"},
+		{`any(props.xs, {len(join(props.xs, ",")) > 0})`, 20, "join inside an iteration works on data that is not the current element"},
+		{`any(props.xs, {sum(props.xs) > #})`, 16, "sum inside another iteration"},
+		{`any(props.xs, {# + props.s == "x"})`, 18, "+ inside an iteration with a value that is not the current element"},
+		{`count(props.xs, {let y = props.xs; len(sort(y)) > 0}) > 0`, 40, "sort inside an iteration"},
+	} {
+		_, err := CompileSet(ruleWith(tc.where), Options{})
+		// The expression starts at column 14 of line 5, after "where: '".
+		loc := fmt.Sprintf("cost.yaml:5:%d: segment \"costly\": did.where: expr: ", 14+tc.col)
+		if err == nil || !strings.Contains(err.Error(), loc) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s:\n got %v\nwant %s…%s", tc.where, err, loc, tc.want)
+		}
+	}
+}
+
+// TestExprCostProfileRefused: profile expressions have the same limits.
+func TestExprCostProfileRefused(t *testing.T) {
+	t.Parallel()
+	_, err := CompileSet([]File{{Name: "p.yaml", Data: []byte("segments:\n  - id: p\n    profile: all(tags, {all(tags, {# != \"\"})})\n")}}, Options{})
+	if err == nil || !strings.Contains(err.Error(), "p.yaml:3:25: segment \"p\": profile: expr: all inside another iteration") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestExprCostAccepted: the forms the limits leave are the ones rules
+// use: iteration over an element's own parts, arithmetic accumulators,
+// literal lists, work hoisted out of the loop with let, ranges up to the cap.
+func TestExprCostAccepted(t *testing.T) {
+	t.Parallel()
+	for _, src := range []string{
+		`any(props.orders, {any(#.items, {#.sku == "x"})})`,
+		`reduce(props.items, #acc + #.price, 0) > 100`,
+		`reduce(props.items, #acc + #.price, -1.5) > 100`,
+		`any(props.items, {#.country in ["FR", "DE"]})`,
+		`let total = sum(props.items, #.price); any(props.items, {#.price * 2 > total})`,
+		`any(props.items, {#.price > 100 - props.shipping})`,
+		`any(props.items, {#.name + "x" == "ax"})`,
+		`any(props.items, {let n = #.name; upper(n) == "A"})`,
+		`all(1..10000, {# > 0})`,
+		`props.a + props.b > 3`,
+		`len(join(props.xs, ",")) > 3`,
+		`props.s matches props.re`,
+	} {
+		if _, err := compileEventExpr(src); err != nil {
+			t.Errorf("%s: %v", src, err)
+		}
+	}
+}
+
+// TestExprCostExamples: the example rule files still compile under the
+// limits.
+func TestExprCostExamples(t *testing.T) {
+	t.Parallel()
+	names, err := filepath.Glob("../examples/rules/*.yaml")
+	if err != nil || len(names) == 0 {
+		t.Fatalf("example rules: %v %v", names, err)
+	}
+	var files []File
+	for _, n := range names {
+		data, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, File{Name: n, Data: data})
+	}
+	if _, err := CompileSet(files, Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
