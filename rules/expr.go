@@ -52,9 +52,8 @@ func compileEventExpr(src string) (*vm.Program, error) {
 	if err := checkCost(src); err != nil {
 		return nil, err
 	}
-	prog, err := expr.Compile(src, expr.Env(eventEnv{}), expr.AsBool(),
+	return compileBounded(src, expr.Env(eventEnv{}), expr.AsBool(),
 		expr.MaxNodes(maxExprNodes), expr.DisableBuiltin("now"))
-	return prog, toExprError(err)
 }
 
 // compileProfileExpr compiles a profile expression. Attribute names are the
@@ -64,9 +63,8 @@ func compileProfileExpr(src string) (*vm.Program, error) {
 	if err := checkCost(src); err != nil {
 		return nil, err
 	}
-	prog, err := expr.Compile(src, expr.Env(map[string]any{}), expr.AllowUndefinedVariables(),
+	return compileBounded(src, expr.Env(map[string]any{}), expr.AllowUndefinedVariables(),
 		expr.AsBool(), expr.MaxNodes(maxExprNodes), expr.DisableBuiltin("now"))
-	return prog, toExprError(err)
 }
 
 // EvalStats is implemented by predicates that count the items they could not
@@ -113,7 +111,7 @@ func newExprEventPredicate(src string, p *vm.Program) *exprEventPredicate {
 
 // MatchEvents implements EventPredicate.
 func (p *exprEventPredicate) MatchEvents(_ context.Context, events []Event, out Bits) error {
-	var machine vm.VM
+	machine := vm.VM{MemoryBudget: exprMemoryBudget}
 	for i := range events {
 		e := &events[i]
 		res, err := machine.Run(p.program, eventEnv{Event: e.Name, User: e.User, Time: e.Time, Props: e.Props})
@@ -146,7 +144,7 @@ var emptyAttrs = map[string]any{}
 
 // MatchProfiles implements ProfilePredicate.
 func (p *exprProfilePredicate) MatchProfiles(_ context.Context, profiles []Profile, out Bits) error {
-	var machine vm.VM
+	machine := vm.VM{MemoryBudget: exprMemoryBudget}
 	for i := range profiles {
 		attrs := profiles[i].Attrs
 		if attrs == nil {

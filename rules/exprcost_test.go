@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -111,5 +112,60 @@ func TestExprCostExamples(t *testing.T) {
 	}
 	if _, err := CompileSet(files, Options{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExprRunBounds: what depends on the item is metered while the
+// expression runs. Past exprFuel units the item does not match and the
+// failure is counted with the limit; a smaller item is judged as usual.
+func TestExprRunBounds(t *testing.T) {
+	t.Parallel()
+	list := func(n int) []any {
+		xs := make([]any, n)
+		for i := range xs {
+			xs[i] = 1.0
+		}
+		return xs
+	}
+	huge := list(exprFuel + 1)
+	big := strings.Repeat("a", exprFuel/2+1)
+	orders := make([]any, 100)
+	for i := range orders {
+		orders[i] = map[string]any{"items": list(5000)}
+	}
+	for _, tc := range []struct {
+		src, want string
+		over, ok  map[string]any
+	}{
+		// a loop of 300,000 elements × a body of 4 nodes
+		{`any(props.xs, {# > 1})`, "any: the expression's work on this item exceeds the limit of 1000000 units",
+			map[string]any{"xs": list(300_000)}, map[string]any{"xs": append(list(1000), 2.0)}},
+		{`any(props.os, {any(#.items, {# > 1})})`, "any: the expression's work",
+			map[string]any{"os": orders}, map[string]any{"os": []any{map[string]any{"items": []any{2.0}}}}},
+		{`sum(props.xs) > 0`, "sum: the expression's work", map[string]any{"xs": huge}, map[string]any{"xs": list(2)}},
+		{`props.s + props.s != ""`, "+: the expression's work", map[string]any{"s": big}, map[string]any{"s": "ab"}},
+		{`any(props.xs, {# + # != ""})`, "+: the expression's work", map[string]any{"xs": []any{big}}, map[string]any{"xs": []any{"a"}}},
+		{`len(join(props.xs, ",")) > 0`, "join: the expression's work", map[string]any{"xs": huge}, map[string]any{"xs": []any{"a"}}},
+		{`props.a in props.ys`, "in: the expression's work", map[string]any{"a": 2.0, "ys": huge}, map[string]any{"a": 1.0, "ys": list(3)}},
+		{`props.s contains "b"`, "contains: the expression's work", map[string]any{"s": big + big}, map[string]any{"s": "b"}},
+	} {
+		p, err := compileEventExpr(tc.src)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.src, err)
+		}
+		pred := newExprEventPredicate(tc.src, p)
+		out := NewBits(2)
+		ev := []Event{{User: "u", Name: "x", Props: tc.over}, {User: "v", Name: "x", Props: tc.ok}}
+		if err := pred.MatchEvents(context.Background(), ev, out); err != nil {
+			t.Fatal(err)
+		}
+		n, last := pred.EvalErrors()
+		if out.Has(0) || !out.Has(1) || n != 1 || !strings.Contains(last, tc.want) {
+			t.Errorf("%s: matched %v %v, %d errors (%s); want only the second to match and 1 error %q", tc.src, out.Has(0), out.Has(1), n, last, tc.want)
+		}
+	}
+	// Type errors are still found at compile time.
+	if _, err := compileEventExpr(`event + "x"`); err == nil || !strings.Contains(err.Error(), "expected bool") {
+		t.Errorf("a string-valued where compiled: %v", err)
 	}
 }

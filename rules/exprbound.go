@@ -1,0 +1,249 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/optimizer"
+	exprparser "github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+	"github.com/expr-lang/expr/vm/runtime"
+)
+
+// Run-time bounds: what checkCost cannot decide from the text, because it
+// depends on the item, is metered while the expression runs. Each item gets
+// exprFuel units of work; going past it fails the item with an evaluation
+// error (counted, shown by segment.list and segment.preview), as going
+// past the VM's memory budget does.
+const (
+	// exprFuel is the work one item may cost. A loop charges its list's
+	// length times the size (in nodes) of its body before it starts; a
+	// builtin whose cost grows with its input (linear) charges the length
+	// of its arguments and of its result; + charges the length of the
+	// string it builds; `in`, contains and matches charge the length of
+	// what they scan. One unit is about one node evaluated or one byte
+	// copied: 1e6 units cost at most a few tens of milliseconds
+	// (BenchmarkExprWorstAccepted).
+	exprFuel = 1_000_000
+	// exprMemoryBudget is the VM's memory budget for one item (expr
+	// charges it for ranges, array and map literals, sorts, repeat,
+	// concat and flatten). It is expr's default, set here so that the
+	// bound is ours and documented.
+	exprMemoryBudget = 1_000_000
+)
+
+// Names the metering patches in. They start with "__segd_" so that no
+// rule's names collide with them; a rule that calls them only spends fuel.
+const (
+	meterVar  = "__segd_meter"
+	newMeterF = "__segd_new_meter"
+	chargeF   = "__segd_charge"
+	loopF     = "__segd_loop"
+	addF      = "__segd_add"
+)
+
+// meter is one item's fuel. The expression creates it in a let-variable,
+// so each run has its own, also when runs share the program.
+type meter struct{ left int }
+
+func (m *meter) spend(n int, what string) error {
+	m.left -= n
+	if m.left < 0 {
+		return fmt.Errorf("%s: the expression's work on this item exceeds the limit of %d units (iterations × loop body size, bytes built or scanned)", what, exprFuel)
+	}
+	return nil
+}
+
+// size is what a value costs to go over: its length for strings, lists and
+// maps, 1 otherwise.
+func size(v any) int {
+	switch v := v.(type) {
+	case string:
+		return len(v)
+	case []any:
+		return len(v)
+	case map[string]any:
+		return len(v)
+	case nil:
+		return 1
+	}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Slice, reflect.Array, reflect.Map, reflect.String:
+		return rv.Len()
+	}
+	return 1
+}
+
+// meterFunctions are the functions the patched expression calls.
+func meterFunctions() []expr.Option {
+	return []expr.Option{
+		expr.Function(newMeterF, func(...any) (any, error) { return &meter{left: exprFuel}, nil }),
+		// __segd_charge(meter, what, value) passes value through after
+		// charging its size.
+		expr.Function(chargeF, func(args ...any) (any, error) {
+			m, _ := args[0].(*meter)
+			if m == nil {
+				return nil, errors.New("internal: no meter")
+			}
+			return args[2], m.spend(size(args[2]), args[1].(string))
+		}),
+		// __segd_loop(meter, what, list, body) charges len(list) × body.
+		expr.Function(loopF, func(args ...any) (any, error) {
+			m, _ := args[0].(*meter)
+			if m == nil {
+				return nil, errors.New("internal: no meter")
+			}
+			return args[2], m.spend(size(args[2])*args[3].(int), args[1].(string))
+		}),
+		// __segd_add(meter, a, b) is a + b, charging the string it builds.
+		expr.Function(addF, func(args ...any) (any, error) {
+			m, _ := args[0].(*meter)
+			if m == nil {
+				return nil, errors.New("internal: no meter")
+			}
+			if a, ok := args[1].(string); ok {
+				if b, ok := args[2].(string); ok {
+					if err := m.spend(len(a)+len(b), "+"); err != nil {
+						return nil, err
+					}
+				}
+			}
+			return runtime.Add(args[1], args[2]), nil
+		}),
+	}
+}
+
+// compileBounded compiles src as expr.Compile does, with the work per item
+// metered: after the type check (so that type errors read as expr reports
+// them), the tree is patched to charge a meter created per run.
+func compileBounded(src string, opts ...expr.Option) (*vm.Program, error) {
+	cfg := conf.CreateNew()
+	for _, op := range append(opts, meterFunctions()...) {
+		op(cfg)
+	}
+	for name := range cfg.Disabled {
+		delete(cfg.Builtins, name)
+	}
+	cfg.Check()
+	tree, err := exprparser.ParseWithConfig(src, cfg)
+	if err != nil {
+		return nil, toExprError(err)
+	}
+	if _, err := checker.Check(tree, cfg); err != nil {
+		return nil, toExprError(err)
+	}
+	ast.Walk(&tree.Node, metering{})
+	root := &ast.VariableDeclaratorNode{Name: meterVar, Value: call(tree.Node, newMeterF), Expr: tree.Node}
+	root.SetLocation(tree.Node.Location())
+	tree.Node = root
+	if _, err := checker.Check(tree, cfg); err != nil {
+		return nil, toExprError(err)
+	}
+	if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			err = fe.Bind(tree.Source)
+		}
+		return nil, toExprError(err)
+	}
+	prog, err := compiler.Compile(tree, cfg)
+	return prog, toExprError(err)
+}
+
+// call is a call of the function name at the place of at.
+func call(at ast.Node, name string, args ...ast.Node) *ast.CallNode {
+	c := &ast.CallNode{Callee: &ast.IdentifierNode{Value: name}, Arguments: args}
+	c.SetLocation(at.Location())
+	c.Callee.SetLocation(at.Location())
+	return c
+}
+
+func meterRef(at ast.Node) ast.Node {
+	n := &ast.IdentifierNode{Value: meterVar}
+	n.SetLocation(at.Location())
+	return n
+}
+
+func str(at ast.Node, s string) ast.Node {
+	n := &ast.StringNode{Value: s}
+	n.SetLocation(at.Location())
+	return n
+}
+
+func integer(at ast.Node, i int) ast.Node {
+	n := &ast.IntegerNode{Value: i}
+	n.SetLocation(at.Location())
+	return n
+}
+
+// charge wraps n so that its value's size is charged when it is computed.
+func charge(n ast.Node, what string) ast.Node {
+	if isLiteral(n) {
+		return n // bounded by the expression's size
+	}
+	return call(n, chargeF, meterRef(n), str(n, what), n)
+}
+
+// metering is the visitor that inserts the charges. ast.Walk visits
+// children first, so the node counts of loop bodies include their charges.
+type metering struct{}
+
+// Visit implements ast.Visitor.
+func (metering) Visit(n *ast.Node) {
+	switch node := (*n).(type) {
+	case *ast.BuiltinNode:
+		switch {
+		case iterating[node.Name] && len(node.Arguments) > 1:
+			body := 1
+			for _, a := range node.Arguments[1:] {
+				body += countNodes(a)
+			}
+			arg := node.Arguments[0]
+			node.Arguments[0] = call(arg, loopF, meterRef(arg), str(arg, node.Name), arg, integer(arg, body))
+		case iterating[node.Name]: // sum(xs), count(xs): one pass
+			node.Arguments[0] = charge(node.Arguments[0], node.Name)
+		case linear[node.Name]:
+			for i, a := range node.Arguments {
+				if _, ok := a.(*ast.PredicateNode); !ok {
+					node.Arguments[i] = charge(a, node.Name)
+				}
+			}
+			ast.Patch(n, call(node, chargeF, meterRef(node), str(node, node.Name), node))
+		}
+	case *ast.BinaryNode:
+		switch node.Operator {
+		case "+":
+			if isNumber(node.Left) || isNumber(node.Right) {
+				return // a number on either side cannot make a string
+			}
+			if t := node.Type(); t != nil && t.Kind() != reflect.String && t.Kind() != reflect.Interface {
+				return // typed, and not a string
+			}
+			ast.Patch(n, call(node, addF, meterRef(node), node.Left, node.Right))
+		case "in", "not in":
+			node.Right = charge(node.Right, node.Operator)
+		case "contains", "not contains", "startsWith", "endsWith":
+			node.Left = charge(node.Left, node.Operator)
+		case "matches", "not matches":
+			node.Left = charge(node.Left, node.Operator)
+			node.Right = charge(node.Right, node.Operator)
+		}
+	}
+}
+
+// countNodes is the size of a tree.
+func countNodes(n ast.Node) int {
+	c := 1
+	for _, k := range children(n) {
+		c += countNodes(k)
+	}
+	return c
+}
