@@ -24,6 +24,11 @@ type eventEnv struct {
 	Props map[string]any `expr:"props"`
 }
 
+// disabledBuiltins are expr builtins rules cannot call: now() would make a
+// rule's answer depend on when it runs; toJSON's cost depends on the whole
+// nested value (seconds for a 1 MiB list) and a rule has no use for it.
+var disabledBuiltins = []string{"now", "toJSON"}
+
 // maxExprNodes bounds expression size; the expr default of 10,000 is far
 // beyond any real rule and would let one rule dominate a batch.
 const maxExprNodes = 1000
@@ -52,8 +57,7 @@ func compileEventExpr(src string) (*vm.Program, error) {
 	if err := checkCost(src); err != nil {
 		return nil, err
 	}
-	return compileBounded(src, expr.Env(eventEnv{}), expr.AsBool(),
-		expr.MaxNodes(maxExprNodes), expr.DisableBuiltin("now"))
+	return compileBounded(src, expr.Env(eventEnv{}), expr.AsBool(), expr.MaxNodes(maxExprNodes))
 }
 
 // compileProfileExpr compiles a profile expression. Attribute names are the
@@ -64,7 +68,7 @@ func compileProfileExpr(src string) (*vm.Program, error) {
 		return nil, err
 	}
 	return compileBounded(src, expr.Env(map[string]any{}), expr.AllowUndefinedVariables(),
-		expr.AsBool(), expr.MaxNodes(maxExprNodes), expr.DisableBuiltin("now"))
+		expr.AsBool(), expr.MaxNodes(maxExprNodes))
 }
 
 // EvalStats is implemented by predicates that count the items they could not

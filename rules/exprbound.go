@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -47,7 +49,50 @@ const (
 	chargeF   = "__segd_charge"
 	loopF     = "__segd_loop"
 	addF      = "__segd_add"
+	tzF       = "__segd_timezone"
+	dateF     = "__segd_date"
 )
+
+// Time zones: expr's timezone() and date(s, layout, zone) load the zone
+// from the zoneinfo database on every call (tens of microseconds, close to
+// a millisecond without a zoneinfo cache in the page cache). Each compiled
+// expression keeps the zones it loaded; names from the data can vary, so
+// the cache holds at most maxZones names, and a load past that is charged
+// zoneLoadCost units of fuel.
+const (
+	maxZones     = 1024
+	zoneLoadCost = 2000
+)
+
+// zoneCache is one expression's loaded time zones (and failed names).
+type zoneCache struct {
+	mu    sync.Mutex
+	zones map[string]zoneEntry
+}
+
+type zoneEntry struct {
+	loc *time.Location
+	err error
+}
+
+// load returns the named zone, charging m for a load it cannot cache.
+func (c *zoneCache) load(m *meter, name string) (*time.Location, error) {
+	c.mu.Lock()
+	e, ok := c.zones[name]
+	c.mu.Unlock()
+	if ok {
+		return e.loc, e.err
+	}
+	loc, err := time.LoadLocation(name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.zones) < maxZones {
+		c.zones[name] = zoneEntry{loc, err}
+	} else if cerr := m.spend(zoneLoadCost, "timezone"); cerr != nil {
+		return nil, cerr
+	}
+	return loc, err
+}
 
 // meter is one item's fuel. The expression creates it in a let-variable,
 // so each run has its own, also when runs share the program.
@@ -61,8 +106,13 @@ func (m *meter) spend(n int, what string) error {
 	return nil
 }
 
-// size is what a value costs to go over: its length for strings, lists and
-// maps, 1 otherwise.
+// elemCost is what a builtin's pass over one element of a list or map
+// costs, in units: builtins handle elements as interfaces (string() of a
+// 500,000-number list takes 70 ms, 140 ns an element).
+const elemCost = 8
+
+// size is the number of elements of a string (bytes), list or map, 1 for
+// other values.
 func size(v any) int {
 	switch v := v.(type) {
 	case string:
@@ -82,10 +132,45 @@ func size(v any) int {
 	return 1
 }
 
+// passCost is what one pass of a builtin over v costs: a byte of a string
+// is a unit, an element of a list or map elemCost units.
+func passCost(v any) int {
+	if s, ok := v.(string); ok {
+		return len(s)
+	}
+	return size(v) * elemCost
+}
+
 // meterFunctions are the functions the patched expression calls.
 func meterFunctions() []expr.Option {
+	zones := &zoneCache{zones: map[string]zoneEntry{}}
 	return []expr.Option{
-		expr.Function(newMeterF, func(...any) (any, error) { return &meter{left: exprFuel}, nil }),
+		// __segd_timezone(meter, name) is timezone(name), cached.
+		expr.Function(tzF, func(args ...any) (any, error) {
+			m, _ := args[0].(*meter)
+			name, ok := args[1].(string)
+			if m == nil || !ok {
+				return nil, fmt.Errorf("timezone: want a zone name, got %T", args[1])
+			}
+			return zones.load(m, name)
+		}),
+		// __segd_date(meter, s, layout, zone) is date(s, layout, zone)
+		// with the zone cached.
+		expr.Function(dateF, func(args ...any) (any, error) {
+			m, _ := args[0].(*meter)
+			s, ok1 := args[1].(string)
+			layout, ok2 := args[2].(string)
+			name, ok3 := args[3].(string)
+			if m == nil || !ok1 || !ok2 || !ok3 {
+				return nil, fmt.Errorf("date: want (date, layout, zone) as strings, got %T, %T, %T", args[1], args[2], args[3])
+			}
+			loc, err := zones.load(m, name)
+			if err != nil {
+				return nil, err
+			}
+			return time.ParseInLocation(layout, s, loc)
+		}),
+		expr.Function(newMeterF, func(...any) (any, error) { return &meter{left: exprFuel}, nil }, new(func() *meter)),
 		// __segd_charge(meter, what, value) passes value through after
 		// charging its size.
 		expr.Function(chargeF, func(args ...any) (any, error) {
@@ -93,7 +178,7 @@ func meterFunctions() []expr.Option {
 			if m == nil {
 				return nil, errors.New("internal: no meter")
 			}
-			return args[2], m.spend(size(args[2]), args[1].(string))
+			return args[2], m.spend(passCost(args[2]), args[1].(string))
 		}),
 		// __segd_loop(meter, what, list, body) charges len(list) × body.
 		expr.Function(loopF, func(args ...any) (any, error) {
@@ -128,6 +213,9 @@ func compileBounded(src string, opts ...expr.Option) (*vm.Program, error) {
 	cfg := conf.CreateNew()
 	for _, op := range append(opts, meterFunctions()...) {
 		op(cfg)
+	}
+	for _, name := range disabledBuiltins {
+		expr.DisableBuiltin(name)(cfg)
 	}
 	for name := range cfg.Disabled {
 		delete(cfg.Builtins, name)
@@ -201,6 +289,12 @@ func (metering) Visit(n *ast.Node) {
 	switch node := (*n).(type) {
 	case *ast.BuiltinNode:
 		switch {
+		case node.Name == "timezone" && len(node.Arguments) == 1:
+			ast.Patch(n, call(node, tzF, meterRef(node), node.Arguments[0]))
+		case node.Name == "date" && len(node.Arguments) == 3 && isStringTyped(node.Arguments[0]):
+			// date(s, layout, zone) loads zone per call.
+			a := node.Arguments
+			ast.Patch(n, call(node, dateF, meterRef(node), a[0], a[1], a[2]))
 		case iterating[node.Name] && len(node.Arguments) > 1:
 			body := 1
 			for _, a := range node.Arguments[1:] {
@@ -237,6 +331,13 @@ func (metering) Visit(n *ast.Node) {
 			node.Right = charge(node.Right, node.Operator)
 		}
 	}
+}
+
+// isStringTyped reports whether the type check found n to be a string (or
+// could not tell), as opposed to a time zone location.
+func isStringTyped(n ast.Node) bool {
+	t := n.Type()
+	return t == nil || t.Kind() == reflect.String || t.Kind() == reflect.Interface
 }
 
 // countNodes is the size of a tree.

@@ -61,7 +61,9 @@ func costError(src string, n ast.Node, format string, args ...any) error {
 func checkCost(src string) error {
 	cfg := conf.CreateNew()
 	cfg.MaxNodes = maxExprNodes
-	cfg.Disabled["now"] = true
+	for _, name := range disabledBuiltins {
+		cfg.Disabled[name] = true
+	}
 	tree, err := exprparser.ParseWithConfig(src, cfg)
 	if err != nil {
 		return nil

@@ -23,7 +23,7 @@ func worstItem() Event {
 		}
 		orders[i] = map[string]any{"items": items}
 	}
-	return Event{Name: "buy", User: "u", Props: map[string]any{"xs": xs[:10_000], "long": xs, "orders": orders, "s": strings.Repeat("a", 1<<20)}}
+	return Event{Name: "buy", User: "u", Props: map[string]any{"amount": 150.0, "country": "FR", "json": "[" + strings.Repeat("1,", 500_000) + "1]", "zones": zones(), "xs": xs[:10_000], "long": xs, "orders": orders, "s": strings.Repeat("a", 1<<20)}}
 }
 
 // orChain is `# == -1 || # == -2 || …` of about n nodes: a loop body as
@@ -55,10 +55,13 @@ func BenchmarkExprWorstAccepted(b *testing.B) {
 		{"loop-over-limit", `any(props.long, {# > 10})`},
 		{"range-at-limit", `any(1..10000, {# < 0})`},
 		{"concat-chain", `len(props.s` + strings.Repeat(" + props.s", 150) + `) < 0`},
-		{"tojson-chain", `len(toJSON(props.xs))` + strings.Repeat(" + len(toJSON(props.xs))", 50) + ` < 0`},
-		{"tojson-long", `len(toJSON(props.long)) < 0`},
+		{"string-chain", `len(string(props.xs))` + strings.Repeat(" + len(string(props.xs))", 50) + ` < 0`},
+		{"string-long", `len(string(props.long)) < 0`},
+		{"fromjson-long", `fromJSON(props.json) == nil`},
 		{"typical", `props.amount > 100 && props.country in ["FR", "DE"]`},
 		{"timezone", `timezone("Asia/Shanghai") != nil`},
+		{"date-zone", `date("2026-01-02", "2006-01-02", "Asia/Shanghai").Year() == 2026`},
+		{"timezone-from-data-loop", `all(props.zones, {timezone(#) != nil})`},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			prog, err := compileEventExpr(bc.src)
@@ -76,4 +79,14 @@ func BenchmarkExprWorstAccepted(b *testing.B) {
 			}
 		})
 	}
+}
+
+// zones is 10,000 time zone names, few of them distinct.
+func zones() []any {
+	names := []string{"UTC", "Asia/Shanghai", "Europe/Paris", "America/New_York"}
+	zs := make([]any, 10_000)
+	for i := range zs {
+		zs[i] = names[i%len(names)]
+	}
+	return zs
 }
