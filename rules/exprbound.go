@@ -228,12 +228,16 @@ func compileBounded(src string, opts ...expr.Option) (*vm.Program, error) {
 	if _, err := checker.Check(tree, cfg); err != nil {
 		return nil, toExprError(err)
 	}
-	ast.Walk(&tree.Node, metering{})
-	root := &ast.VariableDeclaratorNode{Name: meterVar, Value: call(tree.Node, newMeterF), Expr: tree.Node}
-	root.SetLocation(tree.Node.Location())
-	tree.Node = root
-	if _, err := checker.Check(tree, cfg); err != nil {
-		return nil, toExprError(err)
+	m := &metering{}
+	ast.Walk(&tree.Node, m)
+	if m.used {
+		// Only an expression with something to charge pays for a meter.
+		root := &ast.VariableDeclaratorNode{Name: meterVar, Value: call(tree.Node, newMeterF), Expr: tree.Node}
+		root.SetLocation(tree.Node.Location())
+		tree.Node = root
+		if _, err := checker.Check(tree, cfg); err != nil {
+			return nil, toExprError(err)
+		}
 	}
 	if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
 		var fe *file.Error
@@ -254,7 +258,8 @@ func call(at ast.Node, name string, args ...ast.Node) *ast.CallNode {
 	return c
 }
 
-func meterRef(at ast.Node) ast.Node {
+func (v *metering) meterRef(at ast.Node) ast.Node {
+	v.used = true
 	n := &ast.IdentifierNode{Value: meterVar}
 	n.SetLocation(at.Location())
 	return n
@@ -273,44 +278,46 @@ func integer(at ast.Node, i int) ast.Node {
 }
 
 // charge wraps n so that its value's size is charged when it is computed.
-func charge(n ast.Node, what string) ast.Node {
+func (v *metering) charge(n ast.Node, what string) ast.Node {
 	if isLiteral(n) {
 		return n // bounded by the expression's size
 	}
-	return call(n, chargeF, meterRef(n), str(n, what), n)
+	return call(n, chargeF, v.meterRef(n), str(n, what), n)
 }
 
 // metering is the visitor that inserts the charges. ast.Walk visits
 // children first, so the node counts of loop bodies include their charges.
-type metering struct{}
+type metering struct {
+	used bool // whether a charge was inserted
+}
 
 // Visit implements ast.Visitor.
-func (metering) Visit(n *ast.Node) {
+func (v *metering) Visit(n *ast.Node) {
 	switch node := (*n).(type) {
 	case *ast.BuiltinNode:
 		switch {
 		case node.Name == "timezone" && len(node.Arguments) == 1:
-			ast.Patch(n, call(node, tzF, meterRef(node), node.Arguments[0]))
+			ast.Patch(n, call(node, tzF, v.meterRef(node), node.Arguments[0]))
 		case node.Name == "date" && len(node.Arguments) == 3 && isStringTyped(node.Arguments[0]):
 			// date(s, layout, zone) loads zone per call.
 			a := node.Arguments
-			ast.Patch(n, call(node, dateF, meterRef(node), a[0], a[1], a[2]))
+			ast.Patch(n, call(node, dateF, v.meterRef(node), a[0], a[1], a[2]))
 		case iterating[node.Name] && len(node.Arguments) > 1:
 			body := 1
 			for _, a := range node.Arguments[1:] {
 				body += countNodes(a)
 			}
 			arg := node.Arguments[0]
-			node.Arguments[0] = call(arg, loopF, meterRef(arg), str(arg, node.Name), arg, integer(arg, body))
+			node.Arguments[0] = call(arg, loopF, v.meterRef(arg), str(arg, node.Name), arg, integer(arg, body))
 		case iterating[node.Name]: // sum(xs), count(xs): one pass
-			node.Arguments[0] = charge(node.Arguments[0], node.Name)
+			node.Arguments[0] = v.charge(node.Arguments[0], node.Name)
 		case linear[node.Name]:
 			for i, a := range node.Arguments {
 				if _, ok := a.(*ast.PredicateNode); !ok {
-					node.Arguments[i] = charge(a, node.Name)
+					node.Arguments[i] = v.charge(a, node.Name)
 				}
 			}
-			ast.Patch(n, call(node, chargeF, meterRef(node), str(node, node.Name), node))
+			ast.Patch(n, call(node, chargeF, v.meterRef(node), str(node, node.Name), node))
 		}
 	case *ast.BinaryNode:
 		switch node.Operator {
@@ -321,14 +328,14 @@ func (metering) Visit(n *ast.Node) {
 			if t := node.Type(); t != nil && t.Kind() != reflect.String && t.Kind() != reflect.Interface {
 				return // typed, and not a string
 			}
-			ast.Patch(n, call(node, addF, meterRef(node), node.Left, node.Right))
+			ast.Patch(n, call(node, addF, v.meterRef(node), node.Left, node.Right))
 		case "in", "not in":
-			node.Right = charge(node.Right, node.Operator)
+			node.Right = v.charge(node.Right, node.Operator)
 		case "contains", "not contains", "startsWith", "endsWith":
-			node.Left = charge(node.Left, node.Operator)
+			node.Left = v.charge(node.Left, node.Operator)
 		case "matches", "not matches":
-			node.Left = charge(node.Left, node.Operator)
-			node.Right = charge(node.Right, node.Operator)
+			node.Left = v.charge(node.Left, node.Operator)
+			node.Right = v.charge(node.Right, node.Operator)
 		}
 	}
 }
