@@ -132,6 +132,10 @@ func size(v any) int {
 	return 1
 }
 
+// heavyCost is the units a byte costs for heavy builtins (fromJSON,
+// regular expressions): parsing or compiling costs several times a copy.
+const heavyCost = 8
+
 // passCost is what one pass of a builtin over v costs: a byte of a string
 // is a unit, an element of a list or map elemCost units.
 func passCost(v any) int {
@@ -171,22 +175,37 @@ func meterFunctions() []expr.Option {
 			return time.ParseInLocation(layout, s, loc)
 		}),
 		expr.Function(newMeterF, func(...any) (any, error) { return &meter{left: exprFuel}, nil }, new(func() *meter)),
-		// __segd_charge(meter, what, value) passes value through after
-		// charging its size.
+		// __segd_charge(meter, what, value, how) passes value through
+		// after charging it: how is 0 for a pass over it (passCost), 1
+		// for a string scan only (lists are free), 2 for a heavy pass.
 		expr.Function(chargeF, func(args ...any) (any, error) {
 			m, _ := args[0].(*meter)
+			what, _ := args[1].(string)
+			how, _ := args[3].(int)
 			if m == nil {
 				return nil, errors.New("internal: no meter")
 			}
-			return args[2], m.spend(passCost(args[2]), args[1].(string))
+			cost := passCost(args[2])
+			switch how {
+			case chargeScan:
+				cost = 0
+				if s, ok := args[2].(string); ok {
+					cost = len(s)
+				}
+			case chargeHeavy:
+				cost *= heavyCost
+			}
+			return args[2], m.spend(cost, what)
 		}),
 		// __segd_loop(meter, what, list, body) charges len(list) × body.
 		expr.Function(loopF, func(args ...any) (any, error) {
 			m, _ := args[0].(*meter)
+			what, _ := args[1].(string)
+			body, _ := args[3].(int)
 			if m == nil {
 				return nil, errors.New("internal: no meter")
 			}
-			return args[2], m.spend(size(args[2])*args[3].(int), args[1].(string))
+			return args[2], m.spend(size(args[2])*max(body, 1), what)
 		}),
 		// __segd_add(meter, a, b) is a + b, charging the string it builds.
 		expr.Function(addF, func(args ...any) (any, error) {
@@ -277,12 +296,26 @@ func integer(at ast.Node, i int) ast.Node {
 	return n
 }
 
-// charge wraps n so that its value's size is charged when it is computed.
+// How __segd_charge charges a value.
+const (
+	chargePass  = 0 // passCost: bytes of a string, 8 units an element
+	chargeScan  = 1 // bytes of a string; lists and maps are free
+	chargeHeavy = 2 // passCost × heavyCost
+)
+
+// charge wraps n so that its value is charged when it is computed.
 func (v *metering) charge(n ast.Node, what string) ast.Node {
+	how := chargePass
+	switch {
+	case heavy[what]:
+		how = chargeHeavy
+	case scans[what]:
+		how = chargeScan
+	}
 	if isLiteral(n) {
 		return n // bounded by the expression's size
 	}
-	return call(n, chargeF, v.meterRef(n), str(n, what), n)
+	return call(n, chargeF, v.meterRef(n), str(n, what), n, integer(n, how))
 }
 
 // metering is the visitor that inserts the charges. ast.Walk visits
@@ -311,13 +344,17 @@ func (v *metering) Visit(n *ast.Node) {
 			node.Arguments[0] = call(arg, loopF, v.meterRef(arg), str(arg, node.Name), arg, integer(arg, body))
 		case iterating[node.Name]: // sum(xs), count(xs): one pass
 			node.Arguments[0] = v.charge(node.Arguments[0], node.Name)
-		case linear[node.Name]:
+		case scans[node.Name]:
+			for i, a := range node.Arguments {
+				node.Arguments[i] = v.charge(a, node.Name)
+			}
+		case linear[node.Name] || heavy[node.Name]:
 			for i, a := range node.Arguments {
 				if _, ok := a.(*ast.PredicateNode); !ok {
 					node.Arguments[i] = v.charge(a, node.Name)
 				}
 			}
-			ast.Patch(n, call(node, chargeF, v.meterRef(node), str(node, node.Name), node))
+			ast.Patch(n, call(node, chargeF, v.meterRef(node), str(node, node.Name), node, integer(node, chargePass)))
 		}
 	case *ast.BinaryNode:
 		switch node.Operator {

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/conf"
@@ -49,6 +50,21 @@ var linear = map[string]bool{
 	"upper": true, "lower": true, "take": true, "string": true, "date": true,
 }
 
+// scans are builtins that are cheap on lists but scan a string argument
+// (len counts runes; int, float and duration parse). Inside a loop they
+// are refused on a string from outside the current element, like linear
+// ones; at run time only strings are charged.
+var scans = map[string]bool{"len": true, "int": true, "float": true, "duration": true}
+
+// heavy are the builtins and operators whose cost per byte or element is
+// well above a copy's; they are charged heavyCost units per byte.
+var heavy = map[string]bool{"fromJSON": true, "matches": true, "not matches": true}
+
+// reservedPrefix starts the names of the functions and variable the
+// run-time bounds add (exprbound.go); a rule may not use such names, so it
+// cannot replace its own meter.
+const reservedPrefix = "__segd_"
+
 // costError is a refused expression, located at the costly node.
 func costError(src string, n ast.Node, format string, args ...any) error {
 	e := &file.Error{Location: n.Location(), Message: fmt.Sprintf(format, args...)}
@@ -81,20 +97,19 @@ type coster struct {
 }
 
 func (c *coster) walk(n ast.Node, depth int) error {
-	switch n := n.(type) {
-	case *ast.BuiltinNode:
-		if err := c.builtin(n, depth); err != nil {
+	if v, ok := n.(*ast.VariableDeclaratorNode); ok {
+		if strings.HasPrefix(v.Name, reservedPrefix) {
+			return costError(c.src, v, "%s: names starting with %s are reserved for segd", v.Name, reservedPrefix)
+		}
+		if err := c.walk(v.Value, depth); err != nil {
 			return err
 		}
-	case *ast.BinaryNode:
-		if err := c.binary(n, depth); err != nil {
-			return err
+		if depth > 0 && c.varies(v.Value) {
+			c.inner[v.Name] = true
 		}
-	case *ast.VariableDeclaratorNode:
-		if depth > 0 && c.varies(n.Value) {
-			c.inner[n.Name] = true
-		}
+		return c.walk(v.Expr, depth)
 	}
+	// Children first, so that the innermost costly node is the one named.
 	for _, k := range children(n) {
 		d := depth
 		if _, ok := k.(*ast.PredicateNode); ok {
@@ -102,6 +117,16 @@ func (c *coster) walk(n ast.Node, depth int) error {
 		}
 		if err := c.walk(k, d); err != nil {
 			return err
+		}
+	}
+	switch n := n.(type) {
+	case *ast.BuiltinNode:
+		return c.builtin(n, depth)
+	case *ast.BinaryNode:
+		return c.binary(n, depth)
+	case *ast.IdentifierNode:
+		if strings.HasPrefix(n.Value, reservedPrefix) {
+			return costError(c.src, n, "%s: names starting with %s are reserved for segd", n.Value, reservedPrefix)
 		}
 	}
 	return nil
@@ -119,7 +144,7 @@ func (c *coster) builtin(n *ast.BuiltinNode, depth int) error {
 		if n.Name == "reduce" && hasPlus(n.Arguments[1]) && (len(n.Arguments) < 3 || !isNumber(n.Arguments[2])) {
 			return costError(c.src, n, "reduce: an accumulator built with + must start from a number (e.g. reduce(xs, #acc + #.price, 0)); growing a string or list element by element costs the square of its length (use join(map(...)) or sum)")
 		}
-	case linear[n.Name] && depth > 0:
+	case (linear[n.Name] || scans[n.Name]) && depth > 0:
 		for _, a := range n.Arguments {
 			if _, ok := a.(*ast.PredicateNode); ok || c.varies(a) || isLiteral(a) {
 				continue

@@ -35,7 +35,7 @@ func TestExprCostRefused(t *testing.T) {
 		want  string
 	}{
 		// The report of issue 11: over 10 minutes on one event.
-		{`reduce(1..900000, #acc + string(#), "") != ""`, 1, "an accumulator built with + must start from a number"},
+		{`reduce(1..900000, #acc + string(#), "") != ""`, 9, "range 1..900000 has 900000 elements; the limit is 10000"},
 		{`reduce(1..900000, #acc + #, 0) > 0`, 9, "range 1..900000 has 900000 elements; the limit is 10000"},
 		{`len(1..10001) > 0`, 6, "the limit is 10000"},
 		{`all(1..props.n, {# > 0})`, 6, "a range must have integer constants as bounds"},
@@ -50,6 +50,11 @@ func TestExprCostRefused(t *testing.T) {
 		{`any(props.xs, {sum(props.xs) > #})`, 16, "sum inside another iteration"},
 		{`any(props.xs, {# + props.s == "x"})`, 18, "+ inside an iteration with a value that is not the current element"},
 		{`count(props.xs, {let y = props.xs; len(sort(y)) > 0}) > 0`, 40, "sort inside an iteration"},
+		{`any(props.xs, {len(props.s) > #})`, 16, "len inside an iteration works on data that is not the current element"},
+		{`any(props.xs, {int(props.s) > #})`, 16, "int inside an iteration"},
+		{`let __segd_meter = 1; any(props.xs, {# > 0})`, 5, "names starting with __segd_ are reserved"},
+		{`__segd_new_meter() != nil`, 1, "names starting with __segd_ are reserved"},
+		{`toJSON(props) != ""`, 1, "unknown name toJSON"},
 	} {
 		_, err := CompileSet(ruleWith(tc.where), Options{})
 		// The expression starts at column 14 of line 5, after "where: '".
@@ -148,6 +153,9 @@ func TestExprRunBounds(t *testing.T) {
 		{`len(join(props.xs, ",")) > 0`, "join: the expression's work", map[string]any{"xs": huge}, map[string]any{"xs": []any{"a"}}},
 		{`props.a in props.ys`, "in: the expression's work", map[string]any{"a": 2.0, "ys": huge}, map[string]any{"a": 1.0, "ys": list(3)}},
 		{`props.s contains "b"`, "contains: the expression's work", map[string]any{"s": big + big}, map[string]any{"s": "b"}},
+		{`len(props.s) > 0`, "len: the expression's work", map[string]any{"s": big + big}, map[string]any{"s": "b"}},
+		{`props.s matches "b"`, "matches: the expression's work", map[string]any{"s": big[:exprFuel/heavyCost+1]}, map[string]any{"s": "b"}},
+		{`fromJSON(props.s) != nil`, "fromJSON: the expression's work", map[string]any{"s": "[" + strings.Repeat("1,", exprFuel/heavyCost/2) + "1]"}, map[string]any{"s": "[1]"}},
 	} {
 		p, err := compileEventExpr(tc.src)
 		if err != nil {
@@ -163,6 +171,16 @@ func TestExprRunBounds(t *testing.T) {
 		if out.Has(0) || !out.Has(1) || n != 1 || !strings.Contains(last, tc.want) {
 			t.Errorf("%s: matched %v %v, %d errors (%s); want only the second to match and 1 error %q", tc.src, out.Has(0), out.Has(1), n, last, tc.want)
 		}
+	}
+	// len of a list costs nothing: a long list is no error.
+	p, err := compileEventExpr(`len(props.xs) > 0`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred := newExprEventPredicate("len", p)
+	out := NewBits(1)
+	if err := pred.MatchEvents(context.Background(), []Event{{Props: map[string]any{"xs": huge}}}, out); err != nil || !out.Has(0) {
+		t.Errorf("len of a long list: %v, matched %v", err, out.Has(0))
 	}
 	// Type errors are still found at compile time.
 	if _, err := compileEventExpr(`event + "x"`); err == nil || !strings.Contains(err.Error(), "expected bool") {
