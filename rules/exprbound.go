@@ -162,6 +162,15 @@ func meterFunctions() []expr.Option {
 		// with the zone cached.
 		expr.Function(dateF, func(args ...any) (any, error) {
 			m, _ := args[0].(*meter)
+			if loc, ok := args[1].(*time.Location); ok {
+				// date(zone, s, layout), the zone from timezone()
+				s, ok1 := args[2].(string)
+				layout, ok2 := args[3].(string)
+				if !ok1 || !ok2 {
+					return nil, fmt.Errorf("date: want (zone, date, layout), got %T, %T, %T", args[1], args[2], args[3])
+				}
+				return time.ParseInLocation(layout, s, loc)
+			}
 			s, ok1 := args[1].(string)
 			layout, ok2 := args[2].(string)
 			name, ok3 := args[3].(string)

@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"fmt"
+	"github.com/expr-lang/expr/vm"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,5 +186,75 @@ func TestExprRunBounds(t *testing.T) {
 	// Type errors are still found at compile time.
 	if _, err := compileEventExpr(`event + "x"`); err == nil || !strings.Contains(err.Error(), "expected bool") {
 		t.Errorf("a string-valued where compiled: %v", err)
+	}
+}
+
+// TestExprZonesCached: timezone() and date(s, layout, zone) answer as
+// expr's own do (the zone cache is invisible but for the time it saves);
+// an unknown zone is an evaluation error, every time.
+func TestExprZonesCached(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		src  string
+		want bool
+	}{
+		{`timezone("Asia/Shanghai").String() == "Asia/Shanghai"`, true},
+		{`date("2026-01-02 23:30", "2006-01-02 15:04", "Asia/Shanghai").UTC().Day() == 2`, true},
+		{`date("2026-01-02 23:30", "2006-01-02 15:04", "America/New_York").UTC().Day() == 3`, true},
+		{`date(props.d, "2006-01-02", props.tz).Unix() == 1767283200`, true},
+		{`date(timezone("UTC"), "2026-01-02", "2006-01-02").Unix() == 1767312000`, true},
+	} {
+		props := map[string]any{"d": "2026-01-02", "tz": "Asia/Shanghai"}
+		for _, c := range []struct {
+			compile func(string) (*vm.Program, error)
+			env     any
+		}{{compileEventExpr, eventEnv{Props: props}}, {compileProfileExpr, map[string]any{"props": props}}} {
+			p, err := c.compile(tc.src)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.src, err)
+			}
+			for range 2 { // the second run reads the cache
+				res, err := vm.Run(p, c.env)
+				if err != nil || res != tc.want {
+					t.Errorf("%s: %v %v", tc.src, res, err)
+				}
+			}
+		}
+	}
+	p, err := compileEventExpr(`timezone(props.tz) != nil`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred := newExprEventPredicate("tz", p)
+	out := NewBits(2)
+	for range 2 {
+		if err := pred.MatchEvents(context.Background(), []Event{{Props: map[string]any{"tz": "Nowhere/Atlantis"}}, {Props: map[string]any{"tz": "UTC"}}}, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, last := pred.EvalErrors(); out.Has(0) || !out.Has(1) || n != 2 || !strings.Contains(last, "Nowhere/Atlantis") {
+		t.Errorf("an unknown zone: matched %v %v, %d errors (%s)", out.Has(0), out.Has(1), n, last)
+	}
+}
+
+// TestExprRunBoundsProfile: profile expressions are metered as event
+// expressions are.
+func TestExprRunBoundsProfile(t *testing.T) {
+	t.Parallel()
+	p, err := compileProfileExpr(`any(xs, {# > 1})`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := make([]any, 300_000)
+	for i := range long {
+		long[i] = 1.0
+	}
+	pred := newExprProfilePredicate("any", p)
+	out := NewBits(2)
+	if err := pred.MatchProfiles(context.Background(), []Profile{{User: "a", Attrs: map[string]any{"xs": long}}, {User: "b", Attrs: map[string]any{"xs": []any{2.0}}}}, out); err != nil {
+		t.Fatal(err)
+	}
+	if n, last := pred.EvalErrors(); out.Has(0) || !out.Has(1) || n != 1 || !strings.Contains(last, "exceeds the limit of 1000000 units") {
+		t.Errorf("matched %v %v, %d errors (%s)", out.Has(0), out.Has(1), n, last)
 	}
 }
