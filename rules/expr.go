@@ -24,6 +24,11 @@ type eventEnv struct {
 	Props map[string]any `expr:"props"`
 }
 
+// disabledBuiltins are expr builtins rules cannot call: now() would make a
+// rule's answer depend on when it runs; toJSON's cost depends on the whole
+// nested value (seconds for a 1 MiB list) and a rule has no use for it.
+var disabledBuiltins = []string{"now", "toJSON"}
+
 // maxExprNodes bounds expression size; the expr default of 10,000 is far
 // beyond any real rule and would let one rule dominate a batch.
 const maxExprNodes = 1000
@@ -49,18 +54,21 @@ func toExprError(err error) error {
 
 // compileEventExpr compiles a `where` expression over one event.
 func compileEventExpr(src string) (*vm.Program, error) {
-	prog, err := expr.Compile(src, expr.Env(eventEnv{}), expr.AsBool(),
-		expr.MaxNodes(maxExprNodes), expr.DisableBuiltin("now"))
-	return prog, toExprError(err)
+	if err := checkCost(src); err != nil {
+		return nil, err
+	}
+	return compileBounded(src, expr.Env(eventEnv{}), expr.AsBool(), expr.MaxNodes(maxExprNodes))
 }
 
 // compileProfileExpr compiles a profile expression. Attribute names are the
 // producer's, so they are variables of unknown type; a missing attribute
 // reads as nil.
 func compileProfileExpr(src string) (*vm.Program, error) {
-	prog, err := expr.Compile(src, expr.Env(map[string]any{}), expr.AllowUndefinedVariables(),
-		expr.AsBool(), expr.MaxNodes(maxExprNodes), expr.DisableBuiltin("now"))
-	return prog, toExprError(err)
+	if err := checkCost(src); err != nil {
+		return nil, err
+	}
+	return compileBounded(src, expr.Env(map[string]any{}), expr.AllowUndefinedVariables(),
+		expr.AsBool(), expr.MaxNodes(maxExprNodes))
 }
 
 // EvalStats is implemented by predicates that count the items they could not
@@ -107,7 +115,7 @@ func newExprEventPredicate(src string, p *vm.Program) *exprEventPredicate {
 
 // MatchEvents implements EventPredicate.
 func (p *exprEventPredicate) MatchEvents(_ context.Context, events []Event, out Bits) error {
-	var machine vm.VM
+	machine := vm.VM{MemoryBudget: exprMemoryBudget}
 	for i := range events {
 		e := &events[i]
 		res, err := machine.Run(p.program, eventEnv{Event: e.Name, User: e.User, Time: e.Time, Props: e.Props})
@@ -140,7 +148,7 @@ var emptyAttrs = map[string]any{}
 
 // MatchProfiles implements ProfilePredicate.
 func (p *exprProfilePredicate) MatchProfiles(_ context.Context, profiles []Profile, out Bits) error {
-	var machine vm.VM
+	machine := vm.VM{MemoryBudget: exprMemoryBudget}
 	for i := range profiles {
 		attrs := profiles[i].Attrs
 		if attrs == nil {

@@ -37,12 +37,13 @@ func TestExprNoClockNoIO(t *testing.T) {
 // TestExprMemoryBudget: expressions that would allocate without bound
 // stop at expr's memory budget; the event does not match and the failure
 // is counted (segment.list shows it), and the next event is evaluated.
+// (Ranges longer than maxRangeLen and loops over data outside the current
+// element are refused earlier, at compile time: exprcost_test.go.)
 func TestExprMemoryBudget(t *testing.T) {
 	t.Parallel()
 	for _, src := range []string{
-		`len(1..100000000) > 0 || props.a == 1`,
 		`len(repeat("x", 100000000)) > 0 || props.a == 1`,
-		`len(map(1..1000, map(1..1000, #))) > 0 || props.a == 1`,
+		`len(map(1..10000, 1..200)) > 0 || props.a == 1`,
 		`len(split(repeat("a,", 900000), ",")) > 0 || props.a == 1`,
 	} {
 		p, err := compileEventExpr(src)
