@@ -122,11 +122,13 @@ func (a *pluginAdmin) PutPlugin(ctx context.Context, r api.PluginPutRequest) (*a
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	prev, _ := a.s.plugins.Status(r.Name)
-	if prev.Version == "" {
-		prev = plugins.Status{}
-	}
+	prev, known := a.s.plugins.Status(r.Name)
 	if err := a.s.plugins.Load(ctx, r.Name, wasm, m); err != nil {
+		if !known {
+			// Refused modules of new names leave no entry behind: the
+			// registry would otherwise list every name ever tried.
+			a.s.plugins.Unload(r.Name)
+		}
 		stays := "no version of it runs"
 		if prev.Version != "" {
 			stays = fmt.Sprintf("the running version %.12s stays", prev.Version)

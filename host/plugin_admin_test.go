@@ -2,8 +2,10 @@ package host
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"math/rand/v2"
 
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
@@ -337,5 +337,112 @@ func TestPluginPutLive(t *testing.T) {
 	got, err = rt2.client.GetPlugin(ctx, "amount")
 	if err != nil || got.Version != bus.Digest(gt) || got.Source != "dir" || got.Stored != "" {
 		t.Fatalf("plugin.get after the delete: %+v, %v", got, err)
+	}
+}
+
+// longPluginName is a plugin name of the most characters.
+var longPluginName = "p" + strings.Repeat("x", 63)
+
+// pluginPutAtLimits is a plugin.put of the amount plugin padded to the
+// largest module whose request fits maxPayload, with the longest name,
+// manifest and author; "" without wat2wasm (and SEGD_REQUIRE_WABT unset).
+func pluginPutAtLimits(t *testing.T, maxPayload int64) string {
+	t.Helper()
+	if _, err := exec.LookPath("wat2wasm"); err != nil && os.Getenv("SEGD_REQUIRE_WABT") != "1" {
+		return ""
+	}
+	gt, _ := amountVersions(t)
+	head := amountMan + "# "
+	manifest := head + strings.Repeat("m", bus.MaxPluginManifestBytes-len(head)-1) + "\n"
+	r := api.PluginPutRequest{Name: longPluginName, Manifest: manifest, Author: strings.Repeat("a", bus.MaxRuleAuthorBytes)}
+	// Room for the headers the request carries, then base64's 4/3.
+	room := int(maxPayload) - 1024
+	pad := 0
+	for {
+		r.Module = withCustomSection(gt, pad)
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > room {
+			r.Module = withCustomSection(gt, pad-3*(len(b)-room)/4-8)
+			b, _ = json.Marshal(r)
+			if len(b) > room {
+				t.Fatalf("plugin.put at its limits is %d bytes, over %d", len(b), room)
+			}
+			return string(b)
+		}
+		pad += 64 << 10
+	}
+}
+
+// TestPluginPutThroughObjectStore pushes a module larger than the max
+// payload: the client uploads it to the plugins bucket and names it in
+// plugin.put, segd reads, checks and loads it, deletes the upload, and the
+// segment naming it judges with it. An upload whose digest does not match
+// the request's is refused and deleted.
+func TestPluginPutThroughObjectStore(t *testing.T) {
+	t.Parallel()
+	gt, _ := amountVersions(t)
+	rt := startPluginTest(t, t.TempDir(), "", nil, 41)
+	ctx := context.Background()
+	ref := rt.expect(t, pluginSegGT)
+	big := withCustomSection(gt, int(rt.nc.MaxPayload())+(256<<10))
+
+	p, err := rt.client.PushPlugin(ctx, "amount", big, amountMan, "ana")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Version != bus.Digest(big) || p.Size != len(big) {
+		t.Fatalf("push of %d bytes: %+v", len(big), p)
+	}
+	obj, err := rt.js.ObjectStore(ctx, api.PluginsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objects, err := obj.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, o := range objects {
+		names = append(names, o.Name)
+	}
+	if !slices.Equal(names, []string{"amount"}) {
+		t.Fatalf("bucket %s holds %v after the push; want the module alone (the upload deleted)", api.PluginsBucket, names)
+	}
+	got, err := rt.client.GetPlugin(ctx, "amount")
+	if err != nil || got.Size != len(big) || got.Stored != p.Version || got.Version != p.Version {
+		t.Fatalf("plugin.get: %+v, %v", got, err)
+	}
+
+	r, err := rt.client.PutRule(ctx, api.RulePutRequest{Definition: pluginSeg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.waitServing(t, "big_plugin", r.Revision)
+	for i := range 4 {
+		rt.pluginBatch(t, i == 0)
+	}
+	rt.checkServed(t, ref)
+
+	// An upload that is not what the request says.
+	if _, err := obj.PutBytes(ctx, api.PluginUploadPrefix+"amount/x", big); err != nil {
+		t.Fatal(err)
+	}
+	wrong := api.PluginPutRequest{Name: "amount", Object: api.PluginUploadPrefix + "amount/x", Digest: strings.Repeat("0", 64)}
+	body, _ := json.Marshal(wrong)
+	msg, err := rt.nc.Request(api.SubjectPluginPut, body, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := msg.Header.Get("Nats-Service-Error-Code"); code != api.CodeBadRequest || !strings.Contains(string(msg.Data), "sha256") {
+		t.Fatalf("an upload with another digest: %s %s", code, msg.Data)
+	}
+	if _, err := obj.GetInfo(ctx, wrong.Object); err == nil {
+		t.Fatalf("the refused upload %s is still in the bucket", wrong.Object)
+	}
+	if got, err := rt.client.GetPlugin(ctx, "amount"); err != nil || got.Version != p.Version {
+		t.Fatalf("plugin.get after a refused upload: %+v, %v", got, err)
 	}
 }
