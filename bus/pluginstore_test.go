@@ -23,7 +23,9 @@ import (
 // admin's client does it.
 func TestPluginStoreWithItsPermissionsOnly(t *testing.T) {
 	t.Parallel()
-	inbox := func(u string) *server.SubjectPermission { return &server.SubjectPermission{Allow: []string{"_INBOX." + u + ".>"}} }
+	inbox := func(u string) *server.SubjectPermission {
+		return &server.SubjectPermission{Allow: []string{"_INBOX." + u + ".>"}}
+	}
 	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
 		Users: []*server.User{
 			{Username: "segd", Password: "pw", Permissions: &server.Permissions{
