@@ -210,17 +210,28 @@ func (s *Server) segmentsNaming(plugin string) []string {
 	return s.segmentsNamingLocked(plugin)
 }
 
-// segmentsNamingLocked is segmentsNaming under the rules admin's lock.
+// segmentsNamingLocked is segmentsNaming under the rules admin's lock. A
+// queued change stands for its segment as the engine will run it: a
+// queued delete leaves the segment out, a queued definition is the one
+// looked at.
 func (s *Server) segmentsNamingLocked(plugin string) []string {
+	queued := map[string]*rules.Segment{}
+	for _, c := range s.rules.queue {
+		queued[c.id] = c.seg
+	}
 	var out []string
 	for _, info := range s.engine.Segments() {
-		if seg, _, err := s.engine.Segment(info.ID); err == nil && slices.Contains(engine.SegmentPlugins(seg), plugin) {
+		seg, _, err := s.engine.Segment(info.ID)
+		if q, ok := queued[info.ID]; ok {
+			seg, err = q, nil
+		}
+		if err == nil && seg != nil && slices.Contains(engine.SegmentPlugins(seg), plugin) {
 			out = append(out, info.ID)
 		}
 	}
-	for _, c := range s.rules.queue {
-		if c.seg != nil && slices.Contains(engine.SegmentPlugins(c.seg), plugin) && !slices.Contains(out, c.id) {
-			out = append(out, c.id)
+	for id, seg := range queued {
+		if seg != nil && slices.Contains(engine.SegmentPlugins(seg), plugin) && !slices.Contains(out, id) {
+			out = append(out, id)
 		}
 	}
 	slices.Sort(out)
