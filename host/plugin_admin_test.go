@@ -446,3 +446,84 @@ func TestPluginPutThroughObjectStore(t *testing.T) {
 		t.Fatalf("plugin.get after a refused upload: %+v, %v", got, err)
 	}
 }
+
+// TestPluginPutRebuildsFileRules: a segment of a rule file naming a
+// plugin of --plugins DIR is rebuilt with a version pushed through the
+// API, as one defined through the API is, and ends exact; the version
+// stored wins at the next start.
+func TestPluginPutRebuildsFileRules(t *testing.T) {
+	t.Parallel()
+	gt, ge := amountVersions(t)
+	dir, dataDir := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "amount.wasm"), gt, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "amount.yaml"), []byte(amountMan), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(testRules+"  - "+strings.ReplaceAll(strings.TrimSpace(pluginSeg), "\n", "\n    ")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := func(seed uint64) *ruleTest {
+		clock := engine.NewManualClock(time.Date(2026, 11, 20, 21, 0, 0, 0, time.UTC))
+		ts := startServer(t, Config{DataDir: dataDir, Listen: "127.0.0.1:0", RulePaths: []string{rulesFile}, Clock: clock,
+			PluginsDir: dir, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		return &ruleTest{testServer: ts, rulesFile: rulesFile, rng: rand.New(rand.NewPCG(seed, 17))}
+	}
+	rt := start(51)
+	ctx := context.Background()
+	old := rt.expect(t, pluginSegGT)
+	next := rt.expect(t, pluginSegGE)
+	for i := range 6 {
+		rt.pluginBatch(t, i%2 == 0)
+	}
+	rt.checkServed(t, old)
+	if a, b := rt.refs[old].Members("big_plugin", rt.clock.Now()), rt.refs[next].Members("big_plugin", rt.clock.Now()); slices.Equal(a, b) {
+		t.Fatalf("the two versions agree on the data (%v): the test does not discriminate", a)
+	}
+	if got, err := rt.client.GetPlugin(ctx, "amount"); err != nil || got.Source != "dir" || !strings.HasSuffix(got.File, "amount.wasm") {
+		t.Fatalf("plugin.get of a --plugins file: %+v, %v", got, err)
+	}
+	if _, err := rt.client.DeletePlugin(ctx, "amount", ""); !client.IsBadRequest(err) || !strings.Contains(err.Error(), "remove the file") {
+		t.Fatalf("delete of a --plugins file: %v, want 400", err)
+	}
+	p, err := rt.client.PushPlugin(ctx, "amount", ge, amountMan, "")
+	if err != nil || !slices.Equal(p.Rebuilding, []string{"big_plugin"}) {
+		t.Fatalf("push: %+v, %v", p, err)
+	}
+	rt.pluginBatch(t, true)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info := segmentInfo(t, rt.testServer, "big_plugin")
+		if slices.Equal(membersOf(t, rt, "big_plugin"), rt.refs[next].Members("big_plugin", rt.clock.Now())) && info.NextRevision == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("big_plugin does not become exact for the new version: %+v", info)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronization
+	}
+	rt.checkServed(t, next)
+	rt.pluginBatch(t, true)
+	rt.checkServed(t, next)
+
+	rt.close()
+	rt2 := start(52)
+	rt2.refs, rt2.sets, rt2.step = rt.refs, rt.sets, rt.step
+	rt2.waitSwapped(t, "big_plugin")
+	rt2.checkServed(t, next)
+	if got, err := rt2.client.GetPlugin(ctx, "amount"); err != nil || got.Source != "store" || got.Version != p.Version {
+		t.Fatalf("after a restart: %+v, %v", got, err)
+	}
+}
+
+// membersOf is a segment's members, sorted; nil when not served.
+func membersOf(t *testing.T, rt *ruleTest, id string) []string {
+	t.Helper()
+	got, err := allMembers(context.Background(), rt.testServer, id)
+	if err != nil {
+		return nil
+	}
+	return got
+}
