@@ -59,6 +59,9 @@ type PluginEntry struct {
 	Manifest string
 	Author   string
 	Time     time.Time
+	// NUID is the object's, new at every put: it tells versions apart
+	// before the module is read.
+	NUID string
 }
 
 // Object metadata keys.
@@ -89,7 +92,7 @@ func Digest(wasm []byte) string {
 }
 
 func pluginEntryOf(info *jetstream.ObjectInfo) PluginEntry {
-	e := PluginEntry{Name: info.Name, Size: int(info.Size), Time: info.ModTime}
+	e := PluginEntry{Name: info.Name, Size: int(info.Size), Time: info.ModTime, NUID: info.NUID}
 	if m := info.Metadata; m != nil {
 		e.Digest, e.Manifest, e.Author = m[metaSHA256], m[metaManifest], m[metaAuthor]
 		if t, err := time.Parse(time.RFC3339Nano, m[metaTime]); err == nil {
@@ -169,9 +172,11 @@ func (s *PluginStore) Put(ctx context.Context, name string, wasm []byte, manifes
 	if author != "" {
 		meta.Metadata[metaAuthor] = author
 	}
-	if _, err := s.obj.Put(ctx, meta, bytes.NewReader(wasm)); err != nil {
+	info, err := s.obj.Put(ctx, meta, bytes.NewReader(wasm))
+	if err != nil {
 		return PluginEntry{}, fmt.Errorf("plugins bucket %s: storing %q: %w", PluginsBucket, name, err)
 	}
+	e.NUID = info.NUID
 	return e, nil
 }
 
@@ -210,4 +215,34 @@ func (s *PluginStore) ReadUpload(ctx context.Context, object, digest string, max
 			Err: fmt.Errorf("object %q has sha256 %s, not the digest %s the request gives", object, got, digest)}
 	}
 	return wasm, nil
+}
+
+// WatchPlugins calls fn, in order, for every change of a stored module
+// from now on, after the current description of each (so that nothing
+// written between a read and the watch is missed), until ctx ends: puts
+// and deletes written by anyone (another segd, or `nats object put`).
+// Uploads are left out.
+func (s *PluginStore) WatchPlugins(ctx context.Context, fn func(e PluginEntry, deleted bool)) error {
+	w, err := s.obj.Watch(ctx)
+	if err != nil {
+		return fmt.Errorf("watching %s: %w", PluginsBucket, err)
+	}
+	go func() {
+		defer w.Stop() //nolint:errcheck
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case info, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if info == nil || strings.HasPrefix(info.Name, api.PluginUploadPrefix) {
+					continue // nil marks the end of the current values
+				}
+				fn(pluginEntryOf(info), info.Deleted)
+			}
+		}
+	}()
+	return nil
 }

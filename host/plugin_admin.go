@@ -329,3 +329,46 @@ func quoted(ss []string) []string {
 }
 
 var _ bus.PluginsAdmin = (*pluginAdmin)(nil)
+
+// startPluginWatch applies the versions others write to the plugins bucket
+// (another segd, `nats object put`): a new version is loaded and its
+// segments rebuilt as after a put; one that does not load is logged and
+// the running version stays. Close stops it with ctx.
+func (s *Server) startPluginWatch(ctx context.Context) {
+	a := s.pluginAdmin
+	if err := a.store.WatchPlugins(ctx, func(e bus.PluginEntry, deleted bool) { a.written(ctx, e, deleted) }); err != nil {
+		s.cfg.Logger.Error("modules written to the plugins bucket by others will load at the next start", "error", err)
+	}
+}
+
+func (a *pluginAdmin) written(ctx context.Context, e bus.PluginEntry, deleted bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cur, known := a.stored[e.Name]
+	switch {
+	case deleted && !known, !deleted && known && cur.NUID == e.NUID:
+		return // ours, or already loaded
+	case deleted:
+		delete(a.stored, e.Name)
+		if users := a.s.segmentsNaming(e.Name); len(users) > 0 {
+			a.s.cfg.Logger.Warn("a plugin was deleted from the plugins bucket by another writer while segments name it; its version runs until the next start",
+				"plugin", e.Name, "segments", users)
+			return
+		}
+		if file, ok := a.fromDir[e.Name]; ok {
+			_ = a.s.plugins.LoadFile(ctx, file)
+		} else {
+			a.s.plugins.Unload(e.Name)
+		}
+		a.s.cfg.Logger.Info("a plugin deleted from the plugins bucket by another writer is unloaded", "plugin", e.Name)
+		return
+	}
+	if err := a.loadStored(ctx, e.Name); err != nil {
+		a.s.cfg.Logger.Error("a module written to the plugins bucket by another writer does not load; the running version stays",
+			"plugin", e.Name, "error", oneLine(err.Error()))
+		return
+	}
+	rebuilding := a.s.rules.rebuildNaming(e.Name)
+	a.s.cfg.Logger.Info("a module written to the plugins bucket by another writer is loaded", "plugin", e.Name,
+		"version", a.stored[e.Name].Digest, "segments", rebuilding)
+}

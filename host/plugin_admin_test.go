@@ -307,6 +307,9 @@ func TestPluginPutLive(t *testing.T) {
 	rt2 := startPluginTest(t, dataDir, dir, nil, 32)
 	rt2.refs, rt2.sets, rt2.step = rt.refs, rt.sets, rt.step
 	rt2.clock.Set(rt.clock.Now())
+	if err := rt2.srv.WaitRebuilt(ctx); err != nil {
+		t.Fatal(err)
+	}
 	rt2.waitSwapped(t, "big_plugin")
 	got, err = rt2.client.GetPlugin(ctx, "amount")
 	if err != nil || got.Version != p2.Version || got.Source != "store" {
@@ -493,24 +496,16 @@ func TestPluginPutRebuildsFileRules(t *testing.T) {
 		t.Fatalf("push: %+v, %v", p, err)
 	}
 	rt.pluginBatch(t, true)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		info := segmentInfo(t, rt.testServer, "big_plugin")
-		if slices.Equal(membersOf(t, rt, "big_plugin"), rt.refs[next].Members("big_plugin", rt.clock.Now())) && info.NextRevision == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("big_plugin does not become exact for the new version: %+v", info)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronization
-	}
-	rt.checkServed(t, next)
+	rt.waitExact(t, next)
 	rt.pluginBatch(t, true)
 	rt.checkServed(t, next)
 
 	rt.close()
 	rt2 := start(52)
 	rt2.refs, rt2.sets, rt2.step = rt.refs, rt.sets, rt.step
+	if err := rt2.srv.WaitRebuilt(ctx); err != nil {
+		t.Fatal(err)
+	}
 	rt2.waitSwapped(t, "big_plugin")
 	rt2.checkServed(t, next)
 	if got, err := rt2.client.GetPlugin(ctx, "amount"); err != nil || got.Source != "store" || got.Version != p.Version {
@@ -518,12 +513,92 @@ func TestPluginPutRebuildsFileRules(t *testing.T) {
 	}
 }
 
-// membersOf is a segment's members, sorted; nil when not served.
-func membersOf(t *testing.T, rt *ruleTest, id string) []string {
+// waitExact waits until every segment of reference i serves the
+// reference's members and none has a revision rebuilding, then checks
+// them: a swap queued on the applier has happened.
+func (rt *ruleTest) waitExact(t *testing.T, i int) {
 	t.Helper()
-	got, err := allMembers(context.Background(), rt.testServer, id)
-	if err != nil {
-		return nil
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		exact := true
+		for _, s := range rt.sets[i] {
+			got, err := allMembers(context.Background(), rt.testServer, s.ID)
+			want := rt.refs[i].Members(s.ID, rt.clock.Now())
+			if err != nil || !slices.Equal(got, want) && len(got)+len(want) > 0 || segmentInfo(t, rt.testServer, s.ID).NextRevision != nil {
+				exact = false
+				break
+			}
+		}
+		if exact {
+			rt.checkServed(t, i)
+			return
+		}
+		if time.Now().After(deadline) {
+			rt.checkServed(t, i)
+			t.Fatalf("reference %d: the segments do not become exact in time", i)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronization
 	}
-	return got
+}
+
+// TestPluginWrittenToBucket: a module written to SEGD_PLUGINS by another
+// writer (another segd, `nats object put`) is loaded like a push and the
+// segments naming it are rebuilt and end exact; one that does not load is
+// logged and the running version stays.
+func TestPluginWrittenToBucket(t *testing.T) {
+	t.Parallel()
+	gt, ge := amountVersions(t)
+	rt := startPluginTest(t, t.TempDir(), "", nil, 61)
+	ctx := context.Background()
+	old := rt.expect(t, pluginSegGT)
+	next := rt.expect(t, pluginSegGE)
+	obj, err := rt.js.ObjectStore(ctx, api.PluginsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPlugin := func(what string, cond func(*api.Plugin) bool) *api.Plugin {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			p, err := rt.client.GetPlugin(ctx, "amount")
+			if err == nil && cond(p) {
+				return p
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("plugin amount: %s did not happen in time: %+v, %v", what, p, err)
+			}
+			time.Sleep(5 * time.Millisecond) // polling interval, not synchronization
+		}
+	}
+	// As `nats object put` writes it: no metadata, so no manifest.
+	if _, err := obj.PutBytes(ctx, "amount", gt); err != nil {
+		t.Fatal(err)
+	}
+	waitPlugin("loading the first version", func(p *api.Plugin) bool { return p.Version == bus.Digest(gt) && p.Source == "store" })
+	r, err := rt.client.PutRule(ctx, api.RulePutRequest{Definition: pluginSeg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.waitServing(t, "big_plugin", r.Revision)
+	for i := range 4 {
+		rt.pluginBatch(t, i%2 == 0)
+	}
+	rt.checkServed(t, old)
+
+	if _, err := obj.PutBytes(ctx, "amount", ge); err != nil {
+		t.Fatal(err)
+	}
+	waitPlugin("loading the second version", func(p *api.Plugin) bool { return p.Version == bus.Digest(ge) })
+	rt.pluginBatch(t, true)
+	rt.waitExact(t, next)
+
+	if _, err := obj.PutBytes(ctx, "amount", []byte("not a module")); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPlugin("refusing a bad module", func(p *api.Plugin) bool { return strings.Contains(p.LastError, "not a WebAssembly binary") })
+	if p.Version != bus.Digest(ge) || p.State != "ok" {
+		t.Fatalf("after a bad module was written: %+v", p)
+	}
+	rt.pluginBatch(t, true)
+	rt.checkServed(t, next)
 }

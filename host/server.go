@@ -306,6 +306,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	go s.logReplay(runCtx, info.State.LastSeq)
 	s.startPluginRecovery(runCtx)
 	s.startRuleAdmin(runCtx)
+	s.startPluginWatch(runCtx)
 	if s.snaps != nil {
 		s.snaps.stop, s.snaps.done = make(chan struct{}), make(chan struct{})
 		if cfg.SnapshotInterval > 0 {
