@@ -448,6 +448,36 @@ func TestPluginPutThroughObjectStore(t *testing.T) {
 	if got, err := rt.client.GetPlugin(ctx, "amount"); err != nil || got.Version != p.Version {
 		t.Fatalf("plugin.get after a refused upload: %+v, %v", got, err)
 	}
+
+	// A refused module of a new name leaves nothing behind.
+	if _, err := rt.client.PushPlugin(ctx, "ghost", []byte("not a module"), "", ""); !client.IsBadRequest(err) {
+		t.Fatalf("a bad module of a new name: %v, want 400", err)
+	}
+	if _, err := rt.client.GetPlugin(ctx, "ghost"); !client.IsNotFound(err) {
+		t.Fatalf("plugin.get of a refused new name: %v, want 404", err)
+	}
+	// Deleted, a plugin of the bucket alone is unloaded: rules cannot
+	// name it any more.
+	if _, err := rt.client.DeleteRule(ctx, api.RuleRequest{Segment: "big_plugin"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := rt.client.DeletePlugin(ctx, "amount", "")
+		if err == nil {
+			break
+		}
+		if !client.IsConflict(err) || time.Now().After(deadline) {
+			t.Fatalf("delete once no segment names it: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval: the rule delete applies
+	}
+	if _, err := rt.client.PutRule(ctx, api.RulePutRequest{Definition: pluginSeg}); !client.IsBadRequest(err) || !strings.Contains(err.Error(), "amount") {
+		t.Fatalf("a rule naming a deleted plugin: %v, want 400", err)
+	}
+	if list, err := rt.client.ListPlugins(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("plugin.list after the delete: %+v, %v", list, err)
+	}
 }
 
 // TestPluginPutRebuildsFileRules: a segment of a rule file naming a
