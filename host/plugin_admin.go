@@ -123,6 +123,10 @@ func (a *pluginAdmin) PutPlugin(ctx context.Context, r api.PluginPutRequest) (*a
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	prev, known := a.s.plugins.Status(r.Name)
+	if cur, ok := a.stored[r.Name]; ok && cur.Digest == bus.Digest(wasm) && cur.Manifest == r.Manifest && prev.Version == cur.Digest {
+		// The version that runs, again: nothing to rebuild.
+		return &api.PluginPutReply{Name: r.Name, Version: cur.Digest, Previous: cur.Digest, Size: len(wasm), Rebuilding: []string{}}, nil
+	}
 	if err := a.s.plugins.Load(ctx, r.Name, wasm, m); err != nil {
 		if !known {
 			// Refused modules of new names leave no entry behind: the

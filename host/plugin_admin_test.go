@@ -234,6 +234,10 @@ func TestPluginPutLive(t *testing.T) {
 		t.Fatalf("second push: %+v", p2)
 	}
 	rt.waitNext(t, "big_plugin", r1.Revision)
+	// The same version again changes nothing.
+	if again, err := rt.client.PushPlugin(ctx, "amount", ge, amountMan, "bo"); err != nil || again.Version != p2.Version || len(again.Rebuilding) != 0 {
+		t.Fatalf("the running version pushed again: %+v, %v", again, err)
+	}
 	for range 3 {
 		rt.pluginBatch(t, false)
 		rt.checkServed(t, old)
