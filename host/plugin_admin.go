@@ -217,7 +217,8 @@ func (s *Server) segmentsNaming(plugin string) []string {
 // segmentsNamingLocked is segmentsNaming under the rules admin's lock. A
 // queued change stands for its segment as the engine will run it: a
 // queued delete leaves the segment out, a queued definition is the one
-// looked at.
+// looked at; a segment deleted through the API that the engine still
+// runs (the applier is removing it) is left out too.
 func (s *Server) segmentsNamingLocked(plugin string) []string {
 	queued := map[string]*rules.Segment{}
 	for _, c := range s.rules.queue {
@@ -228,6 +229,8 @@ func (s *Server) segmentsNamingLocked(plugin string) []string {
 		seg, _, err := s.engine.Segment(info.ID)
 		if q, ok := queued[info.ID]; ok {
 			seg, err = q, nil
+		} else if _, defined := s.rules.defs[info.ID]; err == nil && !defined && strings.HasPrefix(seg.File, kvFilePrefix) {
+			continue // deleted through the API; the engine is removing it
 		}
 		if err == nil && seg != nil && slices.Contains(engine.SegmentPlugins(seg), plugin) {
 			out = append(out, info.ID)
