@@ -53,8 +53,8 @@ var (
 		"$JS.FC.OBJ_" + api.ExportBucket + ".>",
 	}
 	// serviceJS: segd's streams, its durable consumer and ordered log
-	// readers, the export bucket, the rules bucket.
-	serviceJS = append([]string{
+	// readers, the export bucket, the rules bucket, the plugins bucket.
+	serviceJS = append(append([]string{
 		"$JS.API.STREAM.CREATE." + EventsStream, "$JS.API.STREAM.UPDATE." + EventsStream, "$JS.API.STREAM.INFO." + EventsStream,
 		"$JS.API.STREAM.CREATE." + api.ChangesStream, "$JS.API.STREAM.UPDATE." + api.ChangesStream, "$JS.API.STREAM.INFO." + api.ChangesStream,
 		"$JS.API.STREAM.MSG.GET." + api.ChangesStream,
@@ -68,7 +68,7 @@ var (
 		"$JS.API.CONSUMER.RESET." + EventsStream + "." + DefaultDurable,
 		"$JS.API.CONSUMER.MSG.NEXT." + EventsStream + ".*",
 		"$JS.ACK." + EventsStream + ".>",
-	}, RuleStorePermissions...)
+	}, RuleStorePermissions...), PluginStorePermissions...)
 )
 
 // RolePermissions returns the NATS permissions of role for user: the
@@ -89,7 +89,7 @@ func RolePermissions(role, user string) (*server.Permissions, error) {
 		}, nil
 	case RoleAdmin:
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: append([]string{api.AdminGroup + ".>"}, reads...)},
+			Publish:   &server.SubjectPermission{Allow: append(append([]string{api.AdminGroup + ".>"}, reads...), PluginUploadPermissions...)},
 			Subscribe: &server.SubjectPermission{Allow: inbox},
 		}, nil
 	case RoleService:

@@ -55,6 +55,14 @@ func roleActions(e *roleEnv, betaSize int) map[string]roleAction {
 			_, err := client.New(nc).Upload(ctx, "uploads", []string{"up-" + role}, api.UploadAppend)
 			return err
 		},
+		"upload a plugin module into Object Store SEGD_PLUGINS": func(ctx context.Context, role string, _ *nats.Conn, js jetstream.JetStream) error {
+			obj, err := js.ObjectStore(ctx, api.PluginsBucket)
+			if err != nil {
+				return err
+			}
+			_, err = obj.PutBytes(ctx, api.PluginUploadPrefix+"roletest/"+role, []byte("\x00asm\x01\x00\x00\x00"))
+			return err
+		},
 		"preview a rule on segd.admin.v1.>": func(ctx context.Context, _ string, nc *nats.Conn, _ jetstream.JetStream) error {
 			r, err := client.New(nc).Preview(ctx, "id: preview_buyers\ndid: {event: buy, last: 7d}\n", 10)
 			if err != nil {

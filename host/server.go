@@ -150,6 +150,8 @@ type Server struct {
 	metricsSrv *metrics.Server
 	// rules is the rules admin API and its applier (rules_admin.go).
 	rules *ruleAdmin
+	// pluginAdmin is the plugins admin API (plugin_admin.go).
+	pluginAdmin *pluginAdmin
 }
 
 // Start loads the rules, starts or connects to NATS, creates the events
@@ -205,6 +207,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if s.js, err = jetstream.New(s.nc); err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	// The plugins bucket's modules above --plugins DIR's, before the
+	// rules that name them compile.
+	if err := s.loadPluginStore(ctx); err != nil {
+		return nil, err
 	}
 	// The rule files, with the rules admin API's definitions above them.
 	ruleSet, revisions, err := s.loadRules(ctx)
@@ -286,7 +293,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.service, err = bus.StartService(s.nc, s.membership(), bus.ServiceOptions{Version: cfg.Version, OnRequest: s.metrics.ObserveRequest,
-		Endpoints: append(append(append(s.segmentEndpoints(), s.analysisEndpoints()...), bus.PreviewEndpoint(s.preview, previewTimeout), bus.UserGetEndpoint(s.userGet)), bus.RuleEndpoints(s.rules)...)})
+		Endpoints: append(append(append(s.segmentEndpoints(), s.analysisEndpoints()...), bus.PreviewEndpoint(s.preview, previewTimeout), bus.UserGetEndpoint(s.userGet)), append(bus.RuleEndpoints(s.rules), bus.PluginEndpoints(s.pluginAdmin)...)...)})
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
@@ -299,6 +306,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	go s.logReplay(runCtx, info.State.LastSeq)
 	s.startPluginRecovery(runCtx)
 	s.startRuleAdmin(runCtx)
+	s.startPluginWatch(runCtx)
 	if s.snaps != nil {
 		s.snaps.stop, s.snaps.done = make(chan struct{}), make(chan struct{})
 		if cfg.SnapshotInterval > 0 {

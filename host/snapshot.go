@@ -207,8 +207,12 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 		// encode in the pause.
 		return s.analysis.WriteState(index)
 	})
+	// Do returns when ctx ends even if fn runs on: what fn sets is then
+	// its own, not to be read (an unreleased capture ends at the next
+	// one's release).
+	ran := err == nil || ctx.Err() == nil
 	t0 := time.Now()
-	if capture != nil {
+	if ran && capture != nil {
 		if err == nil {
 			err = encodeSnapshot(w, meta, capture, index)
 		}

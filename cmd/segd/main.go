@@ -85,6 +85,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newServeCommand(), newRuleCommand(), newMemberCommand(), newSegmentCommand(),
 		newStatusCommand(), newDemoCommand(), newWatchCommand())
 	root.AddCommand(newAnalyzeCommand(), newUserCommand(), newAuthCommand())
+	root.AddCommand(newPluginCommand())
 	withUsageErrors(root)
 	return root
 }

@@ -41,7 +41,11 @@ func (e *Engine) UserState(ctx context.Context, user, segment string) (UserState
 		out = e.userState(user, seg)
 		return nil
 	})
-	return out, err
+	if err != nil {
+		// Do returns when ctx ends even if fn runs on: out is fn's alone.
+		return UserState{}, err
+	}
+	return out, nil
 }
 
 // userState is UserState on the writer.

@@ -225,19 +225,26 @@ func (r *Rebuild) Run(ctx context.Context, src RebuildSource) (RebuildResult, er
 			chunk = append(chunk, msg)
 		}
 		res.Messages += uint64(len(chunk))
+		// Do returns when ctx ends even if fn is still to run or running
+		// on the writer: fn writes only its own variable, read once Do
+		// has returned fn's result.
+		var live uint64
 		err := r.e.Do(ctx, func() error {
 			if r.e.rebuild != r {
 				return errDiscarded // a replacement dropped (replace.go)
 			}
 			r.step(ctx, chunk)
 			if eof {
-				res.Live = uint64(len(r.live))
+				live = uint64(len(r.live))
 				r.finish(ctx)
 			}
 			return nil
 		})
 		if err != nil {
 			return res, err
+		}
+		if eof {
+			res.Live = live
 		}
 	}
 	res.SkippedEvents = r.skipped

@@ -1,0 +1,638 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segd/segd/bus"
+	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/bus/client"
+	"github.com/segd/segd/host/engine"
+	"github.com/segd/segd/rules"
+)
+
+// Definitions of the plugins admin tests: a segment judged by the amount
+// plugin (examples/plugins/amount-wat), one reading it, and the same
+// conditions as expressions for the reference evaluator. The first
+// version of the plugin takes amounts over 50, the second 50 too.
+const (
+	pluginSeg     = "id: big_plugin\ndid: {event: pay, where: {plugin: amount, params: {min: 50}}, last: 3d}\n"
+	pluginReader  = "id: plugin_reader\nall:\n  - in_segment: big_plugin\n  - profile: gender == \"male\"\n"
+	pluginSegGT   = "id: big_plugin\ndid: {event: pay, where: \"(props.amount ?? 0) > 50\", last: 3d}\n"
+	pluginSegGE   = "id: big_plugin\ndid: {event: pay, where: \"(props.amount ?? 0) >= 50\", last: 3d}\n"
+	amountMan     = "props: [amount]\n"
+	edgeAmount    = 50.0
+	amountGTMatch = `(if (f64.gt (f64.load (i32.add (local.get $values) (i32.shl (local.get $i) (i32.const 3))))`
+)
+
+// amountVersions builds the amount plugin as shipped (amount > min) and a
+// second version (amount >= min) from WebAssembly text.
+func amountVersions(t *testing.T) (gt, ge []byte) {
+	t.Helper()
+	src, err := os.ReadFile("../examples/plugins/amount-wat/amount.wat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(string(src), amountGTMatch) != 1 {
+		t.Fatalf("amount.wat changed: %q not found once", amountGTMatch)
+	}
+	return watModule(t, string(src)), watModule(t, strings.Replace(string(src), amountGTMatch, strings.Replace(amountGTMatch, "f64.gt", "f64.ge", 1), 1))
+}
+
+// watModule compiles WebAssembly text with wat2wasm.
+func watModule(t *testing.T, text string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("wat2wasm"); err != nil {
+		if os.Getenv("SEGD_REQUIRE_WABT") == "1" {
+			t.Fatalf("SEGD_REQUIRE_WABT=1 but wat2wasm is missing: %v", err)
+		}
+		t.Skipf("wat2wasm not found (Debian package wabt): %v", err)
+	}
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "m.wat"), filepath.Join(dir, "m.wasm")
+	if err := os.WriteFile(in, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("wat2wasm", in, "-o", out).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm: %v\n%s", err, b)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// withCustomSection appends a custom section of n bytes to a module: the
+// same code, a larger module.
+func withCustomSection(wasm []byte, n int) []byte {
+	name := "padding"
+	payload := append(append(uleb(uint64(len(name))), name...), make([]byte, n)...)
+	out := append(slices.Clone(wasm), 0)
+	out = append(out, uleb(uint64(len(payload)))...)
+	return append(out, payload...)
+}
+
+func uleb(v uint64) []byte {
+	var out []byte
+	for {
+		b := byte(v & 0x7f)
+		v >>= 7
+		if v != 0 {
+			out = append(out, b|0x80)
+			continue
+		}
+		return append(out, b)
+	}
+}
+
+// startPluginTest starts segd on dataDir with the rule test's files,
+// pluginsDir (may be empty) and a gate on the rules applier's log reads.
+func startPluginTest(t *testing.T, dataDir, pluginsDir string, gate chan struct{}, seed uint64) *ruleTest {
+	t.Helper()
+	clock := engine.NewManualClock(time.Date(2026, 11, 20, 21, 0, 0, 0, time.UTC))
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(testRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, Config{DataDir: dataDir, Listen: "127.0.0.1:0", RulePaths: []string{rulesFile}, Clock: clock,
+		PluginsDir: pluginsDir, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), ruleRebuildGate: gate})
+	return &ruleTest{testServer: ts, rulesFile: rulesFile, rng: rand.New(rand.NewPCG(seed, 17))}
+}
+
+// pluginBatch publishes a random batch in which no payment is exactly the
+// edge amount (on which the two versions differ), plus, with edge, a
+// payment of the edge amount by a new male user; every reference gets it.
+func (rt *ruleTest) pluginBatch(t *testing.T, edge bool) {
+	t.Helper()
+	b := randomBatch(rt.rng, rt.clock.Now())
+	for _, ev := range b.Events {
+		if a, ok := ev.Props["amount"].(float64); ok && a == edgeAmount {
+			ev.Props["amount"] = edgeAmount - 1
+		}
+	}
+	rt.step++
+	if edge {
+		u := fmt.Sprintf("edge-%d", rt.step)
+		b.Events = append(b.Events, rules.Event{User: u, Name: "pay", Time: rt.clock.Now().Add(-time.Hour).UnixMilli(),
+			Props: map[string]any{"amount": edgeAmount}})
+		b.Profiles = append(b.Profiles, rules.ProfileUpdate{User: u, Attrs: map[string]any{"gender": "male"}})
+	}
+	rt.publish(t, b, fmt.Sprintf("plugin-batch-%d", rt.step))
+	for _, r := range rt.refs {
+		r.Apply(b, rt.clock.Now())
+	}
+}
+
+// waitSwapped waits until segment has no revision rebuilding beside the
+// one served.
+func (rt *ruleTest) waitSwapped(t *testing.T, segment string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info := segmentInfo(t, rt.testServer, segment)
+		if info.NextRevision == nil && info.Status == "active" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("segment %s is not swapped in time: %+v", segment, info)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronization
+	}
+}
+
+// valve feeds a gate while open: the rules applier's rebuilds read the log
+// while it is, and wait while it is shut.
+type valve struct {
+	gate chan struct{}
+	ctl  chan bool
+	stop chan struct{}
+}
+
+func newValve(t *testing.T) *valve {
+	v := &valve{gate: make(chan struct{}), ctl: make(chan bool), stop: make(chan struct{})}
+	go func() {
+		open := true
+		for {
+			var g chan struct{}
+			if open {
+				g = v.gate
+			}
+			select {
+			case g <- struct{}{}:
+			case open = <-v.ctl:
+			case <-v.stop:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(v.stop) })
+	return v
+}
+
+func (v *valve) set(open bool) { v.ctl <- open }
+
+// TestPluginPutLive ships a new version of a plugin while batches flow:
+// the segment naming it keeps serving its membership, marked rebuilding,
+// while it is rebuilt from the log with the new version; after the swap
+// it and the segment reading it are exact against the reference of the
+// new version. A bad module is refused with the reason and the running
+// version stays; a delete is refused while a segment names the plugin; a
+// restart loads the stored version, which wins over --plugins DIR's file.
+func TestPluginPutLive(t *testing.T) {
+	t.Parallel()
+	gt, ge := amountVersions(t)
+	v := newValve(t)
+	dataDir := t.TempDir()
+	rt := startPluginTest(t, dataDir, "", v.gate, 31)
+	ctx := context.Background()
+	old := rt.expect(t, pluginSegGT, pluginReader)
+	next := rt.expect(t, pluginSegGE, pluginReader)
+
+	p1, err := rt.client.PushPlugin(ctx, "amount", gt, amountMan, "ana")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1.Version != bus.Digest(gt) || p1.Previous != "" || len(p1.Rebuilding) != 0 {
+		t.Fatalf("first push: %+v", p1)
+	}
+	r1, err := rt.client.PutRule(ctx, api.RulePutRequest{Definition: pluginSeg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.client.PutRule(ctx, api.RulePutRequest{Definition: pluginReader}); err != nil {
+		t.Fatal(err)
+	}
+	rt.waitServing(t, "big_plugin", r1.Revision)
+	for i := range 6 {
+		rt.pluginBatch(t, i%2 == 0)
+	}
+	rt.waitSwapped(t, "plugin_reader")
+	rt.checkServed(t, old)
+	if a, b := rt.refs[old].Members("big_plugin", rt.clock.Now()), rt.refs[next].Members("big_plugin", rt.clock.Now()); slices.Equal(a, b) {
+		t.Fatalf("the two versions agree on the data (%v): the test does not discriminate", a)
+	}
+
+	// The new version, while the rebuild is held: the previous
+	// membership is served, marked rebuilding, as batches flow.
+	v.set(false)
+	p2, err := rt.client.PushPlugin(ctx, "amount", ge, amountMan, "bo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Version != bus.Digest(ge) || p2.Previous != p1.Version || !slices.Equal(p2.Rebuilding, []string{"big_plugin"}) {
+		t.Fatalf("second push: %+v", p2)
+	}
+	rt.waitNext(t, "big_plugin", r1.Revision)
+	// The same version again changes nothing.
+	if again, err := rt.client.PushPlugin(ctx, "amount", ge, amountMan, "bo"); err != nil || again.Version != p2.Version || len(again.Rebuilding) != 0 {
+		t.Fatalf("the running version pushed again: %+v, %v", again, err)
+	}
+	for range 3 {
+		rt.pluginBatch(t, false)
+		rt.checkServed(t, old)
+	}
+	var states api.MemberSegmentsReply
+	msg, err := rt.nc.Request(api.SubjectMemberSegments, []byte(`{"user":"u-1"}`), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jsonUnmarshal(msg.Data, &states); err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(states.States, func(s api.SegmentState) bool { return s.Segment == "big_plugin" }); i < 0 || states.States[i].State != api.StateRebuilding {
+		t.Fatalf("member.segments while the new version rebuilds: %+v", states)
+	}
+	v.set(true)
+	rt.waitSwapped(t, "big_plugin")
+	rt.checkServed(t, next)
+	for i := range 3 {
+		rt.pluginBatch(t, i == 1)
+		rt.checkServed(t, next)
+	}
+
+	// Bad modules: refused with the reason; the running version stays.
+	for _, bad := range []struct {
+		name string
+		wasm []byte
+		want string
+	}{
+		{"not wasm", []byte("definitely not a module"), "refused"},
+		{"no exports", watModule(t, "(module)"), "refused"},
+		{"truncated", ge[:len(ge)/2], "refused"},
+	} {
+		_, err := rt.client.PushPlugin(ctx, "amount", bad.wasm, amountMan, "")
+		if !client.IsBadRequest(err) || !strings.Contains(err.Error(), bad.want) || !strings.Contains(err.Error(), p2.Version[:12]) {
+			t.Fatalf("%s: %v, want a 400 saying the running version stays", bad.name, err)
+		}
+	}
+	if _, err := rt.client.PushPlugin(ctx, "amount", ge, "memory_mib: -3\n", ""); !client.IsBadRequest(err) {
+		t.Fatalf("a bad manifest: %v, want 400", err)
+	}
+	got, err := rt.client.GetPlugin(ctx, "amount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != p2.Version || got.Stored != p2.Version || got.Source != "store" || got.Manifest != amountMan ||
+		got.Author != "bo" || !slices.Equal(got.Segments, []string{"big_plugin"}) || got.State != "ok" {
+		t.Fatalf("plugin.get after refused modules: %+v", got)
+	}
+	rt.pluginBatch(t, true)
+	rt.checkServed(t, next)
+
+	// Delete is refused while a segment names the plugin.
+	if _, err := rt.client.DeletePlugin(ctx, "amount", ""); !client.IsConflict(err) || !strings.Contains(err.Error(), `"big_plugin"`) {
+		t.Fatalf("delete while named: %v, want 409 naming big_plugin", err)
+	}
+	list, err := rt.client.ListPlugins(ctx)
+	if err != nil || len(list) != 1 || list[0].Name != "amount" || list[0].Version != p2.Version {
+		t.Fatalf("plugin.list: %+v, %v", list, err)
+	}
+
+	// A restart loads the stored version, over --plugins DIR's file.
+	rt.close()
+	dir := filepath.Join(t.TempDir(), "plugins")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "amount.wasm"), gt, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rt2 := startPluginTest(t, dataDir, dir, nil, 32)
+	rt2.refs, rt2.sets, rt2.step = rt.refs, rt.sets, rt.step
+	rt2.clock.Set(rt.clock.Now())
+	if err := rt2.srv.WaitRebuilt(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rt2.waitSwapped(t, "big_plugin")
+	got, err = rt2.client.GetPlugin(ctx, "amount")
+	if err != nil || got.Version != p2.Version || got.Source != "store" {
+		t.Fatalf("plugin.get after a restart with the old version in --plugins: %+v, %v", got, err)
+	}
+	rt2.checkServed(t, next)
+	rt2.pluginBatch(t, true)
+	rt2.checkServed(t, next)
+
+	// With no segment naming it, the delete goes through; the directory's
+	// version comes back.
+	for _, seg := range []string{"plugin_reader", "big_plugin"} {
+		if _, err := rt2.client.DeleteRule(ctx, api.RuleRequest{Segment: seg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := rt2.client.DeletePlugin(ctx, "amount", "")
+		if err == nil {
+			break
+		}
+		if !client.IsConflict(err) || time.Now().After(deadline) {
+			t.Fatalf("delete once no segment names it: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval: the rule deletes apply
+	}
+	got, err = rt2.client.GetPlugin(ctx, "amount")
+	if err != nil || got.Version != bus.Digest(gt) || got.Source != "dir" || got.Stored != "" {
+		t.Fatalf("plugin.get after the delete: %+v, %v", got, err)
+	}
+}
+
+// longPluginName is a plugin name of the most characters.
+var longPluginName = "p" + strings.Repeat("x", 63)
+
+// pluginPutAtLimits is a plugin.put of the amount plugin padded to the
+// largest module whose request fits maxPayload, with the longest name,
+// manifest and author; "" without wat2wasm (and SEGD_REQUIRE_WABT unset).
+func pluginPutAtLimits(t *testing.T, maxPayload int64) string {
+	t.Helper()
+	if _, err := exec.LookPath("wat2wasm"); err != nil && os.Getenv("SEGD_REQUIRE_WABT") != "1" {
+		return ""
+	}
+	gt, _ := amountVersions(t)
+	head := amountMan + "# "
+	manifest := head + strings.Repeat("m", bus.MaxPluginManifestBytes-len(head)-1) + "\n"
+	r := api.PluginPutRequest{Name: longPluginName, Manifest: manifest, Author: strings.Repeat("a", bus.MaxRuleAuthorBytes)}
+	// Room for the headers the request carries, then base64's 4/3.
+	room := int(maxPayload) - 1024
+	pad := 0
+	for {
+		r.Module = withCustomSection(gt, pad)
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > room {
+			r.Module = withCustomSection(gt, pad-3*(len(b)-room)/4-8)
+			b, _ = json.Marshal(r)
+			if len(b) > room {
+				t.Fatalf("plugin.put at its limits is %d bytes, over %d", len(b), room)
+			}
+			return string(b)
+		}
+		pad += 64 << 10
+	}
+}
+
+// TestPluginPutThroughObjectStore pushes a module larger than the max
+// payload: the client uploads it to the plugins bucket and names it in
+// plugin.put, segd reads, checks and loads it, deletes the upload, and the
+// segment naming it judges with it. An upload whose digest does not match
+// the request's is refused and deleted.
+func TestPluginPutThroughObjectStore(t *testing.T) {
+	t.Parallel()
+	gt, _ := amountVersions(t)
+	rt := startPluginTest(t, t.TempDir(), "", nil, 41)
+	ctx := context.Background()
+	ref := rt.expect(t, pluginSegGT)
+	big := withCustomSection(gt, int(rt.nc.MaxPayload())+(256<<10))
+
+	p, err := rt.client.PushPlugin(ctx, "amount", big, amountMan, "ana")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Version != bus.Digest(big) || p.Size != len(big) {
+		t.Fatalf("push of %d bytes: %+v", len(big), p)
+	}
+	obj, err := rt.js.ObjectStore(ctx, api.PluginsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objects, err := obj.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, o := range objects {
+		names = append(names, o.Name)
+	}
+	if !slices.Equal(names, []string{"amount"}) {
+		t.Fatalf("bucket %s holds %v after the push; want the module alone (the upload deleted)", api.PluginsBucket, names)
+	}
+	got, err := rt.client.GetPlugin(ctx, "amount")
+	if err != nil || got.Size != len(big) || got.Stored != p.Version || got.Version != p.Version {
+		t.Fatalf("plugin.get: %+v, %v", got, err)
+	}
+
+	r, err := rt.client.PutRule(ctx, api.RulePutRequest{Definition: pluginSeg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.waitServing(t, "big_plugin", r.Revision)
+	for i := range 4 {
+		rt.pluginBatch(t, i == 0)
+	}
+	rt.checkServed(t, ref)
+
+	// An upload that is not what the request says.
+	if _, err := obj.PutBytes(ctx, api.PluginUploadPrefix+"amount/x", big); err != nil {
+		t.Fatal(err)
+	}
+	wrong := api.PluginPutRequest{Name: "amount", Object: api.PluginUploadPrefix + "amount/x", Digest: strings.Repeat("0", 64)}
+	body, _ := json.Marshal(wrong)
+	msg, err := rt.nc.Request(api.SubjectPluginPut, body, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := msg.Header.Get("Nats-Service-Error-Code"); code != api.CodeBadRequest || !strings.Contains(string(msg.Data), "sha256") {
+		t.Fatalf("an upload with another digest: %s %s", code, msg.Data)
+	}
+	if _, err := obj.GetInfo(ctx, wrong.Object); err == nil {
+		t.Fatalf("the refused upload %s is still in the bucket", wrong.Object)
+	}
+	if got, err := rt.client.GetPlugin(ctx, "amount"); err != nil || got.Version != p.Version {
+		t.Fatalf("plugin.get after a refused upload: %+v, %v", got, err)
+	}
+
+	// A refused module of a new name leaves nothing behind.
+	if _, err := rt.client.PushPlugin(ctx, "ghost", []byte("not a module"), "", ""); !client.IsBadRequest(err) {
+		t.Fatalf("a bad module of a new name: %v, want 400", err)
+	}
+	if _, err := rt.client.GetPlugin(ctx, "ghost"); !client.IsNotFound(err) {
+		t.Fatalf("plugin.get of a refused new name: %v, want 404", err)
+	}
+	// Deleted, a plugin of the bucket alone is unloaded: rules cannot
+	// name it any more.
+	if _, err := rt.client.DeleteRule(ctx, api.RuleRequest{Segment: "big_plugin"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := rt.client.DeletePlugin(ctx, "amount", "")
+		if err == nil {
+			break
+		}
+		if !client.IsConflict(err) || time.Now().After(deadline) {
+			t.Fatalf("delete once no segment names it: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval: the rule delete applies
+	}
+	if _, err := rt.client.PutRule(ctx, api.RulePutRequest{Definition: pluginSeg}); !client.IsBadRequest(err) || !strings.Contains(err.Error(), "amount") {
+		t.Fatalf("a rule naming a deleted plugin: %v, want 400", err)
+	}
+	if list, err := rt.client.ListPlugins(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("plugin.list after the delete: %+v, %v", list, err)
+	}
+}
+
+// TestPluginPutRebuildsFileRules: a segment of a rule file naming a
+// plugin of --plugins DIR is rebuilt with a version pushed through the
+// API, as one defined through the API is, and ends exact; the version
+// stored wins at the next start.
+func TestPluginPutRebuildsFileRules(t *testing.T) {
+	t.Parallel()
+	gt, ge := amountVersions(t)
+	dir, dataDir := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "amount.wasm"), gt, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "amount.yaml"), []byte(amountMan), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(testRules+"  - "+strings.ReplaceAll(strings.TrimSpace(pluginSeg), "\n", "\n    ")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := func(seed uint64) *ruleTest {
+		clock := engine.NewManualClock(time.Date(2026, 11, 20, 21, 0, 0, 0, time.UTC))
+		ts := startServer(t, Config{DataDir: dataDir, Listen: "127.0.0.1:0", RulePaths: []string{rulesFile}, Clock: clock,
+			PluginsDir: dir, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		return &ruleTest{testServer: ts, rulesFile: rulesFile, rng: rand.New(rand.NewPCG(seed, 17))}
+	}
+	rt := start(51)
+	ctx := context.Background()
+	old := rt.expect(t, pluginSegGT)
+	next := rt.expect(t, pluginSegGE)
+	for i := range 6 {
+		rt.pluginBatch(t, i%2 == 0)
+	}
+	rt.checkServed(t, old)
+	if a, b := rt.refs[old].Members("big_plugin", rt.clock.Now()), rt.refs[next].Members("big_plugin", rt.clock.Now()); slices.Equal(a, b) {
+		t.Fatalf("the two versions agree on the data (%v): the test does not discriminate", a)
+	}
+	if got, err := rt.client.GetPlugin(ctx, "amount"); err != nil || got.Source != "dir" || !strings.HasSuffix(got.File, "amount.wasm") {
+		t.Fatalf("plugin.get of a --plugins file: %+v, %v", got, err)
+	}
+	if _, err := rt.client.DeletePlugin(ctx, "amount", ""); !client.IsBadRequest(err) || !strings.Contains(err.Error(), "remove the file") {
+		t.Fatalf("delete of a --plugins file: %v, want 400", err)
+	}
+	p, err := rt.client.PushPlugin(ctx, "amount", ge, amountMan, "")
+	if err != nil || !slices.Equal(p.Rebuilding, []string{"big_plugin"}) {
+		t.Fatalf("push: %+v, %v", p, err)
+	}
+	rt.pluginBatch(t, true)
+	rt.waitExact(t, next)
+	rt.pluginBatch(t, true)
+	rt.checkServed(t, next)
+
+	rt.close()
+	rt2 := start(52)
+	rt2.refs, rt2.sets, rt2.step = rt.refs, rt.sets, rt.step
+	if err := rt2.srv.WaitRebuilt(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rt2.waitSwapped(t, "big_plugin")
+	rt2.checkServed(t, next)
+	if got, err := rt2.client.GetPlugin(ctx, "amount"); err != nil || got.Source != "store" || got.Version != p.Version {
+		t.Fatalf("after a restart: %+v, %v", got, err)
+	}
+}
+
+// waitExact waits until every segment of reference i serves the
+// reference's members and none has a revision rebuilding, then checks
+// them: a swap queued on the applier has happened.
+func (rt *ruleTest) waitExact(t *testing.T, i int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		exact := true
+		for _, s := range rt.sets[i] {
+			got, err := allMembers(context.Background(), rt.testServer, s.ID)
+			want := rt.refs[i].Members(s.ID, rt.clock.Now())
+			if err != nil || !slices.Equal(got, want) && len(got)+len(want) > 0 || segmentInfo(t, rt.testServer, s.ID).NextRevision != nil {
+				exact = false
+				break
+			}
+		}
+		if exact {
+			rt.checkServed(t, i)
+			return
+		}
+		if time.Now().After(deadline) {
+			rt.checkServed(t, i)
+			t.Fatalf("reference %d: the segments do not become exact in time", i)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronization
+	}
+}
+
+// TestPluginWrittenToBucket: a module written to SEGD_PLUGINS by another
+// writer (another segd, `nats object put`) is loaded like a push and the
+// segments naming it are rebuilt and end exact; one that does not load is
+// logged and the running version stays.
+func TestPluginWrittenToBucket(t *testing.T) {
+	t.Parallel()
+	gt, ge := amountVersions(t)
+	rt := startPluginTest(t, t.TempDir(), "", nil, 61)
+	ctx := context.Background()
+	old := rt.expect(t, pluginSegGT)
+	next := rt.expect(t, pluginSegGE)
+	obj, err := rt.js.ObjectStore(ctx, api.PluginsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPlugin := func(what string, cond func(*api.Plugin) bool) *api.Plugin {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			p, err := rt.client.GetPlugin(ctx, "amount")
+			if err == nil && cond(p) {
+				return p
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("plugin amount: %s did not happen in time: %+v, %v", what, p, err)
+			}
+			time.Sleep(5 * time.Millisecond) // polling interval, not synchronization
+		}
+	}
+	// As `nats object put` writes it: no metadata, so no manifest.
+	if _, err := obj.PutBytes(ctx, "amount", gt); err != nil {
+		t.Fatal(err)
+	}
+	waitPlugin("loading the first version", func(p *api.Plugin) bool { return p.Version == bus.Digest(gt) && p.Source == "store" })
+	r, err := rt.client.PutRule(ctx, api.RulePutRequest{Definition: pluginSeg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.waitServing(t, "big_plugin", r.Revision)
+	for i := range 4 {
+		rt.pluginBatch(t, i%2 == 0)
+	}
+	rt.checkServed(t, old)
+
+	if _, err := obj.PutBytes(ctx, "amount", ge); err != nil {
+		t.Fatal(err)
+	}
+	waitPlugin("loading the second version", func(p *api.Plugin) bool { return p.Version == bus.Digest(ge) })
+	rt.pluginBatch(t, true)
+	rt.waitExact(t, next)
+
+	if _, err := obj.PutBytes(ctx, "amount", []byte("not a module")); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPlugin("refusing a bad module", func(p *api.Plugin) bool { return strings.Contains(p.LastError, "not a WebAssembly binary") })
+	if p.Version != bus.Digest(ge) || p.State != "ok" {
+		t.Fatalf("after a bad module was written: %+v", p)
+	}
+	rt.pluginBatch(t, true)
+	rt.checkServed(t, next)
+}
