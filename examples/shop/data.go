@@ -62,7 +62,9 @@ var (
 		"running shoes", 5.0, "headphones", 5.0, "sunscreen", 4.0, "lipstick", 4.0,
 		"rice cooker", 3.0, "coffee beans", 3.0, "yoga mat", 2.0, "air fryer", 3.0,
 		"down jacket", 3.0, "phone case", 4.0, "protein powder", 2.0, "baby formula", 2.0,
-		"samsung galaxy", 2.0, "switch games", 2.0, "mechanical keyboard", 2.0)
+		"samsung galaxy", 2.0, "switch games", 2.0, "mechanical keyboard", 2.0,
+		// The Rust tokens example plugin looks for these words.
+		"usb-c cable", 3.0, "phone charger", 3.0, "hdmi adapter", 1.0)
 	payMethods = newWeighted[string](
 		"alipay", 45.0, "wechat_pay", 38.0, "card", 12.0, "cash_on_delivery", 5.0)
 	campaigns = newWeighted[string](

@@ -1,6 +1,10 @@
 package shop
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"unicode"
+)
 
 // TestCheckoutsHaveCoordinates: every checkout carries lat/lon, and some
 // fall inside the geofence of examples/plugins/rules.yaml (near the Eiffel
@@ -28,4 +32,30 @@ func TestCheckoutsHaveCoordinates(t *testing.T) {
 		t.Fatalf("%d of %d checkouts inside the Paris geofence; want some, and few", inParis, checkouts)
 	}
 	t.Logf("%d of %d checkouts in Paris", inParis, checkouts)
+}
+
+// TestSearchesReachTheTokensExample: some searches name a word the Rust
+// tokens example plugin looks for (examples/plugins/rust-rules.yaml), so
+// its segment has members in the demo.
+func TestSearchesReachTheTokensExample(t *testing.T) {
+	t.Parallel()
+	items := collect(New(testConfig(5)))
+	searches, hits := 0, 0
+	for _, it := range items {
+		if it.Event != EventSearch {
+			continue
+		}
+		searches++
+		term, _ := it.Props["term"].(string)
+		for _, w := range strings.FieldsFunc(strings.ToLower(term), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+			if w == "cable" || w == "charger" || w == "hdmi" || w == "usb" || w == "adapter" {
+				hits++
+				break
+			}
+		}
+	}
+	if searches == 0 || hits == 0 || hits > searches/4 {
+		t.Fatalf("%d of %d searches name a word of the tokens example; want some, and few", hits, searches)
+	}
+	t.Logf("%d of %d searches name a word of the tokens example", hits, searches)
 }
