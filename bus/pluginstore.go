@@ -227,22 +227,11 @@ func (s *PluginStore) WatchPlugins(ctx context.Context, fn func(e PluginEntry, d
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", PluginsBucket, err)
 	}
-	go func() {
-		defer w.Stop() //nolint:errcheck
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case info, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if info == nil || strings.HasPrefix(info.Name, api.PluginUploadPrefix) {
-					continue // nil marks the end of the current values
-				}
-				fn(pluginEntryOf(info), info.Deleted)
-			}
+	forwardUpdates(ctx, w.Updates(), w.Stop, func(info *jetstream.ObjectInfo) {
+		if info == nil || strings.HasPrefix(info.Name, api.PluginUploadPrefix) {
+			return // nil marks the end of the current values
 		}
-	}()
+		fn(pluginEntryOf(info), info.Deleted)
+	})
 	return nil
 }

@@ -217,21 +217,31 @@ func (s *RuleStore) Watch(ctx context.Context, fn func(RuleEntry)) error {
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", RulesBucket, err)
 	}
+	forwardUpdates(ctx, w.Updates(), w.Stop, func(e jetstream.KeyValueEntry) {
+		if e != nil { // nil marks the end of the current values
+			fn(entryOf(e))
+		}
+	})
+	return nil
+}
+
+// forwardUpdates hands a JetStream watcher's updates to fn, in order, on a
+// goroutine of its own, until ctx ends or the watcher closes, then stops
+// the watcher. Both buckets segd follows (rules in KV, plugins in Object
+// Store) are watched this way.
+func forwardUpdates[T any](ctx context.Context, updates <-chan T, stop func() error, fn func(T)) {
 	go func() {
-		defer w.Stop() //nolint:errcheck
+		defer stop() //nolint:errcheck
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case e, ok := <-w.Updates():
+			case u, ok := <-updates:
 				if !ok {
 					return
 				}
-				if e != nil { // nil marks the end of the current values
-					fn(entryOf(e))
-				}
+				fn(u)
 			}
 		}
 	}()
-	return nil
 }
