@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/ingest"
 )
 
 // ServiceOptions configures StartService. The zero value is usable.
@@ -507,23 +508,9 @@ func (s *Service) run(j job) {
 	s.respond(j, reply, err, "")
 }
 
-// Error is an error with its reply code, for work that fails with something
-// other than a 404 or a 500: a 400 found only once the work runs (Field
-// names the request field), a 413, a 503.
-type Error struct {
-	// Code is one of the api.Code* values.
-	Code string
-	// Field names the request field at fault, for a 400.
-	Field string
-	// Err says what went wrong; its text is the reply's description.
-	Err error
-}
-
-// Error returns the description.
-func (e *Error) Error() string { return e.Err.Error() }
-
-// Unwrap returns Err.
-func (e *Error) Unwrap() error { return e.Err }
+// Error is an error with its reply code (ingest.Error): a 400 found only
+// once the work runs, a 409, a 413, a 503.
+type Error = ingest.Error
 
 // errorDetail turns a work error into the reply's code, description and
 // field: an *Error carries its own, ErrNotFound is a 404, the rest 500.

@@ -9,13 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
-// ErrNotBatch reports an ingest message that is not a batch at all: empty, not
-// JSON, or a JSON array that is malformed. Such a message is counted and acked
-// so that it cannot block the stream.
-var ErrNotBatch = errors.New("not a batch")
+// ErrNotBatch reports an ingest message that is not a batch at all
+// (ingest.ErrNotBatch).
+var ErrNotBatch = ingest.ErrNotBatch
 
 // wireItem is one element of a batch on the wire: an event, a profile update,
 // or both for the same user.

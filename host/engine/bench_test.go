@@ -8,6 +8,7 @@ import (
 
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/examples/shop"
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -97,7 +98,7 @@ func BenchmarkIngest(b *testing.B) {
 		go func() { defer close(done); _ = e.Run(ctx) }()
 		b.StartTimer()
 		for i := range decoded {
-			if err := e.Apply(ctx, &bus.IngestMessage{Seq: uint64(i + 1), Batch: decoded[i]}); err != nil {
+			if err := e.Apply(ctx, &ingest.Message{Seq: uint64(i + 1), Batch: decoded[i]}); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segd/segd/bus"
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -37,14 +37,14 @@ segments:
 	pay := func(user string) rules.Event {
 		return rules.Event{User: user, Name: "pay", Time: clock.Now().UnixMilli()}
 	}
-	if err := e.Apply(ctx, &bus.IngestMessage{Seq: 1, Batch: rules.Batch{Events: []rules.Event{pay("a"), pay("b")}}}); err != nil {
+	if err := e.Apply(ctx, &ingest.Message{Seq: 1, Batch: rules.Batch{Events: []rules.Event{pay("a"), pay("b")}}}); err != nil {
 		t.Fatal(err)
 	}
 	clock.Set(start.Add(3 * time.Hour))
-	if err := e.Apply(ctx, &bus.IngestMessage{Seq: 2, Upload: &bus.StaticUpload{Segment: "beta", Users: []string{"a", "z"}}}); err != nil {
+	if err := e.Apply(ctx, &ingest.Message{Seq: 2, Upload: &ingest.StaticUpload{Segment: "beta", Users: []string{"a", "z"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Apply(ctx, &bus.IngestMessage{Seq: 3, Upload: &bus.StaticUpload{Segment: "payer_1d", Users: []string{"q"}}}); err != nil {
+	if err := e.Apply(ctx, &ingest.Message{Seq: 3, Upload: &ingest.StaticUpload{Segment: "payer_1d", Users: []string{"q"}}}); err != nil {
 		t.Fatal(err)
 	}
 	in, since, err := e.MemberSince("a", "payer_1d")
@@ -56,7 +56,7 @@ segments:
 	}
 	// Replace: a leaves, y enters, z stays with its first since.
 	clock.Set(start.Add(4 * time.Hour))
-	if err := e.Apply(ctx, &bus.IngestMessage{Seq: 4, Upload: &bus.StaticUpload{Segment: "beta", Users: []string{"z", "y"}, Replace: true}}); err != nil {
+	if err := e.Apply(ctx, &ingest.Message{Seq: 4, Upload: &ingest.StaticUpload{Segment: "beta", Users: []string{"z", "y"}, Replace: true}}); err != nil {
 		t.Fatal(err)
 	}
 	if m := members(t, e, "beta"); !slices.Equal(m, []string{"y", "z"}) {

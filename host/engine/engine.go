@@ -11,8 +11,8 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 
-	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -147,8 +147,8 @@ type segmentState struct {
 }
 
 type command struct {
-	msg  *bus.IngestMessage // nil for a tick
-	fn   func() error       // set for Do
+	msg  *ingest.Message // nil for a tick
+	fn   func() error    // set for Do
 	done chan error
 }
 
@@ -309,10 +309,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// Apply implements bus.Ingester: it hands the message to Run and waits until
+// Apply implements ingest.Ingester: it hands the message to Run and waits until
 // it is applied. A message at or below the last applied stream sequence is a
 // redelivery and changes nothing.
-func (e *Engine) Apply(ctx context.Context, msg *bus.IngestMessage) error {
+func (e *Engine) Apply(ctx context.Context, msg *ingest.Message) error {
 	return e.do(ctx, command{msg: msg, done: make(chan error, 1)})
 }
 
@@ -409,13 +409,13 @@ func (e *Engine) publish(changes changeSet, update func(*api.StatusReply)) {
 }
 
 // unknownSegmentError is the 404 of an unknown segment: it is
-// bus.ErrNotFound without repeating "not found" in the text users read.
+// ingest.ErrNotFound without repeating "not found" in the text users read.
 type unknownSegmentError struct{ segment string }
 
 func (e unknownSegmentError) Error() string {
 	return fmt.Sprintf("segment %q is not defined", e.segment)
 }
-func (e unknownSegmentError) Is(target error) bool { return target == bus.ErrNotFound }
+func (e unknownSegmentError) Is(target error) bool { return target == ingest.ErrNotFound }
 
 func errNotFound(segment string) error { return unknownSegmentError{segment} }
 
@@ -572,5 +572,4 @@ func (e *Engine) Status() api.StatusReply {
 	return st
 }
 
-var _ bus.Ingester = (*Engine)(nil)
-var _ bus.Membership = (*Engine)(nil)
+var _ ingest.Ingester = (*Engine)(nil)

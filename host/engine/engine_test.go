@@ -10,8 +10,8 @@ import (
 	"time"
 	_ "time/tzdata"
 
-	"github.com/segd/segd/bus"
 	"github.com/segd/segd/host/internal/reference"
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -32,7 +32,7 @@ func startEngine(t *testing.T, src string, loc *time.Location, clock Clock) *Eng
 
 func apply(t *testing.T, e *Engine, seq uint64, b rules.Batch) {
 	t.Helper()
-	if err := e.Apply(context.Background(), &bus.IngestMessage{Seq: seq, Batch: b}); err != nil {
+	if err := e.Apply(context.Background(), &ingest.Message{Seq: seq, Batch: b}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -156,7 +156,7 @@ func TestEventsTooFarAheadAreRejected(t *testing.T) {
 func TestUnknownSegmentIsNotFound(t *testing.T) {
 	t.Parallel()
 	e := startEngine(t, "id: a\nprofile: x == 1\n", time.UTC, NewManualClock(time.Unix(0, 0)))
-	if _, err := e.IsMember("u", "nope"); err == nil || err.Error() != `segment "nope" is not defined` || !errors.Is(err, bus.ErrNotFound) {
+	if _, err := e.IsMember("u", "nope"); err == nil || err.Error() != `segment "nope" is not defined` || !errors.Is(err, ingest.ErrNotFound) {
 		t.Fatalf("err = %v", err)
 	}
 	if _, err := e.SegmentCount("nope"); err == nil {
@@ -288,7 +288,7 @@ func runRandomized(t *testing.T, loc *time.Location, seed uint64) {
 		// land on both sides of hour and day boundaries and of deadlines.
 		clock.Advance(time.Duration(rng.IntN(36*60)+1) * time.Minute)
 		now := clock.Now()
-		msg := &bus.IngestMessage{}
+		msg := &ingest.Message{}
 		switch rng.IntN(8) {
 		case 0, 1:
 			if err := e.Tick(ctx); err != nil {
@@ -296,7 +296,7 @@ func runRandomized(t *testing.T, loc *time.Location, seed uint64) {
 			}
 		case 2:
 			users := []string{fmt.Sprintf("u%d", rng.IntN(45)), fmt.Sprintf("u%d", rng.IntN(45))}
-			msg.Upload = &bus.StaticUpload{Segment: "beta", Users: users, Replace: rng.IntN(2) == 0}
+			msg.Upload = &ingest.StaticUpload{Segment: "beta", Users: users, Replace: rng.IntN(2) == 0}
 			ref.Upload("beta", users, msg.Upload.Replace)
 		default:
 			msg.Batch = randomEvents(rng, now, names, terms)

@@ -27,7 +27,7 @@ type UserState struct {
 // what it read at the last step. It changes nothing: it runs on the writer
 // (after the messages applied before it, before the next), because the
 // leaves' state is the writer's. An unknown segment is an error wrapping
-// bus.ErrNotFound.
+// ingest.ErrNotFound.
 func (e *Engine) UserState(ctx context.Context, user, segment string) (UserState, error) {
 	var seg *segmentState
 	if segment != "" {

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/host/internal/reference"
 	"github.com/segd/segd/host/internal/snapio"
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -75,7 +75,7 @@ type flakyEngine struct {
 	plugins flakyPlugins
 	clock   *ManualClock
 	ref     *reference.Evaluator
-	log     []*bus.IngestMessage
+	log     []*ingest.Message
 	mu      sync.Mutex
 	changes []Change
 }
@@ -107,7 +107,7 @@ func (f *flakyEngine) apply(name string, users ...string) {
 	for _, u := range users {
 		b.Events = append(b.Events, rules.Event{User: u, Name: name, Time: f.clock.Now().UnixMilli()})
 	}
-	msg := &bus.IngestMessage{Seq: uint64(len(f.log) + 1), Batch: b}
+	msg := &ingest.Message{Seq: uint64(len(f.log) + 1), Batch: b}
 	f.log = append(f.log, msg)
 	if err := f.e.Apply(context.Background(), msg); err != nil {
 		f.t.Fatalf("a failing predicate failed the batch: %v", err)
@@ -144,9 +144,9 @@ func (f *flakyEngine) recover(usable, newVersion bool) (bool, time.Time) {
 }
 
 // sliceSource is a RebuildSource over messages in memory.
-type sliceSource struct{ msgs []*bus.IngestMessage }
+type sliceSource struct{ msgs []*ingest.Message }
 
-func (s *sliceSource) Next(context.Context) (*bus.IngestMessage, error) {
+func (s *sliceSource) Next(context.Context) (*ingest.Message, error) {
 	if len(s.msgs) == 0 {
 		return nil, io.EOF
 	}
@@ -175,7 +175,7 @@ func (f *flakyEngine) requireNotServed(id, state string) {
 	e := f.e
 	check := func(what string, err error) {
 		f.t.Helper()
-		var be *bus.Error
+		var be *ingest.Error
 		if !errors.Is(err, ErrStale) || !errors.As(err, &be) || be.Code != api.CodeUnavailable ||
 			!strings.Contains(err.Error(), `"`+id+`"`) || !strings.Contains(err.Error(), "is "+state) {
 			f.t.Fatalf("%s of stale %s: %v, want a 503 naming it as %s", what, id, err, state)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segd/segd/bus"
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -52,8 +52,8 @@ segments:
 		Events:   []rules.Event{ev("c"), ev("a"), ev("d")},
 		Profiles: []rules.ProfileUpdate{{User: "e", Attrs: map[string]any{"plan": "pro"}}, {User: "b", Attrs: map[string]any{"plan": "pro"}}},
 	})
-	if err := e.Apply(context.Background(), &bus.IngestMessage{Seq: 3, Subject: "segd.control.upload",
-		Upload: &bus.StaticUpload{Segment: "beta", Users: []string{"f", "a"}, Replace: true}}); err != nil {
+	if err := e.Apply(context.Background(), &ingest.Message{Seq: 3, Subject: "segd.control.upload",
+		Upload: &ingest.StaticUpload{Segment: "beta", Users: []string{"f", "a"}, Replace: true}}); err != nil {
 		t.Fatal(err)
 	}
 	for seg, want := range map[string][]string{"payers": {"a", "b"}, "pro": {"b"}, "beta": {"a"}} {

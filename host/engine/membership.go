@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
 )
 
@@ -13,8 +12,8 @@ import (
 // segments (nil: all), each with its state, and the sequence and clock of
 // the step they reflect, all under one read lock so that the three agree.
 // segments must hold no repeats.
-func (e *Engine) MemberView(user string, segments []string) bus.MemberView {
-	var v bus.MemberView
+func (e *Engine) MemberView(user string, segments []string) api.MemberView {
+	var v api.MemberView
 	var asked []*segmentState
 	if segments != nil {
 		asked = make([]*segmentState, 0, len(segments))
@@ -44,7 +43,7 @@ func (e *Engine) MemberView(user string, segments []string) bus.MemberView {
 	// answer never contradicts AsOf.
 	id, known := e.users.lookup(user)
 	v.AsOf = api.AsOf{Seq: e.stats.LastSeq, Time: e.stats.Clock}
-	v.Segments = make([]bus.SegmentView, len(asked))
+	v.Segments = make([]api.SegmentView, len(asked))
 	for i, s := range asked {
 		sv := &v.Segments[i]
 		sv.Segment = s.seg.ID

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segd/segd/bus"
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -26,7 +26,7 @@ func BenchmarkMemberLookup(b *testing.B) {
 				Time: now.Add(-time.Duration(n) * time.Hour).UnixMilli(), Props: map[string]any{"v": float64(u % 50)}})
 		}
 	}
-	if err := e.Apply(context.Background(), &bus.IngestMessage{Seq: 1, Batch: batch}); err != nil {
+	if err := e.Apply(context.Background(), &ingest.Message{Seq: 1, Batch: batch}); err != nil {
 		b.Fatal(err)
 	}
 	if n := len(e.UserMemberships("u7")); n == 0 {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 
-	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/ingest"
 )
 
 // A rebuild recomputes some segments' state from the event log while the
@@ -41,7 +41,7 @@ import (
 // stream's first), up to the rebuild's ToSeq. It returns io.EOF when no
 // message at or below ToSeq remains. Messages beyond ToSeq are ignored.
 type RebuildSource interface {
-	Next(ctx context.Context) (*bus.IngestMessage, error)
+	Next(ctx context.Context) (*ingest.Message, error)
 }
 
 // ErrRebuilding is returned by membership queries about a segment being
@@ -49,7 +49,7 @@ type RebuildSource interface {
 var ErrRebuilding = errors.New("segment is being rebuilt from the event log")
 
 func errRebuilding(segment string) error {
-	return &bus.Error{Code: api.CodeUnavailable, Err: fmt.Errorf("%w: %q (see its status for progress)", ErrRebuilding, segment)}
+	return &ingest.Error{Code: api.CodeUnavailable, Err: fmt.Errorf("%w: %q (see its status for progress)", ErrRebuilding, segment)}
 }
 
 // Rebuild is a rebuild in progress; see StartRebuild.
@@ -64,7 +64,7 @@ type Rebuild struct {
 	leaves []leaf
 	static map[*segmentState]*roaring.Bitmap
 	// live are the messages applied by the live path since the start.
-	live []*bus.IngestMessage
+	live []*ingest.Message
 	// Skipped counts events of users the dictionary does not know (never
 	// accepted live, e.g. too far ahead of the clock when they arrived):
 	// they would add users to the universe, so they are left out.
@@ -208,7 +208,7 @@ func (r *Rebuild) Run(ctx context.Context, src RebuildSource) (RebuildResult, er
 	res := RebuildResult{Segments: r.Segments(), ToSeq: r.toSeq}
 	eof := false
 	for !eof {
-		chunk := make([]*bus.IngestMessage, 0, r.chunk)
+		chunk := make([]*ingest.Message, 0, r.chunk)
 		for len(chunk) < r.chunk {
 			msg, err := src.Next(ctx)
 			if err == io.EOF {
@@ -252,7 +252,7 @@ func (r *Rebuild) Run(ctx context.Context, src RebuildSource) (RebuildResult, er
 }
 
 // step feeds messages to the rebuilt leaves at the engine's clock. Writer.
-func (r *Rebuild) step(ctx context.Context, msgs []*bus.IngestMessage) {
+func (r *Rebuild) step(ctx context.Context, msgs []*ingest.Message) {
 	e := r.e
 	e.advanceClock(ctx)
 	r.catchUp()
@@ -279,7 +279,7 @@ func (r *Rebuild) catchUp() {
 }
 
 // feed gives one message to the rebuilt leaves, as apply does to all.
-func (r *Rebuild) feed(ctx context.Context, msg *bus.IngestMessage) {
+func (r *Rebuild) feed(ctx context.Context, msg *ingest.Message) {
 	e := r.e
 	if msg.Err != nil {
 		return
@@ -438,7 +438,7 @@ func (r *Rebuild) finish(ctx context.Context) {
 
 // keepLive records a message the live path applied while a rebuild runs.
 // Writer only.
-func (e *Engine) keepLive(msg *bus.IngestMessage) {
+func (e *Engine) keepLive(msg *ingest.Message) {
 	if e.rebuild != nil && msg.Err == nil && msg.Seq > e.rebuild.toSeq {
 		e.rebuild.live = append(e.rebuild.live, msg)
 	}

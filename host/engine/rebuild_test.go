@@ -11,21 +11,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segd/segd/bus"
 	"github.com/segd/segd/host/internal/reference"
 	"github.com/segd/segd/host/internal/snapio"
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
 // chanSource is a RebuildSource fed by the test: idle receives a value
 // when Next waits for a message nobody has sent yet.
 type chanSource struct {
-	ch   chan *bus.IngestMessage
+	ch   chan *ingest.Message
 	idle chan struct{}
 }
 
-func (s *chanSource) Next(ctx context.Context) (*bus.IngestMessage, error) {
-	var m *bus.IngestMessage
+func (s *chanSource) Next(ctx context.Context) (*ingest.Message, error) {
+	var m *ingest.Message
 	var ok bool
 	select {
 	case m, ok = <-s.ch:
@@ -108,12 +108,12 @@ func testRebuild(t *testing.T, seed uint64) {
 	cfg2.Segments = segs2
 	ref := reference.New(segs2, time.UTC, DefaultMaxFutureSkew, testRetentionDays)
 
-	var log []*bus.IngestMessage
-	next := func() *bus.IngestMessage {
-		msg := &bus.IngestMessage{Seq: uint64(len(log) + 1)}
+	var log []*ingest.Message
+	next := func() *ingest.Message {
+		msg := &ingest.Message{Seq: uint64(len(log) + 1)}
 		if rng.IntN(6) == 0 {
 			users := []string{fmt.Sprintf("u%d", rng.IntN(45)), fmt.Sprintf("u%d", rng.IntN(45))}
-			msg.Upload = &bus.StaticUpload{Segment: "beta", Users: users, Replace: rng.IntN(2) == 0}
+			msg.Upload = &ingest.StaticUpload{Segment: "beta", Users: users, Replace: rng.IntN(2) == 0}
 			ref.Upload("beta", users, msg.Upload.Replace)
 		} else {
 			msg.Batch = rebuildBatch(rng, clock.Now(), start)
@@ -170,7 +170,7 @@ func testRebuild(t *testing.T, seed uint64) {
 	rb.chunk = 4
 	r2 := run(e)
 	defer r2.stop()
-	src := &chanSource{ch: make(chan *bus.IngestMessage), idle: make(chan struct{})}
+	src := &chanSource{ch: make(chan *ingest.Message), idle: make(chan struct{})}
 	type result struct {
 		res RebuildResult
 		err error

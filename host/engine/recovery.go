@@ -6,8 +6,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -238,7 +238,7 @@ func (e *Engine) servable(s *segmentState) error {
 		return errRebuilding(s.seg.ID)
 	}
 	if s.stale != nil {
-		return &bus.Error{Code: api.CodeUnavailable, Err: fmt.Errorf("%w: segment %q is %s: %s; not served until rebuilt from the event log (segment.list says how)",
+		return &ingest.Error{Code: api.CodeUnavailable, Err: fmt.Errorf("%w: segment %q is %s: %s; not served until rebuilt from the event log (segment.list says how)",
 			ErrStale, s.seg.ID, e.staleWord(s), s.stale.reason)}
 	}
 	return nil

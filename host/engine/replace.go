@@ -9,8 +9,8 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 
-	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -256,7 +256,7 @@ func (e *Engine) RemoveSegment(id string) error {
 		return errNotFound(id)
 	}
 	if readers := e.ReadersOf(id); len(readers) > 0 {
-		return &bus.Error{Code: api.CodeConflict, Err: fmt.Errorf("segment %q is read by %s: change or delete those first", id, strings.Join(quoteAll(readers), ", "))}
+		return &ingest.Error{Code: api.CodeConflict, Err: fmt.Errorf("segment %q is read by %s: change or delete those first", id, strings.Join(quoteAll(readers), ", "))}
 	}
 	if r := e.rebuild; r != nil {
 		if r.target == t {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 
-	"github.com/segd/segd/bus"
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -88,7 +88,7 @@ func BenchmarkIngest100Rules(b *testing.B) {
 		e, stop := runEngine(b, hundredRules(), NewManualClock(now))
 		b.StartTimer()
 		for i := range all {
-			if err := e.Apply(context.Background(), &bus.IngestMessage{Seq: uint64(i + 1), Batch: all[i]}); err != nil {
+			if err := e.Apply(context.Background(), &ingest.Message{Seq: uint64(i + 1), Batch: all[i]}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -143,7 +143,7 @@ func BenchmarkDayTick(b *testing.B) {
 		clock := NewManualClock(now)
 		e, stop := runEngine(b, sb.String(), clock)
 		for i := range batches {
-			if err := e.Apply(context.Background(), &bus.IngestMessage{Seq: uint64(i + 1), Batch: batches[i]}); err != nil {
+			if err := e.Apply(context.Background(), &ingest.Message{Seq: uint64(i + 1), Batch: batches[i]}); err != nil {
 				b.Fatal(err)
 			}
 		}

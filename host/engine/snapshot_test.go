@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segd/segd/bus"
 	"github.com/segd/segd/host/internal/reference"
 	"github.com/segd/segd/host/internal/snapio"
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -84,7 +84,7 @@ func runSnapshotRandomized(t *testing.T, loc *time.Location, seed uint64) {
 	for step := 0; step < 60; step++ {
 		clock.Advance(time.Duration(rng.IntN(36*60)+1) * time.Minute)
 		now := clock.Now()
-		msg := &bus.IngestMessage{}
+		msg := &ingest.Message{}
 		switch rng.IntN(8) {
 		case 0, 1:
 			for _, r := range []running{cur, twin} {
@@ -94,7 +94,7 @@ func runSnapshotRandomized(t *testing.T, loc *time.Location, seed uint64) {
 			}
 		case 2:
 			users := []string{fmt.Sprintf("u%d", rng.IntN(45)), fmt.Sprintf("u%d", rng.IntN(45))}
-			msg.Upload = &bus.StaticUpload{Segment: "beta", Users: users, Replace: rng.IntN(2) == 0}
+			msg.Upload = &ingest.StaticUpload{Segment: "beta", Users: users, Replace: rng.IntN(2) == 0}
 			ref.Upload("beta", users, msg.Upload.Replace)
 		default:
 			msg.Batch = randomEvents(rng, now, names, terms)
@@ -238,7 +238,7 @@ func runCaptureWhileIngesting(t *testing.T, loc *time.Location, seed uint64) {
 		seq++
 		b := randomEvents(rng, clock.Now(), names, terms)
 		for _, r := range []running{cur, twin} {
-			if err := r.e.Apply(ctx, &bus.IngestMessage{Seq: seq, Batch: b}); err != nil {
+			if err := r.e.Apply(ctx, &ingest.Message{Seq: seq, Batch: b}); err != nil {
 				t.Error(err)
 			}
 		}

@@ -7,12 +7,12 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 
-	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/ingest"
 )
 
 // apply applies one message: the clock first, then the batch (or upload).
-func (e *Engine) apply(ctx context.Context, msg *bus.IngestMessage) error {
+func (e *Engine) apply(ctx context.Context, msg *ingest.Message) error {
 	if msg.Seq != 0 && msg.Seq <= e.lastSeq {
 		return nil // a redelivery: already applied
 	}
@@ -237,7 +237,7 @@ func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitma
 // upload for a segment that is not static is logged and counted, not
 // retried: the service checks before publishing, so only a rule change
 // between publishing and applying gets here.
-func (e *Engine) upload(msg *bus.IngestMessage, fresh *roaring.Bitmap, changes changeSet) (applied, refused uint64) {
+func (e *Engine) upload(msg *ingest.Message, fresh *roaring.Bitmap, changes changeSet) (applied, refused uint64) {
 	up := msg.Upload
 	// Ids the decoder refused count as invalid items, like a batch's.
 	if up.Invalid > 0 {
@@ -278,7 +278,7 @@ func (e *Engine) upload(msg *bus.IngestMessage, fresh *roaring.Bitmap, changes c
 }
 
 // refuseUsers records that the users of names at positions full got no id.
-func (e *Engine) refuseUsers(msg *bus.IngestMessage, names []string, full []int) {
+func (e *Engine) refuseUsers(msg *ingest.Message, names []string, full []int) {
 	if e.limits.first == "" {
 		e.limits.first = fmt.Sprintf("seq %d on %s: the user id space is full (%d users): a new user (%q) was refused",
 			msg.Seq, msg.Subject, e.users.limit, truncateText(names[full[0]], 64))
