@@ -3,6 +3,8 @@ package scatter
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/RoaringBitmap/roaring/v2"
 )
 
 // partitionCounts are the P the id tests try: 1, powers of two, numbers
@@ -92,6 +94,39 @@ func TestFirstLocalIsWhereAPageWalkResumes(t *testing.T) {
 			}
 			if l > 0 && GlobalID(l-1, p, n) >= g {
 				t.Fatalf("P=%d partition %d from %d: local %d, but %d is global %d, not below", n, p, g, l, l-1, GlobalID(l-1, p, n))
+			}
+		}
+	}
+}
+
+// TestToGlobalMovesEveryID holds toGlobal (block by block) to GlobalID
+// applied to each id.
+func TestToGlobalMovesEveryID(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, n := range partitionCounts {
+		for range 20 {
+			p := rng.IntN(n)
+			bm := roaring.New()
+			want := roaring.New()
+			for range rng.IntN(3000) {
+				l := randomLocal(rng, n)
+				if rng.IntN(2) == 0 { // dense runs too
+					l &^= 0xFF
+				}
+				bm.Add(l)
+				want.Add(GlobalID(l, p, n))
+			}
+			if rng.IntN(4) == 0 {
+				start := uint64(randomLocal(rng, n)) &^ 0xFFFF
+				end := min(start+1<<blockBits+uint64(rng.IntN(1000)), MaxUsers(n))
+				bm.AddRange(start, end)
+				for l := start; l < end; l++ {
+					want.Add(GlobalID(uint32(l), p, n))
+				}
+			}
+			if got := toGlobal(bm.Clone(), p, n); !got.Equals(want) {
+				t.Fatalf("P=%d partition %d: toGlobal of %d ids gave %d, want %d", n, p, bm.GetCardinality(), got.GetCardinality(), want.GetCardinality())
 			}
 		}
 	}
