@@ -66,6 +66,16 @@ type SegmentOptions struct {
 	UploadTimeout time.Duration
 }
 
+// SegmentQuerier is implemented by a SegmentStore that evaluates a set
+// expression itself, such as one that merges partitions: its ids are not
+// one range from 0, so "!" cannot be taken over the universe of
+// SegmentBitmaps' count and must be taken within each partition.
+type SegmentQuerier interface {
+	// SegmentQuery returns the users (dense ids, as SegmentPage's) that q
+	// selects, taken at one instant.
+	SegmentQuery(ctx context.Context, q *setexpr.Expr) (*roaring.Bitmap, error)
+}
+
 // Paging and result limits.
 const (
 	DefaultPageLimit = 1000
@@ -405,7 +415,7 @@ func (h *segmentHandlers) parseQuery(data []byte) (Work, *api.ErrorDetail) {
 		return nil, badField("expr", `"expr": `+err.Error())
 	}
 	return func(ctx context.Context) (any, error) {
-		bms, universe, err := h.st.SegmentBitmaps(q.Names())
+		res, err := h.query(ctx, q)
 		if err != nil {
 			if errors.Is(err, ErrNotFound) {
 				// Point at the unknown segment's place in the expression.
@@ -415,14 +425,6 @@ func (h *segmentHandlers) parseQuery(data []byte) (Work, *api.ErrorDetail) {
 					}
 				}
 			}
-			return nil, err
-		}
-		m := make(map[string]*roaring.Bitmap, len(bms))
-		for i, s := range q.Names() {
-			m[s] = bms[i]
-		}
-		res, err := q.Eval(ctx, m, uint64(universe))
-		if err != nil {
 			return nil, err
 		}
 		rep := api.SegmentQueryReply{Count: res.GetCardinality()}
@@ -568,4 +570,21 @@ func (h *segmentHandlers) upload(r api.SegmentUploadRequest) (any, error) {
 	applied := h.opts.WaitApplied(wctx, ack.Sequence) == nil
 	n, err := h.st.SegmentCount(r.Segment)
 	return api.SegmentUploadReply{Segment: r.Segment, Size: n, Seq: ack.Sequence, Applied: applied}, err
+}
+
+// query evaluates q over the store: by the store itself when it is a
+// SegmentQuerier, else over its bitmaps with "!" relative to the users seen.
+func (h *segmentHandlers) query(ctx context.Context, q *setexpr.Expr) (*roaring.Bitmap, error) {
+	if qs, ok := h.st.(SegmentQuerier); ok {
+		return qs.SegmentQuery(ctx, q)
+	}
+	bms, universe, err := h.st.SegmentBitmaps(q.Names())
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]*roaring.Bitmap, len(bms))
+	for i, s := range q.Names() {
+		m[s] = bms[i]
+	}
+	return q.Eval(ctx, m, uint64(universe))
 }

@@ -43,3 +43,12 @@ type Part interface {
 	// membership the partition does not serve now.
 	UnavailableSegments() []string
 }
+
+// Scatter answers what a single engine's host answers, and evaluates set
+// expressions itself (bus.SegmentQuerier), since its ids are not one range.
+var (
+	_ bus.Membership     = (*Scatter)(nil)
+	_ bus.SegmentStore   = (*Scatter)(nil)
+	_ bus.SegmentQuerier = (*Scatter)(nil)
+	_ bus.Analyzer       = (*Scatter)(nil)
+)
