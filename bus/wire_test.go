@@ -392,7 +392,7 @@ func FuzzDecodeBatch(f *testing.F) {
 	})
 }
 
-// benchBatch is 1000 checkout events, about 125 KB.
+// benchBatch is 1000 small checkout events, about 125 KB.
 func benchBatch() []byte {
 	var sb strings.Builder
 	sb.WriteByte('[')
@@ -404,19 +404,6 @@ func benchBatch() []byte {
 	}
 	sb.WriteByte(']')
 	return []byte(sb.String())
-}
-
-func BenchmarkDecodeBatch(b *testing.B) {
-	data := benchBatch()
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		batch, err := DecodeBatch(data, defaultTime)
-		if err != nil || len(batch.Events) != 1000 {
-			b.Fatalf("decoded %d events, err %v", len(batch.Events), err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/event")
 }
 
 // BenchmarkScanBatch is the scanner's share of BenchmarkDecodeBatch.
