@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -84,6 +85,7 @@ type decoderUnderTest struct {
 }
 
 func benchDecoders() []decoderUnderTest {
+	var reused BatchDecoder
 	return []decoderUnderTest{
 		{"encoding-json-maps", func(data []byte) (int, error) {
 			var items []map[string]any
@@ -93,6 +95,18 @@ func benchDecoders() []decoderUnderTest {
 		{"prescan+encoding-json", func(data []byte) (int, error) {
 			b, err := decodeBatchStd(data, defaultTime)
 			return batchItems(&b), err
+		}},
+		{"one-pass", func(data []byte) (int, error) {
+			b, err := DecodeBatch(data, defaultTime)
+			return batchItems(&b), err
+		}},
+		{"one-pass-reused", func(data []byte) (int, error) {
+			b, err := reused.Decode(data, DecodeOptions{DefaultTime: defaultTime})
+			return batchItems(&b), err
+		}},
+		{"one-pass-keep-1of2", func(data []byte) (int, error) {
+			b, err := reused.Decode(data, DecodeOptions{DefaultTime: defaultTime, Keep: func(u string) bool { return ingest.Partition(u, 2) == 0 }})
+			return 2 * batchItems(&b), err // about half the items
 		}},
 	}
 }
