@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"github.com/segd/segd/rules"
@@ -28,9 +29,15 @@ type DecodeOptions struct {
 
 // DecodeBatchWith is DecodeBatch with options.
 func DecodeBatchWith(data []byte, opts DecodeOptions) (rules.Batch, error) {
-	var d BatchDecoder
+	d := decoders.Get().(*BatchDecoder)
+	defer decoders.Put(d)
 	return d.Decode(data, opts)
 }
+
+// decoders keeps BatchDecoders for DecodeBatch, whose buffers and string
+// caches then serve from one message to the next. What a decoder keeps
+// never changes what it decodes.
+var decoders = sync.Pool{New: func() any { return new(BatchDecoder) }}
 
 // BatchDecoder decodes batches like DecodeBatch in one pass over the
 // message, validating while it builds the items, without encoding/json or
@@ -49,11 +56,13 @@ type BatchDecoder struct {
 	opts DecodeOptions
 	b    rules.Batch
 
-	// strs interns names and keys, vals boxed short string values, both
-	// for one batch (at most maxInterned entries each, so that a batch of
-	// distinct strings costs no more than without).
-	strs map[string]string
-	vals map[string]any
+	// strs and vals hold the strings and boxed string values decoded
+	// last, by a hash of their text, so that those that repeat (event
+	// names, keys, users, short values) are allocated once: a cache of
+	// fixed size, whatever the batches hold. It is kept from one batch to
+	// the next (strings are immutable, so sharing one changes nothing).
+	strs *[cacheSlots]string
+	vals *[cacheSlots]boxed
 	// pairs and elems are the stacks of the objects and arrays being
 	// built: a container's members are gathered here, then copied into a
 	// map or slice of the exact size.
@@ -68,17 +77,21 @@ type pair struct {
 	val any
 }
 
-const maxInterned = 4096
+// cacheSlots is the size of the string caches; strings longer than
+// maxCached bytes are not cached.
+const (
+	cacheSlots = 1024
+	maxCached  = 256
+)
+
+type boxed struct {
+	s string
+	v any
+}
 
 // Decode decodes one ingest message; see DecodeBatch and DecodeOptions.
 func (d *BatchDecoder) Decode(data []byte, opts DecodeOptions) (rules.Batch, error) {
 	d.opts, d.b = opts, rules.Batch{}
-	if len(d.strs) > 0 {
-		clear(d.strs)
-	}
-	if len(d.vals) > 0 {
-		clear(d.vals)
-	}
 	defer func() { d.data, d.opts.Keep = nil, nil }()
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {

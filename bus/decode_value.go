@@ -2,10 +2,12 @@ package bus
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // The value readers of BatchDecoder. Each starts at d.pos on the value's
@@ -452,40 +454,53 @@ func (d *BatchDecoder) skip(depth int) bool {
 	return d.numberSyntax()
 }
 
-// intern returns s as a string, the same one for the same text within a
-// batch.
-// s may be a view of the message: what is kept is a copy.
+// intern returns s as a string, the same one for the same text while
+// it stays in the cache. s may be a view of the message: what is kept is
+// a copy.
 func (d *BatchDecoder) intern(s string) string {
-	if v, ok := d.strs[s]; ok {
-		return v
+	if len(s) > maxCached {
+		return strings.Clone(s)
 	}
-	v := strings.Clone(s)
 	if d.strs == nil {
-		d.strs = make(map[string]string, 64)
+		d.strs = new([cacheSlots]string)
 	}
-	if len(d.strs) < maxInterned {
-		d.strs[v] = v
+	slot := &d.strs[cacheHash(s)%cacheSlots]
+	if *slot != s {
+		*slot = strings.Clone(s)
 	}
-	return v
+	return *slot
 }
 
-// box returns s as an any holding a string; short ones are boxed once a
-// batch.
+// box returns s as an any holding a string, boxed once while it stays in
+// the cache.
 func (d *BatchDecoder) box(s []byte) any {
-	if len(s) > 32 {
+	if len(s) > maxCached {
 		return string(s)
 	}
-	if v, ok := d.vals[string(s)]; ok {
-		return v
-	}
-	v := any(string(s))
 	if d.vals == nil {
-		d.vals = make(map[string]any, 64)
+		d.vals = new([cacheSlots]boxed)
 	}
-	if len(d.vals) < maxInterned {
-		d.vals[v.(string)] = v
+	slot := &d.vals[cacheHash(unsafeString(s))%cacheSlots]
+	if slot.s != string(s) || slot.v == nil {
+		slot.s = string(s)
+		slot.v = slot.s
 	}
-	return v
+	return slot.v
+}
+
+// cacheHash is a quick hash of a short string (FNV-1a over 8-byte words).
+func cacheHash(s string) uint64 {
+	h := uint64(14695981039346656037) ^ uint64(len(s))
+	for len(s) >= 8 {
+		h = (h ^ binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))) * 1099511628211
+		s = s[8:]
+	}
+	var tail uint64
+	for i := 0; i < len(s); i++ {
+		tail |= uint64(s[i]) << (8 * i)
+	}
+	h = (h ^ tail) * 1099511628211
+	return h ^ h>>29
 }
 
 // smallFloats are the any values of the whole numbers 0..255, boxed once
