@@ -70,6 +70,7 @@ type BatchDecoder struct {
 	elems []any
 	buf   []byte // unescaped string text
 	line  bool   // data is one NDJSON line
+	sc    jsonScanner
 }
 
 type pair struct {
@@ -92,7 +93,7 @@ type boxed struct {
 // Decode decodes one ingest message; see DecodeBatch and DecodeOptions.
 func (d *BatchDecoder) Decode(data []byte, opts DecodeOptions) (rules.Batch, error) {
 	d.opts, d.b = opts, rules.Batch{}
-	defer func() { d.data, d.opts.Keep = nil, nil }()
+	defer d.release()
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
 		return d.b, fmt.Errorf("%w: the message is empty", ErrNotBatch)
@@ -122,6 +123,25 @@ func (d *BatchDecoder) Decode(data []byte, opts DecodeOptions) (rules.Batch, err
 		return d.b, fmt.Errorf("%w: want a JSON array or NDJSON objects, found %q at the start", ErrNotBatch, firstRune(trimmed))
 	}
 	return d.b, nil
+}
+
+// release drops what the decoder holds of the last message, and its
+// stacks if an outsize message grew them.
+func (d *BatchDecoder) release() {
+	d.data, d.opts.Keep, d.b = nil, nil, rules.Batch{}
+	clear(d.pairs)
+	clear(d.elems)
+	d.pairs, d.elems = d.pairs[:0], d.elems[:0]
+	if cap(d.pairs) > 4*largeObject {
+		d.pairs = nil
+	}
+	if cap(d.elems) > 4096 {
+		d.elems = nil
+	}
+	if cap(d.buf) > 64<<10 {
+		d.buf = nil
+	}
+	d.sc = jsonScanner{}
 }
 
 // array decodes a JSON array of items; it returns the syntax error of a
@@ -179,6 +199,11 @@ func (d *BatchDecoder) item(i int) bool {
 	start := d.pos
 	if d.pos >= len(data) || data[d.pos] != '{' {
 		return false
+	}
+	if len(d.pairs)+len(d.elems) > 0 { // left by an item that went the slow way
+		clear(d.pairs)
+		clear(d.elems)
+		d.pairs, d.elems = d.pairs[:0], d.elems[:0]
 	}
 	d.pos++
 	var (
@@ -345,9 +370,10 @@ func (d *BatchDecoder) item(i int) bool {
 }
 
 // fieldName reads an item's member name and returns its field bit, or
-// false for anything but the five names spelt plainly (encoding/json
-// matches names without regard to case, and an unknown name makes the
-// item invalid: both are left to the slow way).
+// false for anything but the five names in ASCII letters of any case, as
+// encoding/json matches them (other spellings it matches, such as the
+// Kelvin sign for a k or an escaped letter, and unknown names, which
+// make the item invalid, are left to the slow way).
 func (d *BatchDecoder) fieldName() (uint8, bool) {
 	data := d.data
 	if d.pos >= len(data) || data[d.pos] != '"' {
@@ -359,19 +385,44 @@ func (d *BatchDecoder) fieldName() (uint8, bool) {
 	}
 	name := data[d.pos+1 : d.pos+1+end]
 	d.pos += end + 2
+	f := fieldOf(name)
+	return f, f != 0
+}
+
+// fieldOf is the field bit of a member name (raw, as in the message) in
+// ASCII letters of any case, or 0.
+func fieldOf(name []byte) uint8 {
+	if f := lowerFieldOf(name); f != 0 {
+		return f
+	}
+	var lower [len("profile")]byte
+	if len(name) > len(lower) {
+		return 0
+	}
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	return lowerFieldOf(lower[:len(name)])
+}
+
+// lowerFieldOf is the field bit of a member name in lower case, or 0.
+func lowerFieldOf(name []byte) uint8 {
 	switch string(name) {
 	case "user":
-		return fieldUser, true
+		return fieldUser
 	case "event":
-		return fieldEvent, true
+		return fieldEvent
 	case "time":
-		return fieldTime, true
+		return fieldTime
 	case "props":
-		return fieldProps, true
+		return fieldProps
 	case "profile":
-		return fieldProfile, true
+		return fieldProfile
 	}
-	return 0, false
+	return 0
 }
 
 // userValue reads the value of "user": a non-empty string of at most
@@ -446,7 +497,7 @@ func (d *BatchDecoder) timeValue() (ms int64, ok, valid bool) {
 // slowItem decodes array item i at start as the pre-scan and encoding/json
 // did and returns the position after it, or the syntax error there.
 func (d *BatchDecoder) slowItem(i, start int) (int, error) {
-	sc := jsonScanner{data: d.data, pos: start, quiet: d.b.FirstInvalid != ""}
+	sc := d.scanner(d.data, start)
 	if err := sc.value(); err != nil {
 		return 0, err
 	}
@@ -456,7 +507,7 @@ func (d *BatchDecoder) slowItem(i, start int) (int, error) {
 
 // slowLine decodes NDJSON line i as the pre-scan and encoding/json did.
 func (d *BatchDecoder) slowLine(i int, raw []byte) {
-	sc := jsonScanner{data: raw, quiet: d.b.FirstInvalid != ""}
+	sc := d.scanner(raw, 0)
 	err := sc.value()
 	if err == nil {
 		err = sc.end()
@@ -491,9 +542,16 @@ func (d *BatchDecoder) slowDecode(i int, raw []byte, bad error) {
 			}
 		}
 	}
-	if d.keep(attributedUser(raw)) {
+	if d.opts.Keep == nil || d.opts.Keep(attributedUser(raw)) {
 		countInvalid(&d.b, i, err)
 	}
+}
+
+// scanner returns the decoder's jsonScanner set to read data from pos,
+// describing problems until the first invalid item is described.
+func (d *BatchDecoder) scanner(data []byte, pos int) *jsonScanner {
+	d.sc.data, d.sc.pos, d.sc.quiet = data, pos, d.b.FirstInvalid != ""
+	return &d.sc
 }
 
 func (d *BatchDecoder) keep(user string) bool {
@@ -501,8 +559,9 @@ func (d *BatchDecoder) keep(user string) bool {
 }
 
 // attributedUser is the user an invalid item is attributed to, for Keep:
-// the value of its first member named "user" (spelt so) if that is a
-// valid id, else "". raw is well-formed JSON.
+// the value of its first member named "user" (in ASCII letters of any
+// case, as fieldName reads it) if that is a valid id, else "". raw is
+// well-formed JSON.
 func attributedUser(raw []byte) string {
 	if len(raw) == 0 || raw[0] != '{' {
 		return ""
@@ -522,7 +581,7 @@ func attributedUser(raw []byte) string {
 		if err := sc.value(); err != nil {
 			return ""
 		}
-		if string(key) == "user" {
+		if fieldOf(key) == fieldUser {
 			if sc.bad != nil {
 				return ""
 			}

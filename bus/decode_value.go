@@ -290,9 +290,10 @@ func (d *BatchDecoder) value(depth int) (any, bool) {
 	return boxFloat(f), true
 }
 
-// object reads an object at level depth into a map of its exact size. A
-// key of props or profile (level 2) longer than MaxNameBytes, and a
-// duplicate key, make the item invalid.
+// object reads an object at level depth into a map of its exact size
+// (past largeObject members, one that grows). A key of props or profile
+// (level 2) longer than MaxNameBytes, and a duplicate key, make the item
+// invalid.
 func (d *BatchDecoder) object(depth int) (map[string]any, bool) {
 	if depth > MaxItemDepth {
 		return nil, false
@@ -305,6 +306,7 @@ func (d *BatchDecoder) object(depth int) (map[string]any, bool) {
 		return make(map[string]any), true
 	}
 	base := len(d.pairs)
+	var large map[string]any // built as it goes, past largeObject members
 	for {
 		if d.pos >= len(data) || data[d.pos] != '"' {
 			return nil, false
@@ -324,7 +326,16 @@ func (d *BatchDecoder) object(depth int) (map[string]any, bool) {
 		if !ok {
 			return nil, false
 		}
-		d.pairs = append(d.pairs, pair{key, v})
+		if large != nil {
+			n := len(large)
+			if large[key] = v; len(large) == n {
+				return nil, false // a duplicate key
+			}
+		} else if d.pairs = append(d.pairs, pair{key, v}); len(d.pairs)-base == largeObject {
+			if large = d.mapOf(base); large == nil {
+				return nil, false
+			}
+		}
 		d.skipSpace()
 		if d.pos >= len(data) {
 			return nil, false
@@ -340,17 +351,33 @@ func (d *BatchDecoder) object(depth int) (map[string]any, bool) {
 		d.pos++
 		break
 	}
+	if large != nil {
+		return large, true
+	}
+	m := d.mapOf(base)
+	return m, m != nil
+}
+
+// largeObject is the size past which an object's map is built as it is
+// read: a duplicate among many keys is found at once, and the members
+// stack stays short.
+const largeObject = 64
+
+// mapOf makes a map of the members stacked from base and pops them; nil
+// if a key repeats.
+func (d *BatchDecoder) mapOf(base int) map[string]any {
 	members := d.pairs[base:]
 	m := make(map[string]any, len(members))
 	for _, p := range members {
 		m[p.key] = p.val
 	}
+	n := len(members)
 	clear(members)
 	d.pairs = d.pairs[:base]
-	if len(m) != len(members) {
-		return nil, false // a duplicate key
+	if len(m) != n {
+		return nil // a duplicate key
 	}
-	return m, true
+	return m
 }
 
 // list reads an array at level depth into a slice of its exact size.

@@ -93,6 +93,15 @@ func TestDecodeBatch(t *testing.T) {
 			firstInvalid: []string{"item 0", `"user" is missing`},
 		},
 		{
+			name: "field names in any case, as encoding/json matches them; the last of two spellings counts",
+			in:   `[{"User":"u1","EVENT":"view","Time":5,"PROPS":{"Page":"/"}},{"USER":"u2","Profile":{"a":1}},{"user":"u3","User":"u4","event":"e","time":6}]`,
+			events: []rules.Event{
+				{User: "u1", Name: "view", Time: 5, Props: map[string]any{"Page": "/"}},
+				{User: "u4", Name: "e", Time: 6},
+			},
+			profiles: []rules.ProfileUpdate{{User: "u2", Attrs: map[string]any{"a": 1.0}}},
+		},
+		{
 			name:         "unknown field is rejected",
 			in:           `[{"user":"u","event":"e","tiem":1}]`,
 			invalid:      1,
