@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
@@ -24,46 +25,51 @@ func FuzzDecodeBatchDiff(f *testing.F) {
 	for _, seed := range diffSeeds(f) {
 		f.Add(seed)
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		want, wantErr := decodeBatchStd(data, defaultTime)
-		got, gotErr := DecodeBatch(data, defaultTime)
-		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
-			t.Fatalf("error\n got %v\nwant %v", gotErr, wantErr)
-		}
-		if why := sameBatch(&got, &want); why != "" {
-			t.Fatalf("batch differs: %s", why)
-		}
-		for _, p := range []int{2, 3} {
-			invalid := 0
-			for k := range p {
-				part, err := DecodeBatchWith(data, DecodeOptions{DefaultTime: defaultTime, Keep: func(u string) bool { return ingest.Partition(u, p) == k }})
-				if fmt.Sprint(err) != fmt.Sprint(wantErr) {
-					t.Fatalf("partition %d of %d: error %v, want %v", k, p, err, wantErr)
-				}
-				mine := rules.Batch{Invalid: part.Invalid, FirstInvalid: part.FirstInvalid}
-				for _, e := range want.Events {
-					if ingest.Partition(e.User, p) == k {
-						mine.Events = append(mine.Events, e)
-					}
-				}
-				for _, u := range want.Profiles {
-					if ingest.Partition(u.User, p) == k {
-						mine.Profiles = append(mine.Profiles, u)
-					}
-				}
-				if why := sameBatch(&part, &mine); why != "" {
-					t.Fatalf("partition %d of %d: %s", k, p, why)
-				}
-				if part.Invalid > 0 && part.FirstInvalid == "" {
-					t.Fatalf("partition %d of %d: invalid items without a description", k, p)
-				}
-				invalid += part.Invalid
+	f.Fuzz(func(t *testing.T, data []byte) { checkSameDecode(t, data) })
+}
+
+// checkSameDecode fails t unless DecodeBatch and decodeBatchStd agree on
+// data, and the partitions of 2 and 3 split the result.
+func checkSameDecode(t *testing.T, data []byte) {
+	t.Helper()
+	want, wantErr := decodeBatchStd(data, defaultTime)
+	got, gotErr := DecodeBatch(data, defaultTime)
+	if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+		t.Fatalf("%q: error\n got %v\nwant %v", data, gotErr, wantErr)
+	}
+	if why := sameBatch(&got, &want); why != "" {
+		t.Fatalf("%q: batch differs: %s", data, why)
+	}
+	for _, p := range []int{2, 3} {
+		invalid := 0
+		for k := range p {
+			part, err := DecodeBatchWith(data, DecodeOptions{DefaultTime: defaultTime, Keep: func(u string) bool { return ingest.Partition(u, p) == k }})
+			if fmt.Sprint(err) != fmt.Sprint(wantErr) {
+				t.Fatalf("%q: partition %d of %d: error %v, want %v", data, k, p, err, wantErr)
 			}
-			if invalid != want.Invalid {
-				t.Fatalf("%d partitions count %d invalid items, the whole batch %d", p, invalid, want.Invalid)
+			mine := rules.Batch{Invalid: part.Invalid, FirstInvalid: part.FirstInvalid}
+			for _, e := range want.Events {
+				if ingest.Partition(e.User, p) == k {
+					mine.Events = append(mine.Events, e)
+				}
 			}
+			for _, u := range want.Profiles {
+				if ingest.Partition(u.User, p) == k {
+					mine.Profiles = append(mine.Profiles, u)
+				}
+			}
+			if why := sameBatch(&part, &mine); why != "" {
+				t.Fatalf("%q: partition %d of %d: %s", data, k, p, why)
+			}
+			if part.Invalid > 0 && part.FirstInvalid == "" {
+				t.Fatalf("%q: partition %d of %d: invalid items without a description", data, k, p)
+			}
+			invalid += part.Invalid
 		}
-	})
+		if invalid != want.Invalid {
+			t.Fatalf("%q: %d partitions count %d invalid items, the whole batch %d", data, p, invalid, want.Invalid)
+		}
+	}
 }
 
 // diffSeeds are the inputs of the decoder's tests and its other fuzz
@@ -169,4 +175,24 @@ func sameValue(a, b any) bool {
 		return true
 	}
 	return false
+}
+
+// FuzzParseTime holds parseTime to time.Parse with time.RFC3339Nano, which
+// decodeTime calls: the same verdict and the same Unix milliseconds.
+func FuzzParseTime(f *testing.F) {
+	for _, s := range []string{
+		"2026-11-28T10:15:00+08:00", "2026-11-28T02:15:00.250Z", "1969-12-31T23:59:59.999Z", "0000-01-01T00:00:00Z",
+		"9999-12-31T23:59:59.999999999-23:59", "2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "2026-11-28T24:00:00Z",
+		"2026-11-28T10:15:00.1234567891234Z", "2026-11-28T10:15:00,5Z", "2026-11-28t10:15:00z", "2026-11-28T10:15:00+0800",
+		"2026-11-28T10:15:60Z", "2026-11-28T10:15:00.Z", "+2026-11-28T10:15:00Z", "2026-1-28T10:15:00Z",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseTime([]byte(s))
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if ok != (err == nil) || (ok && got != want.UnixMilli()) {
+			t.Fatalf("parseTime(%q) = %d, %v; time.Parse: %d, %v", s, got, ok, want.UnixMilli(), err)
+		}
+	})
 }
