@@ -181,7 +181,7 @@ func (d *BatchDecoder) array(data []byte) error {
 	}
 }
 
-// The members of an item, as bits of fastItem.seen.
+// The five fields of an item, as bits.
 const (
 	fieldUser = 1 << iota
 	fieldEvent
