@@ -20,10 +20,11 @@ type DecodeOptions struct {
 	// left out and is not counted as invalid; its props and profile are
 	// not materialised. Keep is asked about each item (at least once) with
 	// its user id; about an invalid item with the id its first "user"
-	// member holds, or "" when that is missing or not a valid id, so that
-	// of several consumers each keeping its own users exactly one counts
-	// it. Keep must not retain the string it is given (it may be a view of
-	// the message).
+	// member holds (the name in any ASCII case), or "" when that is
+	// missing or not a valid id or the item is not well-formed JSON, so
+	// that of several consumers each keeping its own users (and one of
+	// them "") exactly one counts it. Keep must not retain the string it
+	// is given (it may be a view of the message).
 	Keep func(user string) bool
 }
 
@@ -42,10 +43,11 @@ var decoders = sync.Pool{New: func() any { return new(BatchDecoder) }}
 // BatchDecoder decodes batches like DecodeBatch in one pass over the
 // message, validating while it builds the items, without encoding/json or
 // reflection. It reuses its buffers from one batch to the next and
-// interns within a batch the strings that repeat (event names, keys,
-// short values), so that each is allocated once. An item the one pass does
-// not handle (an unknown or escaped field name, a problem that needs
-// describing, nesting past MaxItemDepth, malformed JSON) is decoded again
+// caches the strings that repeat (event names, keys, users, short
+// values), so that each is allocated once. An item the one pass does not
+// handle (an unknown or escaped field name, a repeated field, a problem
+// that needs describing, nesting past MaxItemDepth, malformed JSON) is
+// decoded again
 // the way the pre-scan and encoding/json decoded it, which is therefore
 // the definition of the results: FuzzDecodeBatchDiff holds the two to the
 // same items and errors. The zero value is ready; a BatchDecoder is not
