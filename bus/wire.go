@@ -52,74 +52,10 @@ const (
 // escape anywhere (encoding/json would turn either into U+FFFD, making
 // different ids one), repeats a key in an object, or exceeds MaxUserBytes
 // or MaxNameBytes.
+//
+// It decodes in one pass (BatchDecoder); DecodeBatchWith takes options.
 func DecodeBatch(data []byte, defaultTime int64) (rules.Batch, error) {
-	var b rules.Batch
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 {
-		return b, fmt.Errorf("%w: the message is empty", ErrNotBatch)
-	}
-	switch trimmed[0] {
-	case '[':
-		// The scanner finds the items and what encoding/json would let
-		// through or fail the whole array for. When every item is clean,
-		// one strict decode of the whole array is the fast path; otherwise
-		// (or when some item is malformed after all) items are decoded one
-		// by one, which keeps the good ones.
-		sc := jsonScanner{data: trimmed, quiet: true}
-		clean := true
-		if err := sc.array(func(_ int, _ []byte, bad error) { clean = clean && bad == nil }); err != nil {
-			return b, fmt.Errorf("%w: malformed JSON array: %v", ErrNotBatch, err)
-		}
-		if clean {
-			var whole []wireItem
-			dec := json.NewDecoder(bytes.NewReader(trimmed))
-			dec.DisallowUnknownFields()
-			if dec.Decode(&whole) == nil && !dec.More() {
-				for i := range whole {
-					if err := appendDecoded(&b, &whole[i], defaultTime); err != nil {
-						countInvalid(&b, i, err)
-					}
-				}
-				return b, nil
-			}
-		}
-		sc.pos, sc.quiet = 0, false
-		_ = sc.array(func(i int, raw []byte, bad error) { // scanned above: no syntax error
-			if bad != nil {
-				countInvalid(&b, i, bad)
-			} else {
-				decodeItem(&b, i, raw, defaultTime)
-			}
-			sc.quiet = b.FirstInvalid != "" // the next problems need no description
-		})
-	case '{':
-		var sc jsonScanner
-		line := 0
-		for rest := trimmed; len(rest) > 0; line++ {
-			var raw []byte
-			raw, rest, _ = bytes.Cut(rest, []byte{'\n'})
-			raw = bytes.TrimSpace(raw)
-			if len(raw) == 0 {
-				continue
-			}
-			sc.data, sc.pos, sc.quiet = raw, 0, b.FirstInvalid != ""
-			err := sc.value()
-			if err == nil {
-				err = sc.end()
-			}
-			switch {
-			case err != nil:
-				countInvalid(&b, line, fmt.Errorf("not a valid item: %v", err))
-			case sc.bad != nil:
-				countInvalid(&b, line, sc.bad)
-			default:
-				decodeItem(&b, line, raw, defaultTime)
-			}
-		}
-	default:
-		return b, fmt.Errorf("%w: want a JSON array or NDJSON objects, found %q at the start", ErrNotBatch, firstRune(trimmed))
-	}
-	return b, nil
+	return DecodeBatchWith(data, DecodeOptions{DefaultTime: defaultTime})
 }
 
 func firstRune(b []byte) string {
@@ -152,40 +88,52 @@ func countInvalid(b *rules.Batch, i int, err error) {
 
 // appendDecoded validates a decoded item and appends it to b.
 func appendDecoded(b *rules.Batch, it *wireItem, defaultTime int64) error {
-	user, err := decodeUser(it.User)
+	user, t, err := checkItem(it, defaultTime)
+	if err == nil {
+		appendItem(b, it, user, t)
+	}
+	return err
+}
+
+// checkItem validates a decoded item and returns its user and time.
+func checkItem(it *wireItem, defaultTime int64) (user string, t int64, err error) {
+	user, err = decodeUser(it.User)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 	if it.Event == "" && it.Profile == nil {
-		return errors.New(`needs "event" or "profile"`)
+		return "", 0, errors.New(`needs "event" or "profile"`)
 	}
 	if len(it.Event) > MaxNameBytes {
-		return fmt.Errorf(`"event": %d bytes, longer than the limit of %d`, len(it.Event), MaxNameBytes)
+		return "", 0, fmt.Errorf(`"event": %d bytes, longer than the limit of %d`, len(it.Event), MaxNameBytes)
 	}
 	if err := checkKeys("props", it.Props); err != nil {
-		return err
+		return "", 0, err
 	}
 	if err := checkKeys("profile", it.Profile); err != nil {
-		return err
+		return "", 0, err
 	}
 	if strings.HasPrefix(it.Event, "@") {
-		return fmt.Errorf(`"event": %q: names starting with "@" are reserved for the named predicates of rule files`, it.Event)
+		return "", 0, fmt.Errorf(`"event": %q: names starting with "@" are reserved for the named predicates of rule files`, it.Event)
 	}
+	if it.Event == "" && it.Props != nil {
+		return "", 0, errors.New(`"props" belong to an event, and this item has no "event" (a profile update carries "profile")`)
+	}
+	// A profile update may say when it happened; it must still parse.
+	if t, err = decodeTime(it.Time, defaultTime); err != nil {
+		return "", 0, err
+	}
+	return user, t, nil
+}
+
+// appendItem appends a checked item to b.
+func appendItem(b *rules.Batch, it *wireItem, user string, t int64) {
 	if it.Event != "" {
-		t, err := decodeTime(it.Time, defaultTime)
-		if err != nil {
-			return err
-		}
 		b.Events = append(b.Events, rules.Event{User: user, Name: it.Event, Time: t, Props: it.Props})
-	} else if it.Props != nil {
-		return errors.New(`"props" belong to an event, and this item has no "event" (a profile update carries "profile")`)
-	} else if _, err := decodeTime(it.Time, defaultTime); err != nil {
-		return err // a profile update may say when it happened; it must still parse
 	}
 	if it.Profile != nil {
 		b.Profiles = append(b.Profiles, rules.ProfileUpdate{User: user, Attrs: it.Profile})
 	}
-	return nil
 }
 
 // checkKeys checks the keys of props or profile against MaxNameBytes. Of
