@@ -16,7 +16,7 @@ func newBenchCommand() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure segd end to end against baselines in the same run (docs/operations.md, \"Measured\")",
 	}
-	cmd.AddCommand(newBenchIngestCommand())
+	cmd.AddCommand(newBenchIngestCommand(), newBenchMemberCommand())
 	return cmd
 }
 
@@ -85,6 +85,65 @@ encoding/json consumer of the same run.`,
 	f.StringVar(&cfg.Dir, "dir", "", "where the embedded server's store, rules and data dirs go (default: a temporary directory, removed)")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "bound on each run")
 	f.BoolVar(&inProc, "in-process", false, "run segd in this process (no per-run RSS) instead of a 'segd serve' subprocess")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+func newBenchMemberCommand() *cobra.Command {
+	var (
+		cfg      ingestbench.MemberConfig
+		clients  []int
+		requests int
+		asJSON   bool
+		inProc   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "member",
+		Short: "Measure member.check and member.segments against the real engine beside a bare micro echo",
+		Long: `Load a generated stream into segd (--users users, --rules segments), start a
+bare micro echo service on the same NATS server, and measure member.check and
+member.segments with each --clients count, idle and while a producer publishes
+at --ingest-rate (and, with --in-process, while snapshots are written back to
+back), each beside the echo measured just before it with the same clients.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if inProc {
+				cfg.Segd = ingestbench.InProcess{Snapshots: true}
+			} else {
+				self, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				cfg.Segd = ingestbench.Subprocess{Path: self}
+			}
+			rep, err := ingestbench.RunMember(cmd.Context(), cfg, clients, requests, cmd.ErrOrStderr())
+			if rep != nil {
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					if err := enc.Encode(rep); err != nil {
+						return err
+					}
+				} else {
+					fmt.Fprintln(cmd.OutOrStdout())
+					rep.WriteText(cmd.OutOrStdout())
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Stream.Users, "users", 200000, "distinct users loaded")
+	f.IntVar(&cfg.Stream.Events, "events", 0, "events loaded (default four per user)")
+	f.Int64Var(&cfg.Stream.Seed, "seed", 1, "the generator's seed")
+	f.IntVar(&cfg.Rules, "rules", 100, "segments (1, 6, or N generated segments routed by event name)")
+	f.IntSliceVar(&clients, "clients", []int{1, 16}, "concurrent clients, one request at a time each")
+	f.IntVar(&requests, "requests", 20000, "requests per measurement")
+	f.IntVar(&cfg.IngestRate, "ingest-rate", 20000, "the background producer's rate while measuring during ingest, events/s")
+	f.StringVar(&cfg.NATSURL, "nats", "", "a scratch NATS server with JetStream to use instead of an embedded one (its SEGD_* streams are deleted)")
+	f.StringVar(&cfg.Dir, "dir", "", "where the embedded server's store and segd's data go (default: a temporary directory, removed)")
+	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "bound on loading the stream")
+	f.BoolVar(&inProc, "in-process", false, "run segd in this process (adds the during-a-snapshot measurement)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
 }

@@ -140,15 +140,19 @@ func (b *tailBuffer) String() string {
 
 // InProcess runs segd with host.Start in this process: no per-run RSS, but
 // no binary needed (tests, go test -bench).
-type InProcess struct{}
+type InProcess struct {
+	// Snapshots turns snapshots on (only on demand, through the process's
+	// Snapshot, and at Stop), for measuring reads during one.
+	Snapshots bool
+}
 
 // MeasuresRSS is false: the process's peak covers every run.
 func (InProcess) MeasuresRSS() bool { return false }
 
 // Start starts segd in this process, snapshots off.
-func (InProcess) Start(ctx context.Context, o SegdOptions) (SegdProc, error) {
+func (p InProcess) Start(ctx context.Context, o SegdOptions) (SegdProc, error) {
 	srv, err := host.Start(ctx, host.Config{NATSURL: o.NATSURL, DataDir: o.DataDir, RulePaths: []string{o.RulesFile},
-		NoSnapshots: true, Logger: slog.New(slog.DiscardHandler)})
+		NoSnapshots: !p.Snapshots, SnapshotInterval: -1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}
@@ -160,3 +164,14 @@ type inproc struct{ srv *host.Server }
 func (*inproc) Exited() <-chan struct{} { return nil }
 
 func (p *inproc) Stop() (uint64, error) { return 0, p.srv.Close() }
+
+// Snapshotter is a SegdProc that can be told to write a snapshot.
+type Snapshotter interface {
+	Snapshot(ctx context.Context) error
+}
+
+// Snapshot writes a snapshot of the in-process segd.
+func (p *inproc) Snapshot(ctx context.Context) error {
+	_, err := p.srv.Snapshot(ctx)
+	return err
+}
