@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -27,6 +28,7 @@ func newBenchIngestCommand() *cobra.Command {
 		inProc   bool
 		fresh    []int
 		freshDur time.Duration
+		segdPath string
 	)
 	cmd := &cobra.Command{
 		Use:   "ingest",
@@ -43,18 +45,14 @@ consumer's publish → receive. Figures are medians; ratios are to the
 encoding/json consumer of the same run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if inProc {
-				cfg.Segd = ingestbench.InProcess{}
-			} else {
-				self, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				cfg.Segd = ingestbench.Subprocess{Path: self}
+			var err error
+			if cfg.Segd, err = benchSegd(segdPath, inProc, false); err != nil {
+				return err
 			}
 			cfg.Freshness.Rates, cfg.Freshness.Duration = fresh, freshDur
 			cfg.Progress = cmd.ErrOrStderr()
-			rep, err := ingestbench.RunIngest(cmd.Context(), cfg)
+			var rep *ingestbench.IngestReport
+			rep, err = ingestbench.RunIngest(cmd.Context(), cfg)
 			if rep != nil {
 				if asJSON {
 					enc := json.NewEncoder(cmd.OutOrStdout())
@@ -84,6 +82,7 @@ encoding/json consumer of the same run.`,
 	f.StringVar(&cfg.NATSURL, "nats", "", "a scratch NATS server with JetStream to use instead of an embedded one (its SEGD_* streams are deleted)")
 	f.StringVar(&cfg.Dir, "dir", "", "where the embedded server's store, rules and data dirs go (default: a temporary directory, removed)")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "bound on each run")
+	f.StringVar(&segdPath, "segd", "", "the segd binary to measure, e.g. another build (default: this one)")
 	f.BoolVar(&inProc, "in-process", false, "run segd in this process (no per-run RSS) instead of a 'segd serve' subprocess")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
@@ -96,6 +95,7 @@ func newBenchMemberCommand() *cobra.Command {
 		requests int
 		asJSON   bool
 		inProc   bool
+		segdPath string
 	)
 	cmd := &cobra.Command{
 		Use:   "member",
@@ -107,16 +107,12 @@ at --ingest-rate (and, with --in-process, while snapshots are written back to
 back), each beside the echo measured just before it with the same clients.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if inProc {
-				cfg.Segd = ingestbench.InProcess{Snapshots: true}
-			} else {
-				self, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				cfg.Segd = ingestbench.Subprocess{Path: self}
+			var err error
+			if cfg.Segd, err = benchSegd(segdPath, inProc, true); err != nil {
+				return err
 			}
-			rep, err := ingestbench.RunMember(cmd.Context(), cfg, clients, requests, cmd.ErrOrStderr())
+			var rep *ingestbench.MemberReport
+			rep, err = ingestbench.RunMember(cmd.Context(), cfg, clients, requests, cmd.ErrOrStderr())
 			if rep != nil {
 				if asJSON {
 					enc := json.NewEncoder(cmd.OutOrStdout())
@@ -143,7 +139,28 @@ back), each beside the echo measured just before it with the same clients.`,
 	f.StringVar(&cfg.NATSURL, "nats", "", "a scratch NATS server with JetStream to use instead of an embedded one (its SEGD_* streams are deleted)")
 	f.StringVar(&cfg.Dir, "dir", "", "where the embedded server's store and segd's data go (default: a temporary directory, removed)")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "bound on loading the stream")
+	f.StringVar(&segdPath, "segd", "", "the segd binary to measure, e.g. another build (default: this one)")
 	f.BoolVar(&inProc, "in-process", false, "run segd in this process (adds the during-a-snapshot measurement)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
+}
+
+// benchSegd is the segd a bench command measures: the binary at path (this
+// one by default) run as 'segd serve' subprocesses, or host.Start in this
+// process.
+func benchSegd(path string, inProcess, snapshots bool) (ingestbench.Segd, error) {
+	if inProcess {
+		if path != "" {
+			return nil, errors.New("--segd and --in-process exclude each other")
+		}
+		return ingestbench.InProcess{Snapshots: snapshots}, nil
+	}
+	if path == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		path = self
+	}
+	return ingestbench.Subprocess{Path: path}, nil
 }
