@@ -54,7 +54,7 @@ func (e *Env) RunCatchUp(ctx context.Context, segd Segd, rulesFile, dir string) 
 // pollEvery is how often the harness asks segd's status: often enough to
 // time a catch-up of seconds to within a few percent, rarely enough to
 // cost segd nothing measurable.
-const pollEvery = 20 * time.Millisecond
+const pollEvery = 50 * time.Millisecond
 
 // waitApplied polls segd's status until its last applied sequence reaches
 // seq, segd exits, or ctx ends.
