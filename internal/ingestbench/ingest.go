@@ -55,8 +55,10 @@ type Row struct {
 	// Rate is the median catch-up rate, events/s; Rates every run's.
 	Rate  float64   `json:"events_per_s"`
 	Rates []float64 `json:"runs_events_per_s"`
-	// Ratio is Rate over the JSON baseline's median.
-	Ratio float64 `json:"ratio_to_json"`
+	// Ratios are each run's rate over the encoding/json baseline run just
+	// before it; Ratio is their median.
+	Ratio  float64   `json:"ratio_to_json"`
+	Ratios []float64 `json:"runs_ratio_to_json"`
 	// PeakRSS is the median of the runs' peak RSS, bytes.
 	PeakRSS uint64 `json:"peak_rss_bytes"`
 	// Applied is the events segd's status counted (the stream's events,
@@ -66,9 +68,9 @@ type Row struct {
 }
 
 // RunIngest publishes the stream and measures, in each of cfg.Runs rounds,
-// the two plain-consumer baselines and segd's catch-up with each rule set
-// (interleaved, so that a noisy neighbour weighs on all alike), then the
-// freshness run.
+// the read-and-ack baseline, then for each rule set the encoding/json
+// baseline and segd's catch-up right after it (interleaved, so that a noisy
+// neighbour weighs on all alike), then the freshness run.
 func RunIngest(ctx context.Context, cfg IngestConfig) (*IngestReport, error) {
 	if cfg.Runs <= 0 {
 		cfg.Runs = 3
@@ -119,22 +121,33 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (*IngestReport, error) {
 			return nil, err
 		}
 	}
-	for run := 1; run <= cfg.Runs; run++ {
-		for _, kind := range []Baseline{BaselineAck, BaselineJSON} {
-			rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-			d, err := env.RunBaseline(rctx, kind)
-			cancel()
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", kind, err)
-			}
-			if kind == BaselineAck {
-				ack = append(ack, rate(d))
-			} else {
-				js = append(js, rate(d))
-			}
-			fmt.Fprintf(progress, "run %d: %s: %s, %.0f events/s\n", run, kind, d.Round(time.Millisecond), rate(d))
+	// Each segd run is paired with an encoding/json baseline run just
+	// before it, and its ratio taken to that one: on a shared machine the
+	// load changes from minute to minute, and a ratio of medians taken
+	// minutes apart would carry it.
+	baseline := func(run int, kind Baseline) (float64, error) {
+		rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		d, err := env.RunBaseline(rctx, kind)
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", kind, err)
 		}
+		fmt.Fprintf(progress, "run %d: %s: %s, %.0f events/s\n", run, kind, d.Round(time.Millisecond), rate(d))
+		return rate(d), nil
+	}
+	ratios := make([][]float64, len(cfg.RuleSets))
+	for run := 1; run <= cfg.Runs; run++ {
+		r, err := baseline(run, BaselineAck)
+		if err != nil {
+			return nil, err
+		}
+		ack = append(ack, r)
 		for i, n := range cfg.RuleSets {
+			base, err := baseline(run, BaselineJSON)
+			if err != nil {
+				return nil, err
+			}
+			js = append(js, base)
 			rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 			c, err := env.RunCatchUp(rctx, cfg.Segd, files[i], cfg.Dir)
 			cancel()
@@ -142,15 +155,18 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (*IngestReport, error) {
 				return nil, fmt.Errorf("segd catch-up with %d rules: %w", n, err)
 			}
 			rows[i].Rates = append(rows[i].Rates, rate(c.Took))
+			ratios[i] = append(ratios[i], rate(c.Took)/base)
 			rss[i] = append(rss[i], c.PeakRSS)
 			rows[i].Applied, rows[i].Invalid = c.Status.Events, c.Status.InvalidItems
-			fmt.Fprintf(progress, "run %d: segd, %d rules: %s, %.0f events/s, peak RSS %s\n", run, n, c.Took.Round(time.Millisecond), rate(c.Took), formatBytes(c.PeakRSS))
+			fmt.Fprintf(progress, "run %d: segd, %d rules: %s, %.0f events/s (%.2f× the encoding/json run before it), peak RSS %s\n",
+				run, n, c.Took.Round(time.Millisecond), rate(c.Took), rate(c.Took)/base, formatBytes(c.PeakRSS))
 		}
 	}
 	rep.AckRate, rep.JSONRate = median(ack), median(js)
 	for i := range rows {
 		rows[i].Rate = median(rows[i].Rates)
-		rows[i].Ratio = rows[i].Rate / rep.JSONRate
+		rows[i].Ratio = median(ratios[i])
+		rows[i].Ratios = ratios[i]
 		rows[i].PeakRSS = medianU(rss[i])
 	}
 	rep.Rows = rows
