@@ -36,12 +36,12 @@ type Env struct {
 
 // Published is what Publish stored.
 type Published struct {
-	Messages int
-	Events   int
-	Bytes    int64
-	FirstSeq uint64
-	LastSeq  uint64
-	Took     time.Duration
+	Messages int           `json:"messages"`
+	Events   int           `json:"events"`
+	Bytes    int64         `json:"bytes"`
+	FirstSeq uint64        `json:"first_seq"`
+	LastSeq  uint64        `json:"last_seq"`
+	Took     time.Duration `json:"took_ns"`
 }
 
 // NewEnv starts an embedded NATS server with JetStream storing under dir,
