@@ -21,6 +21,13 @@ const (
 	LiveSubject = api.EventsSubjectPrefix + "live"
 )
 
+// maxPending bounds the batches published and not yet acknowledged; a
+// publish waits up to stallWait for room (a loaded machine's server can be
+// slow to ack, which is no reason to fail the measurement).
+const maxPending = 256
+
+var stallWait = jetstream.WithStallWait(time.Minute)
+
 // Env is the NATS server the measurements share: an embedded one in this
 // process (on a free loopback port, its store in a directory of its own),
 // or an external one the caller owns.
@@ -62,7 +69,7 @@ func NewEnv(ctx context.Context, url, dir string) (*Env, error) {
 		e.Close()
 		return nil, fmt.Errorf("connect to %s: %w", e.URL, err)
 	}
-	if e.js, err = jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(256)); err != nil {
+	if e.js, err = jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(maxPending)); err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -119,7 +126,7 @@ func (e *Env) Publish(ctx context.Context, g *Generator) (Published, error) {
 			break
 		}
 		buf = batch
-		f, err := e.js.PublishAsync(Subject, batch)
+		f, err := e.js.PublishAsync(Subject, batch, stallWait)
 		if err != nil {
 			return p, fmt.Errorf("publish batch %d: %w", p.Messages+1, err)
 		}
@@ -127,7 +134,7 @@ func (e *Env) Publish(ctx context.Context, g *Generator) (Published, error) {
 		p.Messages++
 		p.Events += n
 		p.Bytes += int64(len(batch))
-		if len(acks) >= 1024 {
+		if len(acks) >= maxPending/2 {
 			if err := collect(ctx, acks, &p); err != nil {
 				return p, err
 			}

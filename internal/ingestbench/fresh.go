@@ -214,7 +214,7 @@ func (e *Env) freshnessAt(ctx context.Context, proc SegdProc, g *Generator, rate
 		now := time.Now()
 		probe := `{"user":"` + user + `","event":"bench_probe","time":` + strconv.FormatInt(now.UnixMilli(), 10) + `}`
 		buf = g.LiveBatch(buf[:0], cfg.BatchSize, now.UnixMilli(), probe)
-		f, err := e.js.PublishAsync(LiveSubject, buf)
+		f, err := e.js.PublishAsync(LiveSubject, buf, stallWait)
 		if err != nil {
 			return res, err
 		}

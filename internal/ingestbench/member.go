@@ -290,7 +290,7 @@ func (m *MemberBench) Ingest(ctx context.Context) (stop func() (int, error)) {
 				return
 			}
 			buf = m.gen.LiveBatch(buf[:0], batch, time.Now().UnixMilli(), "")
-			if _, perr := m.env.js.PublishAsync(LiveSubject, buf); perr != nil {
+			if _, perr := m.env.js.PublishAsync(LiveSubject, buf, stallWait); perr != nil {
 				err = perr
 				return
 			}
