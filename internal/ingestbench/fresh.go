@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -133,18 +134,51 @@ func (s *stamps) all() []stamp {
 	return slices.Clone(s.s)
 }
 
+// entries are when users entered the probe segment, by user.
+type entries struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (e *entries) add(user string, at time.Time) {
+	e.mu.Lock()
+	if _, ok := e.at[user]; !ok {
+		e.at[user] = at
+	}
+	e.mu.Unlock()
+}
+
+func (e *entries) len() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.at)
+}
+
+func (e *entries) all() map[string]time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.at)
+}
+
 func (e *Env) freshnessAt(ctx context.Context, proc SegdProc, g *Generator, rate int, cfg FreshnessConfig) (Freshness, error) {
 	res := Freshness{Rate: rate}
-	notices, received := &stamps{}, &stamps{}
+	received := &stamps{}
+	entered := &entries{at: map[string]time.Time{}}
 	noticeConn, err := e.Connect("segd-bench-notices")
 	if err != nil {
 		return res, err
 	}
 	defer noticeConn.Close()
+	// Probes are matched by user, not by the Segd-Events-Seq header: an
+	// engine that applies several messages in one step announces their
+	// changes together, under the last one's sequence.
 	sub, err := noticeConn.Subscribe(api.ChangesSubjectPrefix+ProbeSegment, func(m *nats.Msg) {
 		at := time.Now()
-		if seq, err := strconv.ParseUint(m.Header.Get(api.HeaderEventsSeq), 10, 64); err == nil {
-			notices.add(seq, at)
+		var cb api.ChangeBatch
+		if json.Unmarshal(m.Data, &cb) == nil {
+			for _, u := range cb.Enter {
+				entered.add(u, at)
+			}
 		}
 	})
 	if err != nil {
@@ -197,6 +231,7 @@ func (e *Env) freshnessAt(ctx context.Context, proc SegdProc, g *Generator, rate
 	var checksMu sync.Mutex
 	var pollers sync.WaitGroup
 	var buf []byte
+	probes := map[string]time.Time{}
 	start := time.Now()
 	for k := 0; ; k++ {
 		due := start.Add(time.Duration(k) * interval)
@@ -219,6 +254,7 @@ func (e *Env) freshnessAt(ctx context.Context, proc SegdProc, g *Generator, rate
 			return res, err
 		}
 		batches = append(batches, sent{now, f})
+		probes[user] = now
 		if k%checkEvery == 0 {
 			pollers.Go(func() {
 				if d, ok := pollMember(ctx, checkConn, user, now, cfg.Timeout); ok {
@@ -258,7 +294,7 @@ func (e *Env) freshnessAt(ctx context.Context, proc SegdProc, g *Generator, rate
 	// The last notices and deliveries may still be on their way: wait
 	// until each batch has both, or a few seconds.
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		if len(notices.all()) >= len(batches) && len(received.all()) >= len(batches) {
+		if entered.len() >= len(batches) && len(received.all()) >= len(batches) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -274,7 +310,13 @@ func (e *Env) freshnessAt(ctx context.Context, proc SegdProc, g *Generator, rate
 		}
 		return d
 	}
-	res.Notice = summarize(lat(notices.all()))
+	var notices []time.Duration
+	for user, at := range entered.all() {
+		if t, ok := probes[user]; ok {
+			notices = append(notices, at.Sub(t))
+		}
+	}
+	res.Notice = summarize(notices)
 	res.Consumer = summarize(lat(received.all()))
 	res.Check = summarize(checks)
 	return res, nil

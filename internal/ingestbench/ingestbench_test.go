@@ -150,6 +150,7 @@ func checkIngestReport(t *testing.T, rep *IngestReport, events int, ruleSets []i
 	}
 	var text bytes.Buffer
 	rep.WriteText(&text)
+	t.Logf("the report (a smoke test's figures, not a measurement):\n%s", text.String())
 	if !bytes.Contains(text.Bytes(), []byte("| 100 |")) && slices.Contains(ruleSets, 100) {
 		t.Errorf("the text report has no row for 100 rules:\n%s", text.String())
 	}
