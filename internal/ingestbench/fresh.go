@@ -292,8 +292,8 @@ func (e *Env) freshnessAt(ctx context.Context, proc SegdProc, g *Generator, rate
 	res.CatchUp = time.Since(stopped)
 	pollers.Wait()
 	// The last notices and deliveries may still be on their way: wait
-	// until each batch has both, or a few seconds.
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+	// until each batch has both, or half a minute (a loaded machine).
+	for deadline := time.Now().Add(min(cfg.Timeout, 30*time.Second)); time.Now().Before(deadline); {
 		if entered.len() >= len(batches) && len(received.all()) >= len(batches) {
 			break
 		}
