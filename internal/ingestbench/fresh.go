@@ -42,8 +42,11 @@ type Freshness struct {
 	Check    Latency `json:"check"`
 	Consumer Latency `json:"consumer"`
 	// CatchUp is how long segd took, after the producer stopped, to apply
-	// the last batch: how far behind it was.
+	// the last batch: how far behind it was. Applied is the rate segd
+	// sustained: the events published over the time from the first
+	// publish until segd had applied the last.
 	CatchUp time.Duration `json:"catch_up_ns"`
+	Applied float64       `json:"applied"`
 }
 
 // Latency summarizes latency samples.
@@ -290,6 +293,7 @@ func (e *Env) freshnessAt(ctx context.Context, proc SegdProc, g *Generator, rate
 		return res, err
 	}
 	res.CatchUp = time.Since(stopped)
+	res.Applied = float64(len(batches)*cfg.BatchSize) / (elapsed + res.CatchUp).Seconds()
 	pollers.Wait()
 	// The last notices and deliveries may still be on their way: wait
 	// until each batch has both, or half a minute (a loaded machine).

@@ -136,7 +136,7 @@ func checkIngestReport(t *testing.T, rep *IngestReport, events int, ruleSets []i
 		}
 	}
 	for _, f := range rep.Freshness {
-		if f.Batches == 0 || f.Achieved <= 0 {
+		if f.Batches == 0 || f.Achieved <= 0 || f.Applied <= 0 {
 			t.Errorf("freshness at %d: %d batches at %v events/s", f.Rate, f.Batches, f.Achieved)
 		}
 		// Every batch's probe is announced and delivered; member.check

@@ -44,11 +44,11 @@ func (r *IngestReport) WriteText(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "\nFreshness with %d rules (+ the probe segment), publish → ...: p50 / p99\n\n", r.FreshRules)
-	fmt.Fprintln(w, "| rate | published | change notice | member.check true | plain JetStream consumer | segd behind at stop |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| rate | published | change notice | member.check true | plain JetStream consumer | segd behind at stop | segd applied |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, f := range r.Freshness {
-		fmt.Fprintf(w, "| %s events/s | %s events/s | %s | %s | %s | %s |\n", formatRate(float64(f.Rate)), formatRate(f.Achieved),
-			f.Notice, f.Check, f.Consumer, f.CatchUp.Round(time.Millisecond))
+		fmt.Fprintf(w, "| %s events/s | %s events/s | %s | %s | %s | %s | %s events/s |\n", formatRate(float64(f.Rate)), formatRate(f.Achieved),
+			f.Notice, f.Check, f.Consumer, f.CatchUp.Round(time.Millisecond), formatRate(f.Applied))
 	}
 }
 
