@@ -22,6 +22,7 @@ const (
 	BaselineJSON
 )
 
+// String names the baseline as the report does.
 func (b Baseline) String() string {
 	if b == BaselineJSON {
 		return "plain consumer + encoding/json"

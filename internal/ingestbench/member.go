@@ -186,6 +186,7 @@ const (
 	MemberSegments
 )
 
+// String is the request's endpoint name.
 func (r Request) String() string {
 	return [...]string{"echo", "member.check", "member.segments"}[r]
 }

@@ -52,6 +52,7 @@ func (r *IngestReport) WriteText(w io.Writer) {
 	}
 }
 
+// String is "p50 / p99 (n=N)".
 func (l Latency) String() string {
 	if l.N == 0 {
 		return "none"
