@@ -12,6 +12,7 @@
 //	segd status                 ingest progress
 //	segd demo                   publish a synthetic e-commerce stream
 //	segd auth init FILE         users for the embedded NATS server (serve --auth)
+//	segd bench ingest|member    measure segd end to end beside baselines
 //
 // The client commands talk to a running segd over NATS (--nats, with the
 // credential and TLS flags natscli users know; docs/security.md).
@@ -86,6 +87,7 @@ func newRootCommand() *cobra.Command {
 		newStatusCommand(), newDemoCommand(), newWatchCommand())
 	root.AddCommand(newAnalyzeCommand(), newUserCommand(), newAuthCommand())
 	root.AddCommand(newPluginCommand())
+	root.AddCommand(newBenchCommand())
 	withUsageErrors(root)
 	return root
 }
