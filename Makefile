@@ -1,3 +1,4 @@
+SHELL := /bin/bash
 # segd: the two commands are `make run` and `make test`.
 
 GO        ?= go
@@ -95,11 +96,11 @@ fuzz:
 ## bench: every benchmark, then a short report of each figure's ratio to its baseline from the same run, then segd bench ingest scaled down (BENCH_INGEST= sets its flags; docs/operations.md, "Measured", has the full-scale command)
 BENCH_INGEST ?= --users 50000 --events 500000 --runs 1 --freshness 20000 --freshness-duration 5s
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee bench.out
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee bench.out
 	@echo; echo "Ratios to the baseline measured in the same run (docs/operations.md says which):"
 	@awk '/^Benchmark/ { line = ""; for (i = 3; i < NF; i++) if ($$(i+1) ~ /(^x-|-x$$|^percall\/plugin$$)/) line = line "  " $$(i+1) "=" $$i; if (line != "") print $$1 line }' bench.out
 	@echo; echo "End to end, scaled down: segd bench ingest $(BENCH_INGEST)"
-	./bin/segd bench ingest $(BENCH_INGEST) | tee -a bench.out
+	set -o pipefail; ./bin/segd bench ingest $(BENCH_INGEST) | tee -a bench.out
 
 clean:
 	rm -rf bin build $(DATA_DIR) bench.out
