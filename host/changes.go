@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
@@ -18,9 +19,14 @@ import (
 type segmentAPI struct {
 	feed   *bus.ChangeFeed
 	waiter bus.SeqWaiter
-	// replayTo is the events stream's last sequence at start: until it is
-	// applied, segments are "rebuilding".
+	// replayTo is the events stream's last sequence at start (of the
+	// messages this partition reads): until it is applied, segments are
+	// "rebuilding".
 	replayTo uint64
+	// changes is SEGD_CHANGES; streamEnd the events stream's last
+	// sequence at start.
+	changes   jetstream.Stream
+	streamEnd uint64
 }
 
 // wireChanges creates the change feed stream SEGD_CHANGES and connects the
@@ -43,15 +49,26 @@ func (s *Server) wireChanges(ctx context.Context, cfg *engine.Config) error {
 		return fmt.Errorf("events stream: %w", err)
 	}
 	s.segAPI.replayTo = info.State.LastSeq
+	if s.part.of > 1 {
+		// A partition is caught up at the last message it reads, which
+		// may lie before the stream's last.
+		if s.segAPI.replayTo, err = bus.LastPartitionSeq(ctx, events, s.part.n, s.part.of); err != nil {
+			return fmt.Errorf("events stream: %w", err)
+		}
+	}
 	changes, err := bus.EnsureChangesStream(ctx, s.js, bus.ChangesStreamConfig{})
 	if err != nil {
 		return fmt.Errorf("change feed: %w", err)
 	}
-	resume, err := bus.FeedResumePoint(ctx, changes, info.State.LastSeq+1)
-	if err != nil {
-		return fmt.Errorf("change feed: %w", err)
-	}
-	s.segAPI.feed = bus.StartChangeFeed(s.js, bus.ChangeFeedOptions{ResumeAfter: resume, Logger: s.cfg.Logger, MaxBacklog: s.cfg.FeedBacklog})
+	s.segAPI.changes, s.segAPI.streamEnd = changes, info.State.LastSeq
+	if s.part.of < 2 {
+		resume, err := bus.FeedResumePoint(ctx, changes, info.State.LastSeq+1)
+		if err != nil {
+			return fmt.Errorf("change feed: %w", err)
+		}
+		s.segAPI.feed = bus.StartChangeFeed(s.js, bus.ChangeFeedOptions{ResumeAfter: resume, Logger: s.cfg.Logger, MaxBacklog: s.cfg.FeedBacklog})
+		s.cfg.Logger.Info("change feed", "stream", api.ChangesStream, "resume_after_seq", resume)
+	} // a partition's starts once its snapshot is loaded: startPartitionFeed
 	cfg.OnChanges = func(cs []engine.Change) {
 		if len(cs) == 0 {
 			return
@@ -66,6 +83,29 @@ func (s *Server) wireChanges(ctx context.Context, cfg *engine.Config) error {
 			return bus.FeedChange{Segment: cs[i].Segment, User: cs[i].User, Enter: cs[i].Enter}
 		})
 	}
+	return nil
+}
+
+// startPartitionFeed starts a partition's change feed publisher, once its
+// snapshot is loaded: it resumes after the partition's last message in
+// SEGD_CHANGES (bus.FeedResumePointOf), or, if none is recent, republishes
+// from its replay's start (JetStream drops what was stored, by
+// Nats-Msg-Id). A no-op for a single partition, whose feed wireChanges
+// started.
+func (s *Server) startPartitionFeed(ctx context.Context) error {
+	if s.part.of < 2 {
+		return nil
+	}
+	info, err := s.segAPI.changes.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("change feed: %w", err)
+	}
+	resume, err := bus.FeedResumePointOf(ctx, s.segAPI.changes, s.part.name(), s.segAPI.streamEnd+1, s.replayFrom, info.Config.Duplicates)
+	if err != nil {
+		return fmt.Errorf("change feed: %w", err)
+	}
+	s.segAPI.feed = bus.StartChangeFeed(s.js, bus.ChangeFeedOptions{ResumeAfter: resume, Logger: s.cfg.Logger, MaxBacklog: s.cfg.FeedBacklog,
+		Partition: s.part.name(), PublishLock: &s.front.feedLock})
 	s.cfg.Logger.Info("change feed", "stream", api.ChangesStream, "resume_after_seq", resume)
 	return nil
 }

@@ -518,28 +518,6 @@ type StatusReply struct {
 	Stale []StaleStatus `json:"stale,omitempty"`
 	// Feed reports the change feed's publisher (docs/operations.md).
 	Feed *FeedStatus `json:"feed,omitempty"`
-	// Partitions reports each partition's progress when segd runs more
-	// than one (segd serve --partitions); the fields above sum or merge
-	// theirs.
-	Partitions []PartitionStatus `json:"partitions,omitempty"`
-}
-
-// PartitionStatus is one partition's progress in StatusReply.
-type PartitionStatus struct {
-	// Partition names it: p<N>of<P>.
-	Partition string `json:"partition"`
-	Ready     bool   `json:"ready"`
-	// LastSeq is the last events stream sequence it applied; ReplayFrom
-	// and ReplayTo are its replay at start (see StatusReply).
-	LastSeq    uint64 `json:"last_seq"`
-	ReplayFrom uint64 `json:"replay_from,omitempty"`
-	ReplayTo   uint64 `json:"replay_to,omitempty"`
-	Users      uint64 `json:"users"`
-	Events     uint64 `json:"events"`
-	Profiles   uint64 `json:"profiles"`
-	// Rebuilding and Stale count its segments in those states.
-	Rebuilding int `json:"rebuilding,omitempty"`
-	Stale      int `json:"stale,omitempty"`
 }
 
 // Segment states beyond "active" and "rebuilding" (SegmentInfo.Status).
