@@ -518,6 +518,29 @@ type StatusReply struct {
 	Stale []StaleStatus `json:"stale,omitempty"`
 	// Feed reports the change feed's publisher (docs/operations.md).
 	Feed *FeedStatus `json:"feed,omitempty"`
+	// Partitions reports each partition's progress when the users are
+	// split into more than one (docs/operations.md, "Partitions: how
+	// answers are merged"); the fields above are then their merge.
+	Partitions []PartitionStatus `json:"partitions,omitempty"`
+}
+
+// PartitionStatus is one partition's progress, within a StatusReply.
+type PartitionStatus struct {
+	Partition int  `json:"partition"`
+	Ready     bool `json:"ready"`
+	// LastSeq is the last stream sequence the partition applied; Replay*
+	// as in StatusReply.
+	LastSeq    uint64 `json:"last_seq"`
+	ReplayFrom uint64 `json:"replay_from,omitempty"`
+	ReplayTo   uint64 `json:"replay_to,omitempty"`
+	Users      uint64 `json:"users"`
+	Events     uint64 `json:"events"`
+	// Rebuilding and Stale count the partition's segments being rebuilt
+	// and not served.
+	Rebuilding int             `json:"rebuilding,omitempty"`
+	Stale      int             `json:"stale,omitempty"`
+	Snapshot   *SnapshotStatus `json:"snapshot,omitempty"`
+	Feed       *FeedStatus     `json:"feed,omitempty"`
 }
 
 // Segment states beyond "active" and "rebuilding" (SegmentInfo.Status).
