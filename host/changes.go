@@ -151,8 +151,9 @@ const feedCoverTimeout = time.Minute
 // sequence for segment.upload.
 func (s *Server) ingester() bus.Ingester { return appliedIngester{s.engine, &s.segAPI.waiter} }
 
-// ChangeFeed returns the change feed publisher, for its counters.
-func (s *Server) ChangeFeed() *bus.ChangeFeed { return s.segAPI.feed }
+// ChangeFeed returns the change feed publisher, for its counters (with
+// several partitions, the first partition's).
+func (s *Server) ChangeFeed() *bus.ChangeFeed { return s.partitions()[0].segAPI.feed }
 
 type appliedIngester struct {
 	e *engine.Engine
@@ -169,12 +170,20 @@ func (a appliedIngester) Apply(ctx context.Context, msg *bus.IngestMessage) erro
 
 // segmentEndpoints are the segment API endpoints beyond membership.
 func (s *Server) segmentEndpoints() []bus.Endpoint {
+	if s.scatter != nil {
+		return bus.SegmentEndpoints(s.scatter, bus.SegmentOptions{JetStream: s.js, WaitApplied: s.WaitApplied})
+	}
 	return bus.SegmentEndpoints(segmentStore{s}, bus.SegmentOptions{JetStream: s.js, WaitApplied: s.segAPI.waiter.Wait})
 }
 
 // membership is what the service answers membership from: the engine, with
 // segments shown as rebuilding until the replay at start has caught up.
-func (s *Server) membership() bus.Membership { return replayMembership{s.engine, s} }
+func (s *Server) membership() bus.Membership {
+	if s.scatter != nil {
+		return s.scatter
+	}
+	return replayMembership{s.engine, s}
+}
 
 type replayMembership struct {
 	*engine.Engine
@@ -184,22 +193,26 @@ type replayMembership struct {
 // Status adds readiness, replay progress, snapshots and dead letters to
 // the engine's counters: segd is ready once it has applied the stream as it
 // was at start.
-func (m replayMembership) Status() api.StatusReply {
-	st := m.Engine.Status()
-	s := m.s
+func (m replayMembership) Status() api.StatusReply { return m.s.completeStatus(m.Engine.Status()) }
+
+// completeStatus adds to the engine's status what the host knows. The
+// dead letters and plugins, which the partitions share, are the first
+// partition's to report.
+func (s *Server) completeStatus(st api.StatusReply) api.StatusReply {
 	st.Ready = st.Ready && !s.rebuilding() && len(st.Rebuilding) == 0
 	st.ReplayFrom, st.ReplayTo = s.replayFrom, s.segAPI.replayTo
 	if s.snaps != nil {
 		st.Snapshot = s.snaps.statusCopy()
 	}
-	if s.dlq != nil {
+	shared := s.part.n == 0
+	if s.dlq != nil && shared {
 		st.DeadLetterStream, st.DeadLetters = s.dlq.Stream(), s.dlq.Count()
 	}
 	s.addIngestStatus(&st)
 	if s.segAPI.feed != nil {
 		st.Feed = s.segAPI.feed.Status()
 	}
-	if s.plugins != nil {
+	if s.plugins != nil && shared {
 		for _, p := range s.plugins.Statuses() {
 			st.Plugins = append(st.Plugins, api.PluginStatus{
 				Name: p.Name, Version: p.Version, ABI: p.ABI, State: string(p.State), LastError: p.LastError,

@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus"
+	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/host/engine"
+	"github.com/segd/segd/host/scatter"
 	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
@@ -203,4 +207,165 @@ func (s *Server) startPluginRecoveryFanOut() {
 			}
 		}
 	})
+}
+
+// eachEngine runs fn on every partition's engine, on its writer.
+func (s *Server) eachEngine(ctx context.Context, fn func(*engine.Engine)) error {
+	for _, p := range s.partitions() {
+		e := p.engine
+		if err := e.Do(ctx, func() error { fn(e); return nil }); err != nil {
+			return partErr(p, err)
+		}
+	}
+	return nil
+}
+
+// segmentState is a segment's definition and its state: with several
+// partitions, the merged state (the one furthest from served wins).
+func (s *Server) segmentState(segment string) (*rules.Segment, api.SegmentInfo, error) {
+	seg, info, err := s.defEngine().Segment(segment)
+	if err != nil || s.scatter == nil {
+		return seg, info, err
+	}
+	d, err := s.scatter.SegmentDetail(segment)
+	if err != nil {
+		return seg, info, err
+	}
+	return seg, d.SegmentInfo, nil
+}
+
+// startScatter builds the merged view of the partitions, which the front
+// serves (host/scatter).
+func (s *Server) startScatter() error {
+	var ids []string
+	for _, p := range s.predicates {
+		ids = append(ids, p.ID)
+	}
+	parts := make([]scatter.Part, len(s.parts))
+	for i, p := range s.parts {
+		parts[i] = sharedCounters{scatter.NewLocal(scatter.LocalConfig{Engine: p.engine, Index: p.analysis, Predicates: ids,
+			Replaying: p.rebuilding, Status: p.completeStatus}), i == 0}
+	}
+	var err error
+	s.scatter, err = scatter.New(parts, scatter.Options{})
+	return err
+}
+
+// WaitApplied waits until every message up to seq that the partitions
+// read is applied (segment.upload waits so for its upload). A partition
+// that reads no message at seq has applied it once it has applied the
+// last it reads up to seq.
+func (s *Server) WaitApplied(ctx context.Context, seq uint64) error {
+	if s.parts == nil {
+		return s.segAPI.waiter.Wait(ctx, seq)
+	}
+	stream, err := s.js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		return err
+	}
+	for _, p := range s.parts {
+		for p.segAPI.waiter.Last() < seq {
+			// Its last message up to now, if before seq, is all it waits
+			// for: a message of its after seq is applied after seq's.
+			last, err := bus.LastPartitionSeq(ctx, stream, p.part.n, p.part.of)
+			if err != nil {
+				return err
+			}
+			if err := p.segAPI.waiter.Wait(ctx, min(seq, last)); err != nil {
+				return err
+			}
+			if last >= seq || p.segAPI.waiter.Last() >= last {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// appliedSeq is the last events sequence applied: with several
+// partitions, the highest any applied.
+func (s *Server) appliedSeq() uint64 {
+	var seq uint64
+	for _, p := range s.partitions() {
+		seq = max(seq, p.engine.Status().LastSeq)
+	}
+	return seq
+}
+
+// work sums the partitions' engine work counters.
+func (s *Server) work() engine.WorkStats {
+	if s.parts == nil {
+		return s.engine.Work()
+	}
+	var out engine.WorkStats
+	for _, p := range s.parts {
+		w := p.engine.Work()
+		out.ClockMoves += w.ClockMoves
+		out.ClockJudged += w.ClockJudged
+		out.ClockTime += w.ClockTime
+		out.Applied += w.Applied
+		out.ApplyTime += w.ApplyTime
+		if out.Evaluations == nil {
+			out.Evaluations = map[string]uint64{}
+		}
+		for id, n := range w.Evaluations {
+			out.Evaluations[id] += n
+		}
+	}
+	return out
+}
+
+// snapshotAll snapshots every partition; it returns their paths, joined
+// by commas.
+func (s *Server) snapshotAll(ctx context.Context) (string, error) {
+	var paths []string
+	for _, p := range s.parts {
+		path, err := p.Snapshot(ctx)
+		if err != nil {
+			return "", partErr(p, err)
+		}
+		paths = append(paths, path)
+	}
+	return strings.Join(paths, ","), nil
+}
+
+// eventNames are the event names the analysis indexes know, sorted.
+func (s *Server) eventNames() []string {
+	if s.parts == nil {
+		return s.analysis.EventNames()
+	}
+	var names []string
+	for _, p := range s.parts {
+		names = append(names, p.analysis.EventNames()...)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// sharedCounters is a partition's Part whose segments report the
+// evaluation errors of their predicates only in the first partition: the
+// partitions run the same compiled predicates, whose counters are
+// therefore every partition's total already (the merge would count them
+// P times).
+type sharedCounters struct {
+	*scatter.Local
+	first bool
+}
+
+func (l sharedCounters) Segments() []api.SegmentInfo {
+	list := l.Local.Segments()
+	if !l.first {
+		for i := range list {
+			list[i].EvalErrors, list[i].LastEvalError = 0, ""
+		}
+	}
+	return list
+}
+
+func (l sharedCounters) SegmentDetail(segment string) (api.SegmentGetReply, error) {
+	d, err := l.Local.SegmentDetail(segment)
+	if !l.first {
+		d.EvalErrors, d.LastEvalError = 0, ""
+	}
+	return d, err
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/host/internal/datadir"
 	"github.com/segd/segd/host/metrics"
+	"github.com/segd/segd/host/scatter"
 	"github.com/segd/segd/plugins"
 	"github.com/segd/segd/rules"
 )
@@ -175,6 +176,8 @@ type Server struct {
 	// feedLock serializes the partitions' change feed publishes (see
 	// bus.ChangeFeedOptions.PublishLock).
 	feedLock sync.Mutex
+	// scatter merges the partitions' answers; the front serves it.
+	scatter *scatter.Scatter
 }
 
 // Start loads the rules, starts or connects to NATS, creates the events
@@ -270,6 +273,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		runCtx, cancel := context.WithCancel(context.Background())
 		s.runCtx, s.cancel = runCtx, cancel
 		close(s.engineDone) // the front runs no engine
+		if err := s.startScatter(); err != nil {
+			return nil, err
+		}
 	}
 
 	if s.dlq, err = bus.EnsureDeadLetters(ctx, s.js, bus.DeadLetterConfig{MaxAge: cfg.Retention}); err != nil {

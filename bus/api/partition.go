@@ -21,3 +21,19 @@ const (
 func PartitionSubject(n int) string {
 	return fmt.Sprintf("%s%d.events", PartitionSubjectPrefix, n)
 }
+
+// Partition is the partition of user among n: FNV-1a-32 of the id mod n
+// (0 when n < 2), the hash of NATS subject mapping's partition(). It is
+// ingest.Partition, repeated here so that producers (package bus/client)
+// need not link the engine's packages; a test keeps the two equal.
+func Partition(user string, n int) int {
+	if n < 2 {
+		return 0
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(user); i++ {
+		h ^= uint32(user[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
