@@ -88,6 +88,9 @@ func (s *Server) startEngine(ctx context.Context, stream jetstream.Stream, segme
 	engineCfg := engine.Config{Segments: segments, Location: cfg.Location, Clock: cfg.Clock, Logger: cfg.Logger,
 		RetentionDays: s.retentionDays(), FingerprintExtra: s.pluginVersions, MaxFutureSkew: cfg.MaxFutureSkew,
 		Revisions: revisions}
+	if s.part.of > 1 {
+		engineCfg.MaxUsers = scatter.MaxUsers(s.part.of)
+	}
 	if err := s.wireChanges(ctx, &engineCfg); err != nil {
 		return 0, err
 	}
