@@ -300,6 +300,41 @@ func TestPartitionsAnswerAsOne(t *testing.T) {
 		t.Errorf("P=4 users %d (partitions sum %d), events %d; P=1 %d, %d", st.Users, sum, st.Events, st1.Users, st1.Events)
 	}
 
+	// A rule put through the rules API is rebuilt in every partition from
+	// its share of the log; the segment is served once all are exact.
+	const def = "id: repeat_payer\ndid: {event: pay, count: \">= 2\", last: 5d}\n"
+	for _, ts := range []*testServer{one, four} {
+		if _, err := ts.client.PutRule(ctx, api.RulePutRequest{Definition: def, Author: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			r, err := ts.client.GetRule(ctx, "repeat_payer")
+			if err == nil && r.State == "active" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("rule not active in time: %+v, %v", r, err)
+			}
+			time.Sleep(5 * time.Millisecond) // polling interval, not synchronization
+		}
+		if n, err := ts.client.SegmentCount(ctx, "repeat_payer"); err != nil {
+			t.Fatal(err)
+		} else if n == 0 {
+			t.Fatalf("repeat_payer has no members: the stream should make some")
+		}
+	}
+	want = answers(t, one, names)
+	compareAnswers(t, "P=4 after rule.put", want, answers(t, four, names))
+
+	// The change feed: every user's changes, in order, as with one
+	// partition.
+	feed1 := feedByUser(t, one)
+	if len(feed1) == 0 {
+		t.Fatal("the P=1 feed is empty")
+	}
+	compareAnswers(t, "P=4 change feed", feed1, feedByUser(t, four))
+
 	// Restart from the snapshots written at Close: nothing is replayed,
 	// every answer is the same.
 	four.close()
@@ -321,6 +356,7 @@ func TestPartitionsAnswerAsOne(t *testing.T) {
 		}
 	}
 	compareAnswers(t, "P=4 restarted", want, answers(t, again, names))
+	compareAnswers(t, "P=4 change feed after the restart (nothing twice)", feed1, feedByUser(t, again))
 	again.close()
 
 	// The stream holds 4 partitions: another P is refused at start.
@@ -333,4 +369,26 @@ func TestPartitionsAnswerAsOne(t *testing.T) {
 	if !errors.Is(err, bus.ErrPartitionsMismatch) || !strings.Contains(err.Error(), "holds 4 partitions") || !strings.Contains(err.Error(), "started with 2") {
 		t.Fatalf("start with 2 partitions on a stream of 4: %v", err)
 	}
+}
+
+// feedByUser flushes every partition's change feed and reads SEGD_CHANGES
+// back: each user's changes in order, as "segment+" and "segment-".
+func feedByUser(t *testing.T, ts *testServer) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, p := range ts.srv.partitions() {
+		if err := p.segAPI.feed.Flush(ctx); err != nil {
+			t.Fatalf("change feed of %s not flushed: %v", p.part.name(), err)
+		}
+	}
+	out := map[string]string{}
+	for _, c := range readFeed(t, ts.js) {
+		sign := "-"
+		if c.enter {
+			sign = "+"
+		}
+		out[c.user] += c.segment + sign + " "
+	}
+	return out
 }
