@@ -159,6 +159,12 @@ func answers(t *testing.T, ts *testServer, users []string) map[string]string {
 		ug, err := c.User(ctx, api.UserGetRequest{User: u, From: ts.clock.Now().AddDate(0, 0, -30).Format(time.DateOnly)})
 		put("user.get "+u, ug, err)
 	}
+	pv, err := c.Preview(ctx, "id: pv\ndid: {event: page_view, count: \">= 2\", last: 10d}\n", 10000)
+	if err == nil {
+		slices.Sort(pv.Users)
+		pv.Seq, pv.Messages, pv.TookMs = 0, 0, 0 // the logs differ in their messages
+	}
+	put("segment.preview", pv, err)
 	ids := []string{"checkout_3x_7d", "beta_testers", "active_buyer"}
 	ev, err := c.AnalyzeEvents(ctx, api.AnalysisEventsRequest{Events: []string{"checkout", "pay", "page_view"}, Segments: ids,
 		Measures: []string{"uniques", "total", "at_least:2"}})
@@ -270,8 +276,35 @@ func TestPartitionsAnswerAsOne(t *testing.T) {
 		}
 		last4 = max(last4, ack.Sequence)
 	}
+	// What cannot be applied is counted once: a message that is no batch
+	// (and its dead letter), and an invalid item of a mixed batch.
+	for _, ts := range []*testServer{one, four} {
+		for _, data := range []string{"garbage", `[{"user":"user-1","event":"pay"},{"user":"user-2"}]`} {
+			ack, err := ts.js.Publish(ctx, "segd.events.test", []byte(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ts == one {
+				last1 = ack.Sequence
+			} else {
+				last4 = ack.Sequence
+			}
+		}
+	}
 	waitAll(t, one, last1)
 	waitAll(t, four, last4)
+	{
+		st1, err1 := one.client.Status(ctx)
+		st4, err4 := four.client.Status(ctx)
+		if err1 != nil || err4 != nil {
+			t.Fatal(err1, err4)
+		}
+		if st1.NotBatches != 1 || st1.InvalidItems != 1 || st1.DeadLetters != 1 ||
+			st4.NotBatches != st1.NotBatches || st4.InvalidItems != st1.InvalidItems || st4.DeadLetters != st1.DeadLetters {
+			t.Fatalf("not batches %d/%d, invalid %d/%d, dead letters %d/%d (P=1/P=4): each counted once",
+				st1.NotBatches, st4.NotBatches, st1.InvalidItems, st4.InvalidItems, st1.DeadLetters, st4.DeadLetters)
+		}
+	}
 	var names []string
 	for i := range users + 5 { // and a few never seen
 		names = append(names, fmt.Sprintf("user-%d", i))
