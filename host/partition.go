@@ -13,7 +13,6 @@ import (
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/host/scatter"
-	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -39,14 +38,6 @@ func (s *Server) partitions() []*Server {
 		return s.parts
 	}
 	return []*Server{s}
-}
-
-// partOf returns the partition that holds user.
-func (s *Server) partOf(user string) *Server {
-	if s.parts == nil {
-		return s
-	}
-	return s.parts[ingest.Partition(user, len(s.parts))]
 }
 
 // defEngine is an engine to read segment definitions from: every
