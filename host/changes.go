@@ -27,6 +27,8 @@ type segmentAPI struct {
 	// sequence at start.
 	changes   jetstream.Stream
 	streamEnd uint64
+	// events is SEGD_EVENTS.
+	events jetstream.Stream
 }
 
 // wireChanges creates the change feed stream SEGD_CHANGES and connects the
@@ -60,7 +62,7 @@ func (s *Server) wireChanges(ctx context.Context, cfg *engine.Config) error {
 	if err != nil {
 		return fmt.Errorf("change feed: %w", err)
 	}
-	s.segAPI.changes, s.segAPI.streamEnd = changes, info.State.LastSeq
+	s.segAPI.changes, s.segAPI.streamEnd, s.segAPI.events = changes, info.State.LastSeq, events
 	if s.part.of < 2 {
 		resume, err := bus.FeedResumePoint(ctx, changes, info.State.LastSeq+1)
 		if err != nil {

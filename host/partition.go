@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -248,33 +249,42 @@ func (s *Server) startScatter() error {
 // WaitApplied waits until every message up to seq that the partitions
 // read is applied (segment.upload waits so for its upload). A partition
 // that reads no message at seq has applied it once it has applied the
-// last it reads up to seq.
+// last it reads up to seq. A JetStream request that fails (a busy server
+// times out) is asked again while ctx lasts.
 func (s *Server) WaitApplied(ctx context.Context, seq uint64) error {
 	if s.parts == nil {
 		return s.segAPI.waiter.Wait(ctx, seq)
 	}
-	stream, err := s.js.Stream(ctx, bus.EventsStream)
-	if err != nil {
-		return err
-	}
 	for _, p := range s.parts {
-		for p.segAPI.waiter.Last() < seq {
+		w := &p.segAPI.waiter
+		for w.Last() < seq {
 			// Its last message up to now, if before seq, is all it waits
 			// for: a message of its after seq is applied after seq's.
-			last, err := bus.LastPartitionSeq(ctx, stream, p.part.n, p.part.of)
+			last, err := bus.LastPartitionSeq(ctx, p.segAPI.events, p.part.n, p.part.of)
 			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				select { // applied meanwhile, or ask again
+				case <-w.Changed():
+				case <-time.After(waitAppliedRetry):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				continue
+			}
+			if err := w.Wait(ctx, min(seq, last)); err != nil {
 				return err
 			}
-			if err := p.segAPI.waiter.Wait(ctx, min(seq, last)); err != nil {
-				return err
-			}
-			if last >= seq || p.segAPI.waiter.Last() >= last {
-				break
-			}
+			break
 		}
 	}
 	return nil
 }
+
+// waitAppliedRetry is how long WaitApplied waits before asking JetStream
+// again after a failed request.
+const waitAppliedRetry = 100 * time.Millisecond
 
 // appliedSeq is the last events sequence applied: with several
 // partitions, the highest any applied.

@@ -18,6 +18,8 @@ import (
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/bus/client"
 	"github.com/segd/segd/host/engine"
+	"github.com/segd/segd/host/internal/reference"
+	"github.com/segd/segd/rules"
 )
 
 const partitionRules = testRules + `
@@ -424,4 +426,62 @@ func feedByUser(t *testing.T, ts *testServer) map[string]string {
 		out[c.user] += c.segment + sign + " "
 	}
 	return out
+}
+
+// TestServeAgainstReferenceWithPartitions is TestServeAgainstReference
+// with four partitions: the reference evaluator over every user holds
+// every answer while the clock crosses day boundaries, and after a
+// restart.
+func TestServeAgainstReferenceWithPartitions(t *testing.T) {
+	t.Parallel()
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := engine.NewManualClock(time.Date(2026, 11, 20, 21, 0, 0, 0, loc))
+	dataDir := t.TempDir()
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(testRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := func() *testServer {
+		return startServer(t, Config{DataDir: dataDir, Listen: "127.0.0.1:0", RulePaths: []string{rulesFile}, Location: loc, Clock: clock,
+			Partitions: 4, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	}
+	ts := start()
+	segs, err := LoadRules(rules.Options{}, rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tick := func() {
+		t.Helper()
+		for _, p := range ts.srv.partitions() {
+			if err := p.engine.Tick(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ref := reference.New(segs, loc, engine.DefaultMaxFutureSkew, rules.DefaultMaxWindowDays)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for step := range 12 {
+		b := randomBatch(rng, clock.Now())
+		ts.publish(t, b, fmt.Sprintf("batch-%d", step)) // mixed: every partition reads it
+		ref.Apply(b, clock.Now())
+		ts.compare(t, ref, segs, append(ref.Users(), "never-seen"))
+		clock.Advance(time.Duration(rng.IntN(20)+1) * time.Hour)
+		tick()
+		ts.compare(t, ref, segs, ref.Users())
+	}
+	clock.Advance(8 * 24 * time.Hour)
+	tick()
+	ts.compare(t, ref, segs, ref.Users())
+
+	ts.close()
+	ts = start()
+	info, err := ts.js.Stream(context.Background(), "SEGD_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitAll(t, ts, info.CachedInfo().State.LastSeq)
+	ts.compare(t, ref, segs, ref.Users())
 }
