@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus"
@@ -61,6 +62,31 @@ func (s *Server) newPartition(n int) *Server {
 		ruleFiles: s.ruleFiles, ruleOpts: s.ruleOpts}
 	p.cfg.Logger = s.cfg.Logger.With("partition", p.part.name())
 	return p
+}
+
+// dial opens a partition's own NATS connection, with the front's
+// options: each partition's consumer then has its own read loop and its
+// own outbound buffer in the server (P consumers pulling on one
+// connection would overrun its pending limit, and the server would cut
+// it as a slow consumer).
+func (s *Server) dial(p *Server) error {
+	var err error
+	if s.embedded != nil {
+		p.nc, err = s.embedded.Connect(nats.Name("segd " + p.part.name()))
+	} else {
+		opts := append([]nats.Option{nats.Name("segd " + p.part.name()), nats.MaxReconnects(-1),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				p.cfg.Logger.Error("NATS reported an error on segd's connection", "error", err)
+			})}, s.cfg.NATSOptions...)
+		p.nc, err = nats.Connect(s.cfg.NATSURL, opts...)
+	}
+	if err != nil {
+		return fmt.Errorf("partition %s: connect to NATS: %w", p.part.name(), err)
+	}
+	if p.js, err = jetstream.New(p.nc); err != nil {
+		return fmt.Errorf("partition %s: jetstream: %w", p.part.name(), err)
+	}
+	return nil
 }
 
 // snapshotDir is where the partition's snapshots are: DataDir/snapshots,

@@ -86,25 +86,40 @@ func BenchmarkPartitionsIngest(b *testing.B) {
 		defer srv.Close()
 		js := srv.JetStream()
 		t0 := time.Now()
-		var last jetstream.PubAckFuture
+		futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 		for _, m := range msgs {
 			f, err := js.PublishAsync(m.subject, m.data)
 			if err != nil {
 				b.Fatal(err)
 			}
-			last = f
+			futures = append(futures, f)
 		}
-		ack := <-last.Ok()
-		if err := srv.WaitApplied(context.Background(), ack.Sequence); err != nil {
+		var last uint64
+		for _, f := range futures {
+			select {
+			case ack := <-f.Ok():
+				last = max(last, ack.Sequence)
+			case err := <-f.Err():
+				b.Fatalf("publish: %v", err)
+			}
+		}
+		if err := srv.WaitApplied(context.Background(), last); err != nil {
 			b.Fatal(err)
 		}
 		d := time.Since(t0)
-		var applied uint64
-		for _, part := range srv.partitions() {
-			applied += part.engine.Status().Events
+		applied := func() uint64 {
+			var n uint64
+			for _, part := range srv.partitions() {
+				n += part.engine.Status().Events
+			}
+			return n
 		}
-		if applied != uint64(events) {
-			b.Fatalf("P=%d applied %d events, want %d", p, applied, events)
+		if n := applied(); n != uint64(events) {
+			var seqs []uint64
+			for _, part := range srv.partitions() {
+				seqs = append(seqs, part.segAPI.waiter.Last(), part.engine.Status().LastSeq)
+			}
+			b.Fatalf("P=%d applied %d events once WaitApplied(%d) returned, want %d (partitions' waiter and engine seqs %v)", p, n, last, events, seqs)
 		}
 		return d
 	}

@@ -260,7 +260,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if cfg.Partitions > 1 {
 		for n := range cfg.Partitions {
-			s.parts = append(s.parts, s.newPartition(n))
+			p := s.newPartition(n)
+			s.parts = append(s.parts, p)
+			if err := s.dial(p); err != nil {
+				return nil, err
+			}
 		}
 	}
 	var lastSeq uint64
@@ -506,6 +510,9 @@ func (s *Server) close() error {
 	s.stopRuleAdmin()
 	for _, p := range parts {
 		p.closeChanges()
+		if p != s && p.nc != nil {
+			p.nc.Close() // a partition's own connection
+		}
 	}
 	if s.nc != nil {
 		s.nc.Close()
