@@ -49,6 +49,9 @@ type Local struct {
 
 var _ Part = (*Local)(nil)
 
+// inProcess marks a Part whose calls are function calls (Scatter.eachQuick).
+func (*Local) inProcess() {}
+
 // NewLocal returns the Part of an engine and its analysis index.
 func NewLocal(cfg LocalConfig) *Local {
 	l := &Local{e: cfg.Engine, ix: cfg.Index, predicates: map[string]bool{}, replaying: cfg.Replaying, status: cfg.Status}

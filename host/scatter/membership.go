@@ -63,7 +63,7 @@ func (s *Scatter) UnavailableSegments() []string {
 // the partitions' sizes, or the first partition's error.
 func (s *Scatter) SegmentCount(segment string) (uint64, error) {
 	counts := make([]uint64, len(s.parts))
-	err := s.each(context.Background(), func(_ context.Context, i int, p Part) error {
+	err := s.eachQuick(func(_ context.Context, i int, p Part) error {
 		n, err := p.SegmentCount(segment)
 		counts[i] = n
 		return err
@@ -85,7 +85,7 @@ func (s *Scatter) Segments() []api.SegmentInfo {
 		return s.parts[0].Segments()
 	}
 	lists := make([][]api.SegmentInfo, len(s.parts))
-	_ = s.each(context.Background(), func(_ context.Context, i int, p Part) error {
+	_ = s.eachQuick(func(_ context.Context, i int, p Part) error {
 		lists[i] = p.Segments()
 		return nil
 	})
@@ -200,7 +200,7 @@ func (s *Scatter) Status() api.StatusReply {
 		return s.parts[0].Status()
 	}
 	sts := make([]api.StatusReply, len(s.parts))
-	_ = s.each(context.Background(), func(_ context.Context, i int, p Part) error {
+	_ = s.eachQuick(func(_ context.Context, i int, p Part) error {
 		sts[i] = p.Status()
 		return nil
 	})

@@ -23,6 +23,10 @@ import (
 //   - Location and Now are the same for every partition (one clock and
 //     time zone per stream).
 //
+// The methods without a context (those of bus.Membership and
+// bus.SegmentStore) must bound their own wait: a Part across the network
+// answers an error past the request timeout rather than block the merge.
+//
 // Errors carry their code as the service reads it (an *ingest.Error, an
 // error wrapping ingest.ErrNotFound, a context error); the merged answer
 // keeps it.

@@ -17,6 +17,8 @@ import (
 // of goroutines, as its Parts' must be.
 type Scatter struct {
 	parts []Part
+	// inProcess is set when every Part answers in this process (Local).
+	inProcess bool
 	// sem bounds the partitions one request queries at the same time.
 	sem chan struct{}
 }
@@ -43,7 +45,13 @@ func New(parts []Part, opts Options) (*Scatter, error) {
 	if opts.Parallel <= 0 {
 		opts.Parallel = runtime.GOMAXPROCS(0)
 	}
-	return &Scatter{parts: append([]Part(nil), parts...), sem: make(chan struct{}, opts.Parallel)}, nil
+	s := &Scatter{parts: append([]Part(nil), parts...), sem: make(chan struct{}, opts.Parallel), inProcess: true}
+	for _, p := range parts {
+		if _, ok := p.(interface{ inProcess() }); !ok {
+			s.inProcess = false
+		}
+	}
+	return s, nil
 }
 
 // Partitions is P.
@@ -142,6 +150,23 @@ func (s *Scatter) each(ctx context.Context, fn func(ctx context.Context, p int, 
 		}
 	}
 	return first
+}
+
+// eachQuick is each for the calls that read a few counters or ids: when
+// every partition is in this process they cost less than starting a
+// goroutine (a segment count: about 1 µs by itself, 10 µs more on
+// goroutines), so they run one after the other, stopping at the first
+// error; partitions elsewhere are still asked all at once.
+func (s *Scatter) eachQuick(fn func(ctx context.Context, p int, part Part) error) error {
+	if !s.inProcess {
+		return s.each(context.Background(), fn)
+	}
+	for p, part := range s.parts {
+		if err := fn(context.Background(), p, part); err != nil {
+			return s.partErr(p, err)
+		}
+	}
+	return nil
 }
 
 // errPartFailed is the cause of the cancellation of the other partitions'

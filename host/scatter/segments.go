@@ -17,7 +17,7 @@ import (
 // revision, and the latest change of any partition.
 func (s *Scatter) SegmentDetail(segment string) (api.SegmentGetReply, error) {
 	reps := make([]api.SegmentGetReply, len(s.parts))
-	err := s.each(context.Background(), func(_ context.Context, i int, p Part) error {
+	err := s.eachQuick(func(_ context.Context, i int, p Part) error {
 		var err error
 		reps[i], err = p.SegmentDetail(segment)
 		return err
@@ -179,24 +179,25 @@ func (s *Scatter) SegmentQuery(ctx context.Context, q *setexpr.Expr) (*roaring.B
 }
 
 // toGlobal turns a bitmap of partition p's local ids into global ids (the
-// same bitmap when n = 1). A block of 2^16 local ids stays a block, so the
-// ids are read in runs and added in order.
+// same bitmap when n = 1). A block of 2^16 local ids is one roaring
+// container and stays one: each block is moved whole to its global block
+// (a copy of its container under another key), never id by id.
 func toGlobal(bm *roaring.Bitmap, p, n int) *roaring.Bitmap {
-	if n == 1 {
+	if n == 1 || bm.IsEmpty() {
 		return bm
 	}
-	out := roaring.New()
-	it := bm.ManyIterator()
-	buf := make([]uint32, 4096)
-	for {
-		k := it.NextMany(buf)
-		if k == 0 {
-			break
+	lo, hi := bm.Minimum()>>blockBits, bm.Maximum()>>blockBits
+	shift := func(k uint32) int64 { return int64(GlobalID(k<<blockBits, p, n)) - int64(k<<blockBits) }
+	if lo == hi {
+		return roaring.AddOffset64(bm, shift(lo))
+	}
+	out, mask := roaring.New(), roaring.New()
+	for k := lo; k <= hi; k++ {
+		mask.Clear()
+		mask.AddRange(uint64(k)<<blockBits, uint64(k+1)<<blockBits)
+		if block := roaring.And(bm, mask); !block.IsEmpty() {
+			out.Or(roaring.AddOffset64(block, shift(k)))
 		}
-		for j, l := range buf[:k] {
-			buf[j] = GlobalID(l, p, n)
-		}
-		out.AddMany(buf[:k])
 	}
 	return out
 }
@@ -216,7 +217,7 @@ func (s *Scatter) UserNames(ids []uint32) []string {
 		at[p] = append(at[p], k)
 	}
 	out := make([]string, len(ids))
-	_ = s.each(context.Background(), func(_ context.Context, i int, p Part) error {
+	_ = s.eachQuick(func(_ context.Context, i int, p Part) error {
 		if len(local[i]) == 0 {
 			return nil
 		}
@@ -234,7 +235,7 @@ func (s *Scatter) UserNames(ids []uint32) []string {
 // answers, and the merge is a 503 to retry rather than a partial day.
 func (s *Scatter) History(segment string, from, to time.Time) ([]api.HistoryDay, error) {
 	hs := make([][]api.HistoryDay, len(s.parts))
-	err := s.each(context.Background(), func(_ context.Context, i int, p Part) error {
+	err := s.eachQuick(func(_ context.Context, i int, p Part) error {
 		var err error
 		hs[i], err = p.History(segment, from, to)
 		return err
