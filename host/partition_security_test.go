@@ -56,7 +56,7 @@ func TestPartitionsOnDocumentedConfig(t *testing.T) { // not parallel: t.Setenv
 	defer cancel()
 	srv, err := Start(ctx, Config{DataDir: filepath.Join(dir, "segd"), NATSURL: ns.ClientURL(), RulePaths: []string{writeRoleRules(t, dir)},
 		NATSOptions: []nats.Option{nats.UserInfo("segd", password["segd"]), nats.CustomInboxPrefix("_INBOX.segd")},
-		Partitions: 2, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		Partitions:  2, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatalf("segd with 2 partitions and its documented permissions: %v", err)
 	}
