@@ -37,8 +37,14 @@ const partitionRules = testRules + `
 // above and a manual clock at now.
 func startPartitioned(t *testing.T, dataDir string, p int, now time.Time) *testServer {
 	t.Helper()
+	return startPartitionedRules(t, dataDir, p, now, partitionRules)
+}
+
+// startPartitionedRules is startPartitioned with other rules.
+func startPartitionedRules(t *testing.T, dataDir string, p int, now time.Time, ruleText string) *testServer {
+	t.Helper()
 	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
-	if err := os.WriteFile(rulesFile, []byte(partitionRules), 0o644); err != nil {
+	if err := os.WriteFile(rulesFile, []byte(ruleText), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return startServer(t, Config{DataDir: dataDir, Listen: "127.0.0.1:0", RulePaths: []string{rulesFile},
@@ -484,4 +490,61 @@ func TestServeAgainstReferenceWithPartitions(t *testing.T) {
 	}
 	waitAll(t, ts, info.CachedInfo().State.LastSeq)
 	ts.compare(t, ref, segs, ref.Users())
+}
+
+// TestPartitionsRebuildNewRulesAtStart: a rule added to the files while
+// segd was stopped is rebuilt at start by every partition from its share
+// of the log, beside the others loaded from the partitions' snapshots;
+// then every answer is P=1's.
+func TestPartitionsRebuildNewRulesAtStart(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	const users = 50
+	stream := randomStream(11, users, 30, now)
+	dir1, dir4 := t.TempDir(), t.TempDir()
+	one := startPartitioned(t, dir1, 1, now)
+	four := startPartitioned(t, dir4, 4, now)
+	ctx := context.Background()
+	var last1, last4 uint64
+	for i, items := range stream {
+		ack, err := client.PublishBatch(ctx, one.js, "segd.events.test", items, fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last1 = ack.Sequence
+		if ack, err = client.PublishPartitioned(ctx, four.js, "segd.events.test", items, fmt.Sprint(i), 4); err != nil {
+			t.Fatal(err)
+		}
+		last4 = max(last4, ack.Sequence)
+	}
+	waitAll(t, one, last1)
+	waitAll(t, four, last4)
+	one.close()
+	four.close()
+
+	more := partitionRules + `
+  - id: late_payer
+    did: {event: pay, count: ">= 2", last: 10d}
+`
+	one = startPartitionedRules(t, dir1, 1, now, more)
+	four = startPartitionedRules(t, dir4, 4, now, more)
+	waitAll(t, one, last1)
+	waitAll(t, four, last4)
+	st, err := four.client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ps := range st.Partitions {
+		if ps.Snapshot == nil || ps.Snapshot.Loaded == "" || len(ps.Snapshot.Rebuilt) != 1 || ps.Snapshot.Rebuilt[0] != "late_payer" {
+			t.Errorf("partition %d: snapshot %+v, want loaded with late_payer rebuilt", ps.Partition, ps.Snapshot)
+		}
+	}
+	if n, err := one.client.SegmentCount(ctx, "late_payer"); err != nil || n == 0 {
+		t.Fatalf("late_payer has %d members (%v): the stream should make some", n, err)
+	}
+	var names []string
+	for i := range users {
+		names = append(names, fmt.Sprintf("user-%d", i))
+	}
+	compareAnswers(t, "P=4 after a rebuild at start", answers(t, one, names), answers(t, four, names))
 }
