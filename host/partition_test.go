@@ -548,3 +548,57 @@ func TestPartitionsRebuildNewRulesAtStart(t *testing.T) {
 	}
 	compareAnswers(t, "P=4 after a rebuild at start", answers(t, one, names), answers(t, four, names))
 }
+
+// TestPluginPutWithPartitions is TestPluginPutRebuildsFileRules with four
+// partitions: a new plugin version rebuilds the segment that names it in
+// every partition, which then serves the new version's members, also
+// after a restart.
+func TestPluginPutWithPartitions(t *testing.T) {
+	t.Parallel()
+	gt, ge := amountVersions(t)
+	dir, dataDir := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "amount.wasm"), gt, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "amount.yaml"), []byte(amountMan), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(testRules+"  - "+strings.ReplaceAll(strings.TrimSpace(pluginSeg), "\n", "\n    ")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := func(seed uint64) *ruleTest {
+		clock := engine.NewManualClock(time.Date(2026, 11, 20, 21, 0, 0, 0, time.UTC))
+		ts := startServer(t, Config{DataDir: dataDir, Listen: "127.0.0.1:0", RulePaths: []string{rulesFile}, Clock: clock,
+			PluginsDir: dir, Partitions: 4, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		return &ruleTest{testServer: ts, rulesFile: rulesFile, rng: rand.New(rand.NewPCG(seed, 17))}
+	}
+	rt := start(51)
+	ctx := context.Background()
+	old := rt.expect(t, pluginSegGT)
+	next := rt.expect(t, pluginSegGE)
+	for i := range 6 {
+		rt.pluginBatch(t, i%2 == 0)
+	}
+	rt.checkServed(t, old)
+	if a, b := rt.refs[old].Members("big_plugin", rt.clock.Now()), rt.refs[next].Members("big_plugin", rt.clock.Now()); slices.Equal(a, b) {
+		t.Fatalf("the two versions agree on the data (%v): the test does not discriminate", a)
+	}
+	p, err := rt.client.PushPlugin(ctx, "amount", ge, amountMan, "")
+	if err != nil || !slices.Equal(p.Rebuilding, []string{"big_plugin"}) {
+		t.Fatalf("push: %+v, %v", p, err)
+	}
+	rt.pluginBatch(t, true)
+	rt.waitExact(t, next)
+	rt.pluginBatch(t, true)
+	rt.checkServed(t, next)
+
+	rt.close()
+	rt2 := start(52)
+	rt2.refs, rt2.sets, rt2.step = rt.refs, rt.sets, rt.step
+	if err := rt2.srv.WaitRebuilt(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rt2.waitSwapped(t, "big_plugin")
+	rt2.checkServed(t, next)
+}
