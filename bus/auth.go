@@ -56,6 +56,8 @@ var (
 	// readers, the export bucket, the rules bucket, the plugins bucket.
 	serviceJS = append(append([]string{
 		"$JS.API.STREAM.CREATE." + EventsStream, "$JS.API.STREAM.UPDATE." + EventsStream, "$JS.API.STREAM.INFO." + EventsStream,
+		// A partition's last message (bus.LastPartitionSeq).
+		"$JS.API.STREAM.MSG.GET." + EventsStream,
 		"$JS.API.STREAM.CREATE." + api.ChangesStream, "$JS.API.STREAM.UPDATE." + api.ChangesStream, "$JS.API.STREAM.INFO." + api.ChangesStream,
 		"$JS.API.STREAM.MSG.GET." + api.ChangesStream,
 		"$JS.API.STREAM.CREATE." + DeadLetterStream, "$JS.API.STREAM.UPDATE." + DeadLetterStream, "$JS.API.STREAM.INFO." + DeadLetterStream,
@@ -65,7 +67,8 @@ var (
 		"$JS.API.CONSUMER.CREATE." + EventsStream + ".>",
 		"$JS.API.CONSUMER.INFO." + EventsStream + ".*",
 		"$JS.API.CONSUMER.DELETE." + EventsStream + ".*",
-		"$JS.API.CONSUMER.RESET." + EventsStream + "." + DefaultDurable,
+		// Its durables: "segd", or segd-p<N>of<P> per partition.
+		"$JS.API.CONSUMER.RESET." + EventsStream + ".*",
 		"$JS.API.CONSUMER.MSG.NEXT." + EventsStream + ".*",
 		"$JS.ACK." + EventsStream + ".>",
 	}, RuleStorePermissions...), PluginStorePermissions...)
@@ -79,7 +82,7 @@ func RolePermissions(role, user string) (*server.Permissions, error) {
 	switch role {
 	case RoleProducer:
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: []string{api.EventsSubjectPrefix + ">"}},
+			Publish:   &server.SubjectPermission{Allow: []string{api.EventsSubjectPrefix + ">", PartitionSubjects}},
 			Subscribe: &server.SubjectPermission{Allow: inbox},
 		}, nil
 	case RoleReader:
@@ -194,8 +197,9 @@ func applyAuth(sopts *server.Options, users []User) ([]nats.Option, error) {
 	pw := base64.RawURLEncoding.EncodeToString(secret)
 	self, _ := RolePermissions(RoleService, RoleService)
 	// The demo stream (segd serve --demo) is published on segd's own
-	// connection, which first looks for an earlier demo history.
-	self.Publish.Allow = append(slices.Clone(self.Publish.Allow), api.EventsSubjectPrefix+">", "$JS.API.STREAM.MSG.GET."+EventsStream)
+	// connection (partition-aware with several partitions), which first
+	// looks for an earlier demo history (STREAM.MSG.GET, in serviceJS).
+	self.Publish.Allow = append(slices.Clone(self.Publish.Allow), api.EventsSubjectPrefix+">", PartitionSubjects)
 	sopts.Users = append(sopts.Users, &server.User{Username: RoleService, Password: pw, Permissions: self,
 		// Only in-process: the secret never leaves this process anyway.
 		AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeInProcess: {}}})

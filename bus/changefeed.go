@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,7 +44,23 @@ type ChangeFeedOptions struct {
 	AckTimeout time.Duration
 	// Logger receives warnings (nil: slog.Default()).
 	Logger *slog.Logger
+	// Partition, when set (PartitionName), makes this one partition's
+	// feed: its messages' Nats-Msg-Id starts with it, so that two
+	// partitions' changes at one sequence never deduplicate each other,
+	// and they carry it in HeaderPartition, where FeedResumePointOf finds
+	// them.
+	Partition string
+	// PublishLock, shared by the feeds of the partitions of one segd,
+	// makes each window of messages reach SEGD_CHANGES whole: a window
+	// keeps its order by expecting each message's predecessor to be the
+	// stream's last (see publish), which another feed's messages in
+	// between would break.
+	PublishLock *sync.Mutex
 }
+
+// HeaderPartition names the partition (PartitionName) whose feed stored
+// a change message, when segd runs more than one.
+const HeaderPartition = "Segd-Partition"
 
 // DefaultFeedBacklog is the default ChangeFeedOptions.MaxBacklog: at about
 // 10 bytes a change, a million changes.
@@ -417,6 +434,10 @@ func (f *ChangeFeed) run() {
 // lost is dropped as a duplicate by id), so SEGD_CHANGES only grows by a
 // prefix of the queue: in order, and FeedResumePoint exact.
 func (f *ChangeFeed) publish(window []*feedMsg) (int, error) {
+	if f.opts.PublishLock != nil {
+		f.opts.PublishLock.Lock()
+		defer f.opts.PublishLock.Unlock()
+	}
 	futures := make([]jetstream.PubAckFuture, 0, len(window))
 	var sendErr error
 	for i, m := range window {
@@ -453,4 +474,48 @@ func (f *ChangeFeed) publish(window []*feedMsg) (int, error) {
 		}
 	}
 	return len(futures), sendErr
+}
+
+// FeedResumePointOf is FeedResumePoint for the feed of one partition
+// (ChangeFeedOptions.Partition): the events sequence recorded on that
+// partition's last message in SEGD_CHANGES. The partitions' messages are
+// interleaved, so it reads back from the stream's end until it meets one
+// of the partition's. It returns fallback when the stream holds none of
+// them (new, or aged out), and recent when it met none in the messages
+// stored within the last within (the Nats-Msg-Id deduplication window):
+// a message of the partition older than that cannot be overtaken by its
+// republished changes without JetStream dropping them, since segd
+// snapshots (WaitCovered) more often than that.
+func FeedResumePointOf(ctx context.Context, stream jetstream.Stream, partition string, fallback, recent uint64, within time.Duration) (uint64, error) {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if info.State.Msgs == 0 {
+		return fallback, nil
+	}
+	var oldest time.Time
+	for seq := info.State.LastSeq; seq >= max(info.State.FirstSeq, 1); seq-- {
+		msg, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // deleted
+		}
+		if err != nil {
+			return 0, err
+		}
+		if oldest.IsZero() {
+			oldest = msg.Time.Add(-within)
+		}
+		if msg.Header.Get(HeaderPartition) == partition {
+			es, err := strconv.ParseUint(msg.Header.Get(api.HeaderEventsSeq), 10, 64)
+			if err != nil {
+				return recent, nil
+			}
+			return es, nil
+		}
+		if msg.Time.Before(oldest) {
+			return recent, nil
+		}
+	}
+	return fallback, nil
 }

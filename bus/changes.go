@@ -177,6 +177,10 @@ func (f *ChangeFeed) encode(seq uint64, step int, b *api.ChangeBatch) {
 		api.HeaderEventsSeq:   {strconv.FormatUint(seq, 10)},
 		api.HeaderChanges:     {strconv.Itoa(n)},
 	}}
+	if p := f.opts.Partition; p != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, p+":"+msg.Header.Get(jetstream.MsgIDHeader))
+		msg.Header.Set(HeaderPartition, p)
+	}
 	f.enqueue(&feedMsg{seq: seq, changes: n, msg: msg})
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +26,10 @@ const EventsStream = "SEGD_EVENTS"
 // such as static segment uploads (ControlUploadSubject).
 const ControlSubjects = "segd.control.>"
 
+// PartitionSubjects are the events stream's subjects for partition-aware
+// producers' batches: segd.part.<N>.events (api.PartitionSubject).
+const PartitionSubjects = api.PartitionSubjectPrefix + ">"
+
 // DefaultDurable is the default name of the durable consumer that feeds the
 // host.
 const DefaultDurable = "segd"
@@ -33,7 +39,8 @@ const DefaultDurable = "segd"
 type StreamConfig struct {
 	// Name is the stream name (default EventsStream).
 	Name string
-	// Subjects default to segd.events.>; ControlSubjects is always added.
+	// Subjects default to segd.events.>; ControlSubjects and
+	// PartitionSubjects are always added.
 	Subjects []string
 	// MaxAge is how long batches are kept (default 90 days). State is a
 	// snapshot plus a replay of the log after it, so MaxAge must stay well
@@ -46,6 +53,13 @@ type StreamConfig struct {
 	MaxMsgSize int32
 	// Replicas is the number of copies in a cluster (default 1).
 	Replicas int
+	// Partitions is the number of partitions users are split into (0
+	// means 1; at most api.MaxPartitions). It is recorded in the stream's
+	// metadata (api.StreamPartitionsKey) when the stream has none, and a
+	// stream recorded with another number is an error wrapping
+	// ErrPartitionsMismatch: a partition's state is a function of its
+	// users, so the number is fixed for a stream.
+	Partitions int
 }
 
 // EnsureEventsStream creates the events stream, or updates it to cfg if it
@@ -62,6 +76,36 @@ func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, cfg StreamC
 		// applies them in order.
 		cfg.Subjects = append(slices.Clone(cfg.Subjects), ControlSubjects)
 	}
+	if !slices.Contains(cfg.Subjects, PartitionSubjects) {
+		// Partition-aware producers' batches (segd.part.<N>.events).
+		cfg.Subjects = append(slices.Clone(cfg.Subjects), PartitionSubjects)
+	}
+	if cfg.Partitions == 0 {
+		cfg.Partitions = 1
+	}
+	if err := CheckPartitions(cfg.Partitions); err != nil {
+		return nil, err
+	}
+	metadata := map[string]string{}
+	if cur, err := js.Stream(ctx, cfg.Name); err == nil {
+		got := cur.CachedInfo().Config
+		n, recorded, err := streamPartitions(got)
+		if err != nil {
+			return nil, err
+		}
+		if recorded && n != cfg.Partitions {
+			return nil, fmt.Errorf("%w: stream %s holds %d partitions (metadata %s=%d) but segd was started with %d: start it with --partitions %d (the number is fixed for a stream)",
+				ErrPartitionsMismatch, cfg.Name, n, api.StreamPartitionsKey, n, cfg.Partitions, n)
+		}
+		for k, v := range got.Metadata {
+			if !strings.HasPrefix(k, "_nats.") { // the server's own
+				metadata[k] = v
+			}
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	metadata[api.StreamPartitionsKey] = strconv.Itoa(cfg.Partitions)
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = 90 * 24 * time.Hour
 	}
@@ -90,6 +134,7 @@ func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, cfg StreamC
 		MaxMsgSize:  cfg.MaxMsgSize,
 		Replicas:    cfg.Replicas,
 		Discard:     jetstream.DiscardOld,
+		Metadata:    metadata,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
@@ -143,6 +188,12 @@ type ConsumerOptions struct {
 	// MaxAttempts. A failure to store it is retried up to MaxAttempts
 	// times.
 	DeadLetters *DeadLetters
+	// Partition and Partitions, with Partitions > 1, make this the
+	// consumer of one partition: each message is reduced to the
+	// partition's items (KeepPartition) before Apply sees it. The caller
+	// sets Durable and FilterSubjects (PartitionDurable,
+	// PartitionFilterSubjects).
+	Partition, Partitions int
 }
 
 // DefaultMaxAttempts is ConsumerOptions.MaxAttempts' default.
@@ -329,7 +380,12 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 		return
 	}
 	r := retrier{c: c, msg: msg, seq: seq}
-	im := DecodeMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli())
+	decode := func() *IngestMessage {
+		im := DecodeMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli())
+		KeepPartition(im, c.opts.Partition, c.opts.Partitions)
+		return im
+	}
+	im := decode()
 	if im.Err != nil && c.opts.DeadLetters != nil {
 		// Kept before Apply counts it: a message that is not a batch is
 		// acked only once recorded, or once recording it has failed for
@@ -346,7 +402,7 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 	first := true
 	done, ok := r.try("apply", func() error {
 		if !first { // Apply may have changed it
-			im = DecodeMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli())
+			im = decode()
 		}
 		first = false
 		return c.ing.Apply(c.ctx, im)
@@ -518,19 +574,30 @@ func DecodeMessage(seq uint64, subject string, data []byte, t int64) *IngestMess
 // rebuild from the log replays. It is not safe for concurrent use.
 type LogReader struct {
 	to   uint64
+	last uint64 // the last sequence of the filtered messages (0: unfiltered)
 	done bool
-	cons jetstream.Consumer
-	it   jetstream.MessagesContext
+	// part and of reduce each message to one partition's items.
+	part, of int
+	cons     jetstream.Consumer
+	it       jetstream.MessagesContext
 }
 
 // ReadLog opens a LogReader on stream (EventsStream if empty) for the
 // messages with sequences from..to that it still holds (from below the
 // stream's first sequence starts there). Close it when done.
 func ReadLog(ctx context.Context, js jetstream.JetStream, stream string, from, to uint64) (*LogReader, error) {
+	return ReadPartitionLog(ctx, js, stream, from, to, 0, 1)
+}
+
+// ReadPartitionLog is ReadLog for partition part of of: it reads only the
+// subjects the partition reads (PartitionFilterSubjects) and reduces each
+// message to the partition's items (KeepPartition), as its consumer does.
+// With of < 2 it is ReadLog.
+func ReadPartitionLog(ctx context.Context, js jetstream.JetStream, stream string, from, to uint64, part, of int) (*LogReader, error) {
 	if stream == "" {
 		stream = EventsStream
 	}
-	r := &LogReader{to: to}
+	r := &LogReader{to: to, part: part, of: of}
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return nil, fmt.Errorf("read log %s: %w", stream, err)
@@ -540,11 +607,24 @@ func ReadLog(ctx context.Context, js jetstream.JetStream, stream string, from, t
 		return nil, fmt.Errorf("read log %s: %w", stream, err)
 	}
 	from = max(from, info.State.FirstSeq, 1)
+	filter := PartitionFilterSubjects(part, of)
+	if filter != nil {
+		// A filtered read must know where its messages end: with none
+		// left to deliver, Next would wait for new ones.
+		if r.last, err = LastPartitionSeq(ctx, s, part, of); err != nil {
+			return nil, fmt.Errorf("read log %s: %w", stream, err)
+		}
+		if r.last < from {
+			r.done = true
+			return r, nil
+		}
+	}
 	if info.State.Msgs == 0 || from > to || from > info.State.LastSeq {
 		r.done = true
 		return r, nil
 	}
 	r.cons, err = s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    filter,
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       from,
 		InactiveThreshold: 30 * time.Second,
@@ -582,10 +662,12 @@ func (r *LogReader) Next(ctx context.Context) (*IngestMessage, error) {
 		r.done = true
 		return nil, io.EOF
 	}
-	if seq == r.to || md.NumPending == 0 {
+	if seq == r.to || md.NumPending == 0 || r.last != 0 && seq >= r.last {
 		r.done = true // nothing more is stored: do not wait for it
 	}
-	return DecodeMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli()), nil
+	im := DecodeMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli())
+	KeepPartition(im, r.part, r.of)
+	return im, nil
 }
 
 // Close stops the reader.

@@ -164,7 +164,7 @@ func TestEnsureEventsStream(t *testing.T) {
 	if cfg.MaxMsgSize != 1<<20 {
 		t.Errorf("MaxMsgSize = %d, want the server's max payload", cfg.MaxMsgSize)
 	}
-	if len(cfg.Subjects) != 2 || cfg.Subjects[0] != "segd.events.>" || cfg.Subjects[1] != ControlSubjects {
+	if len(cfg.Subjects) != 3 || cfg.Subjects[0] != "segd.events.>" || cfg.Subjects[1] != ControlSubjects || cfg.Subjects[2] != "segd.part.>" {
 		t.Errorf("subjects %v", cfg.Subjects)
 	}
 }

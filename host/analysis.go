@@ -84,11 +84,15 @@ func (o *predicateObserver) ObserveEvents(events []rules.Event, users []uint32) 
 	}
 }
 
-// AnalysisIndex returns the server's analysis index.
-func (s *Server) AnalysisIndex() *analysis.Index { return s.analysis }
+// AnalysisIndex returns the server's analysis index (with several
+// partitions, the first partition's).
+func (s *Server) AnalysisIndex() *analysis.Index { return s.partitions()[0].analysis }
 
 // analysisEndpoints are the segd.v1.analysis.* endpoints.
 func (s *Server) analysisEndpoints() []bus.Endpoint {
+	if s.scatter != nil {
+		return bus.AnalysisEndpoints(s.scatter)
+	}
 	a := &analyzer{ix: s.AnalysisIndex(), engine: s.engine, predicates: map[string]bool{}}
 	for _, p := range s.predicates {
 		a.predicates[p.ID] = true

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
@@ -18,9 +19,16 @@ import (
 type segmentAPI struct {
 	feed   *bus.ChangeFeed
 	waiter bus.SeqWaiter
-	// replayTo is the events stream's last sequence at start: until it is
-	// applied, segments are "rebuilding".
+	// replayTo is the events stream's last sequence at start (of the
+	// messages this partition reads): until it is applied, segments are
+	// "rebuilding".
 	replayTo uint64
+	// changes is SEGD_CHANGES; streamEnd the events stream's last
+	// sequence at start.
+	changes   jetstream.Stream
+	streamEnd uint64
+	// events is SEGD_EVENTS.
+	events jetstream.Stream
 }
 
 // wireChanges creates the change feed stream SEGD_CHANGES and connects the
@@ -43,15 +51,26 @@ func (s *Server) wireChanges(ctx context.Context, cfg *engine.Config) error {
 		return fmt.Errorf("events stream: %w", err)
 	}
 	s.segAPI.replayTo = info.State.LastSeq
+	if s.part.of > 1 {
+		// A partition is caught up at the last message it reads, which
+		// may lie before the stream's last.
+		if s.segAPI.replayTo, err = bus.LastPartitionSeq(ctx, events, s.part.n, s.part.of); err != nil {
+			return fmt.Errorf("events stream: %w", err)
+		}
+	}
 	changes, err := bus.EnsureChangesStream(ctx, s.js, bus.ChangesStreamConfig{})
 	if err != nil {
 		return fmt.Errorf("change feed: %w", err)
 	}
-	resume, err := bus.FeedResumePoint(ctx, changes, info.State.LastSeq+1)
-	if err != nil {
-		return fmt.Errorf("change feed: %w", err)
-	}
-	s.segAPI.feed = bus.StartChangeFeed(s.js, bus.ChangeFeedOptions{ResumeAfter: resume, Logger: s.cfg.Logger, MaxBacklog: s.cfg.FeedBacklog})
+	s.segAPI.changes, s.segAPI.streamEnd, s.segAPI.events = changes, info.State.LastSeq, events
+	if s.part.of < 2 {
+		resume, err := bus.FeedResumePoint(ctx, changes, info.State.LastSeq+1)
+		if err != nil {
+			return fmt.Errorf("change feed: %w", err)
+		}
+		s.segAPI.feed = bus.StartChangeFeed(s.js, bus.ChangeFeedOptions{ResumeAfter: resume, Logger: s.cfg.Logger, MaxBacklog: s.cfg.FeedBacklog})
+		s.cfg.Logger.Info("change feed", "stream", api.ChangesStream, "resume_after_seq", resume)
+	} // a partition's starts once its snapshot is loaded: startPartitionFeed
 	cfg.OnChanges = func(cs []engine.Change) {
 		if len(cs) == 0 {
 			return
@@ -66,6 +85,29 @@ func (s *Server) wireChanges(ctx context.Context, cfg *engine.Config) error {
 			return bus.FeedChange{Segment: cs[i].Segment, User: cs[i].User, Enter: cs[i].Enter}
 		})
 	}
+	return nil
+}
+
+// startPartitionFeed starts a partition's change feed publisher, once its
+// snapshot is loaded: it resumes after the partition's last message in
+// SEGD_CHANGES (bus.FeedResumePointOf), or, if none is recent, republishes
+// from its replay's start (JetStream drops what was stored, by
+// Nats-Msg-Id). A no-op for a single partition, whose feed wireChanges
+// started.
+func (s *Server) startPartitionFeed(ctx context.Context) error {
+	if s.part.of < 2 {
+		return nil
+	}
+	info, err := s.segAPI.changes.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("change feed: %w", err)
+	}
+	resume, err := bus.FeedResumePointOf(ctx, s.segAPI.changes, s.part.name(), s.segAPI.streamEnd+1, s.replayFrom, info.Config.Duplicates)
+	if err != nil {
+		return fmt.Errorf("change feed: %w", err)
+	}
+	s.segAPI.feed = bus.StartChangeFeed(s.js, bus.ChangeFeedOptions{ResumeAfter: resume, Logger: s.cfg.Logger, MaxBacklog: s.cfg.FeedBacklog,
+		Partition: s.part.name(), PublishLock: &s.front.feedLock})
 	s.cfg.Logger.Info("change feed", "stream", api.ChangesStream, "resume_after_seq", resume)
 	return nil
 }
@@ -111,8 +153,9 @@ const feedCoverTimeout = time.Minute
 // sequence for segment.upload.
 func (s *Server) ingester() bus.Ingester { return appliedIngester{s.engine, &s.segAPI.waiter} }
 
-// ChangeFeed returns the change feed publisher, for its counters.
-func (s *Server) ChangeFeed() *bus.ChangeFeed { return s.segAPI.feed }
+// ChangeFeed returns the change feed publisher, for its counters (with
+// several partitions, the first partition's).
+func (s *Server) ChangeFeed() *bus.ChangeFeed { return s.partitions()[0].segAPI.feed }
 
 type appliedIngester struct {
 	e *engine.Engine
@@ -129,12 +172,20 @@ func (a appliedIngester) Apply(ctx context.Context, msg *bus.IngestMessage) erro
 
 // segmentEndpoints are the segment API endpoints beyond membership.
 func (s *Server) segmentEndpoints() []bus.Endpoint {
+	if s.scatter != nil {
+		return bus.SegmentEndpoints(s.scatter, bus.SegmentOptions{JetStream: s.js, WaitApplied: s.WaitApplied})
+	}
 	return bus.SegmentEndpoints(segmentStore{s}, bus.SegmentOptions{JetStream: s.js, WaitApplied: s.segAPI.waiter.Wait})
 }
 
 // membership is what the service answers membership from: the engine, with
 // segments shown as rebuilding until the replay at start has caught up.
-func (s *Server) membership() bus.Membership { return replayMembership{s.engine, s} }
+func (s *Server) membership() bus.Membership {
+	if s.scatter != nil {
+		return s.scatter
+	}
+	return replayMembership{s.engine, s}
+}
 
 type replayMembership struct {
 	*engine.Engine
@@ -144,22 +195,26 @@ type replayMembership struct {
 // Status adds readiness, replay progress, snapshots and dead letters to
 // the engine's counters: segd is ready once it has applied the stream as it
 // was at start.
-func (m replayMembership) Status() api.StatusReply {
-	st := m.Engine.Status()
-	s := m.s
+func (m replayMembership) Status() api.StatusReply { return m.s.completeStatus(m.Engine.Status()) }
+
+// completeStatus adds to the engine's status what the host knows. The
+// dead letters and plugins, which the partitions share, are the first
+// partition's to report.
+func (s *Server) completeStatus(st api.StatusReply) api.StatusReply {
 	st.Ready = st.Ready && !s.rebuilding() && len(st.Rebuilding) == 0
 	st.ReplayFrom, st.ReplayTo = s.replayFrom, s.segAPI.replayTo
 	if s.snaps != nil {
 		st.Snapshot = s.snaps.statusCopy()
 	}
-	if s.dlq != nil {
+	shared := s.part.n == 0
+	if s.dlq != nil && shared {
 		st.DeadLetterStream, st.DeadLetters = s.dlq.Stream(), s.dlq.Count()
 	}
 	s.addIngestStatus(&st)
 	if s.segAPI.feed != nil {
 		st.Feed = s.segAPI.feed.Status()
 	}
-	if s.plugins != nil {
+	if s.plugins != nil && shared {
 		for _, p := range s.plugins.Statuses() {
 			st.Plugins = append(st.Plugins, api.PluginStatus{
 				Name: p.Name, Version: p.Version, ABI: p.ABI, State: string(p.State), LastError: p.LastError,

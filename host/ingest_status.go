@@ -5,7 +5,7 @@ import "github.com/segd/segd/bus/api"
 // addIngestStatus adds the consumer's, the dead-letter stream's and the
 // analysis index's failure counters to a status reply.
 func (s *Server) addIngestStatus(st *api.StatusReply) {
-	if s.dlq != nil {
+	if s.dlq != nil && s.part.n == 0 { // shared by the partitions
 		st.DeadLetterRecords = s.dlq.Records()
 	}
 	if s.analysis != nil {

@@ -43,7 +43,7 @@ type metricsSource struct{ s *Server }
 
 func (m metricsSource) Status() api.StatusReply     { return m.s.membership().Status() }
 func (m metricsSource) Segments() []api.SegmentInfo { return m.s.membership().Segments() }
-func (m metricsSource) Work() engine.WorkStats      { return m.s.engine.Work() }
+func (m metricsSource) Work() engine.WorkStats      { return m.s.work() }
 
 func (m metricsSource) Plugins() []plugins.Status {
 	if m.s.plugins == nil {

@@ -139,7 +139,7 @@ func (a *pluginAdmin) PutPlugin(ctx context.Context, r api.PluginPutRequest) (*a
 		}
 		return nil, badModule("module", fmt.Errorf("the module is refused (%s): %w", stays, err))
 	}
-	e, err := a.store.Put(ctx, r.Name, wasm, r.Manifest, r.Author, a.s.engine.Now())
+	e, err := a.store.Put(ctx, r.Name, wasm, r.Manifest, r.Author, a.s.defEngine().Now())
 	if err != nil {
 		// Running, not stored: plugin.get shows the two versions.
 		return nil, fmt.Errorf("plugin %s: version %.12s runs but is not stored, so a restart will not load it: %w", r.Name, bus.Digest(wasm), err)
@@ -225,8 +225,9 @@ func (s *Server) segmentsNamingLocked(plugin string) []string {
 		queued[c.id] = c.seg
 	}
 	var out []string
-	for _, info := range s.engine.Segments() {
-		seg, _, err := s.engine.Segment(info.ID)
+	e := s.defEngine()
+	for _, info := range e.Segments() {
+		seg, _, err := e.Segment(info.ID)
 		if q, ok := queued[info.ID]; ok {
 			seg, err = q, nil
 		} else if _, defined := s.rules.defs[info.ID]; err == nil && !defined && strings.HasPrefix(seg.File, kvFilePrefix) {

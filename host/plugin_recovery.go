@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segd/segd/bus"
 	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/rules"
 )
@@ -57,7 +56,7 @@ func (pr *pluginRecovery) take() map[string]bool {
 func (s *Server) startPluginRecovery(ctx context.Context) {
 	pr := &pluginRecovery{pending: map[string]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.recovery = pr
-	if s.plugins != nil {
+	if s.plugins != nil && s.front == nil { // a front fans the news out to its partitions'
 		s.plugins.OnUsable(pr.usable)
 	}
 	go s.runPluginRecovery(ctx, pr)
@@ -120,7 +119,7 @@ func (s *Server) runPluginRecovery(ctx context.Context, pr *pluginRecovery) {
 func (s *Server) runRecoveryRebuild(ctx context.Context, rb *engine.Rebuild) {
 	start := time.Now()
 	res, err := func() (engine.RebuildResult, error) {
-		src, err := bus.ReadLog(ctx, s.js, bus.EventsStream, 1, rb.ToSeq())
+		src, err := s.readLog(ctx, 1, rb.ToSeq())
 		if err != nil {
 			return engine.RebuildResult{}, err
 		}

@@ -53,7 +53,7 @@ func (s *Server) previewWithin(ctx context.Context, r api.SegmentPreviewRequest,
 	if err != nil {
 		return nil, &bus.Error{Code: api.CodeBadRequest, Field: "definition", Err: err}
 	}
-	to := s.engine.Status().LastSeq
+	to := s.appliedSeq()
 	e := engine.New(engine.Config{Segments: p.segs, Location: s.cfg.Location, Clock: s.cfg.Clock,
 		Logger: slog.New(slog.DiscardHandler), RetentionDays: s.ruleOpts.MaxWindowDays, MaxFutureSkew: s.cfg.MaxFutureSkew})
 	progress, err := replayInto(ctx, e, s, to)
@@ -206,8 +206,10 @@ func (s *Server) compilePreview(definition string) (*previewSet, error) {
 // of the analysis index, which sees every applied event; when its
 // dictionary is full, names may be missing from it and nothing is refused.
 func (s *Server) previewEventCheck() func(file, event string) error {
-	if s.analysis == nil || s.analysis.Stats().Dropped > 0 {
-		return nil
+	for _, p := range s.partitions() {
+		if p.analysis == nil || p.analysis.Stats().Dropped > 0 {
+			return nil
+		}
 	}
 	var known []string // read once, on the first event named
 	return func(file, event string) error {
@@ -215,7 +217,7 @@ func (s *Server) previewEventCheck() func(file, event string) error {
 			return nil // saved rules may wait for events to come
 		}
 		if known == nil {
-			known = s.analysis.EventNames()
+			known = s.eventNames()
 		}
 		if _, found := slices.BinarySearch(known, event); found {
 			return nil

@@ -47,12 +47,6 @@ func (s *Server) logReplay(ctx context.Context, to uint64) {
 	}
 }
 
-// WaitApplied waits until segd has applied the events stream up to seq,
-// or ctx ends.
-func (s *Server) WaitApplied(ctx context.Context, seq uint64) error {
-	return s.segAPI.waiter.Wait(ctx, seq)
-}
-
 // HistoryStart implements segment.history's HistoryStart (see
 // engine.HistoryStart).
 func (st segmentStore) HistoryStart(segment string) string { return st.s.engine.HistoryStart(segment) }

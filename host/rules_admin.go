@@ -50,6 +50,8 @@ type ruleChange struct {
 	id  string
 	rev uint64
 	seg *rules.Segment
+	// parts are the partitions it has still to run in (nil: every one).
+	parts []*Server
 }
 
 // loadRules opens the rules bucket and compiles its definitions above the
@@ -259,14 +261,14 @@ func (a *ruleAdmin) PutRule(ctx context.Context, r api.RulePutRequest) (*api.Rul
 	if len(set.Predicates) > len(a.s.predicates) {
 		return nil, badDefinition(errors.New("the definition defines named predicates: they go in rule files"))
 	}
-	at := a.s.engine.Now()
+	at := a.s.defEngine().Now()
 	rev, err := a.store.Put(ctx, seg.ID, r.Definition, r.Author, at, r.ExpectedRevision)
 	if err != nil {
 		return nil, err
 	}
 	a.defs[seg.ID] = bus.RuleEntry{Segment: seg.ID, Revision: rev, Definition: r.Definition, Author: r.Author, Time: at}
 	// A new segment answers 503 "rebuilding" from now on, not 404.
-	if err := a.s.engine.Do(ctx, func() error { a.s.engine.AddPending(seg, rev); return nil }); err != nil {
+	if err := a.s.eachEngine(ctx, func(e *engine.Engine) { e.AddPending(seg, rev) }); err != nil {
 		return nil, err
 	}
 	a.enqueue(ruleChange{id: seg.ID, rev: rev, seg: seg})
@@ -294,7 +296,7 @@ func (a *ruleAdmin) DeleteRule(ctx context.Context, r api.RuleRequest) (*api.Rul
 	defer a.mu.Unlock()
 	cur, ok := a.defs[r.Segment]
 	if !ok {
-		if _, _, err := a.s.engine.Segment(r.Segment); err == nil {
+		if _, _, err := a.s.defEngine().Segment(r.Segment); err == nil {
 			return nil, &bus.Error{Code: api.CodeBadRequest, Field: "segment",
 				Err: fmt.Errorf("segment %q is defined in a rule file, not through the API: remove it from the file", r.Segment)}
 		}
@@ -358,7 +360,7 @@ func (a *ruleAdmin) GetRule(_ context.Context, segment string) (*api.Rule, error
 	a.mu.Lock()
 	def, inKV := a.defs[segment]
 	a.mu.Unlock()
-	seg, info, err := a.s.engine.Segment(segment)
+	seg, info, err := a.s.segmentState(segment)
 	if err != nil && !inKV {
 		return nil, err
 	}
@@ -383,7 +385,7 @@ func (a *ruleAdmin) GetRule(_ context.Context, segment string) (*api.Rule, error
 // ListRules implements bus.RulesAdmin.
 func (a *ruleAdmin) ListRules(ctx context.Context) (*api.RuleListReply, error) {
 	ids := map[string]bool{}
-	for _, info := range a.s.engine.Segments() {
+	for _, info := range a.s.defEngine().Segments() {
 		ids[info.ID] = true
 	}
 	a.mu.Lock()
@@ -485,7 +487,7 @@ func (a *ruleAdmin) written(ctx context.Context, e bus.RuleEntry) {
 		}
 	}
 	if change.seg != nil && !e.Deleted {
-		if err := a.s.engine.Do(ctx, func() error { a.s.engine.AddPending(change.seg, e.Revision); return nil }); err != nil {
+		if err := a.s.eachEngine(ctx, func(en *engine.Engine) { en.AddPending(change.seg, e.Revision) }); err != nil {
 			return
 		}
 	}
@@ -526,7 +528,8 @@ func (a *ruleAdmin) run(ctx context.Context) {
 				continue
 			}
 		}
-		if !a.apply(ctx, c) && ctx.Err() == nil {
+		if retry := a.applyAll(ctx, c); len(retry) > 0 && ctx.Err() == nil {
+			c.parts = retry
 			a.requeue(c)
 			select {
 			case <-ctx.Done():
@@ -547,10 +550,50 @@ func (a *ruleAdmin) requeue(c ruleChange) {
 	}
 }
 
-// apply runs one change; false when it must be tried again (the engine's
-// rebuild slot is taken, or the log could not be read).
-func (a *ruleAdmin) apply(ctx context.Context, c ruleChange) bool {
-	e := a.s.engine
+// applyAll runs one change in every partition it has still to run in
+// (at the same time: each rebuilds from its own share of the log), and
+// returns those where it must be tried again. A newer revision cancels
+// them all (enqueue).
+func (a *ruleAdmin) applyAll(ctx context.Context, c ruleChange) []*Server {
+	parts := c.parts
+	if parts == nil {
+		parts = a.s.partitions()
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.mu.Lock()
+	a.running, a.cancel = c.id, cancel
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.running, a.cancel = "", nil
+		a.mu.Unlock()
+	}()
+	ok := make([]bool, len(parts))
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok[i] = a.apply(ctx, rctx, p, c)
+		}()
+	}
+	wg.Wait()
+	var retry []*Server
+	for i, p := range parts {
+		if !ok[i] {
+			retry = append(retry, p)
+		}
+	}
+	return retry
+}
+
+// apply runs one change in partition p (the Server itself with one);
+// false when it must be tried again (the engine's rebuild slot is taken,
+// or the log could not be read). rctx ends when a newer revision
+// supersedes it.
+func (a *ruleAdmin) apply(ctx, rctx context.Context, p *Server, c ruleChange) bool {
+	e := p.engine
 	var rb *engine.Rebuild
 	err := e.Do(ctx, func() error {
 		if c.seg == nil {
@@ -568,25 +611,15 @@ func (a *ruleAdmin) apply(ctx context.Context, c ruleChange) bool {
 	case errors.Is(err, bus.ErrNotFound) && c.seg == nil:
 		return true // never ran (deleted while queued)
 	case err != nil:
-		a.s.cfg.Logger.Error("applying a rule change", "segment", c.id, "revision", c.rev, "error", err)
+		p.cfg.Logger.Error("applying a rule change", "segment", c.id, "revision", c.rev, "error", err)
 		return true
 	case rb == nil:
 		return true
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	a.mu.Lock()
-	a.running, a.cancel = c.id, cancel
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		a.running, a.cancel = "", nil
-		a.mu.Unlock()
-		a.s.wakeRecovery()
-	}()
+	defer p.wakeRecovery()
 	start := time.Now()
 	res, err := func() (engine.RebuildResult, error) {
-		src, err := bus.ReadLog(rctx, a.s.js, bus.EventsStream, 1, rb.ToSeq())
+		src, err := p.readLog(rctx, 1, rb.ToSeq())
 		if err != nil {
 			return engine.RebuildResult{}, err
 		}

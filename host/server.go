@@ -21,6 +21,7 @@ import (
 	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/host/internal/datadir"
 	"github.com/segd/segd/host/metrics"
+	"github.com/segd/segd/host/scatter"
 	"github.com/segd/segd/plugins"
 	"github.com/segd/segd/rules"
 )
@@ -99,6 +100,13 @@ type Config struct {
 	Version string
 	// Logger receives segd's log (nil: slog.Default()).
 	Logger *slog.Logger
+	// Partitions splits the users into this many partitions (default 1,
+	// at most api.MaxPartitions), each with its own engine (one writer),
+	// analysis index, consumer, snapshots under DataDir/p<N>of<P>/ and
+	// change feed publisher; answers are merged across them. It is fixed
+	// for an events stream (recorded in it at the first start): see
+	// docs/operations.md, "Partitions".
+	Partitions int
 
 	// ruleRebuildGate, in tests, holds the log reads of rule changes'
 	// rebuilds until it is closed (rules_admin.go).
@@ -152,6 +160,24 @@ type Server struct {
 	rules *ruleAdmin
 	// pluginAdmin is the plugins admin API (plugin_admin.go).
 	pluginAdmin *pluginAdmin
+
+	// With Config.Partitions > 1 this Server is the front (partition.go):
+	// it holds the connection, the service, the admin APIs and the
+	// metrics, and parts are its partitions, each a Server of its own
+	// engine, index, consumer, snapshots and feed, whose front is this
+	// one. With one partition, the Server is its own partition (parts is
+	// nil).
+	parts []*Server
+	front *Server
+	part  partInfo
+	// runCtx is what a partition's consumer and loops run under, until
+	// Close.
+	runCtx context.Context
+	// feedLock serializes the partitions' change feed publishes (see
+	// bus.ChangeFeedOptions.PublishLock).
+	feedLock sync.Mutex
+	// scatter merges the partitions' answers; the front serves it.
+	scatter *scatter.Scatter
 }
 
 // Start loads the rules, starts or connects to NATS, creates the events
@@ -220,63 +246,41 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	segments := ruleSet.Segments
 	s.predicates = ruleSet.Predicates
-	stream, err := bus.EnsureEventsStream(ctx, s.js, bus.StreamConfig{MaxAge: cfg.Retention})
+	if cfg.Partitions == 0 {
+		cfg.Partitions = 1
+		s.cfg.Partitions = 1
+	}
+	if err := bus.CheckPartitions(cfg.Partitions); err != nil {
+		return nil, fmt.Errorf("%w (--partitions)", err)
+	}
+	s.part = partInfo{n: 0, of: 1}
+	stream, err := bus.EnsureEventsStream(ctx, s.js, bus.StreamConfig{MaxAge: cfg.Retention, Partitions: cfg.Partitions})
 	if err != nil {
 		return nil, fmt.Errorf("events stream: %w", err)
 	}
-
-	engineCfg := engine.Config{Segments: segments, Location: cfg.Location, Clock: cfg.Clock, Logger: cfg.Logger,
-		RetentionDays: s.retentionDays(), FingerprintExtra: s.pluginVersions, MaxFutureSkew: cfg.MaxFutureSkew,
-		Revisions: revisions}
-	if err := s.wireChanges(ctx, &engineCfg); err != nil {
-		return nil, err
-	}
-	newEngine := func() {
-		s.wireAnalysis(&engineCfg)
-		s.engine = engine.New(engineCfg)
-	}
-	newEngine()
-
-	// State is the newest good snapshot plus the log after it; without
-	// one, the whole log the stream still holds.
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("events stream: %w", err)
-	}
-	s.replayFrom = max(1, info.State.FirstSeq)
-	if !cfg.NoSnapshots {
-		s.snaps = &snapshots{dir: filepath.Join(cfg.DataDir, "snapshots"), keep: cfg.SnapshotKeep, stream: info.Created}
-		s.snaps.status.IntervalMs = cfg.SnapshotInterval.Milliseconds()
-		s.snaps.removeTemps()
-		if res := s.restore(info, newEngine); res != nil {
-			s.replayFrom = res.meta.Seq + 1
-			s.snaps.status.Loaded, s.snaps.status.LoadedSeq = res.path, res.meta.Seq
-			cfg.Logger.Info("snapshot loaded", "file", res.path, "seq", res.meta.Seq,
-				"replaying_to_seq", info.State.LastSeq)
-			if len(res.stale) > 0 {
-				// A rule is new or changed (or reads one that is): the
-				// snapshot holds no state for it; or it was stale (a
-				// plugin failed a batch). The others are loaded; it is
-				// rebuilt from the retained log alone, and not served
-				// until then.
-				rb, err := s.engine.StartRebuild(res.stale)
-				if err != nil {
-					return nil, fmt.Errorf("rebuild: %w", err)
-				}
-				s.rebuild = rb
-				s.snaps.status.Rebuilt = rb.Segments()
-				cfg.Logger.Warn("rules changed since the snapshot, or were stale in it; rebuilding them from the log", "snapshot", res.path,
-					"segments", rb.Segments(), "to_seq", rb.ToSeq())
+	if cfg.Partitions > 1 {
+		for n := range cfg.Partitions {
+			p := s.newPartition(n)
+			s.parts = append(s.parts, p)
+			if err := s.dial(p); err != nil {
+				return nil, err
 			}
 		}
 	}
-	s.segAPI.waiter.Applied(s.replayFrom - 1)
-	runCtx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	go func() {
-		defer close(s.engineDone)
-		_ = s.engine.Run(runCtx)
-	}()
+	var lastSeq uint64
+	for _, p := range s.partitions() {
+		if lastSeq, err = p.startEngine(ctx, stream, segments, revisions); err != nil {
+			return nil, partErr(p, err)
+		}
+	}
+	if s.parts != nil {
+		runCtx, cancel := context.WithCancel(context.Background())
+		s.runCtx, s.cancel = runCtx, cancel
+		close(s.engineDone) // the front runs no engine
+		if err := s.startScatter(); err != nil {
+			return nil, err
+		}
+	}
 
 	if s.dlq, err = bus.EnsureDeadLetters(ctx, s.js, bus.DeadLetterConfig{MaxAge: cfg.Retention}); err != nil {
 		return nil, err
@@ -284,13 +288,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.startMetrics(); err != nil {
 		return nil, err
 	}
-	s.consumer, err = bus.Consume(runCtx, s.js, timedIngester{s.ingester(), s.metrics}, bus.ConsumerOptions{
-		StartSeq:    s.replayFrom,
-		Logger:      cfg.Logger,
-		DeadLetters: s.dlq,
-	})
-	if err != nil {
-		return nil, err
+	for _, p := range s.partitions() {
+		p.dlq, p.metrics = s.dlq, s.metrics
+		if err := p.startConsumer(); err != nil {
+			return nil, partErr(p, err)
+		}
 	}
 	s.service, err = bus.StartService(s.nc, s.membership(), bus.ServiceOptions{Version: cfg.Version, OnRequest: s.metrics.ObserveRequest,
 		Endpoints: append(append(append(s.segmentEndpoints(), s.analysisEndpoints()...), bus.PreviewEndpoint(s.preview, previewTimeout), bus.UserGetEndpoint(s.userGet)), append(bus.RuleEndpoints(s.rules), bus.PluginEndpoints(s.pluginAdmin)...)...)})
@@ -298,23 +300,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("service: %w", err)
 	}
 	cfg.Logger.Info("segd is serving", "segments", len(segments), "nats", s.ClientURL(), "data", cfg.DataDir,
-		"replaying_from_seq", s.replayFrom, "replaying_to_seq", info.State.LastSeq)
-	if s.rebuild != nil {
-		s.rebuildDone = make(chan struct{})
-		go s.runRebuild(runCtx, s.rebuild)
+		"partitions", cfg.Partitions, "replaying_from_seq", s.replayFromAll(), "replaying_to_seq", lastSeq)
+	for _, p := range s.partitions() {
+		p.startLoops()
 	}
-	go s.logReplay(runCtx, info.State.LastSeq)
-	s.startPluginRecovery(runCtx)
-	s.startRuleAdmin(runCtx)
-	s.startPluginWatch(runCtx)
-	if s.snaps != nil {
-		s.snaps.stop, s.snaps.done = make(chan struct{}), make(chan struct{})
-		if cfg.SnapshotInterval > 0 {
-			go s.runSnapshots(cfg.SnapshotInterval)
-		} else {
-			close(s.snaps.done)
-		}
+	if s.parts != nil {
+		s.startPluginRecoveryFanOut()
 	}
+	s.startRuleAdmin(s.runCtx)
+	s.startPluginWatch(s.runCtx)
 	s.started = true
 	return s, nil
 }
@@ -326,7 +320,7 @@ func (s *Server) runRebuild(ctx context.Context, rb *engine.Rebuild) {
 	defer close(s.rebuildDone)
 	start := time.Now()
 	err := func() error {
-		src, err := bus.ReadLog(ctx, s.js, bus.EventsStream, 1, rb.ToSeq())
+		src, err := s.readLog(ctx, 1, rb.ToSeq())
 		if err != nil {
 			return err
 		}
@@ -351,6 +345,13 @@ func (s *Server) runRebuild(ctx context.Context, rb *engine.Rebuild) {
 // rules) are served, and returns the rebuild's error if it failed. It
 // returns at once when there is nothing to rebuild.
 func (s *Server) WaitRebuilt(ctx context.Context) error {
+	if s.parts != nil {
+		var errs []error
+		for _, p := range s.parts {
+			errs = append(errs, p.WaitRebuilt(ctx))
+		}
+		return errors.Join(errs...)
+	}
 	if s.rebuildDone == nil {
 		return nil
 	}
@@ -435,8 +436,18 @@ func (s *Server) Conn() *nats.Conn { return s.nc }
 // JetStream returns a JetStream context on Conn.
 func (s *Server) JetStream() jetstream.JetStream { return s.js }
 
-// Engine returns the running engine.
-func (s *Server) Engine() *engine.Engine { return s.engine }
+// Engine returns the running engine: with several partitions, the first
+// partition's (see Partition).
+func (s *Server) Engine() *engine.Engine { return s.partitions()[0].engine }
+
+// Partitions returns the number of partitions.
+func (s *Server) Partitions() int { return len(s.partitions()) }
+
+// Partition returns partition n's engine and analysis index.
+func (s *Server) Partition(n int) (*engine.Engine, *analysis.Index) {
+	p := s.partitions()[n]
+	return p.engine, p.analysis
+}
 
 // DataDir returns the data directory in use.
 func (s *Server) DataDir() string { return filepath.Clean(s.cfg.DataDir) }
@@ -454,9 +465,14 @@ func (s *Server) Close() error {
 
 func (s *Server) close() error {
 	var errs []error
-	s.closingChanges()
-	if s.consumer != nil {
-		s.consumer.Stop()
+	parts := s.partitions()
+	for _, p := range parts {
+		p.closingChanges()
+	}
+	for _, p := range parts {
+		if p.consumer != nil {
+			p.consumer.Stop()
+		}
 	}
 	if s.service != nil {
 		errs = append(errs, s.service.Stop())
@@ -464,26 +480,40 @@ func (s *Server) close() error {
 	if s.metricsSrv != nil {
 		errs = append(errs, s.metricsSrv.Close())
 	}
-	if s.started && s.snaps != nil {
-		s.stopSnapshots()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		if path, err := s.Snapshot(ctx); err != nil {
-			errs = append(errs, err)
-		} else {
-			s.cfg.Logger.Info("snapshot written at shutdown", "file", path)
+	for _, p := range parts {
+		if p.started && p.snaps != nil {
+			p.stopSnapshots()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			if path, err := p.Snapshot(ctx); err != nil {
+				errs = append(errs, err)
+			} else {
+				p.cfg.Logger.Info("snapshot written at shutdown", "file", path)
+			}
+			cancel()
 		}
-		cancel()
 	}
-	if s.cancel != nil {
-		s.cancel()
-		<-s.engineDone
+	if s.parts != nil && s.cancel != nil {
+		s.cancel() // the front's rule admin and plugin watch
 	}
-	if s.rebuildDone != nil {
-		<-s.rebuildDone
+	for _, p := range parts {
+		if p.cancel != nil {
+			p.cancel()
+			<-p.engineDone
+		}
 	}
-	s.stopPluginRecovery()
+	for _, p := range parts {
+		if p.rebuildDone != nil {
+			<-p.rebuildDone
+		}
+		p.stopPluginRecovery()
+	}
 	s.stopRuleAdmin()
-	s.closeChanges()
+	for _, p := range parts {
+		p.closeChanges()
+		if p != s && p.nc != nil {
+			p.nc.Close() // a partition's own connection
+		}
+	}
 	if s.nc != nil {
 		s.nc.Close()
 	}

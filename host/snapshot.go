@@ -180,6 +180,9 @@ func writeFileAtomic(dir, name string, payload []byte) (int64, error) {
 // rule state is cloned (engine.Capture); the clones are encoded, and the
 // file written and synced, while ingest goes on.
 func (s *Server) Snapshot(ctx context.Context) (string, error) {
+	if s.parts != nil {
+		return s.snapshotAll(ctx) // partition.go
+	}
 	sn := s.snaps
 	if sn == nil || s.engine == nil {
 		return "", errors.New("snapshots are not set up")

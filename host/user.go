@@ -15,6 +15,9 @@ const userEventsDays = 7
 // explanation, and the analysis index's timeline. The span of days is cut
 // to the days the index keeps.
 func (s *Server) userGet(ctx context.Context, r *api.UserGetRequest) (*api.UserGetReply, error) {
+	if s.scatter != nil {
+		return s.scatter.UserGet(ctx, r)
+	}
 	st, err := s.engine.UserState(ctx, r.User, r.Segment)
 	if err != nil {
 		return nil, err

@@ -91,3 +91,65 @@ func SplitBatch(items []api.Item, maxBytes int) ([][]byte, error) {
 	}
 	return append(parts, append(cur, ']')), nil
 }
+
+// StreamPartitions reads the number of partitions recorded in the events
+// stream SEGD_EVENTS (api.StreamPartitionsKey): what PublishPartitioned
+// splits by. A stream without a record has one.
+func StreamPartitions(ctx context.Context, js jetstream.JetStream) (int, error) {
+	s, err := js.Stream(ctx, "SEGD_EVENTS") // bus.EventsStream
+	if err != nil {
+		return 0, fmt.Errorf("events stream: %w", err)
+	}
+	v, ok := s.CachedInfo().Config.Metadata[api.StreamPartitionsKey]
+	if !ok {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > api.MaxPartitions {
+		return 0, fmt.Errorf("events stream: metadata %s=%q is not a number of partitions", api.StreamPartitionsKey, v)
+	}
+	return n, nil
+}
+
+// PublishPartitioned publishes items partition-aware: split by the
+// partition of their user among partitions (api.Partition), each
+// partition's items go as one batch (PublishBatch) on
+// api.PartitionSubject(n), in item order within a partition, so that each
+// partition of segd decodes only its own users. msgID, when not empty,
+// becomes msgID+":p"+n for partition n's batch. With partitions < 2 it is
+// PublishBatch on subject. Read partitions once with StreamPartitions.
+//
+// It returns the ack of the last batch stored. If one fails, the error
+// names its partition; retrying the whole call with the same msgID stores
+// only what is missing.
+func PublishPartitioned(ctx context.Context, js jetstream.JetStream, subject string, items []api.Item, msgID string, partitions int) (*jetstream.PubAck, error) {
+	if partitions < 2 {
+		return PublishBatch(ctx, js, subject, items, msgID)
+	}
+	if len(items) == 0 {
+		return nil, errors.New("empty batch: nothing to publish")
+	}
+	groups := make([][]api.Item, partitions)
+	for i := range items {
+		p := api.Partition(items[i].User, partitions)
+		groups[p] = append(groups[p], items[i])
+	}
+	var last *jetstream.PubAck
+	for p, g := range groups {
+		if len(g) == 0 {
+			continue
+		}
+		id := msgID
+		if id != "" {
+			id += ":p" + strconv.Itoa(p)
+		}
+		ack, err := PublishBatch(ctx, js, api.PartitionSubject(p), g, id)
+		if err != nil {
+			return nil, fmt.Errorf("partition %d of %d: %w", p, partitions, err)
+		}
+		if last == nil || ack.Sequence > last.Sequence {
+			last = ack
+		}
+	}
+	return last, nil
+}

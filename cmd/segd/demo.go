@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/segd/segd/bus"
+	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/bus/client"
 	"github.com/segd/segd/bus/natsconn"
 	"github.com/segd/segd/examples/shop"
 )
@@ -33,24 +35,40 @@ type demoOptions struct {
 // demoSubject is where the demo shop publishes.
 const demoSubject = "segd.events.demo"
 
+// demoPartSubjects are where it publishes partition-aware, for a segd of
+// several partitions: segd.part.<N>.demo.
+const demoPartSubjects = api.PartitionSubjectPrefix + "*.demo"
+
+// demoPartSubject is partition n's demo subject.
+func demoPartSubject(n int) string { return fmt.Sprintf("%s%d.demo", api.PartitionSubjectPrefix, n) }
+
 // publishDemo runs the demo shop producer (examples/shop) on js. When the
 // events stream already holds demo events (segd restarted on the same data
 // dir), it goes straight to live events rather than publishing a second
 // history.
 func publishDemo(ctx context.Context, js jetstream.JetStream, o demoOptions) (int, error) {
 	noBackfill := false
+	partitions := 1
 	// A producer may not read the stream (docs/security.md): its denied
-	// request only times out, so do not wait long for it.
+	// request only times out, so do not wait long for it. It then
+	// publishes mixed batches, which segd routes.
 	sctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if stream, err := js.Stream(sctx, bus.EventsStream); err == nil {
-		if _, err := stream.GetLastMsgForSubject(sctx, demoSubject); err == nil {
-			noBackfill = true
+		if p, err := client.StreamPartitions(sctx, js); err == nil {
+			partitions = p
+		}
+		for _, subj := range []string{demoSubject, demoPartSubjects} {
+			if _, err := stream.GetLastMsgForSubject(sctx, subj); err == nil {
+				noBackfill = true
+			}
+		}
+		if noBackfill {
 			o.logger.Info("demo: the stream already holds the demo history; publishing live events only")
 		}
 	}
 	return shop.Run(ctx, js, shop.RunOptions{
-		Subject: demoSubject, NoBackfill: noBackfill,
+		Subject: demoSubject, NoBackfill: noBackfill, Partitions: partitions, PartitionSubject: demoPartSubject,
 		Users: o.users, Days: o.days, Seed: o.seed, Live: o.live, Location: o.loc,
 		Progress: func(p shop.Progress) {
 			if !p.Live && !noBackfill {

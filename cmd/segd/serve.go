@@ -121,6 +121,7 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 	f.DurationVar(&cfg.Retention, "retention", 90*24*time.Hour, "how long the events stream keeps batches, in whole days (a multiple of 24h); caps rule windows")
 	f.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 5*time.Minute, "how often to snapshot the state under --data-dir/snapshots while events arrive (negative: only at shutdown)")
 	f.IntVar(&cfg.SnapshotKeep, "snapshot-keep", 3, "how many snapshot files to keep")
+	f.IntVar(&cfg.Partitions, "partitions", 1, "split the users into this many partitions (1 to 256), each with its own writer: one per core to use (fixed for an events stream; docs/operations.md, \"Partitions\")")
 	f.BoolVar(&cfg.NoSnapshots, "no-snapshots", false, "never snapshot: every start replays the whole event log")
 	f.StringVar(&cfg.PluginsDir, "plugins", "", "directory of WASM plugins (NAME.wasm and NAME.yaml) that rules may name")
 	f.BoolVar(&cfg.PluginWazeroInterrupts, "plugin-wazero-interrupts", false, "enforce plugin deadlines with wazero's slower interrupts instead of rewriting modules (an escape hatch; see docs/plugins.md)")

@@ -58,31 +58,8 @@ func printStatus(w io.Writer, st *api.StatusReply) {
 			row(c.name, c.n, c.detail...)
 		}
 	}
-	if f := st.Feed; f != nil {
-		row("change feed", fmt.Sprintf("%d changes in %d messages", f.Published, f.Messages),
-			fmt.Sprintf("backlog %d changes, %s of %s", f.Backlog, bytesText(f.BacklogBytes), bytesText(f.MaxBacklogBytes)),
-			countNote(f.Waits, "waits of ingest"), waitingSince(f.WaitingSince),
-			countNote(f.Failed, "failed publishes (retried)"), f.LastError,
-			countNote(f.Suppressed, "already published by an earlier run"),
-			countNote(f.Unpublishable, "too large to publish"))
-	}
-	if sn := st.Snapshot; sn != nil {
-		loaded := "none (full replay)"
-		if sn.Loaded != "" {
-			loaded = fmt.Sprintf("%s (seq %d)", sn.Loaded, sn.LoadedSeq)
-		}
-		row("snapshot loaded", loaded, listNote("rebuilt", sn.Rebuilt), listNote("rejected", sn.Rejected))
-		every := ""
-		if sn.IntervalMs > 0 {
-			every = "every " + (time.Duration(sn.IntervalMs) * time.Millisecond).String()
-		}
-		last := ""
-		if sn.LastFile != "" {
-			last = fmt.Sprintf("last %s at %s: seq %d, %s, ingest paused %s, write %s", sn.LastFile, sn.LastTime, sn.LastSeq,
-				bytesText(uint64(sn.LastBytes)), sn.LastPause, sn.LastWrite)
-		}
-		row("snapshots written", sn.Written, every, last, countNote(sn.Failures, "failed"), sn.LastError)
-	}
+	feedRows(row, st.Feed)
+	snapshotRows(row, st.Snapshot)
 	tw.Flush()
 	if len(st.Rebuilding) > 0 {
 		fmt.Fprintln(w)
@@ -113,6 +90,60 @@ func printStatus(w io.Writer, st *api.StatusReply) {
 		}
 		tw.Flush()
 	}
+	for _, p := range st.Partitions {
+		// Each partition's progress, when segd runs several.
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		row := func(name string, v any, detail ...string) {
+			fmt.Fprintf(tw, "%s\t%v\t%s\n", name, v, strings.Join(nonEmpty(detail), "; "))
+		}
+		ready := "not ready"
+		if p.Ready {
+			ready = "ready"
+		}
+		row(fmt.Sprintf("partition %d of %d", p.Partition, len(st.Partitions)), ready,
+			fmt.Sprintf("last stream seq %d", p.LastSeq), fmt.Sprintf("replayed from %d to %d at start", p.ReplayFrom, p.ReplayTo),
+			fmt.Sprintf("%d users, %d events", p.Users, p.Events),
+			countNote(uint64(p.Rebuilding), "segments rebuilding"), countNote(uint64(p.Stale), "segments not served"))
+		feedRows(row, p.Feed)
+		snapshotRows(row, p.Snapshot)
+		tw.Flush()
+	}
+}
+
+// feedRows prints the change feed's publisher.
+func feedRows(row func(string, any, ...string), f *api.FeedStatus) {
+	if f == nil {
+		return
+	}
+	row("change feed", fmt.Sprintf("%d changes in %d messages", f.Published, f.Messages),
+		fmt.Sprintf("backlog %d changes, %s of %s", f.Backlog, bytesText(f.BacklogBytes), bytesText(f.MaxBacklogBytes)),
+		countNote(f.Waits, "waits of ingest"), waitingSince(f.WaitingSince),
+		countNote(f.Failed, "failed publishes (retried)"), f.LastError,
+		countNote(f.Suppressed, "already published by an earlier run"),
+		countNote(f.Unpublishable, "too large to publish"))
+}
+
+// snapshotRows prints the snapshot loaded at start and the last written.
+func snapshotRows(row func(string, any, ...string), sn *api.SnapshotStatus) {
+	if sn == nil {
+		return
+	}
+	loaded := "none (full replay)"
+	if sn.Loaded != "" {
+		loaded = fmt.Sprintf("%s (seq %d)", sn.Loaded, sn.LoadedSeq)
+	}
+	row("snapshot loaded", loaded, listNote("rebuilt", sn.Rebuilt), listNote("rejected", sn.Rejected))
+	every := ""
+	if sn.IntervalMs > 0 {
+		every = "every " + (time.Duration(sn.IntervalMs) * time.Millisecond).String()
+	}
+	last := ""
+	if sn.LastFile != "" {
+		last = fmt.Sprintf("last %s at %s: seq %d, %s, ingest paused %s, write %s", sn.LastFile, sn.LastTime, sn.LastSeq,
+			bytesText(uint64(sn.LastBytes)), sn.LastPause, sn.LastWrite)
+	}
+	row("snapshots written", sn.Written, every, last, countNote(sn.Failures, "failed"), sn.LastError)
 }
 
 func nonEmpty(ss []string) []string {

@@ -24,6 +24,21 @@ const MaxInFlight = 64
 // excludes batches it acknowledged as duplicates, and stops at the first
 // error or when ctx ends; batches already sent may still be stored then.
 func Publish(ctx context.Context, js jetstream.JetStream, subject string, items iter.Seq[api.Item], batchSize int, msgIDPrefix string) (published int, err error) {
+	return publish(ctx, js, func(int) string { return subject }, 1, items, batchSize, msgIDPrefix)
+}
+
+// PublishPartitioned is Publish for a segd of partitions partitions
+// (segd serve --partitions): each batch is split by the partition of its
+// items' users (api.Partition), and partition n's items are published on
+// subjectOf(n), a subject under segd.part.<n>. (api.PartitionSubject(n)
+// for instance), so that each partition of segd decodes its own users
+// only. Batch n's share of partition p has the Nats-Msg-Id
+// msgIDPrefix-n:p<p>.
+func PublishPartitioned(ctx context.Context, js jetstream.JetStream, subjectOf func(int) string, partitions int, items iter.Seq[api.Item], batchSize int, msgIDPrefix string) (published int, err error) {
+	return publish(ctx, js, subjectOf, partitions, items, batchSize, msgIDPrefix)
+}
+
+func publish(ctx context.Context, js jetstream.JetStream, subjectOf func(int) string, partitions int, items iter.Seq[api.Item], batchSize int, msgIDPrefix string) (published int, err error) {
 	if batchSize <= 0 {
 		batchSize = 500
 	}
@@ -60,16 +75,12 @@ func Publish(ctx context.Context, js jetstream.JetStream, subject string, items 
 	}
 	seq := 0
 	batch := make([]api.Item, 0, batchSize)
-	send := func() error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		data, err := json.Marshal(batch)
+	groups := make([][]api.Item, max(partitions, 1))
+	sendOne := func(subject, id string, items []api.Item) error {
+		data, err := json.Marshal(items)
 		if err != nil {
 			return fmt.Errorf("shop: encode batch: %w", err)
 		}
-		seq++
-		id := fmt.Sprintf("%s-%d", msgIDPrefix, seq)
 		if len(queue) >= MaxInFlight {
 			if err := wait(queue[0]); err != nil {
 				return err
@@ -80,8 +91,34 @@ func Publish(ctx context.Context, js jetstream.JetStream, subject string, items 
 		if err != nil {
 			return fmt.Errorf("shop: publish %s: %w", id, err)
 		}
-		queue = append(queue, inflight{f, len(batch)})
+		queue = append(queue, inflight{f, len(items)})
+		return nil
+	}
+	send := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		seq++
+		id := fmt.Sprintf("%s-%d", msgIDPrefix, seq)
+		if len(groups) == 1 {
+			err := sendOne(subjectOf(0), id, batch)
+			batch = batch[:0]
+			return err
+		}
+		for _, it := range batch {
+			p := api.Partition(it.User, len(groups))
+			groups[p] = append(groups[p], it)
+		}
 		batch = batch[:0]
+		for p, g := range groups {
+			if len(g) == 0 {
+				continue
+			}
+			if err := sendOne(subjectOf(p), fmt.Sprintf("%s:p%d", id, p), g); err != nil {
+				return err
+			}
+			groups[p] = nil // its array is the message's until acked
+		}
 		return nil
 	}
 	fail := func(err error) (int, error) {

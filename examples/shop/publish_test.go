@@ -152,3 +152,53 @@ func TestRunBackfillOnce(t *testing.T) {
 		t.Fatal("the stream is empty")
 	}
 }
+
+func TestPublishPartitioned(t *testing.T) {
+	t.Parallel()
+	js := startJetStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{api.PartitionSubjectPrefix + ">"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Seed: 3, Users: 200, Start: testEnd.Add(-3 * 24 * time.Hour), End: testEnd}
+	want := len(collect(New(cfg)))
+	const parts = 3
+	n, err := PublishPartitioned(ctx, js, api.PartitionSubject, parts, New(cfg).All(), 100, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != want {
+		t.Fatalf("published %d items, want %d", n, want)
+	}
+	// Every message holds the users of its subject's partition only, and
+	// together they hold every item.
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := 0
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var batch []api.Item
+		if err := json.Unmarshal(m.Data, &batch); err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range batch {
+			if got := api.PartitionSubject(api.Partition(it.User, parts)); got != m.Subject {
+				t.Fatalf("user %s on %s, belongs on %s", it.User, m.Subject, got)
+			}
+		}
+		items += len(batch)
+	}
+	if items != want {
+		t.Fatalf("the stream holds %d items, want %d", items, want)
+	}
+	if n, err := PublishPartitioned(ctx, js, api.PartitionSubject, parts, New(cfg).All(), 100, "p"); err != nil || n != 0 {
+		t.Fatalf("republish stored %d items (%v), want 0: the ids deduplicate", n, err)
+	}
+}

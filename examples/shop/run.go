@@ -3,9 +3,12 @@ package shop
 import (
 	"context"
 	"fmt"
+	"iter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/segd/segd/bus/api"
 )
 
 // RunOptions configures Run. Zero fields take the defaults given.
@@ -32,6 +35,12 @@ type RunOptions struct {
 	Now func() time.Time
 	// Progress, if set, is told after the backfill and then every 10 seconds.
 	Progress func(Progress)
+	// Partitions, above 1, publishes partition-aware for a segd of that
+	// many partitions (PublishPartitioned): partition n's items on
+	// PartitionSubject(n) (default api.PartitionSubject), instead of mixed
+	// batches on Subject.
+	Partitions       int
+	PartitionSubject func(n int) string
 }
 
 // Progress reports what Run has published so far.
@@ -71,6 +80,15 @@ func Run(ctx context.Context, js jetstream.JetStream, o RunOptions) (int, error)
 	if o.Progress == nil {
 		o.Progress = func(Progress) {}
 	}
+	if o.PartitionSubject == nil {
+		o.PartitionSubject = api.PartitionSubject
+	}
+	pub := func(items iter.Seq[api.Item], prefix string) (int, error) {
+		if o.Partitions > 1 {
+			return PublishPartitioned(ctx, js, o.PartitionSubject, o.Partitions, items, o.Batch, prefix)
+		}
+		return Publish(ctx, js, o.Subject, items, o.Batch, prefix)
+	}
 	began := o.Now()
 	end := began.Truncate(time.Minute)
 	g := New(Config{Seed: o.Seed, Users: o.Users, Start: end.AddDate(0, 0, -o.Days), End: end, Location: o.Location})
@@ -80,7 +98,7 @@ func Run(ctx context.Context, js jetstream.JetStream, o RunOptions) (int, error)
 		for range g.All() { // the same users, their history unpublished
 		}
 	} else {
-		stored, err = Publish(ctx, js, o.Subject, g.All(), o.Batch, fmt.Sprintf("demo-%d", o.Seed))
+		stored, err = pub(g.All(), fmt.Sprintf("demo-%d", o.Seed))
 	}
 	generated := g.Count()
 	o.Progress(Progress{Generated: generated, Stored: stored, Elapsed: o.Now().Sub(began), EventTime: end})
@@ -100,7 +118,7 @@ func Run(ctx context.Context, js jetstream.JetStream, o RunOptions) (int, error)
 		}
 		now := o.Now()
 		before := g.Count()
-		n, err := Publish(ctx, js, o.Subject, g.Until(now), o.Batch, fmt.Sprintf("demo-%d-live-%d", o.Seed, now.UnixMilli()))
+		n, err := pub(g.Until(now), fmt.Sprintf("demo-%d-live-%d", o.Seed, now.UnixMilli()))
 		stored += n
 		generated += g.Count() - before
 		if err != nil {

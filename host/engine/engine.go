@@ -57,6 +57,11 @@ type Config struct {
 	// rules admin API (their SEGD_RULES key's), reported by Segments;
 	// file-defined segments have none.
 	Revisions map[string]uint64
+	// MaxUsers bounds the distinct users the engine gives ids to (0, or
+	// more than MaxUsers, means MaxUsers); past it, what needs a new id is
+	// refused and counted. A partition of P holds 2^32/P users, so that
+	// its ids map to global ids (host/scatter).
+	MaxUsers uint64
 }
 
 // EventObserver receives the accepted events of each batch. users[i] is the
@@ -171,6 +176,9 @@ func New(cfg Config) *Engine {
 		users:       newDictionary(),
 		limits:      &idLimits{values: MaxDistinctValues},
 		extra:       cfg.FingerprintExtra,
+	}
+	if cfg.MaxUsers > 0 && cfg.MaxUsers < MaxUsers {
+		e.users.limit = cfg.MaxUsers
 	}
 	if e.loc == nil {
 		e.loc = time.UTC
