@@ -381,9 +381,7 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 	}
 	r := retrier{c: c, msg: msg, seq: seq}
 	decode := func() *IngestMessage {
-		im := DecodeMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli())
-		KeepPartition(im, c.opts.Partition, c.opts.Partitions)
-		return im
+		return DecodePartitionMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli(), c.opts.Partition, c.opts.Partitions)
 	}
 	im := decode()
 	if im.Err != nil && c.opts.DeadLetters != nil {
@@ -524,12 +522,17 @@ func (c *Consumer) Stats() ConsumerStats {
 // safeDecode turns a decoder panic into ErrNotBatch: no input may stop the
 // consumer.
 func safeDecode(data []byte, defaultTime int64) (b rules.Batch, err error) {
+	return safeDecodeWith(data, DecodeOptions{DefaultTime: defaultTime})
+}
+
+// safeDecodeWith is safeDecode with options.
+func safeDecodeWith(data []byte, opts DecodeOptions) (b rules.Batch, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			b, err = rules.Batch{}, fmt.Errorf("%w: decoder panic: %v", ErrNotBatch, r)
 		}
 	}()
-	return DecodeBatch(data, defaultTime)
+	return DecodeBatchWith(data, opts)
 }
 
 // LastSeq is the stream sequence of the last message applied and acked (0
@@ -665,9 +668,7 @@ func (r *LogReader) Next(ctx context.Context) (*IngestMessage, error) {
 	if seq == r.to || md.NumPending == 0 || r.last != 0 && seq >= r.last {
 		r.done = true // nothing more is stored: do not wait for it
 	}
-	im := DecodeMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli())
-	KeepPartition(im, r.part, r.of)
-	return im, nil
+	return DecodePartitionMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli(), r.part, r.of), nil
 }
 
 // Close stops the reader.
