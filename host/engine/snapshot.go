@@ -22,8 +22,9 @@ import (
 )
 
 // stateVersion is the version of the engine's state encoding. A snapshot
-// of another version is not loaded (segd replays instead).
-const stateVersion = 1
+// of another version is not loaded (segd replays instead). 2: did
+// conditions keep columns per time bucket, sequences one arena per leaf.
+const stateVersion = 2
 
 // Do runs fn on the writer goroutine, between two steps, and returns its
 // error: fn sees the state of one stream sequence. Snapshots use it.
@@ -204,9 +205,9 @@ func (c *Capture) Release() {
 	for _, l := range c.leaves {
 		switch l := l.(type) {
 		case *didLeaf:
-			l.cow = false
+			l.release()
 		case *seqLeaf:
-			l.cow, l.copied = false, nil
+			l.release()
 		}
 	}
 	c.leaves = nil
@@ -355,11 +356,19 @@ func readTimes(r *snapio.Reader) []int64 {
 	return out
 }
 
-// capture writes the leaf's state to w, the per-user lists deferred to a
-// clone of the map, and turns on copy-on-write (see Capture).
+// capture writes the leaf's state to w and turns on copy-on-write (see
+// Capture): the buckets of columns are shared with the capture, which
+// encodes them later, and the writer changes a clone of a shared bucket;
+// the per-user lists of a distinct are deferred to a clone of the map.
 func (d *didLeaf) capture(w *pieceWriter) {
-	a := d.cond.Aggregate
-	numeric, small := a.Numeric(), a.Func == rules.AggDays || a.Func == rules.AggDistinct
+	if d.perUser == nil {
+		cols := slices.Clone(d.cols)
+		for _, c := range cols {
+			c.shared = true
+		}
+		w.deferTo(func(w *snapio.Writer) { writeColumns(w, cols) })
+		return
+	}
 	users := maps.Clone(d.perUser)
 	d.cow = true
 	w.deferTo(func(w *snapio.Writer) {
@@ -372,12 +381,7 @@ func (d *didLeaf) capture(w *pieceWriter) {
 			for _, en := range list {
 				w.Varint(en.t - prev)
 				prev = en.t
-				if numeric {
-					w.Float(en.v)
-				}
-				if small {
-					w.Uvarint(uint64(en.s))
-				}
+				w.Uvarint(uint64(en.s))
 			}
 		}
 	})
@@ -392,9 +396,77 @@ func (d *didLeaf) capture(w *pieceWriter) {
 	writeBuckets(&w.Writer, &d.index)
 }
 
+// release ends copy-on-write (Capture.Release).
+func (d *didLeaf) release() {
+	d.cow = false
+	for _, c := range d.cols {
+		c.shared = false
+	}
+}
+
+// writeColumns writes buckets of columns: span, users, the count's bit
+// slices, and the numbers by user in user order.
+func writeColumns(w *snapio.Writer, cols []*bucketCol) {
+	w.Uvarint(uint64(len(cols)))
+	for _, c := range cols {
+		w.Varint(c.start)
+		w.Varint(c.end)
+		w.Varint(int64(c.day))
+		w.Bitmap(c.users)
+		w.Uvarint(uint64(len(c.more)))
+		for _, m := range c.more {
+			w.Bitmap(m)
+		}
+		w.Bool(c.vals != nil)
+		if c.vals != nil {
+			keys := slices.Sorted(maps.Keys(c.vals))
+			w.Uvarint(uint64(len(keys)))
+			var prev uint32
+			for _, u := range keys {
+				w.Uvarint(uint64(u - prev))
+				prev = u
+				w.Float(c.vals[u])
+			}
+		}
+	}
+}
+
+// readColumns reads what writeColumns wrote.
+func readColumns(r *snapio.Reader) []*bucketCol {
+	n := r.Len(4)
+	cols := make([]*bucketCol, 0, n)
+	for range n {
+		c := &bucketCol{start: r.Varint(), end: r.Varint(), day: rules.CalendarDay(r.Varint()), users: r.Bitmap()}
+		nm := r.Len(1)
+		for range nm {
+			c.more = append(c.more, r.Bitmap())
+		}
+		if r.Bool() {
+			nv := r.Len(9)
+			c.vals = make(map[uint32]float64, nv)
+			var u uint32
+			for range nv {
+				u += uint32(r.Uvarint())
+				c.vals[u] = r.Float()
+			}
+		}
+		if r.Err != nil {
+			return nil
+		}
+		if c.start >= c.end || (len(cols) > 0 && cols[len(cols)-1].end > c.start) {
+			r.Err = fmt.Errorf("bucket [%d, %d) out of order", c.start, c.end)
+			return nil
+		}
+		cols = append(cols, c)
+	}
+	return cols
+}
+
 func (d *didLeaf) read(r *snapio.Reader) {
-	a := d.cond.Aggregate
-	numeric, small := a.Numeric(), a.Func == rules.AggDays || a.Func == rules.AggDistinct
+	if d.perUser == nil {
+		d.cols, d.hit = readColumns(r), 0
+		return
+	}
 	n := r.Len(2)
 	d.perUser = make(map[uint32][]entry, n)
 	for range n {
@@ -405,12 +477,7 @@ func (d *didLeaf) read(r *snapio.Reader) {
 		for i := range list {
 			prev += r.Varint()
 			list[i].t = prev
-			if numeric {
-				list[i].v = r.Float()
-			}
-			if small {
-				list[i].s = uint32(r.Uvarint())
-			}
+			list[i].s = uint32(r.Uvarint())
 		}
 		if r.Err != nil {
 			return
@@ -425,22 +492,12 @@ func (d *didLeaf) read(r *snapio.Reader) {
 	readBuckets(r, &d.index)
 }
 
-// capture is didLeaf.capture for sequences: a user's times are copied
-// before the first change after the capture (seqLeaf.mutable).
+// capture is didLeaf.capture for sequences: the capture shares the
+// record chunks and the arena (seqStore.freeze).
 func (s *seqLeaf) capture(w *pieceWriter) {
-	users := maps.Clone(s.perUser)
-	s.cow, s.copied = true, map[uint32]bool{}
-	w.deferTo(func(w *snapio.Writer) {
-		w.Uvarint(uint64(len(users)))
-		for _, us := range sortedUsers(users) {
-			u, su := us.u, us.v
-			w.Uvarint(uint64(u))
-			for _, st := range su.steps {
-				writeTimes(w, st)
-			}
-			writeTimes(w, su.thenNot)
-		}
-	})
+	chunks, arena := s.times.freeze()
+	lists := s.times.lists
+	w.deferTo(func(w *snapio.Writer) { writeSeqStore(w, lists, chunks, arena) })
 	writeBuckets(&w.Writer, &s.index)
 	w.Uvarint(uint64(len(s.deadlines)))
 	for _, d := range s.deadlines { // heap order is kept as is
@@ -450,20 +507,7 @@ func (s *seqLeaf) capture(w *pieceWriter) {
 }
 
 func (s *seqLeaf) read(r *snapio.Reader) {
-	n := r.Len(2)
-	s.perUser = make(map[uint32]*seqUser, n)
-	for range n {
-		u := uint32(r.Uvarint())
-		su := &seqUser{steps: make([][]int64, len(s.cond.Steps))}
-		for k := range su.steps {
-			su.steps[k] = readTimes(r)
-		}
-		su.thenNot = readTimes(r)
-		if r.Err != nil {
-			return
-		}
-		s.perUser[u] = su
-	}
+	s.times = readSeqStore(r, len(s.cond.Steps))
 	readBuckets(r, &s.index)
 	nd := r.Len(2)
 	s.deadlines = make(deadlineHeap, nd)
