@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/segd/segd/host/internal/reference"
+	"github.com/segd/segd/host/internal/snapio"
+	"github.com/segd/segd/ingest"
+	"github.com/segd/segd/rules"
+)
+
+// bucketRules exercise the bucketed columns where buckets are finest:
+// hour windows (whose buckets split at local midnight for days), every
+// aggregate that combines per bucket, and sequences over hours.
+const bucketRules = `
+segments:
+  - id: days_30h
+    did: {events: [page_view, search], aggregate: days, is: ">= 2", last: 30h}
+  - id: count_5h
+    did: {event: page_view, last: 5h, count: ">= 2"}
+  - id: sum_2d
+    did: {event: pay, aggregate: sum(amount), is: ">= 150", last: 2d}
+  - id: avg_26h
+    did: {event: pay, aggregate: avg(amount), is: ">= 50", last: 26h}
+  - id: min_9h
+    did: {event: pay, aggregate: min(amount), is: "<= 30", last: 9h}
+  - id: max_3d
+    did: {event: pay, aggregate: max(amount), is: ">= 90", last: 3d}
+  - id: seq_20h
+    sequence: {steps: [{event: search}, {event: pay}], within: 6h, last: 20h}
+  - id: dropoff_30h
+    sequence: {steps: [{event: checkout}], then_not: {event: pay}, within: 2h, last: 30h}
+`
+
+// TestBucketsAgainstReference runs the randomized comparison with the
+// reference on bucketRules in zones whose offset is not a whole hour (a
+// UTC hour then spans two calendar days), one of them crossing the end of
+// daylight saving time, with snapshots restored into a fresh engine on
+// the way.
+func TestBucketsAgainstReference(t *testing.T) {
+	t.Parallel()
+	for _, zone := range []string{"Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns", "America/New_York"} {
+		for seed := uint64(1); seed <= 2; seed++ {
+			t.Run(fmt.Sprintf("%s/seed%d", zone, seed), func(t *testing.T) {
+				t.Parallel()
+				loc, err := time.LoadLocation(zone)
+				if err != nil {
+					t.Fatal(err)
+				}
+				runBuckets(t, loc, seed)
+			})
+		}
+	}
+}
+
+func runBuckets(t *testing.T, loc *time.Location, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 77))
+	segs, err := rules.Compile([]rules.File{{Name: "buckets.yaml", Data: []byte(bucketRules)}}, rules.Options{MaxWindowDays: testRetentionDays})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The clock crosses the end of daylight saving time in St John's and
+	// New York (Nov 1, 2026).
+	clock := NewManualClock(time.Date(2026, 10, 30, 20, 0, 0, 0, loc))
+	cfg := Config{Segments: segs, Location: loc, Clock: clock, TickInterval: time.Hour, RetentionDays: testRetentionDays}
+	cur := run(New(cfg))
+	defer func() { cur.stop() }()
+	ref := reference.New(segs, loc, DefaultMaxFutureSkew, testRetentionDays)
+	ctx := context.Background()
+	names := []string{"checkout", "pay", "page_view", "search", "other"}
+	nonEmpty := map[string]bool{}
+	seq := uint64(0)
+	for step := range 80 {
+		// Small steps, so that checkpoints land near hour edges and the
+		// half hours where these zones' days begin.
+		clock.Advance(time.Duration(rng.IntN(5*60)+1) * time.Minute)
+		now := clock.Now()
+		if rng.IntN(4) == 0 {
+			if err := cur.e.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			b := randomEvents(rng, now, names, []string{"shoes", "hats"})
+			ref.Apply(b, now)
+			seq++
+			if err := cur.e.Apply(ctx, &ingest.Message{Seq: seq, Batch: b}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if step%20 == 19 {
+			// The state survives a snapshot: go on with a restored engine.
+			data := snapshotOf(t, cur.e)
+			next := New(cfg)
+			if _, err := next.Restore(snapio.NewReader(data)); err != nil {
+				t.Fatal(err)
+			}
+			cur.stop()
+			cur = run(next)
+			if again := snapshotOf(t, cur.e); !bytes.Equal(again, data) {
+				t.Fatalf("step %d: the restored state encodes to other bytes", step)
+			}
+		}
+		for _, s := range segs {
+			want := ref.Members(s.ID, now)
+			got := members(t, cur.e, s.ID)
+			if !slices.Equal(got, want) {
+				t.Fatalf("step %d at %s: segment %s\n got %v\nwant %v", step, now.Format(time.RFC3339), s.ID, got, want)
+			}
+			nonEmpty[s.ID] = nonEmpty[s.ID] || len(got) > 0
+		}
+	}
+	for _, s := range segs {
+		if !nonEmpty[s.ID] {
+			t.Errorf("segment %s was empty at every checkpoint", s.ID)
+		}
+	}
+}
+
+// TestRestoreRejectsStateVersion1: a snapshot of the per-user layout
+// (state version 1) is incompatible, so segd replays the log instead.
+func TestRestoreRejectsStateVersion1(t *testing.T) {
+	t.Parallel()
+	cfg, _ := randomConfig(t, time.UTC)
+	r := run(New(cfg))
+	data := snapshotOf(t, r.e)
+	r.stop()
+	binary.LittleEndian.PutUint32(data, 1)
+	if _, err := New(cfg).Restore(snapio.NewReader(data)); !errors.Is(err, ErrIncompatible) {
+		t.Fatalf("err = %v, want ErrIncompatible", err)
+	}
+}
