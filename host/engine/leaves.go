@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -53,6 +54,9 @@ type timeBuckets struct {
 	// last is the bucket added to last: a batch's events mostly share one.
 	lastKey int64
 	last    *roaring.Bitmap
+	// shared lists the buckets a snapshot capture holds (see freeze):
+	// each is cloned before its first change. Nil without a capture.
+	shared map[int64]bool
 }
 
 func newTimeBuckets(unit rules.Unit, loc *time.Location) timeBuckets {
@@ -81,11 +85,28 @@ func (tb *timeBuckets) add(t int64, u uint32) {
 		if bm == nil {
 			bm = roaring.New()
 			tb.buckets[b] = bm
+		} else if tb.shared[b] {
+			bm = bm.Clone()
+			tb.buckets[b] = bm
+			delete(tb.shared, b)
 		}
 		tb.lastKey, tb.last = b, bm
 	}
 	tb.last.Add(u)
 }
+
+// freeze returns the buckets for a snapshot capture to encode later, and
+// has the writer clone a bucket before changing it until release.
+func (tb *timeBuckets) freeze() map[int64]*roaring.Bitmap {
+	tb.shared = make(map[int64]bool, len(tb.buckets))
+	for b := range tb.buckets {
+		tb.shared[b] = true
+	}
+	tb.last = nil
+	return maps.Clone(tb.buckets)
+}
+
+func (tb *timeBuckets) release() { tb.shared = nil }
 
 // slide moves window w from the clock t0 to t1: the users of buckets that
 // its start or end crossed are added to touched, and buckets a moving
@@ -117,6 +138,7 @@ func (tb *timeBuckets) dropBefore(t int64) {
 	for b := range tb.buckets {
 		if _, e := tb.span(b); e <= t {
 			delete(tb.buckets, b)
+			delete(tb.shared, b)
 		}
 	}
 	tb.last = nil
@@ -567,4 +589,7 @@ func (p *profileLeaf) advance(int64, int64, *roaring.Bitmap) {}
 func (p *profileLeaf) holds(u uint32, _ int64) bool { return p.members.Contains(u) }
 
 // release ends copy-on-write (Capture.Release).
-func (s *seqLeaf) release() { s.times.release() }
+func (s *seqLeaf) release() {
+	s.times.release()
+	s.index.release()
+}

@@ -10,7 +10,6 @@ import (
 	"maps"
 	"runtime"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -288,16 +287,14 @@ func (e *Engine) captureSegment(w *pieceWriter, s *segmentState) error {
 	return nil
 }
 
-func writeBuckets(w *snapio.Writer, tb *timeBuckets) {
-	keys := make([]int64, 0, len(tb.buckets))
-	for k := range tb.buckets {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+// writeBuckets writes a timeBuckets' bitmaps (from its freeze), in time
+// order.
+func writeBuckets(w *snapio.Writer, buckets map[int64]*roaring.Bitmap) {
+	keys := slices.Sorted(maps.Keys(buckets))
 	w.Uvarint(uint64(len(keys)))
 	for _, k := range keys {
 		w.Varint(k)
-		w.Bitmap(tb.buckets[k])
+		w.Bitmap(buckets[k])
 	}
 }
 
@@ -393,12 +390,14 @@ func (d *didLeaf) capture(w *pieceWriter) {
 	for _, v := range vals {
 		w.String(v)
 	}
-	writeBuckets(&w.Writer, &d.index)
+	buckets := d.index.freeze()
+	w.deferTo(func(w *snapio.Writer) { writeBuckets(w, buckets) })
 }
 
 // release ends copy-on-write (Capture.Release).
 func (d *didLeaf) release() {
 	d.cow = false
+	d.index.release()
 	for _, c := range d.cols {
 		c.shared = false
 	}
@@ -493,17 +492,22 @@ func (d *didLeaf) read(r *snapio.Reader) {
 }
 
 // capture is didLeaf.capture for sequences: the capture shares the
-// record chunks and the arena (seqStore.freeze).
+// record chunks and the arena (seqStore.freeze) and the index's bitmaps
+// (timeBuckets.freeze), and encodes them after the pause.
 func (s *seqLeaf) capture(w *pieceWriter) {
 	chunks, arena := s.times.freeze()
 	lists := s.times.lists
-	w.deferTo(func(w *snapio.Writer) { writeSeqStore(w, lists, chunks, arena) })
-	writeBuckets(&w.Writer, &s.index)
-	w.Uvarint(uint64(len(s.deadlines)))
-	for _, d := range s.deadlines { // heap order is kept as is
-		w.Varint(d.at)
-		w.Uvarint(uint64(d.user))
-	}
+	buckets := s.index.freeze()
+	deadlines := slices.Clone(s.deadlines)
+	w.deferTo(func(w *snapio.Writer) {
+		writeSeqStore(w, lists, chunks, arena)
+		writeBuckets(w, buckets)
+		w.Uvarint(uint64(len(deadlines)))
+		for _, d := range deadlines { // heap order is kept as is
+			w.Varint(d.at)
+			w.Uvarint(uint64(d.user))
+		}
+	})
 }
 
 func (s *seqLeaf) read(r *snapio.Reader) {
