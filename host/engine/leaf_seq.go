@@ -13,7 +13,7 @@ import (
 // arena[off:off+cap], which starts with the lengths of the user's lists
 // (two uint32 a word) and then holds the lists one after the other, each
 // sorted: the steps' times, then the then_not step's. A run that is full
-// moves to the end of the arena with half as much room again; the words it
+// moves to the end of the arena with a quarter as much room again; the words it
 // leaves are garbage, reclaimed by compacting when they are a quarter of
 // the arena.
 //
@@ -23,7 +23,7 @@ import (
 // frozen before changing it (appends beyond frozen are unseen by the
 // capture).
 type seqStore struct {
-	lists   int // len(steps) + 1
+	lists   int // the steps, and the then_not step if any
 	head    int // header words: (lists+1)/2
 	slot    map[uint32]uint32
 	chunks  []*recChunk
@@ -47,8 +47,8 @@ type recChunk struct {
 	shared bool
 }
 
-func newSeqStore(steps int) seqStore {
-	lists := steps + 1
+// newSeqStore keeps lists lists per user.
+func newSeqStore(lists int) seqStore {
 	return seqStore{lists: lists, head: (lists + 1) / 2, slot: map[uint32]uint32{}}
 }
 
@@ -108,7 +108,7 @@ func (st *seqStore) add(u uint32, k int, t int64) {
 	r := st.mutableRec(i)
 	used := st.used(*r)
 	if used == int(r.cap) || (st.cow && int(r.off) < st.frozen) {
-		st.move(r, used, used+max(2, used/2))
+		st.move(r, used, used+max(2, used/4))
 	}
 	l := st.list(*r, k)
 	p, _ := slices.BinarySearch(l, t)
@@ -265,8 +265,8 @@ func writeSeqStore(w *snapio.Writer, lists int, chunks []*recChunk, arena []int6
 var errRepeatedUser = errors.New("a user's times are written twice")
 
 // readSeqStore reads what writeSeqStore wrote.
-func readSeqStore(r *snapio.Reader, steps int) seqStore {
-	st := newSeqStore(steps)
+func readSeqStore(r *snapio.Reader, lists int) seqStore {
+	st := newSeqStore(lists)
 	n := r.Len(1 + st.lists)
 	for range n {
 		u := uint32(r.Uvarint())
@@ -274,7 +274,7 @@ func readSeqStore(r *snapio.Reader, steps int) seqStore {
 			r.Err = errRepeatedUser
 		}
 		if r.Err != nil {
-			return newSeqStore(steps)
+			return newSeqStore(lists)
 		}
 		for k := range st.lists {
 			for _, t := range readTimes(r) {
@@ -282,7 +282,7 @@ func readSeqStore(r *snapio.Reader, steps int) seqStore {
 			}
 		}
 		if r.Err != nil {
-			return newSeqStore(steps)
+			return newSeqStore(lists)
 		}
 	}
 	return st

@@ -379,7 +379,7 @@ func (d *didLeaf) value(u uint32, now int64) (x float64, ok bool) {
 
 // seqLeaf keeps, per user, the times of each step's matching events (and of
 // the then_not step) inside the reach of a sequence's window, in a
-// seqStore: list k is step k's times, the last list the then_not step's.
+// seqStore: list k is step k's times, then the then_not step's if any.
 type seqLeaf struct {
 	cond      *rules.Sequence
 	loc       *time.Location
@@ -397,7 +397,16 @@ func newSeqLeaf(c *rules.Sequence, loc *time.Location) *seqLeaf {
 		unit = rules.Day
 	}
 	return &seqLeaf{cond: c, loc: loc, window: interval{w: c.Window, loc: loc}, within: c.Within.Milliseconds(),
-		times: newSeqStore(len(c.Steps)), index: newTimeBuckets(unit, loc)}
+		times: newSeqStore(seqLists(c)), index: newTimeBuckets(unit, loc)}
+}
+
+// seqLists is the number of lists a sequence keeps per user: one per
+// step, and one for the then_not step if any.
+func seqLists(c *rules.Sequence) int {
+	if c.ThenNot != nil {
+		return len(c.Steps) + 1
+	}
+	return len(c.Steps)
 }
 
 func (s *seqLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bitmap) error {

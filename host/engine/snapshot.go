@@ -511,7 +511,7 @@ func (s *seqLeaf) capture(w *pieceWriter) {
 }
 
 func (s *seqLeaf) read(r *snapio.Reader) {
-	s.times = readSeqStore(r, len(s.cond.Steps))
+	s.times = readSeqStore(r, seqLists(s.cond))
 	readBuckets(r, &s.index)
 	nd := r.Len(2)
 	s.deadlines = make(deadlineHeap, nd)
