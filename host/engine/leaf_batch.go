@@ -110,6 +110,7 @@ func (d *didLeaf) holdsAll(us []uint32, set *roaring.Bitmap, now int64, mask, ou
 		if in.IsEmpty() {
 			continue
 		}
+		from := 0 // the users come in ascending order
 		walk(us, in, func(i int, u uint32) {
 			switch a {
 			case rules.AggCount, rules.AggAvg:
@@ -120,25 +121,27 @@ func (d *didLeaf) holdsAll(us []uint32, set *roaring.Bitmap, now int64, mask, ou
 					lastDay[i] = c.day
 				}
 			}
+			if found == nil {
+				return
+			}
+			v, _ := c.vals.getFrom(u, &from)
 			switch a {
 			case rules.AggSum, rules.AggAvg:
-				x[i] += c.vals[u]
+				x[i] += v
 			case rules.AggMin:
-				if v := c.vals[u]; !found[i] {
+				if !found[i] {
 					x[i] = v
 				} else {
 					x[i] = math.Min(x[i], v)
 				}
 			case rules.AggMax:
-				if v := c.vals[u]; !found[i] {
+				if !found[i] {
 					x[i] = v
 				} else {
 					x[i] = math.Max(x[i], v)
 				}
 			}
-			if found != nil {
-				found[i] = true
-			}
+			found[i] = true
 		})
 		if a == rules.AggCount || a == rules.AggAvg {
 			for k, m := range c.more {

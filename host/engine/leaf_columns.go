@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -24,8 +23,8 @@ type bucketCol struct {
 	start, end int64 // [start, end) in Unix ms
 	day        rules.CalendarDay
 	users      *roaring.Bitmap
-	more       []*roaring.Bitmap  // count and avg
-	vals       map[uint32]float64 // sum and avg: the sum; min, max: the extreme
+	more       []*roaring.Bitmap // count and avg
+	vals       *numColumn        // sum and avg: the sum; min, max: the extreme
 	// shared: a snapshot capture holds this bucket and encodes it later;
 	// the writer changes a clone instead (see didLeaf.bucketFor).
 	shared bool
@@ -37,7 +36,7 @@ func (c *bucketCol) clone() *bucketCol {
 		n.more = append(n.more, m.Clone())
 	}
 	if c.vals != nil {
-		n.vals = maps.Clone(c.vals)
+		n.vals = c.vals.clone()
 	}
 	return n
 }
@@ -95,7 +94,7 @@ func (d *didLeaf) bucketFor(t int64) *bucketCol {
 			s, e, day := d.span(t)
 			c := &bucketCol{start: s, end: e, day: day, users: roaring.New()}
 			if d.cond.Aggregate.Func != rules.AggCount && d.cond.Aggregate.Func != rules.AggDays {
-				c.vals = map[uint32]float64{}
+				c.vals = &numColumn{}
 			}
 			d.cols = slices.Insert(d.cols, i, c)
 		}
@@ -118,23 +117,13 @@ func (d *didLeaf) addColumns(u uint32, t int64, v float64) {
 		if !first {
 			c.increment(u)
 		}
-	case rules.AggSum:
-		c.vals[u] += v
 	case rules.AggAvg:
 		if !first {
 			c.increment(u)
 		}
-		c.vals[u] += v
-	case rules.AggMin:
-		if x, ok := c.vals[u]; ok {
-			v = math.Min(x, v)
-		}
-		c.vals[u] = v
-	case rules.AggMax:
-		if x, ok := c.vals[u]; ok {
-			v = math.Max(x, v)
-		}
-		c.vals[u] = v
+		c.vals.add(u, v, rules.AggAvg, first)
+	case rules.AggSum, rules.AggMin, rules.AggMax:
+		c.vals.add(u, v, d.cond.Aggregate.Func, first)
 	}
 }
 
@@ -166,18 +155,20 @@ func (d *didLeaf) columnValue(u uint32, start, end int64) (float64, bool) {
 				lastDay = c.day
 			}
 		case rules.AggSum:
-			x += c.vals[u]
+			v, _ := c.vals.get(u)
+			x += v
 		case rules.AggAvg:
 			n += c.count(u)
-			x += c.vals[u]
+			v, _ := c.vals.get(u)
+			x += v
 		case rules.AggMin:
-			if v := c.vals[u]; !found {
+			if v, _ := c.vals.get(u); !found {
 				x = v
 			} else {
 				x = math.Min(x, v)
 			}
 		case rules.AggMax:
-			if v := c.vals[u]; !found {
+			if v, _ := c.vals.get(u); !found {
 				x = v
 			} else {
 				x = math.Max(x, v)

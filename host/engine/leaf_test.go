@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -135,5 +136,74 @@ func TestRestoreRejectsStateVersion1(t *testing.T) {
 	binary.LittleEndian.PutUint32(data, 1)
 	if _, err := New(cfg).Restore(snapio.NewReader(data)); !errors.Is(err, ErrIncompatible) {
 		t.Fatalf("err = %v, want ErrIncompatible", err)
+	}
+}
+
+// TestNumColumnMatchesMap checks numColumn against a map over enough users
+// to merge its recent map into the sorted part many times, with clones
+// (as a capture makes) that must keep what they saw.
+func TestNumColumnMatchesMap(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 9))
+	for _, f := range []rules.AggFunc{rules.AggSum, rules.AggMin, rules.AggMax} {
+		c := &numColumn{}
+		model := map[uint32]float64{}
+		var frozen *numColumn
+		var frozenModel map[uint32]float64
+		for step := range 20000 {
+			u := uint32(rng.IntN(5000))
+			v := float64(rng.IntN(200) - 100)
+			x, had := model[u]
+			c.add(u, v, f, !had)
+			if !had {
+				model[u] = v
+			} else {
+				switch f {
+				case rules.AggSum:
+					model[u] = x + v
+				case rules.AggMin:
+					model[u] = min(x, v)
+				case rules.AggMax:
+					model[u] = max(x, v)
+				}
+			}
+			if step%3000 == 0 {
+				frozen, frozenModel = c, maps.Clone(model)
+				c = c.clone()
+			}
+		}
+		check := func(c *numColumn, model map[uint32]float64) {
+			t.Helper()
+			if c.len() != len(model) {
+				t.Fatalf("%s: %d users, want %d", f, c.len(), len(model))
+			}
+			var prev uint32
+			n := 0
+			c.each(func(u uint32, x float64) {
+				if n > 0 && u <= prev {
+					t.Fatalf("%s: user %d after %d", f, u, prev)
+				}
+				prev, n = u, n+1
+				if want, ok := model[u]; !ok || want != x {
+					t.Fatalf("%s: user %d has %v, want %v", f, u, x, want)
+				}
+			})
+			from := 0
+			for u := range uint32(5000) {
+				got, ok := c.get(u)
+				want, wok := model[u]
+				if ok != wok || got != want {
+					t.Fatalf("%s: get(%d) = %v %v, want %v %v", f, u, got, ok, want, wok)
+				}
+				if got, ok := c.getFrom(u, &from); ok != wok || got != want {
+					t.Fatalf("%s: getFrom(%d) = %v %v, want %v %v", f, u, got, ok, want, wok)
+				}
+			}
+		}
+		check(c, model)
+		check(frozen, frozenModel)
+		if len(c.keys) == 0 {
+			t.Fatalf("%s: never merged", f)
+		}
 	}
 }

@@ -418,14 +418,13 @@ func writeColumns(w *snapio.Writer, cols []*bucketCol) {
 		}
 		w.Bool(c.vals != nil)
 		if c.vals != nil {
-			keys := slices.Sorted(maps.Keys(c.vals))
-			w.Uvarint(uint64(len(keys)))
+			w.Uvarint(uint64(c.vals.len()))
 			var prev uint32
-			for _, u := range keys {
+			c.vals.each(func(u uint32, x float64) {
 				w.Uvarint(uint64(u - prev))
 				prev = u
-				w.Float(c.vals[u])
-			}
+				w.Float(x)
+			})
 		}
 	}
 }
@@ -442,11 +441,15 @@ func readColumns(r *snapio.Reader) []*bucketCol {
 		}
 		if r.Bool() {
 			nv := r.Len(9)
-			c.vals = make(map[uint32]float64, nv)
+			c.vals = &numColumn{keys: make([]uint32, nv), nums: make([]float64, nv)}
 			var u uint32
-			for range nv {
-				u += uint32(r.Uvarint())
-				c.vals[u] = r.Float()
+			for i := range nv {
+				d := uint32(r.Uvarint())
+				if (i > 0 && d == 0 || u+d < u) && r.Err == nil {
+					r.Err = errors.New("numbers: users out of order")
+				}
+				u += d
+				c.vals.keys[i], c.vals.nums[i] = u, r.Float()
 			}
 		}
 		if r.Err != nil {
