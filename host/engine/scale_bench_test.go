@@ -155,7 +155,11 @@ func BenchmarkDayTick(b *testing.B) {
 			s0, _ := d.cond.Window.Interval(now.UnixMilli(), e.loc)
 			s1, _ := d.cond.Window.Interval(now.Add(2*time.Hour).UnixMilli(), e.loc)
 			t := roaring.New()
-			d.index.crossed(s0, s1, t)
+			for _, c := range d.cols {
+				if c.start < s1 && c.end > s0 {
+					t.Or(c.users)
+				}
+			}
 			it := t.Iterator()
 			for it.HasNext() {
 				it.Next()
