@@ -78,10 +78,10 @@ func (n *node) holdsMasked(us []uint32, set *roaring.Bitmap, now int64, changes 
 
 // holdsAll judges the users in one pass per bucket of the window: the
 // bucket's users (and count slices) intersected with set are walked beside
-// us, instead of a bitmap lookup per user and bucket. Distinct leaves,
-// kept as lists, go user by user.
+// us, instead of a bitmap lookup per user and bucket. Distinct goes user
+// by user (a union of values per user).
 func (d *didLeaf) holdsAll(us []uint32, set *roaring.Bitmap, now int64, mask, out []bool) {
-	if d.perUser != nil {
+	if d.cond.Aggregate.Func == rules.AggDistinct {
 		for i, u := range us {
 			if mask == nil || mask[i] {
 				out[i] = d.holds(u, now)

@@ -25,6 +25,7 @@ type bucketCol struct {
 	users      *roaring.Bitmap
 	more       []*roaring.Bitmap // count and avg
 	vals       *numColumn        // sum and avg: the sum; min, max: the extreme
+	distinct   *pairColumn       // distinct: the values
 	// shared: a snapshot capture holds this bucket and encodes it later;
 	// the writer changes a clone instead (see didLeaf.bucketFor).
 	shared bool
@@ -37,6 +38,9 @@ func (c *bucketCol) clone() *bucketCol {
 	}
 	if c.vals != nil {
 		n.vals = c.vals.clone()
+	}
+	if c.distinct != nil {
+		n.distinct = c.distinct.clone()
 	}
 	return n
 }
@@ -68,11 +72,6 @@ func (c *bucketCol) count(u uint32) float64 {
 	return float64(n)
 }
 
-// columnar reports whether a did condition's aggregate combines per bucket,
-// so that its leaf keeps columns rather than each user's events. Distinct
-// values do not combine: that leaf keeps per-user lists.
-func columnar(a rules.Aggregate) bool { return a.Func != rules.AggDistinct }
-
 // span is the bucket of time t: [start, end) and its calendar day.
 func (d *didLeaf) span(t int64) (int64, int64, rules.CalendarDay) {
 	day := d.days.DayOf(t)
@@ -93,7 +92,11 @@ func (d *didLeaf) bucketFor(t int64) *bucketCol {
 		if i == len(d.cols) || d.cols[i].start > t {
 			s, e, day := d.span(t)
 			c := &bucketCol{start: s, end: e, day: day, users: roaring.New()}
-			if d.cond.Aggregate.Func != rules.AggCount && d.cond.Aggregate.Func != rules.AggDays {
+			switch d.cond.Aggregate.Func {
+			case rules.AggCount, rules.AggDays:
+			case rules.AggDistinct:
+				c.distinct = &pairColumn{}
+			default:
 				c.vals = &numColumn{}
 			}
 			d.cols = slices.Insert(d.cols, i, c)
@@ -108,11 +111,14 @@ func (d *didLeaf) bucketFor(t int64) *bucketCol {
 	return c
 }
 
-// addColumns records a matching event of user u at time t with number v.
-func (d *didLeaf) addColumns(u uint32, t int64, v float64) {
+// addColumns records a matching event of user u at time t with number v
+// (or interned value id, for distinct).
+func (d *didLeaf) addColumns(u uint32, t int64, v float64, id uint32) {
 	c := d.bucketFor(t)
 	first := c.users.CheckedAdd(u)
 	switch d.cond.Aggregate.Func {
+	case rules.AggDistinct:
+		c.distinct.add(u, id)
 	case rules.AggCount:
 		if !first {
 			c.increment(u)
@@ -142,6 +148,16 @@ func (d *didLeaf) columnValue(u uint32, start, end int64) (float64, bool) {
 	var n, x float64
 	found := false
 	lastDay := rules.CalendarDay(math.MinInt32)
+	if d.cond.Aggregate.Func == rules.AggDistinct {
+		seen := d.seen[:0]
+		for _, c := range d.inWindow(start, end) {
+			if c.users.Contains(u) {
+				seen = c.distinct.values(u, seen)
+			}
+		}
+		d.seen = seen
+		return float64(countDistinct(seen)), true
+	}
 	for _, c := range d.inWindow(start, end) {
 		if !c.users.Contains(u) {
 			continue

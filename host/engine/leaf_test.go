@@ -35,6 +35,8 @@ segments:
     did: {event: pay, aggregate: min(amount), is: "<= 30", last: 9h}
   - id: max_3d
     did: {event: pay, aggregate: max(amount), is: ">= 90", last: 3d}
+  - id: distinct_28h
+    did: {event: search, aggregate: distinct(term), is: ">= 2", last: 28h}
   - id: seq_20h
     sequence: {steps: [{event: search}, {event: pay}], within: 6h, last: 20h}
   - id: dropoff_30h
@@ -89,7 +91,7 @@ func runBuckets(t *testing.T, loc *time.Location, seed uint64) {
 				t.Fatal(err)
 			}
 		} else {
-			b := randomEvents(rng, now, names, []string{"shoes", "hats"})
+			b := randomEvents(rng, now, names, []string{"shoes", "hats", "bags"})
 			ref.Apply(b, now)
 			seq++
 			if err := cur.e.Apply(ctx, &ingest.Message{Seq: seq, Batch: b}); err != nil {
@@ -205,5 +207,59 @@ func TestNumColumnMatchesMap(t *testing.T) {
 		if len(c.keys) == 0 {
 			t.Fatalf("%s: never merged", f)
 		}
+	}
+}
+
+// TestPairColumnMatchesSets checks pairColumn against a set per user over
+// enough pairs to merge many times, with clones that keep what they saw.
+func TestPairColumnMatchesSets(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(4, 2))
+	c := &pairColumn{}
+	model := map[uint32]map[uint32]bool{}
+	var frozen *pairColumn
+	var frozenModel map[uint32][]uint32
+	snapshot := func() map[uint32][]uint32 {
+		out := map[uint32][]uint32{}
+		for u, vs := range model {
+			for v := range vs {
+				out[u] = append(out[u], v)
+			}
+			slices.Sort(out[u])
+		}
+		return out
+	}
+	for step := range 20000 {
+		u, v := uint32(rng.IntN(3000)), uint32(rng.IntN(20))
+		c.add(u, v)
+		if model[u] == nil {
+			model[u] = map[uint32]bool{}
+		}
+		model[u][v] = true
+		if step == 7000 {
+			frozen, frozenModel = c, snapshot()
+			c = c.clone()
+		}
+	}
+	check := func(c *pairColumn, want map[uint32][]uint32) {
+		t.Helper()
+		n := 0
+		for u := range uint32(3000) {
+			got := c.values(u, nil)
+			slices.Sort(got)
+			if !slices.Equal(got, want[u]) {
+				t.Fatalf("user %d: values %v, want %v", u, got, want[u])
+			}
+			n += len(got)
+		}
+		all := c.all()
+		if len(all) != n || !slices.IsSorted(all) {
+			t.Fatalf("all: %d pairs (sorted: %v), want %d", len(all), slices.IsSorted(all), n)
+		}
+	}
+	check(c, snapshot())
+	check(frozen, frozenModel)
+	if len(c.pairs) == 0 {
+		t.Fatal("never merged")
 	}
 }

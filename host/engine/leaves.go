@@ -205,37 +205,21 @@ func match(ctx context.Context, step *rules.Step, b *batchView, scratch *[]rules
 }
 
 // didLeaf keeps the state of a did condition inside the reach of its
-// window: for the aggregates that combine per time bucket (count, sum,
-// avg, min, max, days) columns per bucket (bucketCol); for distinct, each
-// user's matching events with their interned values.
+// window: columns per time bucket (bucketCol).
 type didLeaf struct {
 	cond   *rules.Did
 	loc    *time.Location
 	window interval
 	unit   rules.Unit
 	days   rules.DayCache
-	// Columns (all aggregates but distinct): buckets sorted by start; hit
-	// is the one added to last, which a batch's next event mostly shares.
-	cols []*bucketCol
-	hit  int
-	// Lists (distinct).
-	perUser map[uint32][]entry // sorted by time
-	index   timeBuckets
+	// cols are the buckets, sorted by start; hit is the one added to
+	// last, which a batch's next event mostly shares.
+	cols    []*bucketCol
+	hit     int
 	values  map[string]uint32 // distinct property values, interned
 	limits  *idLimits         // the engine's: how many values fit
 	scratch []rules.Event
-	seen    []uint32 // holds' scratch for distinct (writer only)
-	// cow: a snapshot Capture holds a clone of perUser whose lists share
-	// arrays with these; until its Release, a list is copied before an
-	// insert could shift its elements in place. (Columns are shared by
-	// bucket instead: bucketCol.shared.)
-	cow bool
-}
-
-// entry is one matching event of a distinct: its time and interned value.
-type entry struct {
-	t int64
-	s uint32
+	seen    []uint32 // value's scratch for distinct (writer only)
 }
 
 func newDidLeaf(c *rules.Did, loc *time.Location, limits *idLimits) *didLeaf {
@@ -243,11 +227,8 @@ func newDidLeaf(c *rules.Did, loc *time.Location, limits *idLimits) *didLeaf {
 	if c.Window.Kind != rules.Rolling {
 		unit = rules.Day
 	}
-	d := &didLeaf{cond: c, loc: loc, window: interval{w: c.Window, loc: loc}, unit: unit, days: rules.DayCache{Loc: loc}, limits: limits}
-	if !columnar(c.Aggregate) {
-		d.perUser, d.index, d.values = map[uint32][]entry{}, newTimeBuckets(unit, loc), map[string]uint32{}
-	}
-	return d
+	return &didLeaf{cond: c, loc: loc, window: interval{w: c.Window, loc: loc}, unit: unit, days: rules.DayCache{Loc: loc},
+		values: map[string]uint32{}, limits: limits}
 }
 
 func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bitmap) error {
@@ -261,21 +242,14 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 		if ev.Time < start || (d.cond.Window.Kind == rules.Between && ev.Time >= end) {
 			continue // it can never be inside the window
 		}
-		en := entry{t: ev.Time}
 		switch a := d.cond.Aggregate; {
 		case a.Numeric():
 			v, ok := ev.Props[a.Prop].(float64)
 			if !ok || math.IsNaN(v) {
 				continue // no number to aggregate: the event is left out
 			}
-			d.addColumns(b.users[i], ev.Time, v)
-			touched.Add(b.users[i])
-			continue
-		case a.Func != rules.AggDistinct:
-			d.addColumns(b.users[i], ev.Time, 0)
-			touched.Add(b.users[i])
-			continue
-		default:
+			d.addColumns(b.users[i], ev.Time, v, 0)
+		case a.Func == rules.AggDistinct:
 			v, ok := ev.Props[a.Prop]
 			if !ok || v == nil {
 				continue
@@ -291,20 +265,11 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 				id = uint32(len(d.values))
 				d.values[key] = id
 			}
-			en.s = id
+			d.addColumns(b.users[i], ev.Time, 0, id)
+		default:
+			d.addColumns(b.users[i], ev.Time, 0, 0)
 		}
-		u := b.users[i]
-		list := d.perUser[u]
-		if d.cow {
-			list = slices.Clip(list) // Insert must not write into a captured array
-		}
-		k := len(list)
-		for k > 0 && list[k-1].t > en.t {
-			k--
-		}
-		d.perUser[u] = slices.Insert(list, k, en)
-		d.index.add(ev.Time, u)
-		touched.Add(u)
+		touched.Add(b.users[i])
 	}
 	return nil
 }
@@ -331,11 +296,7 @@ func (d *didLeaf) empty() bool {
 }
 
 func (d *didLeaf) advance(t0, t1 int64, touched *roaring.Bitmap) {
-	if d.perUser == nil {
-		d.slideColumns(t0, t1, touched)
-		return
-	}
-	d.index.slide(d.cond.Window, d.loc, t0, t1, touched)
+	d.slideColumns(t0, t1, touched)
 }
 
 func (d *didLeaf) holds(u uint32, now int64) bool {
@@ -348,33 +309,7 @@ func (d *didLeaf) holds(u uint32, now int64) bool {
 // which are undefined (and then the condition does not hold).
 func (d *didLeaf) value(u uint32, now int64) (x float64, ok bool) {
 	start, end := d.window.at(now)
-	if d.perUser == nil {
-		return d.columnValue(u, start, end)
-	}
-	list := d.perUser[u]
-	if windowMoves(d.cond.Window) {
-		drop := 0
-		for drop < len(list) && list[drop].t < start {
-			drop++
-		}
-		if drop > 0 {
-			list = list[drop:]
-			if len(list) == 0 {
-				delete(d.perUser, u)
-			} else {
-				d.perUser[u] = list
-			}
-		}
-	}
-	// Distinct: the only aggregate kept as lists.
-	seen := d.seen[:0]
-	for _, en := range list {
-		if en.t >= start && en.t < end {
-			seen = append(seen, en.s) // an interned value
-		}
-	}
-	d.seen = seen
-	return float64(countDistinct(seen)), true
+	return d.columnValue(u, start, end)
 }
 
 // seqLeaf keeps, per user, the times of each step's matching events (and of

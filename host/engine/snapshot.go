@@ -308,28 +308,6 @@ func readBuckets(r *snapio.Reader, tb *timeBuckets) {
 	}
 }
 
-type userState[V any] struct {
-	u uint32
-	v V
-}
-
-// sortedUsers lists a per-user map in user order, so that equal states
-// encode to equal bytes. Sorting the bare ids and then looking the values
-// up is about twice as fast as sorting (id, value) pairs with a comparison
-// function.
-func sortedUsers[V any](m map[uint32]V) []userState[V] {
-	keys := make([]uint32, 0, len(m))
-	for u := range m {
-		keys = append(keys, u)
-	}
-	slices.Sort(keys)
-	us := make([]userState[V], len(keys))
-	for i, u := range keys {
-		us[i] = userState[V]{u, m[u]}
-	}
-	return us
-}
-
 func writeTimes(w *snapio.Writer, ts []int64) {
 	w.Uvarint(uint64(len(ts)))
 	var prev int64
@@ -355,33 +333,14 @@ func readTimes(r *snapio.Reader) []int64 {
 
 // capture writes the leaf's state to w and turns on copy-on-write (see
 // Capture): the buckets of columns are shared with the capture, which
-// encodes them later, and the writer changes a clone of a shared bucket;
-// the per-user lists of a distinct are deferred to a clone of the map.
+// encodes them later, and the writer changes a clone of a shared bucket.
+// The interned values of a distinct are written in the pause.
 func (d *didLeaf) capture(w *pieceWriter) {
-	if d.perUser == nil {
-		cols := slices.Clone(d.cols)
-		for _, c := range cols {
-			c.shared = true
-		}
-		w.deferTo(func(w *snapio.Writer) { writeColumns(w, cols) })
-		return
+	cols := slices.Clone(d.cols)
+	for _, c := range cols {
+		c.shared = true
 	}
-	users := maps.Clone(d.perUser)
-	d.cow = true
-	w.deferTo(func(w *snapio.Writer) {
-		w.Uvarint(uint64(len(users)))
-		for _, us := range sortedUsers(users) {
-			u, list := us.u, us.v
-			w.Uvarint(uint64(u))
-			w.Uvarint(uint64(len(list)))
-			var prev int64
-			for _, en := range list {
-				w.Varint(en.t - prev)
-				prev = en.t
-				w.Uvarint(uint64(en.s))
-			}
-		}
-	})
+	w.deferTo(func(w *snapio.Writer) { writeColumns(w, cols) })
 	vals := make([]string, len(d.values))
 	for k, id := range d.values {
 		vals[id] = k
@@ -390,14 +349,10 @@ func (d *didLeaf) capture(w *pieceWriter) {
 	for _, v := range vals {
 		w.String(v)
 	}
-	buckets := d.index.freeze()
-	w.deferTo(func(w *snapio.Writer) { writeBuckets(w, buckets) })
 }
 
 // release ends copy-on-write (Capture.Release).
 func (d *didLeaf) release() {
-	d.cow = false
-	d.index.release()
 	for _, c := range d.cols {
 		c.shared = false
 	}
@@ -415,6 +370,16 @@ func writeColumns(w *snapio.Writer, cols []*bucketCol) {
 		w.Uvarint(uint64(len(c.more)))
 		for _, m := range c.more {
 			w.Bitmap(m)
+		}
+		w.Bool(c.distinct != nil)
+		if c.distinct != nil {
+			pairs := c.distinct.all()
+			w.Uvarint(uint64(len(pairs)))
+			var prev uint64
+			for _, p := range pairs {
+				w.Uvarint(p - prev)
+				prev = p
+			}
 		}
 		w.Bool(c.vals != nil)
 		if c.vals != nil {
@@ -438,6 +403,19 @@ func readColumns(r *snapio.Reader) []*bucketCol {
 		nm := r.Len(1)
 		for range nm {
 			c.more = append(c.more, r.Bitmap())
+		}
+		if r.Bool() {
+			np := r.Len(1)
+			c.distinct = &pairColumn{pairs: make([]uint64, np)}
+			var p uint64
+			for i := range np {
+				d := r.Uvarint()
+				if (i > 0 && d == 0 || p+d < p) && r.Err == nil {
+					r.Err = errors.New("values: pairs out of order")
+				}
+				p += d
+				c.distinct.pairs[i] = p
+			}
 		}
 		if r.Bool() {
 			nv := r.Len(9)
@@ -465,33 +443,15 @@ func readColumns(r *snapio.Reader) []*bucketCol {
 }
 
 func (d *didLeaf) read(r *snapio.Reader) {
-	if d.perUser == nil {
-		d.cols, d.hit = readColumns(r), 0
-		return
-	}
-	n := r.Len(2)
-	d.perUser = make(map[uint32][]entry, n)
-	for range n {
-		u := uint32(r.Uvarint())
-		k := r.Len(1)
-		list := make([]entry, k)
-		var prev int64
-		for i := range list {
-			prev += r.Varint()
-			list[i].t = prev
-			list[i].s = uint32(r.Uvarint())
-		}
-		if r.Err != nil {
-			return
-		}
-		d.perUser[u] = list
-	}
+	d.cols, d.hit = readColumns(r), 0
 	nv := r.Len(1)
 	d.values = make(map[string]uint32, nv)
 	for i := range nv {
 		d.values[r.String()] = uint32(i)
 	}
-	readBuckets(r, &d.index)
+	if len(d.values) != nv && r.Err == nil {
+		r.Err = errors.New("distinct values: a value is written twice")
+	}
 }
 
 // capture is didLeaf.capture for sequences: the capture shares the
