@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/RoaringBitmap/roaring/v2"
+
 	"github.com/segd/segd/host/internal/reference"
 	"github.com/segd/segd/host/internal/snapio"
 	"github.com/segd/segd/ingest"
@@ -110,6 +112,11 @@ func runBuckets(t *testing.T, loc *time.Location, seed uint64) {
 			if again := snapshotOf(t, cur.e); !bytes.Equal(again, data) {
 				t.Fatalf("step %d: the restored state encodes to other bytes", step)
 			}
+		}
+		// Judging many users at once (holdsColumns, which evaluate uses
+		// past batchMin users) agrees with judging them one by one.
+		if err := cur.e.Do(ctx, func() error { return checkColumns(cur.e) }); err != nil {
+			t.Fatalf("step %d: %v", step, err)
 		}
 		for _, s := range segs {
 			want := ref.Members(s.ID, now)
@@ -262,4 +269,26 @@ func TestPairColumnMatchesSets(t *testing.T) {
 	if len(c.pairs) == 0 {
 		t.Fatal("never merged")
 	}
+}
+
+// checkColumns compares didLeaf.holdsColumns with holds for every user and
+// did leaf but distinct. Writer only.
+func checkColumns(e *Engine) error {
+	set := roaring.New()
+	set.AddRange(0, uint64(e.users.size()))
+	us := set.ToArray()
+	for _, l := range e.leaves {
+		d, ok := l.(*didLeaf)
+		if !ok || d.cond.Aggregate.Func == rules.AggDistinct {
+			continue
+		}
+		out := make([]bool, len(us))
+		d.holdsColumns(us, set, e.now, out)
+		for i, u := range us {
+			if want := d.holds(u, e.now); out[i] != want {
+				return fmt.Errorf("%s %s: user %d: holdsColumns %v, holds %v", d.cond.Aggregate, d.cond.Window, u, out[i], want)
+			}
+		}
+	}
+	return nil
 }
