@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -53,6 +54,9 @@ type timeBuckets struct {
 	// last is the bucket added to last: a batch's events mostly share one.
 	lastKey int64
 	last    *roaring.Bitmap
+	// shared lists the buckets a snapshot capture holds (see freeze):
+	// each is cloned before its first change. Nil without a capture.
+	shared map[int64]bool
 }
 
 func newTimeBuckets(unit rules.Unit, loc *time.Location) timeBuckets {
@@ -81,11 +85,28 @@ func (tb *timeBuckets) add(t int64, u uint32) {
 		if bm == nil {
 			bm = roaring.New()
 			tb.buckets[b] = bm
+		} else if tb.shared[b] {
+			bm = bm.Clone()
+			tb.buckets[b] = bm
+			delete(tb.shared, b)
 		}
 		tb.lastKey, tb.last = b, bm
 	}
 	tb.last.Add(u)
 }
+
+// freeze returns the buckets for a snapshot capture to encode later, and
+// has the writer clone a bucket before changing it until release.
+func (tb *timeBuckets) freeze() map[int64]*roaring.Bitmap {
+	tb.shared = make(map[int64]bool, len(tb.buckets))
+	for b := range tb.buckets {
+		tb.shared[b] = true
+	}
+	tb.last = nil
+	return maps.Clone(tb.buckets)
+}
+
+func (tb *timeBuckets) release() { tb.shared = nil }
 
 // slide moves window w from the clock t0 to t1: the users of buckets that
 // its start or end crossed are added to touched, and buckets a moving
@@ -117,6 +138,7 @@ func (tb *timeBuckets) dropBefore(t int64) {
 	for b := range tb.buckets {
 		if _, e := tb.span(b); e <= t {
 			delete(tb.buckets, b)
+			delete(tb.shared, b)
 		}
 	}
 	tb.last = nil
@@ -182,30 +204,22 @@ func match(ctx context.Context, step *rules.Step, b *batchView, scratch *[]rules
 	return out, nil
 }
 
-// didLeaf keeps, per user, the matching events inside the reach of a did
-// condition's window, with the value its aggregate reads.
+// didLeaf keeps the state of a did condition inside the reach of its
+// window: columns per time bucket (bucketCol).
 type didLeaf struct {
-	cond    *rules.Did
-	loc     *time.Location
-	window  interval
-	perUser map[uint32][]entry // sorted by time
-	index   timeBuckets
+	cond   *rules.Did
+	loc    *time.Location
+	window interval
+	unit   rules.Unit
+	days   rules.DayCache
+	// cols are the buckets, sorted by start; hit is the one added to
+	// last, which a batch's next event mostly shares.
+	cols    []*bucketCol
+	hit     int
 	values  map[string]uint32 // distinct property values, interned
 	limits  *idLimits         // the engine's: how many values fit
 	scratch []rules.Event
-	seen    []uint32 // holds' scratch for days and distinct (writer only)
-	// cow: a snapshot Capture holds a clone of perUser whose lists share
-	// arrays with these; until its Release, a list is copied before an
-	// insert could shift its elements in place.
-	cow bool
-}
-
-// entry is one matching event: its time, and the number (sum, avg, min,
-// max) or interned value (distinct) its aggregate reads.
-type entry struct {
-	t int64
-	v float64
-	s uint32
+	seen    []uint32 // value's scratch for distinct (writer only)
 }
 
 func newDidLeaf(c *rules.Did, loc *time.Location, limits *idLimits) *didLeaf {
@@ -213,8 +227,8 @@ func newDidLeaf(c *rules.Did, loc *time.Location, limits *idLimits) *didLeaf {
 	if c.Window.Kind != rules.Rolling {
 		unit = rules.Day
 	}
-	return &didLeaf{cond: c, loc: loc, window: interval{w: c.Window, loc: loc}, perUser: map[uint32][]entry{},
-		index: newTimeBuckets(unit, loc), values: map[string]uint32{}, limits: limits}
+	return &didLeaf{cond: c, loc: loc, window: interval{w: c.Window, loc: loc}, unit: unit, days: rules.DayCache{Loc: loc},
+		values: map[string]uint32{}, limits: limits}
 }
 
 func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bitmap) error {
@@ -228,16 +242,13 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 		if ev.Time < start || (d.cond.Window.Kind == rules.Between && ev.Time >= end) {
 			continue // it can never be inside the window
 		}
-		en := entry{t: ev.Time}
 		switch a := d.cond.Aggregate; {
 		case a.Numeric():
 			v, ok := ev.Props[a.Prop].(float64)
 			if !ok || math.IsNaN(v) {
 				continue // no number to aggregate: the event is left out
 			}
-			en.v = v
-		case a.Func == rules.AggDays:
-			en.s = uint32(d.index.days.DayOf(ev.Time))
+			d.addColumns(b.users[i], ev.Time, v, 0)
 		case a.Func == rules.AggDistinct:
 			v, ok := ev.Props[a.Prop]
 			if !ok || v == nil {
@@ -254,20 +265,11 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 				id = uint32(len(d.values))
 				d.values[key] = id
 			}
-			en.s = id
+			d.addColumns(b.users[i], ev.Time, 0, id)
+		default:
+			d.addColumns(b.users[i], ev.Time, 0, 0)
 		}
-		u := b.users[i]
-		list := d.perUser[u]
-		if d.cow {
-			list = slices.Clip(list) // Insert must not write into a captured array
-		}
-		k := len(list)
-		for k > 0 && list[k-1].t > en.t {
-			k--
-		}
-		d.perUser[u] = slices.Insert(list, k, en)
-		d.index.add(ev.Time, u)
-		touched.Add(u)
+		touched.Add(b.users[i])
 	}
 	return nil
 }
@@ -294,7 +296,7 @@ func (d *didLeaf) empty() bool {
 }
 
 func (d *didLeaf) advance(t0, t1 int64, touched *roaring.Bitmap) {
-	d.index.slide(d.cond.Window, d.loc, t0, t1, touched)
+	d.slideColumns(t0, t1, touched)
 }
 
 func (d *didLeaf) holds(u uint32, now int64) bool {
@@ -307,86 +309,21 @@ func (d *didLeaf) holds(u uint32, now int64) bool {
 // which are undefined (and then the condition does not hold).
 func (d *didLeaf) value(u uint32, now int64) (x float64, ok bool) {
 	start, end := d.window.at(now)
-	list := d.perUser[u]
-	if windowMoves(d.cond.Window) {
-		drop := 0
-		for drop < len(list) && list[drop].t < start {
-			drop++
-		}
-		if drop > 0 {
-			list = list[drop:]
-			if len(list) == 0 {
-				delete(d.perUser, u)
-			} else {
-				d.perUser[u] = list
-			}
-		}
-	}
-	a := d.cond.Aggregate
-	var n, sum float64
-	lo, hi := math.Inf(1), math.Inf(-1)
-	distinct := a.Func == rules.AggDays || a.Func == rules.AggDistinct
-	seen := d.seen[:0]
-	for _, en := range list {
-		if en.t < start || en.t >= end {
-			continue
-		}
-		n++
-		sum += en.v
-		lo, hi = min(lo, en.v), max(hi, en.v)
-		if distinct {
-			seen = append(seen, en.s) // a day (days) or an interned value (distinct)
-		}
-	}
-	d.seen = seen
-	switch a.Func {
-	case rules.AggCount:
-		return n, true
-	case rules.AggSum:
-		return sum, true
-	case rules.AggDays, rules.AggDistinct:
-		return float64(countDistinct(seen)), true
-	}
-	// avg, min, max: undefined over no events
-	if n == 0 {
-		return 0, false
-	}
-	return map[rules.AggFunc]float64{rules.AggAvg: sum / n, rules.AggMin: lo, rules.AggMax: hi}[a.Func], true
+	return d.columnValue(u, start, end)
 }
 
 // seqLeaf keeps, per user, the times of each step's matching events (and of
-// the then_not step) inside the reach of a sequence's window.
+// the then_not step) inside the reach of a sequence's window, in a
+// seqStore: list k is step k's times, then the then_not step's if any.
 type seqLeaf struct {
 	cond      *rules.Sequence
 	loc       *time.Location
 	window    interval
 	within    int64 // ms
-	perUser   map[uint32]*seqUser
+	times     seqStore
 	index     timeBuckets // by first-step times
 	deadlines deadlineHeap
 	scratch   []rules.Event
-	// cow: a snapshot Capture holds a clone of perUser that shares the
-	// seqUser values; until its Release, a user's state is copied (once,
-	// recorded in copied) before it changes. See mutable.
-	cow    bool
-	copied map[uint32]bool
-}
-
-type seqUser struct {
-	steps   [][]int64 // per step, sorted
-	thenNot []int64   // sorted
-}
-
-// empty reports whether nothing is kept for the user. A later step's
-// events are kept even without a first step: a late first step may still
-// arrive before them.
-func (su *seqUser) empty() bool {
-	for _, st := range su.steps {
-		if len(st) > 0 {
-			return false
-		}
-	}
-	return len(su.thenNot) == 0
 }
 
 func newSeqLeaf(c *rules.Sequence, loc *time.Location) *seqLeaf {
@@ -395,41 +332,16 @@ func newSeqLeaf(c *rules.Sequence, loc *time.Location) *seqLeaf {
 		unit = rules.Day
 	}
 	return &seqLeaf{cond: c, loc: loc, window: interval{w: c.Window, loc: loc}, within: c.Within.Milliseconds(),
-		perUser: map[uint32]*seqUser{}, index: newTimeBuckets(unit, loc)}
+		times: newSeqStore(seqLists(c)), index: newTimeBuckets(unit, loc)}
 }
 
-func insertTime(list []int64, t int64) []int64 {
-	k, _ := slices.BinarySearch(list, t)
-	return slices.Insert(list, k, t)
-}
-
-// user returns u's state to change, creating it.
-func (s *seqLeaf) user(u uint32) *seqUser {
-	su := s.mutable(u)
-	if su == nil {
-		su = &seqUser{steps: make([][]int64, len(s.cond.Steps))}
-		s.perUser[u] = su
-		if s.cow {
-			s.copied[u] = true // not in the capture: nothing to copy
-		}
+// seqLists is the number of lists a sequence keeps per user: one per
+// step, and one for the then_not step if any.
+func seqLists(c *rules.Sequence) int {
+	if c.ThenNot != nil {
+		return len(c.Steps) + 1
 	}
-	return su
-}
-
-// mutable returns u's state (nil if none), copied first if a snapshot
-// capture may still be reading it.
-func (s *seqLeaf) mutable(u uint32) *seqUser {
-	su := s.perUser[u]
-	if su == nil || !s.cow || s.copied[u] {
-		return su
-	}
-	c := &seqUser{steps: make([][]int64, len(su.steps)), thenNot: slices.Clone(su.thenNot)}
-	for k, st := range su.steps {
-		c.steps[k] = slices.Clone(st)
-	}
-	s.perUser[u] = c
-	s.copied[u] = true
-	return c
+	return len(c.Steps)
 }
 
 func (s *seqLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bitmap) error {
@@ -445,8 +357,7 @@ func (s *seqLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 			if t < start || (fixedEnd && (k == 0 && t >= end || t > end+s.within)) {
 				continue
 			}
-			su := s.user(u)
-			su.steps[k] = insertTime(su.steps[k], t)
+			s.times.add(u, k, t)
 			if k == 0 {
 				s.index.add(t, u)
 				if s.cond.ThenNot != nil && t+s.within >= b.now {
@@ -466,11 +377,11 @@ func (s *seqLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 			if t <= start {
 				continue
 			}
-			su := s.user(u)
-			su.thenNot = insertTime(su.thenNot, t)
+			s.times.add(u, len(s.cond.Steps), t)
 			touched.Add(u)
 		}
 	}
+	s.times.compact()
 	return nil
 }
 
@@ -484,35 +395,31 @@ func (s *seqLeaf) advance(t0, t1 int64, touched *roaring.Bitmap) {
 }
 
 func (s *seqLeaf) holds(u uint32, now int64) bool {
-	su := s.perUser[u]
-	if su == nil {
+	i, ok := s.times.lookup(u)
+	if !ok {
 		return false
 	}
 	start, end := s.window.at(now)
-	if windowMoves(s.cond.Window) {
-		if s.cow {
-			su = s.mutable(u) // trimming changes it
-		}
-		for k := range su.steps {
-			su.steps[k] = trimBefore(su.steps[k], start)
-		}
-		su.thenNot = trimBefore(su.thenNot, start)
-		if su.empty() {
-			delete(s.perUser, u)
-			return false
-		}
+	if windowMoves(s.cond.Window) && !s.times.trim(i, start) {
+		return false
 	}
-	for _, a := range su.steps[0] {
+	r := *s.times.rec(i)
+	first := s.times.list(r, 0)
+	var thenNot []int64
+	if s.cond.ThenNot != nil {
+		thenNot = s.times.list(r, len(s.cond.Steps))
+	}
+	for _, a := range first {
 		if a < start || a >= end {
 			continue
 		}
 		if s.cond.ThenNot != nil {
-			if now > a+s.within && !anyIn(su.thenNot, a, a+s.within) {
+			if now > a+s.within && !anyIn(thenNot, a, a+s.within) {
 				return true
 			}
 			continue
 		}
-		if s.completes(su, a) {
+		if s.completes(r, a) {
 			return true
 		}
 	}
@@ -522,15 +429,15 @@ func (s *seqLeaf) holds(u uint32, now int64) bool {
 // completes reports whether the steps after the first follow a, each
 // strictly after the one before, all by a+within. Taking the earliest
 // occurrence of each step is optimal: it leaves the most room for the next.
-func (s *seqLeaf) completes(su *seqUser, a int64) bool {
+func (s *seqLeaf) completes(r seqRec, a int64) bool {
 	t := a
-	for k := 1; k < len(su.steps); k++ {
-		i, found := slices.BinarySearch(su.steps[k], t+1)
-		_ = found
-		if i == len(su.steps[k]) || su.steps[k][i] > a+s.within {
+	for k := 1; k < len(s.cond.Steps); k++ {
+		l := s.times.list(r, k)
+		i, _ := slices.BinarySearch(l, t+1)
+		if i == len(l) || l[i] > a+s.within {
 			return false
 		}
-		t = su.steps[k][i]
+		t = l[i]
 	}
 	return true
 }
@@ -539,11 +446,6 @@ func (s *seqLeaf) completes(su *seqUser, a int64) bool {
 func anyIn(list []int64, after, until int64) bool {
 	i, _ := slices.BinarySearch(list, after+1)
 	return i < len(list) && list[i] <= until
-}
-
-func trimBefore(list []int64, t int64) []int64 {
-	i, _ := slices.BinarySearch(list, t)
-	return list[i:]
 }
 
 // deadline is a moment at which a drop-off may complete for a user.
@@ -629,3 +531,9 @@ func (p *profileLeaf) ingest(ctx context.Context, b *batchView, touched *roaring
 func (p *profileLeaf) advance(int64, int64, *roaring.Bitmap) {}
 
 func (p *profileLeaf) holds(u uint32, _ int64) bool { return p.members.Contains(u) }
+
+// release ends copy-on-write (Capture.Release).
+func (s *seqLeaf) release() {
+	s.times.release()
+	s.index.release()
+}

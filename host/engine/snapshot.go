@@ -10,7 +10,6 @@ import (
 	"maps"
 	"runtime"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +21,9 @@ import (
 )
 
 // stateVersion is the version of the engine's state encoding. A snapshot
-// of another version is not loaded (segd replays instead).
-const stateVersion = 1
+// of another version is not loaded (segd replays instead). 2: did
+// conditions keep columns per time bucket, sequences one arena per leaf.
+const stateVersion = 2
 
 // Do runs fn on the writer goroutine, between two steps, and returns its
 // error: fn sees the state of one stream sequence. Snapshots use it.
@@ -204,9 +204,9 @@ func (c *Capture) Release() {
 	for _, l := range c.leaves {
 		switch l := l.(type) {
 		case *didLeaf:
-			l.cow = false
+			l.release()
 		case *seqLeaf:
-			l.cow, l.copied = false, nil
+			l.release()
 		}
 	}
 	c.leaves = nil
@@ -287,16 +287,14 @@ func (e *Engine) captureSegment(w *pieceWriter, s *segmentState) error {
 	return nil
 }
 
-func writeBuckets(w *snapio.Writer, tb *timeBuckets) {
-	keys := make([]int64, 0, len(tb.buckets))
-	for k := range tb.buckets {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+// writeBuckets writes a timeBuckets' bitmaps (from its freeze), in time
+// order.
+func writeBuckets(w *snapio.Writer, buckets map[int64]*roaring.Bitmap) {
+	keys := slices.Sorted(maps.Keys(buckets))
 	w.Uvarint(uint64(len(keys)))
 	for _, k := range keys {
 		w.Varint(k)
-		w.Bitmap(tb.buckets[k])
+		w.Bitmap(buckets[k])
 	}
 }
 
@@ -308,28 +306,6 @@ func readBuckets(r *snapio.Reader, tb *timeBuckets) {
 		k := r.Varint()
 		tb.buckets[k] = r.Bitmap()
 	}
-}
-
-type userState[V any] struct {
-	u uint32
-	v V
-}
-
-// sortedUsers lists a per-user map in user order, so that equal states
-// encode to equal bytes. Sorting the bare ids and then looking the values
-// up is about twice as fast as sorting (id, value) pairs with a comparison
-// function.
-func sortedUsers[V any](m map[uint32]V) []userState[V] {
-	keys := make([]uint32, 0, len(m))
-	for u := range m {
-		keys = append(keys, u)
-	}
-	slices.Sort(keys)
-	us := make([]userState[V], len(keys))
-	for i, u := range keys {
-		us[i] = userState[V]{u, m[u]}
-	}
-	return us
 }
 
 func writeTimes(w *snapio.Writer, ts []int64) {
@@ -355,32 +331,16 @@ func readTimes(r *snapio.Reader) []int64 {
 	return out
 }
 
-// capture writes the leaf's state to w, the per-user lists deferred to a
-// clone of the map, and turns on copy-on-write (see Capture).
+// capture writes the leaf's state to w and turns on copy-on-write (see
+// Capture): the buckets of columns are shared with the capture, which
+// encodes them later, and the writer changes a clone of a shared bucket.
+// The interned values of a distinct are written in the pause.
 func (d *didLeaf) capture(w *pieceWriter) {
-	a := d.cond.Aggregate
-	numeric, small := a.Numeric(), a.Func == rules.AggDays || a.Func == rules.AggDistinct
-	users := maps.Clone(d.perUser)
-	d.cow = true
-	w.deferTo(func(w *snapio.Writer) {
-		w.Uvarint(uint64(len(users)))
-		for _, us := range sortedUsers(users) {
-			u, list := us.u, us.v
-			w.Uvarint(uint64(u))
-			w.Uvarint(uint64(len(list)))
-			var prev int64
-			for _, en := range list {
-				w.Varint(en.t - prev)
-				prev = en.t
-				if numeric {
-					w.Float(en.v)
-				}
-				if small {
-					w.Uvarint(uint64(en.s))
-				}
-			}
-		}
-	})
+	cols := slices.Clone(d.cols)
+	for _, c := range cols {
+		c.shared = true
+	}
+	w.deferTo(func(w *snapio.Writer) { writeColumns(w, cols) })
 	vals := make([]string, len(d.values))
 	for k, id := range d.values {
 		vals[id] = k
@@ -389,81 +349,132 @@ func (d *didLeaf) capture(w *pieceWriter) {
 	for _, v := range vals {
 		w.String(v)
 	}
-	writeBuckets(&w.Writer, &d.index)
 }
 
-func (d *didLeaf) read(r *snapio.Reader) {
-	a := d.cond.Aggregate
-	numeric, small := a.Numeric(), a.Func == rules.AggDays || a.Func == rules.AggDistinct
-	n := r.Len(2)
-	d.perUser = make(map[uint32][]entry, n)
-	for range n {
-		u := uint32(r.Uvarint())
-		k := r.Len(1)
-		list := make([]entry, k)
-		var prev int64
-		for i := range list {
-			prev += r.Varint()
-			list[i].t = prev
-			if numeric {
-				list[i].v = r.Float()
+// release ends copy-on-write (Capture.Release).
+func (d *didLeaf) release() {
+	for _, c := range d.cols {
+		c.shared = false
+	}
+}
+
+// writeColumns writes buckets of columns: span, users, the count's bit
+// slices, and the numbers by user in user order.
+func writeColumns(w *snapio.Writer, cols []*bucketCol) {
+	w.Uvarint(uint64(len(cols)))
+	for _, c := range cols {
+		w.Varint(c.start)
+		w.Varint(c.end)
+		w.Varint(int64(c.day))
+		w.Bitmap(c.users)
+		w.Uvarint(uint64(len(c.more)))
+		for _, m := range c.more {
+			w.Bitmap(m)
+		}
+		w.Bool(c.distinct != nil)
+		if c.distinct != nil {
+			pairs := c.distinct.all()
+			w.Uvarint(uint64(len(pairs)))
+			var prev uint64
+			for _, p := range pairs {
+				w.Uvarint(p - prev)
+				prev = p
 			}
-			if small {
-				list[i].s = uint32(r.Uvarint())
+		}
+		w.Bool(c.vals != nil)
+		if c.vals != nil {
+			w.Uvarint(uint64(c.vals.len()))
+			var prev uint32
+			c.vals.each(func(u uint32, x float64) {
+				w.Uvarint(uint64(u - prev))
+				prev = u
+				w.Float(x)
+			})
+		}
+	}
+}
+
+// readColumns reads what writeColumns wrote.
+func readColumns(r *snapio.Reader) []*bucketCol {
+	n := r.Len(4)
+	cols := make([]*bucketCol, 0, n)
+	for range n {
+		c := &bucketCol{start: r.Varint(), end: r.Varint(), day: rules.CalendarDay(r.Varint()), users: r.Bitmap()}
+		nm := r.Len(1)
+		for range nm {
+			c.more = append(c.more, r.Bitmap())
+		}
+		if r.Bool() {
+			np := r.Len(1)
+			c.distinct = &pairColumn{pairs: make([]uint64, np)}
+			var p uint64
+			for i := range np {
+				d := r.Uvarint()
+				if (i > 0 && d == 0 || p+d < p) && r.Err == nil {
+					r.Err = errors.New("values: pairs out of order")
+				}
+				p += d
+				c.distinct.pairs[i] = p
+			}
+		}
+		if r.Bool() {
+			nv := r.Len(9)
+			c.vals = &numColumn{keys: make([]uint32, nv), nums: make([]float64, nv)}
+			var u uint32
+			for i := range nv {
+				d := uint32(r.Uvarint())
+				if (i > 0 && d == 0 || u+d < u) && r.Err == nil {
+					r.Err = errors.New("numbers: users out of order")
+				}
+				u += d
+				c.vals.keys[i], c.vals.nums[i] = u, r.Float()
 			}
 		}
 		if r.Err != nil {
-			return
+			return nil
 		}
-		d.perUser[u] = list
+		if c.start >= c.end || (len(cols) > 0 && cols[len(cols)-1].end > c.start) {
+			r.Err = fmt.Errorf("bucket [%d, %d) out of order", c.start, c.end)
+			return nil
+		}
+		cols = append(cols, c)
 	}
+	return cols
+}
+
+func (d *didLeaf) read(r *snapio.Reader) {
+	d.cols, d.hit = readColumns(r), 0
 	nv := r.Len(1)
 	d.values = make(map[string]uint32, nv)
 	for i := range nv {
 		d.values[r.String()] = uint32(i)
 	}
-	readBuckets(r, &d.index)
+	if len(d.values) != nv && r.Err == nil {
+		r.Err = errors.New("distinct values: a value is written twice")
+	}
 }
 
-// capture is didLeaf.capture for sequences: a user's times are copied
-// before the first change after the capture (seqLeaf.mutable).
+// capture is didLeaf.capture for sequences: the capture shares the
+// record chunks and the arena (seqStore.freeze) and the index's bitmaps
+// (timeBuckets.freeze), and encodes them after the pause.
 func (s *seqLeaf) capture(w *pieceWriter) {
-	users := maps.Clone(s.perUser)
-	s.cow, s.copied = true, map[uint32]bool{}
+	chunks, arena := s.times.freeze()
+	lists := s.times.lists
+	buckets := s.index.freeze()
+	deadlines := slices.Clone(s.deadlines)
 	w.deferTo(func(w *snapio.Writer) {
-		w.Uvarint(uint64(len(users)))
-		for _, us := range sortedUsers(users) {
-			u, su := us.u, us.v
-			w.Uvarint(uint64(u))
-			for _, st := range su.steps {
-				writeTimes(w, st)
-			}
-			writeTimes(w, su.thenNot)
+		writeSeqStore(w, lists, chunks, arena)
+		writeBuckets(w, buckets)
+		w.Uvarint(uint64(len(deadlines)))
+		for _, d := range deadlines { // heap order is kept as is
+			w.Varint(d.at)
+			w.Uvarint(uint64(d.user))
 		}
 	})
-	writeBuckets(&w.Writer, &s.index)
-	w.Uvarint(uint64(len(s.deadlines)))
-	for _, d := range s.deadlines { // heap order is kept as is
-		w.Varint(d.at)
-		w.Uvarint(uint64(d.user))
-	}
 }
 
 func (s *seqLeaf) read(r *snapio.Reader) {
-	n := r.Len(2)
-	s.perUser = make(map[uint32]*seqUser, n)
-	for range n {
-		u := uint32(r.Uvarint())
-		su := &seqUser{steps: make([][]int64, len(s.cond.Steps))}
-		for k := range su.steps {
-			su.steps[k] = readTimes(r)
-		}
-		su.thenNot = readTimes(r)
-		if r.Err != nil {
-			return
-		}
-		s.perUser[u] = su
-	}
+	s.times = readSeqStore(r, seqLists(s.cond))
 	readBuckets(r, &s.index)
 	nd := r.Len(2)
 	s.deadlines = make(deadlineHeap, nd)

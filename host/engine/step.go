@@ -219,10 +219,12 @@ func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitma
 			}
 		}
 		s.evaluations.Add(affected.GetCardinality())
-		it := affected.Iterator()
-		for it.HasNext() {
-			u := it.Next()
-			changes.set(s, u, s.tree.holds(u, e.now, changes))
+		// All the users at once: a leaf walks its columns once for them.
+		us := affected.ToArray()
+		out := make([]bool, len(us))
+		s.tree.holdsMany(us, affected, e.now, changes, out)
+		for i, u := range us {
+			changes.set(s, u, out[i])
 		}
 		if fresh != nil && s.empty {
 			it := roaring.AndNot(fresh, affected).Iterator()

@@ -276,6 +276,13 @@ func (r *Reader) Bitmap() *roaring.Bitmap {
 	}
 	if err := bm.UnmarshalBinary(b); err != nil {
 		r.fail("bitmap: %v", err)
+		return roaring.New()
+	}
+	// The decoder accepts some damage that later reads trip over (an
+	// empty container panics Maximum): check the structure too.
+	if err := validBitmap(bm); err != nil {
+		r.fail("bitmap: %v", err)
+		return roaring.New()
 	}
 	return bm
 }
@@ -342,4 +349,15 @@ func (r *Reader) Done() error {
 		r.fail("%d bytes left over", len(r.b))
 	}
 	return r.Err
+}
+
+// validBitmap checks a decoded bitmap's structure; Validate itself panics
+// on some damage.
+func validBitmap(bm *roaring.Bitmap) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("damaged: %v", p)
+		}
+	}()
+	return bm.Validate()
 }

@@ -1,0 +1,289 @@
+package engine
+
+import (
+	"cmp"
+	"errors"
+	"slices"
+
+	"github.com/segd/segd/host/internal/snapio"
+)
+
+// seqStore keeps a sequence leaf's times, per user, without a heap object
+// per user: each user's times are one run of a shared arena of int64,
+// arena[off:off+cap], which starts with the lengths of the user's lists
+// (two uint32 a word) and then holds the lists one after the other, each
+// sorted: the steps' times, then the then_not step's. A run that is full
+// moves to the end of the arena with a quarter as much room again; the words it
+// leaves are garbage, reclaimed by compacting when they are a quarter of
+// the arena.
+//
+// Records live in chunks so that a snapshot capture can share them: the
+// capture holds the chunk list and arena[:frozen], and until Release the
+// writer copies a chunk before changing it and moves a run that lies below
+// frozen before changing it (appends beyond frozen are unseen by the
+// capture).
+type seqStore struct {
+	lists   int // the steps, and the then_not step if any
+	head    int // header words: (lists+1)/2
+	slot    map[uint32]uint32
+	chunks  []*recChunk
+	records int      // records made, free or not
+	free    []uint32 // record numbers to reuse
+	arena   []int64
+	garbage int
+	cow     bool
+	frozen  int
+}
+
+// seqRec is one user's run; cap 0 marks a free record.
+type seqRec struct {
+	user, off, cap uint32
+}
+
+const recChunkSize = 1024
+
+type recChunk struct {
+	recs   [recChunkSize]seqRec
+	shared bool
+}
+
+// newSeqStore keeps lists lists per user.
+func newSeqStore(lists int) seqStore {
+	return seqStore{lists: lists, head: (lists + 1) / 2, slot: map[uint32]uint32{}}
+}
+
+func (st *seqStore) rec(i uint32) *seqRec { return &st.chunks[i/recChunkSize].recs[i%recChunkSize] }
+
+// mutableRec returns record i to change, copying its chunk first if a
+// capture holds it.
+func (st *seqStore) mutableRec(i uint32) *seqRec {
+	c := st.chunks[i/recChunkSize]
+	if c.shared {
+		n := &recChunk{recs: c.recs}
+		st.chunks[i/recChunkSize] = n
+		c = n
+	}
+	return &c.recs[i%recChunkSize]
+}
+
+func (st *seqStore) length(r seqRec, k int) int {
+	return int(uint32(st.arena[int(r.off)+k/2] >> (32 * (k % 2))))
+}
+
+func (st *seqStore) setLength(r seqRec, k, n int) {
+	w := &st.arena[int(r.off)+k/2]
+	shift := 32 * (k % 2)
+	*w = *w&^(0xffffffff<<shift) | int64(uint32(n))<<shift
+}
+
+// list returns list k of run r (sharing the arena).
+func (st *seqStore) list(r seqRec, k int) []int64 {
+	at := int(r.off) + st.head
+	for j := range k {
+		at += st.length(r, j)
+	}
+	return st.arena[at : at+st.length(r, k) : at+st.length(r, k)]
+}
+
+func (st *seqStore) used(r seqRec) int {
+	n := st.head
+	for k := range st.lists {
+		n += st.length(r, k)
+	}
+	return n
+}
+
+// lookup returns u's record number.
+func (st *seqStore) lookup(u uint32) (uint32, bool) {
+	i, ok := st.slot[u]
+	return i, ok
+}
+
+// add inserts time t in list k of user u.
+func (st *seqStore) add(u uint32, k int, t int64) {
+	i, ok := st.slot[u]
+	if !ok {
+		i = st.newRec(u)
+	}
+	r := st.mutableRec(i)
+	used := st.used(*r)
+	if used == int(r.cap) || (st.cow && int(r.off) < st.frozen) {
+		st.move(r, used, used+max(2, used/4))
+	}
+	l := st.list(*r, k)
+	p, _ := slices.BinarySearch(l, t)
+	pos := st.listStart(*r, k) + p
+	end := int(r.off) + used
+	copy(st.arena[pos+1:end+1], st.arena[pos:end])
+	st.arena[pos] = t
+	st.setLength(*r, k, len(l)+1)
+}
+
+func (st *seqStore) listStart(r seqRec, k int) int {
+	at := int(r.off) + st.head
+	for j := range k {
+		at += st.length(r, j)
+	}
+	return at
+}
+
+// newRec makes an empty record for u.
+func (st *seqStore) newRec(u uint32) uint32 {
+	var i uint32
+	if n := len(st.free); n > 0 {
+		i, st.free = st.free[n-1], st.free[:n-1]
+	} else {
+		i = uint32(st.records)
+		st.records++
+		if int(i) == len(st.chunks)*recChunkSize {
+			st.chunks = append(st.chunks, &recChunk{})
+		}
+	}
+	r := st.mutableRec(i)
+	*r = seqRec{user: u, off: uint32(len(st.arena)), cap: uint32(st.head + 2)}
+	st.arena = append(st.arena, make([]int64, st.head+2)...)
+	st.slot[u] = i
+	return i
+}
+
+// move copies run r (used words) to the end of the arena with room for
+// size words.
+func (st *seqStore) move(r *seqRec, used, size int) {
+	off := len(st.arena)
+	st.arena = append(st.arena, st.arena[r.off:int(r.off)+used]...)
+	st.arena = append(st.arena, make([]int64, size-used)...)
+	st.garbage += int(r.cap)
+	r.off, r.cap = uint32(off), uint32(size)
+}
+
+// trim drops the times before t from record i's lists, and the record if
+// nothing is left; it reports whether the user still has times.
+func (st *seqStore) trim(i uint32, t int64) bool {
+	r := *st.rec(i)
+	drop := false
+	for k := range st.lists {
+		if l := st.list(r, k); len(l) > 0 && l[0] < t {
+			drop = true
+			break
+		}
+	}
+	if !drop {
+		return true
+	}
+	rp := st.mutableRec(i)
+	if st.cow && int(rp.off) < st.frozen {
+		st.move(rp, st.used(*rp), int(rp.cap))
+	}
+	r = *rp
+	lens := make([]int, st.lists)
+	to, total := int(r.off)+st.head, 0
+	for k := range st.lists {
+		l := st.list(r, k)
+		p, _ := slices.BinarySearch(l, t)
+		lens[k] = len(l) - p
+		total += lens[k]
+		// Moving left never overwrites a list not yet read: the next
+		// list starts after this one's end.
+		copy(st.arena[to:], l[p:])
+		to += lens[k]
+	}
+	for k, n := range lens {
+		st.setLength(r, k, n)
+	}
+	if total == 0 {
+		st.garbage += int(r.cap)
+		delete(st.slot, r.user)
+		*rp = seqRec{}
+		st.free = append(st.free, i)
+		return false
+	}
+	return true
+}
+
+// compact rewrites the arena without garbage when it is a quarter of it,
+// leaving each run a quarter of its length to grow in. Not while a capture
+// holds the arena.
+func (st *seqStore) compact() {
+	if st.cow || st.garbage < 1<<12 || 4*st.garbage < len(st.arena) {
+		return
+	}
+	arena := make([]int64, 0, len(st.arena)-st.garbage)
+	for _, c := range st.chunks {
+		for j := range c.recs {
+			r := &c.recs[j]
+			if r.cap == 0 {
+				continue
+			}
+			off, used := len(arena), st.used(*r)
+			arena = append(arena, st.arena[r.off:int(r.off)+used]...)
+			size := used + max(1, used/4)
+			arena = append(arena, make([]int64, size-used)...)
+			r.off, r.cap = uint32(off), uint32(size)
+		}
+	}
+	st.arena, st.garbage = arena, 0
+}
+
+// freeze starts copy-on-write for a capture and returns what it holds.
+func (st *seqStore) freeze() (chunks []*recChunk, arena []int64) {
+	st.cow, st.frozen = true, len(st.arena)
+	for _, c := range st.chunks {
+		c.shared = true
+	}
+	return slices.Clone(st.chunks), st.arena[:len(st.arena):len(st.arena)]
+}
+
+func (st *seqStore) release() {
+	st.cow, st.frozen = false, 0
+	for _, c := range st.chunks {
+		c.shared = false
+	}
+}
+
+// writeSeqStore writes the users' lists in user order (so that equal
+// states encode to equal bytes), from what freeze returned.
+func writeSeqStore(w *snapio.Writer, lists int, chunks []*recChunk, arena []int64) {
+	view := seqStore{lists: lists, head: (lists + 1) / 2, arena: arena}
+	var recs []seqRec
+	for _, c := range chunks {
+		for _, r := range c.recs {
+			if r.cap != 0 {
+				recs = append(recs, r)
+			}
+		}
+	}
+	slices.SortFunc(recs, func(a, b seqRec) int { return cmp.Compare(a.user, b.user) })
+	w.Uvarint(uint64(len(recs)))
+	for _, r := range recs {
+		w.Uvarint(uint64(r.user))
+		for k := range lists {
+			writeTimes(w, view.list(r, k))
+		}
+	}
+}
+
+var errRepeatedUser = errors.New("a user's times are written twice")
+
+// readSeqStore reads what writeSeqStore wrote.
+func readSeqStore(r *snapio.Reader, lists int) seqStore {
+	st := newSeqStore(lists)
+	n := r.Len(1 + st.lists)
+	for range n {
+		u := uint32(r.Uvarint())
+		if _, dup := st.slot[u]; dup && r.Err == nil {
+			r.Err = errRepeatedUser
+		}
+		if r.Err != nil {
+			return newSeqStore(lists)
+		}
+		for k := range st.lists {
+			for _, t := range readTimes(r) {
+				st.add(u, k, t)
+			}
+		}
+		if r.Err != nil {
+			return newSeqStore(lists)
+		}
+	}
+	return st
+}
