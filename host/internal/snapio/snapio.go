@@ -276,6 +276,13 @@ func (r *Reader) Bitmap() *roaring.Bitmap {
 	}
 	if err := bm.UnmarshalBinary(b); err != nil {
 		r.fail("bitmap: %v", err)
+		return roaring.New()
+	}
+	// Damaged bytes can decode to a bitmap that breaks its invariants
+	// (and panics when iterated): check them.
+	if err := bm.Validate(); err != nil {
+		r.fail("bitmap: %v", err)
+		return roaring.New()
 	}
 	return bm
 }
