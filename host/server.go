@@ -88,6 +88,19 @@ type Config struct {
 	SnapshotKeep int
 	// NoSnapshots turns snapshots off: every start replays the whole log.
 	NoSnapshots bool
+	// SnapshotMemoryLimit is the most memory a snapshot may need, estimated
+	// as twice the size of the last one (the encoded file and what the
+	// writer copies meanwhile); a snapshot past it is skipped, counted in
+	// status (snapshot.skipped) and tried again at the next interval. 0:
+	// the memory the system has available (MemAvailable), so that a
+	// snapshot never runs the machine out of memory.
+	SnapshotMemoryLimit int64
+	// ShutdownSnapshotTimeout bounds the snapshot written on Close
+	// (default 10s): past it the snapshot is abandoned and the next start
+	// loads the previous one and replays the log after it. Negative: no
+	// snapshot on Close. None is written either when nothing was applied
+	// since the last snapshot (written or loaded).
+	ShutdownSnapshotTimeout time.Duration
 	// FeedBacklog bounds the bytes of changes waiting to be stored in
 	// SEGD_CHANGES (default bus.DefaultFeedBacklog, 16 MiB); past it ingest
 	// waits for the feed.
@@ -179,6 +192,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.SnapshotKeep <= 0 {
 		cfg.SnapshotKeep = 3
 	}
+	if cfg.ShutdownSnapshotTimeout == 0 {
+		cfg.ShutdownSnapshotTimeout = 10 * time.Second
+	}
 	s := &Server{cfg: cfg, engineDone: make(chan struct{}), previewSlot: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
@@ -245,7 +261,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.replayFrom = max(1, info.State.FirstSeq)
 	if !cfg.NoSnapshots {
-		s.snaps = &snapshots{dir: filepath.Join(cfg.DataDir, "snapshots"), keep: cfg.SnapshotKeep, stream: info.Created}
+		s.snaps = &snapshots{dir: filepath.Join(cfg.DataDir, "snapshots"), keep: cfg.SnapshotKeep, stream: info.Created,
+			memLimit: cfg.SnapshotMemoryLimit, memAvailable: memAvailable}
 		s.snaps.status.IntervalMs = cfg.SnapshotInterval.Milliseconds()
 		s.snaps.removeTemps()
 		if res := s.restore(info, newEngine); res != nil {
@@ -466,13 +483,7 @@ func (s *Server) close() error {
 	}
 	if s.started && s.snaps != nil {
 		s.stopSnapshots()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		if path, err := s.Snapshot(ctx); err != nil {
-			errs = append(errs, err)
-		} else {
-			s.cfg.Logger.Info("snapshot written at shutdown", "file", path)
-		}
-		cancel()
+		errs = append(errs, s.shutdownSnapshot())
 	}
 	if s.cancel != nil {
 		s.cancel()

@@ -62,8 +62,13 @@ type snapshots struct {
 	keep   int
 	stream time.Time
 
-	mu       sync.Mutex // one snapshot at a time
-	sizeHint int
+	mu       sync.Mutex // one snapshot at a time: never two captures
+	sizeHint int        // the payload size of the last snapshot
+
+	// memLimit caps the memory a snapshot may need (0: memAvailable's);
+	// memAvailable reads the memory the system has available.
+	memLimit     int64
+	memAvailable func() (int64, error)
 
 	smu    sync.Mutex // guards status
 	status api.SnapshotStatus
@@ -186,6 +191,14 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 	}
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
+	if err := sn.fits(); err != nil {
+		sn.smu.Lock()
+		sn.status.Skipped++
+		sn.status.LastSkip = err.Error()
+		sn.smu.Unlock()
+		s.cfg.Logger.Warn("snapshot skipped", "reason", err)
+		return "", err
+	}
 	w := &snapio.Writer{Buf: make([]byte, 0, sn.sizeHint+sn.sizeHint/8)}
 	var meta snapMeta
 	var pause time.Duration
@@ -214,12 +227,14 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 	t0 := time.Now()
 	if ran && capture != nil {
 		if err == nil {
-			err = encodeSnapshot(w, meta, capture, index)
+			err = encodeSnapshot(ctx, w, meta, capture, index)
 		}
 		// Until released, the engine copies per-user state before changing
-		// it. If the engine cannot be reached (ctx is done), the next
-		// capture's release ends it.
-		_ = s.engine.Do(ctx, func() error { capture.Release(); return nil })
+		// it: release it even when ctx ended the encoding. If the engine
+		// cannot be reached, the next capture's release ends it.
+		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_ = s.engine.Do(rctx, func() error { capture.Release(); return nil })
+		cancel()
 	}
 	if err == nil {
 		err = s.feedCovers(ctx, meta.Seq)
@@ -253,14 +268,14 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 
 // encodeSnapshot lays out a snapshot's payload: the metadata, the engine
 // state (encoded from the capture) and the analysis index.
-func encodeSnapshot(w *snapio.Writer, meta snapMeta, c *engine.Capture, index *snapio.Writer) error {
+func encodeSnapshot(ctx context.Context, w *snapio.Writer, meta snapMeta, c *engine.Capture, index *snapio.Writer) error {
 	mj, err := json.Marshal(meta)
 	if err != nil {
 		return err
 	}
 	w.Bytes(mj)
 	mark := w.Begin()
-	if err := c.Encode(w); err != nil {
+	if err := c.EncodeContext(ctx, w); err != nil {
 		return fmt.Errorf("engine state: %w", err)
 	}
 	w.End(mark)
@@ -375,11 +390,14 @@ func (s *Server) restoreFile(path string, info *jetstream.StreamInfo) (*restoreR
 }
 
 // runSnapshots writes a snapshot every interval while there is something
-// new, until stopSnapshots.
+// new, until stopSnapshots. The interval runs from the end of one snapshot
+// to the start of the next: a snapshot that takes longer than the
+// interval is not followed by another at once, so that ingest and memory
+// get the interval between two.
 func (s *Server) runSnapshots(interval time.Duration) {
 	sn := s.snaps
 	defer close(sn.done)
-	t := time.NewTicker(interval)
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	last := s.engine.Status().LastSeq
 	for {
@@ -393,7 +411,95 @@ func (s *Server) runSnapshots(interval time.Duration) {
 				last = seq
 			}
 		}
+		t.Reset(interval)
 	}
+}
+
+// errSkipped wraps the reason a snapshot was not taken.
+var errSkipped = errors.New("snapshot skipped")
+
+// fits reports, as an errSkipped error, a snapshot that would not fit in
+// memory: it needs about twice the last one's size (the encoded payload,
+// and the state the writer copies while it is encoded, at most the same
+// again), which must be under the configured limit or the memory the
+// system has available. The first snapshot of a run has no estimate and
+// is taken.
+func (sn *snapshots) fits() error {
+	if sn.sizeHint == 0 {
+		return nil
+	}
+	need := 2 * int64(sn.sizeHint)
+	limit, what := sn.memLimit, "the configured limit"
+	if limit <= 0 {
+		if sn.memAvailable == nil {
+			return nil
+		}
+		avail, err := sn.memAvailable()
+		if err != nil {
+			return nil // cannot tell: take it, as before there was a check
+		}
+		limit, what = avail, "the memory available"
+	}
+	if need > limit {
+		return fmt.Errorf("%w: it needs about %d MB (twice the last snapshot's %d MB), more than %s (%d MB)",
+			errSkipped, need>>20, sn.sizeHint>>20, what, limit>>20)
+	}
+	return nil
+}
+
+// memAvailable reads MemAvailable from /proc/meminfo: the memory the
+// system can give without swapping.
+func memAvailable() (int64, error) {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/meminfo: MemAvailable: %w", err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("/proc/meminfo has no MemAvailable")
+}
+
+// shutdownSnapshot writes the snapshot of Close, bounded by
+// Config.ShutdownSnapshotTimeout: a stop must not wait minutes for a large
+// state to be encoded. Past the deadline the snapshot is abandoned (no
+// partial file is left: it is written through a temporary file) and the
+// next start loads the previous snapshot and replays the log after it.
+// Nothing is written when nothing was applied since the last snapshot.
+func (s *Server) shutdownSnapshot() error {
+	timeout := s.cfg.ShutdownSnapshotTimeout
+	if timeout < 0 {
+		return nil
+	}
+	sn := s.snaps
+	sn.smu.Lock()
+	covered := max(sn.status.LastSeq, sn.status.LoadedSeq)
+	sn.smu.Unlock()
+	if seq := s.engine.Status().LastSeq; seq == covered && seq != 0 {
+		s.cfg.Logger.Info("no snapshot at shutdown: nothing applied since the last one", "seq", seq)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	path, err := s.Snapshot(ctx)
+	switch {
+	case err == nil:
+		s.cfg.Logger.Info("snapshot written at shutdown", "file", path)
+		return nil
+	case errors.Is(err, errSkipped):
+		return nil // logged and counted
+	case ctx.Err() != nil:
+		s.cfg.Logger.Warn("snapshot at shutdown abandoned at its deadline: the next start loads the previous snapshot and replays the log after it",
+			"timeout", timeout, "error", err)
+		return nil
+	}
+	return err
 }
 
 func (s *Server) stopSnapshots() {

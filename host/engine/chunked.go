@@ -33,9 +33,6 @@ func (f frozenChunks[T]) get(i uint32) T {
 
 func (c *chunked[T]) get(i uint32) T { return frozenChunks[T](c.chunks).get(i) }
 
-// size is the number of entries there is room for.
-func (c *chunked[T]) size() int { return len(c.chunks) * chunkLen }
-
 // set stores v at i, growing the array and copying a shared chunk first.
 func (c *chunked[T]) set(i uint32, v T) {
 	k := int(i >> chunkBits)
