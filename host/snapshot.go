@@ -212,13 +212,17 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 		for _, info := range s.engine.Segments() {
 			meta.Segments[info.ID] = s.engine.Fingerprint(info.ID)
 		}
+		// The analysis index is encoded in the pause (it has no capture of
+		// its own), beside the engine's capture rather than after it: the
+		// writer feeds both, and waits here.
+		indexed := make(chan error, 1)
+		go func() { indexed <- s.analysis.WriteState(index) }()
 		var err error
 		if capture, err = s.engine.Capture(); err != nil {
+			<-indexed
 			return fmt.Errorf("engine state: %w", err)
 		}
-		// The analysis index is bitmaps and packed timelines: cheap to
-		// encode in the pause.
-		return s.analysis.WriteState(index)
+		return <-indexed
 	})
 	// Do returns when ctx ends even if fn runs on: what fn sets is then
 	// its own, not to be read (an unreleased capture ends at the next
@@ -369,18 +373,23 @@ func (s *Server) restoreFile(path string, info *jetstream.StreamInfo) (*restoreR
 	case meta.Seq > info.State.LastSeq:
 		return nil, fmt.Errorf("at sequence %d, beyond the stream's last %d", meta.Seq, info.State.LastSeq)
 	}
-	res, err := s.engine.Restore(r.Section())
+	// The engine's state and the analysis index are independent sections:
+	// load them side by side.
+	engineState, indexState := r.Section(), r.Section()
+	if err := r.Done(); err != nil {
+		return nil, err
+	}
+	indexed := make(chan error, 1)
+	go func() { indexed <- s.analysis.Restore(indexState) }()
+	res, err := s.engine.Restore(engineState)
+	if ierr := <-indexed; err == nil && ierr != nil {
+		return nil, ierr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("engine state: %w", err)
 	}
 	if res.Seq != meta.Seq {
 		return nil, fmt.Errorf("engine state at sequence %d, meta says %d", res.Seq, meta.Seq)
-	}
-	if err := s.analysis.Restore(r.Section()); err != nil {
-		return nil, err
-	}
-	if err := r.Done(); err != nil {
-		return nil, err
 	}
 	if meta.Seq+1 < info.State.FirstSeq {
 		s.cfg.Logger.Warn("events after the snapshot have left the stream (retention): they are lost",
