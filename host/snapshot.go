@@ -395,6 +395,10 @@ func (s *Server) restoreFile(path string, info *jetstream.StreamInfo) (*restoreR
 		s.cfg.Logger.Warn("events after the snapshot have left the stream (retention): they are lost",
 			"snapshot_seq", meta.Seq, "stream_first_seq", info.State.FirstSeq)
 	}
+	// The first snapshot of this run is estimated from the one loaded.
+	s.snaps.mu.Lock()
+	s.snaps.sizeHint = len(payload)
+	s.snaps.mu.Unlock()
 	return &restoreResult{path: path, meta: meta, stale: res.Stale}, nil
 }
 
@@ -431,8 +435,8 @@ var errSkipped = errors.New("snapshot skipped")
 // memory: it needs about twice the last one's size (the encoded payload,
 // and the state the writer copies while it is encoded, at most the same
 // again), which must be under the configured limit or the memory the
-// system has available. The first snapshot of a run has no estimate and
-// is taken.
+// system has available. The first snapshot of a run that loaded none has
+// no estimate and is taken.
 func (sn *snapshots) fits() error {
 	if sn.sizeHint == 0 {
 		return nil

@@ -52,6 +52,19 @@ func TestSnapshotSkippedWhenItWouldNotFit(t *testing.T) {
 	}
 	feed(t, ts, ref, rng, 1, "c") // ingest goes on
 	ts.compare(t, ref, segs, ref.Users())
+	ts.close() // its snapshot is skipped too
+
+	// After a restart, the first snapshot is estimated from the one
+	// loaded.
+	ts = startWith(t, dataDir, testRules, clock, func(c *Config) { c.SnapshotMemoryLimit = 1 })
+	if st := ts.waitReady(t); st.Snapshot.Loaded != first {
+		t.Fatalf("loaded %q, want %s", st.Snapshot.Loaded, first)
+	}
+	ts.compare(t, ref, segs, ref.Users())
+	feed(t, ts, ref, rng, 1, "d")
+	if _, err := ts.srv.Snapshot(context.Background()); !errors.Is(err, errSkipped) {
+		t.Fatalf("first snapshot after a restart: err = %v, want skipped", err)
+	}
 }
 
 // TestShutdownSnapshotIsBounded: the snapshot of Close gives up at its
