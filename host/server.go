@@ -96,7 +96,7 @@ type Config struct {
 	// snapshot never runs the machine out of memory.
 	SnapshotMemoryLimit int64
 	// ShutdownSnapshotTimeout bounds the snapshot written on Close
-	// (default 10s): past it the snapshot is abandoned and the next start
+	// (default 5s): past it the snapshot is abandoned and the next start
 	// loads the previous one and replays the log after it. Negative: no
 	// snapshot on Close. None is written either when nothing was applied
 	// since the last snapshot (written or loaded).
@@ -193,7 +193,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		cfg.SnapshotKeep = 3
 	}
 	if cfg.ShutdownSnapshotTimeout == 0 {
-		cfg.ShutdownSnapshotTimeout = 10 * time.Second
+		cfg.ShutdownSnapshotTimeout = 5 * time.Second
 	}
 	s := &Server{cfg: cfg, engineDone: make(chan struct{}), previewSlot: make(chan struct{}, 1)}
 	defer func() {
