@@ -310,7 +310,12 @@ func (e *Engine) captureSegment(w *pieceWriter, s *segmentState) error {
 			l.capture(w)
 		case *profileLeaf:
 			w.Byte(3)
-			w.Bitmap(l.members)
+			// A copy-on-write clone costs the container count; it is
+			// encoded after the pause.
+			l.members.SetCopyOnWrite(true)
+			members := l.members.Clone()
+			members.SetCopyOnWrite(false)
+			w.deferTo(func(w *snapio.Writer) { w.Bitmap(members) })
 		default:
 			return fmt.Errorf("unknown leaf %T", l)
 		}
