@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/host/analysis"
 	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/host/internal/snapio"
 )
@@ -181,9 +182,10 @@ func writeFileAtomic(dir, name string, payload []byte) (int64, error) {
 
 // Snapshot writes a snapshot of the whole state now and returns its path.
 // Ingest pauses only while the state is captured (see the status's
-// last_pause): bitmaps, counters and profiles are encoded and the per-user
-// rule state is cloned (engine.Capture); the clones are encoded, and the
-// file written and synced, while ingest goes on.
+// last_pause): the engine shares its state copy-on-write (engine.Capture)
+// and the analysis index is held, its new events queued
+// (analysis.CaptureState); both are encoded, and the file written and
+// synced, while ingest goes on. Readers never wait for any of it.
 func (s *Server) Snapshot(ctx context.Context) (string, error) {
 	sn := s.snaps
 	if sn == nil || s.engine == nil {
@@ -202,8 +204,16 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 	w := &snapio.Writer{Buf: make([]byte, 0, sn.sizeHint+sn.sizeHint/8)}
 	var meta snapMeta
 	var pause time.Duration
-	var capture *engine.Capture
-	index := &snapio.Writer{}
+	// hand passes the captures from the writer to this goroutine. Do
+	// returns when ctx ends even if fn runs on: then fn, finding hand
+	// abandoned, releases what it captured itself (on the writer), and a
+	// capture fn handed over that Snapshot does not use is released here.
+	var hand struct {
+		sync.Mutex
+		abandoned bool
+		engine    *engine.Capture
+		index     *analysis.StateCapture
+	}
 	err := s.engine.Do(ctx, func() error {
 		t0 := time.Now()
 		defer func() { pause = time.Since(t0) }()
@@ -212,26 +222,35 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 		for _, info := range s.engine.Segments() {
 			meta.Segments[info.ID] = s.engine.Fingerprint(info.ID)
 		}
-		// The analysis index is encoded in the pause (it has no capture of
-		// its own), beside the engine's capture rather than after it: the
-		// writer feeds both, and waits here.
-		indexed := make(chan error, 1)
-		go func() { indexed <- s.analysis.WriteState(index) }()
-		var err error
-		if capture, err = s.engine.Capture(); err != nil {
-			<-indexed
+		// The analysis index is held as it is now (the events observed
+		// from here on are queued) and encoded after the pause, like the
+		// engine's capture.
+		index := s.analysis.CaptureState()
+		capture, err := s.engine.Capture()
+		if err != nil {
+			index.Release()
 			return fmt.Errorf("engine state: %w", err)
 		}
-		return <-indexed
+		hand.Lock()
+		defer hand.Unlock()
+		if hand.abandoned {
+			capture.Release()
+			index.Release()
+			return nil
+		}
+		hand.engine, hand.index = capture, index
+		return nil
 	})
-	// Do returns when ctx ends even if fn runs on: what fn sets is then
-	// its own, not to be read (an unreleased capture ends at the next
-	// one's release).
-	ran := err == nil || ctx.Err() == nil
+	hand.Lock()
+	hand.abandoned = true
+	capture, index := hand.engine, hand.index
+	hand.Unlock()
 	t0 := time.Now()
-	if ran && capture != nil {
+	if capture != nil {
 		if err == nil {
 			err = encodeSnapshot(ctx, w, meta, capture, index)
+		} else {
+			index.Release()
 		}
 		// Until released, the engine copies per-user state before changing
 		// it: release it even when ctx ended the encoding. If the engine
@@ -272,7 +291,13 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 
 // encodeSnapshot lays out a snapshot's payload: the metadata, the engine
 // state (encoded from the capture) and the analysis index.
-func encodeSnapshot(ctx context.Context, w *snapio.Writer, meta snapMeta, c *engine.Capture, index *snapio.Writer) error {
+// The index is encoded beside the engine state, and released in any case;
+// when ctx ends first its encoding is left to finish (and release the
+// index) on its own.
+func encodeSnapshot(ctx context.Context, w *snapio.Writer, meta snapMeta, c *engine.Capture, ix *analysis.StateCapture) error {
+	index := &snapio.Writer{}
+	indexed := make(chan error, 1)
+	go func() { indexed <- ix.WriteTo(index) }()
 	mj, err := json.Marshal(meta)
 	if err != nil {
 		return err
@@ -283,6 +308,14 @@ func encodeSnapshot(ctx context.Context, w *snapio.Writer, meta snapMeta, c *eng
 		return fmt.Errorf("engine state: %w", err)
 	}
 	w.End(mark)
+	select {
+	case err := <-indexed:
+		if err != nil {
+			return fmt.Errorf("analysis index: %w", err)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	mark = w.Begin()
 	w.Buf = append(w.Buf, index.Buf...)
 	w.End(mark)
