@@ -9,7 +9,7 @@ func (s *Server) addIngestStatus(st *api.StatusReply) {
 		st.DeadLetterRecords = s.dlq.Records()
 	}
 	if s.analysis != nil {
-		as := s.analysis.Stats()
+		as := s.analysis.StatsNow() // never waits for a snapshot holding the index
 		st.AnalysisDropped, st.FirstAnalysisDropped = as.Dropped, as.FirstDropped
 	}
 	if s.consumer != nil {

@@ -126,7 +126,8 @@ func (s *Server) startEngine(ctx context.Context, stream jetstream.Stream, segme
 	}
 	s.replayFrom = max(1, info.State.FirstSeq)
 	if !cfg.NoSnapshots {
-		s.snaps = &snapshots{dir: s.snapshotDir(), keep: cfg.SnapshotKeep, stream: info.Created}
+		s.snaps = &snapshots{dir: s.snapshotDir(), keep: cfg.SnapshotKeep, stream: info.Created,
+			memLimit: cfg.SnapshotMemoryLimit, memAvailable: memAvailable}
 		s.snaps.status.IntervalMs = cfg.SnapshotInterval.Milliseconds()
 		s.snaps.removeTemps()
 		if res := s.restore(info, newEngine); res != nil {

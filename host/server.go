@@ -89,6 +89,19 @@ type Config struct {
 	SnapshotKeep int
 	// NoSnapshots turns snapshots off: every start replays the whole log.
 	NoSnapshots bool
+	// SnapshotMemoryLimit is the most memory a snapshot may need, estimated
+	// as twice the size of the last one (the encoded file and what the
+	// writer copies meanwhile); a snapshot past it is skipped, counted in
+	// status (snapshot.skipped) and tried again at the next interval. 0:
+	// the memory the system has available (MemAvailable), so that a
+	// snapshot never runs the machine out of memory.
+	SnapshotMemoryLimit int64
+	// ShutdownSnapshotTimeout bounds the snapshot written on Close
+	// (default 5s): past it the snapshot is abandoned and the next start
+	// loads the previous one and replays the log after it. Negative: no
+	// snapshot on Close. None is written either when nothing was applied
+	// since the last snapshot (written or loaded).
+	ShutdownSnapshotTimeout time.Duration
 	// FeedBacklog bounds the bytes of changes waiting to be stored in
 	// SEGD_CHANGES (default bus.DefaultFeedBacklog, 16 MiB); past it ingest
 	// waits for the feed.
@@ -204,6 +217,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if cfg.SnapshotKeep <= 0 {
 		cfg.SnapshotKeep = 3
+	}
+	if cfg.ShutdownSnapshotTimeout == 0 {
+		cfg.ShutdownSnapshotTimeout = 5 * time.Second
 	}
 	s := &Server{cfg: cfg, engineDone: make(chan struct{}), previewSlot: make(chan struct{}, 1)}
 	defer func() {
@@ -480,18 +496,20 @@ func (s *Server) close() error {
 	if s.metricsSrv != nil {
 		errs = append(errs, s.metricsSrv.Close())
 	}
-	for _, p := range parts {
+	// The partitions' shutdown snapshots are written at once, each within
+	// ShutdownSnapshotTimeout, so that a stop takes that long, not P times.
+	shutdownErrs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, p := range parts {
 		if p.started && p.snaps != nil {
-			p.stopSnapshots()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			if path, err := p.Snapshot(ctx); err != nil {
-				errs = append(errs, err)
-			} else {
-				p.cfg.Logger.Info("snapshot written at shutdown", "file", path)
-			}
-			cancel()
+			wg.Go(func() {
+				p.stopSnapshots()
+				shutdownErrs[i] = p.shutdownSnapshot()
+			})
 		}
 	}
+	wg.Wait()
+	errs = append(errs, shutdownErrs...)
 	if s.parts != nil && s.cancel != nil {
 		s.cancel() // the front's rule admin and plugin watch
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/host/analysis"
 	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/host/internal/snapio"
 )
@@ -62,8 +63,13 @@ type snapshots struct {
 	keep   int
 	stream time.Time
 
-	mu       sync.Mutex // one snapshot at a time
-	sizeHint int
+	mu       sync.Mutex // one snapshot at a time: never two captures
+	sizeHint int        // the payload size of the last snapshot
+
+	// memLimit caps the memory a snapshot may need (0: memAvailable's);
+	// memAvailable reads the memory the system has available.
+	memLimit     int64
+	memAvailable func() (int64, error)
 
 	smu    sync.Mutex // guards status
 	status api.SnapshotStatus
@@ -176,9 +182,10 @@ func writeFileAtomic(dir, name string, payload []byte) (int64, error) {
 
 // Snapshot writes a snapshot of the whole state now and returns its path.
 // Ingest pauses only while the state is captured (see the status's
-// last_pause): bitmaps, counters and profiles are encoded and the per-user
-// rule state is cloned (engine.Capture); the clones are encoded, and the
-// file written and synced, while ingest goes on.
+// last_pause): the engine shares its state copy-on-write (engine.Capture)
+// and the analysis index is held, its new events queued
+// (analysis.CaptureState); both are encoded, and the file written and
+// synced, while ingest goes on. Readers never wait for any of it.
 func (s *Server) Snapshot(ctx context.Context) (string, error) {
 	if s.parts != nil {
 		return s.snapshotAll(ctx) // partition.go
@@ -189,11 +196,27 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 	}
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
+	if err := sn.fits(); err != nil {
+		sn.smu.Lock()
+		sn.status.Skipped++
+		sn.status.LastSkip = err.Error()
+		sn.smu.Unlock()
+		s.cfg.Logger.Warn("snapshot skipped", "reason", err)
+		return "", err
+	}
 	w := &snapio.Writer{Buf: make([]byte, 0, sn.sizeHint+sn.sizeHint/8)}
 	var meta snapMeta
 	var pause time.Duration
-	var capture *engine.Capture
-	index := &snapio.Writer{}
+	// hand passes the captures from the writer to this goroutine. Do
+	// returns when ctx ends even if fn runs on: then fn, finding hand
+	// abandoned, releases what it captured itself (on the writer), and a
+	// capture fn handed over that Snapshot does not use is released here.
+	var hand struct {
+		sync.Mutex
+		abandoned bool
+		engine    *engine.Capture
+		index     *analysis.StateCapture
+	}
 	err := s.engine.Do(ctx, func() error {
 		t0 := time.Now()
 		defer func() { pause = time.Since(t0) }()
@@ -202,27 +225,42 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 		for _, info := range s.engine.Segments() {
 			meta.Segments[info.ID] = s.engine.Fingerprint(info.ID)
 		}
-		var err error
-		if capture, err = s.engine.Capture(); err != nil {
+		// The analysis index is held as it is now (the events observed
+		// from here on are queued) and encoded after the pause, like the
+		// engine's capture.
+		index := s.analysis.CaptureState()
+		capture, err := s.engine.Capture()
+		if err != nil {
+			index.Release()
 			return fmt.Errorf("engine state: %w", err)
 		}
-		// The analysis index is bitmaps and packed timelines: cheap to
-		// encode in the pause.
-		return s.analysis.WriteState(index)
+		hand.Lock()
+		defer hand.Unlock()
+		if hand.abandoned {
+			capture.Release()
+			index.Release()
+			return nil
+		}
+		hand.engine, hand.index = capture, index
+		return nil
 	})
-	// Do returns when ctx ends even if fn runs on: what fn sets is then
-	// its own, not to be read (an unreleased capture ends at the next
-	// one's release).
-	ran := err == nil || ctx.Err() == nil
+	hand.Lock()
+	hand.abandoned = true
+	capture, index := hand.engine, hand.index
+	hand.Unlock()
 	t0 := time.Now()
-	if ran && capture != nil {
+	if capture != nil {
 		if err == nil {
-			err = encodeSnapshot(w, meta, capture, index)
+			err = encodeSnapshot(ctx, w, meta, capture, index)
+		} else {
+			index.Release()
 		}
 		// Until released, the engine copies per-user state before changing
-		// it. If the engine cannot be reached (ctx is done), the next
-		// capture's release ends it.
-		_ = s.engine.Do(ctx, func() error { capture.Release(); return nil })
+		// it: release it even when ctx ended the encoding. If the engine
+		// cannot be reached, the next capture's release ends it.
+		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_ = s.engine.Do(rctx, func() error { capture.Release(); return nil })
+		cancel()
 	}
 	if err == nil {
 		err = s.feedCovers(ctx, meta.Seq)
@@ -256,17 +294,31 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 
 // encodeSnapshot lays out a snapshot's payload: the metadata, the engine
 // state (encoded from the capture) and the analysis index.
-func encodeSnapshot(w *snapio.Writer, meta snapMeta, c *engine.Capture, index *snapio.Writer) error {
+// The index is encoded beside the engine state, and released in any case;
+// when ctx ends first its encoding is left to finish (and release the
+// index) on its own.
+func encodeSnapshot(ctx context.Context, w *snapio.Writer, meta snapMeta, c *engine.Capture, ix *analysis.StateCapture) error {
+	index := &snapio.Writer{}
+	indexed := make(chan error, 1)
+	go func() { indexed <- ix.WriteTo(index) }()
 	mj, err := json.Marshal(meta)
 	if err != nil {
 		return err
 	}
 	w.Bytes(mj)
 	mark := w.Begin()
-	if err := c.Encode(w); err != nil {
+	if err := c.EncodeContext(ctx, w); err != nil {
 		return fmt.Errorf("engine state: %w", err)
 	}
 	w.End(mark)
+	select {
+	case err := <-indexed:
+		if err != nil {
+			return fmt.Errorf("analysis index: %w", err)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	mark = w.Begin()
 	w.Buf = append(w.Buf, index.Buf...)
 	w.End(mark)
@@ -357,32 +409,44 @@ func (s *Server) restoreFile(path string, info *jetstream.StreamInfo) (*restoreR
 	case meta.Seq > info.State.LastSeq:
 		return nil, fmt.Errorf("at sequence %d, beyond the stream's last %d", meta.Seq, info.State.LastSeq)
 	}
-	res, err := s.engine.Restore(r.Section())
+	// The engine's state and the analysis index are independent sections:
+	// load them side by side.
+	engineState, indexState := r.Section(), r.Section()
+	if err := r.Done(); err != nil {
+		return nil, err
+	}
+	indexed := make(chan error, 1)
+	go func() { indexed <- s.analysis.Restore(indexState) }()
+	res, err := s.engine.Restore(engineState)
+	if ierr := <-indexed; err == nil && ierr != nil {
+		return nil, ierr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("engine state: %w", err)
 	}
 	if res.Seq != meta.Seq {
 		return nil, fmt.Errorf("engine state at sequence %d, meta says %d", res.Seq, meta.Seq)
 	}
-	if err := s.analysis.Restore(r.Section()); err != nil {
-		return nil, err
-	}
-	if err := r.Done(); err != nil {
-		return nil, err
-	}
 	if meta.Seq+1 < info.State.FirstSeq {
 		s.cfg.Logger.Warn("events after the snapshot have left the stream (retention): they are lost",
 			"snapshot_seq", meta.Seq, "stream_first_seq", info.State.FirstSeq)
 	}
+	// The first snapshot of this run is estimated from the one loaded.
+	s.snaps.mu.Lock()
+	s.snaps.sizeHint = len(payload)
+	s.snaps.mu.Unlock()
 	return &restoreResult{path: path, meta: meta, stale: res.Stale}, nil
 }
 
 // runSnapshots writes a snapshot every interval while there is something
-// new, until stopSnapshots.
+// new, until stopSnapshots. The interval runs from the end of one snapshot
+// to the start of the next: a snapshot that takes longer than the
+// interval is not followed by another at once, so that ingest and memory
+// get the interval between two.
 func (s *Server) runSnapshots(interval time.Duration) {
 	sn := s.snaps
 	defer close(sn.done)
-	t := time.NewTicker(interval)
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	last := s.engine.Status().LastSeq
 	for {
@@ -396,7 +460,95 @@ func (s *Server) runSnapshots(interval time.Duration) {
 				last = seq
 			}
 		}
+		t.Reset(interval)
 	}
+}
+
+// errSkipped wraps the reason a snapshot was not taken.
+var errSkipped = errors.New("snapshot skipped")
+
+// fits reports, as an errSkipped error, a snapshot that would not fit in
+// memory: it needs about twice the last one's size (the encoded payload,
+// and the state the writer copies while it is encoded, at most the same
+// again), which must be under the configured limit or the memory the
+// system has available. The first snapshot of a run that loaded none has
+// no estimate and is taken.
+func (sn *snapshots) fits() error {
+	if sn.sizeHint == 0 {
+		return nil
+	}
+	need := 2 * int64(sn.sizeHint)
+	limit, what := sn.memLimit, "the configured limit"
+	if limit <= 0 {
+		if sn.memAvailable == nil {
+			return nil
+		}
+		avail, err := sn.memAvailable()
+		if err != nil {
+			return nil // cannot tell: take it, as before there was a check
+		}
+		limit, what = avail, "the memory available"
+	}
+	if need > limit {
+		return fmt.Errorf("%w: it needs about %d MB (twice the last snapshot's %d MB), more than %s (%d MB)",
+			errSkipped, need>>20, sn.sizeHint>>20, what, limit>>20)
+	}
+	return nil
+}
+
+// memAvailable reads MemAvailable from /proc/meminfo: the memory the
+// system can give without swapping.
+func memAvailable() (int64, error) {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/meminfo: MemAvailable: %w", err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("/proc/meminfo has no MemAvailable")
+}
+
+// shutdownSnapshot writes the snapshot of Close, bounded by
+// Config.ShutdownSnapshotTimeout: a stop must not wait minutes for a large
+// state to be encoded. Past the deadline the snapshot is abandoned (no
+// partial file is left: it is written through a temporary file) and the
+// next start loads the previous snapshot and replays the log after it.
+// Nothing is written when nothing was applied since the last snapshot.
+func (s *Server) shutdownSnapshot() error {
+	timeout := s.cfg.ShutdownSnapshotTimeout
+	if timeout < 0 {
+		return nil
+	}
+	sn := s.snaps
+	sn.smu.Lock()
+	covered := max(sn.status.LastSeq, sn.status.LoadedSeq)
+	sn.smu.Unlock()
+	if seq := s.engine.Status().LastSeq; seq == covered && seq != 0 {
+		s.cfg.Logger.Info("no snapshot at shutdown: nothing applied since the last one", "seq", seq)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	path, err := s.Snapshot(ctx)
+	switch {
+	case err == nil:
+		s.cfg.Logger.Info("snapshot written at shutdown", "file", path)
+		return nil
+	case errors.Is(err, errSkipped):
+		return nil // logged and counted
+	case ctx.Err() != nil:
+		s.cfg.Logger.Warn("snapshot at shutdown abandoned at its deadline: the next start loads the previous snapshot and replays the log after it",
+			"timeout", timeout, "error", err)
+		return nil
+	}
+	return err
 }
 
 func (s *Server) stopSnapshots() {

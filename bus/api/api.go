@@ -654,6 +654,11 @@ type SnapshotStatus struct {
 	Failures   uint64 `json:"failures,omitempty"`
 	LastError  string `json:"last_error,omitempty"`
 	IntervalMs int64  `json:"interval_ms,omitempty"`
+	// Skipped counts snapshots not taken because they would not fit in
+	// memory (estimated from the last one's size against the configured
+	// limit or the memory available); LastSkip says why the latest was.
+	Skipped  uint64 `json:"skipped,omitempty"`
+	LastSkip string `json:"last_skip,omitempty"`
 }
 
 // RebuildStatus is the progress of a segment rebuilt from the log.

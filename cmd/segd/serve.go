@@ -123,6 +123,8 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 	f.IntVar(&cfg.SnapshotKeep, "snapshot-keep", 3, "how many snapshot files to keep")
 	f.IntVar(&cfg.Partitions, "partitions", 1, "split the users into this many partitions (1 to 256), each with its own writer: one per core to use (fixed for an events stream; docs/operations.md, \"Partitions\")")
 	f.BoolVar(&cfg.NoSnapshots, "no-snapshots", false, "never snapshot: every start replays the whole event log")
+	f.Int64Var(&cfg.SnapshotMemoryLimit, "snapshot-memory-limit", 0, "skip a snapshot estimated to need more bytes than this (twice the last one's size; 0: the memory the system has available)")
+	f.DurationVar(&cfg.ShutdownSnapshotTimeout, "shutdown-snapshot-timeout", 5*time.Second, "give up the snapshot at shutdown past this (the next start replays the log after the previous snapshot); negative: none")
 	f.StringVar(&cfg.PluginsDir, "plugins", "", "directory of WASM plugins (NAME.wasm and NAME.yaml) that rules may name")
 	f.BoolVar(&cfg.PluginWazeroInterrupts, "plugin-wazero-interrupts", false, "enforce plugin deadlines with wazero's slower interrupts instead of rewriting modules (an escape hatch; see docs/plugins.md)")
 	f.StringVar(&schema, "schema", "", "event schema file: rules are checked against the events it declares")

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -76,6 +77,8 @@ type Index struct {
 	today    Day // the day expiry last ran for
 	dc       rules.DayCache
 	stats    Stats
+	// published is a copy of stats for StatsNow, replaced after changes.
+	published atomic.Pointer[Stats]
 	// producerNames counts the names that count toward max (not "@ID");
 	// logged is when a dropped event was last logged.
 	producerNames int
@@ -219,6 +222,9 @@ func (ix *Index) drain() {
 	oldest := ix.oldest()
 	for i := range q {
 		ix.apply(&q[i], oldest)
+	}
+	if len(q) > 0 {
+		ix.publish()
 	}
 }
 
@@ -429,6 +435,22 @@ func (ix *Index) Stats() Stats {
 	ix.read()
 	defer ix.mu.RUnlock()
 	return ix.stats
+}
+
+// StatsNow returns the counters as of the events applied last, without
+// applying the queue or waiting for the index's lock (a snapshot holds it
+// while it encodes the index): status reads them.
+func (ix *Index) StatsNow() Stats {
+	if st := ix.published.Load(); st != nil {
+		return *st
+	}
+	return Stats{}
+}
+
+// publish makes the counters visible to StatsNow. The caller holds mu.
+func (ix *Index) publish() {
+	st := ix.stats
+	ix.published.Store(&st)
 }
 
 // Memory is the index's size in bytes, by part.

@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -16,10 +17,45 @@ const stateVersion = 1
 // WriteState applies what is queued and appends the whole index to w. Call
 // it on the goroutine that calls ObserveEvents (the engine's writer), so
 // that the state matches the engine's at the same stream sequence.
-func (ix *Index) WriteState(w *snapio.Writer) error {
+func (ix *Index) WriteState(w *snapio.Writer) error { return ix.CaptureState().WriteTo(w) }
+
+// StateCapture holds the index as it was at CaptureState until WriteTo
+// (or Release): events observed meanwhile are queued, not applied, and
+// queries wait, but ObserveEvents and StatsNow do not. A snapshot captures
+// in its pause and encodes after it, beside ingest.
+type StateCapture struct {
+	ix   *Index
+	done bool
+}
+
+// CaptureState applies the queued events and holds the index as it is;
+// call WriteTo or Release once.
+func (ix *Index) CaptureState() *StateCapture {
 	ix.mu.Lock()
-	defer ix.mu.Unlock()
 	ix.drain()
+	return &StateCapture{ix: ix}
+}
+
+// WriteTo encodes the captured state (in the format WriteState writes)
+// and releases the index.
+func (c *StateCapture) WriteTo(w *snapio.Writer) error {
+	if c.done {
+		return errors.New("analysis: capture already written or released")
+	}
+	defer c.Release()
+	return c.ix.writeLocked(w)
+}
+
+// Release lets the index apply events again; a no-op after WriteTo.
+func (c *StateCapture) Release() {
+	if !c.done {
+		c.done = true
+		c.ix.mu.Unlock()
+	}
+}
+
+// writeLocked encodes the index; the caller holds mu.
+func (ix *Index) writeLocked(w *snapio.Writer) error {
 	w.U32(stateVersion)
 	w.String(fmt.Sprintf("%s|%d", ix.loc.String(), ix.days))
 	w.Varint(int64(ix.today))
@@ -105,6 +141,7 @@ func (ix *Index) WriteState(w *snapio.Writer) error {
 func (ix *Index) Restore(r *snapio.Reader) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	defer ix.publish()
 	if err := ix.restore(r); err != nil {
 		ix.ids, ix.names, ix.cells = map[string]uint32{}, nil, nil
 		ix.tl, ix.tails, ix.firstDay, ix.newUsers = nil, map[uint32][]entry{}, nil, map[Day]uint64{}

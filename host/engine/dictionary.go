@@ -58,8 +58,11 @@ func (d *dictionary) intern(names []string, ids []uint32, isNew func(uint32)) (f
 	if !missing {
 		return nil
 	}
+	// The write lock is taken for internBatch new names at a time, so
+	// that readers looking users up never wait for a whole upload of a
+	// million new users to be interned.
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	added := 0
 	for i, n := range names {
 		id, ok := d.ids[n]
 		if !ok {
@@ -71,8 +74,17 @@ func (d *dictionary) intern(names []string, ids []uint32, isNew func(uint32)) (f
 			d.ids[n] = id
 			d.names = append(d.names, n)
 			isNew(id)
+			if added++; added%internBatch == 0 {
+				d.mu.Unlock()
+				d.mu.Lock()
+			}
 		}
 		ids[i] = id
 	}
+	d.mu.Unlock()
 	return full
 }
+
+// internBatch is how many new names intern adds under one hold of the
+// write lock.
+const internBatch = 1024

@@ -90,9 +90,9 @@ type Engine struct {
 	backoff     time.Duration
 
 	// Owned by the writer (Run).
-	now       int64            // the clock as of the last step, Unix ms
-	retention int              // days
-	profiles  []map[string]any // by dense id
+	now       int64         // the clock as of the last step, Unix ms
+	retention int           // days
+	profiles  *profileStore // by dense id
 	leaves    []leaf
 	leafOf    map[rules.Condition]leaf // while New builds trees
 	route     map[string]bool          // event names some rule reads
@@ -118,6 +118,10 @@ type Engine struct {
 	stats api.StatusReply
 
 	work workCounters // the writer's work, for metrics (work.go)
+
+	// testHookPrepared, if set, runs on the writer once a step's bitmap
+	// work is done and before it is published (tests).
+	testHookPrepared func()
 }
 
 // segmentState is one segment: its rule's running state and its published
@@ -174,6 +178,7 @@ func New(cfg Config) *Engine {
 		leafOf:      map[rules.Condition]leaf{},
 		route:       map[string]bool{},
 		users:       newDictionary(),
+		profiles:    newProfileStore(),
 		limits:      &idLimits{values: MaxDistinctValues},
 		extra:       cfg.FingerprintExtra,
 	}
@@ -382,19 +387,29 @@ func (c changeSet) member(s *segmentState, user uint32) bool {
 	return s.members.Contains(user)
 }
 
-// publish applies the changes to the bitmaps readers see. Reading
-// s.members.Contains without the lock in set is safe: only this goroutine
-// writes the bitmaps.
+// publish applies the changes to the bitmaps readers see. The per-user
+// bitmap work is done first, on the writer's copy-on-write bitmaps, without
+// the lock; the lock is held only to swap in the frozen copies, record the
+// entered users' since and the history, and update the counters, so that
+// readers never wait for a step's bitmap updates.
 func (e *Engine) publish(changes changeSet, update func(*api.StatusReply)) {
 	now := e.clock.Now()
-	e.mu.Lock()
+	today := dayOf(now.UnixMilli(), e.loc)
+	var prepared []pendingMembership
 	for _, s := range e.segments { // in id order, so that OnChanges sees a stable order
 		if d := changes[s]; d != nil {
-			s.apply(d.enter, d.exit, now, dayOf(now.UnixMilli(), e.loc))
+			prepared = append(prepared, s.prepare(s, d.enter, d.exit))
 		}
 	}
+	if e.testHookPrepared != nil {
+		e.testHookPrepared()
+	}
+	e.mu.Lock()
+	for i := range prepared {
+		prepared[i].s.commit(&prepared[i], now, today)
+	}
 	update(&e.stats)
-	e.stats.Users = uint64(len(e.profiles))
+	e.stats.Users = uint64(len(e.users.names)) // only this goroutine appends
 	e.stats.Clock = now.In(e.loc).Format(time.RFC3339)
 	e.mu.Unlock()
 	if e.onChanges == nil || len(changes) == 0 {
@@ -439,7 +454,7 @@ func (e *Engine) IsMember(user, segment string) (bool, error) {
 	if err := e.servable(s); err != nil {
 		return false, err
 	}
-	return ok && s.members.Contains(id), nil
+	return ok && s.contains(id), nil
 }
 
 // UserSegments implements bus.Membership.
@@ -452,7 +467,7 @@ func (e *Engine) UserSegments(user string) []string {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, s := range e.segments {
-		if s.served() && s.members.Contains(id) {
+		if s.served() && s.contains(id) {
 			out = append(out, s.seg.ID)
 		}
 	}
@@ -485,7 +500,7 @@ func (e *Engine) SegmentCount(segment string) (uint64, error) {
 	if err := e.servable(s); err != nil {
 		return 0, err
 	}
-	return s.members.GetCardinality(), nil
+	return s.frozen().GetCardinality(), nil
 }
 
 // Members returns the external ids of a segment's members, sorted.
@@ -499,8 +514,9 @@ func (e *Engine) Members(segment string) ([]string, error) {
 		e.mu.RUnlock()
 		return nil, err
 	}
-	ids := s.members.ToArray()
+	view := s.frozen()
 	e.mu.RUnlock()
+	ids := view.ToArray() // the view never changes: no lock needed
 	out := make([]string, len(ids))
 	for i, id := range ids {
 		out[i] = e.users.name(id)
@@ -519,7 +535,7 @@ func (e *Engine) Segments() []api.SegmentInfo {
 			ID:          s.seg.ID,
 			Kind:        s.seg.Kind(),
 			Description: s.seg.Description,
-			Size:        s.members.GetCardinality(),
+			Size:        s.frozen().GetCardinality(),
 			Status:      "active",
 		}
 		if s.stale != nil {

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"maps"
 	"strconv"
 	"strings"
 
@@ -52,10 +51,9 @@ func (e *Engine) UserState(ctx context.Context, user, segment string) (UserState
 func (e *Engine) userState(user string, seg *segmentState) UserState {
 	out := UserState{Profile: map[string]any{}}
 	id, known := e.users.lookup(user)
-	known = known && int(id) < len(e.profiles)
 	out.Known = known
-	if known && e.profiles[id] != nil {
-		out.Profile = maps.Clone(e.profiles[id])
+	if known && e.profiles.has(id) {
+		out.Profile = e.profiles.profile(id)
 	}
 	if seg == nil {
 		return out

@@ -39,8 +39,8 @@ type batchView struct {
 	users    []uint32
 	byName   map[string][]int
 	profiled *roaring.Bitmap
-	profiles []map[string]any // by dense id
-	names    []string         // by dense id
+	profiles profileSource
+	names    []string // by dense id
 	now      int64
 }
 
@@ -493,10 +493,11 @@ func (p *profileLeaf) ingest(ctx context.Context, b *batchView, touched *roaring
 	it := b.profiled.Iterator()
 	for it.HasNext() {
 		u := it.Next()
-		if b.profiles[u] == nil {
+		attrs := b.profiles.profile(u)
+		if attrs == nil {
 			continue
 		}
-		p.batch = append(p.batch, rules.Profile{User: b.names[u], Attrs: b.profiles[u]})
+		p.batch = append(p.batch, rules.Profile{User: b.names[u], Attrs: attrs})
 	}
 	bits := rules.NewBits(len(p.batch))
 	if err := p.cond.Predicate.MatchProfiles(ctx, p.batch, bits); err != nil {
@@ -506,7 +507,7 @@ func (p *profileLeaf) ingest(ctx context.Context, b *batchView, touched *roaring
 	it = b.profiled.Iterator()
 	for it.HasNext() {
 		u := it.Next()
-		if b.profiles[u] == nil {
+		if !b.profiles.has(u) {
 			// No profile at all (a new user, such as the million of an
 			// upload): the value of an empty profile, judged once.
 			if p.ofNobody {

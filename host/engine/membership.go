@@ -5,8 +5,104 @@ import (
 	"strings"
 	"time"
 
+	"github.com/RoaringBitmap/roaring/v2"
+
 	"github.com/segd/segd/bus/api"
 )
+
+// membership is one segment's members, when each entered and the daily
+// history. The writer changes members, a copy-on-write bitmap, without
+// any lock; readers see view, a frozen copy of it (sharing the containers
+// the writer has not changed since), which publish replaces under
+// Engine.mu, with since, history and updated, in a critical section that
+// does no per-user bitmap work.
+type membership struct {
+	members *roaring.Bitmap
+	// view is the members readers see. Replaced, never changed, under mu;
+	// nil until the first publish (no members).
+	view *roaring.Bitmap
+	// since[u] is when user u entered, in Unix seconds (4 bytes a user: a
+	// map would cost ten times that at a million members). Written under
+	// mu (write).
+	since   chunked[uint32]
+	history []historyDay
+	updated time.Time
+}
+
+// frozen returns the published members: never nil, never changed.
+func (m *membership) frozen() *roaring.Bitmap {
+	if m.view == nil {
+		return roaring.New()
+	}
+	return m.view
+}
+
+// contains reports whether the published members hold u.
+func (m *membership) contains(u uint32) bool { return m.view != nil && m.view.Contains(u) }
+
+// pendingMembership is one segment's changes of a step, applied to the
+// writer's bitmap before the lock is taken.
+type pendingMembership struct {
+	s       *segmentState
+	entered []uint32
+	left    uint64
+	view    *roaring.Bitmap
+}
+
+// prepare applies enters and exits to the writer's bitmap and makes the
+// frozen copy readers will see; publish does it outside the lock. The
+// copy shares the bitmap's containers until the writer changes them
+// (roaring copy-on-write): it costs the container count, not the members.
+func (m *membership) prepare(s *segmentState, enter, exit []uint32) pendingMembership {
+	p := pendingMembership{s: s, entered: enter[:0:0]}
+	if !m.members.GetCopyOnWrite() {
+		m.members.SetCopyOnWrite(true)
+	}
+	for _, u := range enter {
+		if m.members.CheckedAdd(u) {
+			p.entered = append(p.entered, u)
+		}
+	}
+	for _, u := range exit {
+		if m.members.CheckedRemove(u) {
+			p.left++
+		}
+	}
+	p.view = m.members.Clone()
+	// Readers never write the view, and with copy-on-write off even a
+	// reader's Clone of it only reads it.
+	p.view.SetCopyOnWrite(false)
+	return p
+}
+
+// commit publishes prepared changes at time now on day today. Under mu
+// (write): it costs the users who entered (their since) and a pointer.
+func (m *membership) commit(p *pendingMembership, now time.Time, today dayIndex) {
+	if len(m.history) == 0 || m.history[len(m.history)-1].day != today {
+		m.history = append(m.history, historyDay{day: today, size: m.frozen().GetCardinality()})
+		if len(m.history) > maxHistoryDays {
+			m.history = m.history[len(m.history)-maxHistoryDays:]
+		}
+	}
+	h := &m.history[len(m.history)-1]
+	sec := uint32(now.Unix())
+	for _, u := range p.entered {
+		m.since.set(u, sec)
+	}
+	h.entered += uint64(len(p.entered))
+	h.left += p.left
+	m.view = p.view
+	h.size = m.view.GetCardinality()
+	m.updated = now
+}
+
+// publishMembers makes the writer's bitmap what readers see, as restored
+// from a snapshot. Before Run.
+func (m *membership) publishMembers() {
+	m.members.SetCopyOnWrite(true)
+	m.view = m.members.Clone()
+	m.view.SetCopyOnWrite(false)
+}
 
 // MemberView implements bus.Membership: the user's membership of the
 // segments (nil: all), each with its state, and the sequence and clock of
@@ -60,13 +156,9 @@ func (e *Engine) MemberView(user string, segments []string) api.MemberView {
 			// answer is exact for the revision served, not the newest.
 			sv.State = api.StateRebuilding
 		}
-		if known && s.members.Contains(id) {
+		if known && s.contains(id) {
 			sv.Member = true
-			var sec uint32
-			if int(id) < len(s.since) {
-				sec = s.since[id]
-			}
-			hits = append(hits, hit{i, sec})
+			hits = append(hits, hit{i, s.since.get(id)})
 		}
 	}
 	e.mu.RUnlock()

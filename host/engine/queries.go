@@ -21,10 +21,10 @@ func (e *Engine) MemberSince(user, segment string) (bool, time.Time, error) {
 	if err := e.servable(s); err != nil {
 		return false, time.Time{}, err
 	}
-	if !ok || !s.members.Contains(id) {
+	if !ok || !s.contains(id) {
 		return false, time.Time{}, nil
 	}
-	return true, time.Unix(int64(s.since[id]), 0).In(e.loc), nil
+	return true, time.Unix(int64(s.since.get(id)), 0).In(e.loc), nil
 }
 
 // SegmentBitmap returns a copy of a segment's members as dense user ids;
@@ -35,11 +35,13 @@ func (e *Engine) SegmentBitmap(segment string) (*roaring.Bitmap, error) {
 		return nil, errNotFound(segment)
 	}
 	e.mu.RLock()
-	defer e.mu.RUnlock()
-	if err := e.servable(s); err != nil {
+	err := e.servable(s)
+	view := s.frozen()
+	e.mu.RUnlock()
+	if err != nil {
 		return nil, err
 	}
-	return s.members.Clone(), nil
+	return view.Clone(), nil // a deep copy: the view never changes
 }
 
 // SegmentUpdated returns when a segment's membership last changed (zero if
@@ -106,12 +108,8 @@ func (e *Engine) UserMemberships(user string) []api.Membership {
 	hits := buf[:0]
 	e.mu.RLock()
 	for _, s := range e.segments {
-		if s.served() && s.members.Contains(id) {
-			var sec uint32
-			if int(id) < len(s.since) {
-				sec = s.since[id]
-			}
-			hits = append(hits, hit{s.seg.ID, sec})
+		if s.served() && s.contains(id) {
+			hits = append(hits, hit{s.seg.ID, s.since.get(id)})
 		}
 	}
 	e.mu.RUnlock()
@@ -147,11 +145,13 @@ func (e *Engine) SegmentPage(segment string, from uint32, limit int) ([]uint32, 
 	}
 	ids := make([]uint32, 0, min(limit, 4096))
 	e.mu.RLock()
-	defer e.mu.RUnlock()
-	if err := e.servable(s); err != nil {
+	err := e.servable(s)
+	view := s.frozen()
+	e.mu.RUnlock()
+	if err != nil {
 		return nil, false, err
 	}
-	it := s.members.Iterator()
+	it := view.Iterator() // the view never changes: no lock needed
 	it.AdvanceIfNeeded(from)
 	for it.HasNext() {
 		if len(ids) == limit {
@@ -162,8 +162,9 @@ func (e *Engine) SegmentPage(segment string, from uint32, limit int) ([]uint32, 
 	return ids, false, nil
 }
 
-// SegmentBitmaps returns copies of several segments' members taken under
-// one read lock, so that set algebra sees one instant, and the number of
+// SegmentBitmaps returns copies of several segments' members as of one
+// step (their views, taken under one read lock), so that set algebra sees
+// one instant, and the number of
 // users seen.
 func (e *Engine) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, error) {
 	states := make([]*segmentState, len(segments))
@@ -181,10 +182,14 @@ func (e *Engine) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, e
 			e.mu.RUnlock()
 			return nil, 0, err
 		}
-		out[i] = s.members.Clone()
+		out[i] = s.frozen()
 	}
 	universe := e.stats.Users
 	e.mu.RUnlock()
+	// The views never change: copy them outside the lock.
+	for i := range out {
+		out[i] = out[i].Clone()
+	}
 	return out, uint32(universe), nil
 }
 

@@ -21,9 +21,10 @@ import (
 )
 
 // stateVersion is the version of the engine's state encoding. A snapshot
-// of another version is not loaded (segd replays instead). 2: did
-// conditions keep columns per time bucket, sequences one arena per leaf.
-const stateVersion = 2
+// of another version is not loaded (segd replays instead). 2 and 3: did
+// conditions keep columns per time bucket, sequences one arena per leaf,
+// profiles are packed (3 is both; 2 was either alone, never released).
+const stateVersion = 3
 
 // Do runs fn on the writer goroutine, between two steps, and returns its
 // error: fn sees the state of one stream sequence. Snapshots use it.
@@ -81,6 +82,14 @@ type Capture struct {
 	head   snapio.Writer
 	segs   []capturedSegment
 	leaves []leaf // the leaves in copy-on-write mode, for Release
+	// since are the segments' since arrays shared with the encoding, for
+	// Release.
+	since []*chunked[uint32]
+	// names is the dictionary, attrNames and profiles the profiles, as of
+	// the capture; shared is the profile array to unshare at Release.
+	names, attrNames []string
+	profiles         frozenChunks[[]byte]
+	shared           *chunked[[]byte]
 }
 
 type capturedSegment struct {
@@ -126,20 +135,15 @@ func (e *Engine) Capture() (*Capture, error) {
 	}
 	w.Bytes(stats)
 
-	names := e.users.names // only this goroutine appends
-	w.Uvarint(uint64(len(names)))
-	for _, n := range names {
-		w.String(n)
-	}
-	w.Uvarint(uint64(len(e.profiles)))
-	for _, p := range e.profiles {
-		w.Bool(p != nil)
-		if p != nil {
-			if err := w.Map(p); err != nil {
-				return nil, err
-			}
-		}
-	}
+	// The dictionary and the attribute names only grow, and a user's
+	// packed profile is replaced, never changed: the capture keeps the
+	// slices as they are and shares the profile chunks (copy-on-write),
+	// and Encode writes them.
+	n := len(e.users.names) // only this goroutine appends
+	c.names = e.users.names[:n:n]
+	c.attrNames = e.profiles.names[:len(e.profiles.names):len(e.profiles.names)]
+	c.profiles = e.profiles.packed.share()
+	c.shared = &e.profiles.packed
 	// Segments are independent: capture them in parallel while the writer
 	// waits (nothing mutates leaf state meanwhile).
 	c.segs = make([]capturedSegment, len(e.segments))
@@ -159,6 +163,7 @@ func (e *Engine) Capture() (*Capture, error) {
 	})
 	for _, s := range e.segments {
 		c.leaves = append(c.leaves, s.leaves...)
+		c.since = append(c.since, &s.since)
 	}
 	if err := errors.Join(errs...); err != nil {
 		c.Release()
@@ -172,10 +177,22 @@ func (e *Engine) Capture() (*Capture, error) {
 // sequence and the clock, in the format Restore reads. Any goroutine,
 // once. It encodes segments in parallel on all cores but one, which it
 // leaves to ingest.
-func (c *Capture) Encode(w *snapio.Writer) error {
+func (c *Capture) Encode(w *snapio.Writer) error { return c.EncodeContext(context.Background(), w) }
+
+// EncodeContext is Encode, which gives up with ctx's error when ctx ends
+// (between segments): a shutdown bounds the snapshot it writes.
+func (c *Capture) EncodeContext(ctx context.Context, w *snapio.Writer) error {
 	w.Buf = append(w.Buf, c.head.Buf...)
+	w.Uvarint(uint64(len(c.names)))
+	for _, n := range c.names {
+		w.String(n)
+	}
+	writeProfiles(w, c.attrNames, c.profiles, len(c.names))
 	parts := make([]snapio.Writer, len(c.segs))
 	parallelN(len(c.segs), max(1, runtime.GOMAXPROCS(0)-1), func(i int) {
+		if ctx.Err() != nil {
+			return
+		}
 		cs := &c.segs[i]
 		pw := &parts[i]
 		pw.String(cs.id)
@@ -190,6 +207,9 @@ func (c *Capture) Encode(w *snapio.Writer) error {
 		}
 		pw.End(mark)
 	})
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	w.Uvarint(uint64(len(c.segs)))
 	for i := range parts {
 		w.Buf = append(w.Buf, parts[i].Buf...)
@@ -210,6 +230,14 @@ func (c *Capture) Release() {
 		}
 	}
 	c.leaves = nil
+	for _, a := range c.since {
+		a.unshare()
+	}
+	c.since = nil
+	if c.shared != nil {
+		c.shared.unshare()
+		c.shared = nil
+	}
 }
 
 // parallel runs f(0..n-1) on up to GOMAXPROCS goroutines.
@@ -235,38 +263,42 @@ func parallelN(n, workers int, f func(int)) {
 	wg.Wait()
 }
 
+// captureSegment captures a segment: its membership is taken as it is
+// published (a frozen bitmap, the since array shared copy-on-write, the
+// history copied) and encoded later; the leaves capture themselves.
 func (e *Engine) captureSegment(w *pieceWriter, s *segmentState) error {
 	e.mu.RLock()
-	w.Bitmap(s.members)
-	it := s.members.Iterator()
-	for it.HasNext() {
-		u := it.Next()
-		var sec uint32
-		if int(u) < len(s.since) {
-			sec = s.since[u]
-		}
-		w.U32(sec)
-	}
-	w.Uvarint(uint64(len(s.history)))
-	for _, h := range s.history {
-		w.Varint(int64(h.day))
-		w.Uvarint(h.size)
-		w.Uvarint(h.entered)
-		w.Uvarint(h.left)
-	}
-	if s.updated.IsZero() {
-		w.Varint(0)
-	} else {
-		w.Varint(s.updated.UnixNano())
-	}
+	view := s.frozen()
+	since := s.since.share()
+	history := slices.Clone(s.history)
+	updated := s.updated
 	// A stale segment's state misses events: the mark makes the next start
 	// rebuild it from the log before serving it (Restore lists it stale).
 	var stale string
 	if s.stale != nil {
 		stale = s.stale.reason
 	}
-	w.String(stale)
 	e.mu.RUnlock()
+	w.deferTo(func(w *snapio.Writer) {
+		w.Bitmap(view)
+		it := view.Iterator()
+		for it.HasNext() {
+			w.U32(since.get(it.Next()))
+		}
+		w.Uvarint(uint64(len(history)))
+		for _, h := range history {
+			w.Varint(int64(h.day))
+			w.Uvarint(h.size)
+			w.Uvarint(h.entered)
+			w.Uvarint(h.left)
+		}
+		if updated.IsZero() {
+			w.Varint(0)
+		} else {
+			w.Varint(updated.UnixNano())
+		}
+		w.String(stale)
+	})
 
 	w.Uvarint(uint64(len(s.leaves)))
 	for _, l := range s.leaves {
@@ -279,7 +311,12 @@ func (e *Engine) captureSegment(w *pieceWriter, s *segmentState) error {
 			l.capture(w)
 		case *profileLeaf:
 			w.Byte(3)
-			w.Bitmap(l.members)
+			// A copy-on-write clone costs the container count; it is
+			// encoded after the pause.
+			l.members.SetCopyOnWrite(true)
+			members := l.members.Clone()
+			members.SetCopyOnWrite(false)
+			w.deferTo(func(w *snapio.Writer) { w.Bitmap(members) })
 		default:
 			return fmt.Errorf("unknown leaf %T", l)
 		}
@@ -528,35 +565,30 @@ func (e *Engine) Restore(r *snapio.Reader) (RestoreResult, error) {
 	}
 	nu := r.Len(1)
 	names := make([]string, nu)
-	ids := make(map[string]uint32, nu)
 	for i := range names {
 		names[i] = r.String()
-		ids[names[i]] = uint32(i)
 	}
 	if r.Err != nil {
 		return res, r.Err
 	}
-	if len(ids) != len(names) {
-		return res, errors.New("dictionary: repeated user id")
-	}
-	np := r.Len(1)
-	if np != nu {
-		if r.Err != nil {
-			return res, r.Err
+	// The dictionary's map is built while the profiles and segments are
+	// read (a third of Restore's own time at a million users).
+	var ids map[string]uint32
+	dict := make(chan struct{})
+	go func() {
+		defer close(dict)
+		ids = make(map[string]uint32, nu)
+		for i, n := range names {
+			ids[n] = uint32(i)
 		}
-		return res, fmt.Errorf("%d profiles for %d users", np, nu)
-	}
-	profiles := make([]map[string]any, np)
-	for i := range profiles {
-		if r.Bool() {
-			profiles[i] = r.Map()
-		}
-	}
-	if r.Err != nil {
-		return res, r.Err
+	}()
+	defer func() { <-dict }()
+	profiles, err := readProfiles(r, nu)
+	if err != nil {
+		return res, err
 	}
 	e.users.mu.Lock()
-	e.users.names, e.users.ids = names, ids
+	e.users.names = names
 	e.users.mu.Unlock()
 	e.profiles = profiles
 	e.now, e.lastSeq = now, lastSeq
@@ -597,6 +629,13 @@ func (e *Engine) Restore(r *snapio.Reader) (RestoreResult, error) {
 	if err := errors.Join(errs...); err != nil {
 		return res, err
 	}
+	<-dict
+	if len(ids) != len(names) {
+		return res, errors.New("dictionary: repeated user id")
+	}
+	e.users.mu.Lock()
+	e.users.ids = ids
+	e.users.mu.Unlock()
 	e.mu.Lock()
 	e.propagateStale()
 	e.mu.Unlock()
@@ -619,13 +658,10 @@ func (e *Engine) readSegment(r *snapio.Reader, s *segmentState, users uint32) er
 	if r.Err == nil && !members.IsEmpty() && members.Maximum() >= users {
 		return fmt.Errorf("member %d beyond the %d users", members.Maximum(), users)
 	}
-	var since []uint32
-	if !members.IsEmpty() {
-		since = make([]uint32, max(1024, int(members.Maximum())+1))
-	}
+	var since chunked[uint32]
 	it := members.Iterator()
 	for it.HasNext() {
-		since[it.Next()] = r.U32()
+		since.set(it.Next(), r.U32())
 	}
 	nh := r.Len(4)
 	history := make([]historyDay, nh)
@@ -668,6 +704,7 @@ func (e *Engine) readSegment(r *snapio.Reader, s *segmentState, users uint32) er
 		return err
 	}
 	s.members, s.since, s.history, s.updated = members, since, history, updated
+	s.publishMembers()
 	if stale != "" {
 		s.stale = &staleState{reason: stale, usable: true}
 	}

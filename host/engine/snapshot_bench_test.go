@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,8 +43,15 @@ func fiftyRules() string {
 // new engine; with the size. The
 // baseline is ingest-s, the time the engine took to build the same state
 // from the events (what a start without a snapshot replays).
+//
+// SEGD_BENCH_USERS scales it down (events stay eight per user): a million
+// users take about ten minutes on a loaded 2-core machine.
 func BenchmarkSnapshot1MUsers50Segments(b *testing.B) {
-	const users, events = 1_000_000, 8_000_000
+	users := 1_000_000
+	if n, err := strconv.Atoi(os.Getenv("SEGD_BENCH_USERS")); err == nil && n > 0 {
+		users = n
+	}
+	events := 8 * users
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	segs, err := rules.Compile([]rules.File{{Name: "fifty.yaml", Data: []byte(fiftyRules())}}, rules.Options{})
 	if err != nil {
@@ -172,7 +180,7 @@ func BenchmarkSnapshot1MUsers50Segments(b *testing.B) {
 	b.ReportMetric(encode.Seconds()/n, "encode-s")
 	b.ReportMetric(write.Seconds()/n, "write-s")
 	b.ReportMetric(load.Seconds()/n, "load-s")
-	b.ReportMetric(float64(size)/users, "bytes/user")
+	b.ReportMetric(float64(size)/float64(users), "bytes/user")
 	b.ReportMetric(buildTime.Seconds(), "ingest-s")
 	b.ReportMetric(buildTime.Seconds()/(load.Seconds()/n), "load-vs-ingest-x")
 	b.ReportMetric(float64(duringEvents)/during.Seconds(), "ingest-during-encode-ev/s")

@@ -78,9 +78,6 @@ func (e *Engine) apply(ctx context.Context, msg *ingest.Message) error {
 		e.refuseUsers(msg, names, profileFull)
 		refused += uint64(len(profileFull))
 	}
-	for len(e.profiles) < e.users.size() {
-		e.profiles = append(e.profiles, nil)
-	}
 
 	// Profiles merge; nil removes an attribute. New users are judged too,
 	// with no attributes.
@@ -91,21 +88,17 @@ func (e *Engine) apply(ctx context.Context, msg *ingest.Message) error {
 			continue
 		}
 		id := profileUsers[i]
-		attrs := e.profiles[id]
-		if attrs == nil {
-			attrs = make(map[string]any, len(up.Attrs))
-			e.profiles[id] = attrs
-		}
-		for k, v := range up.Attrs {
-			if v == nil {
-				delete(attrs, k)
-			} else {
-				attrs[k] = v
+		if err := e.profiles.merge(id, up.Attrs); err != nil {
+			// Not a JSON value (the wire decoder makes none): the rest of
+			// the update applies; the item counts as invalid.
+			b.Invalid++
+			if b.FirstInvalid == "" {
+				b.FirstInvalid = fmt.Sprintf("profile of %q: %v", truncateText(up.User, 64), err)
 			}
 		}
 		view.profiled.Add(id)
 	}
-	view.profiles, view.names = e.profiles, e.users.names
+	view.profiles, view.names = &batchProfiles{store: e.profiles}, e.users.names
 
 	valuesBefore := e.limits.refusedValues
 	touched := e.ingest(ctx, view, msg.Seq, msg.Subject)

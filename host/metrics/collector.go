@@ -74,6 +74,7 @@ var (
 	dFeedUnpub    = desc("segd_feed_unpublishable_changes_total", "Changes too large for one NATS message.")
 	dSnapWritten  = desc("segd_snapshots_written_total", "Snapshots written by this run.")
 	dSnapFailures = desc("segd_snapshot_failures_total", "Snapshots that failed.")
+	dSnapSkipped  = desc("segd_snapshots_skipped_total", "Snapshots skipped because they would not fit in memory.")
 	dSnapBytes    = desc("segd_snapshot_last_size_bytes", "The size of the latest snapshot.")
 	dSnapPause    = desc("segd_snapshot_last_pause_seconds", "How long ingest paused while the latest snapshot was captured.")
 	dSnapWrite    = desc("segd_snapshot_last_write_seconds", "How long encoding and writing the latest snapshot took.")
@@ -86,7 +87,7 @@ var allDescs = []*prometheus.Desc{dReady, dAppliedSeq, dStreamSeq, dLag, dReplay
 	dDeadLetters, dLostToDLQ, dAnaDropped, dUsers, dClockMoves, dClockUsers, dClockSeconds, dApplied, dApplySeconds,
 	dSegMembers, dSegState, dSegEvals, dSegEvalErrs, dRebuildSeq, dRebuildTo, dPlugUp, dPlugBatches, dPlugItems,
 	dPlugTimeouts, dPlugTraps, dPlugGuestErr, dPlugRetries, dPlugRecycled, dPlugInst, dFeedChanges, dFeedMessages,
-	dFeedBacklog, dFeedBytes, dFeedMaxBytes, dFeedWaits, dFeedErrors, dFeedUnpub, dSnapWritten, dSnapFailures,
+	dFeedBacklog, dFeedBytes, dFeedMaxBytes, dFeedWaits, dFeedErrors, dFeedUnpub, dSnapWritten, dSnapFailures, dSnapSkipped,
 	dSnapBytes, dSnapPause, dSnapWrite, dSnapSeq, dScrapeErrors}
 
 // Describe implements prometheus.Collector.
@@ -180,6 +181,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if sn := st.Snapshot; sn != nil {
 		counter(dSnapWritten, sn.Written)
 		counter(dSnapFailures, sn.Failures)
+		counter(dSnapSkipped, sn.Skipped)
 		if sn.Written > 0 {
 			gauge(dSnapBytes, float64(sn.LastBytes))
 			gauge(dSnapPause, seconds(sn.LastPause))

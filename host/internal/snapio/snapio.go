@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"sort"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -274,13 +275,14 @@ func (r *Reader) Bitmap() *roaring.Bitmap {
 	if r.Err != nil {
 		return bm
 	}
-	if err := bm.UnmarshalBinary(b); err != nil {
+	// Damaged bytes can decode to a bitmap that breaks its invariants
+	// (and panics when iterated): check them first. roaring's own
+	// Validate is quadratic in a run container's runs.
+	if err := checkBitmap(b); err != nil {
 		r.fail("bitmap: %v", err)
-		return roaring.New()
+		return bm
 	}
-	// The decoder accepts some damage that later reads trip over (an
-	// empty container panics Maximum): check the structure too.
-	if err := validBitmap(bm); err != nil {
+	if err := bm.UnmarshalBinary(b); err != nil {
 		r.fail("bitmap: %v", err)
 		return roaring.New()
 	}
@@ -351,13 +353,101 @@ func (r *Reader) Done() error {
 	return r.Err
 }
 
-// validBitmap checks a decoded bitmap's structure; Validate itself panics
-// on some damage.
-func validBitmap(bm *roaring.Bitmap) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("damaged: %v", p)
+// checkBitmap checks, in one pass, that b is a roaring bitmap in the
+// portable format whose containers keep roaring's invariants: keys
+// ascending, array values ascending, bitmap cardinalities right, runs
+// ascending and disjoint within the container, nothing left over.
+func checkBitmap(b []byte) error {
+	const (
+		cookieRuns   = 12347
+		cookieNoRuns = 12346
+		arrayMax     = 4096
+	)
+	u16 := func(i int) int { return int(binary.LittleEndian.Uint16(b[i:])) }
+	if len(b) < 4 {
+		return errors.New("truncated cookie")
+	}
+	cookie := binary.LittleEndian.Uint32(b)
+	pos := 4
+	var size int
+	var runs []byte
+	switch {
+	case cookie&0xFFFF == cookieRuns:
+		size = int(cookie>>16) + 1
+		n := (size + 7) / 8
+		if len(b) < pos+n {
+			return errors.New("truncated run flags")
 		}
-	}()
-	return bm.Validate()
+		runs, pos = b[pos:pos+n], pos+n
+	case cookie == cookieNoRuns:
+		if len(b) < 8 {
+			return errors.New("truncated size")
+		}
+		size, pos = int(binary.LittleEndian.Uint32(b[4:])), 8
+	default:
+		return fmt.Errorf("bad cookie %#x", cookie)
+	}
+	if size > 1<<16 {
+		return fmt.Errorf("%d containers", size)
+	}
+	header := pos
+	if len(b) < header+4*size {
+		return errors.New("truncated header")
+	}
+	pos += 4 * size
+	if runs == nil || size >= 4 {
+		pos += 4 * size // offsets, not read
+	}
+	for i := range size {
+		key, card := u16(header+4*i), u16(header+4*i+2)+1
+		if i > 0 && key <= u16(header+4*(i-1)) {
+			return fmt.Errorf("container keys out of order at %d", i)
+		}
+		switch {
+		case runs != nil && runs[i/8]&(1<<(i%8)) != 0:
+			if len(b) < pos+2 {
+				return errors.New("truncated run container")
+			}
+			nr := u16(pos)
+			pos += 2
+			if nr == 0 || len(b) < pos+4*nr {
+				return fmt.Errorf("run container %d: %d runs, %d bytes left", i, nr, len(b)-pos)
+			}
+			end := -1
+			for k := range nr {
+				start, length := u16(pos+4*k), u16(pos+4*k+2)
+				if start <= end || start+length > 0xFFFF {
+					return fmt.Errorf("run container %d: run %d [%d, +%d] out of order or range", i, k, start, length)
+				}
+				end = start + length
+			}
+			pos += 4 * nr
+		case card > arrayMax:
+			if len(b) < pos+8192 {
+				return errors.New("truncated bitmap container")
+			}
+			n := 0
+			for k := range 1024 {
+				n += bits.OnesCount64(binary.LittleEndian.Uint64(b[pos+8*k:]))
+			}
+			if n != card {
+				return fmt.Errorf("bitmap container %d: %d bits set, header says %d", i, n, card)
+			}
+			pos += 8192
+		default:
+			if len(b) < pos+2*card {
+				return errors.New("truncated array container")
+			}
+			for k := 1; k < card; k++ {
+				if u16(pos+2*k) <= u16(pos+2*k-2) {
+					return fmt.Errorf("array container %d: values out of order at %d", i, k)
+				}
+			}
+			pos += 2 * card
+		}
+	}
+	if pos != len(b) {
+		return fmt.Errorf("%d bytes past the containers", len(b)-pos)
+	}
+	return nil
 }

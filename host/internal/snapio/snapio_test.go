@@ -1,10 +1,85 @@
 package snapio
 
 import (
+	"bytes"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/RoaringBitmap/roaring/v2"
 )
+
+// TestBitmapRejectsBrokenInvariants: bytes that decode to a bitmap whose
+// containers break roaring's invariants (here an array container out of
+// order) are an error, not a bitmap that misbehaves or panics later.
+func TestBitmapRejectsBrokenInvariants(t *testing.T) {
+	t.Parallel()
+	w := &Writer{}
+	w.Bitmap(roaring.BitmapOf(1, 2, 3))
+	good := bytes.Clone(w.Buf)
+	if bm := NewReader(good).Bitmap(); bm.GetCardinality() != 3 {
+		t.Fatalf("round trip: %v", bm)
+	}
+	bad := bytes.Clone(good)
+	i := bytes.LastIndex(bad, []byte{1, 0, 2, 0, 3, 0})
+	if i < 0 {
+		t.Fatal("array container not found in the encoding")
+	}
+	copy(bad[i:], []byte{3, 0, 2, 0, 1, 0})
+	r := NewReader(bad)
+	bm := r.Bitmap()
+	if r.Err == nil {
+		t.Fatalf("an array container out of order decoded to %v without an error", bm.ToArray())
+	}
+	if !bm.IsEmpty() {
+		t.Fatalf("a failed read returned %v, want an empty bitmap", bm.ToArray())
+	}
+}
+
+// TestBitmapCheckAcceptsEveryKindAndSurvivesDamage: bitmaps with array,
+// bitmap and run containers (the writer run-optimizes) read back equal;
+// damaged copies of them read back as an error or as a bitmap that can be
+// iterated, never a panic.
+func TestBitmapCheckAcceptsEveryKindAndSurvivesDamage(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 50 {
+		bm := roaring.New()
+		for range rng.IntN(5) + 1 {
+			base := uint32(rng.IntN(1 << 20))
+			switch rng.IntN(3) {
+			case 0: // sparse: an array container
+				for range rng.IntN(100) + 1 {
+					bm.Add(base + uint32(rng.IntN(60000)))
+				}
+			case 1: // dense: a bitmap container
+				for range 10000 {
+					bm.Add(base + uint32(rng.IntN(65536)))
+				}
+			default: // ranges: run containers
+				for range rng.IntN(20) + 1 {
+					lo := base + uint32(rng.IntN(60000))
+					bm.AddRange(uint64(lo), uint64(lo)+uint64(rng.IntN(3000))+1)
+				}
+			}
+		}
+		w := &Writer{}
+		w.Bitmap(bm)
+		r := NewReader(w.Buf)
+		if got := r.Bitmap(); r.Err != nil || !got.Equals(bm) {
+			t.Fatalf("round %d: read back %v (err %v), want %d values", round, got.GetCardinality(), r.Err, bm.GetCardinality())
+		}
+		for i := range 40 {
+			bad := bytes.Clone(w.Buf)
+			bad[rng.IntN(len(bad))] ^= byte(1 + i%255)
+			got := NewReader(bad).Bitmap()
+			it := got.Iterator()
+			for it.HasNext() {
+				it.Next()
+			}
+			_ = got.GetCardinality()
+		}
+	}
+}
 
 // TestDamagedBitmap: a bitmap that Reader.Bitmap returns without an error
 // is usable (damage that the roaring decoder accepts used to panic later,
