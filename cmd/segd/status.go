@@ -143,7 +143,7 @@ func snapshotRows(row func(string, any, ...string), sn *api.SnapshotStatus) {
 		last = fmt.Sprintf("last %s at %s: seq %d, %s, ingest paused %s, write %s", sn.LastFile, sn.LastTime, sn.LastSeq,
 			bytesText(uint64(sn.LastBytes)), sn.LastPause, sn.LastWrite)
 	}
-	row("snapshots written", sn.Written, every, last, countNote(sn.Failures, "failed"), sn.LastError)
+	row("snapshots written", sn.Written, every, last, countNote(sn.Failures, "failed"), sn.LastError, countNote(sn.Skipped, "skipped (would not fit in memory)"), sn.LastSkip)
 }
 
 func nonEmpty(ss []string) []string {
