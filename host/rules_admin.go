@@ -145,8 +145,12 @@ func (a *ruleAdmin) compileAtStart(revs map[string]uint64) (*rules.RuleSet, []ru
 }
 
 // compile compiles the KV definitions (with top above them, if any) over
-// the rule files. Under mu, or before the server runs.
-func (a *ruleAdmin) compile(top []rules.File) (*rules.RuleSet, []rules.Shadowed, error) {
+// the rule files. Under mu, or before the server runs. The caller must
+// call release with the segments of the set it runs: every other plugin
+// predicate the compile made (the set's other segments', and those of
+// definitions another shadowed) is closed, releasing its warm pool and
+// its pin on a plugin version.
+func (a *ruleAdmin) compile(top []rules.File) (set *rules.RuleSet, shadowed []rules.Shadowed, release func(keep ...*rules.Segment), err error) {
 	kv := make([]rules.File, 0, len(a.defs))
 	for _, id := range sortedKeys(a.defs) {
 		kv = append(kv, rules.File{Name: kvFilePrefix + id, Data: []byte(a.defs[id].Definition)})
@@ -155,7 +159,13 @@ func (a *ruleAdmin) compile(top []rules.File) (*rules.RuleSet, []rules.Shadowed,
 	if top != nil {
 		layers = append([][]rules.File{top}, layers...)
 	}
-	return rules.CompileLayers(layers, a.s.ruleOpts)
+	opts := a.s.ruleOpts
+	tracked := &trackedPlugins{next: opts.Plugins}
+	if opts.Plugins != nil {
+		opts.Plugins = tracked
+	}
+	set, shadowed, err = rules.CompileLayers(layers, opts)
+	return set, shadowed, tracked.releaseExcept, err
 }
 
 // compileBeside compiles one more file beside every definition (the
@@ -209,8 +219,9 @@ func (a *ruleAdmin) ValidateRules(_ context.Context, r api.RuleValidateRequest) 
 		}
 	}
 	a.mu.Lock()
-	set, _, err := a.compile(top)
+	set, _, release, err := a.compile(top)
 	a.mu.Unlock()
+	defer release()
 	if err != nil {
 		return &api.RuleValidateReply{Errors: located(err)}, nil
 	}
@@ -237,7 +248,11 @@ func (a *ruleAdmin) PutRule(ctx context.Context, r api.RulePutRequest) (*api.Rul
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	const name = "definition"
-	set, _, err := a.compile([]rules.File{{Name: name, Data: []byte(r.Definition)}})
+	set, _, release, err := a.compile([]rules.File{{Name: name, Data: []byte(r.Definition)}})
+	// The set's other segments, and this one unless it is queued, are
+	// not run: their plugin predicates are released.
+	var queued *rules.Segment
+	defer func() { release(queued) }()
 	if err != nil {
 		return nil, badDefinition(fmt.Errorf("the definition does not compile beside the running rules (the running revision stays): %w", err))
 	}
@@ -270,6 +285,7 @@ func (a *ruleAdmin) PutRule(ctx context.Context, r api.RulePutRequest) (*api.Rul
 		return nil, err
 	}
 	a.enqueue(ruleChange{id: seg.ID, rev: rev, seg: seg})
+	queued = seg
 	a.s.cfg.Logger.Info("segment definition stored; rebuilding it from the event log", "segment", seg.ID, "revision", rev, "author", r.Author)
 	return &api.RulePutReply{Segment: seg.ID, Revision: rev, State: "rebuilding"}, nil
 }
@@ -277,7 +293,15 @@ func (a *ruleAdmin) PutRule(ctx context.Context, r api.RulePutRequest) (*api.Rul
 // enqueue queues a change, replacing a queued one of the same segment and
 // superseding its rebuild if it runs. Under mu.
 func (a *ruleAdmin) enqueue(c ruleChange) {
-	a.queue = slices.DeleteFunc(a.queue, func(q ruleChange) bool { return q.id == c.id })
+	a.queue = slices.DeleteFunc(a.queue, func(q ruleChange) bool {
+		if q.id != c.id {
+			return false
+		}
+		if q.seg != nil && q.seg != c.seg {
+			closePredicates(q.seg) // superseded before it ran
+		}
+		return true
+	})
 	a.queue = append(a.queue, c)
 	if a.running == c.id && a.cancel != nil {
 		a.cancel()
@@ -301,7 +325,9 @@ func (a *ruleAdmin) DeleteRule(ctx context.Context, r api.RuleRequest) (*api.Rul
 		return nil, fmt.Errorf("segment %q has no definition in %s: %w", r.Segment, bus.RulesBucket, bus.ErrNotFound)
 	}
 	delete(a.defs, r.Segment)
-	set, _, err := a.compile(nil)
+	set, _, release, err := a.compile(nil)
+	var queued *rules.Segment
+	defer func() { release(queued) }()
 	if err == nil {
 		var readers []string
 		for _, s := range set.Segments {
@@ -330,6 +356,7 @@ func (a *ruleAdmin) DeleteRule(ctx context.Context, r api.RuleRequest) (*api.Rul
 		}
 	}
 	a.enqueue(change)
+	queued = change.seg
 	a.s.cfg.Logger.Info("segment definition deleted", "segment", r.Segment, "revision", rev, "author", r.Author)
 	return &api.RuleDeleteReply{Segment: r.Segment, Revision: rev}, nil
 }
@@ -452,7 +479,9 @@ func (a *ruleAdmin) written(ctx context.Context, e bus.RuleEntry) {
 	} else {
 		a.defs[e.Segment] = e
 	}
-	set, _, err := a.compile(nil)
+	set, _, release, err := a.compile(nil)
+	var queued *rules.Segment
+	defer func() { release(queued) }()
 	if err == nil && !e.Deleted {
 		// The key must be the id of the one segment its value defines.
 		var ids []string
@@ -490,6 +519,7 @@ func (a *ruleAdmin) written(ctx context.Context, e bus.RuleEntry) {
 		}
 	}
 	a.enqueue(change)
+	queued = change.seg
 	a.s.cfg.Logger.Info("a revision written to the rules bucket by another writer is applied", "segment", e.Segment,
 		"revision", e.Revision, "deleted", e.Deleted)
 }
@@ -526,7 +556,9 @@ func (a *ruleAdmin) run(ctx context.Context) {
 				continue
 			}
 		}
-		if !a.apply(ctx, c) && ctx.Err() == nil {
+		if a.apply(ctx, c) {
+			a.settle(c.id)
+		} else if ctx.Err() == nil {
 			a.requeue(c)
 			select {
 			case <-ctx.Done():
@@ -535,6 +567,18 @@ func (a *ruleAdmin) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// settle tells the plugins admin that a segment's change has run, unless
+// a newer one of it is queued: a plugin's previous version may be
+// released once every segment naming it has swapped.
+func (a *ruleAdmin) settle(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.s.pluginAdmin == nil || slices.ContainsFunc(a.queue, func(q ruleChange) bool { return q.id == id }) {
+		return
+	}
+	a.s.pluginAdmin.settled(id)
 }
 
 // requeue puts back a change that could not run now, unless a newer one
@@ -552,7 +596,11 @@ func (a *ruleAdmin) requeue(c ruleChange) {
 func (a *ruleAdmin) apply(ctx context.Context, c ruleChange) bool {
 	e := a.s.engine
 	var rb *engine.Rebuild
+	// old is the definition the change replaces: once it no longer runs,
+	// its plugin predicates are released.
+	var old *rules.Segment
 	err := e.Do(ctx, func() error {
+		old, _, _ = e.Segment(c.id)
 		if c.seg == nil {
 			return e.RemoveSegment(c.id)
 		}
@@ -560,6 +608,11 @@ func (a *ruleAdmin) apply(ctx context.Context, c ruleChange) bool {
 		rb, err = e.StartReplace(c.seg, c.rev)
 		return err
 	})
+	release := func(seg *rules.Segment) {
+		if seg != nil && seg != c.seg {
+			closePredicates(seg)
+		}
+	}
 	switch {
 	case ctx.Err() != nil:
 		return true
@@ -569,8 +622,12 @@ func (a *ruleAdmin) apply(ctx context.Context, c ruleChange) bool {
 		return true // never ran (deleted while queued)
 	case err != nil:
 		a.s.cfg.Logger.Error("applying a rule change", "segment", c.id, "revision", c.rev, "error", err)
+		if c.seg != nil {
+			closePredicates(c.seg)
+		}
 		return true
 	case rb == nil:
+		release(old) // removed
 		return true
 	}
 	rctx, cancel := context.WithCancel(ctx)
@@ -597,6 +654,7 @@ func (a *ruleAdmin) apply(ctx context.Context, c ruleChange) bool {
 		return rb.Run(rctx, src)
 	}()
 	if err == nil {
+		release(old)
 		a.s.cfg.Logger.Info("segment definition rebuilt from the event log and swapped in", "segment", c.id, "revision", c.rev,
 			"to_seq", res.ToSeq, "messages", res.Messages, "live_messages", res.Live, "took", time.Since(start).Round(time.Millisecond))
 		return true
@@ -610,6 +668,7 @@ func (a *ruleAdmin) apply(ctx context.Context, c ruleChange) bool {
 		return true
 	}
 	if rctx.Err() != nil {
+		closePredicates(c.seg)
 		a.s.cfg.Logger.Info("a newer revision superseded the rebuild of a segment definition", "segment", c.id, "revision", c.rev)
 		return true
 	}

@@ -144,6 +144,9 @@ type segmentState struct {
 	// served (0: from a file); next the revision being rebuilt beside it
 	// (replace.go). Written under mu.
 	revision, next uint64
+	// nextSeg is the definition a replacement rebuilds (replace.go).
+	// Written under mu.
+	nextSeg *rules.Segment
 }
 
 type command struct {
