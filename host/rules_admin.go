@@ -643,7 +643,7 @@ func (a *ruleAdmin) apply(ctx context.Context, c ruleChange) bool {
 	}()
 	start := time.Now()
 	res, err := func() (engine.RebuildResult, error) {
-		src, err := bus.ReadLog(rctx, a.s.js, bus.EventsStream, 1, rb.ToSeq())
+		src, err := bus.ReadLog(rctx, a.s.js, bus.EventsStream, rb.FromSeq(), rb.ToSeq())
 		if err != nil {
 			return engine.RebuildResult{}, err
 		}
@@ -656,7 +656,7 @@ func (a *ruleAdmin) apply(ctx context.Context, c ruleChange) bool {
 	if err == nil {
 		release(old)
 		a.s.cfg.Logger.Info("segment definition rebuilt from the event log and swapped in", "segment", c.id, "revision", c.rev,
-			"to_seq", res.ToSeq, "messages", res.Messages, "live_messages", res.Live, "took", time.Since(start).Round(time.Millisecond))
+			"from_seq", res.FromSeq, "to_seq", res.ToSeq, "messages", res.Messages, "live_messages", res.Live, "took", time.Since(start).Round(time.Millisecond))
 		return true
 	}
 	if ctx.Err() != nil {

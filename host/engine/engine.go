@@ -83,6 +83,9 @@ type Engine struct {
 	// maxRebuilds and backoff bound the recovery of stale segments.
 	maxRebuilds int
 	backoff     time.Duration
+	// arrivals maps the clock to stream sequences, so that a rebuild
+	// reads only the log its windows reach (replay_span.go). Writer only.
+	arrivals arrivalIndex
 
 	// Owned by the writer (Run).
 	now       int64            // the clock as of the last step, Unix ms

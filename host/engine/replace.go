@@ -78,6 +78,7 @@ func (e *Engine) StartReplace(seg *rules.Segment, rev uint64) (*Rebuild, error) 
 	if h.tree == nil {
 		r.static[h] = roaring.New()
 	}
+	r.fromSeq = e.replayFrom(r.segs)
 	e.rebuild = r
 	e.mu.Lock()
 	target.next, target.nextSeg = rev, seg
