@@ -41,6 +41,8 @@ type ruleAdmin struct {
 	queue   []ruleChange
 	running string
 	cancel  context.CancelFunc
+	// rebuilt is the last rebuild of each segment that swapped in.
+	rebuilt map[string]api.RebuildSummary
 	wake    chan struct{}
 	done    chan struct{}
 }
@@ -384,6 +386,7 @@ func readersOf(err error, id string) string {
 func (a *ruleAdmin) GetRule(_ context.Context, segment string) (*api.Rule, error) {
 	a.mu.Lock()
 	def, inKV := a.defs[segment]
+	last, rebuilt := a.rebuilt[segment]
 	a.mu.Unlock()
 	seg, info, err := a.s.engine.Segment(segment)
 	if err != nil && !inKV {
@@ -398,6 +401,9 @@ func (a *ruleAdmin) GetRule(_ context.Context, segment string) (*api.Rule, error
 			out.Rebuild = info.Rebuild
 		}
 		out.File = seg.File
+	}
+	if rebuilt {
+		out.LastRebuild = &last
 	}
 	if inKV {
 		out.Source, out.File = "api", ""
@@ -628,6 +634,9 @@ func (a *ruleAdmin) apply(ctx context.Context, c ruleChange) bool {
 		return true
 	case rb == nil:
 		release(old) // removed
+		a.mu.Lock()
+		delete(a.rebuilt, c.id)
+		a.mu.Unlock()
 		return true
 	}
 	rctx, cancel := context.WithCancel(ctx)
@@ -655,6 +664,13 @@ func (a *ruleAdmin) apply(ctx context.Context, c ruleChange) bool {
 	}()
 	if err == nil {
 		release(old)
+		a.mu.Lock()
+		if a.rebuilt == nil {
+			a.rebuilt = map[string]api.RebuildSummary{}
+		}
+		a.rebuilt[c.id] = api.RebuildSummary{Revision: c.rev, FromSeq: res.FromSeq, ToSeq: res.ToSeq, Messages: res.Messages,
+			Events: res.Events, Live: res.Live, TookMS: time.Since(start).Milliseconds()}
+		a.mu.Unlock()
 		a.s.cfg.Logger.Info("segment definition rebuilt from the event log and swapped in", "segment", c.id, "revision", c.rev,
 			"from_seq", res.FromSeq, "to_seq", res.ToSeq, "messages", res.Messages, "live_messages", res.Live, "took", time.Since(start).Round(time.Millisecond))
 		return true

@@ -95,6 +95,8 @@ type RebuildResult struct {
 	// meanwhile and fed last.
 	FromSeq, ToSeq uint64
 	Messages, Live uint64
+	// Events counts the events of the log's messages fed.
+	Events uint64
 	// SkippedEvents counts events of users the engine never accepted.
 	SkippedEvents uint64
 }
@@ -230,6 +232,9 @@ func (r *Rebuild) Run(ctx context.Context, src RebuildSource) (RebuildResult, er
 			chunk = append(chunk, msg)
 		}
 		res.Messages += uint64(len(chunk))
+		for _, m := range chunk {
+			res.Events += uint64(len(m.Batch.Events))
+		}
 		// Do returns when ctx ends even if fn is still to run or running
 		// on the writer: fn writes only its own variable, read once Do
 		// has returned fn's result.
