@@ -270,7 +270,37 @@ func (s *Server) segmentsNamingLocked(plugin string) []string {
 }
 
 // GetPlugin implements bus.PluginsAdmin.
-func (a *pluginAdmin) GetPlugin(_ context.Context, name string) (*api.Plugin, error) {
+func (a *pluginAdmin) GetPlugin(ctx context.Context, r api.PluginRequest) (*api.Plugin, error) {
+	out, err := a.describe(r.Name)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := a.store.Versions(ctx, r.Name)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: its versions in %s: %w", r.Name, bus.PluginsBucket, err)
+	}
+	for _, v := range vs {
+		if r.Version != "" && !strings.HasPrefix(v.Digest, r.Version) {
+			continue
+		}
+		out.Versions = append(out.Versions, api.PluginVersion{Version: v.Digest, Size: v.Size, Author: v.Author,
+			Time: v.Time.UTC().Format(time.RFC3339), Manifest: v.Manifest, Object: v.Name})
+	}
+	if r.Version != "" {
+		switch len(out.Versions) {
+		case 0:
+			return nil, fmt.Errorf("plugin %q has no kept version %s (the last %d are kept): %w", r.Name, r.Version, api.PluginVersionsKept, bus.ErrNotFound)
+		case 1:
+		default:
+			return nil, &bus.Error{Code: api.CodeBadRequest, Field: "version",
+				Err: fmt.Errorf("%d kept versions of plugin %q start with %s: give more digits", len(out.Versions), r.Name, r.Version)}
+		}
+	}
+	return out, nil
+}
+
+// describe is plugin.get without the kept versions.
+func (a *pluginAdmin) describe(name string) (*api.Plugin, error) {
 	a.mu.Lock()
 	e, inStore := a.stored[name]
 	file, inDir := a.fromDir[name]
@@ -305,7 +335,7 @@ func (a *pluginAdmin) ListPlugins(ctx context.Context) (*api.PluginListReply, er
 	a.mu.Unlock()
 	out := &api.PluginListReply{Plugins: []api.Plugin{}}
 	for _, n := range sortedKeys(names) {
-		p, err := a.GetPlugin(ctx, n)
+		p, err := a.describe(n)
 		if err != nil {
 			continue // unloaded meanwhile, or never loaded
 		}

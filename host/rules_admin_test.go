@@ -601,8 +601,15 @@ func TestRulePutReadsItsWindow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := rt.waitServing(t, c.id, p.Revision)
-		lr := r.LastRebuild
+		rt.waitServing(t, c.id, p.Revision)
+		var lr *api.RebuildSummary
+		waitCond(t, c.id+": last_rebuild of the put's revision", func() bool {
+			r, err := rt.client.GetRule(ctx, c.id)
+			if err == nil && r.LastRebuild != nil && r.LastRebuild.Revision == p.Revision {
+				lr = r.LastRebuild
+			}
+			return lr != nil
+		})
 		if lr == nil || lr.Revision != p.Revision || lr.ToSeq != total {
 			t.Fatalf("%s: last_rebuild %+v, want revision %d to seq %d", c.id, lr, p.Revision, total)
 		}

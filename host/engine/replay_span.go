@@ -1,19 +1,26 @@
 package engine
 
 import (
+	"math"
+
+	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
 // A rebuild reads the log from the first message that can hold an event
 // its segments' windows reach, not from the stream's first, when that is
-// later. Events are judged by their own time, and the live path accepts
-// only events at most MaxFutureSkew ahead of its clock when it applies
-// them: so every event of a message applied at clock t is at most
-// t+skew. The engine notes, about once an hour of its clock, the sequence
-// of the message it applies and the clock then (arrivalIndex); since the
-// clock never goes back, the messages before such a mark hold only events
-// at most its clock+skew, and if that is before the windows' reach the
-// rebuild can start at the mark.
+// later. The engine keeps the latest event time it has accepted (within
+// the retention and at most MaxFutureSkew ahead of its clock, as apply
+// judges them) and, each time that moved an hour on, marks the sequence of
+// the message it applies with it (arrivalIndex): the messages before a
+// mark hold no accepted event later than the mark's time, so if that is
+// before the windows' reach the rebuild can start at the mark. A log
+// published in event-time order (a backfill) is cut as finely as one that
+// arrived live. After a restore from a snapshot, what the messages before
+// it held is not known: the first mark takes the clock plus the skew
+// (every event accepted before was at most that, the clock never going
+// back), so the rebuild reads from the stream's first until the windows
+// have moved past it.
 //
 // The reach of a segment is the earliest start of its rules' windows (a
 // did's or a sequence's; a sequence's later steps follow its first, which
@@ -22,39 +29,52 @@ import (
 // dropped anyway. Profile conditions need no log (the rebuild judges the
 // current profiles) nor do in_segment conditions (they read the served
 // segment). A static segment's uploads have no time: it reads the whole
-// log. After a restart the marks start again at the first message
-// applied (replayed messages are applied at the clock of the replay, so
-// the marks stay true, and the rebuild reads the log from its first until
-// time has passed).
+// log. A message's events refused live as too far ahead of the clock are
+// not marked: a rebuild reading the whole log would judge them at its
+// later clock, one starting at a mark does not, as the live path did not.
 
-// arrivalStep is how far apart, on the engine's clock, marks are taken.
+// arrivalStep is how far apart in event time marks are taken.
 const arrivalStep = hourMs
 
-// arrivalIndex holds marks in ascending sequence and clock.
+// arrivalIndex holds marks in ascending sequence and time.
 type arrivalIndex struct {
-	marks []arrivalMark
+	started bool
+	latest  int64 // the latest event time accepted so far, Unix ms
+	marks   []arrivalMark
 }
 
 type arrivalMark struct {
-	seq uint64
-	at  int64 // the engine's clock when seq was applied, Unix ms
+	seq    uint64
+	before int64 // no event accepted before seq is later, Unix ms
 }
 
-// noteArrival records seq, applied at the engine's clock, if the last
-// mark is an arrivalStep old, and forgets the marks no rebuild can use
-// (those the retention has passed, but the last). Writer only.
-func (e *Engine) noteArrival(seq uint64) {
+// noteArrival marks msg if the latest event time has moved arrivalStep
+// since the last mark, then takes in its events; it forgets the marks no
+// rebuild can use (those the retention has passed, but the last). Writer
+// only, before apply judges msg.
+func (e *Engine) noteArrival(msg *ingest.Message) {
 	a := &e.arrivals
-	if seq == 0 {
+	if msg.Seq == 0 || msg.Err != nil {
 		return
 	}
-	if n := len(a.marks); n > 0 && e.now < a.marks[n-1].at+arrivalStep {
-		return
+	limit := e.now + e.skew.Milliseconds()
+	if !a.started {
+		a.started, a.latest = true, math.MinInt64
+		if e.lastSeq > 0 { // restored: what came before is not known
+			a.latest = limit
+		}
 	}
-	a.marks = append(a.marks, arrivalMark{seq: seq, at: e.now})
+	if n := len(a.marks); n == 0 || a.latest >= a.marks[n-1].before+arrivalStep {
+		a.marks = append(a.marks, arrivalMark{seq: msg.Seq, before: a.latest})
+	}
 	oldest := e.retentionStart()
+	for i := range msg.Batch.Events {
+		if t := msg.Batch.Events[i].Time; t > a.latest && t <= limit && t >= oldest {
+			a.latest = t
+		}
+	}
 	drop := 0
-	for drop+1 < len(a.marks) && a.marks[drop+1].at+e.skew.Milliseconds() < oldest {
+	for drop+1 < len(a.marks) && a.marks[drop+1].before < oldest {
 		drop++
 	}
 	if drop > 0 {
@@ -93,7 +113,7 @@ func (e *Engine) replayFrom(segs []*segmentState) uint64 {
 	reach = max(reach, e.retentionStart())
 	from := uint64(1)
 	for _, m := range e.arrivals.marks {
-		if m.at+e.skew.Milliseconds() >= reach {
+		if m.before >= reach {
 			break
 		}
 		from = m.seq

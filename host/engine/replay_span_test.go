@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/segd/segd/host/internal/reference"
+	"github.com/segd/segd/host/internal/snapio"
 	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
@@ -122,5 +123,83 @@ func TestReplaySpan(t *testing.T) {
 	}
 	if from["ever_searched"] <= 1 {
 		t.Fatalf("ever_searched reads the whole log (from %d) though the log is older than the retention", from["ever_searched"])
+	}
+}
+
+// TestReplaySpanBackfill: a log published at once, in event-time order
+// (a backfill: the clock does not move), is cut by event time too: a
+// segment of the last day reads about the last day's messages and is
+// exact. After a restore from a snapshot, what the log held before it is
+// not known, and the rebuild reads it whole.
+func TestReplaySpanBackfill(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(9, 9))
+	segs := compileRandomRules(t)
+	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	clock := NewManualClock(now)
+	cfg := Config{Segments: segs, Clock: clock, TickInterval: time.Hour, RetentionDays: testRetentionDays}
+	e := New(cfg)
+	ref := reference.New(segs, time.UTC, DefaultMaxFutureSkew, testRetentionDays)
+	r := run(e)
+	defer r.stop()
+	var log []*ingest.Message
+	const n = 100 // ten days, a message every 2.4 hours of event time
+	for i := range n {
+		at := now.Add(-time.Duration(n-1-i) * 144 * time.Minute)
+		var b rules.Batch
+		for range 20 {
+			ev := rules.Event{User: fmt.Sprintf("u%d", rng.IntN(30)), Name: []string{"pay", "page_view"}[rng.IntN(2)],
+				Time: at.Add(-time.Duration(rng.IntN(60)) * time.Minute).UnixMilli()}
+			if ev.Name == "pay" {
+				ev.Props = map[string]any{"amount": float64(rng.IntN(100))}
+			}
+			b.Events = append(b.Events, ev)
+		}
+		msg := &ingest.Message{Seq: uint64(i + 1), Batch: b}
+		ref.Apply(b, now)
+		log = append(log, msg)
+		m := *msg
+		if err := e.Apply(ctx, &m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace := func(e *Engine, id string) *Rebuild {
+		t.Helper()
+		var seg *rules.Segment
+		for _, s := range compileRandomRules(t) {
+			if s.ID == id {
+				seg = s
+			}
+		}
+		var rb *Rebuild
+		if err := e.Do(ctx, func() error {
+			var err error
+			rb, err = e.StartReplace(seg, 1)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rb.Run(ctx, newSpanSource(log, rb.FromSeq())); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := members(t, e, id), ref.Members(id, now); !slices.Equal(got, want) {
+			t.Fatalf("%s from seq %d\n got %v\nwant %v", id, rb.FromSeq(), got, want)
+		}
+		return rb
+	}
+	// max_pay_24h: the last 24 hours, 10 messages of event time and one
+	// for the hour a mark may lag.
+	if rb := replace(e, "max_pay_24h"); rb.FromSeq() < n-12 {
+		t.Fatalf("max_pay_24h reads from seq %d of %d", rb.FromSeq(), n)
+	}
+	e2 := New(cfg)
+	if _, err := e2.Restore(snapio.NewReader(snapshotOf(t, e))); err != nil {
+		t.Fatal(err)
+	}
+	r2 := run(e2)
+	defer r2.stop()
+	if rb := replace(e2, "max_pay_24h"); rb.FromSeq() != 1 {
+		t.Fatalf("after a restore, max_pay_24h reads from seq %d, not the whole log", rb.FromSeq())
 	}
 }
