@@ -65,6 +65,9 @@ type PluginEntry struct {
 	// NUID is the object's, new at every put: it tells versions apart
 	// before the module is read.
 	NUID string
+	// Stored is when the NATS server stored the object (Time is segd's
+	// clock at the put, which a test's clock may hold still).
+	Stored time.Time
 }
 
 // Object metadata keys.
@@ -95,7 +98,7 @@ func Digest(wasm []byte) string {
 }
 
 func pluginEntryOf(info *jetstream.ObjectInfo) PluginEntry {
-	e := PluginEntry{Name: info.Name, Size: int(info.Size), Time: info.ModTime, NUID: info.NUID}
+	e := PluginEntry{Name: info.Name, Size: int(info.Size), Time: info.ModTime, NUID: info.NUID, Stored: info.ModTime}
 	if m := info.Metadata; m != nil {
 		e.Digest, e.Manifest, e.Author = m[metaSHA256], m[metaManifest], m[metaAuthor]
 		if t, err := time.Parse(time.RFC3339Nano, m[metaTime]); err == nil {
@@ -234,7 +237,7 @@ func (s *PluginStore) Versions(ctx context.Context, name string) ([]PluginEntry,
 	if cur != nil && cur.Digest != "" && !slices.ContainsFunc(out, func(e PluginEntry) bool { return e.Digest == cur.Digest }) {
 		out = append(out, *cur) // stored before versions were kept
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Stored.After(out[j].Stored) })
 	return out, nil
 }
 

@@ -722,3 +722,61 @@ func TestRuleChangesReleasePluginPools(t *testing.T) {
 		return st.Pools == 1
 	})
 }
+
+// TestPluginVersionsKept: every put keeps its module as a version;
+// plugin.get lists the last api.PluginVersionsKept, newest first, with
+// their digests, and one can be asked for by a prefix of its digest; an
+// older one is deleted from the bucket.
+func TestPluginVersionsKept(t *testing.T) {
+	t.Parallel()
+	gt, _ := amountVersions(t)
+	rt := startPluginTest(t, t.TempDir(), "", nil, 81)
+	ctx := context.Background()
+	var digests []string
+	for i := range api.PluginVersionsKept + 2 {
+		wasm := withCustomSection(gt, i+1)
+		p, err := rt.client.PushPlugin(ctx, "amount", wasm, amountMan, fmt.Sprint("author-", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, p.Version)
+	}
+	got, err := rt.client.GetPlugin(ctx, "amount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Versions) != api.PluginVersionsKept {
+		t.Fatalf("%d versions kept, want %d: %+v", len(got.Versions), api.PluginVersionsKept, got.Versions)
+	}
+	for i, v := range got.Versions {
+		j := len(digests) - 1 - i
+		if v.Version != digests[j] || v.Author != fmt.Sprint("author-", j) || v.Manifest != amountMan || v.Object != api.PluginVersionPrefix+"amount/"+digests[j] {
+			t.Fatalf("version %d: %+v, want %s by author-%d", i, v, digests[j], j)
+		}
+	}
+	one, err := rt.client.GetPluginVersion(ctx, "amount", digests[3][:12])
+	if err != nil || len(one.Versions) != 1 || one.Versions[0].Version != digests[3] {
+		t.Fatalf("get --version: %+v, %v", one, err)
+	}
+	wasm, err := rt.client.ReadPluginVersion(ctx, one.Versions[0])
+	if err != nil || bus.Digest(wasm) != digests[3] {
+		t.Fatalf("reading version %.12s: %v", digests[3], err)
+	}
+	if _, err := rt.client.GetPluginVersion(ctx, "amount", digests[0][:12]); !client.IsNotFound(err) {
+		t.Fatalf("the oldest version, past the limit: %v, want 404", err)
+	}
+	obj, err := rt.js.ObjectStore(ctx, api.PluginsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obj.GetInfo(ctx, api.PluginVersionPrefix+"amount/"+digests[0]); err == nil {
+		t.Fatal("the oldest version's object is still in the bucket")
+	}
+	if _, err := rt.client.GetPluginVersion(ctx, "amount", "zz"); !client.IsBadRequest(err) {
+		t.Fatalf("a version that is not hex: %v, want 400", err)
+	}
+	list, err := rt.client.ListPlugins(ctx)
+	if err != nil || len(list) != 1 || len(list[0].Versions) != 0 {
+		t.Fatalf("plugin.list lists the plugin without its versions: %+v, %v", list, err)
+	}
+}
