@@ -167,3 +167,20 @@ func TestLineDiff(t *testing.T) {
 		}
 	}
 }
+
+// TestRuleDiffAsDocumented: the diff of docs/api.md's example.
+func TestRuleDiffAsDocumented(t *testing.T) {
+	t.Parallel()
+	a, err := normalDefinition("id: checkout_fans\ndid: {event: checkout, count: \">= 2\", last: 30d}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := normalDefinition("# fans\nid: checkout_fans\ndid:\n  event: checkout\n  count: \">= 3\"\n  last: 30d\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := " id: checkout_fans\n did:\n     event: checkout\n-    count: '>= 2'\n+    count: '>= 3'\n     last: 30d\n"
+	if got := lineDiff(a, b); got != want {
+		t.Fatalf("diff:\n%s\nwant (docs/api.md):\n%s", got, want)
+	}
+}
