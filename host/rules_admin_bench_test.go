@@ -145,8 +145,10 @@ func BenchmarkRulePut(b *testing.B) {
 	load := float64(loaded) / time.Since(t0).Seconds()
 
 	// The live publisher re-sends the first batches at 20 a second.
+	// A publish that times out (JetStream slow on a loaded machine) is
+	// counted, not offered, and not fatal.
 	var stop atomic.Bool
-	var offered atomic.Uint64
+	var offered, failed atomic.Uint64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -155,8 +157,8 @@ func BenchmarkRulePut(b *testing.B) {
 		for i := 0; !stop.Load(); i++ {
 			<-tick.C
 			if _, err := js.Publish(ctx, "segd.events.bench", live[i%len(live)]); err != nil {
-				b.Error(err)
-				return
+				failed.Add(1)
+				continue
 			}
 			offered.Add(1)
 		}
@@ -222,6 +224,6 @@ func BenchmarkRulePut(b *testing.B) {
 	b.ReportMetric(rebuild/load, "rebuild-x")
 	b.ReportMetric(liveRate, "live-events/s")
 	b.ReportMetric(liveRate/(float64(offeredBatches)*perBatch/took.Seconds()), "live-x")
-	b.Logf("log %d events (%d users) loaded at %.0f events/s; a 30d rebuild read %d events; the 24h one read %d of its %d messages (from seq %d)",
-		loaded, users, load, rebuildEvents/uint64(b.N), lr.Events, lr.ToSeq, lr.FromSeq)
+	b.Logf("log %d events (%d users) loaded at %.0f events/s; a 30d rebuild read %d events at %.0f events/s, put to exact in %v; the 24h one read %d events, from seq %d of %d, put to exact in %v; live publishes that timed out: %d",
+		loaded, users, load, rebuildEvents/uint64(b.N), rebuild, took/time.Duration(b.N), lr.Events, lr.FromSeq, lr.ToSeq, short, failed.Load())
 }
