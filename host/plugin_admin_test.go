@@ -429,8 +429,9 @@ func TestPluginPutThroughObjectStore(t *testing.T) {
 	for _, o := range objects {
 		names = append(names, o.Name)
 	}
-	if !slices.Equal(names, []string{"amount"}) {
-		t.Fatalf("bucket %s holds %v after the push; want the module alone (the upload deleted)", api.PluginsBucket, names)
+	slices.Sort(names)
+	if want := []string{"amount", api.PluginVersionPrefix + "amount/" + p.Version}; !slices.Equal(names, want) {
+		t.Fatalf("bucket %s holds %v after the push; want %v: the module and its kept version (the upload deleted)", api.PluginsBucket, names, want)
 	}
 	got, err := rt.client.GetPlugin(ctx, "amount")
 	if err != nil || got.Size != len(big) || got.Stored != p.Version || got.Version != p.Version {
