@@ -14,7 +14,7 @@ import (
 // and the engine.
 type PluginsAdmin interface {
 	PutPlugin(ctx context.Context, r api.PluginPutRequest) (*api.PluginPutReply, error)
-	GetPlugin(ctx context.Context, name string) (*api.Plugin, error)
+	GetPlugin(ctx context.Context, r api.PluginRequest) (*api.Plugin, error)
 	ListPlugins(ctx context.Context) (*api.PluginListReply, error)
 	DeletePlugin(ctx context.Context, r api.PluginRequest) (*api.PluginDeleteReply, error)
 }
@@ -93,6 +93,9 @@ func parsePluginRequest(data []byte) (api.PluginRequest, *api.ErrorDetail) {
 	if bad := pluginName(r.Name); bad != nil {
 		return r, bad
 	}
+	if v := r.Version; v != "" && (len(v) < 8 || len(v) > 64 || strings.Trim(v, "0123456789abcdef") != "") {
+		return r, badField("version", `"version" is a module's sha256 or a prefix of it: 8 to 64 lowercase hex digits`)
+	}
 	return r, ruleAuthor(r.Author)
 }
 
@@ -124,7 +127,7 @@ func PluginEndpoints(a PluginsAdmin) []Endpoint {
 				if bad != nil {
 					return nil, bad
 				}
-				return func(ctx context.Context) (any, error) { return a.GetPlugin(ctx, r.Name) }, nil
+				return func(ctx context.Context) (any, error) { return a.GetPlugin(ctx, r) }, nil
 			}),
 		ep("plugin_list", api.SubjectPluginList,
 			"Every plugin, from "+PluginsBucket+" and from --plugins DIR, with its version, state and the segments that name it.",

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -46,7 +47,9 @@ var PluginUploadPermissions = []string{
 // PluginStore keeps plugin modules in PluginsBucket, so that they survive
 // restarts and every segd sharing the NATS server sees the same ones: the
 // object NAME is plugin NAME's module, its manifest, author and time in
-// the object's metadata.
+// the object's metadata. Each put also keeps the module as a version
+// (api.PluginVersionPrefix + NAME/<sha256>), the last
+// api.PluginVersionsKept of each plugin.
 type PluginStore struct {
 	obj jetstream.ObjectStore
 }
@@ -62,6 +65,9 @@ type PluginEntry struct {
 	// NUID is the object's, new at every put: it tells versions apart
 	// before the module is read.
 	NUID string
+	// Stored is when the NATS server stored the object (Time is segd's
+	// clock at the put, which a test's clock may hold still).
+	Stored time.Time
 }
 
 // Object metadata keys.
@@ -92,7 +98,7 @@ func Digest(wasm []byte) string {
 }
 
 func pluginEntryOf(info *jetstream.ObjectInfo) PluginEntry {
-	e := PluginEntry{Name: info.Name, Size: int(info.Size), Time: info.ModTime, NUID: info.NUID}
+	e := PluginEntry{Name: info.Name, Size: int(info.Size), Time: info.ModTime, NUID: info.NUID, Stored: info.ModTime}
 	if m := info.Metadata; m != nil {
 		e.Digest, e.Manifest, e.Author = m[metaSHA256], m[metaManifest], m[metaAuthor]
 		if t, err := time.Parse(time.RFC3339Nano, m[metaTime]); err == nil {
@@ -151,7 +157,7 @@ func (s *PluginStore) All(ctx context.Context) ([]PluginEntry, error) {
 	}
 	var out []PluginEntry
 	for _, info := range infos {
-		if info.Deleted || strings.HasPrefix(info.Name, api.PluginUploadPrefix) {
+		if info.Deleted || !isPluginObject(info.Name) {
 			continue
 		}
 		out = append(out, pluginEntryOf(info))
@@ -172,12 +178,98 @@ func (s *PluginStore) Put(ctx context.Context, name string, wasm []byte, manifes
 	if author != "" {
 		meta.Metadata[metaAuthor] = author
 	}
+	// The version first: a put that fails halfway leaves the running
+	// module's object as it was.
+	vmeta := meta
+	vmeta.Name = versionObject(name, e.Digest)
+	if _, err := s.obj.Put(ctx, vmeta, bytes.NewReader(wasm)); err != nil {
+		return PluginEntry{}, fmt.Errorf("plugins bucket %s: keeping version %.12s of %q: %w", PluginsBucket, e.Digest, name, err)
+	}
 	info, err := s.obj.Put(ctx, meta, bytes.NewReader(wasm))
 	if err != nil {
 		return PluginEntry{}, fmt.Errorf("plugins bucket %s: storing %q: %w", PluginsBucket, name, err)
 	}
 	e.NUID = info.NUID
+	if err := s.pruneVersions(ctx, name); err != nil {
+		return e, fmt.Errorf("plugins bucket %s: %q is stored, but its oldest versions are not deleted: %w", PluginsBucket, name, err)
+	}
 	return e, nil
+}
+
+// isPluginObject reports whether an object of the bucket is a plugin's
+// module (not an upload, not a kept version).
+func isPluginObject(name string) bool {
+	return !strings.HasPrefix(name, api.PluginUploadPrefix) && !strings.HasPrefix(name, api.PluginVersionPrefix)
+}
+
+func versionObject(name, digest string) string {
+	return api.PluginVersionPrefix + name + "/" + digest
+}
+
+// Versions describes the kept versions of plugin name, newest first (the
+// current one, if it was stored before versions were kept, included).
+func (s *PluginStore) Versions(ctx context.Context, name string) ([]PluginEntry, error) {
+	infos, err := s.obj.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	prefix := api.PluginVersionPrefix + name + "/"
+	var out []PluginEntry
+	var cur *PluginEntry
+	for _, info := range infos {
+		switch {
+		case info.Deleted:
+		case info.Name == name:
+			e := pluginEntryOf(info)
+			cur = &e
+		case strings.HasPrefix(info.Name, prefix):
+			e := pluginEntryOf(info)
+			e.Name = info.Name
+			if e.Digest == "" {
+				e.Digest = strings.TrimPrefix(info.Name, prefix)
+			}
+			out = append(out, e)
+		}
+	}
+	if cur != nil && cur.Digest != "" && !slices.ContainsFunc(out, func(e PluginEntry) bool { return e.Digest == cur.Digest }) {
+		out = append(out, *cur) // stored before versions were kept
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Stored.After(out[j].Stored) })
+	return out, nil
+}
+
+// pruneVersions deletes the versions of plugin name past the newest
+// api.PluginVersionsKept.
+func (s *PluginStore) pruneVersions(ctx context.Context, name string) error {
+	vs, err := s.Versions(ctx, name)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i, v := range vs {
+		if i >= api.PluginVersionsKept && v.Name != name {
+			if err := s.obj.Delete(ctx, v.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ReadObject reads an object of the bucket whole, checking it against
+// digest.
+func (s *PluginStore) ReadObject(ctx context.Context, object, digest string) ([]byte, error) {
+	wasm, err := s.obj.GetBytes(ctx, object)
+	if err != nil {
+		return nil, err
+	}
+	if got := Digest(wasm); got != digest {
+		return nil, fmt.Errorf("object %q in %s has sha256 %s, not %s", object, PluginsBucket, got, digest)
+	}
+	return wasm, nil
 }
 
 // Delete removes a plugin's stored module; ErrNotFound when there is none.
@@ -228,7 +320,7 @@ func (s *PluginStore) WatchPlugins(ctx context.Context, fn func(e PluginEntry, d
 		return fmt.Errorf("watching %s: %w", PluginsBucket, err)
 	}
 	forwardUpdates(ctx, w.Updates(), w.Stop, func(info *jetstream.ObjectInfo) {
-		if info == nil || strings.HasPrefix(info.Name, api.PluginUploadPrefix) {
+		if info == nil || !isPluginObject(info.Name) {
 			return // nil marks the end of the current values
 		}
 		fn(pluginEntryOf(info), info.Deleted)

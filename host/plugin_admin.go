@@ -28,7 +28,9 @@ import (
 // every segment naming the plugin is queued on the rules applier
 // (rules_admin.go), which rebuilds it from the retained log beside live
 // ingest and swaps it in: meanwhile it serves its previous membership,
-// marked rebuilding.
+// marked rebuilding, which the previous version keeps judging
+// (plugins.Registry.LoadKeeping) until the last of those segments has
+// swapped; then the registry releases it (keptVersions).
 
 // pluginAdmin implements bus.PluginsAdmin.
 type pluginAdmin struct {
@@ -40,6 +42,10 @@ type pluginAdmin struct {
 	// --plugins files (by name).
 	stored  map[string]bus.PluginEntry
 	fromDir map[string]string
+	// kept are the plugins whose previous version still runs, each with
+	// the segments still to swap to the new one (keptVersions).
+	keptMu sync.Mutex
+	kept   map[string]map[string]bool
 }
 
 // loadPluginStore opens the plugins bucket and loads its modules above
@@ -61,7 +67,7 @@ func (s *Server) loadPluginStore(ctx context.Context) error {
 		s.plugins = reg
 		s.ruleOpts.Plugins = reg
 	}
-	a := &pluginAdmin{s: s, store: store, stored: map[string]bus.PluginEntry{}, fromDir: map[string]string{}}
+	a := &pluginAdmin{s: s, store: store, stored: map[string]bus.PluginEntry{}, fromDir: map[string]string{}, kept: map[string]map[string]bool{}}
 	for _, st := range s.plugins.Statuses() {
 		if st.File != "" {
 			a.fromDir[st.Name] = st.File
@@ -73,7 +79,7 @@ func (s *Server) loadPluginStore(ctx context.Context) error {
 		return fmt.Errorf("plugins bucket %s: %w", bus.PluginsBucket, err)
 	}
 	for _, e := range entries {
-		if err := a.loadStored(ctx, e.Name); err != nil {
+		if err := a.loadStored(ctx, e.Name, false); err != nil {
 			s.cfg.Logger.Error("a module in the plugins bucket is left out: it does not load (put a good one with plugin.put, or delete it)",
 				"plugin", e.Name, "version", e.Digest, "error", oneLine(err.Error()))
 		}
@@ -81,8 +87,9 @@ func (s *Server) loadPluginStore(ctx context.Context) error {
 	return nil
 }
 
-// loadStored loads plugin name's stored module into the registry.
-func (a *pluginAdmin) loadStored(ctx context.Context, name string) error {
+// loadStored loads plugin name's stored module into the registry; keep
+// keeps the previous version for the segments still serving with it.
+func (a *pluginAdmin) loadStored(ctx context.Context, name string, keep bool) error {
 	e, wasm, err := a.store.Get(ctx, name)
 	if err != nil {
 		return err
@@ -95,7 +102,11 @@ func (a *pluginAdmin) loadStored(ctx context.Context, name string) error {
 		a.s.cfg.Logger.Warn("a plugin in --plugins is replaced by its module in the plugins bucket (the bucket wins)",
 			"plugin", name, "file", file, "version", e.Digest)
 	}
-	if err := a.s.plugins.Load(ctx, name, wasm, m); err != nil {
+	load := a.s.plugins.Load
+	if keep {
+		load = a.s.plugins.LoadKeeping
+	}
+	if err := load(ctx, name, wasm, m); err != nil {
 		return err
 	}
 	a.stored[name] = e
@@ -127,7 +138,7 @@ func (a *pluginAdmin) PutPlugin(ctx context.Context, r api.PluginPutRequest) (*a
 		// The version that runs, again: nothing to rebuild.
 		return &api.PluginPutReply{Name: r.Name, Version: cur.Digest, Previous: cur.Digest, Size: len(wasm), Rebuilding: []string{}}, nil
 	}
-	if err := a.s.plugins.Load(ctx, r.Name, wasm, m); err != nil {
+	if err := a.s.plugins.LoadKeeping(ctx, r.Name, wasm, m); err != nil {
 		if !known {
 			// Refused modules of new names leave no entry behind: the
 			// registry would otherwise list every name ever tried.
@@ -141,7 +152,9 @@ func (a *pluginAdmin) PutPlugin(ctx context.Context, r api.PluginPutRequest) (*a
 	}
 	e, err := a.store.Put(ctx, r.Name, wasm, r.Manifest, r.Author, a.s.defEngine().Now())
 	if err != nil {
-		// Running, not stored: plugin.get shows the two versions.
+		// Running, not stored: plugin.get shows the two versions. The
+		// segments judge with it from now on.
+		a.s.plugins.ReleasePrevious(r.Name)
 		return nil, fmt.Errorf("plugin %s: version %.12s runs but is not stored, so a restart will not load it: %w", r.Name, bus.Digest(wasm), err)
 	}
 	a.stored[r.Name] = e
@@ -155,22 +168,29 @@ func (a *pluginAdmin) PutPlugin(ctx context.Context, r api.PluginPutRequest) (*a
 // applier, at its current revision: each is rebuilt from the log with the
 // plugin's current version and swapped in, superseding a rebuild of it
 // that started on the previous version. It returns their ids, sorted.
+// The previous version keeps judging the served membership of those
+// segments until the last has swapped (keptVersions), and is released at
+// once if there are none.
 func (a *ruleAdmin) rebuildNaming(plugin string) []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := []string{}
-	set, _, err := a.compile(nil)
+	set, _, release, err := a.compile(nil)
+	var queued []*rules.Segment
+	defer func() { release(queued...) }()
 	if err != nil {
 		// The running definitions compiled before; they name a plugin
 		// that no longer judges their params. Recovery handles them.
 		a.s.cfg.Logger.Error("the segments naming a new plugin version do not compile; they are not rebuilt", "plugin", plugin, "error", oneLine(err.Error()))
+		a.s.pluginAdmin.keepFor(plugin, nil)
 		return out
 	}
+	defer func() { a.s.pluginAdmin.keepFor(plugin, out) }()
 	for _, seg := range set.Segments {
 		if !slices.Contains(engine.SegmentPlugins(seg), plugin) {
-			closePredicates(seg)
 			continue
 		}
+		queued = append(queued, seg)
 		rev := uint64(0)
 		if d, ok := a.defs[seg.ID]; ok {
 			rev = d.Revision
@@ -184,11 +204,15 @@ func (a *ruleAdmin) rebuildNaming(plugin string) []string {
 // closePredicates releases the plugin predicates of a compiled segment
 // that will not run (their parameter sets' pools).
 func closePredicates(seg *rules.Segment) {
-	closeOne := func(pred any) {
+	eachPluginPredicate(seg, func(pred any) {
 		if c, ok := pred.(io.Closer); ok {
 			_ = c.Close()
 		}
-	}
+	})
+}
+
+// eachPluginPredicate calls fn with each predicate of seg's rule.
+func eachPluginPredicate(seg *rules.Segment, closeOne func(pred any)) {
 	rules.Walk(seg.Condition, func(c rules.Condition) {
 		switch c := c.(type) {
 		case *rules.Did:
@@ -247,7 +271,37 @@ func (s *Server) segmentsNamingLocked(plugin string) []string {
 }
 
 // GetPlugin implements bus.PluginsAdmin.
-func (a *pluginAdmin) GetPlugin(_ context.Context, name string) (*api.Plugin, error) {
+func (a *pluginAdmin) GetPlugin(ctx context.Context, r api.PluginRequest) (*api.Plugin, error) {
+	out, err := a.describe(r.Name)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := a.store.Versions(ctx, r.Name)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: its versions in %s: %w", r.Name, bus.PluginsBucket, err)
+	}
+	for _, v := range vs {
+		if r.Version != "" && !strings.HasPrefix(v.Digest, r.Version) {
+			continue
+		}
+		out.Versions = append(out.Versions, api.PluginVersion{Version: v.Digest, Size: v.Size, Author: v.Author,
+			Time: v.Time.UTC().Format(time.RFC3339), Manifest: v.Manifest, Object: v.Name})
+	}
+	if r.Version != "" {
+		switch len(out.Versions) {
+		case 0:
+			return nil, fmt.Errorf("plugin %q has no kept version %s (the last %d are kept): %w", r.Name, r.Version, api.PluginVersionsKept, bus.ErrNotFound)
+		case 1:
+		default:
+			return nil, &bus.Error{Code: api.CodeBadRequest, Field: "version",
+				Err: fmt.Errorf("%d kept versions of plugin %q start with %s: give more digits", len(out.Versions), r.Name, r.Version)}
+		}
+	}
+	return out, nil
+}
+
+// describe is plugin.get without the kept versions.
+func (a *pluginAdmin) describe(name string) (*api.Plugin, error) {
 	a.mu.Lock()
 	e, inStore := a.stored[name]
 	file, inDir := a.fromDir[name]
@@ -282,7 +336,7 @@ func (a *pluginAdmin) ListPlugins(ctx context.Context) (*api.PluginListReply, er
 	a.mu.Unlock()
 	out := &api.PluginListReply{Plugins: []api.Plugin{}}
 	for _, n := range sortedKeys(names) {
-		p, err := a.GetPlugin(ctx, n)
+		p, err := a.describe(n)
 		if err != nil {
 			continue // unloaded meanwhile, or never loaded
 		}
@@ -371,7 +425,7 @@ func (a *pluginAdmin) written(ctx context.Context, e bus.PluginEntry, deleted bo
 		a.s.cfg.Logger.Info("a plugin deleted from the plugins bucket by another writer is unloaded", "plugin", e.Name)
 		return
 	}
-	if err := a.loadStored(ctx, e.Name); err != nil {
+	if err := a.loadStored(ctx, e.Name, true); err != nil {
 		a.s.cfg.Logger.Error("a module written to the plugins bucket by another writer does not load; the running version stays",
 			"plugin", e.Name, "error", oneLine(err.Error()))
 		return
@@ -379,4 +433,67 @@ func (a *pluginAdmin) written(ctx context.Context, e bus.PluginEntry, deleted bo
 	rebuilding := a.s.rules.rebuildNaming(e.Name)
 	a.s.cfg.Logger.Info("a module written to the plugins bucket by another writer is loaded", "plugin", e.Name,
 		"version", a.stored[e.Name].Digest, "segments", rebuilding)
+}
+
+// keepFor records that plugin's previous version runs until segments have
+// swapped to the new one (added to those still waiting from an earlier
+// version); with none, it is released now. Under the rules admin's lock,
+// so that the applier cannot settle a segment between its enqueue and
+// this.
+func (a *pluginAdmin) keepFor(plugin string, segments []string) {
+	a.keptMu.Lock()
+	defer a.keptMu.Unlock()
+	w := a.kept[plugin]
+	if w == nil {
+		w = map[string]bool{}
+	}
+	for _, id := range segments {
+		w[id] = true
+	}
+	if len(w) == 0 {
+		delete(a.kept, plugin)
+		a.s.plugins.ReleasePrevious(plugin)
+		return
+	}
+	a.kept[plugin] = w
+}
+
+// settled notes that segment id has no change queued or running any more
+// (rules_admin.go's applier): a plugin whose previous version ran only for
+// segments that have all settled has it released. Under the rules admin's
+// lock.
+func (a *pluginAdmin) settled(id string) {
+	a.keptMu.Lock()
+	defer a.keptMu.Unlock()
+	for plugin, w := range a.kept {
+		if !w[id] {
+			continue
+		}
+		delete(w, id)
+		if len(w) == 0 {
+			delete(a.kept, plugin)
+			a.s.plugins.ReleasePrevious(plugin)
+		}
+	}
+}
+
+// releaseExcept closes the predicates made, but those the segments in
+// keep run.
+func (t *trackedPlugins) releaseExcept(keep ...*rules.Segment) {
+	kept := map[any]bool{}
+	for _, seg := range keep {
+		if seg != nil {
+			eachPluginPredicate(seg, func(pred any) {
+				if t.isPlugin(pred) { // comparable: a map key
+					kept[pred] = true
+				}
+			})
+		}
+	}
+	for pr := range t.made {
+		if c, ok := pr.(io.Closer); ok && !kept[pr] {
+			_ = c.Close()
+		}
+	}
+	t.made = nil
 }

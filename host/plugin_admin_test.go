@@ -238,8 +238,10 @@ func TestPluginPutLive(t *testing.T) {
 	if again, err := rt.client.PushPlugin(ctx, "amount", ge, amountMan, "bo"); err != nil || again.Version != p2.Version || len(again.Rebuilding) != 0 {
 		t.Fatalf("the running version pushed again: %+v, %v", again, err)
 	}
-	for range 3 {
-		rt.pluginBatch(t, false)
+	// Payments of the edge amount, on which the versions differ, are
+	// judged by the previous version for the membership served.
+	for i := range 3 {
+		rt.pluginBatch(t, i != 1)
 		rt.checkServed(t, old)
 	}
 	var states api.MemberSegmentsReply
@@ -253,9 +255,21 @@ func TestPluginPutLive(t *testing.T) {
 	if i := slices.IndexFunc(states.States, func(s api.SegmentState) bool { return s.Segment == "big_plugin" }); i < 0 || states.States[i].State != api.StateRebuilding {
 		t.Fatalf("member.segments while the new version rebuilds: %+v", states)
 	}
+	// segment.list names the version served and the one rebuilding.
+	if info := segmentInfo(t, rt.testServer, "big_plugin"); info.Plugins["amount"] != p1.Version ||
+		info.NextRevision == nil || info.NextRevision.Plugins["amount"] != p2.Version {
+		t.Fatalf("segment.list while the new version rebuilds: %+v (next %+v)", info, info.NextRevision)
+	}
+	if prev := rt.srv.plugins.Previous("amount"); !slices.Equal(prev, []string{p1.Version}) {
+		t.Fatalf("previous versions running while the segment rebuilds: %v", prev)
+	}
 	v.set(true)
 	rt.waitSwapped(t, "big_plugin")
 	rt.checkServed(t, next)
+	if info := segmentInfo(t, rt.testServer, "big_plugin"); info.Plugins["amount"] != p2.Version {
+		t.Fatalf("segment.list after the swap: %+v", info)
+	}
+	waitCond(t, "the previous version released after the swap", func() bool { return len(rt.srv.plugins.Previous("amount")) == 0 })
 	for i := range 3 {
 		rt.pluginBatch(t, i == 1)
 		rt.checkServed(t, next)
@@ -415,8 +429,9 @@ func TestPluginPutThroughObjectStore(t *testing.T) {
 	for _, o := range objects {
 		names = append(names, o.Name)
 	}
-	if !slices.Equal(names, []string{"amount"}) {
-		t.Fatalf("bucket %s holds %v after the push; want the module alone (the upload deleted)", api.PluginsBucket, names)
+	slices.Sort(names)
+	if want := []string{"amount", api.PluginVersionPrefix + "amount/" + p.Version}; !slices.Equal(names, want) {
+		t.Fatalf("bucket %s holds %v after the push; want %v: the module and its kept version (the upload deleted)", api.PluginsBucket, names, want)
 	}
 	got, err := rt.client.GetPlugin(ctx, "amount")
 	if err != nil || got.Size != len(big) || got.Stored != p.Version || got.Version != p.Version {
@@ -502,10 +517,11 @@ func TestPluginPutRebuildsFileRules(t *testing.T) {
 	if err := os.WriteFile(rulesFile, []byte(testRules+"  - "+strings.ReplaceAll(strings.TrimSpace(pluginSeg), "\n", "\n    ")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	v := newValve(t)
 	start := func(seed uint64) *ruleTest {
 		clock := engine.NewManualClock(time.Date(2026, 11, 20, 21, 0, 0, 0, time.UTC))
 		ts := startServer(t, Config{DataDir: dataDir, Listen: "127.0.0.1:0", RulePaths: []string{rulesFile}, Clock: clock,
-			PluginsDir: dir, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+			PluginsDir: dir, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), ruleRebuildGate: v.gate})
 		return &ruleTest{testServer: ts, rulesFile: rulesFile, rng: rand.New(rand.NewPCG(seed, 17))}
 	}
 	rt := start(51)
@@ -525,10 +541,33 @@ func TestPluginPutRebuildsFileRules(t *testing.T) {
 	if _, err := rt.client.DeletePlugin(ctx, "amount", ""); !client.IsBadRequest(err) || !strings.Contains(err.Error(), "remove the file") {
 		t.Fatalf("delete of a --plugins file: %v, want 400", err)
 	}
+	before, _ := rt.srv.plugins.Status("amount")
+	v.set(false)
 	p, err := rt.client.PushPlugin(ctx, "amount", ge, amountMan, "")
 	if err != nil || !slices.Equal(p.Rebuilding, []string{"big_plugin"}) {
 		t.Fatalf("push: %+v, %v", p, err)
 	}
+	// While it rebuilds, the rule file's segment (revision 0) is marked
+	// rebuilding, names the version served, and serves what the previous
+	// version judges, edge payments included.
+	rt.waitNext(t, "big_plugin", 0)
+	if info := segmentInfo(t, rt.testServer, "big_plugin"); info.Plugins["amount"] != before.Version || info.NextRevision.Plugins["amount"] != p.Version {
+		t.Fatalf("segment.list while the file's segment rebuilds: %+v (next %+v)", info, info.NextRevision)
+	}
+	var states api.MemberSegmentsReply
+	msg, err := rt.nc.Request(api.SubjectMemberSegments, []byte(`{"user":"u-1","segments":["big_plugin"]}`), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jsonUnmarshal(msg.Data, &states); err != nil {
+		t.Fatal(err)
+	}
+	if len(states.States) != 1 || states.States[0].State != api.StateRebuilding {
+		t.Fatalf("member.segments while the file's segment rebuilds: %+v", states)
+	}
+	rt.pluginBatch(t, true)
+	rt.checkServed(t, old)
+	v.set(true)
 	rt.pluginBatch(t, true)
 	rt.waitExact(t, next)
 	rt.pluginBatch(t, true)
@@ -635,4 +674,110 @@ func TestPluginWrittenToBucket(t *testing.T) {
 	}
 	rt.pluginBatch(t, true)
 	rt.checkServed(t, next)
+}
+
+// waitCond polls cond until it holds, failing the test after 30 s.
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not in time", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronization
+	}
+}
+
+// TestRuleChangesReleasePluginPools: the definitions a put replaces, the
+// sets compiled to check puts, validations and deletes, and revisions
+// superseded before they ran release their plugin predicates, so the
+// plugin keeps warm instances only for the parameters that run (each a
+// pool of instances, until Options.MaxPools).
+func TestRuleChangesReleasePluginPools(t *testing.T) {
+	t.Parallel()
+	gt, _ := amountVersions(t)
+	rt := startPluginTest(t, t.TempDir(), "", nil, 71)
+	ctx := context.Background()
+	if _, err := rt.client.PushPlugin(ctx, "amount", gt, amountMan, ""); err != nil {
+		t.Fatal(err)
+	}
+	def := func(min int) string {
+		return fmt.Sprintf("id: big_plugin\ndid: {event: pay, where: {plugin: amount, params: {min: %d}}, last: 3d}\n", min)
+	}
+	var last *api.RulePutReply
+	for min := 10; min <= 60; min += 10 {
+		if _, err := rt.client.ValidateRules(ctx, api.RuleValidateRequest{Definition: strings.Replace(def(min+1), "big_plugin", "other", 1)}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := rt.client.PutRule(ctx, api.RulePutRequest{Definition: def(min)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r
+		rt.waitServing(t, "big_plugin", r.Revision)
+		rt.pluginBatch(t, false)
+	}
+	rt.waitServing(t, "big_plugin", last.Revision)
+	waitCond(t, "one pool, for the parameters that run", func() bool {
+		st, _ := rt.srv.plugins.Status("amount")
+		return st.Pools == 1
+	})
+}
+
+// TestPluginVersionsKept: every put keeps its module as a version;
+// plugin.get lists the last api.PluginVersionsKept, newest first, with
+// their digests, and one can be asked for by a prefix of its digest; an
+// older one is deleted from the bucket.
+func TestPluginVersionsKept(t *testing.T) {
+	t.Parallel()
+	gt, _ := amountVersions(t)
+	rt := startPluginTest(t, t.TempDir(), "", nil, 81)
+	ctx := context.Background()
+	var digests []string
+	for i := range api.PluginVersionsKept + 2 {
+		wasm := withCustomSection(gt, i+1)
+		p, err := rt.client.PushPlugin(ctx, "amount", wasm, amountMan, fmt.Sprint("author-", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, p.Version)
+	}
+	got, err := rt.client.GetPlugin(ctx, "amount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Versions) != api.PluginVersionsKept {
+		t.Fatalf("%d versions kept, want %d: %+v", len(got.Versions), api.PluginVersionsKept, got.Versions)
+	}
+	for i, v := range got.Versions {
+		j := len(digests) - 1 - i
+		if v.Version != digests[j] || v.Author != fmt.Sprint("author-", j) || v.Manifest != amountMan || v.Object != api.PluginVersionPrefix+"amount/"+digests[j] {
+			t.Fatalf("version %d: %+v, want %s by author-%d", i, v, digests[j], j)
+		}
+	}
+	one, err := rt.client.GetPluginVersion(ctx, "amount", digests[3][:12])
+	if err != nil || len(one.Versions) != 1 || one.Versions[0].Version != digests[3] {
+		t.Fatalf("get --version: %+v, %v", one, err)
+	}
+	wasm, err := rt.client.ReadPluginVersion(ctx, one.Versions[0])
+	if err != nil || bus.Digest(wasm) != digests[3] {
+		t.Fatalf("reading version %.12s: %v", digests[3], err)
+	}
+	if _, err := rt.client.GetPluginVersion(ctx, "amount", digests[0][:12]); !client.IsNotFound(err) {
+		t.Fatalf("the oldest version, past the limit: %v, want 404", err)
+	}
+	obj, err := rt.js.ObjectStore(ctx, api.PluginsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obj.GetInfo(ctx, api.PluginVersionPrefix+"amount/"+digests[0]); err == nil {
+		t.Fatal("the oldest version's object is still in the bucket")
+	}
+	if _, err := rt.client.GetPluginVersion(ctx, "amount", "zz"); !client.IsBadRequest(err) {
+		t.Fatalf("a version that is not hex: %v, want 400", err)
+	}
+	list, err := rt.client.ListPlugins(ctx)
+	if err != nil || len(list) != 1 || len(list[0].Versions) != 0 {
+		t.Fatalf("plugin.list lists the plugin without its versions: %+v, %v", list, err)
+	}
 }

@@ -119,7 +119,7 @@ func (s *Server) runPluginRecovery(ctx context.Context, pr *pluginRecovery) {
 func (s *Server) runRecoveryRebuild(ctx context.Context, rb *engine.Rebuild) {
 	start := time.Now()
 	res, err := func() (engine.RebuildResult, error) {
-		src, err := s.readLog(ctx, 1, rb.ToSeq())
+		src, err := s.readLog(ctx, rb.FromSeq(), rb.ToSeq())
 		if err != nil {
 			return engine.RebuildResult{}, err
 		}
@@ -133,7 +133,7 @@ func (s *Server) runRecoveryRebuild(ctx context.Context, rb *engine.Rebuild) {
 		s.abortRebuild(ctx, rb, err)
 		return
 	}
-	s.cfg.Logger.Info("recovery rebuild from the event log done", "segments", res.Segments, "to_seq", res.ToSeq,
+	s.cfg.Logger.Info("recovery rebuild from the event log done", "segments", res.Segments, "from_seq", res.FromSeq, "to_seq", res.ToSeq,
 		"messages", res.Messages, "live_messages", res.Live, "took", time.Since(start).Round(time.Millisecond))
 }
 

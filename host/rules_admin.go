@@ -41,6 +41,8 @@ type ruleAdmin struct {
 	queue   []ruleChange
 	running string
 	cancel  context.CancelFunc
+	// rebuilt is the last rebuild of each segment that swapped in.
+	rebuilt map[string]api.RebuildSummary
 	wake    chan struct{}
 	done    chan struct{}
 }
@@ -50,8 +52,10 @@ type ruleChange struct {
 	id  string
 	rev uint64
 	seg *rules.Segment
-	// parts are the partitions it has still to run in (nil: every one).
-	parts []*Server
+	// parts are the partitions it has still to run in (nil: every one);
+	// applied what those it ran in made of it.
+	parts   []*Server
+	applied []partApplied
 }
 
 // loadRules opens the rules bucket and compiles its definitions above the
@@ -147,8 +151,12 @@ func (a *ruleAdmin) compileAtStart(revs map[string]uint64) (*rules.RuleSet, []ru
 }
 
 // compile compiles the KV definitions (with top above them, if any) over
-// the rule files. Under mu, or before the server runs.
-func (a *ruleAdmin) compile(top []rules.File) (*rules.RuleSet, []rules.Shadowed, error) {
+// the rule files. Under mu, or before the server runs. The caller must
+// call release with the segments of the set it runs: every other plugin
+// predicate the compile made (the set's other segments', and those of
+// definitions another shadowed) is closed, releasing its warm pool and
+// its pin on a plugin version.
+func (a *ruleAdmin) compile(top []rules.File) (set *rules.RuleSet, shadowed []rules.Shadowed, release func(keep ...*rules.Segment), err error) {
 	kv := make([]rules.File, 0, len(a.defs))
 	for _, id := range sortedKeys(a.defs) {
 		kv = append(kv, rules.File{Name: kvFilePrefix + id, Data: []byte(a.defs[id].Definition)})
@@ -157,7 +165,13 @@ func (a *ruleAdmin) compile(top []rules.File) (*rules.RuleSet, []rules.Shadowed,
 	if top != nil {
 		layers = append([][]rules.File{top}, layers...)
 	}
-	return rules.CompileLayers(layers, a.s.ruleOpts)
+	opts := a.s.ruleOpts
+	tracked := &trackedPlugins{next: opts.Plugins}
+	if opts.Plugins != nil {
+		opts.Plugins = tracked
+	}
+	set, shadowed, err = rules.CompileLayers(layers, opts)
+	return set, shadowed, tracked.releaseExcept, err
 }
 
 // compileBeside compiles one more file beside every definition (the
@@ -211,8 +225,9 @@ func (a *ruleAdmin) ValidateRules(_ context.Context, r api.RuleValidateRequest) 
 		}
 	}
 	a.mu.Lock()
-	set, _, err := a.compile(top)
+	set, _, release, err := a.compile(top)
 	a.mu.Unlock()
+	defer release()
 	if err != nil {
 		return &api.RuleValidateReply{Errors: located(err)}, nil
 	}
@@ -239,7 +254,11 @@ func (a *ruleAdmin) PutRule(ctx context.Context, r api.RulePutRequest) (*api.Rul
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	const name = "definition"
-	set, _, err := a.compile([]rules.File{{Name: name, Data: []byte(r.Definition)}})
+	set, _, release, err := a.compile([]rules.File{{Name: name, Data: []byte(r.Definition)}})
+	// The set's other segments, and this one unless it is queued, are
+	// not run: their plugin predicates are released.
+	var queued *rules.Segment
+	defer func() { release(queued) }()
 	if err != nil {
 		return nil, badDefinition(fmt.Errorf("the definition does not compile beside the running rules (the running revision stays): %w", err))
 	}
@@ -272,6 +291,7 @@ func (a *ruleAdmin) PutRule(ctx context.Context, r api.RulePutRequest) (*api.Rul
 		return nil, err
 	}
 	a.enqueue(ruleChange{id: seg.ID, rev: rev, seg: seg})
+	queued = seg
 	a.s.cfg.Logger.Info("segment definition stored; rebuilding it from the event log", "segment", seg.ID, "revision", rev, "author", r.Author)
 	return &api.RulePutReply{Segment: seg.ID, Revision: rev, State: "rebuilding"}, nil
 }
@@ -279,7 +299,15 @@ func (a *ruleAdmin) PutRule(ctx context.Context, r api.RulePutRequest) (*api.Rul
 // enqueue queues a change, replacing a queued one of the same segment and
 // superseding its rebuild if it runs. Under mu.
 func (a *ruleAdmin) enqueue(c ruleChange) {
-	a.queue = slices.DeleteFunc(a.queue, func(q ruleChange) bool { return q.id == c.id })
+	a.queue = slices.DeleteFunc(a.queue, func(q ruleChange) bool {
+		if q.id != c.id {
+			return false
+		}
+		if q.seg != nil && q.seg != c.seg {
+			closePredicates(q.seg) // superseded before it ran
+		}
+		return true
+	})
 	a.queue = append(a.queue, c)
 	if a.running == c.id && a.cancel != nil {
 		a.cancel()
@@ -303,7 +331,9 @@ func (a *ruleAdmin) DeleteRule(ctx context.Context, r api.RuleRequest) (*api.Rul
 		return nil, fmt.Errorf("segment %q has no definition in %s: %w", r.Segment, bus.RulesBucket, bus.ErrNotFound)
 	}
 	delete(a.defs, r.Segment)
-	set, _, err := a.compile(nil)
+	set, _, release, err := a.compile(nil)
+	var queued *rules.Segment
+	defer func() { release(queued) }()
 	if err == nil {
 		var readers []string
 		for _, s := range set.Segments {
@@ -332,6 +362,7 @@ func (a *ruleAdmin) DeleteRule(ctx context.Context, r api.RuleRequest) (*api.Rul
 		}
 	}
 	a.enqueue(change)
+	queued = change.seg
 	a.s.cfg.Logger.Info("segment definition deleted", "segment", r.Segment, "revision", rev, "author", r.Author)
 	return &api.RuleDeleteReply{Segment: r.Segment, Revision: rev}, nil
 }
@@ -359,6 +390,7 @@ func readersOf(err error, id string) string {
 func (a *ruleAdmin) GetRule(_ context.Context, segment string) (*api.Rule, error) {
 	a.mu.Lock()
 	def, inKV := a.defs[segment]
+	last, rebuilt := a.rebuilt[segment]
 	a.mu.Unlock()
 	seg, info, err := a.s.segmentState(segment)
 	if err != nil && !inKV {
@@ -373,6 +405,9 @@ func (a *ruleAdmin) GetRule(_ context.Context, segment string) (*api.Rule, error
 			out.Rebuild = info.Rebuild
 		}
 		out.File = seg.File
+	}
+	if rebuilt {
+		out.LastRebuild = &last
 	}
 	if inKV {
 		out.Source, out.File = "api", ""
@@ -454,7 +489,9 @@ func (a *ruleAdmin) written(ctx context.Context, e bus.RuleEntry) {
 	} else {
 		a.defs[e.Segment] = e
 	}
-	set, _, err := a.compile(nil)
+	set, _, release, err := a.compile(nil)
+	var queued *rules.Segment
+	defer func() { release(queued) }()
 	if err == nil && !e.Deleted {
 		// The key must be the id of the one segment its value defines.
 		var ids []string
@@ -492,6 +529,7 @@ func (a *ruleAdmin) written(ctx context.Context, e bus.RuleEntry) {
 		}
 	}
 	a.enqueue(change)
+	queued = change.seg
 	a.s.cfg.Logger.Info("a revision written to the rules bucket by another writer is applied", "segment", e.Segment,
 		"revision", e.Revision, "deleted", e.Deleted)
 }
@@ -528,8 +566,9 @@ func (a *ruleAdmin) run(ctx context.Context) {
 				continue
 			}
 		}
-		if retry := a.applyAll(ctx, c); len(retry) > 0 && ctx.Err() == nil {
-			c.parts = retry
+		if !a.applyAll(ctx, &c) {
+			a.settle(c.id)
+		} else if ctx.Err() == nil {
 			a.requeue(c)
 			select {
 			case <-ctx.Done():
@@ -538,6 +577,18 @@ func (a *ruleAdmin) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// settle tells the plugins admin that a segment's change has run, unless
+// a newer one of it is queued: a plugin's previous version may be
+// released once every segment naming it has swapped.
+func (a *ruleAdmin) settle(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.s.pluginAdmin == nil || slices.ContainsFunc(a.queue, func(q ruleChange) bool { return q.id == id }) {
+		return
+	}
+	a.s.pluginAdmin.settled(id)
 }
 
 // requeue puts back a change that could not run now, unless a newer one
@@ -550,11 +601,35 @@ func (a *ruleAdmin) requeue(c ruleChange) {
 	}
 }
 
-// applyAll runs one change in every partition it has still to run in
-// (at the same time: each rebuilds from its own share of the log), and
-// returns those where it must be tried again. A newer revision cancels
-// them all (enqueue).
-func (a *ruleAdmin) applyAll(ctx context.Context, c ruleChange) []*Server {
+// applyOutcome is what one partition made of a rule change.
+type applyOutcome int
+
+const (
+	// applyRetry: try again (the engine's rebuild slot is taken, or the
+	// log could not be read).
+	applyRetry applyOutcome = iota
+	// applyDone: swapped in, removed, or nothing to rebuild.
+	applyDone
+	// applyDropped: refused, or superseded by a newer revision; the new
+	// definition never ran here.
+	applyDropped
+)
+
+// partApplied is one partition's outcome of a rule change: old is the
+// definition it replaced, res its rebuild when one ran.
+type partApplied struct {
+	outcome applyOutcome
+	old     *rules.Segment
+	res     *engine.RebuildResult
+	took    time.Duration
+}
+
+// applyAll runs one change in every partition it has still to run in (at
+// the same time: each rebuilds from its own share of the log). It reports
+// whether some must try again, leaving those in c.parts; once none must,
+// it settles the change (finish). A newer revision cancels them all
+// (enqueue).
+func (a *ruleAdmin) applyAll(ctx context.Context, c *ruleChange) (retry bool) {
 	parts := c.parts
 	if parts == nil {
 		parts = a.s.partitions()
@@ -569,33 +644,99 @@ func (a *ruleAdmin) applyAll(ctx context.Context, c ruleChange) []*Server {
 		a.running, a.cancel = "", nil
 		a.mu.Unlock()
 	}()
-	ok := make([]bool, len(parts))
+	results := make([]partApplied, len(parts))
 	var wg sync.WaitGroup
 	for i, p := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ok[i] = a.apply(ctx, rctx, p, c)
-		}()
+		wg.Go(func() { results[i] = a.apply(ctx, rctx, p, c) })
 	}
 	wg.Wait()
-	var retry []*Server
+	c.parts = nil
 	for i, p := range parts {
-		if !ok[i] {
-			retry = append(retry, p)
+		if results[i].outcome == applyRetry {
+			c.parts = append(c.parts, p)
+		} else {
+			c.applied = append(c.applied, results[i])
 		}
 	}
-	return retry
+	if len(c.parts) > 0 {
+		return true
+	}
+	if ctx.Err() == nil {
+		a.finish(c)
+	}
+	return false
 }
 
-// apply runs one change in partition p (the Server itself with one);
-// false when it must be tried again (the engine's rebuild slot is taken,
-// or the log could not be read). rctx ends when a newer revision
-// supersedes it.
-func (a *ruleAdmin) apply(ctx, rctx context.Context, p *Server, c ruleChange) bool {
+// finish settles a change every partition has run: the plugin predicates
+// of what no longer runs anywhere are released (the replaced definition
+// once every partition swapped; the new one if no partition took it), and
+// the rebuild is recorded for rule.get (summed over the partitions).
+func (a *ruleAdmin) finish(c *ruleChange) {
+	var dropped int
+	olds := map[*rules.Segment]bool{}
+	sum := api.RebuildSummary{Revision: c.rev}
+	var rebuilt, removed bool
+	for _, r := range c.applied {
+		switch r.outcome {
+		case applyDropped:
+			dropped++
+		case applyDone:
+			if r.old != nil && r.old != c.seg {
+				olds[r.old] = true
+			}
+			if r.res == nil {
+				removed = true
+				continue
+			}
+			if !rebuilt || r.res.FromSeq < sum.FromSeq {
+				sum.FromSeq = r.res.FromSeq
+			}
+			rebuilt = true
+			sum.ToSeq = max(sum.ToSeq, r.res.ToSeq)
+			sum.Messages += r.res.Messages
+			sum.Events += r.res.Events
+			sum.Live += r.res.Live
+			sum.TookMS = max(sum.TookMS, r.took.Milliseconds())
+		}
+	}
+	switch {
+	case dropped == len(c.applied):
+		if c.seg != nil {
+			closePredicates(c.seg)
+		}
+	case dropped == 0:
+		for old := range olds {
+			closePredicates(old)
+		}
+	default:
+		// Some partitions run the new definition and some the old: both
+		// stay open (rare: a refusal in one partition only).
+		a.s.cfg.Logger.Warn("a rule change ran in some partitions only; both definitions' plugin predicates stay open",
+			"segment", c.id, "revision", c.rev, "dropped_in", dropped, "of", len(c.applied))
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case rebuilt:
+		if a.rebuilt == nil {
+			a.rebuilt = map[string]api.RebuildSummary{}
+		}
+		a.rebuilt[c.id] = sum
+	case removed:
+		delete(a.rebuilt, c.id)
+	}
+}
+
+// apply runs one change in partition p (the Server itself with one).
+// rctx ends when a newer revision supersedes it.
+func (a *ruleAdmin) apply(ctx, rctx context.Context, p *Server, c *ruleChange) partApplied {
 	e := p.engine
 	var rb *engine.Rebuild
+	// old is the definition the change replaces: once it no longer runs,
+	// its plugin predicates are released (finish).
+	var old *rules.Segment
 	err := e.Do(ctx, func() error {
+		old, _, _ = e.Segment(c.id)
 		if c.seg == nil {
 			return e.RemoveSegment(c.id)
 		}
@@ -605,21 +746,21 @@ func (a *ruleAdmin) apply(ctx, rctx context.Context, p *Server, c ruleChange) bo
 	})
 	switch {
 	case ctx.Err() != nil:
-		return true
+		return partApplied{outcome: applyDone}
 	case errors.Is(err, engine.ErrRebuildRunning):
-		return false
+		return partApplied{outcome: applyRetry}
 	case errors.Is(err, bus.ErrNotFound) && c.seg == nil:
-		return true // never ran (deleted while queued)
+		return partApplied{outcome: applyDone} // never ran (deleted while queued)
 	case err != nil:
 		p.cfg.Logger.Error("applying a rule change", "segment", c.id, "revision", c.rev, "error", err)
-		return true
+		return partApplied{outcome: applyDropped}
 	case rb == nil:
-		return true
+		return partApplied{outcome: applyDone, old: old} // removed
 	}
 	defer p.wakeRecovery()
 	start := time.Now()
 	res, err := func() (engine.RebuildResult, error) {
-		src, err := p.readLog(rctx, 1, rb.ToSeq())
+		src, err := p.readLog(rctx, rb.FromSeq(), rb.ToSeq())
 		if err != nil {
 			return engine.RebuildResult{}, err
 		}
@@ -630,24 +771,25 @@ func (a *ruleAdmin) apply(ctx, rctx context.Context, p *Server, c ruleChange) bo
 		return rb.Run(rctx, src)
 	}()
 	if err == nil {
-		a.s.cfg.Logger.Info("segment definition rebuilt from the event log and swapped in", "segment", c.id, "revision", c.rev,
-			"to_seq", res.ToSeq, "messages", res.Messages, "live_messages", res.Live, "took", time.Since(start).Round(time.Millisecond))
-		return true
+		took := time.Since(start)
+		p.cfg.Logger.Info("segment definition rebuilt from the event log and swapped in", "segment", c.id, "revision", c.rev,
+			"from_seq", res.FromSeq, "to_seq", res.ToSeq, "messages", res.Messages, "live_messages", res.Live, "took", took.Round(time.Millisecond))
+		return partApplied{outcome: applyDone, old: old, res: &res, took: took}
 	}
 	if ctx.Err() != nil {
-		return true
+		return partApplied{outcome: applyDone}
 	}
 	// Superseded (rctx cancelled) or the log failed: drop it; a no-op if
 	// the swap happened after all.
 	if derr := e.Do(ctx, func() error { rb.Discard(); return nil }); derr != nil {
-		return true
+		return partApplied{outcome: applyDone}
 	}
 	if rctx.Err() != nil {
-		a.s.cfg.Logger.Info("a newer revision superseded the rebuild of a segment definition", "segment", c.id, "revision", c.rev)
-		return true
+		p.cfg.Logger.Info("a newer revision superseded the rebuild of a segment definition", "segment", c.id, "revision", c.rev)
+		return partApplied{outcome: applyDropped}
 	}
-	a.s.cfg.Logger.Error("rebuilding a segment definition from the event log failed; trying again", "segment", c.id, "revision", c.rev, "error", err)
-	return false
+	p.cfg.Logger.Error("rebuilding a segment definition from the event log failed; trying again", "segment", c.id, "revision", c.rev, "error", err)
+	return partApplied{outcome: applyRetry}
 }
 
 // wakeRecovery tells the stale segments' recovery loop that the rebuild

@@ -576,3 +576,49 @@ func TestRuleWrittenToBucket(t *testing.T) {
 	rt.testServer = ts2
 	rt.checkServed(t, v)
 }
+
+// TestRulePutReadsItsWindow: a put after days of events rebuilds the
+// segment from the first message its window reaches, not the stream's
+// first (rule.get's last_rebuild says which), and is exact against the
+// reference; a segment whose window reaches the whole log reads it all.
+func TestRulePutReadsItsWindow(t *testing.T) {
+	t.Parallel()
+	rt := startRuleTest(t, t.TempDir(), nil)
+	ctx := context.Background()
+	const recent = "id: recent_payers\ndid: {event: pay, count: \">= 2\", last: 24h}\n"
+	const month = "id: month_payers\ndid: {event: pay, count: \">= 2\", last: 30d}\n"
+	ref := rt.expect(t, recent, month)
+	for range 16 {
+		rt.clock.Advance(6 * time.Hour)
+		rt.batch(t)
+	}
+	total := rt.srv.Engine().Status().LastSeq
+	for _, c := range []struct {
+		def, id string
+		whole   bool
+	}{{recent, "recent_payers", false}, {month, "month_payers", true}} {
+		p, err := rt.client.PutRule(ctx, api.RulePutRequest{Definition: c.def})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt.waitServing(t, c.id, p.Revision)
+		var lr *api.RebuildSummary
+		waitCond(t, c.id+": last_rebuild of the put's revision", func() bool {
+			r, err := rt.client.GetRule(ctx, c.id)
+			if err == nil && r.LastRebuild != nil && r.LastRebuild.Revision == p.Revision {
+				lr = r.LastRebuild
+			}
+			return lr != nil
+		})
+		if lr == nil || lr.Revision != p.Revision || lr.ToSeq != total {
+			t.Fatalf("%s: last_rebuild %+v, want revision %d to seq %d", c.id, lr, p.Revision, total)
+		}
+		if c.whole && (lr.FromSeq != 1 || lr.Messages != total) || !c.whole && (lr.FromSeq <= total/2 || lr.Messages >= total/2) {
+			t.Fatalf("%s: read from seq %d, %d messages of %d", c.id, lr.FromSeq, lr.Messages, total)
+		}
+	}
+	rt.checkServed(t, ref)
+	rt.clock.Advance(5 * time.Hour)
+	rt.batch(t)
+	rt.checkServed(t, ref)
+}

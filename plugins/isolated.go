@@ -25,7 +25,7 @@ func isolated(ctx context.Context) bool { return ctx.Value(isolatedKey{}) != nil
 
 // matchIsolated is match for an isolated batch: the same work and
 // counters, without the health gate's probe and without an outcome.
-func (p *plugin) matchIsolated(ctx context.Context, kind uint32, params []byte, src items, out rules.Bits) error {
+func (p *plugin) matchIsolated(ctx context.Context, pinned *version, kind uint32, params []byte, src items, out rules.Bits) error {
 	p.mu.Lock()
 	failed, lastErr := p.state == StateFailed, p.lastErr
 	p.mu.Unlock()
@@ -33,7 +33,7 @@ func (p *plugin) matchIsolated(ctx context.Context, kind uint32, params []byte, 
 		p.stats.failFast.Add(1)
 		return fmt.Errorf("plugin %s: %w: %s", p.name, ErrFailed, lastErr)
 	}
-	v := p.acquire()
+	v := p.acquireFor(pinned)
 	if v == nil {
 		return fmt.Errorf("plugin %s is not loaded", p.name)
 	}

@@ -149,7 +149,10 @@ type plugin struct {
 	log  *slog.Logger
 	cur  atomic.Pointer[version]
 
-	mu          sync.Mutex
+	mu sync.Mutex
+	// held are previous versions LoadKeeping kept running for the
+	// predicates compiled with them, until ReleasePrevious (keep.go).
+	held        []*version
 	state       State
 	lastErr     string
 	lastErrAt   time.Time
@@ -334,7 +337,7 @@ func (r *Registry) LoadFile(ctx context.Context, file string) error {
 	if mfile == "" {
 		mfile = file
 	}
-	return r.load(ctx, name, file, mfile, wasm, m)
+	return r.load(ctx, name, file, mfile, wasm, m, false)
 }
 
 // Load validates, compiles and warms a module and makes it the current
@@ -343,10 +346,12 @@ func (r *Registry) LoadFile(ctx context.Context, file string) error {
 // new one. Every parameter set in use is initialised on the new version
 // first, so a version that rejects them is refused and the old one stays.
 func (r *Registry) Load(ctx context.Context, name string, wasm []byte, m Manifest) error {
-	return r.load(ctx, name, "", name+".wasm", wasm, m)
+	return r.load(ctx, name, "", name+".wasm", wasm, m, false)
 }
 
-func (r *Registry) load(ctx context.Context, name, file, mfile string, wasm []byte, m Manifest) error {
+// load loads a version; keep holds the previous one for the predicates
+// compiled with it (LoadKeeping) instead of retiring it.
+func (r *Registry) load(ctx context.Context, name, file, mfile string, wasm []byte, m Manifest, keep bool) error {
 	where := file
 	if where == "" {
 		where = name + ".wasm"
@@ -388,13 +393,19 @@ func (r *Registry) load(ctx context.Context, name, file, mfile string, wasm []by
 			return err
 		}
 	}
-	old := p.cur.Swap(v)
 	p.mu.Lock()
+	old := p.cur.Swap(v)
 	p.state, p.consecutive, p.probing = StateOK, 0, false
+	kept := keep && old != nil
+	if kept {
+		p.held = append(p.held, old)
+	}
 	p.mu.Unlock()
 	if old != nil {
-		old.retire()
-		p.log.Info("plugin version swapped", "old", old.sum[:12], "new", v.sum[:12])
+		if !kept {
+			old.retire()
+		}
+		p.log.Info("plugin version swapped", "old", old.sum[:12], "new", v.sum[:12], "previous_kept", kept)
 		r.usable(name, true)
 	} else {
 		p.log.Info("plugin loaded", "file", where, "version", v.sum[:12],
@@ -761,7 +772,11 @@ func (r *Registry) ProfilePredicate(ref rules.PluginRef) (rules.ProfilePredicate
 }
 
 type predicate struct {
-	p      *plugin
+	p *plugin
+	// v is the version current when the predicate was made: it judges
+	// the predicate's batches while it runs (a version LoadKeeping keeps),
+	// after which they go to the current version.
+	v      *version
 	params []byte
 	closed sync.Once
 }
@@ -776,7 +791,7 @@ type eventPredicate predicate
 
 // MatchEvents implements rules.EventPredicate.
 func (e *eventPredicate) MatchEvents(ctx context.Context, events []rules.Event, out rules.Bits) error {
-	return e.p.match(ctx, kindEvents, e.params, items{ev: events}, out)
+	return e.p.match(ctx, e.v, kindEvents, e.params, items{ev: events}, out)
 }
 
 // Close releases the predicate (io.Closer): when no predicate uses its
@@ -793,7 +808,7 @@ type profilePredicate predicate
 
 // MatchProfiles implements rules.ProfilePredicate.
 func (e *profilePredicate) MatchProfiles(ctx context.Context, profiles []rules.Profile, out rules.Bits) error {
-	return e.p.match(ctx, kindProfiles, e.params, items{ps: profiles}, out)
+	return e.p.match(ctx, e.v, kindProfiles, e.params, items{ps: profiles}, out)
 }
 
 // Close releases the predicate, as eventPredicate.Close.
@@ -856,7 +871,7 @@ func (r *Registry) predicate(ref rules.PluginRef, kind uint32) (*predicate, erro
 	}
 	ps.refs++
 	p.mu.Unlock()
-	return &predicate{p: p, params: params}, nil
+	return &predicate{p: p, v: v, params: params}, nil
 }
 
 // releaseParams drops one predicate's hold on a parameter set; the last
@@ -875,9 +890,11 @@ func (p *plugin) releaseParams(params []byte) {
 	if !last {
 		return
 	}
-	if v := p.acquire(); v != nil {
-		v.dropPool(key)
-		v.release()
+	for _, v := range p.versions() {
+		if v.pin() {
+			v.dropPool(key)
+			v.release()
+		}
 	}
 }
 
@@ -930,7 +947,7 @@ func (p *plugin) outcome(err error, failAfter int) (recovered bool) {
 // match runs one batch through the current version, in chunks of at most
 // MaxBatch items and MaxBatchMiB bytes, retrying a faulted chunk once on a
 // fresh instance.
-func (p *plugin) match(ctx context.Context, kind uint32, params []byte, src items, out rules.Bits) error {
+func (p *plugin) match(ctx context.Context, pinned *version, kind uint32, params []byte, src items, out rules.Bits) error {
 	n := src.len()
 	if n == 0 {
 		return nil
@@ -942,12 +959,12 @@ func (p *plugin) match(ctx context.Context, kind uint32, params []byte, src item
 		return err
 	}
 	if isolated(ctx) {
-		return p.matchIsolated(ctx, kind, params, src, out)
+		return p.matchIsolated(ctx, pinned, kind, params, src, out)
 	}
 	if err := p.gate(); err != nil {
 		return err
 	}
-	v := p.acquire()
+	v := p.acquireFor(pinned)
 	if v == nil {
 		return fmt.Errorf("plugin %s is not loaded", p.name)
 	}
@@ -1101,6 +1118,7 @@ func (r *Registry) Close(ctx context.Context) error {
 		if v := p.cur.Swap(nil); v != nil {
 			v.retire()
 		}
+		p.releaseHeld()
 	}
 	var errs []error
 	for _, e := range rts {

@@ -16,6 +16,7 @@ func (r *Registry) Unload(name string) bool {
 	if v := p.cur.Swap(nil); v != nil {
 		v.retire()
 	}
+	p.releaseHeld()
 	p.log.Info("plugin unloaded")
 	return true
 }

@@ -417,12 +417,20 @@ type SegmentInfo struct {
 	// revision and progress: meanwhile the segment serves Revision's exact
 	// membership (a new segment: 503 "rebuilding").
 	NextRevision *NextRevision `json:"next_revision,omitempty"`
+	// Plugins are the versions (hex sha256) of the plugins the rule names
+	// that judge the membership served: while a new version's rebuild
+	// runs, the previous one's (NextRevision.Plugins has the new).
+	Plugins map[string]string `json:"plugins,omitempty"`
 }
 
-// NextRevision is a definition being rebuilt beside the one served.
+// NextRevision is a definition being rebuilt beside the one served: a new
+// revision, or the same one (a rule file's is 0) with a new version of a
+// plugin it names.
 type NextRevision struct {
 	Revision uint64         `json:"revision"`
 	Rebuild  *RebuildStatus `json:"rebuild,omitempty"`
+	// Plugins are the plugin versions the rebuild judges with.
+	Plugins map[string]string `json:"plugins,omitempty"`
 }
 
 // SegmentCountRequest asks for a segment's size.

@@ -19,6 +19,15 @@ const PluginsBucket = "SEGD_PLUGINS"
 // "upload/amount/<sha256>": segd reads one in a plugin.put, then deletes it.
 const PluginUploadPrefix = "upload/"
 
+// PluginVersionPrefix starts the names of kept versions: object
+// "versions/NAME/<sha256>" is a module plugin NAME ran, with its manifest,
+// author and time; the last PluginVersionsKept of each plugin are kept.
+const PluginVersionPrefix = "versions/"
+
+// PluginVersionsKept is how many versions of a plugin PluginsBucket keeps
+// (the current one included); a put past it deletes the oldest.
+const PluginVersionsKept = 8
+
 // PluginPutRequest installs a new version of plugin Name. The module comes
 // inline (Module, base64 in JSON) when the request fits the server's max
 // payload, or else as an object the client put into PluginsBucket
@@ -49,6 +58,21 @@ type PluginPutReply struct {
 type PluginRequest struct {
 	Name   string `json:"name"`
 	Author string `json:"author,omitempty"`
+	// Version, for plugin.get, asks about one kept version: its hex
+	// sha256, or a prefix of it (at least 8 digits) that only it has.
+	Version string `json:"version,omitempty"`
+}
+
+// PluginVersion is a kept version of a plugin. Object is where its module
+// is in PluginsBucket (a client reads it there: segd plugin get
+// --version V -o FILE).
+type PluginVersion struct {
+	Version  string `json:"version"`
+	Size     int    `json:"size"`
+	Author   string `json:"author,omitempty"`
+	Time     string `json:"time,omitempty"`
+	Manifest string `json:"manifest,omitempty"`
+	Object   string `json:"object"`
 }
 
 // Plugin is a plugin and where it stands. Source is "store" (PluginsBucket)
@@ -70,6 +94,9 @@ type Plugin struct {
 	State     string   `json:"state"`
 	LastError string   `json:"last_error,omitempty"`
 	Segments  []string `json:"segments"`
+	// Versions are the kept versions, newest first (plugin.get; with a
+	// version asked for, that one only).
+	Versions []PluginVersion `json:"versions,omitempty"`
 }
 
 // PluginListReply lists every plugin, by name.

@@ -97,6 +97,22 @@ type Rule struct {
 	State      string         `json:"state"`
 	Serving    uint64         `json:"serving_revision"`
 	Rebuild    *RebuildStatus `json:"rebuild,omitempty"`
+	// LastRebuild is the last rebuild of the segment by this segd that
+	// swapped in (absent before one, and after a restart).
+	LastRebuild *RebuildSummary `json:"last_rebuild,omitempty"`
+}
+
+// RebuildSummary is what a finished rebuild read: the log from FromSeq
+// (the first message its windows reach) to ToSeq, Messages and Events of
+// it, Live messages applied meanwhile, in TookMS milliseconds.
+type RebuildSummary struct {
+	Revision uint64 `json:"revision"`
+	FromSeq  uint64 `json:"from_seq"`
+	ToSeq    uint64 `json:"to_seq"`
+	Messages uint64 `json:"messages"`
+	Events   uint64 `json:"events"`
+	Live     uint64 `json:"live_messages"`
+	TookMS   int64  `json:"took_ms"`
 }
 
 // RuleListReply lists every segment definition, by id.

@@ -69,6 +69,34 @@ func (c *Client) GetPlugin(ctx context.Context, name string) (*api.Plugin, error
 	return &out, c.call(ctx, api.SubjectPluginGet, api.PluginRequest{Name: name}, &out)
 }
 
+// GetPluginVersion describes a plugin with one kept version: version is
+// its sha256 or a prefix of it (at least 8 hex digits) only it has.
+func (c *Client) GetPluginVersion(ctx context.Context, name, version string) (*api.Plugin, error) {
+	var out api.Plugin
+	return &out, c.call(ctx, api.SubjectPluginGet, api.PluginRequest{Name: name, Version: version}, &out)
+}
+
+// ReadPluginVersion reads a kept version's module from api.PluginsBucket
+// (v from GetPluginVersion), checking its sha256.
+func (c *Client) ReadPluginVersion(ctx context.Context, v api.PluginVersion) ([]byte, error) {
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := js.ObjectStore(ctx, api.PluginsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", api.PluginsBucket, err)
+	}
+	wasm, err := obj.GetBytes(ctx, v.Object)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s from bucket %s: %w", v.Object, api.PluginsBucket, err)
+	}
+	if sum := sha256.Sum256(wasm); hex.EncodeToString(sum[:]) != v.Version {
+		return nil, fmt.Errorf("%s in bucket %s: its sha256 is %x, not the version %s", v.Object, api.PluginsBucket, sum, v.Version)
+	}
+	return wasm, nil
+}
+
 // ListPlugins lists every plugin.
 func (c *Client) ListPlugins(ctx context.Context) ([]api.Plugin, error) {
 	var out api.PluginListReply

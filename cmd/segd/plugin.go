@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -109,13 +110,46 @@ func newPluginListCommand() *cobra.Command {
 
 func newPluginGetCommand() *cobra.Command {
 	var f clientFlags
+	var version, out string
 	cmd := &cobra.Command{
-		Use: "get NAME", Short: "A plugin's versions, manifest, state and the segments that name it", Args: cobra.ExactArgs(1),
+		Use:   "get NAME [--version V [-o FILE]]",
+		Short: "A plugin's kept versions, manifest, state and the segments that name it",
+		Long: fmt.Sprintf(`Describe a plugin: the version running, the versions kept in %s
+(the last %d, newest first, with their sha256 digests), its manifest,
+state and the segments that name it. --version V (a digest, or a prefix
+of at least 8 digits only it has) describes that version; with -o FILE
+its module is written to FILE (checked against its digest).`, api.PluginsBucket, api.PluginVersionsKept),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if out != "" && version == "" {
+				return errors.New("-o FILE takes --version V: the module of which version?")
+			}
 			return f.call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
-				return c.GetPlugin(ctx, args[0])
+				if version == "" {
+					return c.GetPlugin(ctx, args[0])
+				}
+				p, err := c.GetPluginVersion(ctx, args[0], version)
+				if err != nil || out == "" {
+					return p, err
+				}
+				wasm, err := c.ReadPluginVersion(ctx, p.Versions[0])
+				if err != nil {
+					return nil, err
+				}
+				return p, os.WriteFile(out, wasm, 0o644)
 			}, func(w io.Writer, res any) {
 				p := res.(*api.Plugin)
+				if version != "" {
+					v := p.Versions[0]
+					fmt.Fprintf(w, "plugin\t%s\nversion\t%s\nsize\t%d\nby\t%s at %s\nobject\t%s\n", p.Name, v.Version, v.Size, v.Author, v.Time, v.Object)
+					if out != "" {
+						fmt.Fprintf(w, "written to %s\n", out)
+					}
+					if v.Manifest != "" {
+						fmt.Fprintf(w, "\n%s", v.Manifest)
+					}
+					return
+				}
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 				fmt.Fprintf(tw, "plugin\t%s\nsource\t%s %s\nversion\t%s\nstored\t%s\nabi\t%s\nstate\t%s\n", p.Name, p.Source, p.File, p.Version, p.Stored, p.ABI, p.State)
 				if p.LastError != "" {
@@ -126,6 +160,12 @@ func newPluginGetCommand() *cobra.Command {
 				}
 				fmt.Fprintf(tw, "segments\t%s\n", strings.Join(p.Segments, ", "))
 				tw.Flush()
+				if len(p.Versions) > 0 {
+					fmt.Fprintln(w, "\nVERSION\tSIZE\tAUTHOR\tTIME")
+					for _, v := range p.Versions {
+						fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", v.Version, v.Size, v.Author, v.Time)
+					}
+				}
 				if p.Manifest != "" {
 					fmt.Fprintf(w, "\n%s", p.Manifest)
 				}
@@ -133,6 +173,8 @@ func newPluginGetCommand() *cobra.Command {
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().StringVar(&version, "version", "", "a kept version: its sha256 or a prefix of at least 8 digits")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "with --version, write its module to FILE")
 	return cmd
 }
 

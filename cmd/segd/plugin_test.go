@@ -52,6 +52,39 @@ func TestPluginCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "big_buyers") || !strings.Contains(out, "props: [amount]") || !strings.Contains(out, "cli") {
 		t.Fatalf("get: %v\n%s", err, out)
 	}
+	// A second version: both are kept, newest first; the first one's
+	// module can be fetched by a prefix of its digest.
+	v1, err := os.ReadFile(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasm2 := filepath.Join(dir, "amount-v2.wasm")
+	if err := os.WriteFile(wasm2, append(append([]byte{}, v1...), 0, 5, 3, 'p', 'a', 'd', 0), 0o644); err != nil { // a custom section
+		t.Fatal(err)
+	}
+	if out, err := runSegd(t, "plugin", "push", wasm2, "--name", "amount", "--manifest", "../../examples/plugins/amount-wat/amount.yaml", "--nats", url); err != nil {
+		t.Fatalf("push a second version: %v\n%s", err, out)
+	}
+	out, err = runSegd(t, "plugin", "get", "amount", "--json", "--nats", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got api.Plugin
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got.Versions) != 2 || got.Versions[0].Version != got.Version || got.Versions[1].Author != "cli" {
+		t.Fatalf("get --json: %v %+v", err, got)
+	}
+	first := got.Versions[1].Version
+	fetched := filepath.Join(dir, "fetched.wasm")
+	out, err = runSegd(t, "plugin", "get", "amount", "--version", first[:10], "-o", fetched, "--nats", url)
+	if err != nil || !strings.Contains(out, first) {
+		t.Fatalf("get --version -o: %v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(fetched); err != nil || string(b) != string(v1) {
+		t.Fatalf("the fetched module is not the first version (%d bytes, %v)", len(b), err)
+	}
+	if _, err := runSegd(t, "plugin", "get", "amount", "--version", "00000000", "--nats", url); err == nil || !strings.Contains(err.Error(), "no kept version") {
+		t.Fatalf("get of a version not kept: %v", err)
+	}
 	if out, err := runSegd(t, "plugin", "rm", "amount", "--nats", url); err == nil || !strings.Contains(err.Error(), "big_buyers") {
 		t.Fatalf("rm while a segment names it: %v\n%s", err, out)
 	}

@@ -19,9 +19,9 @@ import (
 )
 
 // addRuleAdminCommands adds the rules admin API's commands (apply, get,
-// ls, rm, history) to `segd rule`.
+// ls, rm, history, diff) to `segd rule`.
 func addRuleAdminCommands(cmd *cobra.Command) {
-	cmd.AddCommand(newRuleApplyCommand(), newRuleGetCommand(), newRuleListCommand(), newRuleRemoveCommand(), newRuleHistoryCommand())
+	cmd.AddCommand(newRuleApplyCommand(), newRuleGetCommand(), newRuleListCommand(), newRuleRemoveCommand(), newRuleHistoryCommand(), newRuleDiffCommand())
 }
 
 func newRuleApplyCommand() *cobra.Command {

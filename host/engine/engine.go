@@ -88,6 +88,9 @@ type Engine struct {
 	// maxRebuilds and backoff bound the recovery of stale segments.
 	maxRebuilds int
 	backoff     time.Duration
+	// arrivals maps the clock to stream sequences, so that a rebuild
+	// reads only the log its windows reach (replay_span.go). Writer only.
+	arrivals arrivalIndex
 
 	// Owned by the writer (Run).
 	now       int64         // the clock as of the last step, Unix ms
@@ -153,6 +156,9 @@ type segmentState struct {
 	// served (0: from a file); next the revision being rebuilt beside it
 	// (replace.go). Written under mu.
 	revision, next uint64
+	// nextSeg is the definition a replacement rebuilds (replace.go).
+	// Written under mu.
+	nextSeg *rules.Segment
 }
 
 type command struct {

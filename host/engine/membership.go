@@ -151,7 +151,7 @@ func (e *Engine) MemberView(user string, segments []string) api.MemberView {
 			continue
 		}
 		sv.State, sv.Served, sv.Revision = api.StateExact, true, s.revision
-		if s.next != 0 {
+		if s.next != 0 || s.nextSeg != nil {
 			// A new revision rebuilds beside this one (replace.go): the
 			// answer is exact for the revision served, not the newest.
 			sv.State = api.StateRebuilding

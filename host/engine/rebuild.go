@@ -37,8 +37,8 @@ import (
 // snapshots as stale (a restart rebuilds them again).
 
 // RebuildSource yields the messages of the events stream in sequence
-// order, from the first the rebuilt windows may need (simplest: the
-// stream's first), up to the rebuild's ToSeq. It returns io.EOF when no
+// order, from the first the rebuilt windows may need (Rebuild.FromSeq, or
+// the stream's first), up to the rebuild's ToSeq. It returns io.EOF when no
 // message at or below ToSeq remains. Messages beyond ToSeq are ignored.
 type RebuildSource interface {
 	Next(ctx context.Context) (*ingest.Message, error)
@@ -57,8 +57,11 @@ type Rebuild struct {
 	e     *Engine
 	segs  []*segmentState // in dependency order
 	toSeq uint64
-	now   int64 // the clock the rebuilt leaves have seen
-	seq   uint64
+	// fromSeq is the first sequence the segments' windows need
+	// (replay_span.go).
+	fromSeq uint64
+	now     int64 // the clock the rebuilt leaves have seen
+	seq     uint64
 	// leaves are the rebuilt segments' leaves; static their uploaded
 	// members.
 	leaves []leaf
@@ -87,10 +90,13 @@ type rebuildFailure struct {
 // RebuildResult says what a finished rebuild did.
 type RebuildResult struct {
 	Segments []string
-	// ToSeq is the sequence the log was read to; Messages counts the
-	// messages of the log fed, Live those applied meanwhile and fed last.
-	ToSeq          uint64
+	// FromSeq and ToSeq are the sequences the log was read from and to;
+	// Messages counts the messages of the log fed, Live those applied
+	// meanwhile and fed last.
+	FromSeq, ToSeq uint64
 	Messages, Live uint64
+	// Events counts the events of the log's messages fed.
+	Events uint64
 	// SkippedEvents counts events of users the engine never accepted.
 	SkippedEvents uint64
 }
@@ -126,6 +132,7 @@ func (e *Engine) StartRebuild(ids []string) (*Rebuild, error) {
 	if len(r.segs) == 0 {
 		return nil, errors.New("no segment to rebuild")
 	}
+	r.fromSeq = e.replayFrom(r.segs)
 	if e.paused == nil {
 		e.paused = map[leaf]bool{}
 	}
@@ -205,7 +212,7 @@ const rebuildChunk = 64
 // them stale again. Segments a predicate of which fails on the log stay
 // stale, with their membership as it was.
 func (r *Rebuild) Run(ctx context.Context, src RebuildSource) (RebuildResult, error) {
-	res := RebuildResult{Segments: r.Segments(), ToSeq: r.toSeq}
+	res := RebuildResult{Segments: r.Segments(), FromSeq: r.fromSeq, ToSeq: r.toSeq}
 	eof := false
 	for !eof {
 		chunk := make([]*ingest.Message, 0, r.chunk)
@@ -225,6 +232,9 @@ func (r *Rebuild) Run(ctx context.Context, src RebuildSource) (RebuildResult, er
 			chunk = append(chunk, msg)
 		}
 		res.Messages += uint64(len(chunk))
+		for _, m := range chunk {
+			res.Events += uint64(len(m.Batch.Events))
+		}
 		// Do returns when ctx ends even if fn is still to run or running
 		// on the writer: fn writes only its own variable, read once Do
 		// has returned fn's result.

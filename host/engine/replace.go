@@ -78,9 +78,10 @@ func (e *Engine) StartReplace(seg *rules.Segment, rev uint64) (*Rebuild, error) 
 	if h.tree == nil {
 		r.static[h] = roaring.New()
 	}
+	r.fromSeq = e.replayFrom(r.segs)
 	e.rebuild = r
 	e.mu.Lock()
-	target.next = rev
+	target.next, target.nextSeg = rev, seg
 	e.stats.Rebuilding = r.progress()
 	e.mu.Unlock()
 	return r, nil
@@ -176,7 +177,7 @@ func (r *Rebuild) swap() {
 	now := e.clock.Now()
 	e.mu.Lock()
 	t.seg, t.leaves, t.tree, t.empty, t.refs, t.plugins = h.seg, h.leaves, h.tree, h.empty, h.refs, h.plugins
-	t.revision, t.next, t.rebuilding = t.next, 0, false
+	t.revision, t.next, t.nextSeg, t.rebuilding = t.next, 0, nil, false
 	if failed {
 		// Its predicate failed a batch of the log: the new definition is
 		// in place but stale, with the membership it had (recovery.go).
@@ -224,7 +225,7 @@ func (r *Rebuild) Discard() {
 	e.rebuild = nil
 	e.mu.Lock()
 	if r.target != nil {
-		r.target.next = 0
+		r.target.next, r.target.nextSeg = 0, nil
 	}
 	e.stats.Rebuilding = nil
 	e.mu.Unlock()
@@ -304,13 +305,50 @@ func quoteAll(ss []string) []string {
 // info. Under mu (read).
 func (e *Engine) revisionInfo(s *segmentState, info *api.SegmentInfo) {
 	info.Revision = s.revision
-	if s.next == 0 {
+	info.Plugins = pluginVersions(s.seg)
+	if s.nextSeg == nil && s.next == 0 {
 		return
 	}
 	info.NextRevision = &api.NextRevision{Revision: s.next}
+	if s.nextSeg != nil {
+		info.NextRevision.Plugins = pluginVersions(s.nextSeg)
+	}
 	for _, p := range e.stats.Rebuilding {
 		if p.Segment == s.seg.ID {
 			info.NextRevision.Rebuild = &api.RebuildStatus{Segment: p.Segment, Seq: p.Seq, ToSeq: p.ToSeq}
 		}
 	}
+}
+
+// pluginVersions maps each plugin a segment's rule names to the version
+// that judges its predicates (those that say, as package plugins' do).
+func pluginVersions(seg *rules.Segment) map[string]string {
+	var out map[string]string
+	add := func(pred any) {
+		if p, ok := pred.(interface {
+			PluginName() string
+			PluginVersion() string
+		}); ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[p.PluginName()] = p.PluginVersion()
+		}
+	}
+	rules.Walk(seg.Condition, func(c rules.Condition) {
+		switch c := c.(type) {
+		case *rules.Did:
+			add(c.Where)
+		case *rules.Sequence:
+			for _, st := range c.Steps {
+				add(st.Where)
+			}
+			if c.ThenNot != nil {
+				add(c.ThenNot.Where)
+			}
+		case *rules.ProfileCondition:
+			add(c.Predicate)
+		}
+	})
+	return out
 }

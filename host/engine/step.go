@@ -17,6 +17,7 @@ func (e *Engine) apply(ctx context.Context, msg *ingest.Message) error {
 		return nil // a redelivery: already applied
 	}
 	e.advanceClock(ctx)
+	e.noteArrival(msg)
 	if msg.Err != nil {
 		e.logger.Warn("skipped a message that is not a batch", "seq", msg.Seq, "subject", msg.Subject, "error", msg.Err)
 		e.lastSeq = max(e.lastSeq, msg.Seq)
