@@ -61,8 +61,11 @@ func TestPinnedConsumerForgetsPinOnLeaderMove(t *testing.T) {
 
 	moved := time.Now()
 	resp, err := nc.Request("$JS.API.CONSUMER.LEADER.STEPDOWN.PIN.p0", nil, 10*time.Second)
-	if err != nil || !strings.Contains(string(resp.Data), `"success":true`) {
-		t.Fatalf("stepdown: %v %s", err, resp.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(resp.Data), `"success":true`) {
+		t.Fatalf("stepdown: %s", resp.Data)
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
