@@ -16,13 +16,18 @@ import (
 // same way on a 3-node cluster with R3 storage: the owner of one
 // partition dies (its connection closes without a word, as NATS sees a
 // SIGKILLed host) and the clock runs until the other host owns it.
-// Run with: go test -run '^$' -bench Takeover -benchtime 5x ./bus/cluster/
+// Run with: go test -run '^$' -bench Takeover -benchtime 3x ./bus/cluster/
 
 // BenchmarkTakeoverKVLease measures the KV lease: kill → the survivor's
 // OnGain. Expected: between Lease-Lease/3 and Lease after the last renewal,
 // plus up to 1s of the server's TTL tick.
 func BenchmarkTakeoverKVLease(b *testing.B) {
-	const lease = 2 * time.Second
+	for _, lease := range []time.Duration{2 * time.Second, 10 * time.Second} {
+		b.Run(fmt.Sprintf("lease=%s", lease), func(b *testing.B) { benchTakeoverKV(b, lease) })
+	}
+}
+
+func benchTakeoverKV(b *testing.B, lease time.Duration) {
 	c := clustertest.Start(b, clustertest.Options{})
 	gained := make(chan string, 16)
 	join := func(id string) (*Owner, *nats.Conn) {
@@ -79,7 +84,12 @@ func BenchmarkTakeoverKVLease(b *testing.B) {
 // priority policy: two clients pull in the group, messages flow every
 // 10ms; kill → the first message delivered to the other client.
 func BenchmarkTakeoverPinned(b *testing.B) {
-	const pinnedTTL = 2 * time.Second
+	for _, ttl := range []time.Duration{2 * time.Second, 10 * time.Second} {
+		b.Run(fmt.Sprintf("ttl=%s", ttl), func(b *testing.B) { benchTakeoverPinned(b, ttl) })
+	}
+}
+
+func benchTakeoverPinned(b *testing.B, pinnedTTL time.Duration) {
 	c := clustertest.Start(b, clustertest.Options{})
 	nc := c.Connect(b)
 	js, _ := jetstream.New(nc)
