@@ -209,6 +209,7 @@ func Forward(ctx context.Context, nc *nats.Conn, n int, op string, req []byte, o
 	subj := InternalSubject(n, op)
 	var last string
 	for {
+		start := time.Now()
 		actx, acancel := context.WithTimeout(ctx, opts.AttemptTimeout)
 		msg, err := nc.RequestMsgWithContext(actx, &nats.Msg{Subject: subj, Data: req})
 		acancel()
@@ -229,7 +230,7 @@ func Forward(ctx context.Context, nc *nats.Conn, n int, op string, req []byte, o
 		case errors.Is(err, nats.ErrNoResponders):
 			last = fmt.Sprintf("partition %d has no owner (ownership is moving)", n)
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
-			last = fmt.Sprintf("partition %d's owner did not answer within %s", n, opts.AttemptTimeout)
+			last = fmt.Sprintf("partition %d's owner did not answer within %s", n, time.Since(start).Round(time.Millisecond))
 		default:
 			return nil, &StatusError{503, fmt.Sprintf("partition %d: %v", n, err)}
 		}

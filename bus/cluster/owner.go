@@ -258,7 +258,7 @@ func (o *Owner) joinHost(ctx context.Context) error {
 			go o.keep(l)
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongLastSeq(err) {
 			return fmt.Errorf("cluster: join as %q: %w", o.opts.HostID, err)
 		}
 		select {
@@ -505,8 +505,10 @@ func (o *Owner) rebalance() {
 			l, err := o.create(ctx, PartitionKey(n, o.opts.Partitions), n)
 			cancel()
 			if err != nil {
-				if errors.Is(err, jetstream.ErrKeyExists) {
-					continue // another host was quicker
+				if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSeq(err) {
+					// Another host was quicker. (Create over a deleted key
+					// reports the race as a bare wrong-last-sequence.)
+					continue
 				}
 				// NATS trouble: try again on the next round rather than
 				// spend a timeout on every free partition.

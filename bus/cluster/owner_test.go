@@ -352,3 +352,65 @@ func TestJoinRejectsBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnersSurviveLeaderNodeKill SIGKILLs the NATS node leading the
+// owners bucket under 3 hosts: leases may lapse while the survivors elect
+// a new leader, but the shares come back, and at no instant do two hosts
+// own one partition. The node then restarts and catches up.
+func TestOwnersSurviveLeaderNodeKill(t *testing.T) {
+	t.Parallel()
+	const parts, lease = 6, 2 * time.Second
+	c := clustertest.Start(t, clustertest.Options{})
+	rec := newRecorder()
+	hosts := []*testHost{
+		joinHost(t, c, rec, "a", parts, lease, nil),
+		joinHost(t, c, rec, "b", parts, lease, nil),
+		joinHost(t, c, rec, "c", parts, lease, nil),
+	}
+	waitShares(t, hosts, []int{2, 2, 2}, parts, 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, _ := jetstream.New(c.Connect(t))
+	leader := c.StreamLeader(ctx, js, "KV_"+OwnersBucket)
+	if leader < 0 {
+		t.Fatal("owners bucket has no leader")
+	}
+	killed := time.Now()
+	c.Kill(leader)
+	// Wait for the survivors' new leader, then for every lease to be
+	// renewed (or taken anew) under it: a deadline later than
+	// elected+lease-guard was sent after the election.
+	kv, err := jetstream.New(c.ConnectNode(t, (leader+1)%c.Size()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c.StreamLeader(ctx, kv, "KV_"+OwnersBucket) < 0 || c.StreamLeader(ctx, kv, "KV_"+OwnersBucket) == leader {
+		if ctx.Err() != nil {
+			t.Fatal("no new leader for the owners bucket")
+		}
+	}
+	elected := time.Now()
+	deadline := elected.Add(60 * time.Second)
+	for {
+		waitShares(t, hosts, []int{2, 2, 2}, parts, 60*time.Second)
+		renewed := 0
+		for _, h := range hosts {
+			for _, n := range h.o.Owned() {
+				if l, ok := h.o.Lease(n); ok && l.Deadline().After(elected.Add(lease-lease/4)) {
+					renewed++
+				}
+			}
+		}
+		if renewed == parts {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d leases renewed under the new leader", renewed, parts)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+	t.Logf("new leader %s after the kill; shares whole and renewed under it %s later", elected.Sub(killed), time.Since(elected))
+	c.Restart(leader)
+	waitShares(t, hosts, []int{2, 2, 2}, parts, 60*time.Second)
+	rec.check(t)
+}

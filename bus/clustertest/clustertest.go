@@ -400,8 +400,12 @@ func (c *Cluster) MetaLeader(i int) int {
 }
 
 // StreamLeader returns the node number leading a stream (a KV bucket's
-// stream is KV_<bucket>, an object store's OBJ_<bucket>), or -1.
+// stream is KV_<bucket>, an object store's OBJ_<bucket>), or -1 if it has
+// none or does not answer within 2s (a request to a stream without a
+// leader is dropped, not refused).
 func (c *Cluster) StreamLeader(ctx context.Context, js jetstream.JetStream, stream string) int {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return -1
