@@ -99,7 +99,8 @@ func checkPartition(n, p int) error {
 // info.Seq, streaming r in chunks (it is never held in memory whole). The
 // object becomes visible only once complete: a reader never sees half a
 // snapshot, and a failed put leaves the previous ones untouched. Putting
-// the same Seq again replaces it.
+// the same Seq again replaces it. Put is not retried inside (r is consumed):
+// after an error, put again with a fresh reader.
 func (s *SnapshotStore) Put(ctx context.Context, info SnapshotInfo, r io.Reader) (SnapshotInfo, error) {
 	if err := checkPartition(info.Partition, info.Partitions); err != nil {
 		return SnapshotInfo{}, err
