@@ -189,20 +189,24 @@ func Join(ctx context.Context, js jetstream.JetStream, opts Options) (*Owner, er
 // ownersBucket opens or creates the bucket; it must keep limit markers,
 // without which an expired key is not announced and per-key TTLs are off.
 func ownersBucket(ctx context.Context, js jetstream.JetStream, opts Options) (jetstream.KeyValue, error) {
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:         OwnersBucket,
-		Description:    "segd partition leases (p<N>of<P>) and live hosts (h.<id>)",
-		History:        1,
-		Replicas:       opts.Replicas,
-		LimitMarkerTTL: opts.Lease,
+	var kv jetstream.KeyValue
+	var st jetstream.KeyValueStatus
+	err := retryTransient(ctx, func(ctx context.Context) (err error) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:         OwnersBucket,
+			Description:    "segd partition leases (p<N>of<P>) and live hosts (h.<id>)",
+			History:        1,
+			Replicas:       opts.Replicas,
+			LimitMarkerTTL: opts.Lease,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, OwnersBucket)
+		}
+		if err == nil {
+			st, err = kv.Status(ctx)
+		}
+		return err
 	})
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		kv, err = js.KeyValue(ctx, OwnersBucket)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cluster: bucket %s: %w", OwnersBucket, err)
-	}
-	st, err := kv.Status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: bucket %s: %w", OwnersBucket, err)
 	}
@@ -258,11 +262,15 @@ func (o *Owner) joinHost(ctx context.Context) error {
 			go o.keep(l)
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongLastSeq(err) {
+		inUse := errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSeq(err)
+		if !inUse && !transient(err) {
 			return fmt.Errorf("cluster: join as %q: %w", o.opts.HostID, err)
 		}
 		select {
 		case <-ctx.Done():
+			if !inUse {
+				return fmt.Errorf("cluster: join as %q: %w", o.opts.HostID, err)
+			}
 			return fmt.Errorf("cluster: host id %q is held by another live process (or its previous run, whose key expires within %s): %w", o.opts.HostID, o.opts.Lease, ctx.Err())
 		case <-time.After(o.retry()):
 		}

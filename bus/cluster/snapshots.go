@@ -67,21 +67,27 @@ func SnapshotName(n, p int, seq uint64) string {
 	return PartitionKey(n, p) + "/" + strconv.FormatUint(seq, 10)
 }
 
-// OpenSnapshots opens the snapshots bucket, creating it if needed.
+// OpenSnapshots opens the snapshots bucket, creating it if needed; like
+// the reads, it retries while the bucket is between leaders, until ctx
+// ends.
 func OpenSnapshots(ctx context.Context, js jetstream.JetStream, opts SnapshotOptions) (*SnapshotStore, error) {
 	if opts.Replicas == 0 {
 		opts.Replicas = 1
 	}
-	obj, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      SnapshotsBucket,
-		Description: "segd partition snapshots, p<N>of<P>/<seq>",
-		Replicas:    opts.Replicas,
-		MaxBytes:    opts.MaxBytes,
-		Compression: opts.Compression,
+	var obj jetstream.ObjectStore
+	err := retryTransient(ctx, func(ctx context.Context) (err error) {
+		obj, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      SnapshotsBucket,
+			Description: "segd partition snapshots, p<N>of<P>/<seq>",
+			Replicas:    opts.Replicas,
+			MaxBytes:    opts.MaxBytes,
+			Compression: opts.Compression,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			obj, err = js.ObjectStore(ctx, SnapshotsBucket)
+		}
+		return err
 	})
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		obj, err = js.ObjectStore(ctx, SnapshotsBucket)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: bucket %s: %w", SnapshotsBucket, err)
 	}
