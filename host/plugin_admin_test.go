@@ -565,6 +565,19 @@ func TestPluginPutRebuildsFileRules(t *testing.T) {
 	if len(states.States) != 1 || states.States[0].State != api.StateRebuilding {
 		t.Fatalf("member.segments while the file's segment rebuilds: %+v", states)
 	}
+	// A flag service that accepts the previous revision gets the served
+	// answer of a rule file's segment (revision 0) too, from either call.
+	fs := client.New(rt.nc, client.AcceptPreviousRevision())
+	oldMembers := rt.refs[old].Members("big_plugin", rt.clock.Now())
+	for _, u := range []string{"u-1", "u-2", "u-3"} {
+		want := slices.Contains(oldMembers, u)
+		if got, err := fs.InSegment(ctx, u, "big_plugin"); err != nil || got != want {
+			t.Fatalf("InSegment(%s) with AcceptPreviousRevision while a file's segment rebuilds: %v, %v; want %v", u, got, err, want)
+		}
+		if got, err := fs.InSegments(ctx, u, []string{"big_plugin"}); err != nil || got["big_plugin"] != want {
+			t.Fatalf("InSegments(%s) with AcceptPreviousRevision while a file's segment rebuilds: %v, %v; want %v", u, got, err, want)
+		}
+	}
 	rt.pluginBatch(t, true)
 	rt.checkServed(t, old)
 	v.set(true)

@@ -32,7 +32,7 @@ func WithMembershipTimeout(d time.Duration) Option {
 
 // AcceptPreviousRevision makes InSegment and InSegments accept the answer
 // of a segment being rebuilt after a change while it serves its previous
-// revision's exact membership (state "rebuilding" with a revision): a rule
+// revision's exact membership (state "rebuilding", answered): a rule
 // change then keeps the old audience until the new one is exact, instead
 // of failing closed meanwhile.
 func AcceptPreviousRevision() Option {
@@ -168,9 +168,13 @@ func (c *Client) InSegments(ctx context.Context, user string, segments []string)
 	return out, errors.Join(errs...)
 }
 
-// acceptable reports whether an answer in state st may be used.
+// acceptable reports whether an answer in state st may be used. A
+// segment "rebuilding" that answered at all serves its previous
+// definition's exact membership: one that serves nothing answers
+// member.check with a 503 and is listed unavailable by member.segments.
+// Its revision is no guide: a rule file's segment has revision 0.
 func (c *Client) acceptable(st api.SegmentState) bool {
-	return st.State == api.StateExact || c.acceptPrevious && st.State == api.StateRebuilding && st.Revision != 0
+	return st.State == api.StateExact || c.acceptPrevious && st.State == api.StateRebuilding
 }
 
 // failClosed turns a request that got no answer in time into a 503 that

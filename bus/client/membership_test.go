@@ -145,7 +145,8 @@ func TestInSegmentRefusesInexactAnswers(t *testing.T) {
 		{"", 0, false, false},
 		{api.StateRebuilding, 3, false, false},
 		{api.StateRebuilding, 3, true, true},
-		{api.StateRebuilding, 0, true, false},
+		// A rule file's segment has revision 0; answered, it is served.
+		{api.StateRebuilding, 0, true, true},
 	} {
 		_, nc := startServer(t, bus.EmbeddedOptions{})
 		svc, err := bus.StartService(nc, stateMembership{state: tc.state, revision: tc.revision}, bus.ServiceOptions{})
