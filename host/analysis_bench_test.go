@@ -11,6 +11,7 @@ import (
 
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/host/analysis"
+	"github.com/segd/segd/host/scatter"
 )
 
 // BenchmarkAnalysisWorstRequests runs the costliest request of each
@@ -34,7 +35,7 @@ func BenchmarkAnalysisWorstRequests(b *testing.B) {
 		"analysis_funnel/max":          `{"steps":[` + strings.Repeat(`{"event":"a"},`, 31) + `{"event":"b"}],"from":"2026-01-01","to":"2026-12-31","window":"366d"}`,
 		"analysis_trend/max":           `{"from":"2026-01-01","to":"2026-12-31"}`,
 	}
-	a := &analyzer{ix: analysis.New(analysis.Config{Now: func() time.Time { return time.Date(2026, 12, 31, 12, 0, 0, 0, time.UTC) }})}
+	a := scatter.NewLocal(scatter.LocalConfig{Index: analysis.New(analysis.Config{Now: func() time.Time { return time.Date(2026, 12, 31, 12, 0, 0, 0, time.UTC) }})})
 	eps := map[string]bus.Endpoint{}
 	for _, ep := range bus.AnalysisEndpoints(a) {
 		eps[ep.Name] = ep
