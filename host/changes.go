@@ -203,6 +203,7 @@ func (m replayMembership) Status() api.StatusReply { return m.s.completeStatus(m
 func (s *Server) completeStatus(st api.StatusReply) api.StatusReply {
 	st.Ready = st.Ready && !s.rebuilding() && len(st.Rebuilding) == 0
 	st.ReplayFrom, st.ReplayTo = s.replayFrom, s.segAPI.replayTo
+	st.Host = s.cfg.HostID
 	if s.snaps != nil {
 		st.Snapshot = s.snaps.statusCopy()
 	}
