@@ -387,4 +387,3 @@ func checkChangesOnce(t *testing.T, js jetstream.JetStream, ref *reference.Evalu
 	}
 	t.Logf("%d change messages, each change once", msgs)
 }
-
