@@ -182,9 +182,24 @@ func (s *Server) segmentEndpoints() []bus.Endpoint {
 // segments shown as rebuilding until the replay at start has caught up.
 func (s *Server) membership() bus.Membership {
 	if s.scatter != nil {
+		if s.cfg.HostID != "" {
+			return hostMembership{s.scatter, s.cfg.HostID}
+		}
 		return s.scatter
 	}
 	return replayMembership{s.engine, s}
+}
+
+// hostMembership names the host in the merged status (ownership.go).
+type hostMembership struct {
+	bus.Membership
+	host string
+}
+
+func (m hostMembership) Status() api.StatusReply {
+	st := m.Membership.Status()
+	st.Host = m.host
+	return st
 }
 
 type replayMembership struct {
