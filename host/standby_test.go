@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -43,6 +44,16 @@ func TestStandbyTakesOver(t *testing.T) {
 		t.Skip("builds and runs segd as processes")
 	}
 	t.Parallel()
+	bin := buildSegd(t, t.TempDir())
+	for _, parts := range []int{1, 2} {
+		t.Run(fmt.Sprintf("P=%d", parts), func(t *testing.T) {
+			t.Parallel()
+			testStandbyTakesOver(t, bin, parts)
+		})
+	}
+}
+
+func testStandbyTakesOver(t *testing.T, bin string, partitions int) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("SEGD_STANDBY_SEED"); s != "" {
 		seed, _ = strconv.ParseUint(s, 10, 64)
@@ -51,7 +62,6 @@ func TestStandbyTakesOver(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 14))
 
 	dir := t.TempDir()
-	bin := buildSegd(t, dir)
 	rulesFile := filepath.Join(dir, "rules.yaml")
 	if err := os.WriteFile(rulesFile, []byte(crashRules), 0o644); err != nil {
 		t.Fatal(err)
@@ -90,7 +100,8 @@ func TestStandbyTakesOver(t *testing.T) {
 		}
 		defer out.Close()
 		p.cmd = exec.Command(bin, "serve", "--nats", url, "--host-id", id, "--lease", "2s",
-			"--data-dir", filepath.Join(dir, data), "--rules", rulesFile, "--snapshot-interval", "100ms")
+			"--data-dir", filepath.Join(dir, data), "--rules", rulesFile, "--snapshot-interval", "100ms",
+			"--partitions", strconv.Itoa(partitions))
 		p.cmd.Stdout, p.cmd.Stderr = out, out
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -140,7 +151,7 @@ func TestStandbyTakesOver(t *testing.T) {
 	published := make(chan int, 1)
 	go func() { published <- publishUntilGone(url, stream, 80, 180, nil) }()
 	waitHostApplied(t, c, "h1", 60)
-	waitObjectSnapshot(t, js, "h1")
+	waitObjectSnapshot(t, js, "h1", partitions)
 	killed := time.Now()
 	if err := h1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -200,7 +211,7 @@ func TestStandbyTakesOver(t *testing.T) {
 	close(stopSampling)
 	sampling.Wait()
 	if m := maxConsumers.Load(); m != 1 {
-		t.Fatalf("up to %d segd consumers on the events stream at once (%d samples); want exactly 1", m, samples.Load())
+		t.Fatalf("up to %d segd consumers of one partition on the events stream at once (%d samples); want exactly 1", m, samples.Load())
 	}
 	t.Logf("takeover after SIGKILL: %v; after SIGSTOP: %v (lease 2s); %d events, %d consumer samples",
 		takeoverKill.Round(time.Millisecond), takeoverStop.Round(time.Millisecond), events, samples.Load())
@@ -208,7 +219,7 @@ func TestStandbyTakesOver(t *testing.T) {
 
 // waitObjectSnapshot waits until the Object Store holds a snapshot
 // written by host.
-func waitObjectSnapshot(t *testing.T, js jetstream.JetStream, host string) {
+func waitObjectSnapshot(t *testing.T, js jetstream.JetStream, host string, partitions int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -217,7 +228,7 @@ func waitObjectSnapshot(t *testing.T, js jetstream.JetStream, host string) {
 		t.Fatal(err)
 	}
 	for {
-		info, err := store.Newest(ctx, 0, 1)
+		info, err := store.Newest(ctx, partitions-1, partitions)
 		if err == nil && info.Host == host {
 			return
 		}
@@ -242,7 +253,9 @@ func buildSegd(t *testing.T, dir string) string {
 	return bin
 }
 
-// segdConsumers counts segd's consumers on the events stream.
+// segdConsumers is the largest number of segd consumers of one
+// partition on the events stream (durables segd-o<token> or
+// segd-p<N>of<P>-o<token>).
 func segdConsumers(js jetstream.JetStream) (int, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -251,10 +264,13 @@ func segdConsumers(js jetstream.JetStream) (int, bool) {
 		return 0, false
 	}
 	names := s.ConsumerNames(ctx)
+	per := map[string]int{}
 	n := 0
 	for name := range names.Name() {
 		if strings.HasPrefix(name, bus.DefaultDurable) {
-			n++
+			part, _, _ := strings.Cut(name, "-o")
+			per[part]++
+			n = max(n, per[part])
 		}
 	}
 	return n, names.Err() == nil
