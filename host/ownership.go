@@ -263,6 +263,14 @@ func (s *Server) leaseEnded(l *cluster.Lease, why error) {
 		if s.nc != nil {
 			s.nc.Close()
 		}
+		// Nothing can be stored now: the feed gives up at once rather
+		// than hold a snapshot or the shutdown for its grace (the next
+		// owner replays and publishes what is not stored).
+		for _, p := range s.partitions() {
+			if p.segAPI != nil && p.segAPI.feed != nil {
+				p.segAPI.feed.Closing(0)
+			}
+		}
 	}
 	o.lostOnce.Do(func() {
 		o.lostErr = fmt.Errorf("host %s no longer owns the stream (%w)", s.cfg.HostID, why)

@@ -86,7 +86,7 @@ func testStandbyTakesOver(t *testing.T, bin string, partitions int) {
 			_ = p.cmd.Process.Signal(syscall.SIGCONT)
 			_ = p.cmd.Process.Kill()
 			_ = p.wait()
-			if t.Failed() {
+			if t.Failed() || os.Getenv("SEGD_STANDBY_LOGS") != "" {
 				t.Logf("%s:\n%s", p.log, p.output())
 			}
 		}
@@ -138,6 +138,7 @@ func testStandbyTakesOver(t *testing.T, bin string, partitions int) {
 	h1 := start("h1", "data-1")
 	waitOwner(t, c, "h1", 60*time.Second)
 	h2 := start("h2", "data-2")
+	t.Logf("%v: h2", time.Since(now).Round(time.Millisecond))
 	waitProcLog(t, h2, "owner=h1", 30*time.Second)
 	if n := serviceInstances(t, nc); n != 1 {
 		t.Fatalf("%d segd service instances answer a ping with h2 standing by; want 1 (the owner's)", n)
@@ -153,6 +154,7 @@ func testStandbyTakesOver(t *testing.T, bin string, partitions int) {
 	waitHostApplied(t, c, "h1", 60)
 	waitObjectSnapshot(t, js, "h1", partitions)
 	killed := time.Now()
+	t.Logf("%v: killed", time.Since(now).Round(time.Millisecond))
 	if err := h1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -166,10 +168,12 @@ func testStandbyTakesOver(t *testing.T, bin string, partitions int) {
 
 	// h1's data dir back as h3, standing by; SIGSTOP h2 during ingest.
 	h3 := start("h3", "data-1")
+	t.Logf("%v: h3", time.Since(now).Round(time.Millisecond))
 	waitProcLog(t, h3, "owner=h2", 30*time.Second)
 	go func() { published <- publishUntilGone(url, stream, 180, len(stream), nil) }()
 	waitHostApplied(t, c, "h2", 200)
 	stopped := time.Now()
+	t.Logf("%v: stopped", time.Since(now).Round(time.Millisecond))
 	if err := h2.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -179,12 +183,16 @@ func testStandbyTakesOver(t *testing.T, bin string, partitions int) {
 		t.Fatal(err)
 	}
 	waitProcLog(t, h2, "standing by again", 30*time.Second)
+	t.Logf("%v: waitProcLog", time.Since(now).Round(time.Millisecond))
 	waitProcLog(t, h2, "owner=h3", 30*time.Second)
+	t.Logf("%v: h2 standing by, owner h3", time.Since(now).Round(time.Millisecond))
 	if got := <-published; got != len(stream) {
 		t.Fatalf("published %d of %d batches", got, len(stream))
 	}
+	t.Logf("%v: published", time.Since(now).Round(time.Millisecond))
 
 	st := waitCaughtUp(t, js, c)
+	t.Logf("%v: st", time.Since(now).Round(time.Millisecond))
 	if st.Host != "h3" {
 		t.Fatalf("status answered by %q, want the owner h3", st.Host)
 	}
@@ -208,6 +216,7 @@ func testStandbyTakesOver(t *testing.T, bin string, partitions int) {
 	}
 	checkAgainstReference(t, c, ref, segs)
 	checkChangesOnce(t, js, ref, segs)
+	t.Logf("%v: checkChangesOnce", time.Since(now).Round(time.Millisecond))
 	close(stopSampling)
 	sampling.Wait()
 	if m := maxConsumers.Load(); m != 1 {
