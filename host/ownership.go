@@ -128,7 +128,7 @@ func (s *Server) joinOwnership(ctx context.Context) error {
 		OnLose: func(l *cluster.Lease, why error) { s.leaseEnded(l, why) },
 	})
 	if err != nil {
-		return fmt.Errorf("ownership (--host-id %s): %w", cfg.HostID, err)
+		return fmt.Errorf("ownership (--host-id %s): %w (a restricted NATS user for segd needs the permissions in docs/operations.md, \"Running a standby\")", cfg.HostID, err)
 	}
 	waited := time.Now()
 	tick := time.NewTicker(250 * time.Millisecond)
