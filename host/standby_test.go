@@ -86,6 +86,9 @@ func testStandbyTakesOver(t *testing.T, bin string, partitions int) {
 			_ = p.cmd.Process.Signal(syscall.SIGCONT)
 			_ = p.cmd.Process.Kill()
 			_ = p.wait()
+			if strings.Contains(p.output(), "DATA RACE") {
+				t.Errorf("%s: the race detector reported a data race", p.log)
+			}
 			if t.Failed() || os.Getenv("SEGD_STANDBY_LOGS") != "" {
 				t.Logf("%s:\n%s", p.log, p.output())
 			}
@@ -248,7 +251,7 @@ func waitObjectSnapshot(t *testing.T, js jetstream.JetStream, host string, parti
 	}
 }
 
-// buildSegd builds cmd/segd into dir.
+// buildSegd builds cmd/segd into dir (with -race under -race).
 func buildSegd(t *testing.T, dir string) string {
 	t.Helper()
 	gobin, err := exec.LookPath("go")
@@ -256,7 +259,11 @@ func buildSegd(t *testing.T, dir string) string {
 		t.Skip("no go command to build segd")
 	}
 	bin := filepath.Join(dir, "segd")
-	if out, err := exec.Command(gobin, "build", "-o", bin, "github.com/segd/segd/cmd/segd").CombinedOutput(); err != nil {
+	args := []string{"build", "-o", bin}
+	if raceSlowdown > 1 {
+		args = append(args, "-race") // the race detector watches segd too
+	}
+	if out, err := exec.Command(gobin, append(args, "github.com/segd/segd/cmd/segd")...).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
