@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -106,20 +107,35 @@ func checkPartition(n, p int) error {
 // object becomes visible only once complete: a reader never sees half a
 // snapshot, and a failed put leaves the previous ones untouched. Putting
 // the same Seq again replaces it. Put is not retried inside (r is consumed):
-// after an error, put again with a fresh reader.
+// after an error, put again with a fresh reader. A put that makes no
+// progress for 5s (nothing read from r, or no acks after the last chunk)
+// is abandoned; its chunks may stay in the bucket unreferenced.
 func (s *SnapshotStore) Put(ctx context.Context, info SnapshotInfo, r io.Reader) (SnapshotInfo, error) {
 	if err := checkPartition(info.Partition, info.Partitions); err != nil {
 		return SnapshotInfo{}, err
 	}
 	name := SnapshotName(info.Partition, info.Partitions, info.Seq)
-	oi, err := s.os.Put(ctx, jetstream.ObjectMeta{
+	// A watchdog abandons a put that stops making progress: publishes to a
+	// stream between leaders are dropped, and the client would wait for
+	// their acks until ctx ends.
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	pr := &progressReader{r: r}
+	pr.touch()
+	stop := make(chan struct{})
+	defer close(stop)
+	go pr.watch(stop, cancel)
+	oi, err := s.os.Put(pctx, jetstream.ObjectMeta{
 		Name: name,
 		Metadata: map[string]string{
 			"host":  info.Host,
 			"token": strconv.FormatUint(info.Token, 10),
 		},
-	}, r)
+	}, pr)
 	if err != nil {
+		if cause := context.Cause(pctx); errors.Is(cause, errStalled) {
+			err = cause
+		}
 		return SnapshotInfo{}, fmt.Errorf("cluster: put snapshot %s: %w", name, err)
 	}
 	got, ok := parseInfo(oi)
@@ -127,6 +143,42 @@ func (s *SnapshotStore) Put(ctx context.Context, info SnapshotInfo, r io.Reader)
 		return SnapshotInfo{}, fmt.Errorf("cluster: put snapshot %s: stored under an unexpected name %q", name, oi.Name)
 	}
 	return got, nil
+}
+
+// errStalled ends a put that made no progress for attemptTimeout.
+var errStalled = fmt.Errorf("no progress for %s (is the bucket between leaders?); put again", attemptTimeout)
+
+// progressReader records when the object store last read from it.
+type progressReader struct {
+	r    io.Reader
+	last atomic.Int64 // unix nanoseconds
+}
+
+func (p *progressReader) touch() { p.last.Store(time.Now().UnixNano()) }
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.touch()
+	return n, err
+}
+
+// watch cancels the put once nothing was read for attemptTimeout: while
+// the chunks flow the store reads, and after the last one it waits for
+// the acks, which on a healthy bucket take far less.
+func (p *progressReader) watch(stop <-chan struct{}, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(attemptTimeout / 10)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if time.Since(time.Unix(0, p.last.Load())) > attemptTimeout {
+				cancel(errStalled)
+				return
+			}
+		}
+	}
 }
 
 // parseInfo reads a SnapshotInfo off an object; ok is false for objects

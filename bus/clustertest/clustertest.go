@@ -418,8 +418,22 @@ func (c *Cluster) StreamLeader(ctx context.Context, js jetstream.JetStream, stre
 }
 
 // shutdown kills every node still running (the test is over: no need to
-// be graceful) and waits for the processes.
+// be graceful) and waits for the processes. If the test failed it logs the
+// end of each node's log first.
 func (c *Cluster) shutdown() {
+	if c.t.Failed() {
+		for i, n := range c.nodes {
+			b, _ := os.ReadFile(n.cfg.LogFile)
+			var lines []string
+			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				// A killed node's peers retry its route many times a second.
+				if !strings.Contains(l, "Error trying to connect to route") {
+					lines = append(lines, l)
+				}
+			}
+			c.t.Logf("node %d (%s) log, last %d lines:\n%s", i, n.cfg.Name, min(len(lines), 40), strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
+	}
 	c.mu.Lock()
 	var exits []chan struct{}
 	for _, n := range c.nodes {

@@ -43,9 +43,13 @@ func TestClusterSurvivesKillAndRestart(t *testing.T) {
 	}
 	c.Kill(leader)
 
-	// The survivors elect a leader and accept writes again.
+	// The survivors elect a leader and accept writes again. Each attempt
+	// has its own deadline: a write to a stream without a leader is
+	// dropped, not refused, and would wait out the whole ctx.
 	for {
-		_, err := kv.Put(ctx, "k", []byte("after"))
+		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := kv.Put(actx, "k", []byte("after"))
+		acancel()
 		if err == nil {
 			break
 		}
@@ -69,7 +73,9 @@ func TestClusterSurvivesKillAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		e, err := kv1.Get(ctx, "k")
+		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+		e, err := kv1.Get(actx, "k")
+		acancel()
 		if err == nil && string(e.Value()) == "after" {
 			break
 		}
