@@ -220,13 +220,32 @@ func testStandbyTakesOver(t *testing.T, bin string, partitions int) {
 	checkAgainstReference(t, c, ref, segs)
 	checkChangesOnce(t, js, ref, segs)
 	t.Logf("%v: checkChangesOnce", time.Since(now).Round(time.Millisecond))
+
+	// SIGTERM h3: it snapshots, puts the snapshot in the Object Store and
+	// releases the lease; h2 takes over at once from that snapshot,
+	// replaying nothing.
+	termed := time.Now()
+	if err := h3.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitOwner(t, c, "h2", 60*time.Second)
+	takeoverTerm := time.Since(termed)
+	if err := h3.wait(); err != nil {
+		t.Fatalf("h3 after SIGTERM: %v", err)
+	}
+	st2 := waitCaughtUp(t, js, c)
+	if st2.Host != "h2" || st2.ReplayFrom != st.LastSeq+1 {
+		t.Fatalf("after h3 stopped: status %+v; want h2 replaying from %d (h3's last snapshot)", st2, st.LastSeq+1)
+	}
+	checkAgainstReference(t, c, ref, segs)
+	checkChangesOnce(t, js, ref, segs)
 	close(stopSampling)
 	sampling.Wait()
 	if m := maxConsumers.Load(); m != 1 {
 		t.Fatalf("up to %d segd consumers of one partition on the events stream at once (%d samples); want exactly 1", m, samples.Load())
 	}
-	t.Logf("takeover after SIGKILL: %v; after SIGSTOP: %v (lease 2s); %d events, %d consumer samples",
-		takeoverKill.Round(time.Millisecond), takeoverStop.Round(time.Millisecond), events, samples.Load())
+	t.Logf("takeover after SIGKILL: %v; after SIGSTOP: %v; after SIGTERM: %v (lease 2s); %d events, %d consumer samples",
+		takeoverKill.Round(time.Millisecond), takeoverStop.Round(time.Millisecond), takeoverTerm.Round(time.Millisecond), events, samples.Load())
 }
 
 // waitObjectSnapshot waits until the Object Store holds a snapshot
