@@ -48,12 +48,14 @@ func TestStandbyTakesOver(t *testing.T) {
 	for _, parts := range []int{1, 2} {
 		t.Run(fmt.Sprintf("P=%d", parts), func(t *testing.T) {
 			t.Parallel()
-			testStandbyTakesOver(t, bin, parts)
+			testStandbyTakesOver(t, bin, parts, "")
 		})
 	}
 }
 
-func testStandbyTakesOver(t *testing.T, bin string, partitions int) {
+// testStandbyTakesOver runs the test on the NATS at url (comma-separated
+// for a cluster), or on a server of its own when url is empty.
+func testStandbyTakesOver(t *testing.T, bin string, partitions int, url string) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("SEGD_STANDBY_SEED"); s != "" {
 		seed, _ = strconv.ParseUint(s, 10, 64)
@@ -66,12 +68,14 @@ func testStandbyTakesOver(t *testing.T, bin string, partitions int) {
 	if err := os.WriteFile(rulesFile, []byte(crashRules), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: filepath.Join(dir, "nats"), Port: -1})
-	if err != nil {
-		t.Fatal(err)
+	if url == "" {
+		ns, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: filepath.Join(dir, "nats"), Port: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ns.Shutdown()
+		url = ns.ClientURL()
 	}
-	defer ns.Shutdown()
-	url := ns.ClientURL()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
