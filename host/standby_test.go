@@ -442,3 +442,113 @@ func checkChangesOnce(t *testing.T, js jetstream.JetStream, ref *reference.Evalu
 	}
 	t.Logf("%d change messages, each change once", msgs)
 }
+
+// TestStandbyHandsOver: when a host that sorts first joins the owners
+// while h2 holds the stream (the Owner's fair share gives it the lease),
+// h2 hands over: it stops consuming and answering, snapshots, and only
+// then releases; it stands by again, and when the other host leaves it
+// takes the stream back from that snapshot, replaying nothing, exact.
+func TestStandbyHandsOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs segd as a process")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	bin := buildSegd(t, dir)
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(crashRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: filepath.Join(dir, "nats"), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	url := ns.ClientURL()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	c := client.New(nc)
+
+	p := &segdProcess{url: url, log: filepath.Join(dir, "h2.log")}
+	out, err := os.Create(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(bin, "serve", "--nats", url, "--host-id", "h2", "--lease", "2s",
+		"--data-dir", filepath.Join(dir, "data"), "--rules", rulesFile, "--snapshot-interval", "-1s")
+	p.cmd.Stdout, p.cmd.Stderr = out, out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	defer func() {
+		_ = p.cmd.Process.Kill()
+		_ = p.wait()
+		if strings.Contains(p.output(), "DATA RACE") {
+			t.Errorf("the race detector reported a data race")
+		}
+		if t.Failed() {
+			t.Logf("%s:\n%s", p.log, p.output())
+		}
+	}()
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 15))
+	stream := crashStream(rng, 120, time.Now())
+	waitOwner(t, c, "h2", 60*time.Second)
+	if got := publishUntilGone(url, stream, 0, 60, nil); got != 60 {
+		t.Fatalf("published %d of 60 batches", got)
+	}
+	before := waitCaughtUp(t, js, c)
+
+	// Host "a" joins: it sorts first, so the lease moves to it.
+	gained := make(chan struct{}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, err := cluster.Join(ctx, js, cluster.Options{HostID: "a", Partitions: 1, Lease: 2 * time.Second,
+		OnGain: func(*cluster.Lease) { gained <- struct{}{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gained:
+	case <-ctx.Done():
+		t.Fatal("host a never got the lease")
+	}
+	waitProcLog(t, p, "handing the stream over", 10*time.Second)
+	if n := serviceInstances(t, nc); n != 0 {
+		t.Fatalf("%d segd service instances answer with h2 handed over; want 0", n)
+	}
+	// Published now, applied by nobody until h2 is back.
+	if got := publishUntilGone(url, stream, 60, len(stream), nil); got != len(stream) {
+		t.Fatalf("published %d of %d batches", got, len(stream))
+	}
+	waitProcLog(t, p, "owner=a", 30*time.Second)
+
+	// "a" leaves: h2 takes the stream back from its hand-over snapshot.
+	left := time.Now()
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitOwner(t, c, "h2", 30*time.Second)
+	t.Logf("h2 serving %v after a released the lease", time.Since(left).Round(time.Millisecond))
+	st := waitCaughtUp(t, js, c)
+	if st.ReplayFrom != before.LastSeq+1 {
+		t.Fatalf("h2 replayed from %d; want %d, after its hand-over snapshot", st.ReplayFrom, before.LastSeq+1)
+	}
+	segs, err := rules.Compile([]rules.File{{Name: "crash.yaml", Data: []byte(crashRules)}}, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := reference.New(segs, time.UTC, engine.DefaultMaxFutureSkew, rules.DefaultMaxWindowDays)
+	for _, b := range stream {
+		if !b.junk {
+			ref.Apply(b.batch, time.Now())
+		}
+	}
+	checkAgainstReference(t, c, ref, segs)
+	checkChangesOnce(t, js, ref, segs)
+}
