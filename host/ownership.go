@@ -115,8 +115,13 @@ func (s *Server) joinOwnership(ctx context.Context) error {
 	if err := s.waitLeaseFree(ctx); err != nil {
 		return err
 	}
+	// Joining is bounded (a previous run's host key expires within a
+	// lease): a request NATS refuses (permissions) would otherwise be
+	// retried as transient for ever.
+	jctx, cancel := context.WithTimeout(ctx, 2*s.lease()+joinTimeout)
+	defer cancel()
 	var err error
-	o.owner, err = cluster.Join(ctx, s.js, cluster.Options{
+	o.owner, err = cluster.Join(jctx, s.js, cluster.Options{
 		HostID:     cfg.HostID,
 		Partitions: ownershipLeaseKeyParts,
 		Lease:      cfg.Lease,
@@ -128,7 +133,7 @@ func (s *Server) joinOwnership(ctx context.Context) error {
 		OnLose: func(l *cluster.Lease, why error) { s.leaseEnded(l, why) },
 	})
 	if err != nil {
-		return fmt.Errorf("ownership (--host-id %s): %w (a restricted NATS user for segd needs the permissions in docs/operations.md, \"Running a standby\")", cfg.HostID, err)
+		return fmt.Errorf("ownership (--host-id %s): %w%s", cfg.HostID, err, permHint)
 	}
 	waited := time.Now()
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -167,17 +172,14 @@ func (s *Server) waitLeaseFree(ctx context.Context) error {
 		return nil // nobody has ever owned the stream
 	}
 	if err != nil {
-		return fmt.Errorf("ownership: bucket %s: %w", cluster.OwnersBucket, err)
+		return fmt.Errorf("ownership: bucket %s: %w%s", cluster.OwnersBucket, err, permHint)
 	}
 	w, err := kv.Watch(ctx, cluster.PartitionKey(0, ownershipLeaseKeyParts))
 	if err != nil {
-		return fmt.Errorf("ownership: watch %s: %w", cluster.OwnersBucket, err)
+		return fmt.Errorf("ownership: watch %s: %w%s", cluster.OwnersBucket, err, permHint)
 	}
 	defer w.Stop()
-	lease := s.cfg.Lease
-	if lease == 0 {
-		lease = cluster.DefaultLease
-	}
+	lease := s.lease()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	var held bool
@@ -218,15 +220,33 @@ func (s *Server) waitLeaseFree(ctx context.Context) error {
 	}
 }
 
+// joinTimeout bounds joining the owners, besides waiting out a previous
+// run's host key.
+const joinTimeout = 30 * time.Second
+
+// permHint ends an ownership error: NATS refusing segd's requests is the
+// likely cause.
+const permHint = " (with a restricted NATS user, segd needs the permissions in docs/operations.md, \"Running a standby\")"
+
+// lease is Config.Lease or its default.
+func (s *Server) lease() time.Duration {
+	if s.cfg.Lease == 0 {
+		return cluster.DefaultLease
+	}
+	return s.cfg.Lease
+}
+
 // openSnapshotStore opens the Object Store of snapshots (not with
 // NoSnapshots).
 func (s *Server) openSnapshotStore(ctx context.Context) error {
 	if s.cfg.NoSnapshots {
 		return nil
 	}
-	st, err := cluster.OpenSnapshots(ctx, s.js, cluster.SnapshotOptions{})
+	octx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	st, err := cluster.OpenSnapshots(octx, s.js, cluster.SnapshotOptions{})
 	if err != nil {
-		return err
+		return fmt.Errorf("%w%s", err, permHint)
 	}
 	s.own.store = st
 	return nil
