@@ -182,9 +182,24 @@ func (s *Server) segmentEndpoints() []bus.Endpoint {
 // segments shown as rebuilding until the replay at start has caught up.
 func (s *Server) membership() bus.Membership {
 	if s.scatter != nil {
+		if s.cfg.HostID != "" {
+			return hostMembership{s.scatter, s.cfg.HostID}
+		}
 		return s.scatter
 	}
 	return replayMembership{s.engine, s}
+}
+
+// hostMembership names the host in the merged status (ownership.go).
+type hostMembership struct {
+	bus.Membership
+	host string
+}
+
+func (m hostMembership) Status() api.StatusReply {
+	st := m.Membership.Status()
+	st.Host = m.host
+	return st
 }
 
 type replayMembership struct {
@@ -203,6 +218,7 @@ func (m replayMembership) Status() api.StatusReply { return m.s.completeStatus(m
 func (s *Server) completeStatus(st api.StatusReply) api.StatusReply {
 	st.Ready = st.Ready && !s.rebuilding() && len(st.Rebuilding) == 0
 	st.ReplayFrom, st.ReplayTo = s.replayFrom, s.segAPI.replayTo
+	st.Host = s.cfg.HostID
 	if s.snaps != nil {
 		st.Snapshot = s.snaps.statusCopy()
 	}

@@ -169,11 +169,15 @@ func (s *Server) startEngine(ctx context.Context, stream jetstream.Stream, segme
 // consumer (bus.PartitionDurable), from the sequence after its snapshot.
 func (s *Server) startConsumer() error {
 	var err error
-	s.consumer, err = bus.Consume(s.runCtx, s.js, timedIngester{s.ingester(), s.metrics}, bus.ConsumerOptions{
+	var ing bus.Ingester = timedIngester{s.ingester(), s.metrics}
+	if o := s.ownerState(); o != nil {
+		ing = fencedIngester{ing, o} // ownership.go
+	}
+	s.consumer, err = bus.Consume(s.runCtx, s.js, ing, bus.ConsumerOptions{
 		StartSeq:       s.replayFrom,
 		Logger:         s.cfg.Logger,
 		DeadLetters:    s.dlq,
-		Durable:        bus.PartitionDurable(s.part.n, s.part.of),
+		Durable:        s.durable(),
 		FilterSubjects: bus.PartitionFilterSubjects(s.part.n, s.part.of),
 		Partition:      s.part.n,
 		Partitions:     s.part.of,

@@ -120,6 +120,15 @@ type Config struct {
 	// for an events stream (recorded in it at the first start): see
 	// docs/operations.md, "Partitions".
 	Partitions int
+	// HostID, when set, makes this segd one of several hosts on one NATS
+	// (ownership.go): it holds the stream only while it holds a lease in
+	// KV SEGD_OWNERS, and stands by (Start waits) until then. 1-64 of
+	// A-Z a-z 0-9 _ -, unique among the live hosts.
+	HostID string
+	// Lease is how long the stream's lease lasts without renewal (whole
+	// seconds; default 10s): a host that dies is taken over within about
+	// Lease + 1s (docs/operations.md, "Running a standby").
+	Lease time.Duration
 
 	// ruleRebuildGate, in tests, holds the log reads of rule changes'
 	// rebuilds until it is closed (rules_admin.go).
@@ -191,6 +200,9 @@ type Server struct {
 	feedLock sync.Mutex
 	// scatter merges the partitions' answers; the front serves it.
 	scatter *scatter.Scatter
+	// own is the stream's lease and the Object Store of snapshots, with
+	// Config.HostID (ownership.go); on the front only.
+	own *ownership
 }
 
 // Start loads the rules, starts or connects to NATS, creates the events
@@ -250,6 +262,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.js, err = jetstream.New(s.nc); err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
+	if cfg.HostID != "" {
+		// A standby waits here, before it reads rules, plugins or state.
+		if err := s.joinOwnership(ctx); err != nil {
+			return nil, err
+		}
+	}
 	// The plugins bucket's modules above --plugins DIR's, before the
 	// rules that name them compile.
 	if err := s.loadPluginStore(ctx); err != nil {
@@ -285,6 +303,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	var lastSeq uint64
 	for _, p := range s.partitions() {
+		if err := s.pullSnapshot(ctx, p); err != nil {
+			return nil, partErr(p, err)
+		}
 		if lastSeq, err = p.startEngine(ctx, stream, segments, revisions); err != nil {
 			return nil, partErr(p, err)
 		}
@@ -303,6 +324,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if err := s.startMetrics(); err != nil {
 		return nil, err
+	}
+	if s.own != nil {
+		if err := s.dropStaleDurables(ctx); err != nil {
+			return nil, err
+		}
 	}
 	for _, p := range s.partitions() {
 		p.dlq, p.metrics = s.dlq, s.metrics
@@ -501,7 +527,7 @@ func (s *Server) close() error {
 	shutdownErrs := make([]error, len(parts))
 	var wg sync.WaitGroup
 	for i, p := range parts {
-		if p.started && p.snaps != nil {
+		if p.started && p.snaps != nil && !s.isFenced() {
 			wg.Go(func() {
 				p.stopSnapshots()
 				shutdownErrs[i] = p.shutdownSnapshot()
@@ -532,6 +558,7 @@ func (s *Server) close() error {
 			p.nc.Close() // a partition's own connection
 		}
 	}
+	s.leaveOwnership() // after the last snapshot
 	if s.nc != nil {
 		s.nc.Close()
 	}

@@ -273,6 +273,7 @@ func (s *Server) Snapshot(ctx context.Context) (string, error) {
 		if err == nil {
 			sn.prune()
 			path := filepath.Join(sn.dir, name)
+			s.pushSnapshot(ctx, path, meta.Seq) // the Object Store's copy, with several hosts (ownership.go)
 			sn.smu.Lock()
 			st := &sn.status
 			st.Written++

@@ -530,6 +530,9 @@ type StatusReply struct {
 	// split into more than one (docs/operations.md, "Partitions: how
 	// answers are merged"); the fields above are then their merge.
 	Partitions []PartitionStatus `json:"partitions,omitempty"`
+	// Host is the answering segd's --host-id, when several hosts share the
+	// NATS (docs/operations.md, "Running a standby"): the stream's owner.
+	Host string `json:"host,omitempty"`
 }
 
 // PartitionStatus is one partition's progress, within a StatusReply.

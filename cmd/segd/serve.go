@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -89,20 +90,39 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), stopOn...)
 			defer stop()
-			srv, err := host.Start(ctx, cfg)
-			if err != nil {
-				return err
+			if cfg.HostID == "" && cfg.NATSURL != "" {
+				cfg.HostID = defaultHostID()
 			}
-			defer srv.Close()
-			if demo {
-				go runDemo(ctx, srv, logger, demoUsers, demoDays, loc)
+			if cfg.HostID != "" {
+				logger.Info("joining the stream's owners; standing by until this host holds the lease", "host", cfg.HostID)
 			}
-			sink.Flush(time.Second) // the start-up log before the welcome
-			printWelcome(cmd, srv, cfg)
-			<-ctx.Done()
-			// Stop consuming, finish the batch in hand, snapshot, exit 0.
-			logger.Info("segd is stopping")
-			return srv.Close()
+			for {
+				srv, err := host.Start(ctx, cfg)
+				if err != nil {
+					if ctx.Err() != nil && cfg.HostID != "" {
+						logger.Info("segd stopped while standing by", "host", cfg.HostID)
+						return nil
+					}
+					return err
+				}
+				if demo {
+					go runDemo(ctx, srv, logger, demoUsers, demoDays, loc)
+					demo = false // once, not again after a hand-over
+				}
+				sink.Flush(time.Second) // the start-up log before the welcome
+				printWelcome(cmd, srv, cfg)
+				select {
+				case <-ctx.Done():
+					// Stop consuming, finish the batch in hand, snapshot, exit 0.
+					logger.Info("segd is stopping")
+					return srv.Close()
+				case <-srv.Lost():
+					// Another host owns the stream now: this one stopped
+					// writing when its lease ended; stand by again.
+					logger.Warn("standing by again", "reason", srv.LostErr())
+					_ = srv.Close()
+				}
+			}
 		},
 	}
 	f := cmd.Flags()
@@ -122,6 +142,8 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 	f.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 5*time.Minute, "how often to snapshot the state under --data-dir/snapshots while events arrive (negative: only at shutdown)")
 	f.IntVar(&cfg.SnapshotKeep, "snapshot-keep", 3, "how many snapshot files to keep")
 	f.IntVar(&cfg.Partitions, "partitions", 1, "split the users into this many partitions (1 to 256), each with its own writer: one per core to use (fixed for an events stream; docs/operations.md, \"Partitions\")")
+	f.StringVar(&cfg.HostID, "host-id", "", "this host's name among several segd on one NATS (with --nats, default HOSTNAME-PID): one owns the stream, the others stand by (docs/operations.md, \"Running a standby\")")
+	f.DurationVar(&cfg.Lease, "lease", 10*time.Second, "with --host-id: how long the stream's lease lasts unrenewed, whole seconds; a dead owner is taken over after about this plus 1s")
 	f.BoolVar(&cfg.NoSnapshots, "no-snapshots", false, "never snapshot: every start replays the whole event log")
 	f.Int64Var(&cfg.SnapshotMemoryLimit, "snapshot-memory-limit", 0, "skip a snapshot estimated to need more bytes than this (twice the last one's size; 0: the memory the system has available)")
 	f.DurationVar(&cfg.ShutdownSnapshotTimeout, "shutdown-snapshot-timeout", 5*time.Second, "give up the snapshot at shutdown past this (the next start replays the log after the previous snapshot); negative: none")
@@ -186,4 +208,24 @@ func runDemo(ctx context.Context, srv *host.Server, logger *slog.Logger, users, 
 	if err != nil && ctx.Err() == nil {
 		logger.Error("demo producer stopped", "published", n, "error", err)
 	}
+}
+
+// defaultHostID is HOSTNAME-PID, reduced to the characters a host id
+// may hold.
+func defaultHostID() string {
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		name = "segd"
+	}
+	name = strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-':
+			return r
+		}
+		return '_'
+	}, name)
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	return name + "-" + strconv.Itoa(os.Getpid())
 }

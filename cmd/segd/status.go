@@ -25,6 +25,9 @@ func printStatus(w io.Writer, st *api.StatusReply) {
 		ready = "no: rebuilding segments"
 	}
 	row("ready", ready)
+	if st.Host != "" {
+		row("host", st.Host, "owns the stream (the others on this NATS stand by)")
+	}
 	row("clock", st.Clock)
 	replay := "nothing to replay at start"
 	if st.ReplayTo >= st.ReplayFrom && st.ReplayTo > 0 {
