@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/bus/cluster"
 )
 
 // The roles of docs/security.md.
@@ -53,7 +54,8 @@ var (
 		"$JS.FC.OBJ_" + api.ExportBucket + ".>",
 	}
 	// serviceJS: segd's streams, its durable consumer and ordered log
-	// readers, the export bucket, the rules bucket, the plugins bucket.
+	// readers, the export bucket, the rules bucket, the plugins bucket,
+	// the owners bucket and the snapshots bucket (several hosts).
 	serviceJS = append(append([]string{
 		"$JS.API.STREAM.CREATE." + EventsStream, "$JS.API.STREAM.UPDATE." + EventsStream, "$JS.API.STREAM.INFO." + EventsStream,
 		// A partition's last message (bus.LastPartitionSeq).
@@ -71,7 +73,7 @@ var (
 		"$JS.API.CONSUMER.RESET." + EventsStream + ".*",
 		"$JS.API.CONSUMER.MSG.NEXT." + EventsStream + ".*",
 		"$JS.ACK." + EventsStream + ".>",
-	}, RuleStorePermissions...), PluginStorePermissions...)
+	}, RuleStorePermissions...), append(PluginStorePermissions, cluster.Permissions(EventsStream)...)...)
 )
 
 // RolePermissions returns the NATS permissions of role for user: the

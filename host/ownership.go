@@ -226,7 +226,7 @@ const joinTimeout = 30 * time.Second
 
 // permHint ends an ownership error: NATS refusing segd's requests is the
 // likely cause.
-const permHint = " (with a restricted NATS user, segd needs the permissions in docs/operations.md, \"Running a standby\")"
+const permHint = " (with a restricted NATS user, segd needs the permissions docs/security.md gives its identity: the SEGD_OWNERS and SEGD_SNAPSHOTS buckets)"
 
 // lease is Config.Lease or its default.
 func (s *Server) lease() time.Duration {
