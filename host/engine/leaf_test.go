@@ -284,9 +284,22 @@ func checkColumns(e *Engine) error {
 		}
 		out := make([]bool, len(us))
 		d.holdsColumns(us, set, e.now, out)
+		// holdsFew (fewer than batchMin users) over every other user, the
+		// others masked out, and over all of them.
+		mask := make([]bool, len(us))
+		for i := range mask {
+			mask[i] = i%2 == 0
+		}
+		few, fewAll := make([]bool, len(us)), make([]bool, len(us))
+		d.holdsFew(us, e.now, mask, few)
+		d.holdsFew(us, e.now, nil, fewAll)
 		for i, u := range us {
-			if want := d.holds(u, e.now); out[i] != want {
+			want := d.holds(u, e.now)
+			if out[i] != want {
 				return fmt.Errorf("%s %s: user %d: holdsColumns %v, holds %v", d.cond.Aggregate, d.cond.Window, u, out[i], want)
+			}
+			if fewAll[i] != want || (mask[i] && few[i] != want) {
+				return fmt.Errorf("%s %s: user %d: holdsFew %v (masked %v), holds %v", d.cond.Aggregate, d.cond.Window, u, fewAll[i], few[i], want)
 			}
 		}
 	}

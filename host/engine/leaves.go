@@ -220,6 +220,7 @@ type didLeaf struct {
 	limits  *idLimits         // the engine's: how many values fit
 	scratch []rules.Event
 	seen    []uint32 // value's scratch for distinct (writer only)
+	few     fewScratch
 }
 
 func newDidLeaf(c *rules.Did, loc *time.Location, limits *idLimits) *didLeaf {
