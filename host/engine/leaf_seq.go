@@ -205,7 +205,12 @@ func (st *seqStore) trim(i uint32, t int64) bool {
 		st.move(rp, st.used(*rp), int(rp.cap))
 	}
 	r = *rp
-	lens := make([]int, st.lists)
+	var room [8]int // no allocation for up to 8 lists
+	lens := room[:0]
+	if st.lists > len(room) {
+		lens = make([]int, 0, st.lists)
+	}
+	lens = lens[:st.lists]
 	to, total := int(r.off)+st.head, 0
 	for k := range st.lists {
 		l := st.list(r, k)
