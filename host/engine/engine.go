@@ -390,6 +390,27 @@ func (c changeSet) set(s *segmentState, user uint32, member bool) {
 	}
 }
 
+// enterAll is set(s, u, true) for each user of users, in ascending order,
+// with one bitmap difference instead of a lookup per user.
+func (c changeSet) enterAll(s *segmentState, users *roaring.Bitmap) {
+	users.AndNot(s.members)
+	if users.IsEmpty() {
+		return
+	}
+	d := c[s]
+	if d == nil {
+		d = &membershipDelta{}
+		c[s] = d
+	}
+	at := len(d.enter)
+	d.enter = append(d.enter, users.ToArray()...)
+	if d.pending != nil {
+		for _, u := range d.enter[at:] {
+			d.pending[u] = true
+		}
+	}
+}
+
 // member reports a user's membership including this step's changes, which
 // segments that read s see before readers do.
 func (c changeSet) member(s *segmentState, user uint32) bool {

@@ -223,10 +223,7 @@ func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitma
 			changes.set(s, u, out[i])
 		}
 		if fresh != nil && s.empty {
-			it := roaring.AndNot(fresh, affected).Iterator()
-			for it.HasNext() {
-				changes.set(s, it.Next(), true)
-			}
+			changes.enterAll(s, roaring.AndNot(fresh, affected))
 		}
 	}
 }
