@@ -118,9 +118,18 @@ func (d *didLeaf) holdsFew(us []uint32, now int64, mask, out []bool) {
 	}
 	n, x, found, lastDay := f.n, f.x, f.found, f.lastDay
 	var it roaring.IntIterator
+	counts := a == rules.AggCount || a == rules.AggAvg
 	for _, c := range d.inWindow(start, end) {
 		it.Initialize(c.users)
 		from := 0 // the users come in ascending order
+		if counts {
+			// The count's bit planes are subsets of the users: walked the
+			// same way.
+			f.planes = slices.Grow(f.planes[:0], len(c.more))[:len(c.more)]
+			for k, m := range c.more {
+				f.planes[k].Initialize(m)
+			}
+		}
 		for i, u := range us {
 			if mask != nil && !mask[i] {
 				continue
@@ -134,7 +143,7 @@ func (d *didLeaf) holdsFew(us []uint32, now int64, mask, out []bool) {
 			}
 			switch a {
 			case rules.AggCount:
-				n[i] += c.count(u)
+				n[i] += f.count(u)
 			case rules.AggDays:
 				if c.day != lastDay[i] {
 					n[i]++
@@ -144,7 +153,7 @@ func (d *didLeaf) holdsFew(us []uint32, now int64, mask, out []bool) {
 				v, _ := c.vals.getFrom(u, &from)
 				x[i] += v
 			case rules.AggAvg:
-				n[i] += c.count(u)
+				n[i] += f.count(u)
 				v, _ := c.vals.getFrom(u, &from)
 				x[i] += v
 			case rules.AggMin:
@@ -187,6 +196,21 @@ type fewScratch struct {
 	n, x    []float64
 	found   []bool
 	lastDay []rules.CalendarDay
+	planes  []roaring.IntIterator // over a bucket's count planes (more)
+}
+
+// count is bucketCol.count for user u of the bucket whose planes are
+// being walked, u not below the last user asked.
+func (f *fewScratch) count(u uint32) float64 {
+	n := 1
+	for k := range f.planes {
+		p := &f.planes[k]
+		p.AdvanceIfNeeded(u)
+		if p.HasNext() && p.PeekNext() == u {
+			n += 1 << k
+		}
+	}
+	return float64(n)
 }
 
 func resetFloats(s []float64, n int) []float64 {
