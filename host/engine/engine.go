@@ -362,7 +362,13 @@ type changeSet map[*segmentState]*membershipDelta
 
 type membershipDelta struct {
 	enter, exit []uint32
-	pending     map[uint32]bool
+	// pending indexes enter and exit for member, built on its first call:
+	// most segments are read by no other, and a map write per change was
+	// a tenth of a step (BenchmarkIngest100Rules). Exact because the
+	// members do not change within a step (publish applies them): set
+	// records a user in enter only if not a member and in exit only if
+	// one, so the two lists never share a user.
+	pending map[uint32]bool
 }
 
 func (c changeSet) set(s *segmentState, user uint32, member bool) {
@@ -371,10 +377,12 @@ func (c changeSet) set(s *segmentState, user uint32, member bool) {
 	}
 	d := c[s]
 	if d == nil {
-		d = &membershipDelta{pending: map[uint32]bool{}}
+		d = &membershipDelta{}
 		c[s] = d
 	}
-	d.pending[user] = member
+	if d.pending != nil {
+		d.pending[user] = member
+	}
 	if member {
 		d.enter = append(d.enter, user)
 	} else {
@@ -382,10 +390,40 @@ func (c changeSet) set(s *segmentState, user uint32, member bool) {
 	}
 }
 
+// enterAll is set(s, u, true) for each user of users, in ascending order,
+// with one bitmap difference instead of a lookup per user.
+func (c changeSet) enterAll(s *segmentState, users *roaring.Bitmap) {
+	users.AndNot(s.members)
+	if users.IsEmpty() {
+		return
+	}
+	d := c[s]
+	if d == nil {
+		d = &membershipDelta{}
+		c[s] = d
+	}
+	at := len(d.enter)
+	d.enter = append(d.enter, users.ToArray()...)
+	if d.pending != nil {
+		for _, u := range d.enter[at:] {
+			d.pending[u] = true
+		}
+	}
+}
+
 // member reports a user's membership including this step's changes, which
 // segments that read s see before readers do.
 func (c changeSet) member(s *segmentState, user uint32) bool {
 	if d := c[s]; d != nil {
+		if d.pending == nil {
+			d.pending = make(map[uint32]bool, len(d.enter)+len(d.exit))
+			for _, u := range d.enter {
+				d.pending[u] = true
+			}
+			for _, u := range d.exit {
+				d.pending[u] = false
+			}
+		}
 		if m, ok := d.pending[user]; ok {
 			return m
 		}

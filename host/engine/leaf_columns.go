@@ -58,11 +58,9 @@ func (c *bucketCol) increment(u uint32) {
 	}
 }
 
-// count is the number of user u's events in the bucket.
+// count is the number of user u's events in the bucket, where u is in
+// c.users (the caller has looked).
 func (c *bucketCol) count(u uint32) float64 {
-	if !c.users.Contains(u) {
-		return 0
-	}
 	n := 1
 	for i, m := range c.more {
 		if m.Contains(u) {

@@ -25,7 +25,7 @@ import (
 type seqStore struct {
 	lists   int // the steps, and the then_not step if any
 	head    int // header words: (lists+1)/2
-	slot    map[uint32]uint32
+	slot    slotIndex
 	chunks  []*recChunk
 	records int      // records made, free or not
 	free    []uint32 // record numbers to reuse
@@ -49,7 +49,7 @@ type recChunk struct {
 
 // newSeqStore keeps lists lists per user.
 func newSeqStore(lists int) seqStore {
-	return seqStore{lists: lists, head: (lists + 1) / 2, slot: map[uint32]uint32{}}
+	return seqStore{lists: lists, head: (lists + 1) / 2}
 }
 
 func (st *seqStore) rec(i uint32) *seqRec { return &st.chunks[i/recChunkSize].recs[i%recChunkSize] }
@@ -94,14 +94,44 @@ func (st *seqStore) used(r seqRec) int {
 }
 
 // lookup returns u's record number.
-func (st *seqStore) lookup(u uint32) (uint32, bool) {
-	i, ok := st.slot[u]
-	return i, ok
+func (st *seqStore) lookup(u uint32) (uint32, bool) { return st.slot.get(u) }
+
+// slotIndex maps a dense user id to its record number, in chunks of
+// chunkLen ids made on first use: an array load where a Go map cost a
+// hash and a probe per event and per judged user (BenchmarkIngest100Rules).
+// Entries hold the record number plus one; 0 is no record. Writer only:
+// captures hold records, not the index.
+type slotIndex [][]uint32
+
+func (x slotIndex) get(u uint32) (uint32, bool) {
+	if c := int(u >> chunkBits); c < len(x) && x[c] != nil {
+		if v := x[c][u&(chunkLen-1)]; v != 0 {
+			return v - 1, true
+		}
+	}
+	return 0, false
+}
+
+func (x *slotIndex) set(u, i uint32) {
+	c := int(u >> chunkBits)
+	for c >= len(*x) {
+		*x = append(*x, nil)
+	}
+	if (*x)[c] == nil {
+		(*x)[c] = make([]uint32, chunkLen)
+	}
+	(*x)[c][u&(chunkLen-1)] = i + 1
+}
+
+func (x slotIndex) remove(u uint32) {
+	if c := int(u >> chunkBits); c < len(x) && x[c] != nil {
+		x[c][u&(chunkLen-1)] = 0
+	}
 }
 
 // add inserts time t in list k of user u.
 func (st *seqStore) add(u uint32, k int, t int64) {
-	i, ok := st.slot[u]
+	i, ok := st.slot.get(u)
 	if !ok {
 		i = st.newRec(u)
 	}
@@ -142,7 +172,7 @@ func (st *seqStore) newRec(u uint32) uint32 {
 	r := st.mutableRec(i)
 	*r = seqRec{user: u, off: uint32(len(st.arena)), cap: uint32(st.head + 2)}
 	st.arena = append(st.arena, make([]int64, st.head+2)...)
-	st.slot[u] = i
+	st.slot.set(u, i)
 	return i
 }
 
@@ -175,7 +205,12 @@ func (st *seqStore) trim(i uint32, t int64) bool {
 		st.move(rp, st.used(*rp), int(rp.cap))
 	}
 	r = *rp
-	lens := make([]int, st.lists)
+	var room [8]int // no allocation for up to 8 lists
+	lens := room[:0]
+	if st.lists > len(room) {
+		lens = make([]int, 0, st.lists)
+	}
+	lens = lens[:st.lists]
 	to, total := int(r.off)+st.head, 0
 	for k := range st.lists {
 		l := st.list(r, k)
@@ -192,7 +227,7 @@ func (st *seqStore) trim(i uint32, t int64) bool {
 	}
 	if total == 0 {
 		st.garbage += int(r.cap)
-		delete(st.slot, r.user)
+		st.slot.remove(r.user)
 		*rp = seqRec{}
 		st.free = append(st.free, i)
 		return false
@@ -270,7 +305,7 @@ func readSeqStore(r *snapio.Reader, lists int) seqStore {
 	n := r.Len(1 + st.lists)
 	for range n {
 		u := uint32(r.Uvarint())
-		if _, dup := st.slot[u]; dup && r.Err == nil {
+		if _, dup := st.lookup(u); dup && r.Err == nil {
 			r.Err = errRepeatedUser
 		}
 		if r.Err != nil {

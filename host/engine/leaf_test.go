@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -284,11 +285,71 @@ func checkColumns(e *Engine) error {
 		}
 		out := make([]bool, len(us))
 		d.holdsColumns(us, set, e.now, out)
+		// holdsFew (fewer than batchMin users) over every other user, the
+		// others masked out, and over all of them.
+		mask := make([]bool, len(us))
+		for i := range mask {
+			mask[i] = i%2 == 0
+		}
+		few, fewAll := make([]bool, len(us)), make([]bool, len(us))
+		d.holdsFew(us, e.now, mask, few)
+		d.holdsFew(us, e.now, nil, fewAll)
 		for i, u := range us {
-			if want := d.holds(u, e.now); out[i] != want {
+			want := d.holds(u, e.now)
+			if out[i] != want {
 				return fmt.Errorf("%s %s: user %d: holdsColumns %v, holds %v", d.cond.Aggregate, d.cond.Window, u, out[i], want)
+			}
+			if fewAll[i] != want || (mask[i] && few[i] != want) {
+				return fmt.Errorf("%s %s: user %d: holdsFew %v (masked %v), holds %v", d.cond.Aggregate, d.cond.Window, u, fewAll[i], few[i], want)
 			}
 		}
 	}
 	return nil
+}
+
+// TestHoldsFewCountsRepeats: users with many events in one bucket (count
+// bit planes several deep) are judged alike by holdsFew, holdsColumns and
+// holds, for count and avg thresholds around their counts.
+func TestHoldsFewCountsRepeats(t *testing.T) {
+	t.Parallel()
+	var src strings.Builder
+	src.WriteString("segments:\n")
+	for n := 1; n <= 12; n++ {
+		fmt.Fprintf(&src, "  - {id: c%d, did: {event: a, count: \">= %d\", last: 3d}}\n", n, n)
+	}
+	src.WriteString("  - {id: avg, did: {event: a, aggregate: avg(v), is: \">= 5\", last: 3d}}\n")
+	segs, err := rules.Compile([]rules.File{{Name: "repeats.yaml", Data: []byte(src.String())}}, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	cur := run(New(Config{Segments: segs, Clock: NewManualClock(now), TickInterval: time.Hour}))
+	defer cur.stop()
+	rng := rand.New(rand.NewPCG(3, 4))
+	var b rules.Batch
+	for u := range 40 {
+		for range rng.IntN(12) {
+			b.Events = append(b.Events, rules.Event{User: fmt.Sprintf("u%d", u), Name: "a",
+				Time:  now.Add(-time.Duration(rng.IntN(3*24*60)) * time.Minute).UnixMilli(),
+				Props: map[string]any{"v": float64(rng.IntN(10))}})
+		}
+	}
+	ctx := context.Background()
+	if err := cur.e.Apply(ctx, &ingest.Message{Seq: 1, Batch: b}); err != nil {
+		t.Fatal(err)
+	}
+	deep := false
+	for _, l := range cur.e.leaves {
+		if d, ok := l.(*didLeaf); ok {
+			for _, c := range d.cols {
+				deep = deep || len(c.more) >= 2
+			}
+		}
+	}
+	if !deep {
+		t.Fatal("no bucket has a count of 3 or more: the test data misses its case")
+	}
+	if err := cur.e.Do(ctx, func() error { return checkColumns(cur.e) }); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -178,8 +178,12 @@ func (iv *interval) at(now int64) (int64, int64) {
 func windowMoves(w rules.Window) bool { return w.Kind == rules.Rolling }
 
 // match runs a step's where over the batch's events of its names and
-// returns the positions (into b.events) that match.
+// returns the positions (into b.events) that match. The caller only reads
+// them: for one name and no where they are the batch's own list.
 func match(ctx context.Context, step *rules.Step, b *batchView, scratch *[]rules.Event) ([]int, error) {
+	if len(step.Events) == 1 && step.Where == nil {
+		return b.byName[step.Events[0]], nil
+	}
 	var pos []int
 	for _, name := range step.Events {
 		pos = append(pos, b.byName[name]...)
@@ -220,6 +224,7 @@ type didLeaf struct {
 	limits  *idLimits         // the engine's: how many values fit
 	scratch []rules.Event
 	seen    []uint32 // value's scratch for distinct (writer only)
+	few     fewScratch
 }
 
 func newDidLeaf(c *rules.Did, loc *time.Location, limits *idLimits) *didLeaf {
