@@ -254,6 +254,9 @@ func writeSeqStore(w *snapio.Writer, lists int, chunks []*recChunk, arena []int6
 		}
 	}
 	slices.Sort(keys)
+	// Room for a few times a user, so that the buffer grows once or
+	// twice, not a doubling at a time from empty.
+	w.Buf = slices.Grow(w.Buf, len(keys)*(3+4*lists))
 	w.Uvarint(uint64(len(keys)))
 	for _, k := range keys {
 		i := uint32(k)

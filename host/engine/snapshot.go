@@ -420,6 +420,7 @@ func writeColumns(w *snapio.Writer, cols []*bucketCol) {
 		}
 		w.Bool(c.vals != nil)
 		if c.vals != nil {
+			w.Buf = slices.Grow(w.Buf, 11*c.vals.len()) // a delta and a float each
 			w.Uvarint(uint64(c.vals.len()))
 			var prev uint32
 			c.vals.each(func(u uint32, x float64) {
@@ -564,10 +565,7 @@ func (e *Engine) Restore(r *snapio.Reader) (RestoreResult, error) {
 		return res, fmt.Errorf("status counters: %w", err)
 	}
 	nu := r.Len(1)
-	names := make([]string, nu)
-	for i := range names {
-		names[i] = r.String()
-	}
+	names := r.Strings(nu)
 	if r.Err != nil {
 		return res, r.Err
 	}
