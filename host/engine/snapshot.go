@@ -354,20 +354,6 @@ func writeTimes(w *snapio.Writer, ts []int64) {
 	}
 }
 
-func readTimes(r *snapio.Reader) []int64 {
-	n := r.Len(1)
-	if n == 0 {
-		return nil
-	}
-	out := make([]int64, n)
-	var prev int64
-	for i := range out {
-		prev += r.Varint()
-		out[i] = prev
-	}
-	return out
-}
-
 // capture writes the leaf's state to w and turns on copy-on-write (see
 // Capture): the buckets of columns are shared with the capture, which
 // encodes them later, and the writer changes a clone of a shared bucket.
