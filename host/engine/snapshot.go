@@ -73,11 +73,11 @@ func (e *Engine) computeFingerprints(extra func(*rules.Segment) string) {
 
 // Capture is the engine's state at one stream sequence, taken in a short
 // pause of the writer and encoded later, while ingest goes on. The pause
-// encodes what is cheap to encode (bitmaps, counters, the dictionary,
-// profiles) and clones the maps of per-user rule state, whose encoding
-// (sorted, so that equal states encode to equal bytes) is the slow part;
-// until Release, the leaves copy a user's state before changing it, so
-// the clones keep seeing the captured state.
+// costs in segments, buckets and chunks, not in users: it shares the
+// dictionary, the profiles, the memberships and the rule state (did
+// buckets, sequence record chunks and arena, time-bucket bitmaps) with the
+// capture, and until Release the writer copies a shared piece before
+// changing it, so the capture keeps seeing the captured state.
 type Capture struct {
 	head   snapio.Writer
 	segs   []capturedSegment
