@@ -73,11 +73,11 @@ func (e *Engine) computeFingerprints(extra func(*rules.Segment) string) {
 
 // Capture is the engine's state at one stream sequence, taken in a short
 // pause of the writer and encoded later, while ingest goes on. The pause
-// encodes what is cheap to encode (bitmaps, counters, the dictionary,
-// profiles) and clones the maps of per-user rule state, whose encoding
-// (sorted, so that equal states encode to equal bytes) is the slow part;
-// until Release, the leaves copy a user's state before changing it, so
-// the clones keep seeing the captured state.
+// costs in segments, buckets and chunks, not in users: it shares the
+// dictionary, the profiles, the memberships and the rule state (did
+// buckets, sequence record chunks and arena, time-bucket bitmaps) with the
+// capture, and until Release the writer copies a shared piece before
+// changing it, so the capture keeps seeing the captured state.
 type Capture struct {
 	head   snapio.Writer
 	segs   []capturedSegment
@@ -354,20 +354,6 @@ func writeTimes(w *snapio.Writer, ts []int64) {
 	}
 }
 
-func readTimes(r *snapio.Reader) []int64 {
-	n := r.Len(1)
-	if n == 0 {
-		return nil
-	}
-	out := make([]int64, n)
-	var prev int64
-	for i := range out {
-		prev += r.Varint()
-		out[i] = prev
-	}
-	return out
-}
-
 // capture writes the leaf's state to w and turns on copy-on-write (see
 // Capture): the buckets of columns are shared with the capture, which
 // encodes them later, and the writer changes a clone of a shared bucket.
@@ -420,6 +406,7 @@ func writeColumns(w *snapio.Writer, cols []*bucketCol) {
 		}
 		w.Bool(c.vals != nil)
 		if c.vals != nil {
+			w.Buf = slices.Grow(w.Buf, 11*c.vals.len()) // a delta and a float each
 			w.Uvarint(uint64(c.vals.len()))
 			var prev uint32
 			c.vals.each(func(u uint32, x float64) {
@@ -564,10 +551,7 @@ func (e *Engine) Restore(r *snapio.Reader) (RestoreResult, error) {
 		return res, fmt.Errorf("status counters: %w", err)
 	}
 	nu := r.Len(1)
-	names := make([]string, nu)
-	for i := range names {
-		names[i] = r.String()
-	}
+	names := r.Strings(nu)
 	if r.Err != nil {
 		return res, r.Err
 	}

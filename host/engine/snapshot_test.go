@@ -303,3 +303,63 @@ func runCaptureWhileIngesting(t *testing.T, loc *time.Location, seed uint64) {
 		}
 	}
 }
+
+// TestSeqStoreRoundTripAndOrder reads back what writeSeqStore wrote (the
+// same lists per user), and rejects users repeated or out of order, which
+// the bulk reader relies on instead of a lookup per user.
+func TestSeqStoreRoundTripAndOrder(t *testing.T) {
+	t.Parallel()
+	st := newSeqStore(3)
+	rng := rand.New(rand.NewPCG(3, 3))
+	for range 5000 {
+		st.add(uint32(rng.IntN(700)), rng.IntN(3), int64(rng.IntN(1e6)))
+	}
+	chunks, arena := st.freeze()
+	w := &snapio.Writer{}
+	writeSeqStore(w, 3, chunks, arena)
+	r := snapio.NewReader(w.Buf)
+	got := readSeqStore(r, 3)
+	if err := r.Done(); err != nil {
+		t.Fatal(err)
+	}
+	if got.records != st.records {
+		t.Fatalf("%d users read, %d written", got.records, st.records)
+	}
+	for u := range uint32(700) {
+		i, wrote := st.lookup(u)
+		j, ok := got.lookup(u)
+		if ok != wrote {
+			t.Fatalf("user %d: written %v, read %v", u, wrote, ok)
+		}
+		if !ok {
+			continue
+		}
+		for k := range 3 {
+			if a, b := st.list(*st.rec(i), k), got.list(*got.rec(j), k); !slices.Equal(a, b) {
+				t.Fatalf("user %d list %d: read %v, wrote %v", u, k, b, a)
+			}
+		}
+	}
+	again := &snapio.Writer{}
+	c2, a2 := got.freeze()
+	writeSeqStore(again, 3, c2, a2)
+	if !bytes.Equal(again.Buf, w.Buf) {
+		t.Fatal("the store read back encodes to other bytes")
+	}
+	for _, users := range [][]uint64{{5, 5}, {6, 5}} {
+		w := &snapio.Writer{}
+		w.Uvarint(uint64(len(users)))
+		for _, u := range users {
+			w.Uvarint(u)
+			for range 3 {
+				w.Uvarint(1)
+				w.Varint(100)
+			}
+		}
+		r := snapio.NewReader(w.Buf)
+		readSeqStore(r, 3)
+		if r.Err == nil {
+			t.Fatalf("users %v: read without an error", users)
+		}
+	}
+}

@@ -257,6 +257,32 @@ func (r *Reader) String() string {
 	return string(r.take(n))
 }
 
+// Strings reads n strings written one after the other by String, into
+// one allocation that they share (a million user ids are one object for
+// the garbage collector, not a million).
+func (r *Reader) Strings(n int) []string {
+	out := make([]string, n)
+	start, total := r.b, 0
+	for range n {
+		total += len(r.take(r.Len(1)))
+	}
+	if r.Err != nil {
+		return out
+	}
+	buf := make([]byte, 0, total)
+	ends := make([]int, n)
+	r.b = start
+	for i := range n {
+		buf = append(buf, r.take(r.Len(1))...)
+		ends[i] = len(buf)
+	}
+	all, at := string(buf), 0
+	for i, e := range ends {
+		out[i], at = all[at:e], e
+	}
+	return out
+}
+
 // Bytes returns a copy of a byte string (nil for an empty one).
 func (r *Reader) Bytes() []byte {
 	n := r.Len(1)

@@ -3,6 +3,7 @@ package snapio
 import (
 	"bytes"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -124,5 +125,26 @@ func TestDamagedBitmap(t *testing.T) {
 				_ = got.Contains(70000)
 			}()
 		}
+	}
+}
+
+// TestStrings reads back strings written one by one, and fails on a
+// truncation as String does.
+func TestStrings(t *testing.T) {
+	t.Parallel()
+	in := []string{"a", "", "user-0000001", "ü"}
+	w := &Writer{}
+	for _, s := range in {
+		w.String(s)
+	}
+	w.Byte(7)
+	r := NewReader(w.Buf)
+	got := r.Strings(len(in))
+	if r.Err != nil || !slices.Equal(got, in) || r.Byte() != 7 {
+		t.Fatalf("Strings = %q (err %v), want %q then the next byte", got, r.Err, in)
+	}
+	r = NewReader(w.Buf[:len(w.Buf)-3])
+	if r.Strings(len(in)); r.Err == nil {
+		t.Fatal("a truncated string read without an error")
 	}
 }
