@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus/client"
+	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/examples/shop"
 )
 
@@ -113,7 +114,13 @@ func TestDocumentedRequests(t *testing.T) {
 		t.Fatalf("found only %d nats req examples", len(reqs))
 	}
 	t.Logf("%d documented requests", len(reqs))
-	cfg := Config{DataDir: t.TempDir(), NoListen: true, RulePaths: []string{"../examples/rules"},
+	// The demo's history ends at its clock and the generator's draws follow
+	// the time of day, so a user's recent events (user.get's example pages
+	// them) depend on it: pin segd's clock and the demo's to one time of
+	// day, today, so the examples meet the same data at any hour.
+	now := time.Now().UTC().Truncate(24 * time.Hour).Add(13*time.Hour + 30*time.Minute)
+	clock := engine.NewManualClock(now)
+	cfg := Config{DataDir: t.TempDir(), NoListen: true, RulePaths: []string{"../examples/rules"}, Clock: clock,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	srv, err := Start(context.Background(), cfg)
 	if err != nil {
@@ -126,7 +133,7 @@ func TestDocumentedRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := shop.Run(ctx, js, shop.RunOptions{Users: 200, Days: 10, Seed: 1}); err != nil {
+	if _, err := shop.Run(ctx, js, shop.RunOptions{Users: 200, Days: 10, Seed: 1, Now: clock.Now}); err != nil {
 		t.Fatal(err)
 	}
 	c := client.New(nc, client.WithTimeout(20*time.Second))
