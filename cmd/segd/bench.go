@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -54,15 +55,8 @@ encoding/json consumer of the same run.`,
 			var rep *ingestbench.IngestReport
 			rep, err = ingestbench.RunIngest(cmd.Context(), cfg)
 			if rep != nil {
-				if asJSON {
-					enc := json.NewEncoder(cmd.OutOrStdout())
-					enc.SetIndent("", "  ")
-					if err := enc.Encode(rep); err != nil {
-						return err
-					}
-				} else {
-					fmt.Fprintln(cmd.OutOrStdout())
-					rep.WriteText(cmd.OutOrStdout())
+				if werr := writeBenchReport(cmd.OutOrStdout(), rep, asJSON); werr != nil {
+					return werr
 				}
 			}
 			return err
@@ -114,15 +108,8 @@ back), each beside the echo measured just before it with the same clients.`,
 			var rep *ingestbench.MemberReport
 			rep, err = ingestbench.RunMember(cmd.Context(), cfg, clients, requests, cmd.ErrOrStderr())
 			if rep != nil {
-				if asJSON {
-					enc := json.NewEncoder(cmd.OutOrStdout())
-					enc.SetIndent("", "  ")
-					if err := enc.Encode(rep); err != nil {
-						return err
-					}
-				} else {
-					fmt.Fprintln(cmd.OutOrStdout())
-					rep.WriteText(cmd.OutOrStdout())
+				if werr := writeBenchReport(cmd.OutOrStdout(), rep, asJSON); werr != nil {
+					return werr
 				}
 			}
 			return err
@@ -163,4 +150,17 @@ func benchSegd(path string, inProcess, snapshots bool) (ingestbench.Segd, error)
 		path = self
 	}
 	return ingestbench.Subprocess{Path: path}, nil
+}
+
+// writeBenchReport prints a bench report as indented JSON or as its text
+// table (after a blank line, below the progress lines).
+func writeBenchReport(w io.Writer, rep interface{ WriteText(io.Writer) }, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintln(w)
+	rep.WriteText(w)
+	return nil
 }
