@@ -51,7 +51,9 @@ func parseMemberCheck(m Membership, data []byte) (func() (any, error), *api.Erro
 		if sv.Member && !sv.Since.IsZero() {
 			rep.Since = sv.Since.Format(time.RFC3339)
 		}
-		return json.RawMessage(appendMemberCheck(make([]byte, 0, 160), &rep)), nil
+		rb := getReplyBuf()
+		rb.b = appendMemberCheck(rb.b, &rep)
+		return rb, nil
 	}, nil
 }
 
@@ -83,7 +85,9 @@ func parseMemberSegments(m Membership, data []byte) (func() (any, error), *api.E
 	}
 	return func() (any, error) {
 		v := m.MemberView(user, asked)
-		return json.RawMessage(appendMemberSegments(make([]byte, 0, 256+64*len(v.Segments)), &v, r.ExactOnly)), nil
+		rb := getReplyBuf()
+		rb.b = appendMemberSegments(rb.b, &v, r.ExactOnly)
+		return rb, nil
 	}, nil
 }
 

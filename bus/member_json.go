@@ -3,6 +3,7 @@ package bus
 import (
 	"encoding/json"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/segd/segd/bus/api"
@@ -24,6 +25,27 @@ type plainRequest struct {
 	segments           []string
 	hasSegs, exactOnly bool
 	hasExact           bool
+}
+
+// replyBuf is a reply already encoded into a buffer of replyBufs: respond
+// publishes it as is and returns the buffer once the connection has
+// copied it, so a 100-segment reply costs no fresh 10 KB each time.
+type replyBuf struct{ b []byte }
+
+// maxPooledReply bounds the buffers kept for reuse: a rare huge reply is
+// left to the collector rather than pinned.
+const maxPooledReply = 64 << 10
+
+var replyBufs = sync.Pool{New: func() any { return &replyBuf{b: make([]byte, 0, 1024)} }}
+
+func getReplyBuf() *replyBuf { return replyBufs.Get().(*replyBuf) }
+
+// release returns r to the pool. r must not be used after.
+func (r *replyBuf) release() {
+	if cap(r.b) <= maxPooledReply {
+		r.b = r.b[:0]
+		replyBufs.Put(r)
+	}
 }
 
 // scanPlainRequest reads a JSON object whose keys are among keys (exactly
@@ -151,7 +173,7 @@ func plainBool(data []byte, i int) (bool, int, bool) {
 // UTF-8) through encoding/json.
 func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !plainJSON[s[i]] {
 			q, _ := json.Marshal(s)
 			return append(b, q...)
 		}
@@ -160,6 +182,14 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, s...)
 	return append(b, '"')
 }
+
+// plainJSON marks the bytes json.Marshal writes as they are in a string.
+var plainJSON = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 func appendJSONStrings(b []byte, ss []string) []byte {
 	b = append(b, '[')
