@@ -224,3 +224,62 @@ func BenchmarkMemberRequestDecoding(b *testing.B) {
 		}
 	})
 }
+
+// FuzzScanPlainRequest checks that whatever the hand scanner accepts,
+// the encoding/json path it replaces accepts too, with the same values.
+func FuzzScanPlainRequest(f *testing.F) {
+	for _, s := range []string{`{"user":"u1","segment":"vip"}`, `{"user":"u1","segments":["a","b"],"exact_only":true}`,
+		`{"user":"u1","User":"u2"}`, ` { "user" : "ü" } `, `{"user":"u\"1"}`} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, segments bool) {
+		if checkRequest(data) != nil {
+			return // refused before any decoding
+		}
+		p, ok := scanPlainRequest(data, segments)
+		if !ok {
+			return
+		}
+		var r struct {
+			User      *string  `json:"user"`
+			Segment   *string  `json:"segment"`
+			Segments  []string `json:"segments"`
+			ExactOnly bool     `json:"exact_only"`
+		}
+		var bad any
+		if segments {
+			var s struct {
+				User      *string  `json:"user"`
+				Segments  []string `json:"segments"`
+				ExactOnly bool     `json:"exact_only"`
+			}
+			if d := decodeRequest(data, &s, false); d != nil {
+				bad = d
+			}
+			r.User, r.Segments, r.ExactOnly = s.User, s.Segments, s.ExactOnly
+		} else {
+			var s struct {
+				User    *string `json:"user"`
+				Segment *string `json:"segment"`
+			}
+			if d := decodeRequest(data, &s, false); d != nil {
+				bad = d
+			}
+			r.User, r.Segment = s.User, s.Segment
+		}
+		if bad != nil {
+			t.Fatalf("%q: scanned, but encoding/json says %v", data, bad)
+		}
+		str := func(s *string) string {
+			if s == nil {
+				return ""
+			}
+			return *s
+		}
+		if p.user != str(r.User) || p.hasUser != (r.User != nil) || p.segment != str(r.Segment) ||
+			!slices.Equal(p.segments, r.Segments) || p.exactOnly != r.ExactOnly {
+			t.Fatalf("%q: scanned %+v, encoding/json %+v", data, p, r)
+		}
+	})
+}
