@@ -18,24 +18,30 @@ const maxSegmentID = 256
 // whose membership is not served answers 503, as it always has, so that
 // a client reading only "member" never takes a guess for an answer.
 func parseMemberCheck(m Membership, data []byte) (func() (any, error), *api.ErrorDetail) {
-	var r struct {
-		User    json.RawMessage `json:"user"`
-		Segment string          `json:"segment"`
-	}
-	if bad := decodeRequest(data, &r, false); bad != nil {
-		return nil, bad
-	}
-	user, bad := requestUser(r.User)
-	if bad != nil {
-		return nil, bad
-	}
-	if r.Segment == "" {
-		return nil, badField("segment", `"segment" is required`)
+	var user, segment string
+	if p, ok := scanPlainRequest(data, false); ok && plainUser(p) && p.segment != "" {
+		user, segment = p.user, p.segment
+	} else {
+		var r struct {
+			User    json.RawMessage `json:"user"`
+			Segment string          `json:"segment"`
+		}
+		if bad := decodeRequest(data, &r, false); bad != nil {
+			return nil, bad
+		}
+		u, bad := requestUser(r.User)
+		if bad != nil {
+			return nil, bad
+		}
+		if r.Segment == "" {
+			return nil, badField("segment", `"segment" is required`)
+		}
+		user, segment = u, r.Segment
 	}
 	return func() (any, error) {
-		v := m.MemberView(user, []string{r.Segment})
+		v := m.MemberView(user, []string{segment})
 		if len(v.Segments) != 1 {
-			return nil, fmt.Errorf("segment %q is not defined: %w", r.Segment, ErrNotFound)
+			return nil, fmt.Errorf("segment %q is not defined: %w", segment, ErrNotFound)
 		}
 		sv := v.Segments[0]
 		if !sv.Served {
@@ -45,7 +51,9 @@ func parseMemberCheck(m Membership, data []byte) (func() (any, error), *api.Erro
 		if sv.Member && !sv.Since.IsZero() {
 			rep.Since = sv.Since.Format(time.RFC3339)
 		}
-		return rep, nil
+		rb := getReplyBuf()
+		rb.b = appendMemberCheck(rb.b, &rep)
+		return rb, nil
 	}, nil
 }
 
@@ -58,12 +66,18 @@ func parseMemberSegments(m Membership, data []byte) (func() (any, error), *api.E
 		Segments  []string        `json:"segments"`
 		ExactOnly bool            `json:"exact_only"`
 	}
-	if bad := decodeRequest(data, &r, false); bad != nil {
-		return nil, bad
-	}
-	user, bad := requestUser(r.User)
-	if bad != nil {
-		return nil, bad
+	var user string
+	if p, ok := scanPlainRequest(data, true); ok && plainUser(p) {
+		user, r.Segments, r.ExactOnly = p.user, p.segments, p.exactOnly
+	} else {
+		if bad := decodeRequest(data, &r, false); bad != nil {
+			return nil, bad
+		}
+		u, bad := requestUser(r.User)
+		if bad != nil {
+			return nil, bad
+		}
+		user = u
 	}
 	asked, bad := memberSegmentsAsked(r.Segments)
 	if bad != nil {
@@ -71,26 +85,16 @@ func parseMemberSegments(m Membership, data []byte) (func() (any, error), *api.E
 	}
 	return func() (any, error) {
 		v := m.MemberView(user, asked)
-		rep := api.MemberSegmentsReply{
-			Segments:    []string{},
-			Memberships: []api.Membership{},
-			States:      make([]api.SegmentState, len(v.Segments)),
-			Unknown:     v.Unknown,
-			AsOf:        &v.AsOf,
-		}
-		for i, sv := range v.Segments {
-			rep.States[i] = api.SegmentState{Segment: sv.Segment, State: sv.State, Revision: sv.Revision}
-			if !sv.Served || r.ExactOnly && sv.State != api.StateExact {
-				rep.Unavailable = append(rep.Unavailable, sv.Segment) // whether or not the user is in it
-				continue
-			}
-			if sv.Member {
-				rep.Segments = append(rep.Segments, sv.Segment)
-				rep.Memberships = append(rep.Memberships, api.Membership{Segment: sv.Segment, Since: sv.Since.Format(time.RFC3339)})
-			}
-		}
-		return rep, nil
+		rb := getReplyBuf()
+		rb.b = appendMemberSegments(rb.b, &v, r.ExactOnly)
+		return rb, nil
 	}, nil
+}
+
+// plainUser says whether a scanned request's user is one requestUser
+// takes as is; the others take the slow path, which says what is wrong.
+func plainUser(p plainRequest) bool {
+	return p.user != "" && len(p.user) <= MaxUserBytes
 }
 
 // memberSegmentsAsked checks member.segments' "segments": nil stays nil

@@ -541,9 +541,13 @@ func (s *Service) respond(j job, reply any, err error, code string) {
 	if err == nil {
 		var data []byte
 		var merr error
-		if raw, ok := reply.(json.RawMessage); ok {
+		switch raw := reply.(type) {
+		case json.RawMessage:
 			data = raw
-		} else {
+		case *replyBuf:
+			data = raw.b
+			defer raw.release() // after the publish, which copies data
+		default:
 			data, merr = json.Marshal(reply)
 		}
 		if merr == nil {
