@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/segd/segd/bus/client"
-	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/examples/shop"
+	"github.com/segd/segd/host/engine"
 )
 
 // docRequest is one `nats req SUBJECT 'BODY'` of the docs with the code of
