@@ -552,12 +552,19 @@ func (s *Server) close() error {
 		p.stopPluginRecovery()
 	}
 	s.stopRuleAdmin()
+	// The partitions' feeds stop together: they share a publish lock, so
+	// one closed alone could wait for another's publish in flight, whose
+	// stop has not come yet, up to its acknowledgement timeout (30 s).
+	var feeds sync.WaitGroup
 	for _, p := range parts {
-		p.closeChanges()
-		if p != s && p.nc != nil {
-			p.nc.Close() // a partition's own connection
-		}
+		feeds.Go(func() {
+			p.closeChanges()
+			if p != s && p.nc != nil {
+				p.nc.Close() // a partition's own connection
+			}
+		})
 	}
+	feeds.Wait()
 	s.leaveOwnership() // after the last snapshot
 	if s.nc != nil {
 		s.nc.Close()

@@ -484,15 +484,22 @@ func (o *Owner) rebalance() {
 			free = append(free, n)
 		}
 	}
-	o.mu.Unlock()
 
+	// A host gives partitions back only past the most any host's share
+	// is (ceil(P/H)), not past its own: with P mod H > 0 the shares differ
+	// by one, and moving a partition only because another host sorts
+	// first would hand it back and forth (a single lease, P = 1, between
+	// two hosts, each hand-over a pause of that partition).
+	hosts := len(o.hostsLocked())
+	o.mu.Unlock()
+	most := (o.opts.Partitions + hosts - 1) / hosts
 	switch {
-	case len(held) > target:
+	case len(held) > most:
 		// Give back the ones this host prefers least.
 		sort.Slice(held, func(i, j int) bool {
 			return score(o.opts.HostID, held[i].Partition) < score(o.opts.HostID, held[j].Partition)
 		})
-		for _, l := range held[:len(held)-target] {
+		for _, l := range held[:len(held)-most] {
 			o.Release(l)
 		}
 	case len(held) < target:
