@@ -333,27 +333,9 @@ func (s *jsonScanner) escape() error {
 	return nil
 }
 
-// hex4 reads four hex digits at i.
-func (s *jsonScanner) hex4(i int) (rune, bool) {
-	if i+4 > len(s.data) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range s.data[i : i+4] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c -= 'a' - 10
-		case 'A' <= c && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
-}
+// hex4 reads four hex digits at i (the package's hex4, over the
+// scanner's data).
+func (s *jsonScanner) hex4(i int) (rune, bool) { return hex4(s.data, i) }
 
 // number scans -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
 func (s *jsonScanner) number() error {
