@@ -54,6 +54,8 @@ type DeadLetterConfig struct {
 	// also the deduplication window: a replay of the events stream does not
 	// store a dead letter twice.
 	MaxAge time.Duration
+	// Replicas is the number of copies in a cluster (default 1).
+	Replicas int
 }
 
 // DeadLetters publishes undecodable messages to the dead-letter stream.
@@ -80,6 +82,7 @@ func EnsureDeadLetters(ctx context.Context, js jetstream.JetStream, cfg DeadLett
 		Storage:     jetstream.FileStorage,
 		MaxAge:      cfg.MaxAge,
 		Duplicates:  cfg.MaxAge,
+		Replicas:    max(cfg.Replicas, 1),
 		Discard:     jetstream.DiscardOld,
 	})
 	if err != nil {

@@ -78,9 +78,16 @@ const (
 	metaSHA256   = "sha256"
 )
 
-// OpenPluginStore creates PluginsBucket if needed.
+// OpenPluginStore creates PluginsBucket if needed (one replica).
 func OpenPluginStore(ctx context.Context, js jetstream.JetStream) (*PluginStore, error) {
+	return OpenPluginStoreReplicas(ctx, js, 1)
+}
+
+// OpenPluginStoreReplicas creates PluginsBucket if needed, or updates it,
+// with this many copies in a cluster (0 means 1).
+func OpenPluginStoreReplicas(ctx context.Context, js jetstream.JetStream, replicas int) (*PluginStore, error) {
 	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Replicas:    max(replicas, 1),
 		Bucket:      PluginsBucket,
 		Description: "segd: plugin modules of the plugins admin API (one object per plugin name)",
 		Storage:     jetstream.FileStorage,

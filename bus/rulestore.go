@@ -55,9 +55,16 @@ type ruleValue struct {
 	Time       time.Time `json:"time"`
 }
 
-// OpenRuleStore creates RulesBucket if needed.
+// OpenRuleStore creates RulesBucket if needed (one replica).
 func OpenRuleStore(ctx context.Context, js jetstream.JetStream) (*RuleStore, error) {
+	return OpenRuleStoreReplicas(ctx, js, 1)
+}
+
+// OpenRuleStoreReplicas creates RulesBucket if needed, or updates it, with
+// this many copies in a cluster (0 means 1).
+func OpenRuleStoreReplicas(ctx context.Context, js jetstream.JetStream, replicas int) (*RuleStore, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Replicas:    max(replicas, 1),
 		Bucket:      RulesBucket,
 		Description: "segd: segment definitions of the rules admin API (one key per segment id)",
 		History:     api.RuleHistoryDepth,

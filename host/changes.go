@@ -58,7 +58,7 @@ func (s *Server) wireChanges(ctx context.Context, cfg *engine.Config) error {
 			return fmt.Errorf("events stream: %w", err)
 		}
 	}
-	changes, err := bus.EnsureChangesStream(ctx, s.js, bus.ChangesStreamConfig{})
+	changes, err := bus.EnsureChangesStream(ctx, s.js, bus.ChangesStreamConfig{Replicas: s.cfg.Replicas})
 	if err != nil {
 		return fmt.Errorf("change feed: %w", err)
 	}

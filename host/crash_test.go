@@ -283,6 +283,14 @@ func freePort(t *testing.T) int {
 // once it is gone after having been reached. It returns the index of the
 // first batch not acked.
 func publishUntilGone(url string, stream []crashBatch, from, to int, gone <-chan struct{}) int {
+	return publishUntilGoneParts(url, stream, from, to, gone, 1)
+}
+
+// publishUntilGoneParts is publishUntilGone with batch i published
+// partition-aware (client.PublishPartitioned) when i is even and
+// partitions > 1, and mixed otherwise: both producers' paths feed the
+// partitions.
+func publishUntilGoneParts(url string, stream []crashBatch, from, to int, gone <-chan struct{}, partitions int) int {
 	to = min(to, len(stream))
 	var nc *nats.Conn
 	deadline := time.Now().Add(30 * time.Second)
@@ -307,6 +315,8 @@ func publishUntilGone(url string, stream []crashBatch, from, to int, gone <-chan
 		var err error
 		if b := stream[i]; b.junk {
 			_, err = js.Publish(ctx, "segd.events.junk", []byte("hello, not a batch"), jetstream.WithMsgID(b.id))
+		} else if partitions > 1 && i%2 == 0 {
+			_, err = client.PublishPartitioned(ctx, js, fmt.Sprintf("segd.events.%d", i%4), b.items, b.id, partitions)
 		} else {
 			_, err = client.PublishBatch(ctx, js, fmt.Sprintf("segd.events.%d", i%4), b.items, b.id)
 		}

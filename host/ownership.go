@@ -125,6 +125,7 @@ func (s *Server) joinOwnership(ctx context.Context) error {
 		HostID:     cfg.HostID,
 		Partitions: ownershipLeaseKeyParts,
 		Lease:      cfg.Lease,
+		Replicas:   cfg.Replicas,
 		Logger:     cfg.Logger,
 		OnGain: func(l *cluster.Lease) {
 			o.lease.Store(l)
@@ -244,7 +245,7 @@ func (s *Server) openSnapshotStore(ctx context.Context) error {
 	}
 	octx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
-	st, err := cluster.OpenSnapshots(octx, s.js, cluster.SnapshotOptions{})
+	st, err := cluster.OpenSnapshots(octx, s.js, cluster.SnapshotOptions{Replicas: s.cfg.Replicas})
 	if err != nil {
 		return fmt.Errorf("%w%s", err, permHint)
 	}

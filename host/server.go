@@ -26,6 +26,10 @@ import (
 	"github.com/segd/segd/rules"
 )
 
+// MaxReplicas is the most copies JetStream keeps of a stream
+// (Config.Replicas).
+const MaxReplicas = 5
+
 // Config configures a segd server. The zero value, with RulePaths set, runs
 // an embedded NATS server on 127.0.0.1:4222 with state under ./segd-data.
 type Config struct {
@@ -129,6 +133,12 @@ type Config struct {
 	// seconds; default 10s): a host that dies is taken over within about
 	// Lease + 1s (docs/operations.md, "Running a standby").
 	Lease time.Duration
+	// Replicas is the number of copies JetStream keeps of every stream and
+	// bucket segd creates or updates (SEGD_EVENTS, SEGD_CHANGES, the dead
+	// letters, SEGD_RULES, SEGD_PLUGINS, SEGD_OWNERS, SEGD_SNAPSHOTS):
+	// default 1, at most MaxReplicas; 3 on a 3-node cluster survives the
+	// loss of a node.
+	Replicas int
 
 	// ruleRebuildGate, in tests, holds the log reads of rule changes'
 	// rebuilds until it is closed (rules_admin.go).
@@ -262,6 +272,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.js, err = jetstream.New(s.nc); err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
+	if cfg.Replicas < 0 || cfg.Replicas > MaxReplicas {
+		return nil, fmt.Errorf("--replicas %d: want 1 to %d (JetStream's limit)", cfg.Replicas, MaxReplicas)
+	}
 	if cfg.HostID != "" {
 		// A standby waits here, before it reads rules, plugins or state.
 		if err := s.joinOwnership(ctx); err != nil {
@@ -288,7 +301,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("%w (--partitions)", err)
 	}
 	s.part = partInfo{n: 0, of: 1}
-	stream, err := bus.EnsureEventsStream(ctx, s.js, bus.StreamConfig{MaxAge: cfg.Retention, Partitions: cfg.Partitions})
+	stream, err := bus.EnsureEventsStream(ctx, s.js, bus.StreamConfig{MaxAge: cfg.Retention, Partitions: cfg.Partitions, Replicas: cfg.Replicas})
 	if err != nil {
 		return nil, fmt.Errorf("events stream: %w", err)
 	}
@@ -319,7 +332,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}
 
-	if s.dlq, err = bus.EnsureDeadLetters(ctx, s.js, bus.DeadLetterConfig{MaxAge: cfg.Retention}); err != nil {
+	if s.dlq, err = bus.EnsureDeadLetters(ctx, s.js, bus.DeadLetterConfig{MaxAge: cfg.Retention, Replicas: cfg.Replicas}); err != nil {
 		return nil, err
 	}
 	if err := s.startMetrics(); err != nil {

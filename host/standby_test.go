@@ -277,13 +277,19 @@ func waitObjectSnapshot(t *testing.T, js jetstream.JetStream, host string, parti
 // buildSegd builds cmd/segd into dir (with -race under -race).
 func buildSegd(t *testing.T, dir string) string {
 	t.Helper()
+	return buildSegdWith(t, dir, raceSlowdown > 1)
+}
+
+// buildSegdWith builds cmd/segd into dir, with the race detector if race.
+func buildSegdWith(t *testing.T, dir string, race bool) string {
+	t.Helper()
 	gobin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("no go command to build segd")
 	}
 	bin := filepath.Join(dir, "segd")
 	args := []string{"build", "-o", bin}
-	if raceSlowdown > 1 {
+	if race {
 		args = append(args, "-race") // the race detector watches segd too
 	}
 	if out, err := exec.Command(gobin, append(args, "github.com/segd/segd/cmd/segd")...).CombinedOutput(); err != nil {

@@ -144,6 +144,7 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 	f.IntVar(&cfg.Partitions, "partitions", 1, "split the users into this many partitions (1 to 256), each with its own writer: one per core to use (fixed for an events stream; docs/operations.md, \"Partitions\")")
 	f.StringVar(&cfg.HostID, "host-id", "", "this host's name among several segd on one NATS (with --nats, default HOSTNAME-PID): one owns the stream, the others stand by (docs/operations.md, \"Running a standby\")")
 	f.DurationVar(&cfg.Lease, "lease", 10*time.Second, "with --host-id: how long the stream's lease lasts unrenewed, whole seconds; a dead owner is taken over after about this plus 1s")
+	f.IntVar(&cfg.Replicas, "replicas", 1, "with --nats: copies JetStream keeps of each stream and bucket segd creates or updates (1 to 5; 3 on a 3-node cluster survives losing a node)")
 	f.BoolVar(&cfg.NoSnapshots, "no-snapshots", false, "never snapshot: every start replays the whole event log")
 	f.Int64Var(&cfg.SnapshotMemoryLimit, "snapshot-memory-limit", 0, "skip a snapshot estimated to need more bytes than this (twice the last one's size; 0: the memory the system has available)")
 	f.DurationVar(&cfg.ShutdownSnapshotTimeout, "shutdown-snapshot-timeout", 5*time.Second, "give up the snapshot at shutdown past this (the next start replays the log after the previous snapshot); negative: none")
