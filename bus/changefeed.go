@@ -399,6 +399,9 @@ func (f *ChangeFeed) run() {
 			f.published.Add(uint64(m.changes))
 			f.messages.Add(1)
 		}
+		if errors.Is(err, errDuplicatesSkipped) {
+			err = nil // the duplicates are stored: not a failure
+		}
 		clear(f.queue[:stored])
 		f.queue = f.queue[stored:]
 		if len(f.queue) == 0 {
@@ -424,6 +427,22 @@ func (f *ChangeFeed) run() {
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// errDuplicatesSkipped ends a window whose head JetStream dropped as
+// duplicates: the rest is sent again at once, not after a back-off.
+var errDuplicatesSkipped = errors.New("change feed: skipped changes stored before")
+
+// errCodeWrongLastMsgID is JetStream's error code (JSStreamWrongLastMsgIDErrF)
+// for a message whose expected predecessor is not the stream's last;
+// nats.go names no constant for it.
+const errCodeWrongLastMsgID jetstream.ErrorCode = 10070
+
+// isWrongLastMsgID reports JetStream's refusal of a message whose expected
+// predecessor is not the stream's last.
+func isWrongLastMsgID(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastMsgID
 }
 
 // publish sends the window asynchronously and waits for the
@@ -462,10 +481,19 @@ func (f *ChangeFeed) publish(window []*feedMsg) (int, error) {
 	}
 	timeout := time.NewTimer(f.opts.AckTimeout)
 	defer timeout.Stop()
+	dup := false // the previous message was dropped as a duplicate
 	for i, fut := range futures {
 		select {
-		case <-fut.Ok():
+		case ack := <-fut.Ok():
+			dup = ack != nil && ack.Duplicate
 		case err := <-fut.Err():
+			if dup && isWrongLastMsgID(err) {
+				// The messages before were stored already (by a previous
+				// owner of the partition): the one before this one is a
+				// duplicate, not the stream's last. Sent again as the
+				// head of a window, it expects nothing.
+				return i, errDuplicatesSkipped
+			}
 			return i, err
 		case <-timeout.C:
 			return i, fmt.Errorf("no acknowledgement from JetStream in %s", f.opts.AckTimeout)

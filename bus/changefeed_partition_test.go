@@ -83,3 +83,82 @@ func TestPartitionFeedsShareTheStream(t *testing.T) {
 		t.Errorf("resume point without a recent message = %d, want recent", got)
 	}
 }
+
+// A new owner of a partition republishes changes its predecessor already
+// stored (their acknowledgements or the resume point lagged behind the
+// stream: a killed host's last publishes can land after the new owner
+// read where to resume), while another partition's message lies after
+// them in SEGD_CHANGES. JetStream drops each as a duplicate, so it is not
+// the stream's last and the next message's expected predecessor fails.
+// The feed must skip the duplicates at once: it used to retry one message
+// per back-off (100ms doubling to 5s), so 30 duplicates took minutes, the
+// feed looked failed and a shutdown snapshot gave up waiting for it.
+func TestPartitionFeedSkipsDuplicatesPromptly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := startTestServer(t)
+	nc, err := e.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := EnsureChangesStream(ctx, js, ChangesStreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const dups, fresh = 30, 5
+	change := func(seq uint64) func(int) FeedChange {
+		return func(int) FeedChange { return FeedChange{Segment: "s", User: "u", Enter: seq%2 == 1} }
+	}
+	var lock sync.Mutex
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	// The previous owner: partition 0 stored sequences 1..dups, then
+	// partition 1 stored one message after them.
+	before := []*ChangeFeed{
+		StartChangeFeed(js, ChangeFeedOptions{Partition: PartitionName(0, 2), PublishLock: &lock}),
+		StartChangeFeed(js, ChangeFeedOptions{Partition: PartitionName(1, 2), PublishLock: &lock}),
+	}
+	for seq := uint64(1); seq <= dups; seq++ {
+		before[0].Add(seq, time.Now(), 1, change(seq))
+	}
+	if err := before[0].Flush(fctx); err != nil {
+		t.Fatal(err)
+	}
+	before[1].Add(dups, time.Now(), 1, change(1))
+	for _, f := range before {
+		if err := f.Flush(fctx); err != nil {
+			t.Fatal(err)
+		}
+		f.Close(time.Second)
+	}
+
+	// The new owner of partition 0 resumes too early and republishes all.
+	f := StartChangeFeed(js, ChangeFeedOptions{Partition: PartitionName(0, 2), PublishLock: &lock})
+	defer f.Close(time.Second)
+	for seq := uint64(1); seq <= dups+fresh; seq++ {
+		f.Add(seq, time.Now(), 1, change(seq))
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if err := f.Flush(wctx); err != nil {
+		t.Fatalf("the feed did not get past %d duplicates within 5s: %v, %+v", dups, err, f.Stats())
+	}
+	if st := f.Stats(); st.Failed != 0 {
+		t.Errorf("skipping duplicates counted %d failed publishes: %+v", st.Failed, st)
+	}
+	info, err := changes.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := uint64(dups + 1 + fresh); info.State.Msgs != want {
+		t.Fatalf("SEGD_CHANGES holds %d messages, want %d (each change once)", info.State.Msgs, want)
+	}
+	if got, err := FeedResumePointOf(ctx, changes, PartitionName(0, 2), 0, 0, time.Hour); err != nil || got != dups+fresh {
+		t.Fatalf("resume point %d, %v; want %d", got, err, dups+fresh)
+	}
+}

@@ -156,6 +156,7 @@ func TestThreeHostsTwelvePartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := hosts[leaver].wait(); err != nil {
+		dumpChanges(t, js)
 		t.Fatalf("%s after SIGTERM: %v", leaver, err)
 	}
 	live = slices.DeleteFunc(slices.Clone(live), func(h string) bool { return h == leaver })
@@ -575,4 +576,18 @@ func clusterAnswers(t *testing.T, c *client.Client, ref *reference.Evaluator, se
 	}
 	put("analysis.trend", tr, nil)
 	return out
+}
+
+func dumpChanges(t *testing.T, js jetstream.JetStream) {
+	ctx := context.Background()
+	s, _ := js.Stream(ctx, api.ChangesStream)
+	info, _ := s.Info(ctx)
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Logf("%d: %v", seq, err)
+			continue
+		}
+		t.Logf("%d %s %s %s", seq, m.Time.Format("15:04:05.000"), m.Header.Get("Nats-Msg-Id"), m.Header.Get(api.HeaderEventsSeq))
+	}
 }
