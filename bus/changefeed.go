@@ -55,7 +55,16 @@ type ChangeFeedOptions struct {
 	// keeps its order by expecting each message's predecessor to be the
 	// stream's last (see publish), which another feed's messages in
 	// between would break.
-	PublishLock *sync.Mutex
+	PublishLock *FeedLock
+}
+
+// FeedLock is shared by the change feeds of the partitions of one segd
+// (ChangeFeedOptions.PublishLock): one publishes at a time, and it keeps
+// the stream's last sequence as the last of them saw it.
+type FeedLock struct {
+	sync.Mutex
+	last  uint64 // SEGD_CHANGES' last sequence, when known
+	known bool
 }
 
 // HeaderPartition names the partition (PartitionName) whose feed stored
@@ -107,6 +116,9 @@ type ChangeFeed struct {
 	graceTimer    *time.Timer
 
 	published, messages, suppressed, failed, waits, unpublishable atomic.Uint64
+
+	// lock is publish's when no PublishLock is shared.
+	lock FeedLock
 }
 
 // feedMsg is one encoded change message.
@@ -429,49 +441,58 @@ func (f *ChangeFeed) run() {
 	}
 }
 
-// errDuplicatesSkipped ends a window whose head JetStream dropped as
-// duplicates: the rest is sent again at once, not after a back-off.
+// errDuplicatesSkipped ends a window at a message JetStream dropped as a
+// duplicate (stored before, by a previous owner of the partition): the
+// expectations of the messages after it are one off, so they are refused
+// and sent again at once, not after a back-off.
 var errDuplicatesSkipped = errors.New("change feed: skipped changes stored before")
-
-// errCodeWrongLastMsgID is JetStream's error code (JSStreamWrongLastMsgIDErrF)
-// for a message whose expected predecessor is not the stream's last;
-// nats.go names no constant for it.
-const errCodeWrongLastMsgID jetstream.ErrorCode = 10070
-
-// isWrongLastMsgID reports JetStream's refusal of a message whose expected
-// predecessor is not the stream's last.
-func isWrongLastMsgID(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastMsgID
-}
 
 // publish sends the window asynchronously and waits for the
 // acknowledgements in order; it returns how many messages from the start
-// were stored, and the first error. The messages after a failure are
-// refused by JetStream (each expects its predecessor's id last) and sent
-// again with the failed one (a message stored whose acknowledgement was
-// lost is dropped as a duplicate by id), so SEGD_CHANGES only grows by a
-// prefix of the queue: in order, and FeedResumePoint exact.
+// were stored (or dropped as duplicates: stored before), and the first
+// error.
+//
+// Message i expects the stream's last sequence to be last+i
+// (Nats-Expected-Last-Sequence), so each is stored only right after the
+// one before it: should one fail, JetStream refuses the rest of the window
+// rather than store them out of order, and they are sent again with the
+// failed one. SEGD_CHANGES thus only grows by a prefix of the queue: in
+// order, and FeedResumePoint exact. The expected last sequence is checked
+// when JetStream accepts the message, on a replicated stream too; the
+// expected last msg id used before is checked on a replicated stream only
+// when the message is applied, where a mismatch is a critical write error
+// that stops the stream on every replica
+// (TestFeedSkipsDuplicatesOnReplicatedStream).
 func (f *ChangeFeed) publish(window []*feedMsg) (int, error) {
-	if f.opts.PublishLock != nil {
-		f.opts.PublishLock.Lock()
-		defer f.opts.PublishLock.Unlock()
+	lk := f.opts.PublishLock
+	if lk == nil {
+		lk = &f.lock
+	}
+	lk.Lock()
+	defer lk.Unlock()
+	if !lk.known {
+		ctx, cancel := context.WithTimeout(context.Background(), f.opts.AckTimeout)
+		defer cancel()
+		s, err := f.js.Stream(ctx, api.ChangesStream)
+		if err != nil {
+			return 0, err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		lk.last, lk.known = info.State.LastSeq, true
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(window))
 	var sendErr error
 	for i, m := range window {
-		// Each message but the first (whose predecessors are stored) is
-		// stored only right after the one before it: should that one
-		// fail, JetStream refuses the rest of the window rather than
-		// store them out of order. Every send is a new nats.Msg: the
-		// client may still hold an earlier attempt's.
+		// Every send is a new nats.Msg: the client may still hold an
+		// earlier attempt's.
 		msg := &nats.Msg{Subject: m.msg.Subject, Data: m.msg.Data, Header: make(nats.Header, len(m.msg.Header)+1)}
 		for k, v := range m.msg.Header {
 			msg.Header[k] = v
 		}
-		if i > 0 {
-			msg.Header.Set(jetstream.ExpectedLastMsgIDHeader, window[i-1].msg.Header.Get(jetstream.MsgIDHeader))
-		}
+		msg.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(lk.last+uint64(i), 10))
 		fut, err := f.js.PublishMsgAsync(msg)
 		if err != nil {
 			sendErr = err
@@ -479,21 +500,21 @@ func (f *ChangeFeed) publish(window []*feedMsg) (int, error) {
 		}
 		futures = append(futures, fut)
 	}
+	// Until every acknowledgement is in, the last sequence is not known:
+	// a failure or a duplicate leaves it to be read again.
+	lk.known = false
 	timeout := time.NewTimer(f.opts.AckTimeout)
 	defer timeout.Stop()
-	dup := false // the previous message was dropped as a duplicate
 	for i, fut := range futures {
 		select {
 		case ack := <-fut.Ok():
-			dup = ack != nil && ack.Duplicate
-		case err := <-fut.Err():
-			if dup && isWrongLastMsgID(err) {
-				// The messages before were stored already (by a previous
-				// owner of the partition): the one before this one is a
-				// duplicate, not the stream's last. Sent again as the
-				// head of a window, it expects nothing.
-				return i, errDuplicatesSkipped
+			if ack != nil && ack.Duplicate {
+				return i + 1, errDuplicatesSkipped
 			}
+			if ack != nil {
+				lk.last = ack.Sequence
+			}
+		case err := <-fut.Err():
 			return i, err
 		case <-timeout.C:
 			return i, fmt.Errorf("no acknowledgement from JetStream in %s", f.opts.AckTimeout)
@@ -501,6 +522,7 @@ func (f *ChangeFeed) publish(window []*feedMsg) (int, error) {
 			return i, errors.New("stopped")
 		}
 	}
+	lk.known = sendErr == nil
 	return len(futures), sendErr
 }
 

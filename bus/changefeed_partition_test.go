@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -29,7 +30,7 @@ func TestPartitionFeedsShareTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lock sync.Mutex
+	var lock FeedLock
 	names := []string{PartitionName(0, 2), PartitionName(1, 2)}
 	feeds := make([]*ChangeFeed, 2)
 	for i := range feeds {
@@ -95,18 +96,24 @@ func TestPartitionFeedsShareTheStream(t *testing.T) {
 // feed looked failed and a shutdown snapshot gave up waiting for it.
 func TestPartitionFeedSkipsDuplicatesPromptly(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	e := startTestServer(t)
 	nc, err := e.Connect()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
+	testFeedSkipsDuplicates(t, nc, 1)
+}
+
+// testFeedSkipsDuplicates runs the test above on SEGD_CHANGES with this
+// many replicas.
+func testFeedSkipsDuplicates(t *testing.T, nc *nats.Conn, replicas int) {
+	ctx := context.Background()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	changes, err := EnsureChangesStream(ctx, js, ChangesStreamConfig{})
+	changes, err := EnsureChangesStream(ctx, js, ChangesStreamConfig{Replicas: replicas})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +121,7 @@ func TestPartitionFeedSkipsDuplicatesPromptly(t *testing.T) {
 	change := func(seq uint64) func(int) FeedChange {
 		return func(int) FeedChange { return FeedChange{Segment: "s", User: "u", Enter: seq%2 == 1} }
 	}
-	var lock sync.Mutex
+	var lock FeedLock
 	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	// The previous owner: partition 0 stored sequences 1..dups, then

@@ -207,7 +207,7 @@ type Server struct {
 	runCtx context.Context
 	// feedLock serializes the partitions' change feed publishes (see
 	// bus.ChangeFeedOptions.PublishLock).
-	feedLock sync.Mutex
+	feedLock bus.FeedLock
 	// scatter merges the partitions' answers; the front serves it.
 	scatter *scatter.Scatter
 	// own is the stream's lease and the Object Store of snapshots, with
