@@ -281,7 +281,7 @@ func buildSegd(t *testing.T, dir string) string {
 }
 
 // buildSegdWith builds cmd/segd into dir, with the race detector if race.
-func buildSegdWith(t *testing.T, dir string, race bool) string {
+func buildSegdWith(t testing.TB, dir string, race bool) string {
 	t.Helper()
 	gobin, err := exec.LookPath("go")
 	if err != nil {
@@ -345,7 +345,7 @@ func serviceInstances(t *testing.T, nc *nats.Conn) int {
 }
 
 // waitOwner waits until status is answered by host.
-func waitOwner(t *testing.T, c *client.Client, host string, within time.Duration) {
+func waitOwner(t testing.TB, c *client.Client, host string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -381,7 +381,7 @@ func waitHostApplied(t *testing.T, c *client.Client, host string, seq uint64) {
 }
 
 // waitLog waits until p's output holds s.
-func waitProcLog(t *testing.T, p *segdProcess, s string, within time.Duration) {
+func waitProcLog(t testing.TB, p *segdProcess, s string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !strings.Contains(p.output(), s) {
