@@ -145,6 +145,7 @@ func BenchmarkTakeover1MUsers(b *testing.B) {
 	probe := fmt.Sprintf("user-%07d", (users*perUser+tail-1)%users)
 	var total, gained, download, load, replay time.Duration
 	var snapBytes int64
+	tailed := 0 // events published after the first takeover
 	b.ResetTimer()
 	for range b.N {
 		killed := time.Now()
@@ -190,6 +191,9 @@ func BenchmarkTakeover1MUsers(b *testing.B) {
 		owner, ownerID, standbyID = standby, standbyID, ownerID
 		standby = start(standbyID)
 		waitProcLog(b, standby, "standby: another host owns the stream", time.Minute)
+		// Snapshots are taken while events arrive: a few more.
+		tailed += batch
+		pub(users*perUser+tail+tailed-batch, users*perUser+tail+tailed)
 		st := waitCaughtUpB(b, js, c, time.Minute)
 		waitObjectSnapshotAt(b, js, ownerID, st.LastSeq)
 		b.StartTimer()
