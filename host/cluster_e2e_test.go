@@ -228,6 +228,12 @@ func newSegdFleet(t *testing.T, bin, dir string) *segdFleet {
 // its own file.
 func (f *segdFleet) start(name string, args ...string) *segdProcess {
 	f.t.Helper()
+	return f.startIn("", name, args...)
+}
+
+// startIn is start in the working directory dir ("": the test's).
+func (f *segdFleet) startIn(dir, name string, args ...string) *segdProcess {
+	f.t.Helper()
 	f.runs[name]++
 	p := &segdProcess{log: filepath.Join(f.dir, fmt.Sprintf("%s-%d.log", name, f.runs[name]))}
 	out, err := os.Create(p.log)
@@ -237,6 +243,7 @@ func (f *segdFleet) start(name string, args ...string) *segdProcess {
 	defer out.Close()
 	p.cmd = exec.Command(f.bin, append([]string{"serve"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = out, out
+	p.cmd.Dir = dir
 	if err := p.cmd.Start(); err != nil {
 		f.t.Fatal(err)
 	}
