@@ -211,14 +211,14 @@ func TestThreeHostsTwelvePartitions(t *testing.T) {
 // test on a race report in any log, and prints the logs of a failed test
 // (or always, with SEGD_STANDBY_LOGS set).
 type segdFleet struct {
-	t     *testing.T
+	t     testing.TB
 	bin   string
 	dir   string
 	procs []*segdProcess
 	runs  map[string]int
 }
 
-func newSegdFleet(t *testing.T, bin, dir string) *segdFleet {
+func newSegdFleet(t testing.TB, bin, dir string) *segdFleet {
 	f := &segdFleet{t: t, bin: bin, dir: dir, runs: map[string]int{}}
 	t.Cleanup(f.stop)
 	return f

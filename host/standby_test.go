@@ -84,37 +84,12 @@ func testStandbyTakesOver(t *testing.T, bin string, partitions int, url string) 
 	js, _ := jetstream.New(nc)
 	c := client.New(nc)
 
-	var procs []*segdProcess
-	defer func() {
-		for _, p := range procs {
-			_ = p.cmd.Process.Signal(syscall.SIGCONT)
-			_ = p.cmd.Process.Kill()
-			_ = p.wait()
-			if strings.Contains(p.output(), "DATA RACE") {
-				t.Errorf("%s: the race detector reported a data race", p.log)
-			}
-			if t.Failed() || os.Getenv("SEGD_STANDBY_LOGS") != "" {
-				t.Logf("%s:\n%s", p.log, p.output())
-			}
-		}
-	}()
+	fleet := newSegdFleet(t, bin, dir)
 	start := func(id, data string) *segdProcess {
 		t.Helper()
-		p := &segdProcess{url: url, log: filepath.Join(dir, id+".log")}
-		out, err := os.Create(p.log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer out.Close()
-		p.cmd = exec.Command(bin, "serve", "--nats", url, "--host-id", id, "--lease", "2s",
+		return fleet.start(id, "--nats", url, "--host-id", id, "--lease", "2s",
 			"--data-dir", filepath.Join(dir, data), "--rules", rulesFile, "--snapshot-interval", "100ms",
 			"--partitions", strconv.Itoa(partitions))
-		p.cmd.Stdout, p.cmd.Stderr = out, out
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		procs = append(procs, p)
-		return p
 	}
 
 	// At most one segd consumer on the events stream, sampled all along.
@@ -479,28 +454,8 @@ func TestStandbyHandsOver(t *testing.T) {
 	js, _ := jetstream.New(nc)
 	c := client.New(nc)
 
-	p := &segdProcess{url: url, log: filepath.Join(dir, "h2.log")}
-	out, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(bin, "serve", "--nats", url, "--host-id", "h2", "--lease", "2s",
+	newSegdFleet(t, bin, dir).start("h2", "--nats", url, "--host-id", "h2", "--lease", "2s",
 		"--data-dir", filepath.Join(dir, "data"), "--rules", rulesFile, "--snapshot-interval", "-1s")
-	p.cmd.Stdout, p.cmd.Stderr = out, out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	out.Close()
-	defer func() {
-		_ = p.cmd.Process.Kill()
-		_ = p.wait()
-		if strings.Contains(p.output(), "DATA RACE") {
-			t.Errorf("the race detector reported a data race")
-		}
-		if t.Failed() {
-			t.Logf("%s:\n%s", p.log, p.output())
-		}
-	}()
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 15))
 	stream := crashStream(rng, 120, time.Now())

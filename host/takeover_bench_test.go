@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -69,33 +68,10 @@ func BenchmarkTakeover1MUsers(b *testing.B) {
 	js, _ := jetstream.New(nc)
 	c := client.New(nc)
 
-	var procs []*segdProcess
-	defer func() {
-		for _, p := range procs {
-			_ = p.cmd.Process.Kill()
-			_ = p.wait()
-			if b.Failed() {
-				b.Logf("%s:\n%s", p.log, p.output())
-			}
-		}
-	}()
-	runs := 0
+	fleet := newSegdFleet(b, bin, dir)
 	start := func(id string) *segdProcess {
-		runs++
-		p := &segdProcess{url: url, log: filepath.Join(dir, fmt.Sprintf("%s-%d.log", id, runs))}
-		out, err := os.Create(p.log)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer out.Close()
-		p.cmd = exec.Command(bin, "serve", "--nats", url, "--host-id", id, "--lease", lease.String(),
+		return fleet.start(id, "--nats", url, "--host-id", id, "--lease", lease.String(),
 			"--data-dir", filepath.Join(dir, "data-"+id), "--rules", rulesFile, "--snapshot-interval", "2s")
-		p.cmd.Stdout, p.cmd.Stderr = out, out
-		if err := p.cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		procs = append(procs, p)
-		return p
 	}
 
 	// The state: 2M events of 1M users, published before h1 starts.
