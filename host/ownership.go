@@ -168,7 +168,22 @@ func (s *Server) joinOwnership(ctx context.Context) error {
 // longer than a lease (its holder is gone and the expiry has not been
 // seen yet). It logs the holder while it waits.
 func (s *Server) waitLeaseFree(ctx context.Context) error {
-	kv, err := s.js.KeyValue(ctx, cluster.OwnersBucket)
+	// Retried while JetStream is slow or between leaders (hosts starting
+	// at once on a loaded cluster timed out here and exited).
+	lctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	var kv jetstream.KeyValue
+	var err error
+	for {
+		kv, err = s.js.KeyValue(lctx, cluster.OwnersBucket)
+		if err == nil || errors.Is(err, jetstream.ErrBucketNotFound) || !cluster.Transient(err) || lctx.Err() != nil {
+			break
+		}
+		select {
+		case <-lctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil // nobody has ever owned the stream
 	}

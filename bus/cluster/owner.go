@@ -205,7 +205,7 @@ func ownersBucket(ctx context.Context, js jetstream.JetStream, opts Options) (je
 		if err == nil {
 			st, err = kv.Status(ctx)
 		}
-		return err
+		return notUpYet(err)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: bucket %s: %w", OwnersBucket, err)

@@ -414,3 +414,52 @@ func TestOwnersSurviveLeaderNodeKill(t *testing.T) {
 	waitShares(t, hosts, []int{2, 2, 2}, parts, 60*time.Second)
 	rec.check(t)
 }
+
+// TestJoinAtOnceOnAFreshCluster: hosts joining at the same instant on a
+// fresh 3-node cluster, each on another node, all join. While one creates
+// the R3 bucket, another's create says it exists and its lookup, on a
+// node where the bucket's stream is not up yet, says "stream not found":
+// that is transient, not a reason to give up (a segd host exited at start
+// with "cluster: bucket SEGD_OWNERS: ... stream not found").
+func TestJoinAtOnceOnAFreshCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-node cluster")
+	}
+	t.Parallel()
+	c := clustertest.Start(t, clustertest.Options{})
+	const hosts = 30
+	errs := make(chan error, hosts)
+	var owners []*Owner
+	var mu sync.Mutex
+	start := make(chan struct{})
+	for i := range hosts {
+		nc := c.ConnectNode(t, i%c.Size())
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			o, err := Join(ctx, js, Options{HostID: fmt.Sprintf("h%d", i), Partitions: 12, Lease: 2 * time.Second, Replicas: 3})
+			if err == nil {
+				mu.Lock()
+				owners = append(owners, o)
+				mu.Unlock()
+			}
+			errs <- err
+		}()
+	}
+	close(start)
+	for range hosts {
+		if err := <-errs; err != nil {
+			t.Errorf("join: %v", err)
+		}
+	}
+	for _, o := range owners {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = o.Close(ctx)
+		cancel()
+	}
+}

@@ -87,7 +87,7 @@ func OpenSnapshots(ctx context.Context, js jetstream.JetStream, opts SnapshotOpt
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			obj, err = js.ObjectStore(ctx, SnapshotsBucket)
 		}
-		return err
+		return notUpYet(err)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: bucket %s: %w", SnapshotsBucket, err)
@@ -274,11 +274,34 @@ func retryTransient(ctx context.Context, f func(context.Context) error) error {
 	}
 }
 
+// Transient reports an error of a JetStream request worth retrying: no
+// responders, a timeout, a stream between leaders (503), or a bucket being
+// created by another host.
+func Transient(err error) bool { return transient(err) }
+
 func transient(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errNotUpYet) ||
 		(errors.As(err, &apiErr) && apiErr.Code == 503)
+}
+
+// errNotUpYet marks a bucket that a create or a lookup did not find
+// while another host creates it: the create says the bucket's stream
+// exists and then fails to read it, or a lookup runs on a node where the
+// stream is not up yet (a replicated bucket). Creating or opening is
+// tried again.
+var errNotUpYet = errors.New("the bucket is being created")
+
+// notUpYet marks a "not found" met while creating or opening a bucket as
+// transient (errNotUpYet); other errors pass unchanged.
+func notUpYet(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound) {
+		return fmt.Errorf("%w: %w", errNotUpYet, err)
+	}
+	return err
 }
 
 // Get opens a snapshot for reading. The reader streams the chunks and
