@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -9,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,20 +24,22 @@ import (
 )
 
 // BenchmarkTakeover1MUsers measures a takeover with a million users of
-// state: segd hosts h1 and h2 as processes (--host-id, --lease 2s, the
-// crash test's 7 rules) on one JetStream server; h1 ingests 2M events of
-// 1M users (two each, over 5 days), snapshots into the Object Store and
-// applies a tail of 20k more events; h2 stands by. h1 is killed with
-// SIGKILL; the takeover ends when status is answered ready by h2 and a
-// member.check of a user from the tail is answered. Each iteration kills
-// the owner of the last one and starts the killed host again as the
-// standby.
+// state, with P = 1 and P = 4: segd hosts h1 and h2 as processes
+// (--host-id, --lease 2s, the crash test's 7 rules) on one JetStream
+// server; h1 ingests 2M events of 1M users (two each, over 5 days),
+// snapshots every partition into the Object Store and applies a tail of
+// 20k more events; h2 stands by. h1 is killed with SIGKILL; the takeover
+// ends when status is answered ready by h2 and a member.check of a user
+// from the tail is answered. Each iteration kills the owner of the last
+// one and starts the killed host again as the standby.
 //
 // Figures: takeover-ms and lease-x (takeover over the lease), and, from
 // the new owner's log, the phases after the kill: gained-ms (the lease
-// expiring and taken), download-ms (the snapshot copied from the Object
-// Store), load-ms (read into the engine), replay-ms (the log after it,
-// until ready).
+// expiring and taken), download-ms (the partitions' snapshots copied from
+// the Object Store, added), load-ms (from the lease to the last partition
+// loaded, less the downloads: the partitions start one after another),
+// replay-ms (the log after the snapshots, until every partition is ready),
+// snapshot-MB (the partitions' snapshots, added).
 //
 // It runs only when -bench names it (setting up takes minutes):
 //
@@ -46,6 +48,12 @@ func BenchmarkTakeover1MUsers(b *testing.B) {
 	if f := flag.Lookup("test.bench"); f == nil || !strings.Contains(f.Value.String(), "Takeover1MUsers") {
 		b.Skip("runs only when -bench names Takeover1MUsers (setting up takes minutes)")
 	}
+	for _, parts := range []int{1, 4} {
+		b.Run(fmt.Sprintf("P=%d", parts), func(b *testing.B) { benchTakeover(b, parts) })
+	}
+}
+
+func benchTakeover(b *testing.B, parts int) {
 	const users, perUser, batch, tail = 1_000_000, 2, 1000, 20_000
 	lease := 2 * time.Second
 	dir := b.TempDir()
@@ -71,7 +79,8 @@ func BenchmarkTakeover1MUsers(b *testing.B) {
 	fleet := newSegdFleet(b, bin, dir)
 	start := func(id string) *segdProcess {
 		return fleet.start(id, "--nats", url, "--host-id", id, "--lease", lease.String(),
-			"--data-dir", filepath.Join(dir, "data-"+id), "--rules", rulesFile, "--snapshot-interval", "2s")
+			"--data-dir", filepath.Join(dir, "data-"+id), "--rules", rulesFile, "--snapshot-interval", "2s",
+			"--partitions", strconv.Itoa(parts))
 	}
 
 	// The state: 2M events of 1M users, published before h1 starts.
@@ -110,7 +119,7 @@ func BenchmarkTakeover1MUsers(b *testing.B) {
 	waitOwner(b, c, "h1", 2*time.Minute)
 	pub(0, users*perUser)
 	st := waitCaughtUpB(b, js, c, 10*time.Minute)
-	waitObjectSnapshotAt(b, js, "h1", st.LastSeq)
+	waitObjectSnapshotAt(b, js, "h1", st.LastSeq, parts)
 	pub(users*perUser, users*perUser+tail)
 	st = waitCaughtUpB(b, js, c, time.Minute)
 	b.Logf("state ready in %v: %d events applied by h1, last seq %d", time.Since(began).Round(time.Second), st.Events, st.LastSeq)
@@ -147,19 +156,15 @@ func BenchmarkTakeover1MUsers(b *testing.B) {
 		}
 		took := time.Since(killed)
 		total += took
-		ph := logTimes(b, standby.log)
-		gained += ph["partition gained"].Sub(killed)
-		download += ph["snapshot copied from the Object Store"].Sub(ph["partition gained"])
-		load += ph["snapshot loaded"].Sub(ph["snapshot copied from the Object Store"])
-		replay += ph["segd is ready: caught up with the event log"].Sub(ph["snapshot loaded"])
-		if m := snapshotBytesRE.FindStringSubmatch(standby.output()); m != nil {
-			fmt.Sscan(m[1], &snapBytes)
-		}
-		b.Logf("takeover %v (lease %v, snapshot %d bytes): gained %v, download %v, load %v, replay to ready %v",
-			took.Round(time.Millisecond), lease, snapBytes, ph["partition gained"].Sub(killed).Round(time.Millisecond),
-			ph["snapshot copied from the Object Store"].Sub(ph["partition gained"]).Round(time.Millisecond),
-			ph["snapshot loaded"].Sub(ph["snapshot copied from the Object Store"]).Round(time.Millisecond),
-			ph["segd is ready: caught up with the event log"].Sub(ph["snapshot loaded"]).Round(time.Millisecond))
+		ph := takeoverPhases(b, standby.output(), killed)
+		gained += ph.gained
+		download += ph.download
+		load += ph.load
+		replay += ph.replay
+		snapBytes = ph.bytes
+		b.Logf("takeover %v (lease %v, P = %d, snapshots %d bytes): gained %v, download %v, load %v, replay to ready %v",
+			took.Round(time.Millisecond), lease, parts, ph.bytes, ph.gained.Round(time.Millisecond),
+			ph.download.Round(time.Millisecond), ph.load.Round(time.Millisecond), ph.replay.Round(time.Millisecond))
 
 		// The killed host comes back as the standby; the new owner's
 		// snapshot is in the Object Store before the next kill.
@@ -171,7 +176,7 @@ func BenchmarkTakeover1MUsers(b *testing.B) {
 		tailed += batch
 		pub(users*perUser+tail+tailed-batch, users*perUser+tail+tailed)
 		st := waitCaughtUpB(b, js, c, time.Minute)
-		waitObjectSnapshotAt(b, js, ownerID, st.LastSeq)
+		waitObjectSnapshotAt(b, js, ownerID, st.LastSeq, parts)
 		b.StartTimer()
 	}
 	n := float64(b.N)
@@ -185,36 +190,65 @@ func BenchmarkTakeover1MUsers(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// snapshotBytesRE finds the size of the snapshot a takeover copied.
-var snapshotBytesRE = regexp.MustCompile(`msg="snapshot copied from the Object Store".* bytes=(\d+)`)
+// phases are the parts of one takeover, from the new owner's log.
+type phases struct {
+	gained   time.Duration // kill → the lease held
+	download time.Duration // the partitions' snapshots copied from the Object Store (their took=, added)
+	load     time.Duration // the lease held → the last partition's snapshot loaded, less download
+	replay   time.Duration // the last snapshot loaded → the last partition ready
+	bytes    int64         // the snapshots' sizes, added
+}
 
-// logTimeRE finds a slog text line's time and message.
-var logTimeRE = regexp.MustCompile(`^time=(\S+) level=\S+ msg="([^"]*)"`)
+// logLineRE finds a slog text line's time, message and the rest.
+var logLineRE = regexp.MustCompile(`^time=(\S+) level=\S+ msg="([^"]*)"(.*)$`)
 
-// logTimes returns the time of the first line of each message in a segd
-// log (the first partition's, for per-partition lines).
-func logTimes(b *testing.B, path string) map[string]time.Time {
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	out := map[string]time.Time{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		m := logTimeRE.FindStringSubmatch(sc.Text())
+// tookRE and bytesRE find a "snapshot copied" line's duration and size.
+var (
+	tookRE  = regexp.MustCompile(` took=(\S+)`)
+	bytesRE = regexp.MustCompile(` bytes=(\d+)`)
+)
+
+// takeoverPhases reads a new owner's log (one run of the process: one
+// takeover).
+func takeoverPhases(b *testing.B, log string, killed time.Time) phases {
+	var ph phases
+	var gainedAt, lastLoaded, lastReady time.Time
+	for _, line := range strings.Split(log, "\n") {
+		m := logLineRE.FindStringSubmatch(line)
 		if m == nil {
 			continue
 		}
-		if _, seen := out[m[2]]; seen {
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
 			continue
 		}
-		if t, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
-			out[m[2]] = t
+		switch m[2] {
+		case "partition gained":
+			if gainedAt.IsZero() {
+				gainedAt = at
+			}
+		case "snapshot copied from the Object Store":
+			if t := tookRE.FindStringSubmatch(m[3]); t != nil {
+				d, _ := time.ParseDuration(t[1])
+				ph.download += d
+			}
+			if n := bytesRE.FindStringSubmatch(m[3]); n != nil {
+				v, _ := strconv.ParseInt(n[1], 10, 64)
+				ph.bytes += v
+			}
+		case "snapshot loaded":
+			lastLoaded = at
+		case "segd is ready: caught up with the event log":
+			lastReady = at
 		}
 	}
-	return out
+	if gainedAt.IsZero() || lastLoaded.IsZero() || lastReady.IsZero() {
+		b.Fatalf("the new owner's log lacks the lease, a snapshot loaded or ready:\n%s", log)
+	}
+	ph.gained = gainedAt.Sub(killed)
+	ph.load = lastLoaded.Sub(gainedAt) - ph.download
+	ph.replay = lastReady.Sub(lastLoaded)
+	return ph
 }
 
 // waitCaughtUpB waits until status reports ready at the events stream's
@@ -243,18 +277,19 @@ func waitCaughtUpB(b *testing.B, js jetstream.JetStream, c *client.Client, withi
 }
 
 // waitObjectSnapshotAt waits until the Object Store holds host's
-// snapshot at seq or later.
-func waitObjectSnapshotAt(b *testing.B, js jetstream.JetStream, host string, seq uint64) {
+// snapshot of each of the partitions at seq or later.
+func waitObjectSnapshotAt(b *testing.B, js jetstream.JetStream, host string, seq uint64, parts int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	store, err := cluster.OpenSnapshots(ctx, js, cluster.SnapshotOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	for {
-		info, err := store.Newest(ctx, 0, 1)
+	for n := 0; n < parts; {
+		info, err := store.Newest(ctx, n, parts)
 		if err == nil && info.Host == host && info.Seq >= seq {
-			return
+			n++
+			continue
 		}
 		if ctx.Err() != nil {
 			b.Fatalf("no snapshot of %s at %d in the Object Store: %+v %v", host, seq, info, err)
