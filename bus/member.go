@@ -50,11 +50,12 @@ func (q *memberQuery) answer(v MemberView) (any, error) {
 		return nil, sv.Err
 	}
 	rep := api.MemberCheckReply{Member: sv.Member, State: sv.State, Revision: sv.Revision, AsOf: &v.AsOf}
-	if sv.Member && !sv.Since.IsZero() {
-		rep.Since = sv.Since.Format(time.RFC3339)
+	var since time.Time
+	if sv.Member {
+		since = sv.Since
 	}
 	rb := getReplyBuf()
-	rb.b = appendMemberCheck(rb.b, &rep)
+	rb.b = appendMemberCheck(rb.b, &rep, since)
 	return rb, nil
 }
 

@@ -1,12 +1,14 @@
 package bus
 
 import (
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/segd/segd/bus/api"
 )
@@ -95,6 +97,82 @@ func TestQuickLookupNeverHoldsOthers(t *testing.T) {
 		}
 		if want := []string{`{"member":false,`, `{"segments":[],`}[i]; !strings.HasPrefix(string(r.msg.Data), want) {
 			t.Fatalf("stuck request %d, released: %s %v; want %s...", i+1, r.msg.Data, r.msg.Header, want)
+		}
+	}
+}
+
+// quickMap is a mapMembership that is a QuickMembership.
+type quickMap struct{ *mapMembership }
+
+func (m quickMap) TryMemberView(user string, segments []string) (MemberView, bool) {
+	return m.MemberView(user, segments), true
+}
+
+// handlerRequest is a micro.Request handed straight to a handler: the
+// service answers on its connection (respond), not through it.
+type handlerRequest struct {
+	micro.Request
+	data  []byte
+	reply string
+}
+
+func (r *handlerRequest) Data() []byte  { return r.data }
+func (r *handlerRequest) Reply() string { return r.reply }
+
+// BenchmarkMemberHandler measures the service's own work per member
+// request, with no network round trip: micro's handler called directly,
+// over a map membership (fast path) or a membership without
+// TryMemberView (handed to the pool), answering on a real connection, with
+// an OnRequest like the host's metrics. ns/op and allocs/op are the
+// per-request cost the service adds to a lookup.
+func BenchmarkMemberHandler(b *testing.B) {
+	for _, path := range []string{"quick", "pool"} {
+		for _, ep := range []string{"member_check", "member_segments"} {
+			b.Run(path+"/"+ep, func(b *testing.B) {
+				var m Membership = quickMap{newMapMembership()}
+				if path == "pool" {
+					m = newMapMembership()
+				}
+				var observed atomic.Int64
+				_, nc, svc := serviceEnv(b, m, ServiceOptions{OnRequest: func(string, string, time.Duration) { observed.Add(1) }})
+				inbox := nats.NewInbox()
+				sub, err := nc.SubscribeSync(inbox)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var d endpointDef
+				for _, def := range endpointDefs {
+					if def.name == ep {
+						d = def
+					}
+				}
+				body := `{"user":"u1","segment":"vip"}`
+				if ep == "member_segments" {
+					body = `{"user":"u1"}`
+				}
+				h := svc.handler(d)
+				req := &handlerRequest{data: []byte(body), reply: inbox}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := range b.N {
+					h(req)
+					if i%512 == 511 || i == b.N-1 {
+						// Keep the replies from piling up past the
+						// subscription's limits.
+						for observed.Load() < int64(i+1) {
+							runtime.Gosched()
+						}
+						if err := nc.Flush(); err != nil {
+							b.Fatal(err)
+						}
+						for {
+							if _, err := sub.NextMsg(0); err != nil {
+								break
+							}
+						}
+					}
+				}
+			})
 		}
 	}
 }
