@@ -35,6 +35,19 @@ type memberQuery struct {
 	exactOnly bool
 }
 
+// maxQuickSegments bounds the segments a member query may ask about to be
+// answered on micro's goroutine: a lookup grows with them (a read of
+// every segment's bitmap), and on that one goroutine it would delay every
+// later request of its endpoint, all the more when ingest competes for
+// the cores. Larger ones (member.segments of every segment) go to the
+// worker pool, which reads several at once.
+const maxQuickSegments = 16
+
+// quick says whether q is small enough to answer on micro's goroutine.
+func (q *memberQuery) quick() bool {
+	return q.segments != nil && len(q.segments) <= maxQuickSegments
+}
+
 // answer encodes the reply to q from v.
 func (q *memberQuery) answer(v MemberView) (any, error) {
 	if !q.check {

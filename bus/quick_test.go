@@ -89,13 +89,22 @@ func TestQuickLookupNeverHoldsOthers(t *testing.T) {
 		`{"segments":["vip"],"memberships":[{"segment":"vip","since":"2026-11-27T09:12:44Z"}],"states":[{"segment":"vip","state":"exact"}],"as_of":{"seq":7,"time":"2026-11-28T10:15:00Z"}}`)
 	stuck2 := send(api.SubjectMemberSegments, `{"user":"stuck","segments":["vip"]}`) // queued behind stuck1
 	quick(api.SubjectMemberCheck, `{"user":"u2","segment":"vip"}`, `{"member":false,`+exactAsOf+`}`)
+	// Every segment, or more than maxQuickSegments: a worker's job (the
+	// one worker is held, so it waits), never micro's goroutine.
+	before := m.tries.Load()
+	all := send(api.SubjectMemberSegments, `{"user":"u1"}`)
+	many := send(api.SubjectMemberSegments, `{"user":"u1","segments":[`+strings.Repeat(`"x",`, maxQuickSegments)+`"vip"]}`)
+	quick(api.SubjectMemberCheck, `{"user":"u1","segment":"active"}`, `{"member":true,"since":"2026-11-27T09:12:44Z",`+exactAsOf+`}`)
+	if m.tries.Load() != before+1 {
+		t.Fatalf("member.segments of every segment or of %d segments was answered on micro's goroutine", maxQuickSegments+1)
+	}
 	close(m.release)
-	for i, c := range []chan reply{stuck1, stuck2} {
+	for i, c := range []chan reply{stuck1, stuck2, all, many} {
 		r := <-c
 		if r.err != nil {
 			t.Fatalf("stuck request %d, released: %v", i+1, r.err)
 		}
-		if want := []string{`{"member":false,`, `{"segments":[],`}[i]; !strings.HasPrefix(string(r.msg.Data), want) {
+		if want := []string{`{"member":false,`, `{"segments":[],`, `{"segments":["active","vip"],`, `{"segments":["vip"],`}[i]; !strings.HasPrefix(string(r.msg.Data), want) {
 			t.Fatalf("stuck request %d, released: %s %v; want %s...", i+1, r.msg.Data, r.msg.Header, want)
 		}
 	}
@@ -148,7 +157,7 @@ func BenchmarkMemberHandler(b *testing.B) {
 				}
 				body := `{"user":"u1","segment":"vip"}`
 				if ep == "member_segments" {
-					body = `{"user":"u1"}`
+					body = `{"user":"u1","segments":["active","empty","vip"]}`
 				}
 				h := svc.handler(d)
 				req := &handlerRequest{data: []byte(body), reply: inbox}

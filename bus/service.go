@@ -365,7 +365,7 @@ func (s *Service) handler(d endpointDef) micro.HandlerFunc {
 		if d.member != nil {
 			var q *memberQuery
 			if q, bad = safeParseMember(d, req.Data()); bad == nil {
-				if quick != nil && s.answerQuick(q, quick, req.Reply(), st, now) {
+				if quick != nil && q.quick() && s.answerQuick(q, quick, req.Reply(), st, now) {
 					return
 				}
 				w := q.work(s.m)
