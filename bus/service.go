@@ -34,7 +34,9 @@ type ServiceOptions struct {
 	// Workers is the number of goroutines answering requests (default
 	// 4*GOMAXPROCS). micro runs one handler at a time per endpoint, so
 	// without a pool one slow lookup delays every request behind it. A
-	// negative value answers on micro's goroutine, one at a time.
+	// negative value answers on micro's goroutine, one at a time. Either
+	// way, a member query that a QuickMembership answers without waiting
+	// is answered on micro's goroutine, with no hand-off.
 	Workers int
 	// QueueGroup overrides micro's default queue group "q"; instances
 	// sharing it split the requests.
@@ -144,7 +146,8 @@ type job struct {
 }
 
 // endpointStats counts the errors answered by workers, which micro's own
-// stats cannot see (they are answered after micro's handler returned).
+// stats cannot see (they are answered after micro's handler returned),
+// and by the quick path (answerQuick), which answers the same way.
 type endpointStats struct {
 	errors    atomic.Uint64
 	lastError atomic.Value // string
