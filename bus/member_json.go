@@ -3,6 +3,7 @@ package bus
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -174,7 +175,10 @@ func plainBool(data []byte, i int) (bool, int, bool) {
 func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if !plainJSON[s[i]] {
-			q, _ := json.Marshal(s)
+			// A copy: s itself then never escapes, nor the reply
+			// structs that hold it, which would cost an allocation on
+			// every call.
+			q, _ := json.Marshal(strings.Clone(s))
 			return append(b, q...)
 		}
 	}
@@ -213,13 +217,20 @@ func appendAsOf(b []byte, a *api.AsOf) []byte {
 	return append(b, '}')
 }
 
-// appendMemberCheck appends r as json.Marshal would.
-func appendMemberCheck(b []byte, r *api.MemberCheckReply) []byte {
+// appendMemberCheck appends r as json.Marshal would. A since not zero,
+// when r.Since is empty, is written as r.Since set to its RFC 3339 form
+// would be, without making that string.
+func appendMemberCheck(b []byte, r *api.MemberCheckReply, since time.Time) []byte {
 	b = append(b, `{"member":`...)
 	b = strconv.AppendBool(b, r.Member)
-	if r.Since != "" {
+	switch {
+	case r.Since != "":
 		b = append(b, `,"since":`...)
 		b = appendJSONString(b, r.Since)
+	case !since.IsZero():
+		b = append(b, `,"since":"`...)
+		b = since.AppendFormat(b, time.RFC3339) // RFC 3339 needs no escapes
+		b = append(b, '"')
 	}
 	if r.State != "" {
 		b = append(b, `,"state":`...)

@@ -30,12 +30,20 @@ func TestMemberJSONMatches(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := appendMemberCheck(nil, &r); string(got) != string(want) {
+		if got := appendMemberCheck(nil, &r, time.Time{}); string(got) != string(want) {
 			t.Errorf("member.check reply\n got %s\nwant %s", got, want)
 		}
 	}
 	loc := time.FixedZone("", 8*3600)
 	since := time.Date(2026, 11, 27, 9, 12, 44, 0, loc)
+	for _, at := range []time.Time{since, since.UTC(), time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 0, time.FixedZone("", -(9*3600+30*60)))} {
+		r := api.MemberCheckReply{Member: true, Since: at.Format(time.RFC3339), State: api.StateExact, AsOf: asOf}
+		want, _ := json.Marshal(r)
+		r.Since = ""
+		if got := appendMemberCheck(nil, &r, at); string(got) != string(want) {
+			t.Errorf("member.check reply with since %v\n got %s\nwant %s", at, got, want)
+		}
+	}
 	views := []api.MemberView{
 		{},
 		{AsOf: *asOf, Unknown: []string{"nope", "a<b"}},
@@ -192,7 +200,7 @@ func BenchmarkMemberReplyEncoding(b *testing.B) {
 	b.Run("check/append", func(b *testing.B) {
 		for b.Loop() {
 			rb := getReplyBuf()
-			rb.b = appendMemberCheck(rb.b, &check)
+			rb.b = appendMemberCheck(rb.b, &check, time.Time{})
 			rb.release()
 		}
 	})

@@ -34,7 +34,9 @@ type ServiceOptions struct {
 	// Workers is the number of goroutines answering requests (default
 	// 4*GOMAXPROCS). micro runs one handler at a time per endpoint, so
 	// without a pool one slow lookup delays every request behind it. A
-	// negative value answers on micro's goroutine, one at a time.
+	// negative value answers on micro's goroutine, one at a time. Either
+	// way, a member query that a QuickMembership answers without waiting
+	// is answered on micro's goroutine, with no hand-off.
 	Workers int
 	// QueueGroup overrides micro's default queue group "q"; instances
 	// sharing it split the requests.
@@ -144,7 +146,8 @@ type job struct {
 }
 
 // endpointStats counts the errors answered by workers, which micro's own
-// stats cannot see (they are answered after micro's handler returned).
+// stats cannot see (they are answered after micro's handler returned),
+// and by the quick path (answerQuick), which answers the same way.
 type endpointStats struct {
 	errors    atomic.Uint64
 	lastError atomic.Value // string
@@ -169,6 +172,10 @@ type endpointDef struct {
 	parseCtx func(m Membership, data []byte) (Work, *api.ErrorDetail)
 	slow     bool
 	timeout  time.Duration
+	// member, set for member.check and member.segments, parses a query
+	// that a QuickMembership may answer on micro's goroutine (parse is
+	// then its worker's path).
+	member func(data []byte) (*memberQuery, *api.ErrorDetail)
 }
 
 var endpointDefs = []endpointDef{
@@ -177,14 +184,16 @@ var endpointDefs = []endpointDef{
 		description: "Is a user in a segment, since when, the segment's state and the point of the log the answer reflects? An unknown segment is 404; an unknown user is in none; a segment not served (stale, failed, rebuilding) is 503.",
 		request:     `{"user":"u42","segment":"vip"}`,
 		reply:       `{"member":true,"since":"2026-11-27T09:12:44+08:00","state":"exact","as_of":{"seq":812,"time":"2026-11-28T10:15:00+08:00"}}`,
-		parse:       parseMemberCheck,
+		member:      parseMemberCheck,
+		parse:       memberParse(parseMemberCheck),
 	},
 	{
 		name: "member_segments", subject: "member.segments",
 		description: "The ids of a user's segments (all, or those asked for), ascending, since when the user is in each, every segment's state and the point of the log the answer reflects; empty for a user never seen.",
 		request:     `{"user":"u42","segments":["active_7d","vip"],"exact_only":true}`,
 		reply:       `{"segments":["active_7d","vip"],"memberships":[{"segment":"active_7d","since":"2026-11-28T10:15:00+08:00"},{"segment":"vip","since":"2026-11-02T08:00:01+08:00"}],"states":[{"segment":"active_7d","state":"exact"},{"segment":"vip","state":"exact"}],"as_of":{"seq":812,"time":"2026-11-28T10:15:00+08:00"}}`,
-		parse:       parseMemberSegments,
+		member:      parseMemberSegments,
+		parse:       memberParse(parseMemberSegments),
 	},
 	{
 		name: "segment_list", subject: "segment.list",
@@ -349,9 +358,25 @@ func (s *Service) handler(d endpointDef) micro.HandlerFunc {
 	if timeout <= 0 {
 		timeout = s.opts.Timeout
 	}
+	quick, _ := s.m.(QuickMembership)
 	return func(req micro.Request) {
 		now := time.Now()
-		work, bad := safeParse(d, s.m, req.Data())
+		var (
+			work Work
+			bad  *api.ErrorDetail
+		)
+		if d.member != nil {
+			var q *memberQuery
+			if q, bad = safeParseMember(d, req.Data()); bad == nil {
+				if quick != nil && q.quick() && s.answerQuick(q, quick, req.Reply(), st, now) {
+					return
+				}
+				w := q.work(s.m)
+				work = func(context.Context) (any, error) { return w() }
+			}
+		} else {
+			work, bad = safeParse(d, s.m, req.Data())
+		}
 		if bad != nil {
 			_ = req.Error(bad.Code, bad.Description, errorBody(*bad))
 			s.observe(st, bad.Code, now)
@@ -470,6 +495,43 @@ func safeParse(d endpointDef, m Membership, data []byte) (work Work, bad *api.Er
 		return nil, bad
 	}
 	return func(context.Context) (any, error) { return w() }, nil
+}
+
+// safeParseMember is safeParse for a member query.
+func safeParseMember(d endpointDef, data []byte) (q *memberQuery, bad *api.ErrorDetail) {
+	defer func() {
+		if r := recover(); r != nil {
+			q, bad = nil, &api.ErrorDetail{Code: api.CodeInternal, Description: fmt.Sprintf("internal error decoding the request: %v", r)}
+		}
+	}()
+	if bad := checkRequest(data); bad != nil {
+		return nil, bad
+	}
+	return d.member(data)
+}
+
+// answerQuick answers q on micro's goroutine if m can without waiting,
+// and says whether it did; if not, q goes to a worker. A lookup that
+// would wait never holds the requests behind it this way.
+func (s *Service) answerQuick(q *memberQuery, m QuickMembership, reply string, st *endpointStats, received time.Time) bool {
+	var (
+		rep any
+		err error
+		ok  bool
+	)
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				rep, ok, err = nil, true, fmt.Errorf("internal error: %v", r)
+			}
+		}()
+		rep, ok, err = q.try(m)
+	}()
+	if !ok {
+		return false
+	}
+	s.respond(job{reply: reply, received: received, stats: st}, rep, err, "")
+	return true
 }
 
 func (s *Service) worker() {

@@ -202,6 +202,15 @@ func (m hostMembership) Status() api.StatusReply {
 	return st
 }
 
+// TryMemberView implements bus.QuickMembership when the merged membership
+// does.
+func (m hostMembership) TryMemberView(user string, segments []string) (bus.MemberView, bool) {
+	if q, ok := m.Membership.(bus.QuickMembership); ok {
+		return q.TryMemberView(user, segments)
+	}
+	return bus.MemberView{}, false
+}
+
 type replayMembership struct {
 	*engine.Engine
 	s *Server
@@ -258,7 +267,19 @@ func (m replayMembership) Segments() []api.SegmentInfo {
 // start as replaying: their membership is that of the log so far, not the
 // log's end, so it is not exact.
 func (m replayMembership) MemberView(user string, segments []string) bus.MemberView {
-	v := m.Engine.MemberView(user, segments)
+	return m.replaying(m.Engine.MemberView(user, segments))
+}
+
+// TryMemberView implements bus.QuickMembership like MemberView (the
+// engine's, promoted, would not mark replaying answers).
+func (m replayMembership) TryMemberView(user string, segments []string) (bus.MemberView, bool) {
+	v, ok := m.Engine.TryMemberView(user, segments)
+	return m.replaying(v), ok
+}
+
+// replaying marks v's exact answers replaying if v is of the log before
+// the replay's end.
+func (m replayMembership) replaying(v bus.MemberView) bus.MemberView {
 	if v.AsOf.Seq < m.s.segAPI.replayTo {
 		for i := range v.Segments {
 			if v.Segments[i].State == api.StateExact {

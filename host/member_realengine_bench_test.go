@@ -3,6 +3,7 @@ package host_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/segd/segd/internal/ingestbench"
@@ -14,10 +15,13 @@ import (
 // stream, with 1 and 16 clients (one request at a time each), idle, while a
 // producer publishes 20k events/s, and while snapshots are written back to
 // back. Each sub-benchmark first measures a bare micro echo service on the
-// same server with the same clients and the same background, b.N requests,
-// then the segd request: p50-x and p99-x are latency over the echo's (lower
-// is better), rps-x throughput over the echo's (higher is better). With
-// -short, 20k users are loaded instead.
+// same server with the same clients and the same background, then the segd
+// request, in alternating rounds (on a shared machine the load changes
+// within seconds; a round pairs what ran side by side): p50-x and p99-x are
+// the median over rounds of latency over the echo's (lower is better),
+// rps-x of throughput over the echo's (higher is better); the absolute
+// figures are medians over rounds too. With -short, 20k users are loaded
+// instead.
 //
 // bus BenchmarkMemberCheck and BenchmarkMemberAPI measure the service
 // layer over a map instead of the engine.
@@ -39,7 +43,7 @@ func BenchmarkMemberRealEngine(b *testing.B) {
 			for _, clients := range []int{1, 16} {
 				b.Run(fmt.Sprintf("%s/%s/clients=%d", r, mode, clients), func(b *testing.B) {
 					stop := m.Background(ctx, mode)
-					row, err := m.MeasureBeside(r, mode, clients, b.N)
+					row, err := measureInterleaved(m, r, clients, b.N)
 					what, berr := stop()
 					if err != nil {
 						b.Fatal(err)
@@ -62,4 +66,39 @@ func BenchmarkMemberRealEngine(b *testing.B) {
 			}
 		}
 	}
+}
+
+// memberRounds is how many alternating rounds of echo and request a
+// measurement takes.
+const memberRounds = 7
+
+// measureInterleaved measures the echo and r in memberRounds alternating
+// rounds of n/memberRounds requests (at least 200) and returns the medians
+// over rounds, of the ratios and of the absolute figures.
+func measureInterleaved(m *ingestbench.MemberBench, r ingestbench.Request, clients, n int) (ingestbench.MemberRow, error) {
+	per := max(n/memberRounds, 200)
+	var echo, got []ingestbench.Stats
+	var p50x, p99x, ratex []float64
+	for range memberRounds {
+		e, err := m.Measure(ingestbench.Echo, clients, per)
+		if err != nil {
+			return ingestbench.MemberRow{}, err
+		}
+		g, err := m.Measure(r, clients, per)
+		if err != nil {
+			return ingestbench.MemberRow{}, err
+		}
+		echo, got = append(echo, e), append(got, g)
+		p50x, p99x, ratex = append(p50x, g.P50/e.P50), append(p99x, g.P99/e.P99), append(ratex, g.Rate/e.Rate)
+	}
+	med := func(xs []float64) float64 { slices.Sort(xs); return xs[len(xs)/2] }
+	stat := func(ss []ingestbench.Stats) ingestbench.Stats {
+		var p50, p99, rate []float64
+		for _, s := range ss {
+			p50, p99, rate = append(p50, s.P50), append(p99, s.P99), append(rate, s.Rate)
+		}
+		return ingestbench.Stats{Requests: per * len(ss), P50: med(p50), P99: med(p99), Rate: med(rate)}
+	}
+	return ingestbench.MemberRow{Request: r.String(), Clients: clients, Stats: stat(got), Echo: stat(echo),
+		P50X: med(p50x), P99X: med(p99x), RateX: med(ratex)}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/rules"
@@ -62,6 +63,15 @@ func TestMemberViewReplaying(t *testing.T) {
 	v := s.membership().MemberView("u1", []string{"young_men"})
 	if len(v.Segments) != 1 || v.Segments[0].State != api.StateReplaying || !v.Segments[0].Served {
 		t.Fatalf("during the replay: %+v", v)
+	}
+	// The service's quick path must say the same (the engine's method,
+	// promoted, would not).
+	q, ok := s.membership().(bus.QuickMembership)
+	if !ok {
+		t.Fatal("the host's membership is not a bus.QuickMembership: member requests always wait for a worker")
+	}
+	if v, ok := q.TryMemberView("u1", []string{"young_men"}); !ok || len(v.Segments) != 1 || v.Segments[0].State != api.StateReplaying {
+		t.Fatalf("during the replay, TryMemberView: %+v, %v", v, ok)
 	}
 	s.segAPI.replayTo = 0
 	if v := s.membership().MemberView("u1", nil); len(v.Segments) != len(segs) || v.Segments[0].State != api.StateExact {

@@ -26,6 +26,21 @@ func (d *dictionary) lookup(name string) (uint32, bool) {
 	return id, ok
 }
 
+// tryLookup is lookup; with try it gives up at once (ok false) while the
+// writer holds or waits for the lock, rather than wait.
+func (d *dictionary) tryLookup(name string, try bool) (id uint32, found, ok bool) {
+	if !try {
+		id, found = d.lookup(name)
+		return id, found, true
+	}
+	if !d.mu.TryRLock() {
+		return 0, false, false
+	}
+	id, found = d.ids[name]
+	d.mu.RUnlock()
+	return id, found, true
+}
+
 // name returns the external id of a dense id, for readers.
 func (d *dictionary) name(id uint32) string {
 	d.mu.RLock()

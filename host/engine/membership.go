@@ -109,6 +109,13 @@ func (m *membership) publishMembers() {
 // the step they reflect, all under one read lock so that the three agree.
 // segments must hold no repeats.
 func (e *Engine) MemberView(user string, segments []string) api.MemberView {
+	v, _ := e.memberView(user, segments, false)
+	return v
+}
+
+// memberView is MemberView; with try it gives up at once (ok false)
+// rather than wait for a lock (TryMemberView).
+func (e *Engine) memberView(user string, segments []string, try bool) (_ api.MemberView, ok bool) {
 	var v api.MemberView
 	var asked []*segmentState
 	if segments != nil {
@@ -130,14 +137,22 @@ func (e *Engine) MemberView(user string, segments []string) api.MemberView {
 	}
 	var buf [8]hit
 	hits := buf[:0]
-	e.mu.RLock()
+	if !try {
+		e.mu.RLock()
+	} else if !e.mu.TryRLock() {
+		return v, false
+	}
 	if segments == nil {
 		asked = e.segments
 	}
 	// The user is looked up under the lock: a user a step published is
 	// known by then (the writer interns before it publishes), so the
 	// answer never contradicts AsOf.
-	id, known := e.users.lookup(user)
+	id, known, ok := e.users.tryLookup(user, try)
+	if !ok {
+		e.mu.RUnlock()
+		return v, false
+	}
 	v.AsOf = api.AsOf{Seq: e.stats.LastSeq, Time: e.stats.Clock}
 	v.Segments = make([]api.SegmentView, len(asked))
 	for i, s := range asked {
@@ -165,5 +180,5 @@ func (e *Engine) MemberView(user string, segments []string) api.MemberView {
 	for _, h := range hits {
 		v.Segments[h.i].Since = time.Unix(int64(h.sec), 0).In(e.loc)
 	}
-	return v
+	return v, true
 }

@@ -203,3 +203,13 @@ func (e *Engine) UserNames(ids []uint32) []string {
 	}
 	return out
 }
+
+// TryMemberView is MemberView that never waits (bus.QuickMembership): ok is
+// false, at once, while the writer holds or waits for a lock the read
+// needs (a step being published, new users being added), and the caller
+// answers some other way. The service answers on its request goroutine
+// only what never waits, so one stuck read cannot hold the requests behind
+// it.
+func (e *Engine) TryMemberView(user string, segments []string) (api.MemberView, bool) {
+	return e.memberView(user, segments, true)
+}

@@ -111,7 +111,22 @@ func (l *Local) Status() api.StatusReply {
 // MemberView implements bus.Membership: exact memberships read while the
 // partition replays its log are "replaying".
 func (l *Local) MemberView(user string, segments []string) bus.MemberView {
-	v := l.e.MemberView(user, segments)
+	return l.markReplaying(l.e.MemberView(user, segments))
+}
+
+// TryMemberView implements bus.QuickMembership: MemberView, or false at
+// once where the engine would wait.
+func (l *Local) TryMemberView(user string, segments []string) (bus.MemberView, bool) {
+	v, ok := l.e.TryMemberView(user, segments)
+	if !ok {
+		return v, false
+	}
+	return l.markReplaying(v), true
+}
+
+// markReplaying marks v's exact answers replaying while the partition
+// replays its log.
+func (l *Local) markReplaying(v bus.MemberView) bus.MemberView {
 	if l.replaying() {
 		for i := range v.Segments {
 			if v.Segments[i].State == api.StateExact {

@@ -42,6 +42,15 @@ func (s *Scatter) MemberView(user string, segments []string) bus.MemberView {
 	return s.partOf(user).MemberView(user, segments)
 }
 
+// TryMemberView implements bus.QuickMembership: the user's partition
+// answers if it can without waiting.
+func (s *Scatter) TryMemberView(user string, segments []string) (bus.MemberView, bool) {
+	if q, ok := s.partOf(user).(bus.QuickMembership); ok {
+		return q.TryMemberView(user, segments)
+	}
+	return bus.MemberView{}, false
+}
+
 // UserGet answers user.get from the user's partition.
 func (s *Scatter) UserGet(ctx context.Context, r *api.UserGetRequest) (*api.UserGetReply, error) {
 	rep, err := s.partOf(r.User).UserGet(ctx, r)

@@ -100,6 +100,9 @@ func TestLocalWhileReplaying(t *testing.T) {
 	if v := s.MemberView("a", nil); v.Segments[0].State != api.StateReplaying {
 		t.Errorf("while replaying: %+v", v.Segments[0])
 	}
+	if v, ok := s.TryMemberView("a", nil); !ok || v.Segments[0].State != api.StateReplaying {
+		t.Errorf("while replaying, TryMemberView: %+v, %v", v.Segments, ok)
+	}
 	if d, err := s.SegmentDetail("viewers"); err != nil || d.Status != "rebuilding" {
 		t.Errorf("while replaying: %+v, %v", d, err)
 	}
@@ -112,5 +115,8 @@ func TestLocalWhileReplaying(t *testing.T) {
 	}
 	if v := s.MemberView("a", nil); v.Segments[0].State != api.StateExact {
 		t.Errorf("after: %+v", v.Segments[0])
+	}
+	if v, ok := s.TryMemberView("a", nil); !ok || v.Segments[0].State != api.StateExact {
+		t.Errorf("after, TryMemberView: %+v, %v", v.Segments, ok)
 	}
 }
