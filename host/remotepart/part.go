@@ -96,8 +96,21 @@ var _ scatter.Part = (*part)(nil)
 // error as the owner's Part returned it (fromStatus). A call whose
 // context ends returns the context's error.
 func (p *part) call(ctx context.Context, op string, body []byte) ([]byte, error) {
+	return p.callChunked(ctx, op, body, !pointOps[op])
+}
+
+// pointOps have small replies (a few counters, a page of at most
+// bus.MaxPageLimit ids, a year of days): they take the quicker path of one
+// reply message, without an inbox of their own.
+var pointOps = map[string]bool{opIsMember: true, opMemberSince: true, opSegmentCount: true, opSegmentStatic: true,
+	opSegmentPage: true, opHistory: true, opHistoryStart: true, opMemberView: true}
+
+// callChunked is call, taking a reply in chunks if chunked.
+func (p *part) callChunked(ctx context.Context, op string, body []byte, chunked bool) ([]byte, error) {
 	fo := p.opts.Forward
-	fo.MaxReply = p.opts.MaxReply
+	if chunked {
+		fo.MaxReply = p.opts.MaxReply
+	}
 	if slices.Contains(slowOps, op) {
 		fo.AttemptTimeout = p.opts.SlowTimeout
 		fo.MaxWait = max(fo.MaxWait, p.opts.SlowTimeout)
@@ -243,7 +256,17 @@ func (p *part) Status() api.StatusReply {
 // asked for is not served, with that error.
 func (p *part) MemberView(user string, segments []string) api.MemberView {
 	var rep wireView
-	if err := p.quick(opMemberView, memberViewRequest{user, segments}, &rep); err != nil {
+	body, err := json.Marshal(memberViewRequest{user, segments})
+	if err == nil {
+		ctx, cancel := p.bounded()
+		// Every segment's view (segments nil) may be large.
+		body, err = p.callChunked(ctx, opMemberView, body, segments == nil)
+		cancel()
+	}
+	if err == nil {
+		err = decodeJSON(body, &rep)
+	}
+	if err != nil {
 		err = p.unreachable(err)
 		v := api.MemberView{Err: err}
 		for _, s := range segments {
