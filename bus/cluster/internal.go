@@ -40,6 +40,9 @@ const (
 	// acceptChunksHeader on a request says the caller reads a reply sent
 	// in chunks (on an inbox of its own).
 	acceptChunksHeader = "Segd-Accept-Chunks"
+	// needChunksHeader marks the 413 of a reply too large for one message
+	// to a request that did not take chunks.
+	needChunksHeader = "Segd-Needs-Chunks"
 	// timeoutHeader is how long, in milliseconds, the caller waits for
 	// this attempt: the handler's context ends then.
 	timeoutHeader = "Segd-Timeout-Ms"
@@ -254,6 +257,7 @@ func (r *Router) respond(m *nats.Msg, body []byte, err error) {
 	if err == nil && len(body) > limit && m.Header.Get(acceptChunksHeader) == "" {
 		err = &StatusError{Code: 413, Reason: fmt.Sprintf("reply of %d bytes is past the max payload of %d bytes, and the request takes no chunks", len(body), r.nc.MaxPayload())}
 	}
+	needChunks := err != nil && len(body) > limit
 	if err != nil {
 		var se *StatusError
 		if !errors.As(err, &se) {
@@ -264,6 +268,9 @@ func (r *Router) respond(m *nats.Msg, body []byte, err error) {
 		reply.Header.Set(ReasonHeader, headerSafe(se.Reason))
 		if se.Field != "" {
 			reply.Header.Set(FieldHeader, headerSafe(se.Field))
+		}
+		if needChunks {
+			reply.Header.Set(needChunksHeader, strconv.Itoa(len(body)))
 		}
 		m.RespondMsg(reply)
 		return
@@ -306,6 +313,10 @@ type ForwardOptions struct {
 	// in chunks on an inbox of this request's own, up to MaxReply bytes
 	// (past it a 413). Unset, such a reply is a 413 from the owner.
 	MaxReply int
+	// Large asks for a reply in chunks at once (with MaxReply), for an op
+	// whose replies are often large; otherwise the first attempt takes one
+	// message, and a reply too large for it is asked again in chunks.
+	Large bool
 }
 
 // Forward sends op on partition n to its owner and returns the reply
@@ -330,11 +341,20 @@ func Forward(ctx context.Context, nc *nats.Conn, n int, op string, req []byte, o
 	defer cancel()
 	subj := InternalSubject(n, op)
 	var last string
+	chunked := opts.MaxReply > 0 && opts.Large
 	for {
 		start := time.Now()
 		actx, acancel := context.WithTimeout(ctx, opts.AttemptTimeout)
-		msg, err := attempt(actx, nc, subj, req, opts.MaxReply)
+		maxReply := 0
+		if chunked {
+			maxReply = opts.MaxReply
+		}
+		msg, err := attempt(actx, nc, subj, req, maxReply)
 		acancel()
+		if err == nil && msg.Header.Get(needChunksHeader) != "" && opts.MaxReply > 0 && !chunked {
+			chunked = true // the reply did not fit in a message: ask again, in chunks
+			continue
+		}
 		switch {
 		case err == nil:
 			code := 200

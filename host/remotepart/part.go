@@ -36,7 +36,12 @@ type Options struct {
 	// context has no deadline (default 30s, the service's request
 	// timeout); with a deadline, the deadline bounds it.
 	SlowTimeout time.Duration
-	// MaxReply bounds a reply reassembled from chunks (default 256 MiB):
+	// Segments, if set, lists the segment ids this host knows (every
+	// partition has the same rules). While the owner cannot be reached,
+	// Segments and UnavailableSegments report these, and those last seen
+	// from the owner, not served.
+	Segments func() []string
+	// MaxReply bounds a reply reassembled from chunks (default 64 MiB):
 	// past it the call is a 413 naming the partition.
 	MaxReply int
 }
@@ -46,7 +51,7 @@ const (
 	DefaultMaxWait     = 5 * time.Second
 	DefaultAttempt     = 2 * time.Second
 	DefaultSlowTimeout = 30 * time.Second
-	DefaultMaxReply    = 256 << 20
+	DefaultMaxReply    = 64 << 20
 )
 
 // userNamesBatch bounds the ids of one user-names request (16 KiB of
@@ -96,21 +101,20 @@ var _ scatter.Part = (*part)(nil)
 // error as the owner's Part returned it (fromStatus). A call whose
 // context ends returns the context's error.
 func (p *part) call(ctx context.Context, op string, body []byte) ([]byte, error) {
-	return p.callChunked(ctx, op, body, !pointOps[op])
+	return p.callChunked(ctx, op, body, largeOps[op])
 }
 
-// pointOps have small replies (a few counters, a page of at most
-// bus.MaxPageLimit ids, a year of days): they take the quicker path of one
-// reply message, without an inbox of their own.
-var pointOps = map[string]bool{opIsMember: true, opMemberSince: true, opSegmentCount: true, opSegmentStatic: true,
-	opSegmentPage: true, opHistory: true, opHistoryStart: true, opMemberView: true}
+// largeOps often have replies past one message (bitmaps, names, whole
+// lists, analyses): they ask for chunks at once, on an inbox of their own.
+// The others take one message, quicker, and ask again in chunks only if
+// the reply did not fit (cluster.ForwardOptions.Large).
+var largeOps = map[string]bool{opSegments: true, opStatus: true, opSegmentBitmaps: true, opUserNames: true,
+	opEvents: true, opFunnel: true, opRetention: true, opTrend: true, opUserGet: true}
 
-// callChunked is call, taking a reply in chunks if chunked.
-func (p *part) callChunked(ctx context.Context, op string, body []byte, chunked bool) ([]byte, error) {
+// callChunked is call, asking for chunks at once if large.
+func (p *part) callChunked(ctx context.Context, op string, body []byte, large bool) ([]byte, error) {
 	fo := p.opts.Forward
-	if chunked {
-		fo.MaxReply = p.opts.MaxReply
-	}
+	fo.MaxReply, fo.Large = p.opts.MaxReply, large
 	if slices.Contains(slowOps, op) {
 		fo.AttemptTimeout = p.opts.SlowTimeout
 		fo.MaxWait = max(fo.MaxWait, p.opts.SlowTimeout)
@@ -209,12 +213,18 @@ func (p *part) remember(ids []string) {
 
 func (p *part) knownSegments() []string {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.known)
+	out := slices.Clone(p.known)
+	p.mu.Unlock()
+	if p.opts.Segments != nil {
+		out = append(out, p.opts.Segments()...)
+		slices.Sort(out)
+		out = slices.Compact(out)
+	}
+	return out
 }
 
-// Segments implements bus.Membership. Past the wait, every segment last
-// seen is "stale" with size 0 and an error naming the partition, so that
+// Segments implements bus.Membership. Past the wait, every segment known
+// (Options.Segments, and those last seen) is "stale" with size 0 and an error naming the partition, so that
 // the merged list shows them not served rather than a partial size.
 func (p *part) Segments() []api.SegmentInfo {
 	var rep []api.SegmentInfo
@@ -259,8 +269,7 @@ func (p *part) MemberView(user string, segments []string) api.MemberView {
 	body, err := json.Marshal(memberViewRequest{user, segments})
 	if err == nil {
 		ctx, cancel := p.bounded()
-		// Every segment's view (segments nil) may be large.
-		body, err = p.callChunked(ctx, opMemberView, body, segments == nil)
+		body, err = p.callChunked(ctx, opMemberView, body, false)
 		cancel()
 	}
 	if err == nil {
@@ -375,7 +384,7 @@ func (p *part) HistoryStart(segment string) string {
 }
 
 // UnavailableSegments implements scatter.Part. Past the wait every
-// segment last seen is unavailable.
+// segment known (Options.Segments, and those last seen) is unavailable.
 func (p *part) UnavailableSegments() []string {
 	var rep []string
 	if err := p.quick(opUnavailable, struct{}{}, &rep); err != nil {
