@@ -116,11 +116,11 @@ func (p *part) callChunked(ctx context.Context, op string, body []byte, large bo
 	fo := p.opts.Forward
 	fo.MaxReply, fo.Large = p.opts.MaxReply, large
 	if slices.Contains(slowOps, op) {
+		// Its own timeout bounds a request that reads a whole partition,
+		// or the caller's deadline.
 		fo.AttemptTimeout = p.opts.SlowTimeout
-		fo.MaxWait = max(fo.MaxWait, p.opts.SlowTimeout)
 		if dl, ok := ctx.Deadline(); ok {
 			fo.AttemptTimeout = max(time.Until(dl), time.Millisecond)
-			fo.MaxWait = fo.AttemptTimeout
 		}
 	}
 	rep, err := cluster.Forward(ctx, p.nc, p.n, op, body, fo)
@@ -146,9 +146,10 @@ func (p *part) callJSON(ctx context.Context, op string, req, rep any) error {
 	return decodeJSON(data, rep)
 }
 
-// bounded is the context of a method without one: MaxWait bounds it.
+// bounded is the context of a method without one: the wait for an owner
+// and an attempt bound it.
 func (p *part) bounded() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), p.opts.Forward.MaxWait+time.Second)
+	return context.WithTimeout(context.Background(), p.opts.Forward.MaxWait+p.opts.Forward.AttemptTimeout+time.Second)
 }
 
 // quick calls op without a caller's context.
@@ -332,9 +333,7 @@ func (p *part) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, err
 	if err != nil {
 		return nil, 0, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.SlowTimeout+time.Second)
-	defer cancel()
-	data, err := p.call(ctx, opSegmentBitmaps, body)
+	data, err := p.call(context.Background(), opSegmentBitmaps, body)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -350,7 +349,9 @@ func (p *part) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, err
 // not answered stay "" (see the package doc).
 func (p *part) UserNames(ids []uint32) []string {
 	out := make([]string, 0, len(ids))
-	for chunk := range slices.Chunk(ids, userNamesBatch) {
+	// A request must fit in a message too.
+	batch := max(1, min(userNamesBatch, (int(p.nc.MaxPayload())-4096)/4))
+	for chunk := range slices.Chunk(ids, batch) {
 		ctx, cancel := p.bounded()
 		data, err := p.call(ctx, opUserNames, encodeIDs(false, chunk))
 		cancel()

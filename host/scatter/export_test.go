@@ -19,3 +19,11 @@ func BenchScatters(b *testing.B) (one, four *Scatter, parts []Part) {
 	cs := benchData(b)
 	return cs[1].s, cs[4].s, cs[4].s.parts
 }
+
+// The tests of errors and large answers, with the partitions' Parts built
+// by wrap (see RunEquivalence).
+var (
+	CannotAnswer = testCannotAnswer
+	Deadline     = testDeadline
+	CrossBlocks  = testCrossBlocks
+)

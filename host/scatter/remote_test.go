@@ -32,3 +32,39 @@ func TestRemotePartitionsAnswerAsOne(t *testing.T) {
 		})
 	}
 }
+
+// remote serves parts from an owner host and returns the caller's Parts.
+func remote(opts remotetest.Options) func(testing.TB, []scatter.Part) []scatter.Part {
+	return func(t testing.TB, parts []scatter.Part) []scatter.Part {
+		return remotetest.Start(t, parts, opts).Remote
+	}
+}
+
+// TestRemoteErrorsKeepTheirCode is TestAPartitionThatCannotAnswerMakesTheAnswerItsError
+// and TestADeadlineStopsEveryPartition over NATS: a partition rebuilding
+// on its owner makes the merged answers 503 naming it; an unknown segment
+// is a 404, a request past a limit the 400 one engine gives, a deadline a
+// context error.
+func TestRemoteErrorsKeepTheirCode(t *testing.T) {
+	t.Parallel()
+	t.Run("cannot answer", func(t *testing.T) {
+		t.Parallel()
+		scatter.CannotAnswer(t, remote(remotetest.Options{}))
+	})
+	t.Run("deadline", func(t *testing.T) {
+		t.Parallel()
+		scatter.Deadline(t, remote(remotetest.Options{}))
+	})
+}
+
+// TestRemoteRepliesPastMaxPayload is TestPageWalksAndSetsCrossBlocks
+// (70,000 users a partition) over a server whose max payload is 8 KiB:
+// pages of 10,000 ids (40 KB), their names and the partitions' bitmaps
+// come back in chunks, and every answer is still whole.
+func TestRemoteRepliesPastMaxPayload(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("210,000 users")
+	}
+	scatter.CrossBlocks(t, remote(remotetest.Options{MaxPayload: 8 << 10}))
+}
