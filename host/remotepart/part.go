@@ -162,7 +162,7 @@ func (p *part) quick(op string, req, rep any) error {
 // unreachable is the error of a method without an error return: it is a
 // 503 naming the partition.
 func (p *part) unreachable(err error) error {
-	return &ingest.Error{Code: api.CodeUnavailable, Err: fmt.Errorf("partition %d of %d cannot be reached: %v", p.n, p.np, err)}
+	return &ingest.Error{Code: api.CodeUnavailable, Err: fmt.Errorf("partition %d of %d: %v", p.n, p.np, err)}
 }
 
 // IsMember implements bus.Membership.
@@ -225,15 +225,16 @@ func (p *part) knownSegments() []string {
 }
 
 // Segments implements bus.Membership. Past the wait, every segment known
-// (Options.Segments, and those last seen) is "stale" with size 0 and an error naming the partition, so that
-// the merged list shows them not served rather than a partial size.
+// (Options.Segments, and those last seen) is "unavailable" with the
+// reason, so that the merged list shows them unavailable, size 0, naming
+// the partition, rather than a partial size.
 func (p *part) Segments() []api.SegmentInfo {
 	var rep []api.SegmentInfo
 	if err := p.quick(opSegments, struct{}{}, &rep); err != nil {
 		known := p.knownSegments()
 		out := make([]api.SegmentInfo, len(known))
 		for i, id := range known {
-			out[i] = api.SegmentInfo{ID: id, Status: api.SegmentStale, Error: p.unreachable(err).Error()}
+			out[i] = api.SegmentInfo{ID: id, Status: api.SegmentUnavailable, Error: err.Error()}
 		}
 		return out
 	}
@@ -257,7 +258,7 @@ func (p *part) SegmentCount(segment string) (uint64, error) {
 func (p *part) Status() api.StatusReply {
 	var rep api.StatusReply
 	if err := p.quick(opStatus, struct{}{}, &rep); err != nil {
-		return api.StatusReply{Ready: false, Clock: p.Now().Format(time.RFC3339), LastIngestError: p.unreachable(err).Error()}
+		return api.StatusReply{Ready: false, Clock: p.Now().Format(time.RFC3339), LastIngestError: err.Error()}
 	}
 	return rep
 }

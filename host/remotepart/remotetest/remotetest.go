@@ -129,6 +129,16 @@ func Start(t testing.TB, local []scatter.Part, opts Options) *Setup {
 	if ro.Clock == nil {
 		ro.Clock = local[0].Now
 	}
+	if ro.Segments == nil {
+		// The rules are the same in every partition: the first's ids.
+		ro.Segments = func() []string {
+			var ids []string
+			for _, info := range local[0].Segments() {
+				ids = append(ids, info.ID)
+			}
+			return ids
+		}
+	}
 	for n := range local {
 		s.Remote = append(s.Remote, remotepart.New(s.Caller, n, len(local), ro))
 	}
