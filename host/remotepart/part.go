@@ -345,10 +345,9 @@ func (p *part) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, err
 	return bms, u, err
 }
 
-// UserNames implements bus.SegmentStore (local ids), in batches of
-// userNamesBatch ids. The interface has no error: past the wait the names
-// not answered stay "" (see the package doc).
-func (p *part) UserNames(ids []uint32) []string {
+// UserNames implements bus.SegmentStore (local ids), in batches of at
+// most userNamesBatch ids (fewer if a request would not fit a message).
+func (p *part) UserNames(ids []uint32) ([]string, error) {
 	out := make([]string, 0, len(ids))
 	// A request must fit in a message too.
 	batch := max(1, min(userNamesBatch, (int(p.nc.MaxPayload())-4096)/4))
@@ -360,12 +359,15 @@ func (p *part) UserNames(ids []uint32) []string {
 		if err == nil {
 			err = decodeJSON(data, &names)
 		}
-		if err != nil || len(names) != len(chunk) {
-			names = make([]string, len(chunk))
+		if err == nil && len(names) != len(chunk) {
+			err = fmt.Errorf("remotepart: %d names for %d ids", len(names), len(chunk))
+		}
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, names...)
 	}
-	return out
+	return out, nil
 }
 
 // History implements bus.SegmentStore.

@@ -145,7 +145,7 @@ func Serve(r *cluster.Router, local func(n int) (scatter.Part, bool)) error {
 			if err != nil {
 				return nil, err
 			}
-			return p.UserNames(ids), nil
+			return p.UserNames(ids)
 		},
 		opHistory: func(_ context.Context, p scatter.Part, req []byte) (any, error) {
 			var r historyRequest

@@ -219,7 +219,7 @@ func testCrossBlocks(t *testing.T, wrap wrapParts) {
 			}
 			last = id
 		}
-		got = append(got, c.s.UserNames(ids)...)
+		got = append(got, userNames(t, c.s, ids)...)
 		if !more {
 			break
 		}
@@ -237,7 +237,7 @@ func testCrossBlocks(t *testing.T, wrap wrapParts) {
 	if res.GetCardinality() != users-uint64(len(some)) {
 		t.Fatalf("!beta: %d users, want %d", res.GetCardinality(), users-len(some))
 	}
-	for _, name := range c.s.UserNames(res.ToArray()[:1000]) {
+	for _, name := range userNames(t, c.s, res.ToArray()[:1000]) {
 		var i int
 		if _, err := fmt.Sscanf(name, "user-%d", &i); err != nil || i%3 == 0 {
 			t.Fatalf("!beta holds %q", name)

@@ -109,6 +109,10 @@ func TestRemotePartitionWithoutOwner(t *testing.T) {
 			return err
 		},
 		"member check": func() error { return s.MemberView(scatter.UserOf(t, orphan, n), []string{seg}).Err },
+		"names": func() error {
+			_, err := s.UserNames([]uint32{scatter.GlobalID(0, 0, n), scatter.GlobalID(0, orphan, n)})
+			return err
+		},
 	} {
 		start := time.Now()
 		err := call()
