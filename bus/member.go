@@ -50,6 +50,9 @@ func (q *memberQuery) quick() bool {
 
 // answer encodes the reply to q from v.
 func (q *memberQuery) answer(v MemberView) (any, error) {
+	if v.Err != nil {
+		return nil, v.Err // a view that could not be read (a partition elsewhere)
+	}
 	if !q.check {
 		rb := getReplyBuf()
 		rb.b = appendMemberSegments(rb.b, &v, q.exactOnly)
