@@ -36,6 +36,9 @@ func (p partInfo) name() string { return bus.PartitionName(p.n, p.of) }
 // partitions returns the Servers that run an engine: the partitions of a
 // front, or the Server itself.
 func (s *Server) partitions() []*Server {
+	if s.multi != nil {
+		return s.multi.list() // those running here now
+	}
 	if s.parts != nil {
 		return s.parts
 	}
@@ -44,7 +47,12 @@ func (s *Server) partitions() []*Server {
 
 // defEngine is an engine to read segment definitions from: every
 // partition runs the same ones.
-func (s *Server) defEngine() *engine.Engine { return s.partitions()[0].engine }
+func (s *Server) defEngine() *engine.Engine {
+	if ps := s.partitions(); len(ps) > 0 {
+		return ps[0].engine
+	}
+	return s.multi.defs // none runs here now (multihost.go)
+}
 
 // partErr names the partition an error of a front's start came from.
 func partErr(p *Server, err error) error {
@@ -207,8 +215,11 @@ func (s *Server) startLoops() {
 
 // replayFromAll is the lowest sequence a partition replays from.
 func (s *Server) replayFromAll() uint64 {
-	from := s.partitions()[0].replayFrom
-	for _, p := range s.partitions() {
+	var from uint64
+	for i, p := range s.partitions() {
+		if i == 0 {
+			from = p.replayFrom
+		}
 		from = min(from, p.replayFrom)
 	}
 	return from
@@ -227,7 +238,7 @@ func (s *Server) startPluginRecoveryFanOut() {
 		return
 	}
 	s.plugins.OnUsable(func(name string, newVersion bool) {
-		for _, p := range s.parts {
+		for _, p := range s.partitions() {
 			if p.recovery != nil {
 				p.recovery.usable(name, newVersion)
 			}
@@ -283,10 +294,10 @@ func (s *Server) startScatter() error {
 // last it reads up to seq. A JetStream request that fails (a busy server
 // times out) is asked again while ctx lasts.
 func (s *Server) WaitApplied(ctx context.Context, seq uint64) error {
-	if s.parts == nil {
+	if !s.isFront() {
 		return s.segAPI.waiter.Wait(ctx, seq)
 	}
-	for _, p := range s.parts {
+	for _, p := range s.partitions() {
 		w := &p.segAPI.waiter
 		for w.Last() < seq {
 			// Its last message up to now, if before seq, is all it waits
@@ -329,11 +340,11 @@ func (s *Server) appliedSeq() uint64 {
 
 // work sums the partitions' engine work counters.
 func (s *Server) work() engine.WorkStats {
-	if s.parts == nil {
+	if !s.isFront() {
 		return s.engine.Work()
 	}
 	var out engine.WorkStats
-	for _, p := range s.parts {
+	for _, p := range s.partitions() {
 		w := p.engine.Work()
 		out.ClockMoves += w.ClockMoves
 		out.ClockJudged += w.ClockJudged
@@ -354,7 +365,7 @@ func (s *Server) work() engine.WorkStats {
 // by commas.
 func (s *Server) snapshotAll(ctx context.Context) (string, error) {
 	var paths []string
-	for _, p := range s.parts {
+	for _, p := range s.partitions() {
 		path, err := p.Snapshot(ctx)
 		if err != nil {
 			return "", partErr(p, err)
@@ -366,11 +377,11 @@ func (s *Server) snapshotAll(ctx context.Context) (string, error) {
 
 // eventNames are the event names the analysis indexes know, sorted.
 func (s *Server) eventNames() []string {
-	if s.parts == nil {
+	if !s.isFront() {
 		return s.analysis.EventNames()
 	}
 	var names []string
-	for _, p := range s.parts {
+	for _, p := range s.partitions() {
 		names = append(names, p.analysis.EventNames()...)
 	}
 	slices.Sort(names)
