@@ -59,6 +59,9 @@ type multiHost struct {
 	// closing is set by Close: a partition gained from then on is not
 	// started, and its release is the shutdown's.
 	closing atomic.Bool
+	// starting is held while a gained partition starts, so that Close
+	// waits for a start under way before it stops what runs.
+	starting sync.Mutex
 
 	mu      sync.Mutex
 	running map[int]*Server
@@ -163,6 +166,8 @@ func (s *Server) joinMulti(ctx context.Context) error {
 // that cannot start is given back (another host, or this one later,
 // tries again).
 func (m *multiHost) gained(l *cluster.Lease) {
+	m.starting.Lock()
+	defer m.starting.Unlock()
 	if m.closing.Load() {
 		return // released by the shutdown that is under way
 	}
@@ -354,6 +359,8 @@ func (m *multiHost) stopPart(p *Server, snapshot bool) {
 func (s *Server) closeMulti() {
 	m := s.multi
 	m.closing.Store(true)
+	m.starting.Lock() // a start under way ends first
+	m.starting.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range m.list() {
 		wg.Go(func() {

@@ -33,10 +33,10 @@ func (u unowned) IsMember(string, string) (bool, error) { return false, u.err() 
 func (u unowned) MemberSince(string, string) (bool, time.Time, error) {
 	return false, time.Time{}, u.err()
 }
-func (u unowned) UserSegments(string) []string          { return nil }
+func (u unowned) UserSegments(string) []string            { return nil }
 func (u unowned) UserMemberships(string) []api.Membership { return nil }
-func (u unowned) Segments() []api.SegmentInfo           { return nil }
-func (u unowned) SegmentCount(string) (uint64, error)   { return 0, u.err() }
+func (u unowned) Segments() []api.SegmentInfo             { return nil }
+func (u unowned) SegmentCount(string) (uint64, error)     { return 0, u.err() }
 func (u unowned) Status() api.StatusReply {
 	return api.StatusReply{Ready: false}
 }

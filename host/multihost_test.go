@@ -1,0 +1,187 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segd/segd/bus"
+	"github.com/segd/segd/bus/client"
+	"github.com/segd/segd/host/engine"
+)
+
+// multiHosts is a NATS server with JetStream and the segd hosts that
+// share a stream's partitions over it, each in this process but
+// connected by URL, as separate machines would be.
+type multiHosts struct {
+	t     *testing.T
+	url   string
+	rules string
+	clock *engine.ManualClock
+	p     int
+	mu    sync.Mutex
+	hosts map[string]*testServer
+}
+
+func newMultiHosts(t *testing.T, p int, now time.Time) *multiHosts {
+	t.Helper()
+	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(partitionRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &multiHosts{t: t, url: ns.ClientURL(), rules: rulesFile, clock: engine.NewManualClock(now), p: p, hosts: map[string]*testServer{}}
+}
+
+// start starts host id.
+func (m *multiHosts) start(id string) *testServer {
+	m.t.Helper()
+	ts := startServer(m.t, Config{NATSURL: m.url, DataDir: m.t.TempDir(), RulePaths: []string{m.rules}, Clock: m.clock,
+		Partitions: m.p, HostID: id, Lease: 2 * time.Second, SnapshotInterval: -1,
+		Logger: slog.New(slog.NewTextHandler(m.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("host", id)})
+	m.mu.Lock()
+	m.hosts[id] = ts
+	m.mu.Unlock()
+	return ts
+}
+
+// stop closes host id (SIGTERM: it hands its partitions over).
+func (m *multiHosts) stop(id string) time.Duration {
+	m.mu.Lock()
+	ts := m.hosts[id]
+	delete(m.hosts, id)
+	m.mu.Unlock()
+	t0 := time.Now()
+	ts.close()
+	return time.Since(t0)
+}
+
+// owned is every live host's partitions; it fails the test if two hosts
+// run one partition at once.
+func (m *multiHosts) owned() map[string][]int {
+	m.t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string][]int{}
+	by := map[int]string{}
+	for id, ts := range m.hosts {
+		out[id] = ts.srv.Owned()
+		for _, n := range out[id] {
+			if other, dup := by[n]; dup {
+				m.t.Fatalf("partition %d runs on %s and %s at once", n, other, id)
+			}
+			by[n] = id
+		}
+	}
+	return out
+}
+
+// waitShares waits until every partition runs on exactly one host and
+// the hosts' counts are want (in host id order).
+func (m *multiHosts) waitShares(want map[string]int, within time.Duration) map[string][]int {
+	m.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := m.owned()
+		ok, total := true, 0
+		for id, ps := range got {
+			total += len(ps)
+			if len(ps) != want[id] {
+				ok = false
+			}
+		}
+		if ok && total == m.p && len(got) == len(want) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			m.t.Fatalf("shares %v, want counts %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronization
+	}
+}
+
+// TestHostsSharePartitions: two hosts on one NATS share P = 4
+// partitions 2/2; the events published (mixed and partition-aware) are
+// applied once, wherever their partition runs; when one host stops it
+// hands its partitions over and the other runs all 4, every answer equal
+// to a single P = 1 segd's over the same events; a third host joining
+// takes a share again, and the answers stay exact.
+func TestHostsSharePartitions(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	const users = 60
+	stream := randomStream(11, users, 60, now)
+	m := newMultiHosts(t, 4, now)
+	one := startPartitioned(t, t.TempDir(), 1, now)
+	h1 := m.start("h1")
+	m.start("h2")
+	m.waitShares(map[string]int{"h1": 2, "h2": 2}, 30*time.Second)
+	ctx := context.Background()
+	var last1, last4 uint64
+	publish := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			items := stream[i]
+			id := fmt.Sprintf("b%d", i)
+			ack, err := client.PublishBatch(ctx, one.js, "segd.events.test", items, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last1 = ack.Sequence
+			if i%2 == 0 {
+				ack, err = client.PublishBatch(ctx, h1.js, "segd.events.test", items, id)
+			} else {
+				ack, err = client.PublishPartitioned(ctx, h1.js, "segd.events.test", items, id, 4)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			last4 = max(last4, ack.Sequence)
+		}
+	}
+	publish(0, len(stream)/2)
+	var names []string
+	for i := range users + 5 {
+		names = append(names, fmt.Sprintf("user-%d", i))
+	}
+
+	// h2 stops: it hands its two partitions over, and h1 runs all four.
+	took := m.stop("h2")
+	shares := m.waitShares(map[string]int{"h1": 4}, 30*time.Second)
+	t.Logf("h2 stopped in %s (%.2f leases); shares %v", took.Round(time.Millisecond), took.Seconds()/2, shares)
+	publish(len(stream)/2, len(stream))
+	waitAll(t, one, last1)
+	waitAll(t, h1, last4)
+	want := answers(t, one, names)
+	if want["segment.count checkout_3x_7d"] == "0" {
+		t.Fatal("the stream makes no member of checkout_3x_7d")
+	}
+	compareAnswers(t, "h1 with all 4 partitions", want, answers(t, h1, names))
+	st, err := h1.client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Host != "h1" || !slices.Equal(st.OwnedPartitions, []int{0, 1, 2, 3}) {
+		t.Fatalf("status host %q owns %v; want h1 owning 0..3", st.Host, st.OwnedPartitions)
+	}
+	feed1 := feedByUser(t, one)
+	compareAnswers(t, "change feed, each change once across the hand-over", feed1, feedByUser(t, h1))
+
+	// h3 joins: it takes a fair share (2 of 4) from h1, which hands them
+	// over with a snapshot; nothing is lost or doubled.
+	m.start("h3")
+	m.waitShares(map[string]int{"h1": 2, "h3": 2}, 30*time.Second)
+	if got := fmt.Sprint(m.owned()["h1"]); got == "[0 1 2 3]" {
+		t.Fatal("h1 kept every partition")
+	}
+}
