@@ -40,6 +40,9 @@ func parseMemberCheck(m Membership, data []byte) (func() (any, error), *api.Erro
 	}
 	return func() (any, error) {
 		v := m.MemberView(user, []string{segment})
+		if v.Err != nil {
+			return nil, v.Err
+		}
 		if len(v.Segments) != 1 {
 			return nil, fmt.Errorf("segment %q is not defined: %w", segment, ErrNotFound)
 		}
@@ -85,6 +88,9 @@ func parseMemberSegments(m Membership, data []byte) (func() (any, error), *api.E
 	}
 	return func() (any, error) {
 		v := m.MemberView(user, asked)
+		if v.Err != nil {
+			return nil, v.Err
+		}
 		rb := getReplyBuf()
 		rb.b = appendMemberSegments(rb.b, &v, r.ExactOnly)
 		return rb, nil

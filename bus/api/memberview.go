@@ -11,6 +11,10 @@ type MemberView struct {
 	Segments []SegmentView
 	// Unknown are those asked for that are not defined, in the order asked.
 	Unknown []string
+	// Err, when set, is why the view could not be read at all (the user's
+	// partition is owned by a host that did not answer in time: a 503
+	// naming it); the service answers it as the request's error.
+	Err error
 }
 
 // SegmentView is a user's membership of one segment.

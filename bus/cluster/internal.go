@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,12 +27,37 @@ const InternalPrefix = "segd.internal.v1."
 // the caller retries.
 const internalQueue = "segd-internal"
 
-// Reply headers.
+// Reply and request headers.
 const (
 	// StatusHeader carries the reply's HTTP-like status (absent: 200).
 	StatusHeader = "Segd-Status"
 	// ReasonHeader says why, for a status other than 200.
 	ReasonHeader = "Segd-Reason"
+	// FieldHeader names the request field at fault, for a 400.
+	FieldHeader = "Segd-Field"
+	// chunkHeader is "i/n" on each message of a reply sent in n chunks.
+	chunkHeader = "Segd-Chunk"
+	// acceptChunksHeader on a request says the caller reads a reply sent
+	// in chunks (on an inbox of its own).
+	acceptChunksHeader = "Segd-Accept-Chunks"
+	// timeoutHeader is how long, in milliseconds, the caller waits for
+	// this attempt: the handler's context ends then.
+	timeoutHeader = "Segd-Timeout-Ms"
+)
+
+// Router limits, per partition.
+const (
+	// SlowPerPartition bounds the slow ops (HandleSlow) that run at once
+	// on one partition; the others wait for a slot within their timeout.
+	SlowPerPartition = 2
+	// MaxInFlight bounds the requests of one partition being handled or
+	// waiting; past it a request is a 503 (busy), which Forward retries.
+	MaxInFlight = 256
+	// DefaultHandlerTimeout bounds a handler when the request says
+	// nothing of its caller's wait.
+	DefaultHandlerTimeout = 30 * time.Second
+	// chunkMargin is left of the max payload for a chunk's headers.
+	chunkMargin = 1024
 )
 
 var opPattern = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
@@ -46,6 +72,8 @@ func InternalSubject(n int, op string) string {
 type StatusError struct {
 	Code   int
 	Reason string
+	// Field names the request field at fault, for a 400.
+	Field string
 }
 
 func (e *StatusError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Reason) }
@@ -58,7 +86,8 @@ func Unavailable(err error) bool {
 }
 
 // Handler runs op on a partition this host owns. An error that is a
-// *StatusError goes back as is; any other error is a 500.
+// *StatusError goes back as is; any other error is a 500. Its context
+// ends when the caller stops waiting, or the lease ends.
 type Handler func(ctx context.Context, partition int, req []byte) ([]byte, error)
 
 // Router answers internal requests for the partitions this host owns.
@@ -68,34 +97,57 @@ type Router struct {
 	nc *nats.Conn
 
 	mu       sync.Mutex
-	handlers map[string]Handler
+	handlers map[string]route
 	subs     map[int]*nats.Subscription
+}
+
+// route is a registered op.
+type route struct {
+	h    Handler
+	slow bool
+}
+
+// served is the state of one served partition.
+type served struct {
+	slots    chan struct{} // SlowPerPartition slow ops
+	inFlight atomic.Int32
 }
 
 // NewRouter returns a Router answering on nc.
 func NewRouter(nc *nats.Conn) *Router {
-	return &Router{nc: nc, handlers: map[string]Handler{}, subs: map[int]*nats.Subscription{}}
+	return &Router{nc: nc, handlers: map[string]route{}, subs: map[int]*nats.Subscription{}}
 }
 
 // Handle registers h for op (1-32 of a-z 0-9 _ -). It applies to
-// partitions served from then on and already served.
-func (r *Router) Handle(op string, h Handler) error {
+// partitions served from then on and already served. Each request runs on
+// its own goroutine, so a quick op is not held behind a slow one.
+func (r *Router) Handle(op string, h Handler) error { return r.handle(op, h, false) }
+
+// HandleSlow registers h for op like Handle, for an op that may run long
+// (an analysis reading a whole partition): at most SlowPerPartition of
+// the slow ops of one partition run at once, the others wait.
+func (r *Router) HandleSlow(op string, h Handler) error { return r.handle(op, h, true) }
+
+func (r *Router) handle(op string, h Handler, slow bool) error {
 	if !opPattern.MatchString(op) {
 		return fmt.Errorf("cluster: internal op %q: want 1-32 of a-z 0-9 _ -", op)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.handlers[op] = h
+	r.handlers[op] = route{h, slow}
 	return nil
 }
 
 // Serve answers requests for l's partition while l is Valid; a request
-// that arrives after it is not answers 503, so the caller tries the next
-// owner. Requests of one partition are handled one at a time, in order.
+// that arrives after it is not, or whose answer is ready only after it
+// is not, answers 503, so the caller tries the next owner. Requests are
+// handled concurrently (at most MaxInFlight per partition; slow ones at
+// most SlowPerPartition).
 func (r *Router) Serve(l *Lease) error {
 	n := l.Partition
+	st := &served{slots: make(chan struct{}, SlowPerPartition)}
 	sub, err := r.nc.QueueSubscribe(InternalPrefix+"p"+strconv.Itoa(n)+".*", internalQueue, func(m *nats.Msg) {
-		r.answer(l, m)
+		r.dispatch(l, st, m)
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: serve partition %d: %w", n, err)
@@ -132,38 +184,103 @@ func (r *Router) Close() {
 	}
 }
 
-func (r *Router) answer(l *Lease, m *nats.Msg) {
+// dispatch starts answering m on a goroutine of its own: the
+// subscription's callback returns at once, so that a slow request does
+// not hold the next.
+func (r *Router) dispatch(l *Lease, st *served, m *nats.Msg) {
 	if m.Reply == "" {
 		return
 	}
+	if st.inFlight.Add(1) > MaxInFlight {
+		st.inFlight.Add(-1)
+		r.respond(m, nil, &StatusError{Code: 503, Reason: fmt.Sprintf("partition %d of %d is busy: %d requests in flight", l.Partition, l.Partitions, MaxInFlight)})
+		return
+	}
+	go func() {
+		defer st.inFlight.Add(-1)
+		body, err := r.answer(l, st, m)
+		r.respond(m, body, err)
+	}()
+}
+
+func (r *Router) answer(l *Lease, st *served, m *nats.Msg) ([]byte, error) {
 	op := m.Subject[len(InternalPrefix+"p"+strconv.Itoa(l.Partition)+"."):]
 	r.mu.Lock()
-	h := r.handlers[op]
+	rt, ok := r.handlers[op]
 	r.mu.Unlock()
-	var body []byte
-	var err error
-	switch {
-	case !l.Valid():
-		err = &StatusError{503, fmt.Sprintf("partition %d of %d: this host no longer owns it", l.Partition, l.Partitions)}
-	case h == nil:
-		err = &StatusError{404, fmt.Sprintf("internal op %q: no such op", op)}
-	default:
-		ctx, cancel := context.WithDeadline(context.Background(), l.Deadline())
-		body, err = h(ctx, l.Partition, m.Data)
-		cancel()
+	if !ok {
+		return nil, &StatusError{Code: 404, Reason: fmt.Sprintf("internal op %q: no such op", op)}
 	}
-	reply := nats.NewMsg(m.Reply)
+	lost := func() error {
+		return &StatusError{Code: 503, Reason: fmt.Sprintf("partition %d of %d: this host no longer owns it", l.Partition, l.Partitions)}
+	}
+	if !l.Valid() {
+		return nil, lost()
+	}
+	timeout := DefaultHandlerTimeout
+	if ms, err := strconv.ParseInt(m.Header.Get(timeoutHeader), 10, 64); err == nil && ms > 0 {
+		timeout = time.Duration(ms) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// The handler stops when the lease ends; its answer then is not sent.
+	go func() {
+		select {
+		case <-l.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if rt.slow {
+		select {
+		case st.slots <- struct{}{}:
+			defer func() { <-st.slots }()
+		case <-ctx.Done():
+			return nil, &StatusError{Code: 503, Reason: fmt.Sprintf("partition %d of %d is busy: %d slow requests run", l.Partition, l.Partitions, SlowPerPartition)}
+		}
+	}
+	body, err := rt.h(ctx, l.Partition, m.Data)
+	if !l.Valid() {
+		return nil, lost()
+	}
+	return body, err
+}
+
+// respond sends the reply, or the error as status headers. A reply larger
+// than the connection's max payload goes in chunks if the caller takes
+// them; otherwise it is a 413.
+func (r *Router) respond(m *nats.Msg, body []byte, err error) {
+	limit := int(r.nc.MaxPayload()) - chunkMargin
+	if err == nil && len(body) > limit && m.Header.Get(acceptChunksHeader) == "" {
+		err = &StatusError{Code: 413, Reason: fmt.Sprintf("reply of %d bytes is past the max payload of %d bytes, and the request takes no chunks", len(body), r.nc.MaxPayload())}
+	}
 	if err != nil {
 		var se *StatusError
 		if !errors.As(err, &se) {
-			se = &StatusError{500, err.Error()}
+			se = &StatusError{Code: 500, Reason: err.Error()}
 		}
+		reply := nats.NewMsg(m.Reply)
 		reply.Header.Set(StatusHeader, strconv.Itoa(se.Code))
 		reply.Header.Set(ReasonHeader, headerSafe(se.Reason))
-	} else {
-		reply.Data = body
+		if se.Field != "" {
+			reply.Header.Set(FieldHeader, headerSafe(se.Field))
+		}
+		m.RespondMsg(reply)
+		return
 	}
-	m.RespondMsg(reply)
+	if len(body) <= limit {
+		m.RespondMsg(&nats.Msg{Subject: m.Reply, Data: body})
+		return
+	}
+	n := (len(body) + limit - 1) / limit
+	for i := range n {
+		chunk := nats.NewMsg(m.Reply)
+		chunk.Header.Set(chunkHeader, strconv.Itoa(i)+"/"+strconv.Itoa(n))
+		chunk.Data = body[i*limit : min(len(body), (i+1)*limit)]
+		if r.nc.PublishMsg(chunk) != nil {
+			return // the caller times out and retries
+		}
+	}
 }
 
 // headerSafe keeps a reason on one header line.
@@ -182,8 +299,13 @@ type ForwardOptions struct {
 	// answers (default 5s); past it Forward returns a 503.
 	MaxWait time.Duration
 	// AttemptTimeout bounds one request (default 2s): an owner that died
-	// with its subscription still known gets no more than this.
+	// with its subscription still known gets no more than this. The owner's
+	// handler is told to stop then.
 	AttemptTimeout time.Duration
+	// MaxReply, when set, takes a reply larger than the max payload, sent
+	// in chunks on an inbox of this request's own, up to MaxReply bytes
+	// (past it a 413). Unset, such a reply is a 413 from the owner.
+	MaxReply int
 }
 
 // Forward sends op on partition n to its owner and returns the reply
@@ -193,10 +315,10 @@ type ForwardOptions struct {
 // statuses come back as *StatusError.
 func Forward(ctx context.Context, nc *nats.Conn, n int, op string, req []byte, opts ForwardOptions) ([]byte, error) {
 	if !opPattern.MatchString(op) {
-		return nil, &StatusError{400, fmt.Sprintf("internal op %q: want 1-32 of a-z 0-9 _ -", op)}
+		return nil, &StatusError{Code: 400, Reason: fmt.Sprintf("internal op %q: want 1-32 of a-z 0-9 _ -", op)}
 	}
 	if n < 0 || n >= MaxPartitions {
-		return nil, &StatusError{400, fmt.Sprintf("partition %d: want 0..%d", n, MaxPartitions-1)}
+		return nil, &StatusError{Code: 400, Reason: fmt.Sprintf("partition %d: want 0..%d", n, MaxPartitions-1)}
 	}
 	if opts.MaxWait <= 0 {
 		opts.MaxWait = 5 * time.Second
@@ -211,7 +333,7 @@ func Forward(ctx context.Context, nc *nats.Conn, n int, op string, req []byte, o
 	for {
 		start := time.Now()
 		actx, acancel := context.WithTimeout(ctx, opts.AttemptTimeout)
-		msg, err := nc.RequestMsgWithContext(actx, &nats.Msg{Subject: subj, Data: req})
+		msg, err := attempt(actx, nc, subj, req, opts.MaxReply)
 		acancel()
 		switch {
 		case err == nil:
@@ -222,7 +344,7 @@ func Forward(ctx context.Context, nc *nats.Conn, n int, op string, req []byte, o
 			if code == 200 {
 				return msg.Data, nil
 			}
-			se := &StatusError{code, msg.Header.Get(ReasonHeader)}
+			se := &StatusError{Code: code, Reason: msg.Header.Get(ReasonHeader), Field: msg.Header.Get(FieldHeader)}
 			if code != 503 {
 				return nil, se
 			}
@@ -232,12 +354,87 @@ func Forward(ctx context.Context, nc *nats.Conn, n int, op string, req []byte, o
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
 			last = fmt.Sprintf("partition %d's owner did not answer within %s", n, time.Since(start).Round(time.Millisecond))
 		default:
-			return nil, &StatusError{503, fmt.Sprintf("partition %d: %v", n, err)}
+			var se *StatusError
+			if errors.As(err, &se) {
+				return nil, se
+			}
+			return nil, &StatusError{Code: 503, Reason: fmt.Sprintf("partition %d: %v", n, err)}
 		}
 		select {
 		case <-ctx.Done():
-			return nil, &StatusError{503, fmt.Sprintf("%s; gave up: %v", last, context.Cause(ctx))}
+			return nil, &StatusError{Code: 503, Reason: fmt.Sprintf("%s; gave up: %v", last, context.Cause(ctx))}
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// attempt sends one request and waits for its reply until ctx ends. With
+// maxReply > 0 it reads a reply sent in chunks, on an inbox of its own.
+func attempt(ctx context.Context, nc *nats.Conn, subj string, req []byte, maxReply int) (*nats.Msg, error) {
+	out := nats.NewMsg(subj)
+	out.Data = req
+	if dl, ok := ctx.Deadline(); ok {
+		out.Header.Set(timeoutHeader, strconv.FormatInt(max(1, time.Until(dl).Milliseconds()), 10))
+	}
+	if maxReply <= 0 {
+		return nc.RequestMsgWithContext(ctx, out)
+	}
+	out.Header.Set(acceptChunksHeader, "1")
+	out.Reply = nc.NewInbox()
+	sub, err := nc.SubscribeSync(out.Reply)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	// The chunks may arrive faster than they are read: hold up to
+	// maxReply of them (and a margin of messages).
+	if err := sub.SetPendingLimits(maxReply/1024+16, maxReply+int(nc.MaxPayload())); err != nil {
+		return nil, err
+	}
+	if err := nc.PublishMsg(out); err != nil {
+		return nil, err
+	}
+	first, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	i, n, ok := parseChunk(first.Header.Get(chunkHeader))
+	if !ok {
+		return first, nil // one message
+	}
+	if i != 0 {
+		return nil, fmt.Errorf("reply chunk %d/%d came first", i, n)
+	}
+	limit := int(nc.MaxPayload())
+	if n > maxReply/max(1, limit-chunkMargin)+1 {
+		return nil, &StatusError{Code: 413, Reason: fmt.Sprintf("a reply of %d chunks of up to %d bytes is past the %d bytes a reply may hold", n, limit, maxReply)}
+	}
+	data := append([]byte(nil), first.Data...)
+	for want := 1; want < n; want++ {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if j, k, ok := parseChunk(m.Header.Get(chunkHeader)); !ok || j != want || k != n {
+			return nil, fmt.Errorf("reply chunk %q where %d/%d was due", m.Header.Get(chunkHeader), want, n)
+		}
+		if len(data)+len(m.Data) > maxReply {
+			return nil, &StatusError{Code: 413, Reason: fmt.Sprintf("reply past the %d bytes it may hold", maxReply)}
+		}
+		data = append(data, m.Data...)
+	}
+	first.Data = data
+	first.Header.Del(chunkHeader)
+	return first, nil
+}
+
+// parseChunk reads a chunk header "i/n".
+func parseChunk(h string) (i, n int, ok bool) {
+	a, b, found := strings.Cut(h, "/")
+	if !found {
+		return 0, 0, false
+	}
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	return i, n, err1 == nil && err2 == nil && i >= 0 && n > 1 && i < n
 }

@@ -39,7 +39,7 @@ func joinRouted(t *testing.T, c *clustertest.Cluster, id string, parts int, leas
 	})
 	h.r.Handle("fail", func(ctx context.Context, n int, req []byte) ([]byte, error) {
 		if string(req) == "bad" {
-			return nil, &StatusError{400, "bad\r\nrequest"}
+			return nil, &StatusError{Code: 400, Reason: "bad\r\nrequest"}
 		}
 		return nil, errors.New("a bug")
 	})

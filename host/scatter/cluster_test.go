@@ -86,6 +86,17 @@ type cluster struct {
 
 func newCluster(t testing.TB, n int, loc *time.Location, clock *engine.ManualClock) *cluster {
 	t.Helper()
+	return newClusterWith(t, n, loc, clock, nil)
+}
+
+// wrapParts builds the Parts a Scatter merges from the in-process ones
+// (nil: those themselves): the tests of package remotepart reach them
+// over NATS.
+type wrapParts = func(t testing.TB, parts []Part) []Part
+
+// newClusterWith is newCluster whose Scatter merges wrap(parts).
+func newClusterWith(t testing.TB, n int, loc *time.Location, clock *engine.ManualClock, wrap wrapParts) *cluster {
+	t.Helper()
 	c := &cluster{}
 	parts := make([]Part, n)
 	for p := range n {
@@ -98,6 +109,9 @@ func newCluster(t testing.TB, n int, loc *time.Location, clock *engine.ManualClo
 		t.Cleanup(func() { cancel(); <-done })
 		c.engines, c.indexes = append(c.engines, e), append(c.indexes, ix)
 		parts[p] = NewLocal(LocalConfig{Engine: e, Index: ix})
+	}
+	if wrap != nil {
+		parts = wrap(t, parts)
 	}
 	s, err := New(parts, Options{})
 	if err != nil {

@@ -47,10 +47,16 @@ func TestFourPartitionsAnswerAsOne(t *testing.T) {
 }
 
 func runEquivalence(t *testing.T, loc *time.Location, seed uint64, n int) {
+	runEquivalenceWith(t, loc, seed, n, nil)
+}
+
+// runEquivalenceWith is runEquivalence whose n partitions are reached
+// through wrap (wrapParts).
+func runEquivalenceWith(t *testing.T, loc *time.Location, seed uint64, n int, wrap wrapParts) {
 	rng := rand.New(rand.NewPCG(seed, 14))
 	// Just before the end of daylight saving time in New York (Nov 1).
 	clock := engine.NewManualClock(time.Date(2026, 10, 28, 22, 0, 0, 0, loc))
-	one, many := newCluster(t, 1, loc, clock), newCluster(t, n, loc, clock)
+	one, many := newCluster(t, 1, loc, clock), newClusterWith(t, n, loc, clock, wrap)
 	segs := compileTestRules(t)
 	ref := reference.New(segs, loc, engine.DefaultMaxFutureSkew, testRetentionDays)
 	var accepted []rules.Event // the events the engines keep, in stream order
