@@ -13,6 +13,7 @@ import (
 
 	"github.com/segd/segd/bus/cluster"
 	"github.com/segd/segd/host/engine"
+	"github.com/segd/segd/host/remotepart"
 	"github.com/segd/segd/host/scatter"
 	"github.com/segd/segd/rules"
 )
@@ -53,6 +54,9 @@ type multiHost struct {
 	router *cluster.Router
 	stream jetstream.Stream
 	slots  []*slot
+	// remotes are the partitions' remote Parts (remotepart), one each,
+	// kept across swaps (each remembers the segment ids it last saw).
+	remotes []scatter.Part
 	// defs answers for segment definitions while no partition runs here
 	// (defEngine): an engine of the definitions at start, never fed.
 	defs *engine.Engine
@@ -65,6 +69,9 @@ type multiHost struct {
 
 	mu      sync.Mutex
 	running map[int]*Server
+	// locals are the Local Parts of the partitions running here, from
+	// the end of their start to the start of their stop.
+	locals map[int]scatter.Part
 	// gains and losses count the partitions started and stopped here.
 	gains, losses uint64
 }
@@ -107,7 +114,7 @@ func (s *Server) Owned() []int {
 // remote until gained) and the definitions engine. Nothing runs yet:
 // joinMulti joins the owners once the service is up.
 func (s *Server) startMulti(ctx context.Context, stream jetstream.Stream, segments []*rules.Segment, revisions map[string]uint64) error {
-	m := &multiHost{s: s, joined: make(chan struct{}), stream: stream, running: map[int]*Server{}, router: cluster.NewRouter(s.nc)}
+	m := &multiHost{s: s, joined: make(chan struct{}), stream: stream, running: map[int]*Server{}, locals: map[int]scatter.Part{}, router: cluster.NewRouter(s.nc)}
 	s.multi = m
 	if !s.cfg.NoSnapshots {
 		octx, cancel := context.WithTimeout(ctx, joinTimeout)
@@ -123,9 +130,17 @@ func (s *Server) startMulti(ctx context.Context, stream jetstream.Stream, segmen
 		MaxUsers: scatter.MaxUsers(s.cfg.Partitions)})
 	parts := make([]scatter.Part, s.cfg.Partitions)
 	m.slots = make([]*slot, s.cfg.Partitions)
+	m.remotes = make([]scatter.Part, s.cfg.Partitions)
 	for n := range parts {
-		m.slots[n] = newSlot(m.remote(n))
+		m.remotes[n] = remotepart.New(s.nc, n, s.cfg.Partitions, remotepart.Options{Location: s.cfg.Location, Clock: m.defs.Now})
+		m.slots[n] = newSlot(m.remotes[n])
 		parts[n] = m.slots[n]
+	}
+	// Other hosts' requests for the partitions running here are answered
+	// from their Local Parts (never from a slot, which could send them
+	// back out).
+	if err := remotepart.Serve(m.router, m.local); err != nil {
+		return err
 	}
 	var err error
 	s.scatter, err = scatter.New(parts, scatter.Options{})
@@ -133,9 +148,14 @@ func (s *Server) startMulti(ctx context.Context, stream jetstream.Stream, segmen
 }
 
 // remote is the Part of partition n while another host owns it.
-func (m *multiHost) remote(n int) scatter.Part {
-	s := m.s
-	return unowned{n: n, of: s.cfg.Partitions, loc: s.cfg.Location, clock: m.defs.Now}
+func (m *multiHost) remote(n int) scatter.Part { return m.remotes[n] }
+
+// local is the Part of partition n if it runs here and answers.
+func (m *multiHost) local(n int) (scatter.Part, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.locals[n]
+	return p, ok
 }
 
 // joinMulti joins the owners: from here on the Owner calls gained and
@@ -253,8 +273,9 @@ func (m *multiHost) start(l *cluster.Lease) (_ *Server, err error) {
 		return nil, err
 	}
 	p.startLoops()
-	m.slots[n].set(sharedCounters{scatter.NewLocal(scatter.LocalConfig{Engine: p.engine, Index: p.analysis,
-		Predicates: s.predicateIDs(), Replaying: p.rebuilding, Status: p.completeStatus}), true})
+	local := sharedCounters{scatter.NewLocal(scatter.LocalConfig{Engine: p.engine, Index: p.analysis,
+		Predicates: s.predicateIDs(), Replaying: p.rebuilding, Status: p.completeStatus}), true}
+	go m.serveWhenCaughtUp(p, l, local)
 	if err := m.router.Serve(l); err != nil {
 		// This host answers for it; other hosts' requests wait for the
 		// next owner.
@@ -264,6 +285,36 @@ func (m *multiHost) start(l *cluster.Lease) (_ *Server, err error) {
 		return nil, errors.New("the lease ended while the partition started")
 	}
 	return p, nil
+}
+
+// serveWhenCaughtUp answers for partition p from here (its slot, and
+// other hosts' requests) once it has replayed the log up to where it
+// stood at its start: until then its counts and lists are those of an
+// older point of the log, which merged with the other partitions' would
+// be no answer of any one point, so requests for it meanwhile wait for
+// it (remotepart retries while the owner answers 503 "not serving yet")
+// or end as a 503 naming it.
+func (m *multiHost) serveWhenCaughtUp(p *Server, l *cluster.Lease, local scatter.Part) {
+	for {
+		changed := p.segAPI.waiter.Changed()
+		if !p.rebuilding() {
+			break
+		}
+		select {
+		case <-changed:
+		case <-l.Done():
+			return
+		case <-p.runCtx.Done():
+			return
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.running[p.part.n] != p || !l.Valid() {
+		return // stopped meanwhile
+	}
+	m.locals[p.part.n] = local
+	m.slots[p.part.n].set(local)
 }
 
 // predicateIDs are the ids of the rule files' named predicates.
@@ -286,8 +337,9 @@ func (m *multiHost) lost(l *cluster.Lease, why error) {
 		m.mu.Unlock()
 		return // never started (closing, or its start failed)
 	}
-	m.mu.Unlock()
+	delete(m.locals, n)
 	m.slots[n].set(m.remote(n))
+	m.mu.Unlock()
 	m.router.Stop(n)
 	released := errors.Is(why, cluster.ErrReleased)
 	if released {
@@ -321,6 +373,8 @@ func (m *multiHost) stopPart(p *Server, snapshot bool) {
 	m.mu.Lock()
 	if m.running[p.part.n] == p {
 		delete(m.running, p.part.n)
+		delete(m.locals, p.part.n)
+		m.slots[p.part.n].set(m.remote(p.part.n))
 	}
 	m.mu.Unlock()
 	if !p.own.fenced.Load() {

@@ -332,6 +332,13 @@ const waitAppliedRetry = 100 * time.Millisecond
 // partitions, the highest any applied.
 func (s *Server) appliedSeq() uint64 {
 	var seq uint64
+	if s.multi != nil {
+		// Partitions elsewhere too: a preview replays the log as far as
+		// any partition, wherever it runs, has applied it.
+		for _, ps := range s.scatter.Status().Partitions {
+			seq = max(seq, ps.LastSeq)
+		}
+	}
 	for _, p := range s.partitions() {
 		seq = max(seq, p.engine.Status().LastSeq)
 	}
