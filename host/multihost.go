@@ -96,15 +96,19 @@ func (m *multiHost) list() []*Server {
 	return out
 }
 
-// Owned lists the partitions this host runs, in order (nil unless
-// several hosts share the partitions).
+// Owned lists the partitions this host runs under a valid lease, in
+// order (nil unless several hosts share the partitions). A partition
+// whose lease has ended leaves the list at once, before it has stopped:
+// it applies nothing from then on.
 func (s *Server) Owned() []int {
 	if s.multi == nil {
 		return nil
 	}
 	out := []int{}
 	for _, p := range s.multi.list() {
-		out = append(out, p.part.n)
+		if p.own.valid() {
+			out = append(out, p.part.n)
+		}
 	}
 	return out
 }

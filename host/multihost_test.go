@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -261,4 +262,125 @@ func TestHostsSharePartitions(t *testing.T) {
 	}
 	m.mu.Unlock()
 	compareAnswers(t, "change feed, each change once across the hand-overs", feed1, feedByUser(t, h1))
+}
+
+// kill cuts host id off NATS without a word, as a crash would: its
+// connections close, so it renews no lease, acks nothing and answers
+// nothing. Its partitions' leases expire and the other hosts take them
+// over; it stays in the hosts listed until cleanup closes it.
+func (m *multiHosts) kill(id string) {
+	m.t.Helper()
+	m.mu.Lock()
+	ts := m.hosts[id]
+	m.mu.Unlock()
+	for _, p := range ts.srv.multi.list() {
+		p.nc.Close()
+	}
+	ts.srv.nc.Close()
+}
+
+// TestHostDiesPartitionsTakenOver: a host cut off from NATS (a crash)
+// loses its partitions when their leases expire; it applies nothing from
+// then on (fenced), and the other host takes them over from the Object
+// Store's snapshots and the log: every answer equals a P = 1 segd's, and
+// counts asked all along are exact or a 503, never a partial sum.
+func TestHostDiesPartitionsTakenOver(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	const users = 50
+	stream := randomStream(23, users, 40, now)
+	m := newMultiHosts(t, 4, now)
+	one := startPartitioned(t, t.TempDir(), 1, now)
+	h1 := m.start("h1")
+	h2 := m.start("h2")
+	m.waitShares(map[string]int{"h1": 2, "h2": 2}, 30*time.Second)
+	ctx := context.Background()
+	var last1, last4 uint64
+	publish := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			id := fmt.Sprintf("b%d", i)
+			ack, err := client.PublishBatch(ctx, one.js, "segd.events.test", stream[i], id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last1 = ack.Sequence
+			if ack, err = client.PublishPartitioned(ctx, h1.js, "segd.events.test", stream[i], id, 4); err != nil {
+				t.Fatal(err)
+			}
+			last4 = max(last4, ack.Sequence)
+		}
+	}
+	publish(0, len(stream)/2)
+	waitAll(t, one, last1)
+	waitAll(t, h1, last4)
+	waitAll(t, h2, last4)
+	// h2's partitions' snapshots in the Object Store: the takeover starts
+	// from them.
+	if _, err := h2.srv.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	publish(len(stream)/2, len(stream))
+	waitAll(t, one, last1)
+	waitAll(t, h1, last4)
+	waitAll(t, h2, last4)
+	counts := map[string]uint64{}
+	for _, id := range []string{"checkout_3x_7d", "active_buyer", "young_men"} {
+		n, err := one.client.SegmentCount(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[id] = n
+	}
+	var asked, unavailable atomic.Int64
+	stopAsking := make(chan struct{})
+	var askers sync.WaitGroup
+	askers.Go(func() {
+		for {
+			select {
+			case <-stopAsking:
+				return
+			default:
+			}
+			for id, want := range counts {
+				n, err := h1.client.SegmentCount(ctx, id)
+				asked.Add(1)
+				var ce *client.Error
+				switch {
+				case err == nil && n != want:
+					t.Errorf("segment.count %s = %d during the takeover; the whole is %d", id, n, want)
+				case err != nil && asClientError(err, &ce) && ce.Code == "503":
+					unavailable.Add(1)
+				case err != nil:
+					t.Errorf("segment.count %s during the takeover: %v (want the count or a 503)", id, err)
+				}
+			}
+		}
+	})
+
+	t0 := time.Now()
+	m.kill("h2")
+	shares := m.waitShares(map[string]int{"h1": 4, "h2": 0}, 30*time.Second)
+	waitAll(t, h1, last4)
+	took := time.Since(t0)
+	close(stopAsking)
+	askers.Wait()
+	t.Logf("h2 cut off → h1 serving all 4 in %s (%.2f leases); shares %v; %d counts asked, %d answered 503",
+		took.Round(time.Millisecond), took.Seconds()/2, shares, asked.Load(), unavailable.Load())
+	if asked.Load() == 0 {
+		t.Fatal("no count was asked during the takeover")
+	}
+	for _, n := range []int{0, 1, 2, 3} {
+		if e, _ := h2.srv.Partition(n); e != nil && slices.Contains(h2.srv.Owned(), n) {
+			t.Errorf("h2 still holds partition %d after its leases expired", n)
+		}
+	}
+
+	var names []string
+	for i := range users + 3 {
+		names = append(names, fmt.Sprintf("user-%d", i))
+	}
+	want := answers(t, one, names)
+	compareAnswers(t, "h1 after taking h2's partitions over", want, answers(t, h1, names))
+	compareAnswers(t, "change feed, each change once across the takeover", feedByUser(t, one), feedByUser(t, h1))
 }
