@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/segd/segd/bus"
+	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/bus/client"
 	"github.com/segd/segd/host/engine"
 )
@@ -383,4 +384,91 @@ func TestHostDiesPartitionsTakenOver(t *testing.T) {
 	want := answers(t, one, names)
 	compareAnswers(t, "h1 after taking h2's partitions over", want, answers(t, h1, names))
 	compareAnswers(t, "change feed, each change once across the takeover", feedByUser(t, one), feedByUser(t, h1))
+}
+
+// TestHostsRuleChangesReachEveryPartition: a rule put through one host
+// runs in every partition, wherever it runs (each host applies what the
+// rules bucket says), and a partition that moves afterwards runs it on
+// its new host: after a put, a host joining, a second put and a host
+// leaving, every answer equals a P = 1 segd's given the same puts.
+func TestHostsRuleChangesReachEveryPartition(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	const users = 50
+	stream := randomStream(31, users, 40, now)
+	m := newMultiHosts(t, 4, now)
+	one := startPartitioned(t, t.TempDir(), 1, now)
+	h1 := m.start("h1")
+	m.start("h2")
+	m.waitShares(map[string]int{"h1": 2, "h2": 2}, 30*time.Second)
+	ctx := context.Background()
+	var last1, last4 uint64
+	for i, items := range stream {
+		id := fmt.Sprintf("b%d", i)
+		ack, err := client.PublishBatch(ctx, one.js, "segd.events.test", items, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last1 = ack.Sequence
+		if ack, err = client.PublishBatch(ctx, h1.js, "segd.events.test", items, id); err != nil {
+			t.Fatal(err)
+		}
+		last4 = ack.Sequence
+	}
+	var names []string
+	for i := range users + 3 {
+		names = append(names, fmt.Sprintf("user-%d", i))
+	}
+	waitHosts := func() {
+		t.Helper()
+		m.mu.Lock()
+		hosts := make([]*testServer, 0, len(m.hosts))
+		for _, ts := range m.hosts {
+			hosts = append(hosts, ts)
+		}
+		m.mu.Unlock()
+		for _, ts := range hosts {
+			waitAll(t, ts, last4)
+		}
+	}
+	put := func(def string) {
+		t.Helper()
+		for _, c := range []*client.Client{one.client, h1.client} {
+			rep, err := c.PutRule(ctx, api.RulePutRequest{Definition: def, Author: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				r, err := c.GetRule(ctx, rep.Segment)
+				if err == nil && r.State == "active" && r.Revision == rep.Revision {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("rule %s revision %d not active in time: %+v, %v", rep.Segment, rep.Revision, r, err)
+				}
+				time.Sleep(5 * time.Millisecond) // polling interval, not synchronization
+			}
+		}
+	}
+	waitAll(t, one, last1)
+	waitHosts()
+	put("id: repeat_payer\ndid: {event: pay, count: \">= 2\", last: 5d}\n")
+	want := answers(t, one, names)
+	if want["segment.count repeat_payer"] == "0" {
+		t.Fatal("repeat_payer has no members: the stream should make some")
+	}
+	compareAnswers(t, "2 hosts after a rule.put", want, answers(t, h1, names))
+
+	h3 := m.start("h3")
+	m.waitShares(map[string]int{"h1": 2, "h2": 1, "h3": 1}, 30*time.Second)
+	waitHosts()
+	compareAnswers(t, "3 hosts after a host joined", want, answers(t, h1, names))
+
+	put("id: repeat_payer\ndid: {event: pay, count: \">= 3\", last: 7d}\n")
+	m.stop("h1")
+	m.waitShares(map[string]int{"h2": 2, "h3": 2}, 30*time.Second)
+	waitHosts()
+	want = answers(t, one, names)
+	compareAnswers(t, "2 hosts after a second put and a host leaving", want, answers(t, h3, names))
 }
