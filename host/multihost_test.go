@@ -472,3 +472,34 @@ func TestHostsRuleChangesReachEveryPartition(t *testing.T) {
 	want = answers(t, one, names)
 	compareAnswers(t, "2 hosts after a second put and a host leaving", want, answers(t, h3, names))
 }
+
+// TestRuleChangeMeetsAStoppedPartition: a rule change that reaches a
+// partition just as it stops (it moved to another host) ends at once as
+// done for it, instead of waiting for ever on an engine that no longer
+// takes commands (which held the rules' lock, and so every later rule
+// change and partition start, for as long as the applier's context).
+func TestRuleChangeMeetsAStoppedPartition(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	m := newMultiHosts(t, 2, now)
+	h1 := m.start("h1")
+	m.waitShares(map[string]int{"h1": 2}, 30*time.Second)
+	p := h1.srv.partitions()[0]
+	seg, _, err := p.engine.Segment("checkout_3x_7d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1.srv.multi.stopPart(p, false) // as a move does, while the change is under way
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res := h1.srv.rules.apply(ctx, ctx, p, &ruleChange{id: seg.ID, rev: 99, seg: seg})
+	if ctx.Err() != nil {
+		t.Fatal("applying a rule change to a stopped partition waited until its context ended")
+	}
+	if res.outcome != applyDone {
+		t.Fatalf("outcome %v; want done (the partition's next owner starts with the current definitions)", res.outcome)
+	}
+	if err := h1.srv.eachEngine(ctx, func(*engine.Engine) {}); err != nil || ctx.Err() != nil {
+		t.Fatalf("eachEngine after a partition stopped: %v, %v", err, ctx.Err())
+	}
+}

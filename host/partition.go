@@ -246,16 +246,38 @@ func (s *Server) startPluginRecoveryFanOut() {
 	})
 }
 
-// eachEngine runs fn on every partition's engine, on its writer.
+// eachEngine runs fn on every partition's engine, on its writer. A
+// partition that stops meanwhile (it moved to another host) is left out:
+// the next one to run it starts with the definitions current then.
 func (s *Server) eachEngine(ctx context.Context, fn func(*engine.Engine)) error {
 	for _, p := range s.partitions() {
 		e := p.engine
-		if err := e.Do(ctx, func() error { fn(e); return nil }); err != nil {
+		pctx, cancel := p.boundCtx(ctx)
+		err := e.Do(pctx, func() error { fn(e); return nil })
+		cancel()
+		if err != nil && p.stopped() && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
 			return partErr(p, err)
 		}
 	}
 	return nil
 }
+
+// boundCtx is ctx, ended also when partition p stops: its engine then
+// takes no more commands, and a Do would wait for ever.
+func (s *Server) boundCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(ctx)
+	if s.runCtx == nil {
+		return c, cancel
+	}
+	stop := context.AfterFunc(s.runCtx, cancel)
+	return c, func() { stop(); cancel() }
+}
+
+// stopped reports whether partition s has stopped (or is stopping).
+func (s *Server) stopped() bool { return s.runCtx != nil && s.runCtx.Err() != nil }
 
 // segmentState is a segment's definition and its state: with several
 // partitions, the merged state (the one furthest from served wins).
@@ -373,7 +395,12 @@ func (s *Server) work() engine.WorkStats {
 func (s *Server) snapshotAll(ctx context.Context) (string, error) {
 	var paths []string
 	for _, p := range s.partitions() {
-		path, err := p.Snapshot(ctx)
+		pctx, cancel := p.boundCtx(ctx)
+		path, err := p.Snapshot(pctx)
+		cancel()
+		if err != nil && p.stopped() && ctx.Err() == nil {
+			continue // moved to another host meanwhile, with its own snapshot
+		}
 		if err != nil {
 			return "", partErr(p, err)
 		}
