@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/bus/client"
@@ -501,5 +504,64 @@ func TestRuleChangeMeetsAStoppedPartition(t *testing.T) {
 	}
 	if err := h1.srv.eachEngine(ctx, func(*engine.Engine) {}); err != nil || ctx.Err() != nil {
 		t.Fatalf("eachEngine after a partition stopped: %v, %v", err, ctx.Err())
+	}
+}
+
+// TestHostsShareUnderDocumentedPermissions: two hosts whose NATS user
+// has the segd permissions of docs/security.md share P = 2, one partition
+// each: each answers for the partition the other runs (internal requests
+// on segd.internal.v1.>), so a reader finds every buyer and counts them
+// all, whichever host answers.
+func TestHostsShareUnderDocumentedPermissions(t *testing.T) { // not parallel: t.Setenv
+	ns, password, dir := documentedServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rules := writeRoleRules(t, dir)
+	var hosts []*Server
+	for _, id := range []string{"a", "b"} {
+		srv, err := Start(ctx, Config{DataDir: filepath.Join(dir, "segd-"+id), NATSURL: ns.ClientURL(), RulePaths: []string{rules},
+			NATSOptions: []nats.Option{nats.UserInfo("segd", password["segd"]), nats.CustomInboxPrefix("_INBOX.segd")},
+			HostID:      id, Lease: 2 * time.Second, Partitions: 2,
+			Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		if err != nil {
+			t.Fatalf("host %s under its documented permissions: %v", id, err)
+		}
+		t.Cleanup(func() { _ = srv.Close() })
+		hosts = append(hosts, srv)
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(hosts[0].Owned()) != 1 || len(hosts[1].Owned()) != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("shares %v and %v, want one partition each", hosts[0].Owned(), hosts[1].Owned())
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronization
+	}
+	connect := func(role string) *nats.Conn {
+		nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(role, password[role]), nats.CustomInboxPrefix("_INBOX."+role))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	pjs, err := jetstream.New(connect("producer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []api.Item
+	for i := range 8 {
+		items = append(items, api.Item{User: fmt.Sprintf("buyer-%d", i), Event: "buy"})
+	}
+	if _, err := client.PublishPartitioned(ctx, pjs, "segd.events.x", items, "", 2); err != nil {
+		t.Fatal(err)
+	}
+	reader := client.New(connect("reader"))
+	for _, it := range items {
+		waitMember(ctx, t, reader, it.User, "buyers")
+	}
+	for i := range 10 { // the queue group spreads them over both hosts
+		n, err := reader.SegmentCount(ctx, "buyers")
+		if err != nil || n != uint64(len(items)) {
+			t.Fatalf("count %d: %d, %v; want %d", i, n, err, len(items))
+		}
 	}
 }
