@@ -33,8 +33,9 @@ type SegmentStore interface {
 	// taken at one instant, and the number of users seen then (the universe
 	// of negation).
 	SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, error)
-	// UserNames returns the external ids of dense ids.
-	UserNames(ids []uint32) []string
+	// UserNames returns the external ids of dense ids, or why it cannot
+	// (a partition elsewhere that did not answer).
+	UserNames(ids []uint32) ([]string, error)
 	// History returns a segment's days from the day of from to the day of
 	// to, inclusive.
 	History(segment string, from, to time.Time) ([]api.HistoryDay, error)
@@ -285,7 +286,11 @@ func (h *segmentHandlers) parseMembers(data []byte) (func() (any, error), *api.E
 		if err != nil {
 			return nil, err
 		}
-		rep := api.SegmentMembersReply{Users: h.st.UserNames(ids)}
+		users, err := h.st.UserNames(ids)
+		if err != nil {
+			return nil, err
+		}
+		rep := api.SegmentMembersReply{Users: users}
 		if rep.Users == nil {
 			rep.Users = []string{}
 		}
@@ -342,7 +347,9 @@ func (h *segmentHandlers) export(ctx context.Context, r api.SegmentExportRequest
 		}
 		object = b
 	} else {
-		rep.Users = h.st.UserNames(bm.ToArray())
+		if rep.Users, err = h.st.UserNames(bm.ToArray()); err != nil {
+			return nil, err
+		}
 		if rep.Users == nil {
 			rep.Users = []string{}
 		}
@@ -434,7 +441,11 @@ func (h *segmentHandlers) parseQuery(data []byte) (Work, *api.ErrorDetail) {
 			for it.HasNext() && len(ids) < limit {
 				ids = append(ids, it.Next())
 			}
-			rep.Users = h.st.UserNames(ids)
+			users, err := h.st.UserNames(ids)
+			if err != nil {
+				return nil, err
+			}
+			rep.Users = users
 			if rep.Users == nil {
 				rep.Users = []string{}
 			}

@@ -116,14 +116,22 @@ func (m *memStore) SegmentBitmaps(segs []string) ([]*roaring.Bitmap, uint32, err
 	return out, uint32(len(m.names)), nil
 }
 
-func (m *memStore) UserNames(ids []uint32) []string {
+func (m *memStore) UserNames(ids []uint32) ([]string, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	out := make([]string, len(ids))
 	for i, id := range ids {
 		out[i] = m.names[id]
 	}
-	return out
+	return out, nil
+}
+
+// must returns names, failing on an error no memStore gives.
+func must(names []string, err error) []string {
+	if err != nil {
+		panic(err)
+	}
+	return names
 }
 
 func (m *memStore) History(seg string, from, to time.Time) ([]api.HistoryDay, error) {
@@ -248,7 +256,8 @@ func (f ingestFunc) Apply(ctx context.Context, m *IngestMessage) error { return 
 
 func names(st *memStore, seg string) []string {
 	bm, _ := st.get(seg)
-	return st.UserNames(bm.ToArray())
+	out, _ := st.UserNames(bm.ToArray())
+	return out
 }
 
 func TestSegmentMembersPaging(t *testing.T) {
@@ -360,7 +369,7 @@ func TestSegmentQueryEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Count != want.GetCardinality() || !slices.Equal(r.Users, st.UserNames(want.ToArray())) || r.Truncated {
+	if r.Count != want.GetCardinality() || !slices.Equal(r.Users, must(st.UserNames(want.ToArray()))) || r.Truncated {
 		t.Errorf("query: count %d (%d users, truncated %v), want %d", r.Count, len(r.Users), r.Truncated, want.GetCardinality())
 	}
 	r, err = c.Query(ctx, "!vip", true, 0)

@@ -314,7 +314,9 @@ func (st segmentStore) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uin
 	return st.s.engine.SegmentBitmaps(segments)
 }
 
-func (st segmentStore) UserNames(ids []uint32) []string { return st.s.engine.UserNames(ids) }
+func (st segmentStore) UserNames(ids []uint32) ([]string, error) {
+	return st.s.engine.UserNames(ids), nil
+}
 
 func (st segmentStore) History(segment string, from, to time.Time) ([]api.HistoryDay, error) {
 	days, err := st.s.engine.History(segment, from, to)

@@ -571,6 +571,10 @@ const (
 	// StaleStatus.MaxRebuilds times (a batch the plugin cannot judge at
 	// all); segd waits for a new version of the plugin, or a restart.
 	SegmentFailed = "failed"
+	// SegmentUnavailable: a partition of the segment is owned by a host
+	// that did not answer in time (a takeover is under way); the size is
+	// 0 rather than the other partitions' partial sum.
+	SegmentUnavailable = "unavailable"
 )
 
 // StaleStatus describes a stale (or failed) segment.

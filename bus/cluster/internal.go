@@ -40,6 +40,11 @@ const (
 	// acceptChunksHeader on a request says the caller reads a reply sent
 	// in chunks (on an inbox of its own).
 	acceptChunksHeader = "Segd-Accept-Chunks"
+	// retryHeader marks a 503 that Forward retries (StatusError.Retry).
+	retryHeader = "Segd-Retry"
+	// needChunksHeader marks the 413 of a reply too large for one message
+	// to a request that did not take chunks.
+	needChunksHeader = "Segd-Needs-Chunks"
 	// timeoutHeader is how long, in milliseconds, the caller waits for
 	// this attempt: the handler's context ends then.
 	timeoutHeader = "Segd-Timeout-Ms"
@@ -74,6 +79,11 @@ type StatusError struct {
 	Reason string
 	// Field names the request field at fault, for a 400.
 	Field string
+	// Retry marks a 503 of ownership in flux (no owner, an owner that no
+	// longer or not yet serves the partition, a busy one), which Forward
+	// retries until its MaxWait; a 503 without it is the partition's own
+	// answer (a segment being rebuilt), returned at once.
+	Retry bool
 }
 
 func (e *StatusError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Reason) }
@@ -193,7 +203,7 @@ func (r *Router) dispatch(l *Lease, st *served, m *nats.Msg) {
 	}
 	if st.inFlight.Add(1) > MaxInFlight {
 		st.inFlight.Add(-1)
-		r.respond(m, nil, &StatusError{Code: 503, Reason: fmt.Sprintf("partition %d of %d is busy: %d requests in flight", l.Partition, l.Partitions, MaxInFlight)})
+		r.respond(m, nil, &StatusError{Code: 503, Reason: fmt.Sprintf("partition %d of %d is busy: %d requests in flight", l.Partition, l.Partitions, MaxInFlight), Retry: true})
 		return
 	}
 	go func() {
@@ -212,7 +222,7 @@ func (r *Router) answer(l *Lease, st *served, m *nats.Msg) ([]byte, error) {
 		return nil, &StatusError{Code: 404, Reason: fmt.Sprintf("internal op %q: no such op", op)}
 	}
 	lost := func() error {
-		return &StatusError{Code: 503, Reason: fmt.Sprintf("partition %d of %d: this host no longer owns it", l.Partition, l.Partitions)}
+		return &StatusError{Code: 503, Reason: fmt.Sprintf("partition %d of %d: this host no longer owns it", l.Partition, l.Partitions), Retry: true}
 	}
 	if !l.Valid() {
 		return nil, lost()
@@ -236,7 +246,7 @@ func (r *Router) answer(l *Lease, st *served, m *nats.Msg) ([]byte, error) {
 		case st.slots <- struct{}{}:
 			defer func() { <-st.slots }()
 		case <-ctx.Done():
-			return nil, &StatusError{Code: 503, Reason: fmt.Sprintf("partition %d of %d is busy: %d slow requests run", l.Partition, l.Partitions, SlowPerPartition)}
+			return nil, &StatusError{Code: 503, Reason: fmt.Sprintf("partition %d of %d is busy: %d slow requests run", l.Partition, l.Partitions, SlowPerPartition), Retry: true}
 		}
 	}
 	body, err := rt.h(ctx, l.Partition, m.Data)
@@ -254,6 +264,7 @@ func (r *Router) respond(m *nats.Msg, body []byte, err error) {
 	if err == nil && len(body) > limit && m.Header.Get(acceptChunksHeader) == "" {
 		err = &StatusError{Code: 413, Reason: fmt.Sprintf("reply of %d bytes is past the max payload of %d bytes, and the request takes no chunks", len(body), r.nc.MaxPayload())}
 	}
+	needChunks := err != nil && len(body) > limit
 	if err != nil {
 		var se *StatusError
 		if !errors.As(err, &se) {
@@ -264,6 +275,12 @@ func (r *Router) respond(m *nats.Msg, body []byte, err error) {
 		reply.Header.Set(ReasonHeader, headerSafe(se.Reason))
 		if se.Field != "" {
 			reply.Header.Set(FieldHeader, headerSafe(se.Field))
+		}
+		if se.Retry {
+			reply.Header.Set(retryHeader, "1")
+		}
+		if needChunks {
+			reply.Header.Set(needChunksHeader, strconv.Itoa(len(body)))
 		}
 		m.RespondMsg(reply)
 		return
@@ -296,7 +313,8 @@ func headerSafe(s string) string {
 // ForwardOptions bounds Forward.
 type ForwardOptions struct {
 	// MaxWait is how long to wait for a partition to have an owner that
-	// answers (default 5s); past it Forward returns a 503.
+	// answers (default 5s): no attempt starts past it, and Forward returns
+	// a 503.
 	MaxWait time.Duration
 	// AttemptTimeout bounds one request (default 2s): an owner that died
 	// with its subscription still known gets no more than this. The owner's
@@ -306,13 +324,17 @@ type ForwardOptions struct {
 	// in chunks on an inbox of this request's own, up to MaxReply bytes
 	// (past it a 413). Unset, such a reply is a 413 from the owner.
 	MaxReply int
+	// Large asks for a reply in chunks at once (with MaxReply), for an op
+	// whose replies are often large; otherwise the first attempt takes one
+	// message, and a reply too large for it is asked again in chunks.
+	Large bool
 }
 
 // Forward sends op on partition n to its owner and returns the reply
 // body. While the partition has no owner (no subscriber, or one that
-// answers 503 because its lease just ended) it retries until MaxWait or
-// ctx, then returns a *StatusError 503 naming the partition. Other
-// statuses come back as *StatusError.
+// answers a 503 marked Retry because its lease just ended) it retries
+// until MaxWait or ctx, then returns a *StatusError 503 naming the
+// partition. Other statuses come back as *StatusError.
 func Forward(ctx context.Context, nc *nats.Conn, n int, op string, req []byte, opts ForwardOptions) ([]byte, error) {
 	if !opPattern.MatchString(op) {
 		return nil, &StatusError{Code: 400, Reason: fmt.Sprintf("internal op %q: want 1-32 of a-z 0-9 _ -", op)}
@@ -326,15 +348,27 @@ func Forward(ctx context.Context, nc *nats.Conn, n int, op string, req []byte, o
 	if opts.AttemptTimeout <= 0 {
 		opts.AttemptTimeout = 2 * time.Second
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, opts.MaxWait, fmt.Errorf("no answer within the %s wait", opts.MaxWait))
+	// No attempt starts past MaxWait; one started before may run its
+	// AttemptTimeout (a long analysis is not cut by the wait for an owner).
+	waitEnd := time.Now().Add(opts.MaxWait)
+	ctx, cancel := context.WithTimeoutCause(ctx, opts.MaxWait+opts.AttemptTimeout, fmt.Errorf("no answer within the %s wait", opts.MaxWait))
 	defer cancel()
 	subj := InternalSubject(n, op)
 	var last string
+	chunked := opts.MaxReply > 0 && opts.Large
 	for {
 		start := time.Now()
 		actx, acancel := context.WithTimeout(ctx, opts.AttemptTimeout)
-		msg, err := attempt(actx, nc, subj, req, opts.MaxReply)
+		maxReply := 0
+		if chunked {
+			maxReply = opts.MaxReply
+		}
+		msg, err := attempt(actx, nc, subj, req, maxReply)
 		acancel()
+		if err == nil && msg.Header.Get(needChunksHeader) != "" && opts.MaxReply > 0 && !chunked {
+			chunked = true // the reply did not fit in a message: ask again, in chunks
+			continue
+		}
 		switch {
 		case err == nil:
 			code := 200
@@ -344,8 +378,9 @@ func Forward(ctx context.Context, nc *nats.Conn, n int, op string, req []byte, o
 			if code == 200 {
 				return msg.Data, nil
 			}
-			se := &StatusError{Code: code, Reason: msg.Header.Get(ReasonHeader), Field: msg.Header.Get(FieldHeader)}
-			if code != 503 {
+			se := &StatusError{Code: code, Reason: msg.Header.Get(ReasonHeader), Field: msg.Header.Get(FieldHeader),
+				Retry: msg.Header.Get(retryHeader) != ""}
+			if !se.Retry {
 				return nil, se
 			}
 			last = se.Reason
@@ -360,10 +395,13 @@ func Forward(ctx context.Context, nc *nats.Conn, n int, op string, req []byte, o
 			}
 			return nil, &StatusError{Code: 503, Reason: fmt.Sprintf("partition %d: %v", n, err)}
 		}
+		if ctx.Err() == nil && !time.Now().Before(waitEnd) {
+			return nil, &StatusError{Code: 503, Reason: fmt.Sprintf("%s; gave up: no answer within the %s wait", last, opts.MaxWait)}
+		}
 		select {
 		case <-ctx.Done():
 			return nil, &StatusError{Code: 503, Reason: fmt.Sprintf("%s; gave up: %v", last, context.Cause(ctx))}
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(min(50*time.Millisecond, max(time.Until(waitEnd), time.Millisecond))):
 		}
 	}
 }

@@ -36,7 +36,12 @@ type Options struct {
 	// context has no deadline (default 30s, the service's request
 	// timeout); with a deadline, the deadline bounds it.
 	SlowTimeout time.Duration
-	// MaxReply bounds a reply reassembled from chunks (default 256 MiB):
+	// Segments, if set, lists the segment ids this host knows (every
+	// partition has the same rules). While the owner cannot be reached,
+	// Segments and UnavailableSegments report these, and those last seen
+	// from the owner, not served.
+	Segments func() []string
+	// MaxReply bounds a reply reassembled from chunks (default 64 MiB):
 	// past it the call is a 413 naming the partition.
 	MaxReply int
 }
@@ -46,7 +51,7 @@ const (
 	DefaultMaxWait     = 5 * time.Second
 	DefaultAttempt     = 2 * time.Second
 	DefaultSlowTimeout = 30 * time.Second
-	DefaultMaxReply    = 256 << 20
+	DefaultMaxReply    = 64 << 20
 )
 
 // userNamesBatch bounds the ids of one user-names request (16 KiB of
@@ -96,27 +101,26 @@ var _ scatter.Part = (*part)(nil)
 // error as the owner's Part returned it (fromStatus). A call whose
 // context ends returns the context's error.
 func (p *part) call(ctx context.Context, op string, body []byte) ([]byte, error) {
-	return p.callChunked(ctx, op, body, !pointOps[op])
+	return p.callChunked(ctx, op, body, largeOps[op])
 }
 
-// pointOps have small replies (a few counters, a page of at most
-// bus.MaxPageLimit ids, a year of days): they take the quicker path of one
-// reply message, without an inbox of their own.
-var pointOps = map[string]bool{opIsMember: true, opMemberSince: true, opSegmentCount: true, opSegmentStatic: true,
-	opSegmentPage: true, opHistory: true, opHistoryStart: true, opMemberView: true}
+// largeOps often have replies past one message (bitmaps, names, whole
+// lists, analyses): they ask for chunks at once, on an inbox of their own.
+// The others take one message, quicker, and ask again in chunks only if
+// the reply did not fit (cluster.ForwardOptions.Large).
+var largeOps = map[string]bool{opSegments: true, opStatus: true, opSegmentBitmaps: true, opUserNames: true,
+	opEvents: true, opFunnel: true, opRetention: true, opTrend: true, opUserGet: true}
 
-// callChunked is call, taking a reply in chunks if chunked.
-func (p *part) callChunked(ctx context.Context, op string, body []byte, chunked bool) ([]byte, error) {
+// callChunked is call, asking for chunks at once if large.
+func (p *part) callChunked(ctx context.Context, op string, body []byte, large bool) ([]byte, error) {
 	fo := p.opts.Forward
-	if chunked {
-		fo.MaxReply = p.opts.MaxReply
-	}
+	fo.MaxReply, fo.Large = p.opts.MaxReply, large
 	if slices.Contains(slowOps, op) {
+		// Its own timeout bounds a request that reads a whole partition,
+		// or the caller's deadline.
 		fo.AttemptTimeout = p.opts.SlowTimeout
-		fo.MaxWait = max(fo.MaxWait, p.opts.SlowTimeout)
 		if dl, ok := ctx.Deadline(); ok {
 			fo.AttemptTimeout = max(time.Until(dl), time.Millisecond)
-			fo.MaxWait = fo.AttemptTimeout
 		}
 	}
 	rep, err := cluster.Forward(ctx, p.nc, p.n, op, body, fo)
@@ -142,9 +146,10 @@ func (p *part) callJSON(ctx context.Context, op string, req, rep any) error {
 	return decodeJSON(data, rep)
 }
 
-// bounded is the context of a method without one: MaxWait bounds it.
+// bounded is the context of a method without one: the wait for an owner
+// and an attempt bound it.
 func (p *part) bounded() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), p.opts.Forward.MaxWait+time.Second)
+	return context.WithTimeout(context.Background(), p.opts.Forward.MaxWait+p.opts.Forward.AttemptTimeout+time.Second)
 }
 
 // quick calls op without a caller's context.
@@ -157,7 +162,7 @@ func (p *part) quick(op string, req, rep any) error {
 // unreachable is the error of a method without an error return: it is a
 // 503 naming the partition.
 func (p *part) unreachable(err error) error {
-	return &ingest.Error{Code: api.CodeUnavailable, Err: fmt.Errorf("partition %d of %d cannot be reached: %v", p.n, p.np, err)}
+	return &ingest.Error{Code: api.CodeUnavailable, Err: fmt.Errorf("partition %d of %d: %v", p.n, p.np, err)}
 }
 
 // IsMember implements bus.Membership.
@@ -209,20 +214,27 @@ func (p *part) remember(ids []string) {
 
 func (p *part) knownSegments() []string {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.known)
+	out := slices.Clone(p.known)
+	p.mu.Unlock()
+	if p.opts.Segments != nil {
+		out = append(out, p.opts.Segments()...)
+		slices.Sort(out)
+		out = slices.Compact(out)
+	}
+	return out
 }
 
-// Segments implements bus.Membership. Past the wait, every segment last
-// seen is "stale" with size 0 and an error naming the partition, so that
-// the merged list shows them not served rather than a partial size.
+// Segments implements bus.Membership. Past the wait, every segment known
+// (Options.Segments, and those last seen) is "unavailable" with the
+// reason, so that the merged list shows them unavailable, size 0, naming
+// the partition, rather than a partial size.
 func (p *part) Segments() []api.SegmentInfo {
 	var rep []api.SegmentInfo
 	if err := p.quick(opSegments, struct{}{}, &rep); err != nil {
 		known := p.knownSegments()
 		out := make([]api.SegmentInfo, len(known))
 		for i, id := range known {
-			out[i] = api.SegmentInfo{ID: id, Status: api.SegmentStale, Error: p.unreachable(err).Error()}
+			out[i] = api.SegmentInfo{ID: id, Status: api.SegmentUnavailable, Error: err.Error()}
 		}
 		return out
 	}
@@ -246,7 +258,7 @@ func (p *part) SegmentCount(segment string) (uint64, error) {
 func (p *part) Status() api.StatusReply {
 	var rep api.StatusReply
 	if err := p.quick(opStatus, struct{}{}, &rep); err != nil {
-		return api.StatusReply{Ready: false, Clock: p.Now().Format(time.RFC3339), LastIngestError: p.unreachable(err).Error()}
+		return api.StatusReply{Ready: false, Clock: p.Now().Format(time.RFC3339), LastIngestError: err.Error()}
 	}
 	return rep
 }
@@ -259,8 +271,7 @@ func (p *part) MemberView(user string, segments []string) api.MemberView {
 	body, err := json.Marshal(memberViewRequest{user, segments})
 	if err == nil {
 		ctx, cancel := p.bounded()
-		// Every segment's view (segments nil) may be large.
-		body, err = p.callChunked(ctx, opMemberView, body, segments == nil)
+		body, err = p.callChunked(ctx, opMemberView, body, false)
 		cancel()
 	}
 	if err == nil {
@@ -323,9 +334,7 @@ func (p *part) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, err
 	if err != nil {
 		return nil, 0, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.SlowTimeout+time.Second)
-	defer cancel()
-	data, err := p.call(ctx, opSegmentBitmaps, body)
+	data, err := p.call(context.Background(), opSegmentBitmaps, body)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -336,12 +345,13 @@ func (p *part) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, err
 	return bms, u, err
 }
 
-// UserNames implements bus.SegmentStore (local ids), in batches of
-// userNamesBatch ids. The interface has no error: past the wait the names
-// not answered stay "" (see the package doc).
-func (p *part) UserNames(ids []uint32) []string {
+// UserNames implements bus.SegmentStore (local ids), in batches of at
+// most userNamesBatch ids (fewer if a request would not fit a message).
+func (p *part) UserNames(ids []uint32) ([]string, error) {
 	out := make([]string, 0, len(ids))
-	for chunk := range slices.Chunk(ids, userNamesBatch) {
+	// A request must fit in a message too.
+	batch := max(1, min(userNamesBatch, (int(p.nc.MaxPayload())-4096)/4))
+	for chunk := range slices.Chunk(ids, batch) {
 		ctx, cancel := p.bounded()
 		data, err := p.call(ctx, opUserNames, encodeIDs(false, chunk))
 		cancel()
@@ -349,12 +359,15 @@ func (p *part) UserNames(ids []uint32) []string {
 		if err == nil {
 			err = decodeJSON(data, &names)
 		}
-		if err != nil || len(names) != len(chunk) {
-			names = make([]string, len(chunk))
+		if err == nil && len(names) != len(chunk) {
+			err = fmt.Errorf("remotepart: %d names for %d ids", len(names), len(chunk))
+		}
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, names...)
 	}
-	return out
+	return out, nil
 }
 
 // History implements bus.SegmentStore.
@@ -375,7 +388,7 @@ func (p *part) HistoryStart(segment string) string {
 }
 
 // UnavailableSegments implements scatter.Part. Past the wait every
-// segment last seen is unavailable.
+// segment known (Options.Segments, and those last seen) is unavailable.
 func (p *part) UnavailableSegments() []string {
 	var rep []string
 	if err := p.quick(opUnavailable, struct{}{}, &rep); err != nil {

@@ -22,7 +22,7 @@ func Serve(r *cluster.Router, local func(n int) (scatter.Part, bool)) error {
 	part := func(n int) (scatter.Part, error) {
 		p, ok := local(n)
 		if !ok {
-			return nil, &cluster.StatusError{Code: 503, Reason: fmt.Sprintf("partition %d is not served on this host now", n)}
+			return nil, &cluster.StatusError{Code: 503, Reason: fmt.Sprintf("partition %d is not served on this host now", n), Retry: true}
 		}
 		return p, nil
 	}
@@ -145,7 +145,7 @@ func Serve(r *cluster.Router, local func(n int) (scatter.Part, bool)) error {
 			if err != nil {
 				return nil, err
 			}
-			return p.UserNames(ids), nil
+			return p.UserNames(ids)
 		},
 		opHistory: func(_ context.Context, p scatter.Part, req []byte) (any, error) {
 			var r historyRequest

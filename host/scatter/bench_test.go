@@ -143,7 +143,9 @@ func BenchmarkSegmentPage(b *testing.B) {
 				if err != nil || len(ids) != 1000 {
 					b.Fatal(len(ids), err)
 				}
-				s.UserNames(ids)
+				if _, err := s.UserNames(ids); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

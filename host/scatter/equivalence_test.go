@@ -169,6 +169,16 @@ func checkMembership(t *testing.T, at string, one, many *Scatter, ref *reference
 	}
 }
 
+// userNames is s.UserNames, failing t on an error.
+func userNames(t testing.TB, s *Scatter, ids []uint32) []string {
+	t.Helper()
+	names, err := s.UserNames(ids)
+	if err != nil {
+		t.Fatalf("names of %d ids: %v", len(ids), err)
+	}
+	return names
+}
+
 // withoutEvalErrors leaves out the counts of predicate evaluation errors:
 // they count evaluations, which are not the same work in one engine and in
 // four (each engine judges some predicates on its own, such as on an empty
@@ -204,7 +214,7 @@ func checkPagesAndSets(t *testing.T, at string, rng *rand.Rand, one, many *Scatt
 			if len(ids) > limit || (more && len(ids) < limit) {
 				t.Fatalf("%s: %s page from %d limit %d: %d ids, more %v", at, s.ID, from, limit, len(ids), more)
 			}
-			names := many.UserNames(ids)
+			names := userNames(t, many, ids)
 			for i, id := range ids {
 				if (len(got) > 0 || i > 0) && id <= last {
 					t.Fatalf("%s: %s page walk: id %d after %d", at, s.ID, id, last)
@@ -236,7 +246,7 @@ func checkPagesAndSets(t *testing.T, at string, rng *rand.Rand, one, many *Scatt
 		t.Fatal(err)
 	}
 	for i, s := range segs {
-		got := many.UserNames(bms[i].ToArray())
+		got := userNames(t, many, bms[i].ToArray())
 		slices.Sort(got)
 		if want := ref.Members(s.ID, now); !slices.Equal(got, want) {
 			t.Fatalf("%s: %s export\n got %v\nwant %v", at, s.ID, got, want)
@@ -266,7 +276,7 @@ func checkPagesAndSets(t *testing.T, at string, rng *rand.Rand, one, many *Scatt
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, want := many.UserNames(res4.ToArray()), one.UserNames(res1.ToArray())
+		got, want := userNames(t, many, res4.ToArray()), userNames(t, one, res1.ToArray())
 		slices.Sort(got)
 		slices.Sort(want)
 		if !slices.Equal(got, want) {

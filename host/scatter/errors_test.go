@@ -51,9 +51,15 @@ func userOf(t *testing.T, p, n int) string {
 // partitions are still answered; an unknown segment is a 404.
 func TestAPartitionThatCannotAnswerMakesTheAnswerItsError(t *testing.T) {
 	t.Parallel()
+	testCannotAnswer(t, nil)
+}
+
+// testCannotAnswer is TestAPartitionThatCannotAnswerMakesTheAnswerItsError
+// with the partitions reached through wrap.
+func testCannotAnswer(t *testing.T, wrap wrapParts) {
 	const n, sick, seg = 4, 2, "checkout_3x_7d"
 	clock := engine.NewManualClock(time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC))
-	c := newCluster(t, n, time.UTC, clock)
+	c := newClusterWith(t, n, time.UTC, clock, wrap)
 	var evs []rules.Event
 	for i := range 40 {
 		for range 3 {
@@ -149,8 +155,14 @@ func TestAPartitionThatCannotAnswerMakesTheAnswerItsError(t *testing.T) {
 // answers the context's error (a 503 to the client), not a partial sum.
 func TestADeadlineStopsEveryPartition(t *testing.T) {
 	t.Parallel()
+	testDeadline(t, nil)
+}
+
+// testDeadline is TestADeadlineStopsEveryPartition with the partitions
+// reached through wrap.
+func testDeadline(t *testing.T, wrap wrapParts) {
 	clock := engine.NewManualClock(time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC))
-	c := newCluster(t, 4, time.UTC, clock)
+	c := newClusterWith(t, 4, time.UTC, clock, wrap)
 	c.apply(t, &ingest.Message{Batch: rules.Batch{Events: []rules.Event{{User: "u1", Name: "view", Time: clock.Now().UnixMilli()}}}})
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
@@ -170,9 +182,15 @@ func TestPageWalksAndSetsCrossBlocks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("210,000 users")
 	}
+	testCrossBlocks(t, nil)
+}
+
+// testCrossBlocks is TestPageWalksAndSetsCrossBlocks with the partitions
+// reached through wrap.
+func testCrossBlocks(t *testing.T, wrap wrapParts) {
 	const n, users = 3, 210_000
 	clock := engine.NewManualClock(time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC))
-	c := newCluster(t, n, time.UTC, clock)
+	c := newClusterWith(t, n, time.UTC, clock, wrap)
 	all := make([]string, users)
 	for i := range all {
 		all[i] = fmt.Sprintf("user-%06d", i)
@@ -201,7 +219,7 @@ func TestPageWalksAndSetsCrossBlocks(t *testing.T) {
 			}
 			last = id
 		}
-		got = append(got, c.s.UserNames(ids)...)
+		got = append(got, userNames(t, c.s, ids)...)
 		if !more {
 			break
 		}
@@ -219,7 +237,7 @@ func TestPageWalksAndSetsCrossBlocks(t *testing.T) {
 	if res.GetCardinality() != users-uint64(len(some)) {
 		t.Fatalf("!beta: %d users, want %d", res.GetCardinality(), users-len(some))
 	}
-	for _, name := range c.s.UserNames(res.ToArray()[:1000]) {
+	for _, name := range userNames(t, c.s, res.ToArray()[:1000]) {
 		var i int
 		if _, err := fmt.Sscanf(name, "user-%d", &i); err != nil || i%3 == 0 {
 			t.Fatalf("!beta holds %q", name)

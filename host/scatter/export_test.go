@@ -3,6 +3,9 @@ package scatter
 import (
 	"testing"
 	"time"
+
+	"github.com/segd/segd/host/engine"
+	"github.com/segd/segd/ingest"
 )
 
 // RunEquivalence runs TestFourPartitionsAnswerAsOne's comparisons (one
@@ -19,3 +22,25 @@ func BenchScatters(b *testing.B) (one, four *Scatter, parts []Part) {
 	cs := benchData(b)
 	return cs[1].s, cs[4].s, cs[4].s.parts
 }
+
+// The tests of errors and large answers, with the partitions' Parts built
+// by wrap (see RunEquivalence).
+var (
+	CannotAnswer = testCannotAnswer
+	Deadline     = testDeadline
+	CrossBlocks  = testCrossBlocks
+)
+
+// Cluster builds n partitions on the test rules with their Parts built by
+// wrap, and returns their Scatter and a function that applies a message
+// to them (split by user, as their consumers would).
+func Cluster(t testing.TB, n int, clock *engine.ManualClock, wrap func(testing.TB, []Part) []Part) (*Scatter, func(*ingest.Message)) {
+	c := newClusterWith(t, n, time.UTC, clock, wrap)
+	return c.s, func(m *ingest.Message) { c.apply(t, m) }
+}
+
+// CodeOf and UserOf are the tests' codeOf and userOf.
+var (
+	CodeOf = codeOf
+	UserOf = userOf
+)

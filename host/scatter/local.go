@@ -158,7 +158,7 @@ func (l *Local) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, er
 }
 
 // UserNames implements bus.SegmentStore (local ids).
-func (l *Local) UserNames(ids []uint32) []string { return l.e.UserNames(ids) }
+func (l *Local) UserNames(ids []uint32) ([]string, error) { return l.e.UserNames(ids), nil }
 
 // History implements bus.SegmentStore.
 func (l *Local) History(segment string, from, to time.Time) ([]api.HistoryDay, error) {

@@ -130,13 +130,16 @@ func statusRank(status string) int {
 		return 2
 	case api.SegmentFailed:
 		return 3
+	case api.SegmentUnavailable:
+		return 4
 	}
-	return 4
+	return 5
 }
 
 // mergeInfo merges the partitions' descriptions of segment id. The size
 // is the sum; the status is the worst partition's, whose error and
-// progress are shown, naming it; a partition that does not define the
+// progress are shown, naming it (a partition that cannot be reached is
+// "unavailable", size 0); a partition that does not define the
 // segment (a rule added while another partition has it already) makes it
 // "rebuilding". A rebuilding segment's size is 0, as on one engine: the
 // partitions' sizes would be a partial sum. Revision is the lowest
@@ -179,7 +182,7 @@ func mergeInfo(infos []*api.SegmentInfo) api.SegmentInfo {
 		out.Status = "rebuilding"
 		out.Error = fmt.Sprintf("partition %d of %d does not define the segment yet", missing, len(infos))
 	}
-	if out.Status == "rebuilding" {
+	if out.Status == "rebuilding" || out.Status == api.SegmentUnavailable {
 		out.Size = 0
 	}
 	if out.NextRevision == nil && maxRev > out.Revision {

@@ -25,9 +25,10 @@ type Scatter struct {
 
 // Options configures a Scatter.
 type Options struct {
-	// Parallel bounds how many partitions one request queries at the same
-	// time (default GOMAXPROCS): local partitions compete for the cores,
-	// and a funnel already uses every core in each.
+	// Parallel bounds how many partitions in this process one request
+	// queries at the same time (default GOMAXPROCS): local partitions
+	// compete for the cores, and a funnel already uses every core in each.
+	// Partitions elsewhere are all asked at once.
 	Parallel int
 }
 
@@ -114,15 +115,25 @@ func (s *Scatter) each(ctx context.Context, fn func(ctx context.Context, p int, 
 	errs := make([]error, len(s.parts))
 	done := make(chan struct{}, len(s.parts))
 	for p, part := range s.parts {
-		select {
-		case s.sem <- struct{}{}:
-		case <-ctx.Done():
-			errs[p] = context.Cause(ctx)
-			done <- struct{}{}
-			continue
+		// Only partitions in this process compete for the cores; one
+		// elsewhere is a request to wait for, asked at once.
+		_, local := part.(interface{ inProcess() })
+		if local {
+			select {
+			case s.sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[p] = context.Cause(ctx)
+				done <- struct{}{}
+				continue
+			}
 		}
 		go func() {
-			defer func() { <-s.sem; done <- struct{}{} }()
+			defer func() {
+				if local {
+					<-s.sem
+				}
+				done <- struct{}{}
+			}()
 			if err := ctx.Err(); err != nil {
 				errs[p] = context.Cause(ctx)
 				return

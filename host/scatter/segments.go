@@ -203,8 +203,8 @@ func toGlobal(bm *roaring.Bitmap, p, n int) *roaring.Bitmap {
 }
 
 // UserNames implements bus.SegmentStore: each partition names its users'
-// global ids.
-func (s *Scatter) UserNames(ids []uint32) []string {
+// global ids; a partition that cannot makes the answer its error.
+func (s *Scatter) UserNames(ids []uint32) ([]string, error) {
 	if len(s.parts) == 1 {
 		return s.parts[0].UserNames(ids)
 	}
@@ -217,16 +217,26 @@ func (s *Scatter) UserNames(ids []uint32) []string {
 		at[p] = append(at[p], k)
 	}
 	out := make([]string, len(ids))
-	_ = s.eachQuick(func(_ context.Context, i int, p Part) error {
+	err := s.eachQuick(func(_ context.Context, i int, p Part) error {
 		if len(local[i]) == 0 {
 			return nil
 		}
-		for j, name := range p.UserNames(local[i]) {
+		names, err := p.UserNames(local[i])
+		if err != nil {
+			return err
+		}
+		if len(names) != len(local[i]) {
+			return fmt.Errorf("%d names for %d ids", len(names), len(local[i]))
+		}
+		for j, name := range names {
 			out[at[i][j]] = name
 		}
 		return nil
 	})
-	return out
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // History implements bus.SegmentStore: each day's size, entries and exits

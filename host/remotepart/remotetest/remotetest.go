@@ -29,6 +29,8 @@ type Options struct {
 	// Unowned are partitions the owner does not serve: their remote
 	// Parts have no owner.
 	Unowned []int
+	// Lease is the owner's lease (default 10s).
+	Lease time.Duration
 }
 
 // Setup is a server, an owner host serving local Parts, and a caller's
@@ -88,7 +90,10 @@ func Start(t testing.TB, local []scatter.Part, opts Options) *Setup {
 	// Owner (on its own connection) holds those, never serving them.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	owner, err := cluster.Join(ctx, js, cluster.Options{HostID: "owner", Partitions: len(local), Lease: 10 * time.Second,
+	if opts.Lease == 0 {
+		opts.Lease = 10 * time.Second
+	}
+	owner, err := cluster.Join(ctx, js, cluster.Options{HostID: "owner", Partitions: len(local), Lease: opts.Lease,
 		OnGain: func(l *cluster.Lease) {
 			if skip[l.Partition] {
 				return
@@ -128,6 +133,16 @@ func Start(t testing.TB, local []scatter.Part, opts Options) *Setup {
 	}
 	if ro.Clock == nil {
 		ro.Clock = local[0].Now
+	}
+	if ro.Segments == nil {
+		// The rules are the same in every partition: the first's ids.
+		ro.Segments = func() []string {
+			var ids []string
+			for _, info := range local[0].Segments() {
+				ids = append(ids, info.ID)
+			}
+			return ids
+		}
 	}
 	for n := range local {
 		s.Remote = append(s.Remote, remotepart.New(s.Caller, n, len(local), ro))
