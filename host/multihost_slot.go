@@ -65,7 +65,7 @@ func (s *slot) SegmentPage(segment string, from uint32, limit int) ([]uint32, bo
 func (s *slot) SegmentBitmaps(segments []string) ([]*roaring.Bitmap, uint32, error) {
 	return s.get().SegmentBitmaps(segments)
 }
-func (s *slot) UserNames(ids []uint32) []string { return s.get().UserNames(ids) }
+func (s *slot) UserNames(ids []uint32) ([]string, error) { return s.get().UserNames(ids) }
 func (s *slot) History(segment string, from, to time.Time) ([]api.HistoryDay, error) {
 	return s.get().History(segment, from, to)
 }
