@@ -198,10 +198,20 @@ func (m *multiHost) gained(l *cluster.Lease) {
 	t0 := time.Now()
 	p, err := m.start(l)
 	if err != nil {
-		m.s.cfg.Logger.Error("could not start a partition this host gained; giving it back", "partition", l.Partition,
+		m.s.cfg.Logger.Error("could not start a partition this host gained; giving it back after a lease", "partition", l.Partition,
 			"lease", l.String(), "error", err)
+		// After a lease, so that a cause that lasts (NATS refusing a
+		// request) costs a try per lease, not a loop of them: the Owner
+		// takes a partition back at once while below its share.
 		go func() {
 			<-m.joined
+			t := time.NewTimer(m.s.lease())
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-l.Done():
+				return
+			}
 			m.owner.Release(l)
 		}()
 		return

@@ -537,7 +537,7 @@ type StatusReply struct {
 	// several active hosts share them (docs/operations.md, "Several
 	// active hosts"); the fields above are the merge over every
 	// partition, wherever it runs.
-	OwnedPartitions []int `json:"owned_partitions,omitempty"`
+	OwnedPartitions []int `json:"owned_partitions,omitzero"`
 }
 
 // PartitionStatus is one partition's progress, within a StatusReply.
