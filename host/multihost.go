@@ -427,10 +427,12 @@ func (m *multiHost) stopPart(p *Server, snapshot bool) {
 func (s *Server) closeMulti() {
 	m := s.multi
 	m.closing.Store(true)
-	m.starting.Lock() // a start under way ends first
+	// A start under way ends first; none begins after (closing).
+	m.starting.Lock()
+	parts := m.list()
 	m.starting.Unlock()
 	var wg sync.WaitGroup
-	for _, p := range m.list() {
+	for _, p := range parts {
 		wg.Go(func() {
 			p.closingChanges()
 			if p.consumer != nil {
