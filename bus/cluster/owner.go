@@ -571,11 +571,14 @@ func (o *Owner) yieldsLocked(live []string, mine int) bool {
 		}
 	}
 	counts[o.opts.HostID] = mine
-	least, most := mine, mine
+	least, most, sum := mine, mine, 0
 	for _, c := range counts {
-		least, most = min(least, c), max(most, c)
+		least, most, sum = min(least, c), max(most, c), sum+c
 	}
-	if mine != most || most-least < 2 {
+	// Only on a settled view: every partition held by one live host (a
+	// key this host released is still seen under its name for a moment,
+	// and another host's acquisition may not be seen yet).
+	if sum != o.opts.Partitions || mine != most || most-least < 2 {
 		return false
 	}
 	last := ""
