@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/cluster"
 	"github.com/segd/segd/host/engine"
 	"github.com/segd/segd/host/remotepart"
@@ -462,3 +463,51 @@ func (s *Server) closeMulti() {
 		m.stopPart(p, false)
 	}
 }
+
+// waitAppliedElsewhere is WaitApplied for the partitions not running
+// here: it asks each (through its slot: the owner's status) until it has
+// applied every message it reads up to seq. The partitions running here
+// are waited for by WaitApplied itself.
+func (m *multiHost) waitAppliedElsewhere(ctx context.Context, seq uint64) error {
+	s := m.s
+	var events jetstream.Stream
+	for n, sl := range m.slots {
+		if _, here := m.local(n); here {
+			continue
+		}
+		target := seq
+		for {
+			if events == nil {
+				var err error
+				if events, err = s.js.Stream(ctx, bus.EventsStream); err != nil && ctx.Err() != nil {
+					return ctx.Err()
+				}
+			}
+			if events != nil {
+				// Its last message up to now, if before seq, is all it
+				// waits for.
+				if last, err := bus.LastPartitionSeq(ctx, events, n, s.cfg.Partitions); err == nil {
+					target = min(seq, last)
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(waitAppliedRetry):
+			}
+		}
+		for sl.Status().LastSeq < target {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(waitElsewhereEvery):
+			}
+		}
+	}
+	return nil
+}
+
+// waitElsewhereEvery is how often waitAppliedElsewhere asks a partition
+// on another host how far it has applied.
+const waitElsewhereEvery = 20 * time.Millisecond

@@ -565,3 +565,58 @@ func TestHostsShareUnderDocumentedPermissions(t *testing.T) { // not parallel: t
 		}
 	}
 }
+
+// TestHostsUploadWaitsForEveryPartition: segment.upload answers once
+// every partition has applied the upload, those on the other host too
+// (WaitApplied): while the other host's writers are held, a host's wait
+// does not end; once they go on, the size read right after an upload is
+// the whole upload.
+func TestHostsUploadWaitsForEveryPartition(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	m := newMultiHosts(t, 4, now)
+	h1 := m.start("h1")
+	h2 := m.start("h2")
+	m.waitShares(map[string]int{"h1": 2, "h2": 2}, 30*time.Second)
+	ctx := context.Background()
+
+	gate := make(chan struct{})
+	var open sync.Once
+	release := func() { open.Do(func() { close(gate) }) }
+	t.Cleanup(release) // before the hosts close, should the test fail
+	var held sync.WaitGroup
+	for _, p := range h2.srv.partitions() {
+		held.Go(func() { _ = p.engine.Do(ctx, func() error { <-gate; return nil }) })
+	}
+	ack, err := client.PublishBatch(ctx, h1.js, "segd.events.test", randomStream(5, 40, 1, now)[0], "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	err = h1.srv.WaitApplied(short, ack.Sequence)
+	cancel()
+	if err == nil {
+		t.Fatal("h1's WaitApplied returned while h2's partitions could not apply the message")
+	}
+	release()
+	held.Wait()
+	long, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := h1.srv.WaitApplied(long, ack.Sequence); err != nil {
+		t.Fatalf("WaitApplied once h2 goes on: %v", err)
+	}
+
+	for round := range 5 {
+		var ids []string
+		for i := range 40 + round {
+			ids = append(ids, fmt.Sprintf("tester-%d-%d", round, i))
+		}
+		if _, err := h1.client.Upload(ctx, "beta_testers", ids, "replace"); err != nil {
+			t.Fatal(err)
+		}
+		n, err := h1.client.SegmentCount(ctx, "beta_testers")
+		if err != nil || n != uint64(len(ids)) {
+			t.Fatalf("round %d: beta_testers has %d members right after the upload answered (%v); want %d", round, n, err, len(ids))
+		}
+	}
+}

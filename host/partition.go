@@ -319,6 +319,11 @@ func (s *Server) WaitApplied(ctx context.Context, seq uint64) error {
 	if !s.isFront() {
 		return s.segAPI.waiter.Wait(ctx, seq)
 	}
+	if s.multi != nil {
+		if err := s.multi.waitAppliedElsewhere(ctx, seq); err != nil {
+			return err
+		}
+	}
 	for _, p := range s.partitions() {
 		w := &p.segAPI.waiter
 		for w.Last() < seq {
