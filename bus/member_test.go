@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -82,6 +83,32 @@ func TestMemberSegmentsLimits(t *testing.T) {
 		msg := request(t, nc, api.SubjectMemberSegments, body)
 		if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
 			t.Errorf("%.80s: %s %s", body, code, msg.Header.Get(micro.ErrorHeader))
+		}
+	}
+}
+
+// viewErrMembership answers every view with Err, as a user's partition
+// owned by a host that does not answer does.
+type viewErrMembership struct{ *mapMembership }
+
+func (m viewErrMembership) MemberView(user string, segments []string) MemberView {
+	return MemberView{Err: &Error{Code: api.CodeUnavailable, Err: errors.New("partition 2 of 4: partition 2 has no owner (ownership is moving)")}}
+}
+
+// A view that could not be read at all (MemberView.Err) is the answer of
+// member.check and member.segments, with its code: never "not defined"
+// nor "in no segment".
+func TestMemberViewErrorIsTheAnswer(t *testing.T) {
+	t.Parallel()
+	_, nc, _ := serviceEnv(t, viewErrMembership{newMapMembership()}, ServiceOptions{})
+	for _, tc := range []struct{ subject, body string }{
+		{api.SubjectMemberCheck, `{"user":"u1","segment":"vip"}`},
+		{api.SubjectMemberSegments, `{"user":"u1"}`},
+		{api.SubjectMemberSegments, `{"user":"u1","segments":["vip"]}`},
+	} {
+		msg := request(t, nc, tc.subject, tc.body)
+		if code := msg.Header.Get(micro.ErrorCodeHeader); code != api.CodeUnavailable || !strings.Contains(msg.Header.Get(micro.ErrorHeader), "partition 2 of 4") {
+			t.Errorf("%s %s: %q %q %s; want the 503 naming the partition", tc.subject, tc.body, code, msg.Header.Get(micro.ErrorHeader), msg.Data)
 		}
 	}
 }

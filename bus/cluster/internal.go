@@ -121,6 +121,8 @@ type route struct {
 type served struct {
 	slots    chan struct{} // SlowPerPartition slow ops
 	inFlight atomic.Int32
+	// ctx ends when the lease does: the handlers' contexts derive from it.
+	ctx context.Context
 }
 
 // NewRouter returns a Router answering on nc.
@@ -155,7 +157,9 @@ func (r *Router) handle(op string, h Handler, slow bool) error {
 // most SlowPerPartition).
 func (r *Router) Serve(l *Lease) error {
 	n := l.Partition
-	st := &served{slots: make(chan struct{}, SlowPerPartition)}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-l.Done(); cancel() }()
+	st := &served{slots: make(chan struct{}, SlowPerPartition), ctx: ctx}
 	sub, err := r.nc.QueueSubscribe(InternalPrefix+"p"+strconv.Itoa(n)+".*", internalQueue, func(m *nats.Msg) {
 		r.dispatch(l, st, m)
 	})
@@ -231,16 +235,10 @@ func (r *Router) answer(l *Lease, st *served, m *nats.Msg) ([]byte, error) {
 	if ms, err := strconv.ParseInt(m.Header.Get(timeoutHeader), 10, 64); err == nil && ms > 0 {
 		timeout = time.Duration(ms) * time.Millisecond
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	// The handler stops when the lease ends (its answer then is not
+	// sent) or the caller stops waiting.
+	ctx, cancel := context.WithTimeout(st.ctx, timeout)
 	defer cancel()
-	// The handler stops when the lease ends; its answer then is not sent.
-	go func() {
-		select {
-		case <-l.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	if rt.slow {
 		select {
 		case st.slots <- struct{}{}:

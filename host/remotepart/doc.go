@@ -14,8 +14,11 @@
 // and field, an error wrapping ingest.ErrNotFound stays one (404), context
 // errors stay context errors, and a partition without an owner within the
 // wait is a 503 naming it; so the merged public answer has the code it has
-// in one process. The Part methods without an error (UserSegments,
-// Segments, Status, MemberView, UserNames, HistoryStart,
-// UnavailableSegments) bound their wait and, past it, answer what makes
-// the merged answer unavailable rather than a partial one (see each).
+// in one process. The Part methods without an error bound their wait
+// and, past it, answer what makes the merged answer unavailable rather
+// than a partial one: Status a partition not ready, with the reason;
+// Segments every known segment "unavailable"; UnavailableSegments every
+// known segment; MemberView a view whose Err is the 503. UserSegments,
+// UserMemberships (no endpoint serves them) and HistoryStart (an
+// informational field) answer empty.
 package remotepart

@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/segd/segd/bus/api"
+	"github.com/segd/segd/host/remotepart"
+	"github.com/segd/segd/ingest"
 
 	"github.com/segd/segd/bus/cluster"
 	"github.com/segd/segd/host/analysis"
@@ -18,6 +23,12 @@ import (
 // newLocals returns n partitions' Locals, each a real engine and analysis
 // index on one static segment.
 func newLocals(t *testing.T, n int) []scatter.Part {
+	parts, _ := newEngines(t, n)
+	return parts
+}
+
+// newEngines is newLocals with the engines.
+func newEngines(t *testing.T, n int) ([]scatter.Part, []*engine.Engine) {
 	t.Helper()
 	segs, err := rules.Compile([]rules.File{{Name: "test.yaml", Data: []byte("segments:\n  - id: beta\n    static: true\n")}}, rules.Options{})
 	if err != nil {
@@ -25,6 +36,7 @@ func newLocals(t *testing.T, n int) []scatter.Part {
 	}
 	clock := engine.NewManualClock(time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC))
 	var parts []scatter.Part
+	var engines []*engine.Engine
 	for range n {
 		ix := analysis.New(analysis.Config{Now: clock.Now})
 		e := engine.New(engine.Config{Segments: segs, Clock: clock, TickInterval: time.Hour, Observer: ix})
@@ -33,8 +45,9 @@ func newLocals(t *testing.T, n int) []scatter.Part {
 		go func() { defer close(done); _ = e.Run(ctx) }()
 		t.Cleanup(func() { cancel(); <-done })
 		parts = append(parts, scatter.NewLocal(scatter.LocalConfig{Engine: e, Index: ix}))
+		engines = append(engines, e)
 	}
-	return parts
+	return parts, engines
 }
 
 // TestAPointLookupIsNotHeldBehindASlowRequest: while a request of a
@@ -124,5 +137,45 @@ func TestARequestOutlastsTheLeaseDeadline(t *testing.T) {
 	if err != nil || string(got) != "worked" {
 		errors.As(err, &se)
 		t.Fatalf("got %q, %v (%+v); want the work done", got, err, se)
+	}
+}
+
+// TestAReplyPastMaxReplyIsA413: a partition's bitmaps of 32 KB come back
+// whole in chunks of an 8 KiB max payload, and past the caller's MaxReply
+// they are a 413 naming the partition, not a truncated set.
+func TestAReplyPastMaxReplyIsA413(t *testing.T) {
+	t.Parallel()
+	parts, engines := newEngines(t, 1)
+	// Every user is seen, then every third is the segment: no runs to
+	// compress.
+	var all, some []string
+	for i := range 200_000 {
+		all = append(all, fmt.Sprintf("user-%06d", i))
+		if i%3 == 0 {
+			some = append(some, all[i])
+		}
+	}
+	for seq, users := range [][]string{all, some} {
+		if err := engines[0].Apply(context.Background(), &ingest.Message{Seq: uint64(seq + 1), Upload: &ingest.StaticUpload{Segment: "beta", Users: users, Replace: true}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, _, err := parts[0].SegmentBitmaps([]string{"beta"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := remotetest.Start(t, parts, remotetest.Options{MaxPayload: 8 << 10})
+	got, _, err := whole.Remote[0].SegmentBitmaps([]string{"beta"})
+	if err != nil || !got[0].Equals(want[0]) {
+		t.Fatalf("bitmaps in chunks: %v; want %d members", err, want[0].GetCardinality())
+	}
+	if size := want[0].GetSerializedSizeInBytes(); size < 24<<10 {
+		t.Fatalf("the bitmap takes %d bytes: not past the limits", size)
+	}
+	small := remotetest.Start(t, parts, remotetest.Options{MaxPayload: 8 << 10, Remote: remotepart.Options{MaxReply: 16 << 10}})
+	_, _, err = small.Remote[0].SegmentBitmaps([]string{"beta"})
+	var ce *ingest.Error
+	if !errors.As(err, &ce) || ce.Code != api.CodeTooLarge || !strings.Contains(err.Error(), "16384 bytes") {
+		t.Fatalf("bitmaps past MaxReply: %v; want a 413 naming the limit", err)
 	}
 }

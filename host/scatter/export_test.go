@@ -10,10 +10,11 @@ import (
 
 // RunEquivalence runs TestFourPartitionsAnswerAsOne's comparisons (one
 // engine, the reference evaluators, and n partitions merged) with the n
-// partitions' Parts built by wrap from the in-process ones: package
-// remotepart's test reaches them over NATS.
-func RunEquivalence(t *testing.T, loc *time.Location, seed uint64, n int, wrap func(testing.TB, []Part) []Part) {
-	runEquivalenceWith(t, loc, seed, n, wrap)
+// partitions' Parts built by wrap from the in-process ones (package
+// remotepart's test reaches them over NATS), checking every user's
+// memberships at one step of every.
+func RunEquivalence(t *testing.T, loc *time.Location, seed uint64, n int, wrap func(testing.TB, []Part) []Part, every int) {
+	runEquivalenceWith(t, loc, seed, n, wrap, every)
 }
 
 // BenchScatters returns the benchmarks' data (benchData): one engine's
