@@ -137,7 +137,8 @@ func (s *Server) startMulti(ctx context.Context, stream jetstream.Stream, segmen
 	m.slots = make([]*slot, s.cfg.Partitions)
 	m.remotes = make([]scatter.Part, s.cfg.Partitions)
 	for n := range parts {
-		m.remotes[n] = remotepart.New(s.nc, n, s.cfg.Partitions, remotepart.Options{Location: s.cfg.Location, Clock: m.defs.Now})
+		m.remotes[n] = remotepart.New(s.nc, n, s.cfg.Partitions, remotepart.Options{Location: s.cfg.Location, Clock: m.defs.Now,
+			Forward: cluster.ForwardOptions{MaxWait: remoteMaxWait}})
 		m.slots[n] = newSlot(m.remotes[n])
 		parts[n] = m.slots[n]
 	}
@@ -151,6 +152,12 @@ func (s *Server) startMulti(ctx context.Context, stream jetstream.Stream, segmen
 	s.scatter, err = scatter.New(parts, scatter.Options{})
 	return err
 }
+
+// remoteMaxWait is how long a request waits for a moving partition's
+// new owner before it answers 503 naming it: under the Go client's
+// default request timeout (5 s), so that the client gets the reason
+// rather than a timeout of its own.
+const remoteMaxWait = 4 * time.Second
 
 // remote is the Part of partition n while another host owns it.
 func (m *multiHost) remote(n int) scatter.Part { return m.remotes[n] }

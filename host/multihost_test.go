@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -336,7 +337,7 @@ func TestHostDiesPartitionsTakenOver(t *testing.T) {
 		}
 		counts[id] = n
 	}
-	var asked, unavailable atomic.Int64
+	var asked, unavailable, lost atomic.Int64
 	stopAsking := make(chan struct{})
 	var askers sync.WaitGroup
 	askers.Go(func() {
@@ -355,6 +356,9 @@ func TestHostDiesPartitionsTakenOver(t *testing.T) {
 					t.Errorf("segment.count %s = %d during the takeover; the whole is %d", id, n, want)
 				case err != nil && asClientError(err, &ce) && ce.Code == "503":
 					unavailable.Add(1)
+				case errors.Is(err, context.DeadlineExceeded) && lost.Add(1) == 1:
+					// The one request in flight on h2 when it was cut off
+					// gets no answer (the asker sends one at a time).
 				case err != nil:
 					t.Errorf("segment.count %s during the takeover: %v (want the count or a 503)", id, err)
 				}
@@ -369,8 +373,8 @@ func TestHostDiesPartitionsTakenOver(t *testing.T) {
 	took := time.Since(t0)
 	close(stopAsking)
 	askers.Wait()
-	t.Logf("h2 cut off → h1 serving all 4 in %s (%.2f leases); shares %v; %d counts asked, %d answered 503",
-		took.Round(time.Millisecond), took.Seconds()/2, shares, asked.Load(), unavailable.Load())
+	t.Logf("h2 cut off → h1 serving all 4 in %s (%.2f leases); shares %v; %d counts asked, %d answered 503, %d lost with h2",
+		took.Round(time.Millisecond), took.Seconds()/2, shares, asked.Load(), unavailable.Load(), lost.Load())
 	if asked.Load() == 0 {
 		t.Fatal("no count was asked during the takeover")
 	}
