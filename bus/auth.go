@@ -99,9 +99,11 @@ func RolePermissions(role, user string) (*server.Permissions, error) {
 		}, nil
 	case RoleService:
 		return &server.Permissions{
-			Publish: &server.SubjectPermission{Allow: append([]string{api.ChangesSubjectPrefix + ">", ControlSubjects, DeadLetterSubjectPrefix + ">"},
-				serviceJS...)},
-			Subscribe: &server.SubjectPermission{Allow: append([]string{api.Group + ".>", api.AdminGroup + ".>", "$SRV.>"}, inbox...)},
+			// Its inboxes: replies in chunks to another host's internal
+			// request (several messages to one inbox).
+			Publish: &server.SubjectPermission{Allow: append(append([]string{api.ChangesSubjectPrefix + ">", ControlSubjects, DeadLetterSubjectPrefix + ">"},
+				serviceJS...), inbox...)},
+			Subscribe: &server.SubjectPermission{Allow: append([]string{api.Group + ".>", api.AdminGroup + ".>", "$SRV.>", cluster.InternalPrefix + ">"}, inbox...)},
 			// One reply per request; exports and previews may take minutes.
 			Response: &server.ResponsePermission{MaxMsgs: 1, Expires: 10 * time.Minute},
 		}, nil

@@ -87,8 +87,10 @@ func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, cfg StreamC
 		return nil, err
 	}
 	metadata := map[string]string{}
-	if cur, err := js.Stream(ctx, cfg.Name); err == nil {
-		got := cur.CachedInfo().Config
+	var cur jetstream.Stream
+	var got jetstream.StreamConfig
+	if c, err := js.Stream(ctx, cfg.Name); err == nil {
+		cur, got = c, c.CachedInfo().Config
 		n, recorded, err := streamPartitions(got)
 		if err != nil {
 			return nil, err
@@ -123,7 +125,7 @@ func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, cfg StreamC
 			cfg.MaxMsgSize = int32(mp)
 		}
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	want := jetstream.StreamConfig{
 		Name:        cfg.Name,
 		Description: "segd ingest batches (JSON array or NDJSON of events and profile updates)",
 		Subjects:    cfg.Subjects,
@@ -135,11 +137,34 @@ func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, cfg StreamC
 		Replicas:    cfg.Replicas,
 		Discard:     jetstream.DiscardOld,
 		Metadata:    metadata,
-	})
+	}
+	if cur != nil && sameStreamConfig(got, want) {
+		// Nothing to change: no update, which the server would apply
+		// while other hosts' consumers are created on the stream (an
+		// embedded nats-server v2.15 races there under -race).
+		return cur, nil
+	}
+	s, err := js.CreateOrUpdateStream(ctx, want)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
 	return s, nil
+}
+
+// sameStreamConfig reports whether the stream as configured (got)
+// already has every setting EnsureEventsStream asks for (want).
+func sameStreamConfig(got, want jetstream.StreamConfig) bool {
+	if got.Description != want.Description || !slices.Equal(got.Subjects, want.Subjects) || got.Retention != want.Retention ||
+		got.Storage != want.Storage || got.MaxAge != want.MaxAge || got.Duplicates != want.Duplicates ||
+		got.MaxMsgSize != want.MaxMsgSize || got.Replicas != want.Replicas || got.Discard != want.Discard {
+		return false
+	}
+	for k, v := range want.Metadata {
+		if got.Metadata[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // ConsumerOptions configures Consume. The zero value gives the defaults

@@ -84,7 +84,12 @@ func (o *predicateObserver) ObserveEvents(events []rules.Event, users []uint32) 
 
 // AnalysisIndex returns the server's analysis index (with several
 // partitions, the first partition's).
-func (s *Server) AnalysisIndex() *analysis.Index { return s.partitions()[0].analysis }
+func (s *Server) AnalysisIndex() *analysis.Index {
+	if ps := s.partitions(); len(ps) > 0 {
+		return ps[0].analysis
+	}
+	return nil
+}
 
 // analysisEndpoints are the segd.v1.analysis.* endpoints: the merge of
 // the partitions, or with one the partition itself (scatter.Local answers

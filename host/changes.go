@@ -155,7 +155,12 @@ func (s *Server) ingester() bus.Ingester { return appliedIngester{s.engine, &s.s
 
 // ChangeFeed returns the change feed publisher, for its counters (with
 // several partitions, the first partition's).
-func (s *Server) ChangeFeed() *bus.ChangeFeed { return s.partitions()[0].segAPI.feed }
+func (s *Server) ChangeFeed() *bus.ChangeFeed {
+	if ps := s.partitions(); len(ps) > 0 {
+		return ps[0].segAPI.feed
+	}
+	return nil
+}
 
 type appliedIngester struct {
 	e *engine.Engine
@@ -183,7 +188,7 @@ func (s *Server) segmentEndpoints() []bus.Endpoint {
 func (s *Server) membership() bus.Membership {
 	if s.scatter != nil {
 		if s.cfg.HostID != "" {
-			return hostMembership{s.scatter, s.cfg.HostID}
+			return hostMembership{s.scatter, s.cfg.HostID, s.Owned}
 		}
 		return s.scatter
 	}
@@ -193,12 +198,14 @@ func (s *Server) membership() bus.Membership {
 // hostMembership names the host in the merged status (ownership.go).
 type hostMembership struct {
 	bus.Membership
-	host string
+	host  string
+	owned func() []int // the partitions this host runs (multihost.go)
 }
 
 func (m hostMembership) Status() api.StatusReply {
 	st := m.Membership.Status()
 	st.Host = m.host
+	st.OwnedPartitions = m.owned()
 	return st
 }
 

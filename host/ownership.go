@@ -66,6 +66,9 @@ type ownership struct {
 
 // ownerState is the front's ownership, nil when Config.HostID is empty.
 func (s *Server) ownerState() *ownership {
+	if s.own != nil {
+		return s.own // the front's, or a partition's own lease (multihost.go)
+	}
 	if s.front != nil {
 		return s.front.own
 	}
@@ -402,9 +405,14 @@ func (s *Server) durable() string {
 // through (and the plain ones of a segd without ownership), so that none
 // of their pull requests is left waiting at the server.
 func (s *Server) dropStaleDurables(ctx context.Context) error {
+	return s.dropStaleDurablesOf(ctx, s.partitions())
+}
+
+// dropStaleDurablesOf is dropStaleDurables for the partitions parts only.
+func (s *Server) dropStaleDurablesOf(ctx context.Context, parts []*Server) error {
 	mine := map[string]bool{}
 	var bases []string
-	for _, p := range s.partitions() {
+	for _, p := range parts {
 		mine[p.durable()] = true
 		bases = append(bases, bus.PartitionDurable(p.part.n, p.part.of))
 	}
@@ -442,7 +450,7 @@ func (s *Server) dropStaleDurables(ctx context.Context) error {
 // the ordinary restore then loads it (and falls back to older files if
 // it does not load).
 func (s *Server) pullSnapshot(ctx context.Context, p *Server) error {
-	o := s.own
+	o := p.ownerState()
 	if o == nil || o.store == nil {
 		return nil
 	}

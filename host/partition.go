@@ -36,6 +36,9 @@ func (p partInfo) name() string { return bus.PartitionName(p.n, p.of) }
 // partitions returns the Servers that run an engine: the partitions of a
 // front, or the Server itself.
 func (s *Server) partitions() []*Server {
+	if s.multi != nil {
+		return s.multi.list() // those running here now
+	}
 	if s.parts != nil {
 		return s.parts
 	}
@@ -44,7 +47,12 @@ func (s *Server) partitions() []*Server {
 
 // defEngine is an engine to read segment definitions from: every
 // partition runs the same ones.
-func (s *Server) defEngine() *engine.Engine { return s.partitions()[0].engine }
+func (s *Server) defEngine() *engine.Engine {
+	if ps := s.partitions(); len(ps) > 0 {
+		return ps[0].engine
+	}
+	return s.multi.defs // none runs here now (multihost.go)
+}
 
 // partErr names the partition an error of a front's start came from.
 func partErr(p *Server, err error) error {
@@ -207,8 +215,11 @@ func (s *Server) startLoops() {
 
 // replayFromAll is the lowest sequence a partition replays from.
 func (s *Server) replayFromAll() uint64 {
-	from := s.partitions()[0].replayFrom
-	for _, p := range s.partitions() {
+	var from uint64
+	for i, p := range s.partitions() {
+		if i == 0 {
+			from = p.replayFrom
+		}
 		from = min(from, p.replayFrom)
 	}
 	return from
@@ -227,7 +238,7 @@ func (s *Server) startPluginRecoveryFanOut() {
 		return
 	}
 	s.plugins.OnUsable(func(name string, newVersion bool) {
-		for _, p := range s.parts {
+		for _, p := range s.partitions() {
 			if p.recovery != nil {
 				p.recovery.usable(name, newVersion)
 			}
@@ -235,16 +246,38 @@ func (s *Server) startPluginRecoveryFanOut() {
 	})
 }
 
-// eachEngine runs fn on every partition's engine, on its writer.
+// eachEngine runs fn on every partition's engine, on its writer. A
+// partition that stops meanwhile (it moved to another host) is left out:
+// the next one to run it starts with the definitions current then.
 func (s *Server) eachEngine(ctx context.Context, fn func(*engine.Engine)) error {
 	for _, p := range s.partitions() {
 		e := p.engine
-		if err := e.Do(ctx, func() error { fn(e); return nil }); err != nil {
+		pctx, cancel := p.boundCtx(ctx)
+		err := e.Do(pctx, func() error { fn(e); return nil })
+		cancel()
+		if err != nil && p.stopped() && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
 			return partErr(p, err)
 		}
 	}
 	return nil
 }
+
+// boundCtx is ctx, ended also when partition p stops: its engine then
+// takes no more commands, and a Do would wait for ever.
+func (s *Server) boundCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(ctx)
+	if s.runCtx == nil {
+		return c, cancel
+	}
+	stop := context.AfterFunc(s.runCtx, cancel)
+	return c, func() { stop(); cancel() }
+}
+
+// stopped reports whether partition s has stopped (or is stopping).
+func (s *Server) stopped() bool { return s.runCtx != nil && s.runCtx.Err() != nil }
 
 // segmentState is a segment's definition and its state: with several
 // partitions, the merged state (the one furthest from served wins).
@@ -283,10 +316,15 @@ func (s *Server) startScatter() error {
 // last it reads up to seq. A JetStream request that fails (a busy server
 // times out) is asked again while ctx lasts.
 func (s *Server) WaitApplied(ctx context.Context, seq uint64) error {
-	if s.parts == nil {
+	if !s.isFront() {
 		return s.segAPI.waiter.Wait(ctx, seq)
 	}
-	for _, p := range s.parts {
+	if s.multi != nil {
+		if err := s.multi.waitAppliedElsewhere(ctx, seq); err != nil {
+			return err
+		}
+	}
+	for _, p := range s.partitions() {
 		w := &p.segAPI.waiter
 		for w.Last() < seq {
 			// Its last message up to now, if before seq, is all it waits
@@ -321,6 +359,13 @@ const waitAppliedRetry = 100 * time.Millisecond
 // partitions, the highest any applied.
 func (s *Server) appliedSeq() uint64 {
 	var seq uint64
+	if s.multi != nil {
+		// Partitions elsewhere too: a preview replays the log as far as
+		// any partition, wherever it runs, has applied it.
+		for _, ps := range s.scatter.Status().Partitions {
+			seq = max(seq, ps.LastSeq)
+		}
+	}
 	for _, p := range s.partitions() {
 		seq = max(seq, p.engine.Status().LastSeq)
 	}
@@ -329,11 +374,11 @@ func (s *Server) appliedSeq() uint64 {
 
 // work sums the partitions' engine work counters.
 func (s *Server) work() engine.WorkStats {
-	if s.parts == nil {
+	if !s.isFront() {
 		return s.engine.Work()
 	}
 	var out engine.WorkStats
-	for _, p := range s.parts {
+	for _, p := range s.partitions() {
 		w := p.engine.Work()
 		out.ClockMoves += w.ClockMoves
 		out.ClockJudged += w.ClockJudged
@@ -354,8 +399,13 @@ func (s *Server) work() engine.WorkStats {
 // by commas.
 func (s *Server) snapshotAll(ctx context.Context) (string, error) {
 	var paths []string
-	for _, p := range s.parts {
-		path, err := p.Snapshot(ctx)
+	for _, p := range s.partitions() {
+		pctx, cancel := p.boundCtx(ctx)
+		path, err := p.Snapshot(pctx)
+		cancel()
+		if err != nil && p.stopped() && ctx.Err() == nil {
+			continue // moved to another host meanwhile, with its own snapshot
+		}
 		if err != nil {
 			return "", partErr(p, err)
 		}
@@ -366,11 +416,11 @@ func (s *Server) snapshotAll(ctx context.Context) (string, error) {
 
 // eventNames are the event names the analysis indexes know, sorted.
 func (s *Server) eventNames() []string {
-	if s.parts == nil {
+	if !s.isFront() {
 		return s.analysis.EventNames()
 	}
 	var names []string
-	for _, p := range s.parts {
+	for _, p := range s.partitions() {
 		names = append(names, p.analysis.EventNames()...)
 	}
 	slices.Sort(names)

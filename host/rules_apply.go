@@ -206,6 +206,15 @@ func (a *ruleAdmin) finish(c *ruleChange) {
 // apply runs one change in partition p (the Server itself with one).
 // rctx ends when a newer revision supersedes it.
 func (a *ruleAdmin) apply(ctx, rctx context.Context, p *Server, c *ruleChange) partApplied {
+	// A partition that stops meanwhile (moved to another host) ends the
+	// change here as done: its next owner starts with the definitions
+	// current then.
+	outer := ctx
+	ctx, cancel := p.boundCtx(ctx)
+	defer cancel()
+	rctx, rcancel := p.boundCtx(rctx)
+	defer rcancel()
+	gone := func() bool { return outer.Err() != nil || p.stopped() }
 	e := p.engine
 	var rb *engine.Rebuild
 	// old is the definition the change replaces: once it no longer runs,
@@ -221,7 +230,7 @@ func (a *ruleAdmin) apply(ctx, rctx context.Context, p *Server, c *ruleChange) p
 		return err
 	})
 	switch {
-	case ctx.Err() != nil:
+	case gone():
 		return partApplied{outcome: applyDone}
 	case errors.Is(err, engine.ErrRebuildRunning):
 		return partApplied{outcome: applyRetry}
@@ -252,7 +261,7 @@ func (a *ruleAdmin) apply(ctx, rctx context.Context, p *Server, c *ruleChange) p
 			"from_seq", res.FromSeq, "to_seq", res.ToSeq, "messages", res.Messages, "live_messages", res.Live, "took", took.Round(time.Millisecond))
 		return partApplied{outcome: applyDone, old: old, res: &res, took: took}
 	}
-	if ctx.Err() != nil {
+	if gone() {
 		return partApplied{outcome: applyDone}
 	}
 	// Superseded (rctx cancelled) or the log failed: drop it; a no-op if

@@ -211,8 +211,12 @@ type Server struct {
 	// scatter merges the partitions' answers; the front serves it.
 	scatter *scatter.Scatter
 	// own is the stream's lease and the Object Store of snapshots, with
-	// Config.HostID (ownership.go); on the front only.
+	// Config.HostID (ownership.go): on the front of a standby; with
+	// several active hosts, each partition's own lease.
 	own *ownership
+	// multi is this host's share of the partitions, with Config.HostID
+	// and Config.Partitions > 1 (multihost.go); on the front only.
+	multi *multiHost
 }
 
 // Start loads the rules, starts or connects to NATS, creates the events
@@ -275,8 +279,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Replicas < 0 || cfg.Replicas > MaxReplicas {
 		return nil, fmt.Errorf("--replicas %d: want 1 to %d (JetStream's limit)", cfg.Replicas, MaxReplicas)
 	}
-	if cfg.HostID != "" {
+	if cfg.HostID != "" && cfg.Partitions <= 1 {
 		// A standby waits here, before it reads rules, plugins or state.
+		// (With more partitions, hosts share them: joinMulti, below.)
 		if err := s.joinOwnership(ctx); err != nil {
 			return nil, err
 		}
@@ -305,7 +310,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("events stream: %w", err)
 	}
-	if cfg.Partitions > 1 {
+	if cfg.Partitions > 1 && cfg.HostID == "" {
 		for n := range cfg.Partitions {
 			p := s.newPartition(n)
 			s.parts = append(s.parts, p)
@@ -323,12 +328,19 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, partErr(p, err)
 		}
 	}
-	if s.parts != nil {
+	if s.multiMode() {
+		if err := s.startMulti(ctx, stream, segments, revisions); err != nil {
+			return nil, err
+		}
+	}
+	if s.isFront() {
 		runCtx, cancel := context.WithCancel(context.Background())
 		s.runCtx, s.cancel = runCtx, cancel
 		close(s.engineDone) // the front runs no engine
-		if err := s.startScatter(); err != nil {
-			return nil, err
+		if s.multi == nil {
+			if err := s.startScatter(); err != nil {
+				return nil, err
+			}
 		}
 	}
 
@@ -359,12 +371,19 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	for _, p := range s.partitions() {
 		p.startLoops()
 	}
-	if s.parts != nil {
+	if s.isFront() {
 		s.startPluginRecoveryFanOut()
 	}
 	s.startRuleAdmin(s.runCtx)
 	s.startPluginWatch(s.runCtx)
 	s.started = true
+	if s.multi != nil {
+		// Last: partitions gained from here on start beside a running
+		// service and admin APIs.
+		if err := s.joinMulti(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -400,9 +419,9 @@ func (s *Server) runRebuild(ctx context.Context, rb *engine.Rebuild) {
 // rules) are served, and returns the rebuild's error if it failed. It
 // returns at once when there is nothing to rebuild.
 func (s *Server) WaitRebuilt(ctx context.Context) error {
-	if s.parts != nil {
+	if s.isFront() {
 		var errs []error
-		for _, p := range s.parts {
+		for _, p := range s.partitions() {
 			errs = append(errs, p.WaitRebuilt(ctx))
 		}
 		return errors.Join(errs...)
@@ -492,16 +511,27 @@ func (s *Server) Conn() *nats.Conn { return s.nc }
 func (s *Server) JetStream() jetstream.JetStream { return s.js }
 
 // Engine returns the running engine: with several partitions, the first
-// partition's (see Partition).
-func (s *Server) Engine() *engine.Engine { return s.partitions()[0].engine }
+// partition's (see Partition); with several hosts and none running here,
+// an engine of the definitions alone.
+func (s *Server) Engine() *engine.Engine { return s.defEngine() }
 
 // Partitions returns the number of partitions.
-func (s *Server) Partitions() int { return len(s.partitions()) }
+func (s *Server) Partitions() int {
+	if s.multi != nil {
+		return s.cfg.Partitions
+	}
+	return len(s.partitions())
+}
 
-// Partition returns partition n's engine and analysis index.
+// Partition returns partition n's engine and analysis index; nil when
+// partition n runs on another host.
 func (s *Server) Partition(n int) (*engine.Engine, *analysis.Index) {
-	p := s.partitions()[n]
-	return p.engine, p.analysis
+	for _, p := range s.partitions() {
+		if p.part.n == n {
+			return p.engine, p.analysis
+		}
+	}
+	return nil, nil
 }
 
 // DataDir returns the data directory in use.
@@ -520,6 +550,9 @@ func (s *Server) Close() error {
 
 func (s *Server) close() error {
 	var errs []error
+	if s.multi != nil {
+		s.closeMulti() // multihost.go: hands each partition over
+	}
 	parts := s.partitions()
 	for _, p := range parts {
 		p.closingChanges()
@@ -549,7 +582,7 @@ func (s *Server) close() error {
 	}
 	wg.Wait()
 	errs = append(errs, shutdownErrs...)
-	if s.parts != nil && s.cancel != nil {
+	if s.isFront() && s.cancel != nil {
 		s.cancel() // the front's rule admin and plugin watch
 	}
 	for _, p := range parts {

@@ -187,7 +187,7 @@ func writeFileAtomic(dir, name string, payload []byte) (int64, error) {
 // (analysis.CaptureState); both are encoded, and the file written and
 // synced, while ingest goes on. Readers never wait for any of it.
 func (s *Server) Snapshot(ctx context.Context) (string, error) {
-	if s.parts != nil {
+	if s.isFront() {
 		return s.snapshotAll(ctx) // partition.go
 	}
 	sn := s.snaps

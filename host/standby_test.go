@@ -45,7 +45,10 @@ func TestStandbyTakesOver(t *testing.T) {
 	}
 	t.Parallel()
 	bin := buildSegd(t, t.TempDir())
-	for _, parts := range []int{1, 2} {
+	// P = 1: one host owns the stream, the others stand by. With more
+	// partitions the hosts share them (multihost.go): TestHostsShare-
+	// Partitions and the 3-node cluster test.
+	for _, parts := range []int{1} {
 		t.Run(fmt.Sprintf("P=%d", parts), func(t *testing.T) {
 			t.Parallel()
 			testStandbyTakesOver(t, bin, parts, "")

@@ -533,6 +533,11 @@ type StatusReply struct {
 	// Host is the answering segd's --host-id, when several hosts share the
 	// NATS (docs/operations.md, "Running a standby"): the stream's owner.
 	Host string `json:"host,omitempty"`
+	// OwnedPartitions lists the partitions the answering host runs, when
+	// several active hosts share them (docs/operations.md, "Several
+	// active hosts"); the fields above are the merge over every
+	// partition, wherever it runs.
+	OwnedPartitions []int `json:"owned_partitions,omitzero"`
 }
 
 // PartitionStatus is one partition's progress, within a StatusReply.

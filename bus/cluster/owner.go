@@ -490,7 +490,9 @@ func (o *Owner) rebalance() {
 	// by one, and moving a partition only because another host sorts
 	// first would hand it back and forth (a single lease, P = 1, between
 	// two hosts, each hand-over a pause of that partition).
-	hosts := len(o.hostsLocked())
+	live := o.hostsLocked()
+	hosts := len(live)
+	yield := len(free) == 0 && o.yieldsLocked(live, len(held))
 	o.mu.Unlock()
 	most := (o.opts.Partitions + hosts - 1) / hosts
 	switch {
@@ -502,6 +504,13 @@ func (o *Owner) rebalance() {
 		for _, l := range held[:len(held)-most] {
 			o.Release(l)
 		}
+	case yield && len(held) > 0:
+		// Every partition is held and none past the most, but a host
+		// holds two fewer than this one (a host joined): give it one.
+		sort.Slice(held, func(i, j int) bool {
+			return score(o.opts.HostID, held[i].Partition) < score(o.opts.HostID, held[j].Partition)
+		})
+		o.Release(held[0])
 	case len(held) < target:
 		sort.Slice(free, func(i, j int) bool {
 			return score(o.opts.HostID, free[i]) > score(o.opts.HostID, free[j])
@@ -540,6 +549,45 @@ func (o *Owner) rebalance() {
 			need--
 		}
 	}
+}
+
+// yieldsLocked reports whether this host, holding mine partitions,
+// should give one back so that the live hosts' counts (as the watch saw
+// them) differ by at most one: some host holds at least two fewer, and
+// this host is the one sorting last among those holding the most (the
+// shares, Share, are non-increasing in host order, so it is the one whose
+// share is smallest). A difference of one never moves a partition: a
+// single lease (P = 1) stays where it is when another host joins.
+func (o *Owner) yieldsLocked(live []string, mine int) bool {
+	counts := make(map[string]int, len(live))
+	for _, h := range live {
+		counts[h] = 0
+	}
+	for n := 0; n < o.opts.Partitions; n++ {
+		if h, ok := o.view[PartitionKey(n, o.opts.Partitions)]; ok && h.Host != o.opts.HostID {
+			if _, isLive := counts[h.Host]; isLive {
+				counts[h.Host]++
+			}
+		}
+	}
+	counts[o.opts.HostID] = mine
+	least, most, sum := mine, mine, 0
+	for _, c := range counts {
+		least, most, sum = min(least, c), max(most, c), sum+c
+	}
+	// Only on a settled view: every partition held by one live host (a
+	// key this host released is still seen under its name for a moment,
+	// and another host's acquisition may not be seen yet).
+	if sum != o.opts.Partitions || mine != most || most-least < 2 {
+		return false
+	}
+	last := ""
+	for _, h := range live { // sorted
+		if counts[h] == most {
+			last = h
+		}
+	}
+	return last == o.opts.HostID
 }
 
 // Release gives a lease back: the lease turns invalid, OnLose runs, then

@@ -463,3 +463,32 @@ func TestJoinAtOnceOnAFreshCluster(t *testing.T) {
 		cancel()
 	}
 }
+
+// TestJoiningHostTakesAShare: with P = 4 held 2+2, no host holds more
+// than the most any share is (ceil(4/3) = 2), yet a third host joining
+// must get its share: the host sorting last among the fullest gives one
+// back, and the shares end 2+1+1 as Share says.
+func TestJoiningHostTakesAShare(t *testing.T) {
+	t.Parallel()
+	const parts, lease = 4, 2 * time.Second
+	c := clustertest.Start(t, clustertest.Options{})
+	rec := newRecorder()
+	a := joinHost(t, c, rec, "a", parts, lease, nil)
+	b := joinHost(t, c, rec, "b", parts, lease, nil)
+	waitShares(t, []*testHost{a, b}, []int{2, 2}, parts, 30*time.Second)
+	rec.mu.Lock()
+	before := len(rec.spans)
+	rec.mu.Unlock()
+	cc := joinHost(t, c, rec, "c", parts, lease, nil)
+	took := waitShares(t, []*testHost{a, b, cc}, []int{2, 1, 1}, parts, 30*time.Second)
+	t.Logf("a joining host took its share in %s (%.2f leases)", took, took.Seconds()/lease.Seconds())
+	rec.check(t)
+	// One partition moved, no more (a view lagging behind a release
+	// moves nothing else).
+	rec.mu.Lock()
+	after := len(rec.spans)
+	rec.mu.Unlock()
+	if after != before+1 {
+		t.Errorf("%d ownership periods began when c joined; want 1 (c's)", after-before)
+	}
+}

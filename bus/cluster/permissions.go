@@ -3,9 +3,13 @@ package cluster
 // Permissions are the subjects a host publishes to for ownership and
 // shared snapshots: the KV bucket OwnersBucket (leases, and the watch a
 // standby keeps on the stream's key), the Object Store SnapshotsBucket
-// (put, get, list, prune), and listing the events stream's consumers (a
-// new owner deletes the durables of the one before). The NATS user segd
-// runs as needs them besides its other permissions (docs/security.md).
+// (put, get, list, prune), listing the events stream's consumers (a
+// new owner deletes the durables of the one before), and the internal
+// requests to the owners of partitions run elsewhere (InternalPrefix).
+// The NATS user segd runs as needs them besides its other permissions
+// (docs/security.md); to answer internal requests it also subscribes to
+// InternalPrefix + ">" and publishes to its own inboxes (a reply in
+// chunks is several messages to one inbox).
 func Permissions(eventsStream string) []string {
 	kv, obj := "KV_"+OwnersBucket, "OBJ_"+SnapshotsBucket
 	return []string{
@@ -21,5 +25,6 @@ func Permissions(eventsStream string) []string {
 		"$JS.API.CONSUMER.CREATE." + obj + ".>", "$JS.API.CONSUMER.DELETE." + obj + ".*",
 		"$JS.API.CONSUMER.INFO." + obj + ".*", "$JS.FC." + obj + ".>",
 		"$JS.API.CONSUMER.NAMES." + eventsStream,
+		InternalPrefix + ">",
 	}
 }

@@ -93,7 +93,10 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 			if cfg.HostID == "" && cfg.NATSURL != "" {
 				cfg.HostID = defaultHostID()
 			}
-			if cfg.HostID != "" {
+			switch {
+			case cfg.HostID != "" && cfg.Partitions > 1:
+				logger.Info("joining the hosts that share the partitions; this host runs its share and answers for all", "host", cfg.HostID, "partitions", cfg.Partitions)
+			case cfg.HostID != "":
 				logger.Info("joining the stream's owners; standing by until this host holds the lease", "host", cfg.HostID)
 			}
 			for {

@@ -25,7 +25,11 @@ func printStatus(w io.Writer, st *api.StatusReply) {
 		ready = "no: rebuilding segments"
 	}
 	row("ready", ready)
-	if st.Host != "" {
+	switch {
+	case st.Host != "" && st.OwnedPartitions != nil:
+		// Several active hosts share the partitions.
+		row("host", st.Host, fmt.Sprintf("runs partitions %v; the others run elsewhere", st.OwnedPartitions))
+	case st.Host != "":
 		row("host", st.Host, "owns the stream (the others on this NATS stand by)")
 	}
 	row("clock", st.Clock)

@@ -44,6 +44,7 @@ var (
 	dLostToDLQ    = desc("segd_ingest_lost_to_dlq_total", "Messages whose dead letter could not be stored.")
 	dAnaDropped   = desc("segd_analysis_dropped_events_total", "Events the analysis index did not keep (its event-name dictionary was full).")
 	dUsers        = desc("segd_users", "Distinct users seen.")
+	dOwned        = desc("segd_partitions_owned", "Partitions this host runs, when several active hosts share them (--host-id with --partitions > 1).")
 	dPartitions   = desc("segd_partitions", "Partitions the users are split into (--partitions; the events stream's metadata segd_partitions).")
 	dClockMoves   = desc("segd_clock_moves_total", "Clock steps that moved the rule windows.")
 	dClockUsers   = desc("segd_clock_judgements_total", "(Segment, user) judgements caused by the clock moving the windows.")
@@ -85,7 +86,7 @@ var (
 
 var allDescs = []*prometheus.Desc{dReady, dAppliedSeq, dStreamSeq, dLag, dReplayTo, dBatches, dEvents, dProfiles,
 	dInvalid, dTooNew, dExpired, dNotBatches, dUploads, dRejUploads, dRefused, dRefusedVals, dRetries, dGaveUp,
-	dDeadLetters, dLostToDLQ, dAnaDropped, dUsers, dPartitions, dClockMoves, dClockUsers, dClockSeconds, dApplied, dApplySeconds,
+	dDeadLetters, dLostToDLQ, dAnaDropped, dUsers, dOwned, dPartitions, dClockMoves, dClockUsers, dClockSeconds, dApplied, dApplySeconds,
 	dSegMembers, dSegState, dSegEvals, dSegEvalErrs, dRebuildSeq, dRebuildTo, dPlugUp, dPlugBatches, dPlugItems,
 	dPlugTimeouts, dPlugTraps, dPlugGuestErr, dPlugRetries, dPlugRecycled, dPlugInst, dFeedChanges, dFeedMessages,
 	dFeedBacklog, dFeedBytes, dFeedMaxBytes, dFeedWaits, dFeedErrors, dFeedUnpub, dSnapWritten, dSnapFailures, dSnapSkipped,
@@ -139,6 +140,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(dAnaDropped, st.AnalysisDropped)
 	gauge(dUsers, float64(st.Users))
 	gauge(dPartitions, float64(max(1, len(st.Partitions))))
+	if st.OwnedPartitions != nil {
+		gauge(dOwned, float64(len(st.OwnedPartitions)))
+	}
 
 	w := c.src.Work()
 	counter(dClockMoves, w.ClockMoves)

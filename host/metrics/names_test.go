@@ -21,7 +21,7 @@ type fixed struct{}
 
 func (fixed) Status() api.StatusReply {
 	return api.StatusReply{Ready: true, LastSeq: 5, Feed: &api.FeedStatus{}, Snapshot: &api.SnapshotStatus{Written: 1, LastPause: "1.5ms"},
-		Rebuilding: []api.RebuildStatus{{Segment: "b", Seq: 1, ToSeq: 5}}}
+		Rebuilding: []api.RebuildStatus{{Segment: "b", Seq: 1, ToSeq: 5}}, OwnedPartitions: []int{1}}
 }
 func (fixed) Segments() []api.SegmentInfo {
 	return []api.SegmentInfo{{ID: "a", Status: "active"}, {ID: "b", Status: "rebuilding"}}
