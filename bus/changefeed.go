@@ -115,7 +115,7 @@ type ChangeFeed struct {
 	done          chan struct{}
 	graceTimer    *time.Timer
 
-	published, messages, suppressed, failed, waits, unpublishable atomic.Uint64
+	published, messages, suppressed, failed, waits, unpublishable, overtaken atomic.Uint64
 
 	// lock is publish's when no PublishLock is shared.
 	lock FeedLock
@@ -139,6 +139,9 @@ type FeedStats struct {
 	Suppressed uint64
 	// Failed counts publishes that were not acknowledged and retried.
 	Failed uint64
+	// Overtaken counts windows sent again at once because another host's
+	// partitions stored changes first (contention, not a failure).
+	Overtaken uint64
 	// Backlog changes (BacklogBytes bytes) wait to be stored;
 	// MaxBacklogBytes is the highest BacklogBytes reached.
 	Backlog                       uint64
@@ -246,7 +249,7 @@ func (f *ChangeFeed) Stats() FeedStats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return FeedStats{Published: f.published.Load(), Messages: f.messages.Load(), Suppressed: f.suppressed.Load(),
-		Failed: f.failed.Load(), Backlog: f.backlog, BacklogBytes: f.backlogBytes, MaxBacklogBytes: f.maxBacklog,
+		Failed: f.failed.Load(), Overtaken: f.overtaken.Load(), Backlog: f.backlog, BacklogBytes: f.backlogBytes, MaxBacklogBytes: f.maxBacklog,
 		Waits: f.waits.Load(), WaitingSince: f.waitingSince, Discarded: f.discarded,
 		Unpublishable: f.unpublishable.Load(), LastError: f.lastErr}
 }
@@ -377,6 +380,7 @@ const maxWindow = 1000
 func (f *ChangeFeed) run() {
 	defer close(f.done)
 	backoff := 100 * time.Millisecond
+	overtakenInARow := 0
 	for {
 		f.mu.Lock()
 		var window []*feedMsg
@@ -414,6 +418,15 @@ func (f *ChangeFeed) run() {
 		if errors.Is(err, errDuplicatesSkipped) {
 			err = nil // the duplicates are stored: not a failure
 		}
+		retryNow := false
+		if errors.Is(err, errOvertaken) {
+			overtakenInARow++
+			if overtakenInARow <= maxOvertaken {
+				err, retryNow = nil, true
+			}
+		} else {
+			overtakenInARow = 0
+		}
 		clear(f.queue[:stored])
 		f.queue = f.queue[stored:]
 		if len(f.queue) == 0 {
@@ -427,6 +440,10 @@ func (f *ChangeFeed) run() {
 		}
 		f.signalLocked()
 		f.mu.Unlock()
+		if retryNow {
+			f.overtaken.Add(1)
+			continue
+		}
 		if err == nil {
 			backoff = 100 * time.Millisecond
 			continue
@@ -446,6 +463,27 @@ func (f *ChangeFeed) run() {
 // expectations of the messages after it are one off, so they are refused
 // and sent again at once, not after a back-off.
 var errDuplicatesSkipped = errors.New("change feed: skipped changes stored before")
+
+// errOvertaken ends a window that another host's message overtook: the
+// feeds of partitions run by other hosts publish into SEGD_CHANGES too,
+// and no lock orders them with this one's, so the stream's last sequence
+// this window expected had moved on. That is contention, not a failure:
+// the window is sent again at once, expecting the sequence read again.
+var errOvertaken = errors.New("change feed: another host stored changes first")
+
+// overtaken reports whether JetStream refused a message because the
+// stream's last sequence was not the one it expected (the code differs on
+// a replicated stream).
+func overtaken(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// maxOvertaken bounds the windows sent again at once in a row: past it
+// the loop backs off as for a failure, so a stream whose last sequence
+// cannot be read right (not expected) cannot spin the publisher.
+const maxOvertaken = 64
 
 // publish sends the window asynchronously and waits for the
 // acknowledgements in order; it returns how many messages from the start
@@ -515,6 +553,9 @@ func (f *ChangeFeed) publish(window []*feedMsg) (int, error) {
 				lk.last = ack.Sequence
 			}
 		case err := <-fut.Err():
+			if overtaken(err) {
+				return i, fmt.Errorf("%w: %v", errOvertaken, err)
+			}
 			return i, err
 		case <-timeout.C:
 			return i, fmt.Errorf("no acknowledgement from JetStream in %s", f.opts.AckTimeout)

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -167,5 +168,68 @@ func testFeedSkipsDuplicates(t *testing.T, nc *nats.Conn, replicas int) {
 	}
 	if got, err := FeedResumePointOf(ctx, changes, PartitionName(0, 2), 0, 0, time.Hour); err != nil || got != dups+fresh {
 		t.Fatalf("resume point %d, %v; want %d", got, err, dups+fresh)
+	}
+}
+
+// TestFeedsOfTwoHostsDoNotBackOff: the feeds of partitions run by two
+// hosts (two connections, two publish locks) publish into SEGD_CHANGES at
+// the same time. Each window expects the stream's last sequence, so one
+// host's message refuses the other's window; that is contention, not a
+// failure: the window is sent again at once, with no back-off (which
+// grew to 5 s and delayed every change notice behind it) and no failed
+// publish counted. Every change is stored once, each partition's in order.
+func TestFeedsOfTwoHostsDoNotBackOff(t *testing.T) {
+	t.Parallel()
+	e := startTestServer(t)
+	ctx := context.Background()
+	const perFeed = 400
+	var feeds []*ChangeFeed
+	for n := range 2 {
+		nc, err := e.Connect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := EnsureChangesStream(ctx, js, ChangesStreamConfig{}); err != nil {
+			t.Fatal(err)
+		}
+		// Each host has its own lock: nothing orders the two.
+		feeds = append(feeds, StartChangeFeed(js, ChangeFeedOptions{Partition: PartitionName(n, 2), PublishLock: &FeedLock{}}))
+	}
+	done := make(chan struct{})
+	for n, f := range feeds {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for seq := uint64(1); seq <= perFeed; seq++ {
+				f.Add(seq, time.Now(), 1, func(int) FeedChange {
+					return FeedChange{Segment: "s", User: fmt.Sprintf("u%d", n), Enter: seq%2 == 1}
+				})
+			}
+		}()
+	}
+	<-done
+	<-done
+	// Without contention 800 small messages are stored well within this;
+	// one back-off step of the old loop was 100 ms, growing to 5 s.
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for _, f := range feeds {
+		if err := f.Flush(fctx); err != nil {
+			t.Fatalf("flush: %v, %+v", err, f.Stats())
+		}
+	}
+	for n, f := range feeds {
+		st := f.Stats()
+		if st.Failed != 0 {
+			t.Errorf("partition %d: %d failed publishes counted for the other host's messages (%+v)", n, st.Failed, st)
+		}
+		if st.Published != perFeed {
+			t.Errorf("partition %d: %d changes stored, want %d", n, st.Published, perFeed)
+		}
+		f.Close(time.Second)
 	}
 }
