@@ -56,6 +56,15 @@ type ChangeFeedOptions struct {
 	// stream's last (see publish), which another feed's messages in
 	// between would break.
 	PublishLock *FeedLock
+	// OtherHosts says that feeds of other processes publish into
+	// SEGD_CHANGES at the same time (hosts sharing the partitions), which
+	// no PublishLock orders with this one's: the feed then has one message
+	// in flight at a time. In a window, message i+1 expects the stream's
+	// last sequence to be one past message i's expectation; another
+	// host's message stored between them refuses i but lets i+1 in, out
+	// of order (TestFeedsOfTwoHostsKeepOrder: a user left a segment
+	// before entering it).
+	OtherHosts bool
 }
 
 // FeedLock is shared by the change feeds of the partitions of one segd
@@ -386,7 +395,7 @@ func (f *ChangeFeed) run() {
 		var window []*feedMsg
 		bytes := 0
 		for _, m := range f.queue {
-			if len(window) > 0 && (bytes+m.size() > f.opts.MaxInFlight || len(window) >= maxWindow) {
+			if len(window) > 0 && (bytes+m.size() > f.opts.MaxInFlight || len(window) >= maxWindow || f.opts.OtherHosts) {
 				break
 			}
 			window = append(window, m)

@@ -3,12 +3,15 @@ package bus
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/segd/segd/bus/api"
 )
 
 // Partitions' feeds publish into one SEGD_CHANGES at once: with the shared
@@ -171,14 +174,17 @@ func testFeedSkipsDuplicates(t *testing.T, nc *nats.Conn, replicas int) {
 	}
 }
 
-// TestFeedsOfTwoHostsDoNotBackOff: the feeds of partitions run by two
-// hosts (two connections, two publish locks) publish into SEGD_CHANGES at
-// the same time. Each window expects the stream's last sequence, so one
-// host's message refuses the other's window; that is contention, not a
-// failure: the window is sent again at once, with no back-off (which
-// grew to 5 s and delayed every change notice behind it) and no failed
-// publish counted. Every change is stored once, each partition's in order.
-func TestFeedsOfTwoHostsDoNotBackOff(t *testing.T) {
+// TestFeedsOfTwoHostsKeepOrder: the feeds of partitions run by two hosts
+// (two connections, two publish locks, ChangeFeedOptions.OtherHosts)
+// publish into SEGD_CHANGES at the same time. Each message expects the
+// stream's last sequence, so one host's message refuses the other's; that
+// is contention, not a failure: it is sent again at once, with no
+// back-off (which grew to 5 s and delayed every change notice behind it)
+// and no failed publish counted. Every change is stored once, and each
+// partition's in the order it was added: with a window of several
+// messages in flight, another host's message between two of them let the
+// later one in before the earlier.
+func TestFeedsOfTwoHostsKeepOrder(t *testing.T) {
 	t.Parallel()
 	e := startTestServer(t)
 	ctx := context.Background()
@@ -198,7 +204,7 @@ func TestFeedsOfTwoHostsDoNotBackOff(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Each host has its own lock: nothing orders the two.
-		feeds = append(feeds, StartChangeFeed(js, ChangeFeedOptions{Partition: PartitionName(n, 2), PublishLock: &FeedLock{}}))
+		feeds = append(feeds, StartChangeFeed(js, ChangeFeedOptions{Partition: PartitionName(n, 2), PublishLock: &FeedLock{}, OtherHosts: true}))
 	}
 	done := make(chan struct{})
 	for n, f := range feeds {
@@ -232,4 +238,42 @@ func TestFeedsOfTwoHostsDoNotBackOff(t *testing.T) {
 		}
 		f.Close(time.Second)
 	}
+	js, err := jetstream.New(feedsConn(t, e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := js.Stream(ctx, api.ChangesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := changes.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]uint64{}
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := changes.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := m.Header.Get(HeaderPartition)
+		es, err := strconv.ParseUint(m.Header.Get(api.HeaderEventsSeq), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if es != last[p]+1 {
+			t.Fatalf("SEGD_CHANGES seq %d: partition %s's change of events seq %d follows that of %d: out of order or lost", seq, p, es, last[p])
+		}
+		last[p] = es
+	}
+}
+
+// feedsConn connects to e for the test's reads.
+func feedsConn(t *testing.T, e *Embedded) *nats.Conn {
+	nc, err := e.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }

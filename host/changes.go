@@ -58,7 +58,9 @@ func (s *Server) wireChanges(ctx context.Context, cfg *engine.Config) error {
 			return fmt.Errorf("events stream: %w", err)
 		}
 	}
-	changes, err := bus.EnsureChangesStream(ctx, s.js, bus.ChangesStreamConfig{Replicas: s.cfg.Replicas})
+	changes, err := ensureRetry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return bus.EnsureChangesStream(ctx, s.js, bus.ChangesStreamConfig{Replicas: s.cfg.Replicas})
+	})
 	if err != nil {
 		return fmt.Errorf("change feed: %w", err)
 	}
@@ -107,7 +109,7 @@ func (s *Server) startPartitionFeed(ctx context.Context) error {
 		return fmt.Errorf("change feed: %w", err)
 	}
 	s.segAPI.feed = bus.StartChangeFeed(s.js, bus.ChangeFeedOptions{ResumeAfter: resume, Logger: s.cfg.Logger, MaxBacklog: s.cfg.FeedBacklog,
-		Partition: s.part.name(), PublishLock: &s.front.feedLock})
+		Partition: s.part.name(), PublishLock: &s.front.feedLock, OtherHosts: s.front.multi != nil})
 	s.cfg.Logger.Info("change feed", "stream", api.ChangesStream, "resume_after_seq", resume)
 	return nil
 }

@@ -54,7 +54,9 @@ type pluginAdmin struct {
 // that does not load is logged and left out: it must not stop segd from
 // starting.
 func (s *Server) loadPluginStore(ctx context.Context) error {
-	store, err := bus.OpenPluginStoreReplicas(ctx, s.js, s.cfg.Replicas)
+	store, err := ensureRetry(ctx, func(ctx context.Context) (*bus.PluginStore, error) {
+		return bus.OpenPluginStoreReplicas(ctx, s.js, s.cfg.Replicas)
+	})
 	if err != nil {
 		return err
 	}

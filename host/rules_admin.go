@@ -61,7 +61,9 @@ type ruleChange struct {
 // loadRules opens the rules bucket and compiles its definitions above the
 // rule files; it returns the set and the KV revisions of its segments.
 func (s *Server) loadRules(ctx context.Context) (*rules.RuleSet, map[string]uint64, error) {
-	store, err := bus.OpenRuleStoreReplicas(ctx, s.js, s.cfg.Replicas)
+	store, err := ensureRetry(ctx, func(ctx context.Context) (*bus.RuleStore, error) {
+		return bus.OpenRuleStoreReplicas(ctx, s.js, s.cfg.Replicas)
+	})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -306,7 +306,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("%w (--partitions)", err)
 	}
 	s.part = partInfo{n: 0, of: 1}
-	stream, err := bus.EnsureEventsStream(ctx, s.js, bus.StreamConfig{MaxAge: cfg.Retention, Partitions: cfg.Partitions, Replicas: cfg.Replicas})
+	stream, err := ensureRetry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return bus.EnsureEventsStream(ctx, s.js, bus.StreamConfig{MaxAge: cfg.Retention, Partitions: cfg.Partitions, Replicas: cfg.Replicas})
+	})
 	if err != nil {
 		return nil, fmt.Errorf("events stream: %w", err)
 	}
@@ -344,7 +346,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}
 
-	if s.dlq, err = bus.EnsureDeadLetters(ctx, s.js, bus.DeadLetterConfig{MaxAge: cfg.Retention, Replicas: cfg.Replicas}); err != nil {
+	if s.dlq, err = ensureRetry(ctx, func(ctx context.Context) (*bus.DeadLetters, error) {
+		return bus.EnsureDeadLetters(ctx, s.js, bus.DeadLetterConfig{MaxAge: cfg.Retention, Replicas: cfg.Replicas})
+	}); err != nil {
 		return nil, err
 	}
 	if err := s.startMetrics(); err != nil {
