@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -127,3 +128,45 @@ segments:
 	// Output: 2 predicates, 1 evaluation error
 }
 
+// TestProbeNotCounted checks that a probe's failures (the empty profile an
+// engine judges to know a user with no profile) are not evaluation errors,
+// and a user's are.
+func TestProbeNotCounted(t *testing.T) {
+	t.Parallel()
+	segs, err := Compile([]File{{Name: "r.yaml", Data: []byte(`
+segments:
+  - id: young
+    profile: "age < 30"
+  - id: spender
+    did: {event: pay, where: "props.amount > 1", last: 7d}
+`)}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]Condition{}
+	for _, s := range segs {
+		byID[s.ID] = s.Condition
+	}
+	prof := byID["young"].(*ProfileCondition).Predicate
+	ev := byID["spender"].(*Did).Where
+	ctx := context.Background()
+	for range 3 {
+		_ = prof.MatchProfiles(Probe(ctx), []Profile{{}}, NewBits(1))
+		_ = ev.MatchEvents(Probe(ctx), []Event{{Name: "pay"}}, NewBits(1))
+	}
+	for _, p := range []any{prof, ev} {
+		if n, last := p.(EvalStats).EvalErrors(); n != 0 || last != "" {
+			t.Fatalf("%T after probes: %d errors (%q); want none", p, n, last)
+		}
+	}
+	_ = prof.MatchProfiles(ctx, []Profile{{User: "u1"}}, NewBits(1))
+	_ = ev.MatchEvents(ctx, []Event{{Name: "pay", User: "u1"}}, NewBits(1))
+	for _, p := range []any{prof, ev} {
+		if n, last := p.(EvalStats).EvalErrors(); n != 1 || !strings.Contains(last, "u1") {
+			t.Fatalf("%T after a user's item: %d errors (%q); want 1", p, n, last)
+		}
+	}
+	if IsProbe(ctx) || !IsProbe(Probe(ctx)) {
+		t.Fatal("IsProbe does not tell a probe")
+	}
+}
