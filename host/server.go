@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -170,6 +171,10 @@ type Server struct {
 	engineDone  chan struct{}
 	closeOnce   sync.Once
 	closeErr    error
+
+	// rebuildEnded is set when the rebuild at start ended (readiness
+	// waits for it, not for later rebuilds: ready.go).
+	rebuildEnded atomic.Bool
 
 	// recovery rebuilds stale segments (plugin_recovery.go).
 	recovery *pluginRecovery
@@ -360,6 +365,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 // meanwhile are kept by the engine and fed last (see engine.Rebuild).
 func (s *Server) runRebuild(ctx context.Context, rb *engine.Rebuild) {
 	defer close(s.rebuildDone)
+	defer s.rebuildEnded.Store(true)
 	start := time.Now()
 	err := func() error {
 		src, err := s.readLog(ctx, 1, rb.ToSeq())
