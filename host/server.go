@@ -131,6 +131,11 @@ type Config struct {
 	// Lease + 1s (docs/operations.md, "Running a standby").
 	Lease time.Duration
 
+	// MaxAttempts is how many times the consumer tries a message whose
+	// apply fails before it goes to the dead letters (0:
+	// bus.DefaultMaxAttempts; at most bus.MaxMaxAttempts).
+	MaxAttempts int
+
 	// ruleRebuildGate, in tests, holds the log reads of rule changes'
 	// rebuilds until it is closed (rules_admin.go).
 	ruleRebuildGate chan struct{}
@@ -225,6 +230,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if err := checkRetention(cfg.Retention); err != nil {
 		return nil, err
+	}
+	if cfg.MaxAttempts != 0 {
+		if err := bus.CheckMaxAttempts(cfg.MaxAttempts); err != nil {
+			return nil, fmt.Errorf("%w (--max-attempts)", err)
+		}
 	}
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
