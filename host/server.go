@@ -139,6 +139,10 @@ type Config struct {
 	// ruleRebuildGate, in tests, holds the log reads of rule changes'
 	// rebuilds until it is closed (rules_admin.go).
 	ruleRebuildGate chan struct{}
+	// ruleRebuildHold, in tests, returns for a partition's rebuild of a
+	// rule change a channel its log reads wait on until it is closed (nil:
+	// none), so that a change can swap in some partitions only.
+	ruleRebuildHold func(partition int, segment string, revision uint64) <-chan struct{}
 }
 
 // Server is a running segd.
