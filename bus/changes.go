@@ -27,7 +27,17 @@ type ChangesStreamConfig struct {
 	Duplicates time.Duration
 	// Replicas is the number of copies in a cluster (default 1).
 	Replicas int
+	// MaxConsumers caps the consumers on the stream (default
+	// DefaultMaxChangeConsumers). Readers create them (a durable or an
+	// ephemeral one per feed they read): the server refuses one past the
+	// cap with "maximum consumers limit reached", so that no reader can
+	// create them until JetStream runs out of memory or disk. segd reads
+	// the stream without a consumer.
+	MaxConsumers int
 }
+
+// DefaultMaxChangeConsumers is ChangesStreamConfig.MaxConsumers' default.
+const DefaultMaxChangeConsumers = 1000
 
 // EnsureChangesStream creates the change feed stream SEGD_CHANGES
 // (subjects segd.changes.>, limits retention), or updates it, and returns it.
@@ -41,16 +51,20 @@ func EnsureChangesStream(ctx context.Context, js jetstream.JetStream, cfg Change
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
+	if cfg.MaxConsumers <= 0 {
+		cfg.MaxConsumers = DefaultMaxChangeConsumers
+	}
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        api.ChangesStream,
-		Description: "segd change feed: users entering and leaving segments, on segd.changes.<segment>",
-		Subjects:    []string{api.ChangesSubjectPrefix + ">"},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      cfg.MaxAge,
-		Duplicates:  cfg.Duplicates,
-		Replicas:    cfg.Replicas,
-		Discard:     jetstream.DiscardOld,
+		Name:         api.ChangesStream,
+		Description:  "segd change feed: users entering and leaving segments, on segd.changes.<segment>",
+		Subjects:     []string{api.ChangesSubjectPrefix + ">"},
+		Retention:    jetstream.LimitsPolicy,
+		Storage:      jetstream.FileStorage,
+		MaxAge:       cfg.MaxAge,
+		Duplicates:   cfg.Duplicates,
+		Replicas:     cfg.Replicas,
+		Discard:      jetstream.DiscardOld,
+		MaxConsumers: cfg.MaxConsumers,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", api.ChangesStream, err)

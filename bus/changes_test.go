@@ -302,3 +302,42 @@ func TestChangeFeedClosingHealthyLosesNothing(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestChangesStreamCapsConsumers: SEGD_CHANGES accepts at most
+// MaxConsumers consumers (readers create them: without a cap, one reader
+// could create them until JetStream runs out of memory or disk); past it a
+// new one is refused by the server, and a stream made before the cap gets
+// it when segd starts again.
+func TestChangesStreamCapsConsumers(t *testing.T) {
+	t.Parallel()
+	js := streamEnv(t)
+	ctx := context.Background()
+	// A stream as an older segd made it: no cap.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: api.ChangesStream, Subjects: []string{api.ChangesSubjectPrefix + ">"}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := EnsureChangesStream(ctx, js, ChangesStreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.MaxConsumers; got != DefaultMaxChangeConsumers {
+		t.Fatalf("max consumers %d, want the default %d", got, DefaultMaxChangeConsumers)
+	}
+	if _, err := EnsureChangesStream(ctx, js, ChangesStreamConfig{MaxConsumers: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := js.CreateConsumer(ctx, api.ChangesStream, jetstream.ConsumerConfig{Durable: fmt.Sprint("c", i)}); err != nil {
+			t.Fatalf("consumer %d of 3: %v", i, err)
+		}
+	}
+	_, err = js.CreateConsumer(ctx, api.ChangesStream, jetstream.ConsumerConfig{Durable: "c3"})
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeMaximumConsumersLimit {
+		t.Fatalf("a 4th consumer: %v; want the maximum consumers limit", err)
+	}
+	// Updating an existing one is no new consumer.
+	if _, err := js.UpdateConsumer(ctx, api.ChangesStream, jetstream.ConsumerConfig{Durable: "c0", Description: "updated"}); err != nil {
+		t.Fatalf("updating a consumer at the cap: %v", err)
+	}
+}

@@ -204,7 +204,7 @@ type ConsumerOptions struct {
 	// the default delays). A message whose Apply still fails is then
 	// dead-lettered with the reason and acked, unapplied; a dead letter
 	// that cannot be stored is logged with the message's sequence, subject,
-	// size and reason. ConsumerStats counts both.
+	// size and reason. ConsumerStats counts both. At most MaxMaxAttempts.
 	MaxAttempts int
 	// Logger receives warnings (nil: slog.Default()).
 	Logger *slog.Logger
@@ -223,6 +223,20 @@ type ConsumerOptions struct {
 
 // DefaultMaxAttempts is ConsumerOptions.MaxAttempts' default.
 const DefaultMaxAttempts = 10
+
+// MaxMaxAttempts bounds ConsumerOptions.MaxAttempts: with the default
+// delays, 100 tries hold a failing message, and the stream behind it,
+// about 16 minutes before it is dead-lettered.
+const MaxMaxAttempts = 100
+
+// CheckMaxAttempts checks a number of tries given for
+// ConsumerOptions.MaxAttempts: 1 to MaxMaxAttempts.
+func CheckMaxAttempts(n int) error {
+	if n < 1 || n > MaxMaxAttempts {
+		return fmt.Errorf("max attempts %d: must be 1 to %d (a failing message holds the stream for its tries' back-off, up to 10s each)", n, MaxMaxAttempts)
+	}
+	return nil
+}
 
 func (o *ConsumerOptions) setDefaults() {
 	if o.Stream == "" {
@@ -322,6 +336,9 @@ func Consume(ctx context.Context, js jetstream.JetStream, ing Ingester, opts Con
 		return nil, errors.New("bus.Consume: nil Ingester")
 	}
 	opts.setDefaults()
+	if err := CheckMaxAttempts(opts.MaxAttempts); err != nil {
+		return nil, fmt.Errorf("bus.Consume: %w", err)
+	}
 	cfg := jetstream.ConsumerConfig{
 		Durable:        opts.Durable,
 		Description:    "segd host ingest",

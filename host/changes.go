@@ -234,7 +234,7 @@ func (m replayMembership) Status() api.StatusReply { return m.s.completeStatus(m
 // dead letters and plugins, which the partitions share, are the first
 // partition's to report.
 func (s *Server) completeStatus(st api.StatusReply) api.StatusReply {
-	st.Ready = st.Ready && !s.rebuilding() && len(st.Rebuilding) == 0
+	st.Ready = st.Ready && s.startDone()
 	st.ReplayFrom, st.ReplayTo = s.replayFrom, s.segAPI.replayTo
 	st.Host = s.cfg.HostID
 	if s.snaps != nil {

@@ -183,6 +183,7 @@ func (s *Server) startConsumer() error {
 	}
 	s.consumer, err = bus.Consume(s.runCtx, s.js, ing, bus.ConsumerOptions{
 		StartSeq:       s.replayFrom,
+		MaxAttempts:    s.cfg.MaxAttempts,
 		Logger:         s.cfg.Logger,
 		DeadLetters:    s.dlq,
 		Durable:        s.durable(),

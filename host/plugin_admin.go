@@ -206,30 +206,11 @@ func (a *ruleAdmin) rebuildNaming(plugin string) []string {
 // closePredicates releases the plugin predicates of a compiled segment
 // that will not run (their parameter sets' pools).
 func closePredicates(seg *rules.Segment) {
-	eachPluginPredicate(seg, func(pred any) {
+	for pred := range rules.Predicates(seg.Condition) {
 		if c, ok := pred.(io.Closer); ok {
 			_ = c.Close()
 		}
-	})
-}
-
-// eachPluginPredicate calls fn with each predicate of seg's rule.
-func eachPluginPredicate(seg *rules.Segment, closeOne func(pred any)) {
-	rules.Walk(seg.Condition, func(c rules.Condition) {
-		switch c := c.(type) {
-		case *rules.Did:
-			closeOne(c.Where)
-		case *rules.Sequence:
-			for _, st := range c.Steps {
-				closeOne(st.Where)
-			}
-			if c.ThenNot != nil {
-				closeOne(c.ThenNot.Where)
-			}
-		case *rules.ProfileCondition:
-			closeOne(c.Predicate)
-		}
-	})
+	}
 }
 
 // segmentsNaming lists, sorted, the segments that name plugin: those the
@@ -485,11 +466,11 @@ func (t *trackedPlugins) releaseExcept(keep ...*rules.Segment) {
 	kept := map[any]bool{}
 	for _, seg := range keep {
 		if seg != nil {
-			eachPluginPredicate(seg, func(pred any) {
+			for pred := range rules.Predicates(seg.Condition) {
 				if t.isPlugin(pred) { // comparable: a map key
 					kept[pred] = true
 				}
-			})
+			}
 		}
 	}
 	for pr := range t.made {

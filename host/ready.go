@@ -47,6 +47,20 @@ func (s *Server) logReplay(ctx context.Context, to uint64) {
 	}
 }
 
+// startDone reports whether segd has done the work of its start: applied
+// the log as it was at start, and rebuilt the segments the snapshot held
+// no state for (rules new or changed since, or stale in it). That is
+// `ready`: from then on every answer segd gives is exact as of the log it
+// has applied. A later rebuild (a rule changed at run time, a plugin's
+// recovery) leaves ready as it is: the other segments are served exactly
+// meanwhile, the rebuilding ones answer 503 and are listed in
+// `rebuilding`, and taking the host out of service (a readiness probe)
+// for a rule change would help no one. A start is a deploy: another host
+// may serve until this one serves the rules it was started with.
+func (s *Server) startDone() bool {
+	return !s.rebuilding() && (s.rebuild == nil || s.rebuildEnded.Load())
+}
+
 // HistoryStart implements segment.history's HistoryStart (see
 // engine.HistoryStart).
 func (st segmentStore) HistoryStart(segment string) string { return st.s.engine.HistoryStart(segment) }

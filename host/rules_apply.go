@@ -144,9 +144,9 @@ func (a *ruleAdmin) applyAll(ctx context.Context, c *ruleChange) (retry bool) {
 }
 
 // finish settles a change every partition has run: the plugin predicates
-// of what no longer runs anywhere are released (the replaced definition
-// once every partition swapped; the new one if no partition took it), and
-// the rebuild is recorded for rule.get (summed over the partitions).
+// of what no longer runs anywhere are released (the definitions it
+// replaced, and the new one if no partition took it), and the rebuild is
+// recorded for rule.get (summed over the partitions).
 func (a *ruleAdmin) finish(c *ruleChange) {
 	var dropped int
 	olds := map[*rules.Segment]bool{}
@@ -175,20 +175,28 @@ func (a *ruleAdmin) finish(c *ruleChange) {
 			sum.TookMS = max(sum.TookMS, r.took.Milliseconds())
 		}
 	}
-	switch {
-	case dropped == len(c.applied):
-		if c.seg != nil {
-			closePredicates(c.seg)
-		}
-	case dropped == 0:
-		for old := range olds {
-			closePredicates(old)
-		}
-	default:
-		// Some partitions run the new definition and some the old: both
-		// stay open (rare: a refusal in one partition only).
-		a.s.cfg.Logger.Warn("a rule change ran in some partitions only; both definitions' plugin predicates stay open",
+	if dropped > 0 && dropped < len(c.applied) {
+		// Some partitions run the new definition and some an older one
+		// (a refusal in one partition, or a newer revision superseding
+		// the rebuild where it had not swapped yet): each stays open
+		// while a partition runs it.
+		a.s.cfg.Logger.Warn("a rule change ran in some partitions only; the definitions they run stay open",
 			"segment", c.id, "revision", c.rev, "dropped_in", dropped, "of", len(c.applied))
+	}
+	// A definition is released once no partition runs it: one replaced
+	// here may have run elsewhere until now (the old definition a partial
+	// change left in some partitions is replaced there later, by another
+	// change), and so may the new one.
+	if c.seg != nil {
+		olds[c.seg] = true
+	}
+	for _, p := range a.s.partitions() {
+		if seg, _, err := p.engine.Segment(c.id); err == nil {
+			delete(olds, seg)
+		}
+	}
+	for def := range olds {
+		closePredicates(def)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -253,6 +261,11 @@ func (a *ruleAdmin) apply(ctx, rctx context.Context, p *Server, c *ruleChange) p
 		if gate := a.s.cfg.ruleRebuildGate; gate != nil {
 			return rb.Run(rctx, gatedSource{src, gate})
 		}
+		if hold := a.s.cfg.ruleRebuildHold; hold != nil {
+			if gate := hold(p.part.n, c.id, c.rev); gate != nil {
+				return rb.Run(rctx, gatedSource{src, gate})
+			}
+		}
 		return rb.Run(rctx, src)
 	}()
 	if err == nil {
@@ -293,7 +306,7 @@ func (s *Server) wakeRecovery() {
 // that is seen in progress).
 type gatedSource struct {
 	engine.RebuildSource
-	gate chan struct{}
+	gate <-chan struct{}
 }
 
 func (g gatedSource) Next(ctx context.Context) (*bus.IngestMessage, error) {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -140,9 +141,18 @@ type Config struct {
 	// loss of a node.
 	Replicas int
 
+	// MaxAttempts is how many times the consumer tries a message whose
+	// apply fails before it goes to the dead letters (0:
+	// bus.DefaultMaxAttempts; at most bus.MaxMaxAttempts).
+	MaxAttempts int
+
 	// ruleRebuildGate, in tests, holds the log reads of rule changes'
 	// rebuilds until it is closed (rules_admin.go).
 	ruleRebuildGate chan struct{}
+	// ruleRebuildHold, in tests, returns for a partition's rebuild of a
+	// rule change a channel its log reads wait on until it is closed (nil:
+	// none), so that a change can swap in some partitions only.
+	ruleRebuildHold func(partition int, segment string, revision uint64) <-chan struct{}
 }
 
 // Server is a running segd.
@@ -180,6 +190,10 @@ type Server struct {
 	engineDone  chan struct{}
 	closeOnce   sync.Once
 	closeErr    error
+
+	// rebuildEnded is set when the rebuild at start ended (readiness
+	// waits for it, not for later rebuilds: ready.go).
+	rebuildEnded atomic.Bool
 
 	// recovery rebuilds stale segments (plugin_recovery.go).
 	recovery *pluginRecovery
@@ -234,6 +248,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if err := checkRetention(cfg.Retention); err != nil {
 		return nil, err
+	}
+	if cfg.MaxAttempts != 0 {
+		if err := bus.CheckMaxAttempts(cfg.MaxAttempts); err != nil {
+			return nil, fmt.Errorf("%w (--max-attempts)", err)
+		}
 	}
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
@@ -396,6 +415,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 // meanwhile are kept by the engine and fed last (see engine.Rebuild).
 func (s *Server) runRebuild(ctx context.Context, rb *engine.Rebuild) {
 	defer close(s.rebuildDone)
+	defer s.rebuildEnded.Store(true)
 	start := time.Now()
 	err := func() error {
 		src, err := s.readLog(ctx, 1, rb.ToSeq())

@@ -102,3 +102,48 @@ func TestDeclaredProps(t *testing.T) {
 		t.Errorf("declared props %q, want [amount]", in.props)
 	}
 }
+
+// TestDeclaredPropsOnce: a plugin whose segd_props lists a key more than
+// once is sent each key once (the batch's key table held every repeat: 5
+// keys here, each a column of every item), with a manifest capping the
+// list or not. The module matches every event when its batch has exactly
+// two keys.
+func TestDeclaredPropsOnce(t *testing.T) {
+	t.Parallel()
+	requireWabt(t)
+	reg, err := setup(t, Options{},
+		testPlugin{name: "dup", module: "dupprops"},
+		testPlugin{name: "dupcapped", module: "dupprops", manifest: "props: [other, amount, currency]\n"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := events(70, map[string]any{"amount": 200.0, "other": 1.0, "currency": "EUR"})
+	for _, name := range []string{"dup", "dupcapped"} {
+		pred, err := reg.EventPredicate(rules.PluginRef{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := rules.NewBits(len(ev))
+		if err := pred.MatchEvents(context.Background(), ev, out); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if out.Count() != len(ev) {
+			t.Errorf("%s: %d of %d matched: the batch did not carry exactly the keys amount and other", name, out.Count(), len(ev))
+		}
+		v := reg.plugins[name].acquire()
+		pl, err := v.pool(context.Background(), []byte(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := pl.get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(in.props, []string{"amount", "other"}) {
+			t.Errorf("%s: declared props %q, want [amount other]", name, in.props)
+		}
+		pl.put(in, true)
+		v.release()
+	}
+}

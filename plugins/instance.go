@@ -302,6 +302,9 @@ func (in *instance) declareProps(ctx context.Context) error {
 	if err := json.Unmarshal(raw, &names); err != nil || names == nil {
 		return fmt.Errorf("%w: segd_props: want a JSON array of property names, got %.80q", ErrGuest, raw)
 	}
+	// Each key once: the batch's key table has a column per entry, so a
+	// repeat would be sent (and sized) again for nothing.
+	names = uniqueInOrder(names)
 	if man == nil {
 		in.props = names
 		return nil
@@ -313,6 +316,20 @@ func (in *instance) declareProps(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// uniqueInOrder drops the repeats of names, keeping each first one where
+// it was.
+func uniqueInOrder(names []string) []string {
+	seen := make(map[string]bool, len(names))
+	out := names[:0]
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // match encodes items src (at most the whole of it; fewer when the encoding

@@ -106,6 +106,7 @@ func run(m *testing.M) int {
 		for name, src := range map[string]string{
 			"amountwat": "examples/plugins/amount-wat/amount.wat",
 			"startloop": "plugins/testdata/startloop/startloop.wat",
+			"dupprops":  "plugins/testdata/dupprops/dupprops.wat",
 		} {
 			cmd := exec.Command("wat2wasm", filepath.Join(root, src), "-o", filepath.Join(wasmDir, name+".wasm"))
 			if out, err := cmd.CombinedOutput(); err != nil {

@@ -79,6 +79,25 @@ type EvalStats interface {
 	EvalErrors() (count uint64, last string)
 }
 
+// probeKey marks a context for a probe (Probe).
+type probeKey struct{}
+
+// Probe returns ctx marked as a probe: a call that judges a made-up item,
+// such as the empty profile an engine judges once to know the value of a
+// user with no profile, rather than a user's event or profile. Predicates
+// that count evaluation errors (EvalStats) do not count a probe's, so that
+// eval_errors counts users' items only, and reads the same however many
+// engines (partitions) probe the same predicate.
+func Probe(ctx context.Context) context.Context {
+	return context.WithValue(ctx, probeKey{}, true)
+}
+
+// IsProbe reports whether ctx was marked by Probe.
+func IsProbe(ctx context.Context) bool {
+	b, _ := ctx.Value(probeKey{}).(bool)
+	return b
+}
+
 // evalErrors counts runtime failures of an expression.
 type evalErrors struct {
 	count atomic.Uint64
@@ -114,13 +133,16 @@ func newExprEventPredicate(src string, p *vm.Program) *exprEventPredicate {
 }
 
 // MatchEvents implements EventPredicate.
-func (p *exprEventPredicate) MatchEvents(_ context.Context, events []Event, out Bits) error {
+func (p *exprEventPredicate) MatchEvents(ctx context.Context, events []Event, out Bits) error {
 	machine := vm.VM{MemoryBudget: exprMemoryBudget}
+	probe := IsProbe(ctx)
 	for i := range events {
 		e := &events[i]
 		res, err := machine.Run(p.program, eventEnv{Event: e.Name, User: e.User, Time: e.Time, Props: e.Props})
 		if err != nil {
-			p.add(fmt.Sprintf("event %q of user %q", e.Name, e.User), err)
+			if !probe {
+				p.add(fmt.Sprintf("event %q of user %q", e.Name, e.User), err)
+			}
 			continue
 		}
 		if res.(bool) {
@@ -147,8 +169,9 @@ func newExprProfilePredicate(src string, p *vm.Program) *exprProfilePredicate {
 var emptyAttrs = map[string]any{}
 
 // MatchProfiles implements ProfilePredicate.
-func (p *exprProfilePredicate) MatchProfiles(_ context.Context, profiles []Profile, out Bits) error {
+func (p *exprProfilePredicate) MatchProfiles(ctx context.Context, profiles []Profile, out Bits) error {
 	machine := vm.VM{MemoryBudget: exprMemoryBudget}
+	probe := IsProbe(ctx)
 	for i := range profiles {
 		attrs := profiles[i].Attrs
 		if attrs == nil {
@@ -156,7 +179,9 @@ func (p *exprProfilePredicate) MatchProfiles(_ context.Context, profiles []Profi
 		}
 		res, err := machine.Run(p.program, attrs)
 		if err != nil {
-			p.add(fmt.Sprintf("profile of user %q", profiles[i].User), err)
+			if !probe {
+				p.add(fmt.Sprintf("profile of user %q", profiles[i].User), err)
+			}
 			continue
 		}
 		if res.(bool) {

@@ -14,12 +14,17 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/segd/segd/bus"
 	"github.com/segd/segd/bus/natsconn"
 	"github.com/segd/segd/examples/shop"
 	"github.com/segd/segd/host"
 )
 
-func newServeCommand() *cobra.Command {
+func newServeCommand() *cobra.Command { return newServeCommandWith(host.Start) }
+
+// newServeCommandWith is serve starting segd with start (host.Start; tests
+// read the configuration the flags made).
+func newServeCommandWith(start func(context.Context, host.Config) (*host.Server, error)) *cobra.Command {
 	var (
 		cfg       host.Config
 		conn      natsconn.Settings
@@ -75,6 +80,9 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 			if err := embeddedSecurity(&cfg, auth.file, auth.cert, auth.key, auth.clientCA); err != nil {
 				return err
 			}
+			if err := bus.CheckMaxAttempts(cfg.MaxAttempts); err != nil {
+				return fmt.Errorf("--max-attempts: %w", err)
+			}
 			if schema != "" {
 				if cfg.Schema, err = host.LoadSchema(schema); err != nil {
 					return err
@@ -100,7 +108,7 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 				logger.Info("joining the stream's owners; standing by until this host holds the lease", "host", cfg.HostID)
 			}
 			for {
-				srv, err := host.Start(ctx, cfg)
+				srv, err := start(ctx, cfg)
 				if err != nil {
 					if ctx.Err() != nil && cfg.HostID != "" {
 						logger.Info("segd stopped while standing by", "host", cfg.HostID)
@@ -154,6 +162,7 @@ can connect. With --nats it uses that server, which must have JetStream.`,
 	f.StringVar(&cfg.PluginsDir, "plugins", "", "directory of WASM plugins (NAME.wasm and NAME.yaml) that rules may name")
 	f.BoolVar(&cfg.PluginWazeroInterrupts, "plugin-wazero-interrupts", false, "enforce plugin deadlines with wazero's slower interrupts instead of rewriting modules (an escape hatch; see docs/plugins.md)")
 	f.StringVar(&schema, "schema", "", "event schema file: rules are checked against the events it declares")
+	f.IntVar(&cfg.MaxAttempts, "max-attempts", bus.DefaultMaxAttempts, "tries of a message whose apply fails (with back-off up to 10s) before it goes to the dead letters, 1 to 100 (10: about 45s)")
 	f.DurationVar(&cfg.MaxFutureSkew, "max-skew", 5*time.Minute, "reject events further ahead of segd's clock than this (producer clock drift)")
 	f.StringVar(&tz, "tz", "UTC", "IANA time zone of calendar days, e.g. Asia/Shanghai")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

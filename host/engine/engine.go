@@ -594,23 +594,9 @@ func (e *Engine) Segments() []api.SegmentInfo {
 			}
 		}
 		e.revisionInfo(s, &info)
-		rules.Walk(s.seg.Condition, func(c rules.Condition) {
-			var pred any
-			switch c := c.(type) {
-			case *rules.Did:
-				pred = c.Where
-			case *rules.Sequence:
-				for _, st := range c.Steps {
-					addEvalErrors(&info, st.Where)
-				}
-				if c.ThenNot != nil {
-					pred = c.ThenNot.Where
-				}
-			case *rules.ProfileCondition:
-				pred = c.Predicate
-			}
+		for pred := range rules.Predicates(s.seg.Condition) {
 			addEvalErrors(&info, pred)
-		})
+		}
 		out = append(out, info)
 	}
 	return out

@@ -484,7 +484,8 @@ type profileLeaf struct {
 
 func newProfileLeaf(c *rules.ProfileCondition) *profileLeaf {
 	bits := rules.NewBits(1)
-	err := c.Predicate.MatchProfiles(context.Background(), []rules.Profile{{}}, bits)
+	// A probe: no user's profile, so no evaluation error to count.
+	err := c.Predicate.MatchProfiles(rules.Probe(context.Background()), []rules.Profile{{}}, bits)
 	return &profileLeaf{cond: c, members: roaring.New(), ofNobody: err == nil && bits.Has(0)}
 }
 

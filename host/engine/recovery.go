@@ -66,21 +66,9 @@ func SegmentPlugins(seg *rules.Segment) []string {
 			out = append(out, p.PluginName())
 		}
 	}
-	rules.Walk(seg.Condition, func(c rules.Condition) {
-		switch c := c.(type) {
-		case *rules.Did:
-			add(c.Where)
-		case *rules.Sequence:
-			for _, st := range c.Steps {
-				add(st.Where)
-			}
-			if c.ThenNot != nil {
-				add(c.ThenNot.Where)
-			}
-		case *rules.ProfileCondition:
-			add(c.Predicate)
-		}
-	})
+	for pred := range rules.Predicates(seg.Condition) {
+		add(pred)
+	}
 	slices.Sort(out)
 	return out
 }

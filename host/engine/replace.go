@@ -335,20 +335,8 @@ func pluginVersions(seg *rules.Segment) map[string]string {
 			out[p.PluginName()] = p.PluginVersion()
 		}
 	}
-	rules.Walk(seg.Condition, func(c rules.Condition) {
-		switch c := c.(type) {
-		case *rules.Did:
-			add(c.Where)
-		case *rules.Sequence:
-			for _, st := range c.Steps {
-				add(st.Where)
-			}
-			if c.ThenNot != nil {
-				add(c.ThenNot.Where)
-			}
-		case *rules.ProfileCondition:
-			add(c.Predicate)
-		}
-	})
+	for pred := range rules.Predicates(seg.Condition) {
+		add(pred)
+	}
 	return out
 }
