@@ -5,7 +5,9 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +26,7 @@ import (
 // rules, kind i/20 mod 5 over event e(i mod 20): a count over 7 days, a
 // where over 30 days, a zero-or-one count over 14 days, a count over two
 // names and a where on a string over 7 days.
-func ingestBenchRules() (string, []string) {
+func ingestBenchRules() (string, func(id string) string) {
 	var sb strings.Builder
 	sb.WriteString("segments:\n")
 	kinds := make([]string, 100)
@@ -49,31 +51,37 @@ func ingestBenchRules() (string, []string) {
 			fmt.Fprintf(&sb, "  - {id: %s, did: {event: %s, where: props.channel == \"web\", last: 7d}}\n", id, ev)
 		}
 	}
-	return sb.String(), kinds
+	return sb.String(), func(id string) string {
+		i, _ := strconv.Atoi(id[1:4])
+		return kinds[i]
+	}
 }
 
 // mixedRules is hundredRules (counts, sums, days, sequences, drop-offs)
-// with the kind of each segment.
-func mixedRules() (string, []string) {
-	kinds := make([]string, 0, 100)
-	for range 20 {
-		kinds = append(kinds, "count7d", "sum30d", "days14d", "sequence7d", "didnot24h")
-	}
-	return hundredRules(), kinds
+// with the kind of a segment by its id.
+func mixedRules() (string, func(id string) string) {
+	kinds := map[byte]string{'c': "count7d", 's': "sum30d", 'd': "days14d", 'q': "sequence7d", 'x': "didnot24h"}
+	return hundredRules(), func(id string) string { return kinds[id[0]] }
 }
 
 // BenchmarkRuleState100 builds the state of 100 rules over a stream shaped
 // as `segd bench ingest`'s (its users, 10.65 events a user over 14 days,
 // 40% of them e00 and the rest spread over e01 … e19, in time order) and
-// reports the heap it holds per user, taking each part away in turn
-// (HeapInuse after a GC, before minus after):
+// reports the heap it holds per user, taking each part away in turn (the
+// live heap, HeapAlloc after a GC, before minus after: HeapInuse would
+// credit a part only with the spans it alone held):
 //   - <kind>-B/user/rule: the leaves of the rules of that kind, per user
 //     (every user, with state or not) and rule;
 //   - leaves-B/user, since-B/user, members-B/user: all the leaves, the
 //     segments' since entries and their member bitmaps;
 //   - state-GB-at-10M: the three together, scaled linearly to 10M users
 //     with the same 100 rules: (leaves + since + members) / users × 10M, and
-//     x-2GB, that against the issue's 2 GB target.
+//     x-2GB, that against the issue's 2 GB target;
+//   - inuse-x-live: the heap in use the parts freed (HeapInuse) over their
+//     live bytes: the spans they held partly (fragmentation), on top.
+//
+// SEGD_BENCH_HEAPPROFILE=DIR writes a heap profile of each set's built
+// state to DIR/<set>.heap (go tool pprof -sample_index=inuse_space).
 //
 // Two rule sets: ingestbench (the ingest bench's 100 rules: counts and
 // wheres) and mixed (hundredRules: counts, sums, days, sequences,
@@ -91,10 +99,10 @@ func BenchmarkRuleState100(b *testing.B) {
 	channels := [...]string{"web", "app", "store", "partner"}
 	for _, set := range []struct {
 		name  string
-		rules func() (string, []string)
+		rules func() (string, func(id string) string)
 	}{{"ingestbench", ingestBenchRules}, {"mixed", mixedRules}} {
 		b.Run(set.name, func(b *testing.B) {
-			src, kinds := set.rules()
+			src, kindOf := set.rules()
 			metrics := map[string]float64{}
 			for b.Loop() {
 				b.StopTimer()
@@ -126,33 +134,40 @@ func BenchmarkRuleState100(b *testing.B) {
 				n := float64(e.users.size())
 				total := heapInuse()
 				metrics["engine-B/user"] = float64(total-h0) / n
+				if dir := os.Getenv("SEGD_BENCH_HEAPPROFILE"); dir != "" {
+					writeHeapProfile(b, filepath.Join(dir, set.name+".heap"))
+				}
 				// Each kind's leaves, then the memberships.
 				byKind := map[string][]*segmentState{}
-				for i, s := range e.segments {
-					byKind[kinds[i]] = append(byKind[kinds[i]], s)
+				for _, s := range e.segments {
+					k := kindOf(s.seg.ID)
+					byKind[k] = append(byKind[k], s)
 				}
 				var leaves, since, members float64
 				for _, k := range slices.Sorted(maps.Keys(byKind)) {
-					h := heapInuse()
+					h := heapAlloc()
 					for _, s := range byKind[k] {
 						for _, l := range s.leaves {
 							resetLeaf(l)
 						}
 					}
-					d := float64(h - heapInuse())
+					d := float64(h - heapAlloc())
 					leaves += d
 					metrics[k+"-B/user/rule"] = d / n / float64(len(byKind[k]))
 				}
-				h := heapInuse()
+				h := heapAlloc()
 				for _, s := range e.segments {
 					s.since = sinceArray{}
 				}
-				since = float64(h - heapInuse())
-				h = heapInuse()
+				since = float64(h - heapAlloc())
+				h = heapAlloc()
 				for _, s := range e.segments {
 					s.members, s.view = roaring.New(), nil
 				}
-				members = float64(h - heapInuse())
+				members = float64(h - heapAlloc())
+				// What the heap held beyond the live objects of the parts
+				// (spans partly in use), shared out in proportion.
+				frag := float64(total-heapInuse()) / (leaves + since + members)
 				runtime.KeepAlive(e)
 				metrics["leaves-B/user"] = leaves / n
 				metrics["since-B/user"] = since / n
@@ -160,6 +175,7 @@ func BenchmarkRuleState100(b *testing.B) {
 				gb := (leaves + since + members) / n * 10_000_000 / 1e9
 				metrics["state-GB-at-10M"] = gb
 				metrics["x-2GB"] = gb / 2
+				metrics["inuse-x-live"] = frag
 				b.StartTimer()
 			}
 			for k, v := range metrics {
@@ -167,4 +183,26 @@ func BenchmarkRuleState100(b *testing.B) {
 			}
 		})
 	}
+}
+
+// writeHeapProfile writes the heap profile (after a collection) to path.
+func writeHeapProfile(b *testing.B, path string) {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// heapAlloc is the live heap after a full collection.
+func heapAlloc() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
 }

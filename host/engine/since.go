@@ -1,6 +1,9 @@
 package engine
 
-import "slices"
+import (
+	"math/bits"
+	"slices"
+)
 
 // sinceBits sizes the containers of a since array: 4096 user ids each, so
 // that a container's ids fit 16 bits, its insertions move at most 16 KiB,
@@ -8,115 +11,138 @@ import "slices"
 const (
 	sinceBits = 12
 	sinceLen  = 1 << sinceBits
-	// sinceDense is the members past which a container turns into a dense
-	// array: 6 bytes a member sparse, 4 bytes an id dense.
-	sinceDense = sinceLen * 4 / 6
+	// sinceWords is the 64-bit words of a container's bitmap form.
+	sinceWords = sinceLen / 64
+	// sinceBitmap is the members past which a container keeps its ids as
+	// a bitmap (512 bytes) instead of a sorted array (2 bytes a member);
+	// it goes back below half as many.
+	sinceBitmap = sinceWords * 8 / 2
 )
 
 // sinceArray is when each member of a segment entered (Unix seconds), in
 // memory that grows with the members, not with the id space: each
-// container of sinceLen ids holds its members as sorted (low id bits,
-// time) pairs while sparse and a dense array of times past sinceDense
-// members, as roaring's array and bitmap containers do. 6 bytes a member
-// at most, where one dense array cost 4 bytes for every id up to the
-// highest member (4 GB for 10M users × 100 segments however small the
-// segments). A snapshot shares it in its pause (share copies the container
-// pointers) and the writer copies a container before its first change
-// after that, until unshare. Writer only, except frozen arrays.
+// container of sinceLen ids keeps its members' times in id order, beside
+// their ids as a sorted array of the low 16 bits (6 bytes a member) while
+// it has few members, or past sinceBitmap as a bitmap whose rank indexes
+// the times (4 bytes a member and 512 bytes a container), the way
+// roaring's array and bitmap containers do. One dense array cost 4 bytes
+// for every id up to the highest member: 4 GB for 10M users × 100
+// segments however small the segments. A snapshot shares it in its pause
+// (share copies the container pointers) and the writer copies a container
+// before its first change after that, until unshare. Writer only, except
+// frozen arrays.
 type sinceArray struct {
 	boxes []*sinceBox
 	// shared[i] is set while container i is held by a capture.
 	shared []bool
 }
 
-// sinceBox is one container: sparse (ids sorted, secs beside them) or,
-// when dense is set, secs indexed by the low id bits, 0 for no member.
+// sinceBox is one container: secs in id order, the ids in ids (sorted)
+// or, when bits is set, as a bitmap.
 type sinceBox struct {
-	ids   []uint16
-	secs  []uint32
-	dense bool
-	n     int // members (dense: the entries that are not 0)
+	ids  []uint16
+	bits *[sinceWords]uint64
+	secs []uint32
+}
+
+// find returns where low's time is or would go in secs, and whether it is
+// there.
+func (b *sinceBox) find(low uint16) (int, bool) {
+	if b.bits == nil {
+		return slices.BinarySearch(b.ids, low)
+	}
+	w, bit := int(low>>6), uint64(1)<<(low&63)
+	r := bits.OnesCount64(b.bits[w] & (bit - 1))
+	for _, x := range b.bits[:w] {
+		r += bits.OnesCount64(x)
+	}
+	return r, b.bits[w]&bit != 0
 }
 
 func (b *sinceBox) get(low uint16) uint32 {
-	if b.dense {
-		return b.secs[low]
-	}
-	if i, ok := slices.BinarySearch(b.ids, low); ok {
+	if i, ok := b.find(low); ok {
 		return b.secs[i]
 	}
 	return 0
 }
 
 func (b *sinceBox) clone() *sinceBox {
-	return &sinceBox{ids: slices.Clone(b.ids), secs: slices.Clone(b.secs), dense: b.dense, n: b.n}
+	c := &sinceBox{ids: slices.Clone(b.ids), secs: slices.Clone(b.secs)}
+	if b.bits != nil {
+		bits := *b.bits
+		c.bits = &bits
+	}
+	return c
 }
 
 // set stores v for low (0 removes it).
 func (b *sinceBox) set(low uint16, v uint32) {
-	if b.dense {
-		old := b.secs[low]
-		b.secs[low] = v
-		switch {
-		case old == 0 && v != 0:
-			b.n++
-		case old != 0 && v == 0:
-			b.n--
-			if b.n < sinceDense/4 {
-				b.toSparse()
-			}
-		}
-		return
-	}
-	i, ok := slices.BinarySearch(b.ids, low)
+	i, ok := b.find(low)
 	switch {
 	case ok && v != 0:
 		b.secs[i] = v
 	case ok:
-		b.ids, b.secs = slices.Delete(b.ids, i, i+1), slices.Delete(b.secs, i, i+1)
-		b.n--
-		if cap(b.ids) > 64 && b.n < cap(b.ids)/4 {
-			b.ids, b.secs = slices.Clip(b.ids), slices.Clip(b.secs)
+		b.secs = slices.Delete(b.secs, i, i+1)
+		if b.bits != nil {
+			b.bits[low>>6] &^= 1 << (low & 63)
+			if len(b.secs) < sinceBitmap/2 {
+				b.toArray()
+			}
+		} else {
+			b.ids = slices.Delete(b.ids, i, i+1)
+			if cap(b.secs) > 64 && len(b.secs) < cap(b.secs)/4 {
+				b.ids, b.secs = slices.Clip(b.ids), slices.Clip(b.secs)
+			}
 		}
 	case v != 0:
-		if b.n >= sinceDense {
-			b.toDense()
-			b.secs[low] = v
-			b.n++
-			return
+		if b.bits == nil && len(b.ids) >= sinceBitmap {
+			b.toBitmap()
 		}
-		if len(b.ids) == cap(b.ids) {
+		if len(b.secs) == cap(b.secs) {
 			// Grow by a quarter, not append's doubling: the slack is
 			// memory that every container keeps.
-			c := min(sinceDense, (len(b.ids)+len(b.ids)/4+16)&^7)
-			b.ids = append(make([]uint16, 0, c), b.ids...)
+			c := min(sinceLen, (len(b.secs)+len(b.secs)/4+16)&^7)
 			b.secs = append(make([]uint32, 0, c), b.secs...)
+			if b.bits == nil {
+				b.ids = append(make([]uint16, 0, c), b.ids...)
+			}
 		}
-		b.ids, b.secs = slices.Insert(b.ids, i, low), slices.Insert(b.secs, i, v)
-		b.n++
-	}
-}
-
-func (b *sinceBox) toDense() {
-	secs := make([]uint32, sinceLen)
-	for i, id := range b.ids {
-		secs[id] = b.secs[i]
-	}
-	b.ids, b.secs, b.dense = nil, secs, true
-}
-
-func (b *sinceBox) toSparse() {
-	ids, secs := make([]uint16, 0, b.n), make([]uint32, 0, b.n)
-	for i, v := range b.secs {
-		if v != 0 {
-			ids, secs = append(ids, uint16(i)), append(secs, v)
+		b.secs = slices.Insert(b.secs, i, v)
+		if b.bits != nil {
+			b.bits[low>>6] |= 1 << (low & 63)
+		} else {
+			b.ids = slices.Insert(b.ids, i, low)
 		}
 	}
-	b.ids, b.secs, b.dense = ids, secs, false
 }
 
-// bytes is the memory the container's arrays hold.
-func (b *sinceBox) bytes() int { return 2*cap(b.ids) + 4*cap(b.secs) + 64 }
+func (b *sinceBox) toBitmap() {
+	b.bits = new([sinceWords]uint64)
+	for _, id := range b.ids {
+		b.bits[id>>6] |= 1 << (id & 63)
+	}
+	b.ids = nil
+}
+
+func (b *sinceBox) toArray() {
+	ids := make([]uint16, 0, len(b.secs))
+	for w, x := range b.bits {
+		for x != 0 {
+			ids = append(ids, uint16(w<<6+bits.TrailingZeros64(x)))
+			x &= x - 1
+		}
+	}
+	b.ids, b.bits, b.secs = ids, nil, slices.Clip(b.secs)
+}
+
+// bytes is the memory the container's arrays hold, about.
+func (b *sinceBox) bytes() int {
+	n := 2*cap(b.ids) + 4*cap(b.secs) + 56
+	if b.bits != nil {
+		n += 8 * sinceWords
+	}
+	return n
+}
 
 // frozenSince is a since array as of a share: read-only.
 type frozenSince []*sinceBox
@@ -154,7 +180,7 @@ func (a *sinceArray) set(u, v uint32) {
 		a.shared[k] = false
 	}
 	b.set(uint16(u&(sinceLen-1)), v)
-	if b.n == 0 {
+	if len(b.secs) == 0 {
 		a.boxes[k] = nil
 	}
 }

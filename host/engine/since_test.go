@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/segd/segd/rules"
 	"maps"
+	"math/bits"
 	"math/rand/v2"
 	"runtime"
 	"testing"
@@ -65,13 +66,22 @@ func TestSinceArrayAgainstMap(t *testing.T) {
 			if b == nil {
 				continue
 			}
-			if b.dense != (len(b.ids) == 0 && len(b.secs) == sinceLen) {
-				t.Fatalf("round %d: container form: dense %v, %d ids, %d secs", round, b.dense, len(b.ids), len(b.secs))
+			if b.bits == nil && len(b.ids) != len(b.secs) {
+				t.Fatalf("round %d: %d ids, %d times", round, len(b.ids), len(b.secs))
 			}
-			if b.n == 0 {
+			if b.bits != nil {
+				ones := 0
+				for _, x := range b.bits {
+					ones += bits.OnesCount64(x)
+				}
+				if ones != len(b.secs) || len(b.ids) != 0 {
+					t.Fatalf("round %d: %d bits set, %d times, %d ids", round, ones, len(b.secs), len(b.ids))
+				}
+			}
+			if len(b.secs) == 0 {
 				t.Fatalf("round %d: an empty container is kept", round)
 			}
-			n += b.n
+			n += len(b.secs)
 		}
 		if n != len(want) {
 			t.Fatalf("round %d: %d entries counted, want %d", round, n, len(want))
@@ -141,7 +151,7 @@ segments:
 		err := e.Do(context.Background(), func() error {
 			for _, b := range e.segments[0].since.boxes {
 				if b != nil {
-					n += b.n
+					n += len(b.secs)
 				}
 			}
 			return nil
