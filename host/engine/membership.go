@@ -22,9 +22,9 @@ type membership struct {
 	// nil until the first publish (no members).
 	view *roaring.Bitmap
 	// since is when each member entered, in Unix seconds (at most 6 bytes
-	// a member, nothing for users who are not: see sinceArray). A user who
+	// a member, nothing for users who are not: see idMap). A user who
 	// leaves loses the entry. Written under mu (write).
-	since   sinceArray
+	since   idMap
 	history []historyDay
 	updated time.Time
 }

@@ -137,6 +137,27 @@ func BenchmarkRuleState100(b *testing.B) {
 				if dir := os.Getenv("SEGD_BENCH_HEAPPROFILE"); dir != "" {
 					writeHeapProfile(b, filepath.Join(dir, set.name+".heap"))
 				}
+				if os.Getenv("SEGD_DEBUG_SEQ") != "" {
+					var ln, cp, used, garbage, recs, times, users int
+					for _, l := range e.leaves {
+						if q, ok := l.(*seqLeaf); ok {
+							st := &q.times
+							ln, cp, garbage = ln+len(st.arena), cp+cap(st.arena), garbage+st.garbage
+							recs += len(st.chunks) * recChunkSize
+							for _, c := range st.chunks {
+								for _, r := range c.recs {
+									if r.cap != 0 {
+										users++
+										u := st.used(r)
+										used += u
+										times += u - st.head
+									}
+								}
+							}
+						}
+					}
+					b.Logf("arena len %d cap %d used %d garbage %d times %d users %d recs %d", ln, cp, used, garbage, times, users, recs)
+				}
 				// Each kind's leaves, then the memberships.
 				byKind := map[string][]*segmentState{}
 				for _, s := range e.segments {
@@ -157,7 +178,7 @@ func BenchmarkRuleState100(b *testing.B) {
 				}
 				h := heapAlloc()
 				for _, s := range e.segments {
-					s.since = sinceArray{}
+					s.since = idMap{}
 				}
 				since = float64(h - heapAlloc())
 				h = heapAlloc()

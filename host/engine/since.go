@@ -19,19 +19,20 @@ const (
 	sinceBitmap = sinceWords * 8 / 2
 )
 
-// sinceArray is when each member of a segment entered (Unix seconds), in
-// memory that grows with the members, not with the id space: each
-// container of sinceLen ids keeps its members' times in id order, beside
-// their ids as a sorted array of the low 16 bits (6 bytes a member) while
-// it has few members, or past sinceBitmap as a bitmap whose rank indexes
-// the times (4 bytes a member and 512 bytes a container), the way
-// roaring's array and bitmap containers do. One dense array cost 4 bytes
-// for every id up to the highest member: 4 GB for 10M users × 100
-// segments however small the segments. A snapshot shares it in its pause
+// idMap maps dense user ids to non-zero uint32s (a segment's since: when
+// each member entered, in Unix seconds; a sequence leaf's record numbers),
+// in memory that grows with the ids it holds, not with the id space: each
+// container of sinceLen ids keeps its values in id order, beside their ids
+// as a sorted array of the low 16 bits (6 bytes an entry) while it has few,
+// or past sinceBitmap as a bitmap whose rank indexes the values (4 bytes an
+// entry and 528 bytes a container), the way roaring's array and bitmap
+// containers do. One dense array cost 4 bytes for every id up to the
+// highest: for since, 4 GB for 10M users × 100 segments however small the
+// segments. A snapshot shares it in its pause
 // (share copies the container pointers) and the writer copies a container
 // before its first change after that, until unshare. Writer only, except
 // frozen arrays.
-type sinceArray struct {
+type idMap struct {
 	boxes []*sinceBox
 	// shared[i] is set while container i is held by a capture.
 	shared []bool
@@ -41,7 +42,7 @@ type sinceArray struct {
 // or, when bits is set, as a bitmap.
 type sinceBox struct {
 	ids  []uint16
-	bits *[sinceWords]uint64
+	bits *boxBits
 	secs []uint32
 }
 
@@ -52,11 +53,30 @@ func (b *sinceBox) find(low uint16) (int, bool) {
 		return slices.BinarySearch(b.ids, low)
 	}
 	w, bit := int(low>>6), uint64(1)<<(low&63)
-	r := bits.OnesCount64(b.bits[w] & (bit - 1))
-	for _, x := range b.bits[:w] {
+	r := int(b.bits.before[w>>3]) + bits.OnesCount64(b.bits.words[w]&(bit-1))
+	for _, x := range b.bits.words[w&^7 : w] {
 		r += bits.OnesCount64(x)
 	}
-	return r, b.bits[w]&bit != 0
+	return r, b.bits.words[w]&bit != 0
+}
+
+// boxBits is a container's ids as a bitmap, with the ones before every
+// eighth word, so that a rank counts at most eight words.
+type boxBits struct {
+	words  [sinceWords]uint64
+	before [sinceWords / 8]uint16
+}
+
+// flip sets or clears low's bit, which is the other way.
+func (x *boxBits) flip(low uint16, on bool) {
+	x.words[low>>6] ^= 1 << (low & 63)
+	for k := int(low>>9) + 1; k < len(x.before); k++ {
+		if on {
+			x.before[k]++
+		} else {
+			x.before[k]--
+		}
+	}
 }
 
 func (b *sinceBox) get(low uint16) uint32 {
@@ -84,7 +104,7 @@ func (b *sinceBox) set(low uint16, v uint32) {
 	case ok:
 		b.secs = slices.Delete(b.secs, i, i+1)
 		if b.bits != nil {
-			b.bits[low>>6] &^= 1 << (low & 63)
+			b.bits.flip(low, false)
 			if len(b.secs) < sinceBitmap/2 {
 				b.toArray()
 			}
@@ -109,7 +129,7 @@ func (b *sinceBox) set(low uint16, v uint32) {
 		}
 		b.secs = slices.Insert(b.secs, i, v)
 		if b.bits != nil {
-			b.bits[low>>6] |= 1 << (low & 63)
+			b.bits.flip(low, true)
 		} else {
 			b.ids = slices.Insert(b.ids, i, low)
 		}
@@ -117,16 +137,23 @@ func (b *sinceBox) set(low uint16, v uint32) {
 }
 
 func (b *sinceBox) toBitmap() {
-	b.bits = new([sinceWords]uint64)
+	b.bits = new(boxBits)
 	for _, id := range b.ids {
-		b.bits[id>>6] |= 1 << (id & 63)
+		b.bits.words[id>>6] |= 1 << (id & 63)
+	}
+	n := 0
+	for k := range b.bits.before {
+		b.bits.before[k] = uint16(n)
+		for _, x := range b.bits.words[8*k : 8*k+8] {
+			n += bits.OnesCount64(x)
+		}
 	}
 	b.ids = nil
 }
 
 func (b *sinceBox) toArray() {
 	ids := make([]uint16, 0, len(b.secs))
-	for w, x := range b.bits {
+	for w, x := range b.bits.words {
 		for x != 0 {
 			ids = append(ids, uint16(w<<6+bits.TrailingZeros64(x)))
 			x &= x - 1
@@ -139,15 +166,15 @@ func (b *sinceBox) toArray() {
 func (b *sinceBox) bytes() int {
 	n := 2*cap(b.ids) + 4*cap(b.secs) + 56
 	if b.bits != nil {
-		n += 8 * sinceWords
+		n += 8*sinceWords + 2*sinceWords/8
 	}
 	return n
 }
 
-// frozenSince is a since array as of a share: read-only.
-type frozenSince []*sinceBox
+// frozenIDMap is a since array as of a share: read-only.
+type frozenIDMap []*sinceBox
 
-func (f frozenSince) get(u uint32) uint32 {
+func (f frozenIDMap) get(u uint32) uint32 {
 	if c := int(u >> sinceBits); c < len(f) && f[c] != nil {
 		return f[c].get(uint16(u & (sinceLen - 1)))
 	}
@@ -155,10 +182,10 @@ func (f frozenSince) get(u uint32) uint32 {
 }
 
 // get returns when u entered, 0 for no entry.
-func (a *sinceArray) get(u uint32) uint32 { return frozenSince(a.boxes).get(u) }
+func (a *idMap) get(u uint32) uint32 { return frozenIDMap(a.boxes).get(u) }
 
 // set records that u entered at v (Unix seconds); 0 removes u's entry.
-func (a *sinceArray) set(u, v uint32) {
+func (a *idMap) set(u, v uint32) {
 	k := int(u >> sinceBits)
 	if k >= len(a.boxes) {
 		if v == 0 {
@@ -187,19 +214,19 @@ func (a *sinceArray) set(u, v uint32) {
 
 // share returns the array as it is now, which stays so: the writer copies
 // a container before changing it, until unshare.
-func (a *sinceArray) share() frozenSince {
+func (a *idMap) share() frozenIDMap {
 	for i := range a.shared {
 		a.shared[i] = true
 	}
-	return frozenSince(slices.Clone(a.boxes))
+	return frozenIDMap(slices.Clone(a.boxes))
 }
 
 // unshare ends copy-on-write once the capture is done with the array.
-func (a *sinceArray) unshare() { clear(a.shared) }
+func (a *idMap) unshare() { clear(a.shared) }
 
 // bytes is the memory the array holds, about: its containers and their
 // index.
-func (a *sinceArray) bytes() int {
+func (a *idMap) bytes() int {
 	n := 9 * cap(a.boxes)
 	for _, b := range a.boxes {
 		if b != nil {

@@ -19,10 +19,10 @@ import (
 func TestSinceArrayAgainstMap(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
-	var a sinceArray
+	var a idMap
 	want := map[uint32]uint32{}
 	type capture struct {
-		f    frozenSince
+		f    frozenIDMap
 		want map[uint32]uint32
 	}
 	var caps []capture
@@ -71,7 +71,7 @@ func TestSinceArrayAgainstMap(t *testing.T) {
 			}
 			if b.bits != nil {
 				ones := 0
-				for _, x := range b.bits {
+				for _, x := range b.bits.words {
 					ones += bits.OnesCount64(x)
 				}
 				if ones != len(b.secs) || len(b.ids) != 0 {
@@ -108,7 +108,7 @@ func BenchmarkSinceBytes(b *testing.B) {
 				}
 				rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 				h0 := heapInuse()
-				var a sinceArray
+				var a idMap
 				for _, u := range ids {
 					a.set(u, 1_700_000_000+u)
 				}

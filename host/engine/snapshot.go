@@ -84,7 +84,7 @@ type Capture struct {
 	leaves []leaf // the leaves in copy-on-write mode, for Release
 	// since are the segments' since arrays shared with the encoding, for
 	// Release.
-	since []*sinceArray
+	since []*idMap
 	// names is the dictionary, attrNames and profiles the profiles, as of
 	// the capture; shared is the profile array to unshare at Release.
 	names, attrNames []string
@@ -642,7 +642,7 @@ func (e *Engine) readSegment(r *snapio.Reader, s *segmentState, users uint32) er
 	if r.Err == nil && !members.IsEmpty() && members.Maximum() >= users {
 		return fmt.Errorf("member %d beyond the %d users", members.Maximum(), users)
 	}
-	var since sinceArray
+	var since idMap
 	it := members.Iterator()
 	for it.HasNext() {
 		since.set(it.Next(), r.U32())
