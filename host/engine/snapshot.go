@@ -443,7 +443,7 @@ func readColumns(r *snapio.Reader) []*bucketCol {
 		}
 		if r.Bool() {
 			nv := r.Len(9)
-			c.vals = &numColumn{keys: make([]uint32, nv), nums: make([]float64, nv)}
+			c.vals = &numColumn{keys: make([]uint32, nv), nums: make([]float64, nv), wide: true}
 			var u uint32
 			for i := range nv {
 				d := uint32(r.Uvarint())
@@ -453,6 +453,7 @@ func readColumns(r *snapio.Reader) []*bucketCol {
 				u += d
 				c.vals.keys[i], c.vals.nums[i] = u, r.Float()
 			}
+			c.vals.narrowAll()
 		}
 		if r.Err != nil {
 			return nil
