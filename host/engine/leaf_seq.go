@@ -155,16 +155,32 @@ func (st *seqStore) newRec(u uint32) uint32 {
 		}
 	}
 	r := st.mutableRec(i)
-	*r = seqRec{user: u, off: uint32(len(st.arena)), cap: uint32(st.head + 2)}
-	st.arena = append(st.arena, make([]int64, st.head+2)...)
+	// Room for one time: most users of a rare event have one in the
+	// window (BenchmarkRuleState100), and a second moves the run.
+	*r = seqRec{user: u, off: uint32(len(st.arena)), cap: uint32(st.head + 1)}
+	st.grow(st.head + 1)
+	st.arena = append(st.arena, make([]int64, st.head+1)...)
 	st.slot.set(u, i)
 	return i
+}
+
+// grow makes room for n more words in the arena, by an eighth of it more
+// than asked, not append's doubling: the arena is most of a sequence
+// leaf's memory, and the room beyond its length is held too.
+func (st *seqStore) grow(n int) {
+	if len(st.arena)+n <= cap(st.arena) {
+		return
+	}
+	a := make([]int64, len(st.arena), len(st.arena)+n+max(len(st.arena)/8, 64))
+	copy(a, st.arena)
+	st.arena = a
 }
 
 // move copies run r (used words) to the end of the arena with room for
 // size words.
 func (st *seqStore) move(r *seqRec, used, size int) {
 	off := len(st.arena)
+	st.grow(size)
 	st.arena = append(st.arena, st.arena[r.off:int(r.off)+used]...)
 	st.arena = append(st.arena, make([]int64, size-used)...)
 	st.garbage += int(r.cap)
@@ -220,14 +236,23 @@ func (st *seqStore) trim(i uint32, t int64) bool {
 	return true
 }
 
-// compact rewrites the arena without garbage when it is a quarter of it,
+// compact rewrites the arena without garbage when it is an eighth of it,
 // leaving each run a quarter of its length to grow in. Not while a capture
 // holds the arena.
 func (st *seqStore) compact() {
-	if st.cow || st.garbage < 1<<12 || 4*st.garbage < len(st.arena) {
+	if st.cow || st.garbage < 1<<12 || 8*st.garbage < len(st.arena) {
 		return
 	}
-	arena := make([]int64, 0, len(st.arena)-st.garbage)
+	size := 0
+	for _, c := range st.chunks {
+		for j := range c.recs {
+			if r := c.recs[j]; r.cap != 0 {
+				used := st.used(r)
+				size += used + max(1, used/4)
+			}
+		}
+	}
+	arena := make([]int64, 0, size)
 	for _, c := range st.chunks {
 		for j := range c.recs {
 			r := &c.recs[j]
@@ -323,12 +348,14 @@ func readSeqStore(r *snapio.Reader, lists int) seqStore {
 		}
 		prev = u
 		off := len(st.arena)
+		st.grow(st.head)
 		st.arena = append(st.arena, make([]int64, st.head)...)
 		for k := range st.lists {
 			m := r.Len(1)
 			at := len(st.arena)
 			var t int64
 			sorted := true
+			st.grow(m)
 			for j := range m {
 				d := r.Varint()
 				if j > 0 && d < 0 {
@@ -352,6 +379,7 @@ func readSeqStore(r *snapio.Reader, lists int) seqStore {
 			continue
 		}
 		size := used + max(1, used/4)
+		st.grow(size - used)
 		st.arena = append(st.arena, make([]int64, size-used)...)
 		idx := uint32(st.records)
 		st.records++
