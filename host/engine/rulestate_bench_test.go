@@ -73,7 +73,8 @@ func mixedRules() (string, func(id string) string) {
 //   - <kind>-B/user/rule: the leaves of the rules of that kind, per user
 //     (every user, with state or not) and rule;
 //   - leaves-B/user, since-B/user, members-B/user: all the leaves, the
-//     segments' since entries and their member bitmaps;
+//     segments' since entries and their member bitmaps; members/user, the
+//     segments a user is in on average, and since-B/member;
 //   - state-GB-at-10M: the three together, scaled linearly to 10M users
 //     with the same 100 rules: (leaves + since + members) / users × 10M, and
 //     x-2GB, that against the 2 GB target;
@@ -176,6 +177,10 @@ func BenchmarkRuleState100(b *testing.B) {
 					leaves += d
 					metrics[k+"-B/user/rule"] = d / n / float64(len(byKind[k]))
 				}
+				var card uint64
+				for _, s := range e.segments {
+					card += s.members.GetCardinality()
+				}
 				h := heapAlloc()
 				for _, s := range e.segments {
 					s.since = idMap{}
@@ -192,6 +197,8 @@ func BenchmarkRuleState100(b *testing.B) {
 				runtime.KeepAlive(e)
 				metrics["leaves-B/user"] = leaves / n
 				metrics["since-B/user"] = since / n
+				metrics["since-B/member"] = since / float64(card)
+				metrics["members/user"] = float64(card) / n
 				metrics["members-B/user"] = members / n
 				gb := (leaves + since + members) / n * 10_000_000 / 1e9
 				metrics["state-GB-at-10M"] = gb

@@ -119,9 +119,9 @@ func (b *sinceBox) set(low uint16, v uint32) {
 			b.toBitmap()
 		}
 		if len(b.secs) == cap(b.secs) {
-			// Grow by a quarter, not append's doubling: the slack is
+			// Grow by a sixteenth, not append's doubling: the slack is
 			// memory that every container keeps.
-			c := min(sinceLen, (len(b.secs)+len(b.secs)/4+16)&^7)
+			c := min(sinceLen, (len(b.secs)+len(b.secs)/16+16)&^7)
 			b.secs = append(make([]uint32, 0, c), b.secs...)
 			if b.bits == nil {
 				b.ids = append(make([]uint16, 0, c), b.ids...)
