@@ -22,9 +22,12 @@ type membership struct {
 	// nil until the first publish (no members).
 	view *roaring.Bitmap
 	// since is when each member entered, in Unix seconds (at most 6 bytes
-	// a member, nothing for users who are not: see idMap). A user who
-	// leaves loses the entry. Written under mu (write).
-	since   idMap
+	// a member, nothing for users who are not: see idMap), as readers see
+	// it: replaced, never changed, under mu, with view. sinceW is the
+	// writer's, changed without any lock. A user who leaves loses the
+	// entry.
+	since   frozenIDMap
+	sinceW  idMap
 	history []historyDay
 	updated time.Time
 }
@@ -49,10 +52,13 @@ type pendingMembership struct {
 	view    *roaring.Bitmap
 }
 
-// prepare applies enters and exits to the writer's bitmap and makes the
-// frozen copy readers will see; publish does it outside the lock. The
-// copy shares the bitmap's containers until the writer changes them
-// (roaring copy-on-write): it costs the container count, not the members.
+// prepare applies enters and exits to the writer's bitmap and since, and
+// makes the frozen copy of the bitmap readers will see; publish does it
+// outside the lock. The copy shares the bitmap's containers until the
+// writer changes them (roaring copy-on-write): it costs the container
+// count, not the members. The entered users' since is a placeholder until
+// commit knows the time: setting a value in place costs a lookup, while
+// inserting moves up to a container's entries.
 func (m *membership) prepare(s *segmentState, enter, exit []uint32) pendingMembership {
 	p := pendingMembership{s: s, entered: enter[:0:0], left: exit[:0:0]}
 	if !m.members.GetCopyOnWrite() {
@@ -68,6 +74,12 @@ func (m *membership) prepare(s *segmentState, enter, exit []uint32) pendingMembe
 			p.left = append(p.left, u)
 		}
 	}
+	for _, u := range p.left {
+		m.sinceW.set(u, 0)
+	}
+	for _, u := range p.entered {
+		m.sinceW.set(u, pendingSince)
+	}
 	p.view = m.members.Clone()
 	// Readers never write the view, and with copy-on-write off even a
 	// reader's Clone of it only reads it.
@@ -75,9 +87,13 @@ func (m *membership) prepare(s *segmentState, enter, exit []uint32) pendingMembe
 	return p
 }
 
+// pendingSince is the since of a user prepare has entered, until commit
+// sets the step's time.
+const pendingSince = 1
+
 // commit publishes prepared changes at time now on day today. Under mu
-// (write): it costs the users who entered or left (their since) and a
-// pointer.
+// (write): it costs a lookup per user who entered (their since) and a few
+// pointers.
 func (m *membership) commit(p *pendingMembership, now time.Time, today dayIndex) {
 	if len(m.history) == 0 || m.history[len(m.history)-1].day != today {
 		m.history = append(m.history, historyDay{day: today, size: m.frozen().GetCardinality()})
@@ -87,12 +103,12 @@ func (m *membership) commit(p *pendingMembership, now time.Time, today dayIndex)
 	}
 	h := &m.history[len(m.history)-1]
 	sec := uint32(now.Unix())
-	for _, u := range p.left {
-		m.since.set(u, 0)
+	if sec != pendingSince {
+		for _, u := range p.entered {
+			m.sinceW.set(u, sec)
+		}
 	}
-	for _, u := range p.entered {
-		m.since.set(u, sec)
-	}
+	m.since = m.sinceW.freeze()
 	h.entered += uint64(len(p.entered))
 	h.left += uint64(len(p.left))
 	m.view = p.view
@@ -103,6 +119,7 @@ func (m *membership) commit(p *pendingMembership, now time.Time, today dayIndex)
 // publishMembers makes the writer's bitmap what readers see, as restored
 // from a snapshot. Before Run.
 func (m *membership) publishMembers() {
+	m.since = m.sinceW.freeze()
 	m.members.SetCopyOnWrite(true)
 	m.view = m.members.Clone()
 	m.view.SetCopyOnWrite(false)

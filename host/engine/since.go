@@ -28,14 +28,20 @@ const (
 // entry and 528 bytes a container), the way roaring's array and bitmap
 // containers do. One dense array cost 4 bytes for every id up to the
 // highest: for since, 4 GB for 10M users × 100 segments however small the
-// segments. A snapshot shares it in its pause
-// (share copies the container pointers) and the writer copies a container
-// before its first change after that, until unshare. Writer only, except
-// frozen arrays.
+// segments. Writer only; freeze gives readers (and snapshot captures) a
+// view that never changes, and the writer copies a container before its
+// first change after that, so that a step's since work is done outside
+// Engine.mu, as its bitmap work is.
 type idMap struct {
 	boxes []*sinceBox
-	// shared[i] is set while container i is held by a capture.
-	shared []bool
+	// owned[k] == epoch: the writer made or copied container k since the
+	// last freeze and changes it in place; otherwise a frozen view may
+	// hold it, and it is copied first.
+	owned []uint64
+	epoch uint64
+	// frozen: a frozen view holds the container list (copied before a
+	// container is replaced).
+	frozen bool
 }
 
 // sinceBox is one container: secs in id order, the ids in ids (sorted)
@@ -171,7 +177,8 @@ func (b *sinceBox) bytes() int {
 	return n
 }
 
-// frozenIDMap is a since array as of a share: read-only.
+// frozenIDMap is an idMap as of a freeze: never changed, read by any
+// goroutine.
 type frozenIDMap []*sinceBox
 
 func (f frozenIDMap) get(u uint32) uint32 {
@@ -181,53 +188,60 @@ func (f frozenIDMap) get(u uint32) uint32 {
 	return 0
 }
 
-// get returns when u entered, 0 for no entry.
+// get returns u's value, 0 for none.
 func (a *idMap) get(u uint32) uint32 { return frozenIDMap(a.boxes).get(u) }
 
-// set records that u entered at v (Unix seconds); 0 removes u's entry.
+// set stores v (not 0) for u; 0 removes u's entry.
 func (a *idMap) set(u, v uint32) {
 	k := int(u >> sinceBits)
 	if k >= len(a.boxes) {
 		if v == 0 {
 			return
 		}
+		// Appending never changes what a frozen view holds: its length
+		// ends before.
 		a.boxes = append(a.boxes, make([]*sinceBox, k+1-len(a.boxes))...)
-		a.shared = append(a.shared, make([]bool, k+1-len(a.shared))...)
+		a.owned = append(a.owned, make([]uint64, k+1-len(a.owned))...)
 	}
 	b := a.boxes[k]
-	if b == nil {
+	switch {
+	case b == nil:
 		if v == 0 {
 			return
 		}
 		b = &sinceBox{}
-		a.boxes[k] = b
-	} else if a.shared[k] {
+		a.put(k, b)
+	case a.owned[k] != a.epoch:
 		b = b.clone()
-		a.boxes[k] = b
-		a.shared[k] = false
+		a.put(k, b)
 	}
 	b.set(uint16(u&(sinceLen-1)), v)
 	if len(b.secs) == 0 {
-		a.boxes[k] = nil
+		a.put(k, nil)
 	}
 }
 
-// share returns the array as it is now, which stays so: the writer copies
-// a container before changing it, until unshare.
-func (a *idMap) share() frozenIDMap {
-	for i := range a.shared {
-		a.shared[i] = true
+// put makes b container k, which the writer owns until the next freeze.
+func (a *idMap) put(k int, b *sinceBox) {
+	if a.frozen {
+		a.boxes, a.frozen = slices.Clone(a.boxes), false
 	}
-	return frozenIDMap(slices.Clone(a.boxes))
+	a.boxes[k], a.owned[k] = b, a.epoch
 }
 
-// unshare ends copy-on-write once the capture is done with the array.
-func (a *idMap) unshare() { clear(a.shared) }
+// freeze returns the map as it is now, which stays so: from then on the
+// writer copies a container (and the container list) before its first
+// change. It costs nothing per container: ownership is by epoch.
+func (a *idMap) freeze() frozenIDMap {
+	a.epoch++
+	a.frozen = true
+	return frozenIDMap(a.boxes[:len(a.boxes):len(a.boxes)])
+}
 
-// bytes is the memory the array holds, about: its containers and their
+// bytes is the memory the map holds, about: its containers and their
 // index.
 func (a *idMap) bytes() int {
-	n := 9 * cap(a.boxes)
+	n := 16 * cap(a.boxes)
 	for _, b := range a.boxes {
 		if b != nil {
 			n += b.bytes()

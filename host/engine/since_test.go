@@ -15,7 +15,7 @@ import (
 // TestSinceArrayAgainstMap sets and removes random entries, with the
 // containers passing from sparse to dense and back, and checks every entry
 // against a map; captures taken on the way must keep seeing the state of
-// their share, whatever the writer does after.
+// their freeze, whatever the writer does after.
 func TestSinceArrayAgainstMap(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -55,11 +55,7 @@ func TestSinceArrayAgainstMap(t *testing.T) {
 			check(c.f.get, c.want, fmt.Sprintf("round %d, capture", round))
 		}
 		if round%5 == 0 {
-			caps = append(caps, capture{a.share(), maps.Clone(want)})
-		}
-		if round%13 == 12 {
-			a.unshare()
-			caps = nil
+			caps = append(caps, capture{a.freeze(), maps.Clone(want)})
 		}
 		n := 0
 		for _, b := range a.boxes {
@@ -149,7 +145,7 @@ segments:
 	entries := func() int {
 		n := 0
 		err := e.Do(context.Background(), func() error {
-			for _, b := range e.segments[0].since.boxes {
+			for _, b := range e.segments[0].since {
 				if b != nil {
 					n += len(b.secs)
 				}

@@ -82,9 +82,6 @@ type Capture struct {
 	head   snapio.Writer
 	segs   []capturedSegment
 	leaves []leaf // the leaves in copy-on-write mode, for Release
-	// since are the segments' since arrays shared with the encoding, for
-	// Release.
-	since []*idMap
 	// names is the dictionary, attrNames and profiles the profiles, as of
 	// the capture; shared is the profile array to unshare at Release.
 	names, attrNames []string
@@ -163,7 +160,6 @@ func (e *Engine) Capture() (*Capture, error) {
 	})
 	for _, s := range e.segments {
 		c.leaves = append(c.leaves, s.leaves...)
-		c.since = append(c.since, &s.since)
 	}
 	if err := errors.Join(errs...); err != nil {
 		c.Release()
@@ -230,10 +226,6 @@ func (c *Capture) Release() {
 		}
 	}
 	c.leaves = nil
-	for _, a := range c.since {
-		a.unshare()
-	}
-	c.since = nil
 	if c.shared != nil {
 		c.shared.unshare()
 		c.shared = nil
@@ -269,7 +261,7 @@ func parallelN(n, workers int, f func(int)) {
 func (e *Engine) captureSegment(w *pieceWriter, s *segmentState) error {
 	e.mu.RLock()
 	view := s.frozen()
-	since := s.since.share()
+	since := s.since // frozen: never changed
 	history := slices.Clone(s.history)
 	updated := s.updated
 	// A stale segment's state misses events: the mark makes the next start
@@ -688,7 +680,7 @@ func (e *Engine) readSegment(r *snapio.Reader, s *segmentState, users uint32) er
 	if err := r.Done(); err != nil {
 		return err
 	}
-	s.members, s.since, s.history, s.updated = members, since, history, updated
+	s.members, s.sinceW, s.history, s.updated = members, since, history, updated
 	s.publishMembers()
 	if stale != "" {
 		s.stale = &staleState{reason: stale, usable: true}
