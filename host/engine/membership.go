@@ -74,17 +74,21 @@ func (m *membership) prepare(s *segmentState, enter, exit []uint32) pendingMembe
 			p.left = append(p.left, u)
 		}
 	}
-	for _, u := range p.left {
-		m.sinceW.set(u, 0)
-	}
-	for _, u := range p.entered {
-		m.sinceW.set(u, pendingSince)
-	}
+	m.sinceW.setSorted(ascending(p.left), 0)
+	m.sinceW.setSorted(ascending(p.entered), pendingSince)
 	p.view = m.members.Clone()
 	// Readers never write the view, and with copy-on-write off even a
 	// reader's Clone of it only reads it.
 	p.view.SetCopyOnWrite(false)
 	return p
+}
+
+// ascending returns us sorted (a copy if it was not).
+func ascending(us []uint32) []uint32 {
+	if slices.IsSorted(us) {
+		return us
+	}
+	return slices.Sorted(slices.Values(us))
 }
 
 // pendingSince is the since of a user prepare has entered, until commit

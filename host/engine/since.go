@@ -158,13 +158,7 @@ func (b *sinceBox) toBitmap() {
 }
 
 func (b *sinceBox) toArray() {
-	ids := make([]uint16, 0, len(b.secs))
-	for w, x := range b.bits.words {
-		for x != 0 {
-			ids = append(ids, uint16(w<<6+bits.TrailingZeros64(x)))
-			x &= x - 1
-		}
-	}
+	ids, _ := b.entries()
 	b.ids, b.bits, b.secs = ids, nil, slices.Clip(b.secs)
 }
 
@@ -219,6 +213,88 @@ func (a *idMap) set(u, v uint32) {
 	if len(b.secs) == 0 {
 		a.put(k, nil)
 	}
+}
+
+// setSorted stores v (0: removes) for every id of us, which ascend. A
+// container that gets many of them is rebuilt in one pass instead of
+// moving its entries for each (a midnight can bring a million users into a
+// segment in one step).
+func (a *idMap) setSorted(us []uint32, v uint32) {
+	for len(us) > 0 {
+		k := us[0] >> sinceBits
+		n := 1
+		for n < len(us) && us[n]>>sinceBits == k {
+			n++
+		}
+		if n < 16 {
+			for _, u := range us[:n] {
+				a.set(u, v)
+			}
+		} else {
+			a.setBox(int(k), us[:n], v)
+		}
+		us = us[n:]
+	}
+}
+
+// setBox is setSorted for ids of container k, by a merge.
+func (a *idMap) setBox(k int, us []uint32, v uint32) {
+	var old *sinceBox
+	if k < len(a.boxes) {
+		old = a.boxes[k]
+	}
+	var ids []uint16
+	var secs []uint32
+	if old != nil {
+		ids, secs = old.entries()
+	}
+	outIDs := make([]uint16, 0, len(ids)+len(us))
+	outSecs := make([]uint32, 0, len(ids)+len(us))
+	i := 0
+	for _, u := range us {
+		low := uint16(u & (sinceLen - 1))
+		for i < len(ids) && ids[i] < low {
+			outIDs, outSecs = append(outIDs, ids[i]), append(outSecs, secs[i])
+			i++
+		}
+		if i < len(ids) && ids[i] == low {
+			i++ // replaced or removed
+		}
+		if v != 0 {
+			outIDs, outSecs = append(outIDs, low), append(outSecs, v)
+		}
+	}
+	outIDs, outSecs = append(outIDs, ids[i:]...), append(outSecs, secs[i:]...)
+	if len(outSecs) == 0 {
+		if old != nil {
+			a.put(k, nil)
+		}
+		return
+	}
+	if k >= len(a.boxes) {
+		a.boxes = append(a.boxes, make([]*sinceBox, k+1-len(a.boxes))...)
+		a.owned = append(a.owned, make([]uint64, k+1-len(a.owned))...)
+	}
+	b := &sinceBox{ids: outIDs, secs: outSecs}
+	if len(outSecs) > sinceBitmap {
+		b.toBitmap()
+	}
+	a.put(k, b)
+}
+
+// entries returns the container's ids and values (sharing the values).
+func (b *sinceBox) entries() ([]uint16, []uint32) {
+	if b.bits == nil {
+		return b.ids, b.secs
+	}
+	ids := make([]uint16, 0, len(b.secs))
+	for w, x := range b.bits.words {
+		for x != 0 {
+			ids = append(ids, uint16(w<<6+bits.TrailingZeros64(x)))
+			x &= x - 1
+		}
+	}
+	return ids, b.secs
 }
 
 // put makes b container k, which the writer owns until the next freeze.

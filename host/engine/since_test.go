@@ -8,11 +8,13 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
 
-// TestSinceArrayAgainstMap sets and removes random entries, with the
+// TestSinceArrayAgainstMap sets and removes random entries, one by one and
+// in sorted batches (setSorted), with the
 // containers passing from sparse to dense and back, and checks every entry
 // against a map; captures taken on the way must keep seeing the state of
 // their freeze, whatever the writer does after.
@@ -48,6 +50,28 @@ func TestSinceArrayAgainstMap(t *testing.T) {
 			} else {
 				a.set(u, 0)
 				delete(want, u)
+			}
+		}
+		// Then sorted batches, as a step's enters and exits come: many
+		// to a container merge it, a few set one by one.
+		for range 8 {
+			var us []uint32
+			for range rng.IntN(3 * sinceLen) {
+				us = append(us, uint32(rng.IntN(ids)))
+			}
+			slices.Sort(us)
+			us = slices.Compact(us)
+			v := uint32(0)
+			if rng.Float64() < density {
+				v = 1 + rng.Uint32N(1<<31)
+			}
+			a.setSorted(us, v)
+			for _, u := range us {
+				if v == 0 {
+					delete(want, u)
+				} else {
+					want[u] = v
+				}
 			}
 		}
 		check(a.get, want, fmt.Sprintf("round %d", round))
