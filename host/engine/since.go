@@ -162,15 +162,6 @@ func (b *sinceBox) toArray() {
 	b.ids, b.bits, b.secs = ids, nil, slices.Clip(b.secs)
 }
 
-// bytes is the memory the container's arrays hold, about.
-func (b *sinceBox) bytes() int {
-	n := 2*cap(b.ids) + 4*cap(b.secs) + 56
-	if b.bits != nil {
-		n += 8*sinceWords + 2*sinceWords/8
-	}
-	return n
-}
-
 // frozenIDMap is an idMap as of a freeze: never changed, read by any
 // goroutine.
 type frozenIDMap []*sinceBox
@@ -312,16 +303,4 @@ func (a *idMap) freeze() frozenIDMap {
 	a.epoch++
 	a.frozen = true
 	return frozenIDMap(a.boxes[:len(a.boxes):len(a.boxes)])
-}
-
-// bytes is the memory the map holds, about: its containers and their
-// index.
-func (a *idMap) bytes() int {
-	n := 16 * cap(a.boxes)
-	for _, b := range a.boxes {
-		if b != nil {
-			n += b.bytes()
-		}
-	}
-	return n
 }
