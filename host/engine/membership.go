@@ -22,12 +22,12 @@ type membership struct {
 	// nil until the first publish (no members).
 	view *roaring.Bitmap
 	// since is when each member entered, in Unix seconds (at most 6 bytes
-	// a member, nothing for users who are not: see idMap), as readers see
-	// it: replaced, never changed, under mu, with view. sinceW is the
-	// writer's, changed without any lock. A user who leaves loses the
-	// entry.
-	since   frozenIDMap
-	sinceW  idMap
+	// a member, nothing for users who are not: see idMap). A user who
+	// leaves loses the entry. Written under mu (write), in sorted batches;
+	// a capture freezes it. (Publishing a frozen copy with each step, as
+	// view is, copied every container a step touched: 13% of
+	// BenchmarkIngest100Rules' CPU.)
+	since idMap
 	history []historyDay
 	updated time.Time
 }
@@ -52,13 +52,10 @@ type pendingMembership struct {
 	view    *roaring.Bitmap
 }
 
-// prepare applies enters and exits to the writer's bitmap and since, and
-// makes the frozen copy of the bitmap readers will see; publish does it
-// outside the lock. The copy shares the bitmap's containers until the
-// writer changes them (roaring copy-on-write): it costs the container
-// count, not the members. The entered users' since is a placeholder until
-// commit knows the time: setting a value in place costs a lookup, while
-// inserting moves up to a container's entries.
+// prepare applies enters and exits to the writer's bitmap and makes the
+// frozen copy readers will see; publish does it outside the lock. The
+// copy shares the bitmap's containers until the writer changes them
+// (roaring copy-on-write): it costs the container count, not the members.
 func (m *membership) prepare(s *segmentState, enter, exit []uint32) pendingMembership {
 	p := pendingMembership{s: s, entered: enter[:0:0], left: exit[:0:0]}
 	if !m.members.GetCopyOnWrite() {
@@ -74,8 +71,6 @@ func (m *membership) prepare(s *segmentState, enter, exit []uint32) pendingMembe
 			p.left = append(p.left, u)
 		}
 	}
-	m.sinceW.setSorted(ascending(p.left), 0)
-	m.sinceW.setSorted(ascending(p.entered), pendingSince)
 	p.view = m.members.Clone()
 	// Readers never write the view, and with copy-on-write off even a
 	// reader's Clone of it only reads it.
@@ -91,13 +86,10 @@ func ascending(us []uint32) []uint32 {
 	return slices.Sorted(slices.Values(us))
 }
 
-// pendingSince is the since of a user prepare has entered, until commit
-// sets the step's time.
-const pendingSince = 1
-
 // commit publishes prepared changes at time now on day today. Under mu
-// (write): it costs a lookup per user who entered (their since) and a few
-// pointers.
+// (write): it costs the since of the users who entered or left (a lookup
+// and a move of at most a container's entries each, or a merge of the
+// container for many) and a pointer.
 func (m *membership) commit(p *pendingMembership, now time.Time, today dayIndex) {
 	if len(m.history) == 0 || m.history[len(m.history)-1].day != today {
 		m.history = append(m.history, historyDay{day: today, size: m.frozen().GetCardinality()})
@@ -106,13 +98,8 @@ func (m *membership) commit(p *pendingMembership, now time.Time, today dayIndex)
 		}
 	}
 	h := &m.history[len(m.history)-1]
-	sec := uint32(now.Unix())
-	if sec != pendingSince {
-		for _, u := range p.entered {
-			m.sinceW.set(u, sec)
-		}
-	}
-	m.since = m.sinceW.freeze()
+	m.since.setSorted(ascending(p.left), 0)
+	m.since.setSorted(ascending(p.entered), uint32(now.Unix()))
 	h.entered += uint64(len(p.entered))
 	h.left += uint64(len(p.left))
 	m.view = p.view
@@ -123,7 +110,6 @@ func (m *membership) commit(p *pendingMembership, now time.Time, today dayIndex)
 // publishMembers makes the writer's bitmap what readers see, as restored
 // from a snapshot. Before Run.
 func (m *membership) publishMembers() {
-	m.since = m.sinceW.freeze()
 	m.members.SetCopyOnWrite(true)
 	m.view = m.members.Clone()
 	m.view.SetCopyOnWrite(false)

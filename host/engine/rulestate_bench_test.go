@@ -183,7 +183,7 @@ func BenchmarkRuleState100(b *testing.B) {
 				}
 				h := heapAlloc()
 				for _, s := range e.segments {
-					s.since, s.sinceW = nil, idMap{}
+					s.since = idMap{}
 				}
 				since = float64(h - heapAlloc())
 				h = heapAlloc()

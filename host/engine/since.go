@@ -28,10 +28,8 @@ const (
 // entry and 528 bytes a container), the way roaring's array and bitmap
 // containers do. One dense array cost 4 bytes for every id up to the
 // highest: for since, 4 GB for 10M users × 100 segments however small the
-// segments. Writer only; freeze gives readers (and snapshot captures) a
-// view that never changes, and the writer copies a container before its
-// first change after that, so that a step's since work is done outside
-// Engine.mu, as its bitmap work is.
+// segments. freeze gives a snapshot capture a view that never changes:
+// the writer copies a container before its first change after that.
 type idMap struct {
 	boxes []*sinceBox
 	// owned[k] == epoch: the writer made or copied container k since the

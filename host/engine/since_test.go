@@ -169,7 +169,7 @@ segments:
 	entries := func() int {
 		n := 0
 		err := e.Do(context.Background(), func() error {
-			for _, b := range e.segments[0].since {
+			for _, b := range e.segments[0].since.boxes {
 				if b != nil {
 					n += len(b.secs)
 				}

@@ -261,7 +261,7 @@ func parallelN(n, workers int, f func(int)) {
 func (e *Engine) captureSegment(w *pieceWriter, s *segmentState) error {
 	e.mu.RLock()
 	view := s.frozen()
-	since := s.since // frozen: never changed
+	since := s.since.freeze() // the writer copies a container before changing it
 	history := slices.Clone(s.history)
 	updated := s.updated
 	// A stale segment's state misses events: the mark makes the next start
@@ -680,7 +680,7 @@ func (e *Engine) readSegment(r *snapio.Reader, s *segmentState, users uint32) er
 	if err := r.Done(); err != nil {
 		return err
 	}
-	s.members, s.sinceW, s.history, s.updated = members, since, history, updated
+	s.members, s.since, s.history, s.updated = members, since, history, updated
 	s.publishMembers()
 	if stale != "" {
 		s.stale = &staleState{reason: stale, usable: true}
