@@ -27,7 +27,7 @@ type membership struct {
 	// a capture freezes it. (Publishing a frozen copy with each step, as
 	// view is, copied every container a step touched: 13% of
 	// BenchmarkIngest100Rules' CPU.)
-	since idMap
+	since   idMap
 	history []historyDay
 	updated time.Time
 }
