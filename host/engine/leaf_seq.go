@@ -95,24 +95,41 @@ func (st *seqStore) used(r seqRec) int {
 // lookup returns u's record number.
 func (st *seqStore) lookup(u uint32) (uint32, bool) { return st.slot.get(u) }
 
-// slotIndex maps a dense user id to its record number (plus one: an
-// idMap holds no zeros), in memory that grows with the users the leaf
-// keeps times for: a dense index of 4 bytes for every id cost 25 bytes a
-// user with times for a rule whose event 16% of the users sent
-// (BenchmarkRuleState100). A lookup is a binary search of at most 256 ids
-// or a rank of at most eight words, where a Go map cost a hash and a probe
-// per event and per judged user. Writer only: captures hold records, not
-// the index.
-type slotIndex struct{ m idMap }
+// slotIndex maps a dense user id to its record number, in chunks of
+// chunkLen ids made on first use: an array load where a Go map cost a
+// hash and a probe per event and per judged user (BenchmarkIngest100Rules).
+// Entries hold the record number plus one; 0 is no record. Writer only:
+// captures hold records, not the index. (An idMap, sparse per 4096 ids,
+// took 2.4 of 18 bytes a user per sequence rule off
+// BenchmarkRuleState100/mixed but cost 8% of BenchmarkIngest100Rules'
+// CPU in cache misses.)
+type slotIndex [][]uint32
 
-func (x *slotIndex) get(u uint32) (uint32, bool) {
-	v := x.m.get(u)
-	return v - 1, v != 0
+func (x slotIndex) get(u uint32) (uint32, bool) {
+	if c := int(u >> chunkBits); c < len(x) && x[c] != nil {
+		if v := x[c][u&(chunkLen-1)]; v != 0 {
+			return v - 1, true
+		}
+	}
+	return 0, false
 }
 
-func (x *slotIndex) set(u, i uint32) { x.m.set(u, i+1) }
+func (x *slotIndex) set(u, i uint32) {
+	c := int(u >> chunkBits)
+	for c >= len(*x) {
+		*x = append(*x, nil)
+	}
+	if (*x)[c] == nil {
+		(*x)[c] = make([]uint32, chunkLen)
+	}
+	(*x)[c][u&(chunkLen-1)] = i + 1
+}
 
-func (x *slotIndex) remove(u uint32) { x.m.set(u, 0) }
+func (x slotIndex) remove(u uint32) {
+	if c := int(u >> chunkBits); c < len(x) && x[c] != nil {
+		x[c][u&(chunkLen-1)] = 0
+	}
+}
 
 // add inserts time t in list k of user u.
 func (st *seqStore) add(u uint32, k int, t int64) {
