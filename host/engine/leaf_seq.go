@@ -365,14 +365,12 @@ func readSeqStore(r *snapio.Reader, lists int) seqStore {
 		}
 		prev = u
 		off := len(st.arena)
-		st.grow(st.head)
 		st.arena = append(st.arena, make([]int64, st.head)...)
 		for k := range st.lists {
 			m := r.Len(1)
 			at := len(st.arena)
 			var t int64
 			sorted := true
-			st.grow(m)
 			for j := range m {
 				d := r.Varint()
 				if j > 0 && d < 0 {
@@ -396,7 +394,6 @@ func readSeqStore(r *snapio.Reader, lists int) seqStore {
 			continue
 		}
 		size := used + max(1, used/4)
-		st.grow(size - used)
 		st.arena = append(st.arena, make([]int64, size-used)...)
 		idx := uint32(st.records)
 		st.records++
@@ -406,5 +403,8 @@ func readSeqStore(r *snapio.Reader, lists int) seqStore {
 		*st.rec(idx) = seqRec{user: u, off: uint32(off), cap: uint32(size)}
 		st.slot.set(u, idx)
 	}
+	// The arena grew by append (doubling: growing by an eighth at a time
+	// copied it a dozen times over a load); keep an eighth of room.
+	st.arena = append(make([]int64, 0, len(st.arena)+len(st.arena)/8), st.arena...)
 	return st
 }

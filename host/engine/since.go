@@ -226,6 +226,35 @@ func (a *idMap) setSorted(us []uint32, v uint32) {
 	}
 }
 
+// load sets the values of us (ascending, not in the map yet), as a
+// snapshot read does: each container is built once, at its size.
+func (a *idMap) load(us, vs []uint32) {
+	for len(us) > 0 {
+		k := int(us[0] >> sinceBits)
+		n := 1
+		for n < len(us) && int(us[n]>>sinceBits) == k {
+			n++
+		}
+		b := &sinceBox{ids: make([]uint16, 0, n), secs: make([]uint32, 0, n)}
+		for i, u := range us[:n] {
+			if vs[i] != 0 {
+				b.ids, b.secs = append(b.ids, uint16(u&(sinceLen-1))), append(b.secs, vs[i])
+			}
+		}
+		if len(b.secs) > 0 {
+			if len(b.secs) > sinceBitmap {
+				b.toBitmap()
+			}
+			if k >= len(a.boxes) {
+				a.boxes = append(a.boxes, make([]*sinceBox, k+1-len(a.boxes))...)
+				a.owned = append(a.owned, make([]uint64, k+1-len(a.owned))...)
+			}
+			a.put(k, b)
+		}
+		us, vs = us[n:], vs[n:]
+	}
+}
+
 // setBox is setSorted for ids of container k, by a merge.
 func (a *idMap) setBox(k int, us []uint32, v uint32) {
 	var old *sinceBox

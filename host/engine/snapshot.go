@@ -635,11 +635,16 @@ func (e *Engine) readSegment(r *snapio.Reader, s *segmentState, users uint32) er
 	if r.Err == nil && !members.IsEmpty() && members.Maximum() >= users {
 		return fmt.Errorf("member %d beyond the %d users", members.Maximum(), users)
 	}
-	var since idMap
-	it := members.Iterator()
-	for it.HasNext() {
-		since.set(it.Next(), r.U32())
+	if n := members.GetCardinality(); n > uint64(r.Left()/4) {
+		return fmt.Errorf("%d members, room for the since of %d", n, r.Left()/4)
 	}
+	var since idMap
+	us := members.ToArray()
+	secs := make([]uint32, len(us))
+	for i := range us {
+		secs[i] = r.U32()
+	}
+	since.load(us, secs)
 	nh := r.Len(4)
 	history := make([]historyDay, nh)
 	for i := range history {
