@@ -20,7 +20,7 @@ const (
 )
 
 // idMap maps dense user ids to non-zero uint32s (a segment's since: when
-// each member entered, in Unix seconds; a sequence leaf's record numbers),
+// each member entered, in Unix seconds),
 // in memory that grows with the ids it holds, not with the id space: each
 // container of sinceLen ids keeps its values in id order, beside their ids
 // as a sorted array of the low 16 bits (6 bytes an entry) while it has few,
