@@ -36,6 +36,13 @@ func (c *pairColumn) add(u, v uint32) {
 	}
 }
 
+// settle merges the recent pairs (see numColumn.settle).
+func (c *pairColumn) settle() {
+	if c.n > 0 {
+		c.merge()
+	}
+}
+
 func (c *pairColumn) merge() {
 	add := make([]uint64, 0, c.n)
 	for u, vs := range c.recent {

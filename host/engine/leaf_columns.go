@@ -98,6 +98,9 @@ func (d *didLeaf) bucketFor(t int64) *bucketCol {
 				c.vals = &numColumn{}
 			}
 			d.cols = slices.Insert(d.cols, i, c)
+			if i == len(d.cols)-1 {
+				d.settleBefore(i)
+			}
 		}
 		d.hit = i
 	}
@@ -107,6 +110,23 @@ func (d *didLeaf) bucketFor(t int64) *bucketCol {
 		d.cols[i] = c
 	}
 	return c
+}
+
+// settleBefore settles the buckets before the i-th, the newest: their
+// recent users move into the sorted columns. A bucket a capture holds is
+// left as it is (it is cloned before a change).
+func (d *didLeaf) settleBefore(i int) {
+	for _, c := range d.cols[:i] {
+		if c.shared {
+			continue
+		}
+		if c.vals != nil && c.vals.recent != nil {
+			c.vals.settle()
+		}
+		if c.distinct != nil && c.distinct.recent != nil {
+			c.distinct.settle()
+		}
+	}
 }
 
 // addColumns records a matching event of user u at time t with number v

@@ -99,7 +99,10 @@ func (st *seqStore) lookup(u uint32) (uint32, bool) { return st.slot.get(u) }
 // chunkLen ids made on first use: an array load where a Go map cost a
 // hash and a probe per event and per judged user (BenchmarkIngest100Rules).
 // Entries hold the record number plus one; 0 is no record. Writer only:
-// captures hold records, not the index.
+// captures hold records, not the index. (An idMap, sparse per 4096 ids,
+// took 2.4 of 18 bytes a user per sequence rule off
+// BenchmarkRuleState100/mixed but cost 8% of BenchmarkIngest100Rules'
+// CPU in cache misses.)
 type slotIndex [][]uint32
 
 func (x slotIndex) get(u uint32) (uint32, bool) {
@@ -169,16 +172,32 @@ func (st *seqStore) newRec(u uint32) uint32 {
 		}
 	}
 	r := st.mutableRec(i)
-	*r = seqRec{user: u, off: uint32(len(st.arena)), cap: uint32(st.head + 2)}
-	st.arena = append(st.arena, make([]int64, st.head+2)...)
+	// Room for one time: most users of a rare event have one in the
+	// window (BenchmarkRuleState100), and a second moves the run.
+	*r = seqRec{user: u, off: uint32(len(st.arena)), cap: uint32(st.head + 1)}
+	st.grow(st.head + 1)
+	st.arena = append(st.arena, make([]int64, st.head+1)...)
 	st.slot.set(u, i)
 	return i
+}
+
+// grow makes room for n more words in the arena, by an eighth of it more
+// than asked, not append's doubling: the arena is most of a sequence
+// leaf's memory, and the room beyond its length is held too.
+func (st *seqStore) grow(n int) {
+	if len(st.arena)+n <= cap(st.arena) {
+		return
+	}
+	a := make([]int64, len(st.arena), len(st.arena)+n+max(len(st.arena)/8, 64))
+	copy(a, st.arena)
+	st.arena = a
 }
 
 // move copies run r (used words) to the end of the arena with room for
 // size words.
 func (st *seqStore) move(r *seqRec, used, size int) {
 	off := len(st.arena)
+	st.grow(size)
 	st.arena = append(st.arena, st.arena[r.off:int(r.off)+used]...)
 	st.arena = append(st.arena, make([]int64, size-used)...)
 	st.garbage += int(r.cap)
@@ -234,14 +253,23 @@ func (st *seqStore) trim(i uint32, t int64) bool {
 	return true
 }
 
-// compact rewrites the arena without garbage when it is a quarter of it,
+// compact rewrites the arena without garbage when it is an eighth of it,
 // leaving each run a quarter of its length to grow in. Not while a capture
 // holds the arena.
 func (st *seqStore) compact() {
-	if st.cow || st.garbage < 1<<12 || 4*st.garbage < len(st.arena) {
+	if st.cow || st.garbage < 1<<12 || 8*st.garbage < len(st.arena) {
 		return
 	}
-	arena := make([]int64, 0, len(st.arena)-st.garbage)
+	size := 0
+	for _, c := range st.chunks {
+		for j := range c.recs {
+			if r := c.recs[j]; r.cap != 0 {
+				used := st.used(r)
+				size += used + max(1, used/4)
+			}
+		}
+	}
+	arena := make([]int64, 0, size)
 	for _, c := range st.chunks {
 		for j := range c.recs {
 			r := &c.recs[j]
@@ -375,5 +403,8 @@ func readSeqStore(r *snapio.Reader, lists int) seqStore {
 		*st.rec(idx) = seqRec{user: u, off: uint32(off), cap: uint32(size)}
 		st.slot.set(u, idx)
 	}
+	// The arena grew by append (doubling: growing by an eighth at a time
+	// copied it a dozen times over a load); keep an eighth of room.
+	st.arena = append(make([]int64, 0, len(st.arena)+len(st.arena)/8), st.arena...)
 	return st
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -155,7 +156,18 @@ func TestRestoreRejectsStateVersion1(t *testing.T) {
 func TestNumColumnMatchesMap(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(3, 9))
-	for _, f := range []rules.AggFunc{rules.AggSum, rules.AggMin, rules.AggMax} {
+	for _, tc := range []struct {
+		f    rules.AggFunc
+		wide bool
+	}{{rules.AggSum, false}, {rules.AggMin, false}, {rules.AggMax, false}, {rules.AggSum, true}, {rules.AggMin, true}, {rules.AggMax, true}} {
+		// Without wide, whole numbers only (the narrow column); with it,
+		// past halfway, fractions, numbers beyond an int32 and -0 too,
+		// which widen it.
+		f := tc.f
+		wideAt := 1 << 30
+		if tc.wide {
+			wideAt = 10000
+		}
 		c := &numColumn{}
 		model := map[uint32]float64{}
 		var frozen *numColumn
@@ -163,9 +175,22 @@ func TestNumColumnMatchesMap(t *testing.T) {
 		for step := range 20000 {
 			u := uint32(rng.IntN(5000))
 			v := float64(rng.IntN(200) - 100)
+			if step >= wideAt {
+				switch rng.IntN(50) {
+				case 0:
+					v += 0.5
+				case 1:
+					v *= 3e7
+				case 2:
+					v = math.Copysign(0, -1)
+				}
+			}
 			x, had := model[u]
 			c.add(u, v, f, !had)
 			if !had {
+				if f == rules.AggSum {
+					v = 0 + v // a sum starts at 0: -0 sums to 0
+				}
 				model[u] = v
 			} else {
 				switch f {
@@ -194,7 +219,7 @@ func TestNumColumnMatchesMap(t *testing.T) {
 					t.Fatalf("%s: user %d after %d", f, u, prev)
 				}
 				prev, n = u, n+1
-				if want, ok := model[u]; !ok || want != x {
+				if want, ok := model[u]; !ok || want != x || math.Signbit(want) != math.Signbit(x) {
 					t.Fatalf("%s: user %d has %v, want %v", f, u, x, want)
 				}
 			})
@@ -214,6 +239,9 @@ func TestNumColumnMatchesMap(t *testing.T) {
 		check(frozen, frozenModel)
 		if len(c.keys) == 0 {
 			t.Fatalf("%s: never merged", f)
+		}
+		if c.wide != (wideAt < 20000) {
+			t.Fatalf("%s: wide %v, want %v", f, c.wide, wideAt < 20000)
 		}
 	}
 }

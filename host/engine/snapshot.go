@@ -82,9 +82,6 @@ type Capture struct {
 	head   snapio.Writer
 	segs   []capturedSegment
 	leaves []leaf // the leaves in copy-on-write mode, for Release
-	// since are the segments' since arrays shared with the encoding, for
-	// Release.
-	since []*chunked[uint32]
 	// names is the dictionary, attrNames and profiles the profiles, as of
 	// the capture; shared is the profile array to unshare at Release.
 	names, attrNames []string
@@ -163,7 +160,6 @@ func (e *Engine) Capture() (*Capture, error) {
 	})
 	for _, s := range e.segments {
 		c.leaves = append(c.leaves, s.leaves...)
-		c.since = append(c.since, &s.since)
 	}
 	if err := errors.Join(errs...); err != nil {
 		c.Release()
@@ -230,10 +226,6 @@ func (c *Capture) Release() {
 		}
 	}
 	c.leaves = nil
-	for _, a := range c.since {
-		a.unshare()
-	}
-	c.since = nil
 	if c.shared != nil {
 		c.shared.unshare()
 		c.shared = nil
@@ -269,7 +261,7 @@ func parallelN(n, workers int, f func(int)) {
 func (e *Engine) captureSegment(w *pieceWriter, s *segmentState) error {
 	e.mu.RLock()
 	view := s.frozen()
-	since := s.since.share()
+	since := s.since.freeze() // the writer copies a container before changing it
 	history := slices.Clone(s.history)
 	updated := s.updated
 	// A stale segment's state misses events: the mark makes the next start
@@ -443,7 +435,7 @@ func readColumns(r *snapio.Reader) []*bucketCol {
 		}
 		if r.Bool() {
 			nv := r.Len(9)
-			c.vals = &numColumn{keys: make([]uint32, nv), nums: make([]float64, nv)}
+			c.vals = &numColumn{keys: make([]uint32, nv), nums: make([]float64, nv), wide: true}
 			var u uint32
 			for i := range nv {
 				d := uint32(r.Uvarint())
@@ -453,6 +445,7 @@ func readColumns(r *snapio.Reader) []*bucketCol {
 				u += d
 				c.vals.keys[i], c.vals.nums[i] = u, r.Float()
 			}
+			c.vals.narrowAll()
 		}
 		if r.Err != nil {
 			return nil
@@ -642,11 +635,16 @@ func (e *Engine) readSegment(r *snapio.Reader, s *segmentState, users uint32) er
 	if r.Err == nil && !members.IsEmpty() && members.Maximum() >= users {
 		return fmt.Errorf("member %d beyond the %d users", members.Maximum(), users)
 	}
-	var since chunked[uint32]
-	it := members.Iterator()
-	for it.HasNext() {
-		since.set(it.Next(), r.U32())
+	if n := members.GetCardinality(); n > uint64(r.Left()/4) {
+		return fmt.Errorf("%d members, room for the since of %d", n, r.Left()/4)
 	}
+	var since idMap
+	us := members.ToArray()
+	secs := make([]uint32, len(us))
+	for i := range us {
+		secs[i] = r.U32()
+	}
+	since.load(us, secs)
 	nh := r.Len(4)
 	history := make([]historyDay, nh)
 	for i := range history {
