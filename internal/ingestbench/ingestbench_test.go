@@ -176,3 +176,23 @@ func TestMemberBenchInProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestPollIntervalNearTheEnd checks that the catch-up timer asks more often
+// near the last sequence, so that a run is not quantized to 50 ms.
+func TestPollIntervalNearTheEnd(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		applied, seq uint64
+		want         time.Duration
+	}{
+		{0, 2130, pollEvery},
+		{1000, 2130, pollEvery},
+		{1917, 2130, pollNearEnd},
+		{2129, 2130, pollNearEnd},
+		{0, 0, pollEvery},
+	} {
+		if got := pollInterval(c.applied, c.seq); got != c.want {
+			t.Errorf("pollInterval(%d, %d) = %v, want %v", c.applied, c.seq, got, c.want)
+		}
+	}
+}
