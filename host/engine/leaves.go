@@ -225,6 +225,7 @@ type didLeaf struct {
 	scratch []rules.Event
 	seen    []uint32 // value's scratch for distinct (writer only)
 	few     fewScratch
+	adds    stepAdds // count aggregates: what the last ingest added
 }
 
 func newDidLeaf(c *rules.Did, loc *time.Location, limits *idLimits) *didLeaf {
@@ -242,10 +243,17 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 		return err
 	}
 	start, end := d.window.at(b.now)
+	counts := d.cond.Aggregate.Func == rules.AggCount
+	if counts {
+		d.adds.reset(b.now)
+	}
 	for _, i := range pos {
 		ev := &b.events[i]
 		if ev.Time < start || (d.cond.Window.Kind == rules.Between && ev.Time >= end) {
 			continue // it can never be inside the window
+		}
+		if counts && ev.Time < end {
+			d.adds.users = append(d.adds.users, b.users[i])
 		}
 		switch a := d.cond.Aggregate; {
 		case a.Numeric():
@@ -276,6 +284,9 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 		}
 		touched.Add(b.users[i])
 	}
+	if counts {
+		slices.Sort(d.adds.users)
+	}
 	return nil
 }
 
@@ -301,6 +312,7 @@ func (d *didLeaf) empty() bool {
 }
 
 func (d *didLeaf) advance(t0, t1 int64, touched *roaring.Bitmap) {
+	d.adds.valid = false // the window may drop events: no bound any more
 	d.slideColumns(t0, t1, touched)
 }
 
