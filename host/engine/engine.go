@@ -122,6 +122,9 @@ type Engine struct {
 
 	work workCounters // the writer's work, for metrics (work.go)
 
+	// scratch is the writer's reused buffers for evaluate (step.go).
+	scratch evalScratch
+
 	// testHookPrepared, if set, runs on the writer once a step's bitmap
 	// work is done and before it is published (tests).
 	testHookPrepared func()
@@ -375,11 +378,35 @@ func (c changeSet) set(s *segmentState, user uint32, member bool) {
 	if member == s.members.Contains(user) {
 		return
 	}
+	c.delta(s).add(user, member)
+}
+
+// setMany is set(s, us[i], member[i]) for each i, with one lookup of s's
+// delta.
+func (c changeSet) setMany(s *segmentState, us []uint32, member []bool) {
+	var d *membershipDelta
+	for i, u := range us {
+		if member[i] == s.members.Contains(u) {
+			continue
+		}
+		if d == nil {
+			d = c.delta(s)
+		}
+		d.add(u, member[i])
+	}
+}
+
+// delta returns s's delta, made on first use.
+func (c changeSet) delta(s *segmentState) *membershipDelta {
 	d := c[s]
 	if d == nil {
 		d = &membershipDelta{}
 		c[s] = d
 	}
+	return d
+}
+
+func (d *membershipDelta) add(user uint32, member bool) {
 	if d.pending != nil {
 		d.pending[user] = member
 	}
@@ -439,7 +466,7 @@ func (c changeSet) member(s *segmentState, user uint32) bool {
 func (e *Engine) publish(changes changeSet, update func(*api.StatusReply)) {
 	now := e.clock.Now()
 	today := dayOf(now.UnixMilli(), e.loc)
-	var prepared []pendingMembership
+	prepared := make([]pendingMembership, 0, len(changes))
 	for _, s := range e.segments { // in id order, so that OnChanges sees a stable order
 		if d := changes[s]; d != nil {
 			prepared = append(prepared, s.prepare(s, d.enter, d.exit))
@@ -459,7 +486,11 @@ func (e *Engine) publish(changes changeSet, update func(*api.StatusReply)) {
 	if e.onChanges == nil || len(changes) == 0 {
 		return
 	}
-	var out []Change
+	n := 0
+	for _, d := range changes {
+		n += len(d.enter) + len(d.exit)
+	}
+	out := make([]Change, 0, n)
 	for _, s := range e.segments {
 		d := changes[s]
 		if d == nil {

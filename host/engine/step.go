@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -204,9 +205,15 @@ func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitma
 			// until a rebuild judges it again.
 			continue
 		}
-		affected := roaring.New()
+		if e.scratch.affected == nil {
+			e.scratch.affected = roaring.New()
+		}
+		affected := e.scratch.affected
+		affected.Clear()
 		for _, l := range s.leaves {
-			affected.Or(touched[l])
+			if t := touched[l]; t != nil {
+				affected.Or(t)
+			}
 		}
 		for _, r := range s.refs {
 			if d := changes[r]; d != nil {
@@ -220,17 +227,39 @@ func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitma
 			// moves that touched nobody).
 			s.evaluations.Add(affected.GetCardinality())
 			// All the users at once: a leaf walks its columns once for them.
-			us := affected.ToArray()
-			out := make([]bool, len(us))
+			us := e.scratch.users(affected)
+			out := e.scratch.outs(len(us))
 			s.tree.holdsMany(us, affected, e.now, changes, out)
-			for i, u := range us {
-				changes.set(s, u, out[i])
-			}
+			changes.setMany(s, us, out)
 		}
-		if fresh != nil && s.empty {
+		if fresh != nil && s.empty && !fresh.IsEmpty() {
 			changes.enterAll(s, roaring.AndNot(fresh, affected))
 		}
 	}
+}
+
+// evalScratch are evaluate's buffers, reused from step to step (writer
+// only): a 100-rule step made three of them per segment.
+type evalScratch struct {
+	affected *roaring.Bitmap
+	us       []uint32
+	out      []bool
+}
+
+// users returns the content of set in us's buffer.
+func (sc *evalScratch) users(set *roaring.Bitmap) []uint32 {
+	n := int(set.GetCardinality())
+	sc.us = slices.Grow(sc.us[:0], n)[:n]
+	it := set.ManyIterator()
+	it.NextMany(sc.us)
+	return sc.us
+}
+
+// outs returns n cleared results.
+func (sc *evalScratch) outs(n int) []bool {
+	sc.out = slices.Grow(sc.out[:0], n)[:n]
+	clear(sc.out)
+	return sc.out
 }
 
 // upload applies a static segment upload; it returns 1 when applied. An
