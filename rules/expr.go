@@ -116,9 +116,13 @@ func newExprEventPredicate(src string, p *vm.Program) *exprEventPredicate {
 // MatchEvents implements EventPredicate.
 func (p *exprEventPredicate) MatchEvents(_ context.Context, events []Event, out Bits) error {
 	machine := vm.VM{MemoryBudget: exprMemoryBudget}
+	// One env for the batch, passed by pointer: a struct value boxed into
+	// the program's env cost an allocation per event and rule.
+	env := &eventEnv{}
 	for i := range events {
 		e := &events[i]
-		res, err := machine.Run(p.program, eventEnv{Event: e.Name, User: e.User, Time: e.Time, Props: e.Props})
+		*env = eventEnv{Event: e.Name, User: e.User, Time: e.Time, Props: e.Props}
+		res, err := machine.Run(p.program, env)
 		if err != nil {
 			p.add(fmt.Sprintf("event %q of user %q", e.Name, e.User), err)
 			continue
