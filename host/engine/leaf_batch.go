@@ -110,8 +110,9 @@ func (d *didLeaf) holdsUndecided(us []uint32, set *roaring.Bitmap, now int64, ma
 }
 
 // stepAdds are the users (sorted, a user once per event) whose events a
-// count leaf's last ingest added inside its window at the clock reading
-// now. Each such event counts for its user as long as the clock reads now
+// did leaf's last ingest added at the clock reading now; valid for a
+// count leaf whose events all lay inside its window. Each such event
+// counts for its user as long as the clock reads now
 // (only a clock move drops events: advance invalidates), so their number
 // is a lower bound of the user's count: enough to decide ">= 1" for every
 // user a batch touched, and "< 2" for one with two new events, without a
