@@ -171,8 +171,12 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (*IngestReport, error) {
 			ratios[i] = append(ratios[i], rate(c.Took)/base)
 			rss[i] = append(rss[i], c.PeakRSS)
 			rows[i].Applied, rows[i].Invalid = c.Status.Events, c.Status.InvalidItems
-			fmt.Fprintf(progress, "run %d: segd, %d rules: %s, %.0f events/s (%.2f× the encoding/json run before it), peak RSS %s\n",
-				run, n, c.Took.Round(time.Millisecond), rate(c.Took), rate(c.Took)/base, formatBytes(c.PeakRSS))
+			cpu := ""
+			if c.CPU > 0 {
+				cpu = fmt.Sprintf(", CPU %.2f s", c.CPU.Seconds())
+			}
+			fmt.Fprintf(progress, "run %d: segd, %d rules: %s, %.0f events/s (%.2f× the encoding/json run before it), peak RSS %s%s\n",
+				run, n, c.Took.Round(time.Millisecond), rate(c.Took), rate(c.Took)/base, formatBytes(c.PeakRSS), cpu)
 		}
 	}
 	rep.AckRate, rep.JSONRate = median(ack), median(js)

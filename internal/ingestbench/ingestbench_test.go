@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -193,6 +194,33 @@ func TestPollIntervalNearTheEnd(t *testing.T) {
 	} {
 		if got := pollInterval(c.applied, c.seq); got != c.want {
 			t.Errorf("pollInterval(%d, %d) = %v, want %v", c.applied, c.seq, got, c.want)
+		}
+	}
+}
+
+// TestCPUTimeOfThisProcess reads this process's CPU time from /proc after
+// burning some, and checks it grew.
+func TestCPUTimeOfThisProcess(t *testing.T) {
+	before, err := CPUTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		x := 0
+		for i := range 10_000_000 {
+			x += i
+		}
+		_ = x
+		after, err := CPUTime(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after > before {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time stayed at %v for 10 s of work", before)
 		}
 	}
 }
