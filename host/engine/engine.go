@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,10 @@ type Config struct {
 	// refused and counted. A partition of P holds 2^32/P users, so that
 	// its ids map to global ids (host/scatter).
 	MaxUsers uint64
+
+	// evalParallelMin overrides evalParallelMin (tests: 1 judges every
+	// step's segments on several goroutines).
+	evalParallelMin int
 }
 
 // EventObserver receives the accepted events of each batch. users[i] is the
@@ -122,8 +127,15 @@ type Engine struct {
 
 	work workCounters // the writer's work, for metrics (work.go)
 
-	// scratch is the writer's reused buffers for evaluate (step.go).
-	scratch evalScratch
+	// scratch is the writer's reused buffers for evaluate (step.go),
+	// helpers those of the goroutines that judge beside it, evalFree and
+	// evalRest its lists of segments.
+	scratch            evalScratch
+	helpers            []*evalScratch
+	evalFree, evalRest []*segmentState
+	// parallelMin is the fewest touched users for which a step's segments
+	// are judged on several goroutines.
+	parallelMin int
 
 	// testHookPrepared, if set, runs on the writer once a step's bitmap
 	// work is done and before it is published (tests).
@@ -183,6 +195,7 @@ func New(cfg Config) *Engine {
 		onChanges:   cfg.OnChanges,
 		observer:    cfg.Observer,
 		maxRebuilds: cfg.MaxRecoveryRebuilds,
+		parallelMin: cmp.Or(cfg.evalParallelMin, evalParallelMin),
 		backoff:     cfg.RecoveryBackoff,
 		leafOf:      map[rules.Condition]leaf{},
 		route:       map[string]bool{},
@@ -381,19 +394,19 @@ func (c changeSet) set(s *segmentState, user uint32, member bool) {
 	c.delta(s).add(user, member)
 }
 
-// setMany is set(s, us[i], member[i]) for each i, with one lookup of s's
-// delta.
-func (c changeSet) setMany(s *segmentState, us []uint32, member []bool) {
-	var d *membershipDelta
+// setMany records in d, made if nil, that s's member us[i] is now
+// member[i] for each i where that changes something, and returns d.
+func (d *membershipDelta) setMany(s *segmentState, us []uint32, member []bool) *membershipDelta {
 	for i, u := range us {
 		if member[i] == s.members.Contains(u) {
 			continue
 		}
 		if d == nil {
-			d = c.delta(s)
+			d = &membershipDelta{}
 		}
 		d.add(u, member[i])
 	}
+	return d
 }
 
 // delta returns s's delta, made on first use.
@@ -420,14 +433,21 @@ func (d *membershipDelta) add(user uint32, member bool) {
 // enterAll is set(s, u, true) for each user of users, in ascending order,
 // with one bitmap difference instead of a lookup per user.
 func (c changeSet) enterAll(s *segmentState, users *roaring.Bitmap) {
+	if d := c[s].enterAll(s, users); d != nil {
+		c[s] = d
+	}
+}
+
+// enterAll records in d, made if needed, that the users (ascending) of
+// users who are not members of s enter it, and returns d. users is
+// changed.
+func (d *membershipDelta) enterAll(s *segmentState, users *roaring.Bitmap) *membershipDelta {
 	users.AndNot(s.members)
 	if users.IsEmpty() {
-		return
+		return d
 	}
-	d := c[s]
 	if d == nil {
 		d = &membershipDelta{}
-		c[s] = d
 	}
 	at := len(d.enter)
 	d.enter = append(d.enter, users.ToArray()...)
@@ -436,6 +456,7 @@ func (c changeSet) enterAll(s *segmentState, users *roaring.Bitmap) {
 			d.pending[u] = true
 		}
 	}
+	return d
 }
 
 // member reports a user's membership including this step's changes, which
