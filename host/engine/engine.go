@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -487,12 +488,7 @@ func (c changeSet) member(s *segmentState, user uint32) bool {
 func (e *Engine) publish(changes changeSet, update func(*api.StatusReply)) {
 	now := e.clock.Now()
 	today := dayOf(now.UnixMilli(), e.loc)
-	prepared := make([]pendingMembership, 0, len(changes))
-	for _, s := range e.segments { // in id order, so that OnChanges sees a stable order
-		if d := changes[s]; d != nil {
-			prepared = append(prepared, s.prepare(s, d.enter, d.exit))
-		}
-	}
+	prepared := e.prepare(changes)
 	if e.testHookPrepared != nil {
 		e.testHookPrepared()
 	}
@@ -525,6 +521,49 @@ func (e *Engine) publish(changes changeSet, update func(*api.StatusReply)) {
 		}
 	}
 	e.onChanges(out)
+}
+
+// prepare prepares each changed segment's membership (membership.prepare),
+// in id order. With many changes, on several goroutines: a segment's
+// preparing touches only its own bitmaps (a copy-on-write container they
+// share with a capture or a view is only read).
+func (e *Engine) prepare(changes changeSet) []pendingMembership {
+	prepared := make([]pendingMembership, 0, len(changes))
+	var deltas []*membershipDelta
+	n := 0
+	for _, s := range e.segments { // in id order, so that OnChanges sees a stable order
+		if d := changes[s]; d != nil {
+			prepared = append(prepared, pendingMembership{s: s})
+			deltas = append(deltas, d)
+			n += len(d.enter) + len(d.exit)
+		}
+	}
+	do := func(i int) {
+		s, d := prepared[i].s, deltas[i]
+		prepared[i] = s.prepare(s, d.enter, d.exit)
+	}
+	workers := min(runtime.GOMAXPROCS(0), maxEvalWorkers, len(prepared))
+	// A quarter of evaluate's threshold: copy-on-write clones make a
+	// change cost more than a judged user.
+	if workers < 2 || n < e.parallelMin/4 {
+		for i := range prepared {
+			do(i)
+		}
+		return prepared
+	}
+	var next atomic.Int64
+	work := func() {
+		for i := int(next.Add(1) - 1); i < len(prepared); i = int(next.Add(1) - 1) {
+			do(i)
+		}
+	}
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
+	return prepared
 }
 
 // unknownSegmentError is the 404 of an unknown segment: it is
