@@ -134,6 +134,7 @@ type Engine struct {
 	scratch            evalScratch
 	helpers            []*evalScratch
 	evalFree, evalRest []*segmentState
+	liveLeaves         []leaf // ingest's list of the leaves not paused
 	// parallelMin is the fewest touched users for which a step's segments
 	// are judged on several goroutines.
 	parallelMin int

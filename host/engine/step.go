@@ -142,26 +142,84 @@ func (e *Engine) apply(ctx context.Context, msg *ingest.Message) error {
 
 // ingest hands the batch (stream sequence seq, on subject) to every leaf and returns
 // the users each touched. A leaf whose predicate fails the batch makes its
-// segment stale (recovery.go); the other leaves go on.
+// segment stale (recovery.go); the other leaves go on. A big batch is
+// ingested on several goroutines: the leaves whose ingest touches only
+// their own state (concurrentIngest) are shared out among them, the others
+// go on this one, before it joins in.
 func (e *Engine) ingest(ctx context.Context, view *batchView, seq uint64, subject string) map[leaf]*roaring.Bitmap {
-	touched := make(map[leaf]*roaring.Bitmap, len(e.leaves))
+	live := e.liveLeaves[:0]
 	for _, l := range e.leaves {
-		if e.paused[l] {
-			continue // rebuilding: fed by the rebuild, in log order
+		if !e.paused[l] { // rebuilding: fed by the rebuild, in log order
+			live = append(live, l)
 		}
-		t := roaring.New()
-		if err := l.ingest(ctx, view, t); err != nil {
-			for _, s := range e.segments {
-				for _, sl := range s.leaves {
-					if sl == l {
-						e.markStale(s, err, seq, subject)
-					}
+	}
+	e.liveLeaves = live
+	ts := make([]*roaring.Bitmap, len(live))
+	errs := make([]error, len(live))
+	one := func(i int) {
+		ts[i] = roaring.New()
+		errs[i] = live[i].ingest(ctx, view, ts[i])
+	}
+	workers := min(runtime.GOMAXPROCS(0), maxEvalWorkers)
+	if workers < 2 || len(live) < 2 || len(view.events)*len(live) < 4*e.parallelMin {
+		for i := range live {
+			one(i)
+		}
+	} else {
+		var shared []int
+		for i, l := range live {
+			if concurrentIngest(l) {
+				shared = append(shared, i)
+			}
+		}
+		var next atomic.Int64
+		work := func() {
+			for k := int(next.Add(1) - 1); k < len(shared); k = int(next.Add(1) - 1) {
+				one(shared[k])
+			}
+		}
+		var wg sync.WaitGroup
+		for range workers - 1 {
+			wg.Go(work)
+		}
+		for i, l := range live {
+			if !concurrentIngest(l) {
+				one(i)
+			}
+		}
+		work()
+		wg.Wait()
+	}
+	touched := make(map[leaf]*roaring.Bitmap, len(live))
+	for i, l := range live {
+		touched[l] = ts[i]
+		if errs[i] == nil {
+			continue
+		}
+		for _, s := range e.segments {
+			for _, sl := range s.leaves {
+				if sl == l {
+					e.markStale(s, errs[i], seq, subject)
 				}
 			}
 		}
-		touched[l] = t
 	}
 	return touched
+}
+
+// concurrentIngest reports whether a leaf's ingest reads the batch and
+// writes only the leaf's own state, so that it may run beside other such
+// leaves' (predicates may be called from several goroutines at once).
+// Distinct counts share the engine's value limits, and profile
+// conditions the batch's profile cache: they are ingested one at a time.
+func concurrentIngest(l leaf) bool {
+	switch l := l.(type) {
+	case *didLeaf:
+		return l.cond.Aggregate.Func != rules.AggDistinct
+	case *seqLeaf:
+		return true
+	}
+	return false
 }
 
 // advanceClock moves every window to the clock. The users whose value may
