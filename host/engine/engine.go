@@ -432,17 +432,10 @@ func (d *membershipDelta) add(user uint32, member bool) {
 	}
 }
 
-// enterAll is set(s, u, true) for each user of users, in ascending order,
-// with one bitmap difference instead of a lookup per user.
-func (c changeSet) enterAll(s *segmentState, users *roaring.Bitmap) {
-	if d := c[s].enterAll(s, users); d != nil {
-		c[s] = d
-	}
-}
-
 // enterAll records in d, made if needed, that the users (ascending) of
-// users who are not members of s enter it, and returns d. users is
-// changed.
+// users who are not members of s enter it, and returns d: set(s, u, true)
+// for each, with one bitmap difference instead of a lookup per user.
+// users is changed.
 func (d *membershipDelta) enterAll(s *segmentState, users *roaring.Bitmap) *membershipDelta {
 	users.AndNot(s.members)
 	if users.IsEmpty() {
