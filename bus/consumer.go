@@ -253,11 +253,18 @@ type Consumer struct {
 	// pipe hands decoded messages from the message callback (which nats.go
 	// runs on one goroutine) to the applier goroutine, so that the next
 	// message is decoded while one is applied; its capacity bounds how
-	// many wait decoded. Closed by Stop once the callback has ended;
-	// applied is closed when the applier has handled all of them.
-	pipe      chan decoded
-	pipeClose sync.Once
-	applied   chan struct{}
+	// many wait decoded. quit (closed by Stop once consuming has stopped)
+	// ends the applier, which hands back what is left in the pipe and
+	// closes applied. The pipe is never closed: a late callback must not
+	// panic.
+	pipe     chan decoded
+	quit     chan struct{}
+	quitOnce sync.Once
+	applied  chan struct{}
+	// sending is read-held by the callback while it hands a message over,
+	// and taken by the applier once quit is closed, before it empties the
+	// pipe: nothing is left in it unacked.
+	sending sync.RWMutex
 
 	mu    sync.Mutex
 	stats ConsumerStats
@@ -324,7 +331,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, ing Ingester, opts Con
 		return nil, err
 	}
 	c := &Consumer{opts: opts, ctx: ctx, ing: ing, cons: cons, stopCh: make(chan struct{}),
-		pipe: make(chan decoded, decodeAhead), applied: make(chan struct{})}
+		pipe: make(chan decoded, decodeAhead), quit: make(chan struct{}), applied: make(chan struct{})}
 	if opts.StartSeq > 0 {
 		c.lastSeq.Store(opts.StartSeq - 1)
 	}
@@ -335,7 +342,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, ing Ingester, opts Con
 			opts.Logger.Warn("segd consumer", "durable", opts.Durable, "err", err)
 		}))
 	if err != nil {
-		c.pipeClose.Do(func() { close(c.pipe) })
+		c.quitOnce.Do(func() { close(c.quit) })
 		<-c.applied
 		return nil, fmt.Errorf("consumer %s: %w", opts.Durable, err)
 	}
@@ -396,7 +403,19 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 	}
 	d := decoded{msg: msg, seq: seq, time: md.Timestamp.UnixMilli()}
 	d.im = c.decode(d)
-	c.pipe <- d
+	c.sending.RLock()
+	defer c.sending.RUnlock()
+	select {
+	case <-c.quit:
+		_ = msg.Nak() // the applier is ending: hand it back
+		return
+	default:
+	}
+	select {
+	case c.pipe <- d:
+	case <-c.quit:
+		_ = msg.Nak()
+	}
 }
 
 // decodeAhead is how many decoded messages may wait for the applier: one
@@ -415,11 +434,28 @@ func (c *Consumer) decode(d decoded) *IngestMessage {
 	return DecodePartitionMessage(d.seq, d.msg.Subject(), d.msg.Data(), d.time, c.opts.Partition, c.opts.Partitions)
 }
 
-// applyLoop applies the decoded messages in order until the pipe closes.
+// applyLoop applies the decoded messages in order until quit, then hands
+// back those left in the pipe.
 func (c *Consumer) applyLoop() {
 	defer close(c.applied)
-	for d := range c.pipe {
-		c.apply(d)
+	for {
+		select {
+		case d := <-c.pipe:
+			c.apply(d)
+		case <-c.quit:
+			// Wait for a hand-over in progress, which sees quit and
+			// stops; later ones see it at once.
+			c.sending.Lock()
+			defer c.sending.Unlock()
+			for {
+				select {
+				case d := <-c.pipe:
+					_ = d.msg.Nak()
+				default:
+					return
+				}
+			}
+		}
 	}
 }
 
@@ -609,8 +645,7 @@ func (c *Consumer) Stop() {
 		c.cc.Drain()
 	})
 	<-c.cc.Closed()
-	// The callback has ended: nothing more enters the pipe.
-	c.pipeClose.Do(func() { close(c.pipe) })
+	c.quitOnce.Do(func() { close(c.quit) })
 	<-c.applied
 }
 
