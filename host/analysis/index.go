@@ -180,7 +180,7 @@ func (ix *Index) Today() Day { return DayIn(ix.now(), ix.loc) }
 // ObserveEvents waits for it to take them (unless a snapshot capture holds
 // the index): the queue stays bounded when the index is slower than the
 // engine.
-const maxQueued = 1 << 16
+const maxQueued = 1 << 13
 
 // ObserveEvents implements the engine's EventObserver: it queues the batch
 // for a drainer goroutine to apply, beside the engine's writer (one is
