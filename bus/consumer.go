@@ -286,8 +286,24 @@ type Consumer struct {
 	stopOnce sync.Once
 
 	// lastSeq is the last applied stream sequence. Written only by the
-	// message callback, which nats.go runs on one goroutine.
+	// applier goroutine.
 	lastSeq atomic.Uint64
+
+	// pipe hands decoded messages from the message callback (which nats.go
+	// runs on one goroutine) to the applier goroutine, so that the next
+	// message is decoded while one is applied; its capacity bounds how
+	// many wait decoded. quit (closed by Stop once consuming has stopped)
+	// ends the applier, which hands back what is left in the pipe and
+	// closes applied. The pipe is never closed: a late callback must not
+	// panic.
+	pipe     chan decoded
+	quit     chan struct{}
+	quitOnce sync.Once
+	applied  chan struct{}
+	// sending is read-held by the callback while it hands a message over,
+	// and taken by the applier once quit is closed, before it empties the
+	// pipe: nothing is left in it unacked.
+	sending sync.RWMutex
 
 	mu    sync.Mutex
 	stats ConsumerStats
@@ -356,16 +372,20 @@ func Consume(ctx context.Context, js jetstream.JetStream, ing Ingester, opts Con
 	if cons, err = rewind(ctx, js, cons, cfg, opts); err != nil {
 		return nil, err
 	}
-	c := &Consumer{opts: opts, ctx: ctx, ing: ing, cons: cons, stopCh: make(chan struct{})}
+	c := &Consumer{opts: opts, ctx: ctx, ing: ing, cons: cons, stopCh: make(chan struct{}),
+		pipe: make(chan decoded, decodeAhead), quit: make(chan struct{}), applied: make(chan struct{})}
 	if opts.StartSeq > 0 {
 		c.lastSeq.Store(opts.StartSeq - 1)
 	}
+	go c.applyLoop()
 	c.cc, err = cons.Consume(c.handle,
 		jetstream.PullMaxMessagesWithBytesLimit(opts.BufferMessages, opts.BufferBytes),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			opts.Logger.Warn("segd consumer", "durable", opts.Durable, "err", err)
 		}))
 	if err != nil {
+		c.quitOnce.Do(func() { close(c.quit) })
+		<-c.applied
 		return nil, fmt.Errorf("consumer %s: %w", opts.Durable, err)
 	}
 	context.AfterFunc(ctx, c.Stop)
@@ -401,7 +421,9 @@ func rewind(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer
 	return cons, nil
 }
 
-// handle runs on the subscription's single goroutine, hence serially.
+// handle runs on the subscription's single goroutine, hence serially: it
+// decodes the message and hands it to the applier (applyLoop), so that
+// decoding the next message overlaps applying this one.
 func (c *Consumer) handle(msg jetstream.Msg) {
 	if c.stopping.Load() {
 		// Draining after Stop: hand the buffered messages back in order
@@ -421,11 +443,78 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	}
-	r := retrier{c: c, msg: msg, seq: seq}
-	decode := func() *IngestMessage {
-		return DecodePartitionMessage(seq, msg.Subject(), msg.Data(), md.Timestamp.UnixMilli(), c.opts.Partition, c.opts.Partitions)
+	d := decoded{msg: msg, seq: seq, time: md.Timestamp.UnixMilli()}
+	d.im = c.decode(d)
+	c.sending.RLock()
+	defer c.sending.RUnlock()
+	select {
+	case <-c.quit:
+		_ = msg.Nak() // the applier is ending: hand it back
+		return
+	default:
 	}
-	im := decode()
+	select {
+	case c.pipe <- d:
+	case <-c.quit:
+		_ = msg.Nak()
+	}
+}
+
+// decodeAhead is how many decoded messages may wait for the applier: one
+// is decoded while another is applied.
+const decodeAhead = 1
+
+// decoded is a message the callback decoded for the applier.
+type decoded struct {
+	msg  jetstream.Msg
+	seq  uint64
+	time int64 // the stream timestamp, Unix ms
+	im   *IngestMessage
+}
+
+func (c *Consumer) decode(d decoded) *IngestMessage {
+	return DecodePartitionMessage(d.seq, d.msg.Subject(), d.msg.Data(), d.time, c.opts.Partition, c.opts.Partitions)
+}
+
+// applyLoop applies the decoded messages in order until quit, then hands
+// back those left in the pipe.
+func (c *Consumer) applyLoop() {
+	defer close(c.applied)
+	for {
+		select {
+		case d := <-c.pipe:
+			c.apply(d)
+		case <-c.quit:
+			// Wait for a hand-over in progress, which sees quit and
+			// stops; later ones see it at once.
+			c.sending.Lock()
+			defer c.sending.Unlock()
+			for {
+				select {
+				case d := <-c.pipe:
+					_ = d.msg.Nak()
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// apply hands one decoded message to the Ingester, with retries, and acks
+// it. It runs on the applier goroutine, hence serially and in order.
+func (c *Consumer) apply(d decoded) {
+	msg, seq, im := d.msg, d.seq, d.im
+	if c.stopping.Load() {
+		_ = msg.Nak() // decoded before Stop: handed back like the buffered ones
+		return
+	}
+	if seq <= c.lastSeq.Load() {
+		_ = msg.Ack()
+		return
+	}
+	r := retrier{c: c, msg: msg, seq: seq}
+	decode := func() *IngestMessage { return c.decode(d) }
 	if im.Err != nil && c.opts.DeadLetters != nil {
 		// Kept before Apply counts it: a message that is not a batch is
 		// acked only once recorded, or once recording it has failed for
@@ -598,6 +687,8 @@ func (c *Consumer) Stop() {
 		c.cc.Drain()
 	})
 	<-c.cc.Closed()
+	c.quitOnce.Do(func() { close(c.quit) })
+	<-c.applied
 }
 
 // DecodeMessage turns a stored events-stream message into what the

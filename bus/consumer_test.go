@@ -468,3 +468,45 @@ func TestConsumeNeverGivesUpWhileStopping(t *testing.T) {
 	}
 	waitAllAcked(t, c2)
 }
+
+// TestConsumeCallbackAfterStop: nats.go may run the message callback after
+// Stop has returned (a standby host that stood down panicked with "send on
+// closed channel" when the decoded-message pipe was closed). A late
+// delivery must be handed back, not applied, and nothing may panic.
+func TestConsumeCallbackAfterStop(t *testing.T) {
+	t.Parallel()
+	js := streamEnv(t)
+	publish(t, js, "segd.events.0", batchOf(1))
+	publish(t, js, "segd.events.0", batchOf(2))
+	rec := newRecorder()
+	c, err := Consume(context.Background(), js, rec, fastOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.waitApplied(t, 2)
+	c.Stop()
+
+	// A delivery of message 3 reaching the stopped consumer's callback.
+	publish(t, js, "segd.events.0", batchOf(3))
+	other, err := js.CreateOrUpdateConsumer(context.Background(), EventsStream, jetstream.ConsumerConfig{
+		Durable: "late", AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverLastPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := other.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var late jetstream.Msg
+	for m := range batch.Messages() {
+		late = m
+	}
+	if late == nil {
+		t.Fatal("no message fetched")
+	}
+	c.stopping.Store(false) // as if the callback had passed its first check just before Stop
+	c.handle(late)
+	if got := rec.snapshot(); len(got) != 2 {
+		t.Fatalf("applied %d messages; want 2: a delivery after Stop is handed back", len(got))
+	}
+}

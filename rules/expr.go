@@ -136,9 +136,13 @@ func newExprEventPredicate(src string, p *vm.Program) *exprEventPredicate {
 func (p *exprEventPredicate) MatchEvents(ctx context.Context, events []Event, out Bits) error {
 	machine := vm.VM{MemoryBudget: exprMemoryBudget}
 	probe := IsProbe(ctx)
+	// One env for the batch, passed by pointer: a struct value boxed into
+	// the program's env cost an allocation per event and rule.
+	env := &eventEnv{}
 	for i := range events {
 		e := &events[i]
-		res, err := machine.Run(p.program, eventEnv{Event: e.Name, User: e.User, Time: e.Time, Props: e.Props})
+		*env = eventEnv{Event: e.Name, User: e.User, Time: e.Time, Props: e.Props}
+		res, err := machine.Run(p.program, env)
 		if err != nil {
 			if !probe {
 				p.add(fmt.Sprintf("event %q of user %q", e.Name, e.User), err)

@@ -50,6 +50,9 @@ encoding/json consumer of the same run.`,
 			if cfg.Segd, err = benchSegd(segdPath, inProc, false); err != nil {
 				return err
 			}
+			if cfg.CPUProfile != "" && !inProc {
+				return errors.New("--cpuprofile needs --in-process: it profiles this process")
+			}
 			cfg.Freshness.Rates, cfg.Freshness.Duration = fresh, freshDur
 			cfg.Progress = cmd.ErrOrStderr()
 			var rep *ingestbench.IngestReport
@@ -78,6 +81,7 @@ encoding/json consumer of the same run.`,
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "bound on each run")
 	f.StringVar(&segdPath, "segd", "", "the segd binary to measure, e.g. another build (default: this one)")
 	f.BoolVar(&inProc, "in-process", false, "run segd in this process (no per-run RSS) instead of a 'segd serve' subprocess")
+	f.StringVar(&cfg.CPUProfile, "cpuprofile", "", "with --in-process: write a CPU profile of each segd catch-up to PREFIX-<rules>rules-run<k>.pprof")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
 }

@@ -65,6 +65,13 @@ type Index struct {
 
 	qmu   sync.Mutex
 	queue []queued // observed, not yet applied
+	// draining is set while a drainer goroutine runs (guarded by qmu);
+	// taken is signalled (on qmu) each time a drain takes the queue.
+	draining bool
+	taken    *sync.Cond
+	// capturing is set while a snapshot capture holds mu: ObserveEvents
+	// then never waits for the queue to shrink.
+	capturing atomic.Bool
 
 	mu       sync.RWMutex // guards everything below
 	ids      map[string]uint32
@@ -156,6 +163,7 @@ func New(cfg Config) *Index {
 	}
 	ix.dc.Loc = ix.loc
 	ix.today = DayIn(ix.now(), ix.loc)
+	ix.taken = sync.NewCond(&ix.qmu)
 	return ix
 }
 
@@ -168,19 +176,47 @@ func (ix *Index) Days() int { return ix.days }
 // Today is the current calendar day by the index's clock.
 func (ix *Index) Today() Day { return DayIn(ix.now(), ix.loc) }
 
+// maxQueued is how many observed events may wait for the drainer before
+// ObserveEvents waits for it to take them (unless a snapshot capture holds
+// the index): the queue stays bounded when the index is slower than the
+// engine.
+const maxQueued = 1 << 13
+
 // ObserveEvents implements the engine's EventObserver: it queues the batch
-// and applies it at once unless a query is reading, in which case the next
-// batch or the next query applies it. It never waits for a query.
+// for a drainer goroutine to apply, beside the engine's writer (one is
+// started when none runs; it ends when the queue is empty). Queries apply
+// what is queued before they read, so they see every observed event. It
+// waits only when more than maxQueued events are queued and no snapshot
+// capture holds the index, until the drainer takes them.
 func (ix *Index) ObserveEvents(events []rules.Event, users []uint32) {
 	ix.qmu.Lock()
 	for i := range events {
 		e := &events[i]
 		ix.queue = append(ix.queue, queued{user: users[i], t: e.Time, name: e.Name, props: e.Props})
 	}
+	if !ix.draining && len(ix.queue) > 0 {
+		ix.draining = true
+		go ix.drainLoop()
+	}
+	for len(ix.queue) > maxQueued && !ix.capturing.Load() {
+		ix.taken.Wait()
+	}
 	ix.qmu.Unlock()
-	if ix.mu.TryLock() {
+}
+
+// drainLoop applies the queue until it is empty, then ends.
+func (ix *Index) drainLoop() {
+	for {
+		ix.mu.Lock()
 		ix.drain()
 		ix.mu.Unlock()
+		ix.qmu.Lock()
+		if len(ix.queue) == 0 {
+			ix.draining = false
+			ix.qmu.Unlock()
+			return
+		}
+		ix.qmu.Unlock()
 	}
 }
 
@@ -214,6 +250,7 @@ func (ix *Index) drain() {
 	ix.qmu.Lock()
 	q := ix.queue
 	ix.queue = nil
+	ix.taken.Broadcast()
 	ix.qmu.Unlock()
 	if today := DayIn(ix.now(), ix.loc); today != ix.today {
 		ix.today = today

@@ -33,6 +33,10 @@ type StateCapture struct {
 func (ix *Index) CaptureState() *StateCapture {
 	ix.mu.Lock()
 	ix.drain()
+	ix.qmu.Lock()
+	ix.capturing.Store(true)
+	ix.taken.Broadcast() // ObserveEvents waiting for the drainer: go on
+	ix.qmu.Unlock()
 	return &StateCapture{ix: ix}
 }
 
@@ -50,6 +54,7 @@ func (c *StateCapture) WriteTo(w *snapio.Writer) error {
 func (c *StateCapture) Release() {
 	if !c.done {
 		c.done = true
+		c.ix.capturing.Store(false)
 		c.ix.mu.Unlock()
 	}
 }

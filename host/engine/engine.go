@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -62,6 +64,10 @@ type Config struct {
 	// refused and counted. A partition of P holds 2^32/P users, so that
 	// its ids map to global ids (host/scatter).
 	MaxUsers uint64
+
+	// evalParallelMin overrides evalParallelMin (tests: 1 judges every
+	// step's segments on several goroutines).
+	evalParallelMin int
 }
 
 // EventObserver receives the accepted events of each batch. users[i] is the
@@ -122,6 +128,17 @@ type Engine struct {
 
 	work workCounters // the writer's work, for metrics (work.go)
 
+	// scratch is the writer's reused buffers for evaluate (step.go),
+	// helpers those of the goroutines that judge beside it, evalFree and
+	// evalRest its lists of segments.
+	scratch            evalScratch
+	helpers            []*evalScratch
+	evalFree, evalRest []*segmentState
+	liveLeaves         []leaf // ingest's list of the leaves not paused
+	// parallelMin is the fewest touched users for which a step's segments
+	// are judged on several goroutines.
+	parallelMin int
+
 	// testHookPrepared, if set, runs on the writer once a step's bitmap
 	// work is done and before it is published (tests).
 	testHookPrepared func()
@@ -180,6 +197,7 @@ func New(cfg Config) *Engine {
 		onChanges:   cfg.OnChanges,
 		observer:    cfg.Observer,
 		maxRebuilds: cfg.MaxRecoveryRebuilds,
+		parallelMin: cmp.Or(cfg.evalParallelMin, evalParallelMin),
 		backoff:     cfg.RecoveryBackoff,
 		leafOf:      map[rules.Condition]leaf{},
 		route:       map[string]bool{},
@@ -375,11 +393,35 @@ func (c changeSet) set(s *segmentState, user uint32, member bool) {
 	if member == s.members.Contains(user) {
 		return
 	}
+	c.delta(s).add(user, member)
+}
+
+// setMany records in d, made if nil, that s's member us[i] is now
+// member[i] for each i where that changes something, and returns d.
+func (d *membershipDelta) setMany(s *segmentState, us []uint32, member []bool) *membershipDelta {
+	for i, u := range us {
+		if member[i] == s.members.Contains(u) {
+			continue
+		}
+		if d == nil {
+			d = &membershipDelta{}
+		}
+		d.add(u, member[i])
+	}
+	return d
+}
+
+// delta returns s's delta, made on first use.
+func (c changeSet) delta(s *segmentState) *membershipDelta {
 	d := c[s]
 	if d == nil {
 		d = &membershipDelta{}
 		c[s] = d
 	}
+	return d
+}
+
+func (d *membershipDelta) add(user uint32, member bool) {
 	if d.pending != nil {
 		d.pending[user] = member
 	}
@@ -390,17 +432,17 @@ func (c changeSet) set(s *segmentState, user uint32, member bool) {
 	}
 }
 
-// enterAll is set(s, u, true) for each user of users, in ascending order,
-// with one bitmap difference instead of a lookup per user.
-func (c changeSet) enterAll(s *segmentState, users *roaring.Bitmap) {
+// enterAll records in d, made if needed, that the users (ascending) of
+// users who are not members of s enter it, and returns d: set(s, u, true)
+// for each, with one bitmap difference instead of a lookup per user.
+// users is changed.
+func (d *membershipDelta) enterAll(s *segmentState, users *roaring.Bitmap) *membershipDelta {
 	users.AndNot(s.members)
 	if users.IsEmpty() {
-		return
+		return d
 	}
-	d := c[s]
 	if d == nil {
 		d = &membershipDelta{}
-		c[s] = d
 	}
 	at := len(d.enter)
 	d.enter = append(d.enter, users.ToArray()...)
@@ -409,6 +451,7 @@ func (c changeSet) enterAll(s *segmentState, users *roaring.Bitmap) {
 			d.pending[u] = true
 		}
 	}
+	return d
 }
 
 // member reports a user's membership including this step's changes, which
@@ -439,12 +482,7 @@ func (c changeSet) member(s *segmentState, user uint32) bool {
 func (e *Engine) publish(changes changeSet, update func(*api.StatusReply)) {
 	now := e.clock.Now()
 	today := dayOf(now.UnixMilli(), e.loc)
-	var prepared []pendingMembership
-	for _, s := range e.segments { // in id order, so that OnChanges sees a stable order
-		if d := changes[s]; d != nil {
-			prepared = append(prepared, s.prepare(s, d.enter, d.exit))
-		}
-	}
+	prepared := e.prepare(changes)
 	if e.testHookPrepared != nil {
 		e.testHookPrepared()
 	}
@@ -459,7 +497,11 @@ func (e *Engine) publish(changes changeSet, update func(*api.StatusReply)) {
 	if e.onChanges == nil || len(changes) == 0 {
 		return
 	}
-	var out []Change
+	n := 0
+	for _, d := range changes {
+		n += len(d.enter) + len(d.exit)
+	}
+	out := make([]Change, 0, n)
 	for _, s := range e.segments {
 		d := changes[s]
 		if d == nil {
@@ -473,6 +515,49 @@ func (e *Engine) publish(changes changeSet, update func(*api.StatusReply)) {
 		}
 	}
 	e.onChanges(out)
+}
+
+// prepare prepares each changed segment's membership (membership.prepare),
+// in id order. With many changes, on several goroutines: a segment's
+// preparing touches only its own bitmaps (a copy-on-write container they
+// share with a capture or a view is only read).
+func (e *Engine) prepare(changes changeSet) []pendingMembership {
+	prepared := make([]pendingMembership, 0, len(changes))
+	var deltas []*membershipDelta
+	n := 0
+	for _, s := range e.segments { // in id order, so that OnChanges sees a stable order
+		if d := changes[s]; d != nil {
+			prepared = append(prepared, pendingMembership{s: s})
+			deltas = append(deltas, d)
+			n += len(d.enter) + len(d.exit)
+		}
+	}
+	do := func(i int) {
+		s, d := prepared[i].s, deltas[i]
+		prepared[i] = s.prepare(s, d.enter, d.exit)
+	}
+	workers := min(runtime.GOMAXPROCS(0), maxEvalWorkers, len(prepared))
+	// A quarter of evaluate's threshold: copy-on-write clones make a
+	// change cost more than a judged user.
+	if workers < 2 || n < e.parallelMin/4 {
+		for i := range prepared {
+			do(i)
+		}
+		return prepared
+	}
+	var next atomic.Int64
+	work := func() {
+		for i := int(next.Add(1) - 1); i < len(prepared); i = int(next.Add(1) - 1) {
+			do(i)
+		}
+	}
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
+	return prepared
 }
 
 // unknownSegmentError is the 404 of an unknown segment: it is

@@ -269,8 +269,17 @@ func randomConfig(t testing.TB, loc *time.Location) (Config, *ManualClock) {
 }
 
 func runRandomized(t *testing.T, loc *time.Location, seed uint64) {
+	runRandomizedWith(t, loc, seed, nil)
+}
+
+// runRandomizedWith is runRandomized with the engine's Config changed by
+// tweak (nil: none).
+func runRandomizedWith(t *testing.T, loc *time.Location, seed uint64, tweak func(*Config)) {
 	rng := rand.New(rand.NewPCG(seed, 42))
 	cfg, clock := randomConfig(t, loc)
+	if tweak != nil {
+		tweak(&cfg)
+	}
 	segs := cfg.Segments
 	e := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())

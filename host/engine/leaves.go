@@ -225,6 +225,7 @@ type didLeaf struct {
 	scratch []rules.Event
 	seen    []uint32 // value's scratch for distinct (writer only)
 	few     fewScratch
+	adds    stepAdds // the users of the events the last ingest added
 }
 
 func newDidLeaf(c *rules.Did, loc *time.Location, limits *idLimits) *didLeaf {
@@ -242,10 +243,18 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 		return err
 	}
 	start, end := d.window.at(b.now)
+	// The users of the events added, a user once per event, sorted at the
+	// end: added to touched at once, and for counts a lower bound of each
+	// one's count (unless an event lies past the window's end).
+	d.adds.reset(b.now)
+	bound := d.cond.Aggregate.Func == rules.AggCount
 	for _, i := range pos {
 		ev := &b.events[i]
 		if ev.Time < start || (d.cond.Window.Kind == rules.Between && ev.Time >= end) {
 			continue // it can never be inside the window
+		}
+		if ev.Time >= end {
+			bound = false // a future event: stored, not counted yet
 		}
 		switch a := d.cond.Aggregate; {
 		case a.Numeric():
@@ -274,8 +283,11 @@ func (d *didLeaf) ingest(ctx context.Context, b *batchView, touched *roaring.Bit
 		default:
 			d.addColumns(b.users[i], ev.Time, 0, 0)
 		}
-		touched.Add(b.users[i])
+		d.adds.users = append(d.adds.users, b.users[i])
 	}
+	slices.Sort(d.adds.users)
+	touched.AddMany(d.adds.users)
+	d.adds.valid = bound
 	return nil
 }
 
@@ -301,6 +313,7 @@ func (d *didLeaf) empty() bool {
 }
 
 func (d *didLeaf) advance(t0, t1 int64, touched *roaring.Bitmap) {
+	d.adds.valid = false // the window may drop events: no bound any more
 	d.slideColumns(t0, t1, touched)
 }
 

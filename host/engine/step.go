@@ -3,6 +3,10 @@ package engine
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -138,26 +142,84 @@ func (e *Engine) apply(ctx context.Context, msg *ingest.Message) error {
 
 // ingest hands the batch (stream sequence seq, on subject) to every leaf and returns
 // the users each touched. A leaf whose predicate fails the batch makes its
-// segment stale (recovery.go); the other leaves go on.
+// segment stale (recovery.go); the other leaves go on. A big batch is
+// ingested on several goroutines: the leaves whose ingest touches only
+// their own state (concurrentIngest) are shared out among them, the others
+// go on this one, before it joins in.
 func (e *Engine) ingest(ctx context.Context, view *batchView, seq uint64, subject string) map[leaf]*roaring.Bitmap {
-	touched := make(map[leaf]*roaring.Bitmap, len(e.leaves))
+	live := e.liveLeaves[:0]
 	for _, l := range e.leaves {
-		if e.paused[l] {
-			continue // rebuilding: fed by the rebuild, in log order
+		if !e.paused[l] { // rebuilding: fed by the rebuild, in log order
+			live = append(live, l)
 		}
-		t := roaring.New()
-		if err := l.ingest(ctx, view, t); err != nil {
-			for _, s := range e.segments {
-				for _, sl := range s.leaves {
-					if sl == l {
-						e.markStale(s, err, seq, subject)
-					}
+	}
+	e.liveLeaves = live
+	ts := make([]*roaring.Bitmap, len(live))
+	errs := make([]error, len(live))
+	one := func(i int) {
+		ts[i] = roaring.New()
+		errs[i] = live[i].ingest(ctx, view, ts[i])
+	}
+	workers := min(runtime.GOMAXPROCS(0), maxEvalWorkers)
+	if workers < 2 || len(live) < 2 || len(view.events)*len(live) < 4*e.parallelMin {
+		for i := range live {
+			one(i)
+		}
+	} else {
+		var shared []int
+		for i, l := range live {
+			if concurrentIngest(l) {
+				shared = append(shared, i)
+			}
+		}
+		var next atomic.Int64
+		work := func() {
+			for k := int(next.Add(1) - 1); k < len(shared); k = int(next.Add(1) - 1) {
+				one(shared[k])
+			}
+		}
+		var wg sync.WaitGroup
+		for range workers - 1 {
+			wg.Go(work)
+		}
+		for i, l := range live {
+			if !concurrentIngest(l) {
+				one(i)
+			}
+		}
+		work()
+		wg.Wait()
+	}
+	touched := make(map[leaf]*roaring.Bitmap, len(live))
+	for i, l := range live {
+		touched[l] = ts[i]
+		if errs[i] == nil {
+			continue
+		}
+		for _, s := range e.segments {
+			for _, sl := range s.leaves {
+				if sl == l {
+					e.markStale(s, errs[i], seq, subject)
 				}
 			}
 		}
-		touched[l] = t
 	}
 	return touched
+}
+
+// concurrentIngest reports whether a leaf's ingest reads the batch and
+// writes only the leaf's own state, so that it may run beside other such
+// leaves' (predicates may be called from several goroutines at once).
+// Distinct counts share the engine's value limits, and profile
+// conditions the batch's profile cache: they are ingested one at a time.
+func concurrentIngest(l leaf) bool {
+	switch l := l.(type) {
+	case *didLeaf:
+		return l.cond.Aggregate.Func != rules.AggDistinct
+	case *seqLeaf:
+		return true
+	}
+	return false
 }
 
 // advanceClock moves every window to the clock. The users whose value may
@@ -195,37 +257,152 @@ func (e *Engine) advanceClock(_ context.Context) {
 // membership of a segment it reads changed. New users (who join the
 // universe that negations and zero counts are relative to) that nothing
 // touched have empty state everywhere, so they take the segment's empty
-// value without being judged one by one.
+// value without being judged one by one. When the step touched many users,
+// the segments that read no other are judged on several goroutines first.
 func (e *Engine) evaluate(touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitmap, changes changeSet) {
-	for _, s := range e.order {
-		if s.tree == nil || s.rebuilding || s.stale != nil {
-			// static: uploads only; rebuilding: judged when done; stale:
-			// its state misses events, so its membership stays as it was
-			// until a rebuild judges it again.
-			continue
-		}
-		affected := roaring.New()
-		for _, l := range s.leaves {
-			affected.Or(touched[l])
-		}
-		for _, r := range s.refs {
-			if d := changes[r]; d != nil {
-				affected.AddMany(d.enter)
-				affected.AddMany(d.exit)
-			}
-		}
-		s.evaluations.Add(affected.GetCardinality())
-		// All the users at once: a leaf walks its columns once for them.
-		us := affected.ToArray()
-		out := make([]bool, len(us))
-		s.tree.holdsMany(us, affected, e.now, changes, out)
-		for i, u := range us {
-			changes.set(s, u, out[i])
-		}
-		if fresh != nil && s.empty {
-			changes.enterAll(s, roaring.AndNot(fresh, affected))
+	rest := e.order
+	if workers := e.evalWorkers(touched); workers > 1 {
+		rest = e.evaluateParallel(workers, touched, fresh, changes)
+	}
+	for _, s := range rest {
+		if d := e.judge(s, touched, fresh, changes, &e.scratch); d != nil {
+			changes[s] = d
 		}
 	}
+}
+
+// evalParallelMin is the fewest users a step's leaves must touch for
+// evaluate to judge segments on several goroutines: below it the hand-off
+// costs more than it saves.
+const evalParallelMin = 1024
+
+// maxEvalWorkers bounds the goroutines that judge a step's segments.
+const maxEvalWorkers = 4
+
+// evalWorkers is how many goroutines evaluate uses for a step.
+func (e *Engine) evalWorkers(touched map[leaf]*roaring.Bitmap) int {
+	workers := min(runtime.GOMAXPROCS(0), maxEvalWorkers)
+	if workers < 2 || len(e.order) < 2 {
+		return 1
+	}
+	n := uint64(0)
+	for _, t := range touched {
+		if n += t.GetCardinality(); n >= uint64(e.parallelMin) {
+			return workers
+		}
+	}
+	return 1
+}
+
+// evaluateParallel judges the segments that read no other segment on
+// workers goroutines (this one and workers-1 more), each segment on one of
+// them, and returns the others, in dependency order, to be judged after.
+// A segment's judging touches only its own leaves' state and scratch, and
+// the changes of this step are read but not written until all are done.
+func (e *Engine) evaluateParallel(workers int, touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitmap, changes changeSet) []*segmentState {
+	free, rest := e.evalFree[:0], e.evalRest[:0]
+	for _, s := range e.order {
+		if len(s.refs) == 0 {
+			free = append(free, s)
+		} else {
+			rest = append(rest, s)
+		}
+	}
+	e.evalFree, e.evalRest = free, rest
+	deltas := make([]*membershipDelta, len(free))
+	for len(e.helpers) < workers-1 {
+		e.helpers = append(e.helpers, &evalScratch{})
+	}
+	var next atomic.Int64
+	work := func(sc *evalScratch) {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= len(free) {
+				return
+			}
+			deltas[i] = e.judge(free[i], touched, fresh, changes, sc)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, sc := range e.helpers[:workers-1] {
+		wg.Go(func() { work(sc) })
+	}
+	work(&e.scratch)
+	wg.Wait()
+	for i, s := range free {
+		if deltas[i] != nil {
+			changes[s] = deltas[i]
+		}
+	}
+	return rest
+}
+
+// judge judges segment s's users the step touched and returns its delta:
+// changes[s] with the step's changes added (nil if none). It reads changes
+// (the segments s reads) and writes only s's leaves and sc.
+func (e *Engine) judge(s *segmentState, touched map[leaf]*roaring.Bitmap, fresh *roaring.Bitmap, changes changeSet, sc *evalScratch) *membershipDelta {
+	d := changes[s]
+	if s.tree == nil || s.rebuilding || s.stale != nil {
+		// static: uploads only; rebuilding: judged when done; stale:
+		// its state misses events, so its membership stays as it was
+		// until a rebuild judges it again.
+		return d
+	}
+	if sc.affected == nil {
+		sc.affected = roaring.New()
+	}
+	affected := sc.affected
+	affected.Clear()
+	for _, l := range s.leaves {
+		if t := touched[l]; t != nil {
+			affected.Or(t)
+		}
+	}
+	for _, r := range s.refs {
+		if rd := changes[r]; rd != nil {
+			affected.AddMany(rd.enter)
+			affected.AddMany(rd.exit)
+		}
+	}
+	if !affected.IsEmpty() {
+		// No user, no judging: a leaf's pass over its buckets costs even
+		// for none (a tenth of a 100-rule catch-up went to clock moves
+		// that touched nobody).
+		s.evaluations.Add(affected.GetCardinality())
+		// All the users at once: a leaf walks its columns once for them.
+		us := sc.users(affected)
+		out := sc.outs(len(us))
+		s.tree.holdsMany(us, affected, e.now, changes, out)
+		d = d.setMany(s, us, out)
+	}
+	if fresh != nil && s.empty && !fresh.IsEmpty() {
+		d = d.enterAll(s, roaring.AndNot(fresh, affected))
+	}
+	return d
+}
+
+// evalScratch are evaluate's buffers, reused from step to step (writer
+// only): a 100-rule step made three of them per segment.
+type evalScratch struct {
+	affected *roaring.Bitmap
+	us       []uint32
+	out      []bool
+}
+
+// users returns the content of set in us's buffer.
+func (sc *evalScratch) users(set *roaring.Bitmap) []uint32 {
+	n := int(set.GetCardinality())
+	sc.us = slices.Grow(sc.us[:0], n)[:n]
+	it := set.ManyIterator()
+	it.NextMany(sc.us)
+	return sc.us
+}
+
+// outs returns n cleared results.
+func (sc *evalScratch) outs(n int) []bool {
+	sc.out = slices.Grow(sc.out[:0], n)[:n]
+	clear(sc.out)
+	return sc.out
 }
 
 // upload applies a static segment upload; it returns 1 when applied. An

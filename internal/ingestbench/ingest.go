@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -32,6 +33,10 @@ type IngestConfig struct {
 	Freshness FreshnessConfig
 	// Progress receives a line per run (nil: none).
 	Progress io.Writer
+	// CPUProfile, if set, is a file name prefix: each segd catch-up run
+	// writes a CPU profile of this process to PREFIX-<rules>rules-run<k>.pprof.
+	// It profiles segd only when segd runs in this process (InProcess).
+	CPUProfile string
 }
 
 // IngestReport is RunIngest's result.
@@ -149,8 +154,16 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (*IngestReport, error) {
 			}
 			js = append(js, base)
 			rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+			stopProfile, err := startCPUProfile(cfg.CPUProfile, n, run)
+			if err != nil {
+				cancel()
+				return nil, err
+			}
 			c, err := env.RunCatchUp(rctx, cfg.Segd, files[i], cfg.Dir)
 			cancel()
+			if perr := stopProfile(); perr != nil && err == nil {
+				err = perr
+			}
 			if err != nil {
 				return nil, fmt.Errorf("segd catch-up with %d rules: %w", n, err)
 			}
@@ -158,8 +171,12 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (*IngestReport, error) {
 			ratios[i] = append(ratios[i], rate(c.Took)/base)
 			rss[i] = append(rss[i], c.PeakRSS)
 			rows[i].Applied, rows[i].Invalid = c.Status.Events, c.Status.InvalidItems
-			fmt.Fprintf(progress, "run %d: segd, %d rules: %s, %.0f events/s (%.2f× the encoding/json run before it), peak RSS %s\n",
-				run, n, c.Took.Round(time.Millisecond), rate(c.Took), rate(c.Took)/base, formatBytes(c.PeakRSS))
+			cpu := ""
+			if c.CPU > 0 {
+				cpu = fmt.Sprintf(", CPU %.2f s", c.CPU.Seconds())
+			}
+			fmt.Fprintf(progress, "run %d: segd, %d rules: %s, %.0f events/s (%.2f× the encoding/json run before it), peak RSS %s%s\n",
+				run, n, c.Took.Round(time.Millisecond), rate(c.Took), rate(c.Took)/base, formatBytes(c.PeakRSS), cpu)
 		}
 	}
 	rep.AckRate, rep.JSONRate = median(ack), median(js)
@@ -191,6 +208,27 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (*IngestReport, error) {
 		rep.FreshRules = fc.Rules
 	}
 	return rep, nil
+}
+
+// startCPUProfile starts a CPU profile of this process to
+// PREFIX-<rules>rules-run<run>.pprof (nothing for an empty prefix) and
+// returns the function that ends it.
+func startCPUProfile(prefix string, rules, run int) (stop func() error, err error) {
+	if prefix == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(fmt.Sprintf("%s-%drules-run%d.pprof", prefix, rules, run))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 func median(v []float64) float64 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -173,6 +174,53 @@ func TestMemberBenchInProcess(t *testing.T) {
 	for _, row := range rep.Rows {
 		if row.Stats.Requests != 100 || row.Echo.Requests != 100 || row.Stats.P50 <= 0 || row.Stats.Rate <= 0 || row.RateX <= 0 {
 			t.Errorf("row %+v: want 100 requests each, positive figures", row)
+		}
+	}
+}
+
+// TestPollIntervalNearTheEnd checks that the catch-up timer asks more often
+// near the last sequence, so that a run is not quantized to 50 ms.
+func TestPollIntervalNearTheEnd(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		applied, seq uint64
+		want         time.Duration
+	}{
+		{0, 2130, pollEvery},
+		{1000, 2130, pollEvery},
+		{1917, 2130, pollNearEnd},
+		{2129, 2130, pollNearEnd},
+		{0, 0, pollEvery},
+	} {
+		if got := pollInterval(c.applied, c.seq); got != c.want {
+			t.Errorf("pollInterval(%d, %d) = %v, want %v", c.applied, c.seq, got, c.want)
+		}
+	}
+}
+
+// TestCPUTimeOfThisProcess reads this process's CPU time from /proc after
+// burning some, and checks it grew.
+func TestCPUTimeOfThisProcess(t *testing.T) {
+	before, err := CPUTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		x := 0
+		for i := range 10_000_000 {
+			x += i
+		}
+		_ = x
+		after, err := CPUTime(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after > before {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time stayed at %v for 10 s of work", before)
 		}
 	}
 }

@@ -97,6 +97,42 @@ func (p *subproc) Stop() (uint64, error) {
 	return rss, rssErr
 }
 
+// CPU returns the CPU time (user and system) segd has used so far.
+func (p *subproc) CPU() (time.Duration, error) { return CPUTime(p.cmd.Process.Pid) }
+
+// CPUTime reads a process's CPU time so far, user and system (Linux,
+// /proc/PID/stat, in clock ticks of 1/100 s).
+func CPUTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces: count from its ')'.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, errors.New("no ')' in /proc/PID/stat")
+	}
+	f := strings.Fields(string(data[i+1:]))
+	// f[0] is field 3 (state): utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/PID/stat has %d fields after the name", len(f))
+	}
+	var ticks uint64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/PID/stat: %w", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
+// cpuReporter is a SegdProc that can tell its own CPU time.
+type cpuReporter interface {
+	CPU() (time.Duration, error)
+}
+
 // PeakRSS reads a process's peak resident set size (VmHWM, Linux) in bytes.
 func PeakRSS(pid int) (uint64, error) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
