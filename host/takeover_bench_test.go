@@ -24,7 +24,7 @@ import (
 )
 
 // BenchmarkTakeover1MUsers measures a takeover with a million users of
-// state, with P = 1 and P = 4: segd hosts h1 and h2 as processes
+// state, with P = 1 (a hot standby takes the whole stream over): segd hosts h1 and h2 as processes
 // (--host-id, --lease 2s, the crash test's 7 rules) on one JetStream
 // server; h1 ingests 2M events of 1M users (two each, over 5 days),
 // snapshots every partition into the Object Store and applies a tail of
@@ -48,7 +48,12 @@ func BenchmarkTakeover1MUsers(b *testing.B) {
 	if f := flag.Lookup("test.bench"); f == nil || !strings.Contains(f.Value.String(), "Takeover1MUsers") {
 		b.Skip("runs only when -bench names Takeover1MUsers (setting up takes minutes)")
 	}
-	for _, parts := range []int{1, 4} {
+	// With P above 1 a second host no longer stands by but takes a share
+	// (docs/operations.md, "Several active hosts"), so this arrangement
+	// is P = 1's only; the P = 4 figures in docs/operations.md were taken
+	// with it before hosts shared partitions. Moves between active hosts
+	// are timed by TestHostsSharePartitions and TestHostDiesPartitionsTakenOver.
+	for _, parts := range []int{1} {
 		b.Run(fmt.Sprintf("P=%d", parts), func(b *testing.B) { benchTakeover(b, parts) })
 	}
 }
