@@ -1,8 +1,10 @@
 package bus
 
 import (
+	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,6 +54,11 @@ func TestQuickLookupNeverHoldsOthers(t *testing.T) {
 	t.Parallel()
 	m := &stuckMembership{mapMembership: newMapMembership(), entered: make(chan struct{}), release: make(chan struct{})}
 	_, nc, _ := serviceEnv(t, m, ServiceOptions{Workers: 1})
+	// Cleanups run last first: a failure lets the held worker go before
+	// the service stops (it would wait for it for ever).
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(m.release) }) }
+	t.Cleanup(release)
 	type reply struct {
 		msg *nats.Msg
 		err error
@@ -93,12 +100,18 @@ func TestQuickLookupNeverHoldsOthers(t *testing.T) {
 	// one worker is held, so it waits), never micro's goroutine.
 	before := m.tries.Load()
 	all := send(api.SubjectMemberSegments, `{"user":"u1"}`)
-	many := send(api.SubjectMemberSegments, `{"user":"u1","segments":[`+strings.Repeat(`"x",`, maxQuickSegments)+`"vip"]}`)
+	// Distinct names: repeats are asked once, and 16 repeats of one name
+	// are a quick query of 2 segments.
+	var manyNames strings.Builder
+	for i := range maxQuickSegments {
+		fmt.Fprintf(&manyNames, `"x%d",`, i)
+	}
+	many := send(api.SubjectMemberSegments, `{"user":"u1","segments":[`+manyNames.String()+`"vip"]}`)
 	quick(api.SubjectMemberCheck, `{"user":"u1","segment":"active"}`, `{"member":true,"since":"2026-11-27T09:12:44Z",`+exactAsOf+`}`)
 	if m.tries.Load() != before+1 {
 		t.Fatalf("member.segments of every segment or of %d segments was answered on micro's goroutine", maxQuickSegments+1)
 	}
-	close(m.release)
+	release()
 	for i, c := range []chan reply{stuck1, stuck2, all, many} {
 		r := <-c
 		if r.err != nil {
