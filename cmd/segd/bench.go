@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,7 +21,35 @@ func newBenchCommand() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure segd end to end against baselines in the same run (docs/operations.md, \"Measured\")",
 	}
-	cmd.AddCommand(newBenchIngestCommand(), newBenchMemberCommand())
+	cmd.AddCommand(newBenchIngestCommand(), newBenchMemberCommand(), newBenchEchoServerCommand())
+	return cmd
+}
+
+// newBenchEchoServerCommand is the hidden `segd bench echo-server`: `segd
+// bench member` runs its echo baseline with it, in a process of its own as
+// the measured segd is. It prints a line once it serves and runs until
+// SIGTERM or until its stdin closes (the bench exited).
+func newBenchEchoServerCommand() *cobra.Command {
+	var url string
+	cmd := &cobra.Command{
+		Use:    "echo-server",
+		Short:  "Serve the bare micro echo `segd bench member` compares with (run by the bench)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			go func() {
+				_, _ = io.Copy(io.Discard, cmd.InOrStdin())
+				cancel()
+			}()
+			return ingestbench.RunEchoServer(ctx, url, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&url, "nats", "", "the NATS server to serve on")
+	_ = cmd.MarkFlagRequired("nats")
 	return cmd
 }
 
@@ -102,7 +133,9 @@ func newBenchMemberCommand() *cobra.Command {
 bare micro echo service on the same NATS server, and measure member.check and
 member.segments with each --clients count, idle and while a producer publishes
 at --ingest-rate (and, with --in-process, while snapshots are written back to
-back), each beside the echo measured just before it with the same clients.`,
+back), each beside the echo with the same clients, measured alternately in rounds
+(the figures are medians). The echo runs where segd runs: in a process of
+its own ('segd bench echo-server'), or with --in-process in this one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error

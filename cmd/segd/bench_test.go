@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/segd/segd/internal/ingestbench"
 )
@@ -49,8 +51,8 @@ func TestBenchIngestSmoke(t *testing.T) {
 }
 
 // TestBenchMemberSmoke runs `segd bench member` at a small scale against a
-// segd subprocess and checks every row has positive figures beside the
-// echo's.
+// segd subprocess and checks the echo ran in a process of its own too, and
+// every row has positive figures beside the echo's, from all its rounds.
 func TestBenchMemberSmoke(t *testing.T) {
 	t.Parallel()
 	bin := segdBinary(t)
@@ -67,9 +69,12 @@ func TestBenchMemberSmoke(t *testing.T) {
 	if rep.Users != 500 || rep.Segments != 100 || len(rep.Rows) != 8 {
 		t.Fatalf("%d users, %d segments, %d rows; want 500, 100, 8", rep.Users, rep.Segments, len(rep.Rows))
 	}
+	if !rep.EchoApart || rep.Rounds != ingestbench.MemberRounds {
+		t.Errorf("echo apart %v, %d rounds; want the echo in a process of its own as segd, %d rounds", rep.EchoApart, rep.Rounds, ingestbench.MemberRounds)
+	}
 	for _, row := range rep.Rows {
-		if row.Stats.Requests != 100 || row.Echo.Requests != 100 || row.Stats.P50 <= 0 || row.Stats.Rate <= 0 || row.P50X <= 0 || row.RateX <= 0 {
-			t.Errorf("%s %s, %d clients: %+v; want 100 requests each and positive figures", row.Request, row.Mode, row.Clients, row)
+		if row.Stats.Requests < 100 || row.Echo.Requests < 100 || row.Stats.P50 <= 0 || row.Stats.Rate <= 0 || row.P50X <= 0 || row.RateX <= 0 {
+			t.Errorf("%s %s, %d clients: %+v; want at least 100 requests each and positive figures", row.Request, row.Mode, row.Clients, row)
 		}
 	}
 }
@@ -79,5 +84,38 @@ func TestBenchSegdFlagsExcludeEachOther(t *testing.T) {
 	_, err := runSegd(t, "bench", "ingest", "--segd", "/bin/true", "--in-process")
 	if err == nil || !strings.Contains(err.Error(), "--segd and --in-process") {
 		t.Fatalf("error %v, want one naming --segd and --in-process", err)
+	}
+}
+
+// TestBenchEchoServer runs the hidden `segd bench echo-server` as `segd
+// bench member` does, checks that it answers on the echo subject, and that
+// it stops cleanly when told to.
+func TestBenchEchoServer(t *testing.T) {
+	t.Parallel()
+	bin := segdBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env, err := ingestbench.NewEnv(ctx, "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	stop, err := ingestbench.Subprocess{Path: bin}.StartEcho(ctx, env.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := env.Conn().Request(ingestbench.EchoSubject, []byte(`{}`), 10*time.Second)
+	if err != nil {
+		_ = stop()
+		t.Fatalf("request to the echo server: %v", err)
+	}
+	if !strings.HasPrefix(string(msg.Data), `{"member":`) {
+		t.Errorf("echo replied %s, want a member.check-sized reply", msg.Data)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if _, err := env.Conn().Request(ingestbench.EchoSubject, []byte(`{}`), time.Second); err == nil {
+		t.Error("the echo still answers after stop")
 	}
 }

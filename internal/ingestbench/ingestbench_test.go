@@ -171,9 +171,12 @@ func TestMemberBenchInProcess(t *testing.T) {
 	if rep.Users != 500 || rep.Segments != 100 || len(rep.Rows) != 3*2*2 {
 		t.Fatalf("%d users, %d segments, %d rows; want 500, 100, 12", rep.Users, rep.Segments, len(rep.Rows))
 	}
+	if rep.EchoApart || rep.Rounds != MemberRounds {
+		t.Errorf("echo apart %v, %d rounds; want the echo in this process beside segd, %d rounds", rep.EchoApart, rep.Rounds, MemberRounds)
+	}
 	for _, row := range rep.Rows {
-		if row.Stats.Requests != 100 || row.Echo.Requests != 100 || row.Stats.P50 <= 0 || row.Stats.Rate <= 0 || row.RateX <= 0 {
-			t.Errorf("row %+v: want 100 requests each, positive figures", row)
+		if row.Stats.Requests < 100 || row.Echo.Requests < 100 || row.Stats.P50 <= 0 || row.Stats.Rate <= 0 || row.RateX <= 0 {
+			t.Errorf("row %+v: want at least 100 requests each, positive figures", row)
 		}
 	}
 }

@@ -48,16 +48,18 @@ type MemberConfig struct {
 // MemberBench is a segd with the stream loaded, a bare micro echo service
 // beside it, and client connections to measure them with.
 type MemberBench struct {
-	cfg      MemberConfig
-	env      *Env
-	proc     SegdProc
-	echoConn *nats.Conn
-	echo     micro.Service
-	conns    []*nats.Conn
-	segments []string
-	users    int
-	gen      *Generator
-	rmDir    bool
+	cfg  MemberConfig
+	env  *Env
+	proc SegdProc
+	// echoStop stops the echo service, wherever it runs.
+	echoStop func() error
+	// echoApart says the echo runs in a child process, as segd does.
+	echoApart bool
+	conns     []*nats.Conn
+	segments  []string
+	users     int
+	gen       *Generator
+	rmDir     bool
 	// Loaded is how long segd took to catch up on the stream.
 	Loaded time.Duration
 }
@@ -124,13 +126,7 @@ func NewMemberBench(ctx context.Context, cfg MemberConfig) (_ *MemberBench, err 
 		return nil, err
 	}
 	m.Loaded = time.Since(t0)
-	if m.echoConn, err = m.env.Connect("segd-bench-echo"); err != nil {
-		return nil, err
-	}
-	if m.echo, err = micro.AddService(m.echoConn, micro.Config{Name: "bench_echo", Version: "1.0.0",
-		Endpoint: &micro.EndpointConfig{Subject: EchoSubject, Handler: micro.HandlerFunc(func(r micro.Request) {
-			_ = r.Respond(echoReply)
-		})}}); err != nil {
+	if m.echoStop, m.echoApart, err = startEcho(ctx, cfg.Segd, m.env.URL); err != nil {
 		return nil, err
 	}
 	for range cfg.MaxClients {
@@ -142,6 +138,34 @@ func NewMemberBench(ctx context.Context, cfg MemberConfig) (_ *MemberBench, err 
 	}
 	return m, nil
 }
+
+// startEcho starts the echo service where segd runs: in a child process
+// of its own when segd is one (an EchoStarter), else in this process
+// beside segd. A request served by another process pays for two more
+// context switches than one served here, so the echo must pay them too.
+func startEcho(ctx context.Context, s Segd, url string) (stop func() error, apart bool, err error) {
+	if es, ok := s.(EchoStarter); ok {
+		stop, err = es.StartEcho(ctx, url)
+		return stop, true, err
+	}
+	nc, err := ConnectEcho(url)
+	if err != nil {
+		return nil, false, err
+	}
+	svc, err := ServeEcho(nc)
+	if err != nil {
+		nc.Close()
+		return nil, false, err
+	}
+	return func() error {
+		err := svc.Stop()
+		nc.Close()
+		return err
+	}, false, nil
+}
+
+// EchoApart says whether the echo runs in a child process of its own.
+func (m *MemberBench) EchoApart() bool { return m.echoApart }
 
 // Proc is the segd being measured.
 func (m *MemberBench) Proc() SegdProc { return m.proc }
@@ -158,14 +182,15 @@ func (m *MemberBench) Close() error {
 	for _, nc := range m.conns {
 		nc.Close()
 	}
-	if m.echo != nil {
-		_ = m.echo.Stop()
-	}
-	if m.echoConn != nil {
-		m.echoConn.Close()
+	if m.echoStop != nil {
+		if eerr := m.echoStop(); eerr != nil {
+			err = fmt.Errorf("echo: %w", eerr)
+		}
 	}
 	if m.proc != nil {
-		_, err = m.proc.Stop()
+		if _, perr := m.proc.Stop(); perr != nil {
+			err = perr
+		}
 	}
 	if m.env != nil {
 		m.env.Close()

@@ -10,15 +10,21 @@ import (
 
 // MemberReport is RunMember's result.
 type MemberReport struct {
-	Machine  string      `json:"machine"`
-	Users    int         `json:"users"`
-	Segments int         `json:"segments"`
-	Loaded   string      `json:"loaded_in"`
-	Rows     []MemberRow `json:"rows"`
+	Machine  string `json:"machine"`
+	Users    int    `json:"users"`
+	Segments int    `json:"segments"`
+	Loaded   string `json:"loaded_in"`
+	// EchoApart says the echo ran in a child process of its own, as segd
+	// did; false when both ran in the bench's process.
+	EchoApart bool `json:"echo_apart"`
+	// Rounds is how many alternating rounds of echo and request each row
+	// took; its figures are medians over them.
+	Rounds int         `json:"rounds"`
+	Rows   []MemberRow `json:"rows"`
 }
 
-// MemberRow is one request kind, mode and client count beside the echo
-// measured just before it.
+// MemberRow is one request kind, mode and client count beside the echo,
+// measured alternately in rounds.
 type MemberRow struct {
 	Request string `json:"request"`
 	// Mode is "idle", "ingest" (a producer at the configured rate) or
@@ -79,19 +85,47 @@ func (m *MemberBench) Background(ctx context.Context, mode string) (stop func() 
 	return func() (string, error) { return "", nil }
 }
 
-// MeasureBeside measures the echo, then r, with the same clients and
-// count, and returns the row.
+// MemberRounds is how many alternating rounds of echo and request
+// MeasureBeside takes: the two share whatever the machine does meanwhile,
+// and a median over rounds is not one unlucky stretch.
+const MemberRounds = 7
+
+// MeasureBeside measures the echo and r with the same clients in
+// MemberRounds alternating rounds (echo first) of n/MemberRounds requests
+// each, rounded up, and returns the medians over rounds of the absolute
+// figures and of each round's ratios.
 func (m *MemberBench) MeasureBeside(r Request, mode string, clients, n int) (MemberRow, error) {
 	row := MemberRow{Request: r.String(), Mode: mode, Clients: clients}
-	var err error
-	if row.Echo, err = m.Measure(Echo, clients, n); err != nil {
-		return row, err
+	per := max((n+MemberRounds-1)/MemberRounds, 1)
+	var echo, got []Stats
+	var p50x, p99x, ratex []float64
+	for range MemberRounds {
+		e, err := m.Measure(Echo, clients, per)
+		if err != nil {
+			return row, err
+		}
+		g, err := m.Measure(r, clients, per)
+		if err != nil {
+			return row, err
+		}
+		echo, got = append(echo, e), append(got, g)
+		p50x, p99x, ratex = append(p50x, g.P50/e.P50), append(p99x, g.P99/e.P99), append(ratex, g.Rate/e.Rate)
 	}
-	if row.Stats, err = m.Measure(r, clients, n); err != nil {
-		return row, err
-	}
-	row.P50X, row.P99X, row.RateX = row.Stats.P50/row.Echo.P50, row.Stats.P99/row.Echo.P99, row.Stats.Rate/row.Echo.Rate
+	row.Stats, row.Echo = medianStats(got), medianStats(echo)
+	row.P50X, row.P99X, row.RateX = median(p50x), median(p99x), median(ratex)
 	return row, nil
+}
+
+// medianStats is the median of each figure over rounds, and their total
+// requests.
+func medianStats(ss []Stats) Stats {
+	var p50, p99, rate []float64
+	n := 0
+	for _, s := range ss {
+		p50, p99, rate = append(p50, s.P50), append(p99, s.P99), append(rate, s.Rate)
+		n += s.Requests
+	}
+	return Stats{Requests: n, P50: median(p50), P99: median(p99), Rate: median(rate)}
 }
 
 // RunMember measures member.check and member.segments with each client
@@ -109,7 +143,8 @@ func RunMember(ctx context.Context, cfg MemberConfig, clients []int, n int, prog
 		return nil, err
 	}
 	defer m.Close()
-	rep := &MemberReport{Machine: Machine(), Users: m.Users(), Segments: len(m.Segments()), Loaded: m.Loaded.Round(time.Millisecond).String()}
+	rep := &MemberReport{Machine: Machine(), Users: m.Users(), Segments: len(m.Segments()), Loaded: m.Loaded.Round(time.Millisecond).String(),
+		EchoApart: m.EchoApart(), Rounds: MemberRounds}
 	fmt.Fprintf(progress, "%d users, %d segments loaded in %s\n", rep.Users, rep.Segments, rep.Loaded)
 	for _, mode := range m.Modes() {
 		for _, r := range []Request{MemberCheck, MemberSegments} {
@@ -134,7 +169,12 @@ func RunMember(ctx context.Context, cfg MemberConfig, clients []int, n int, prog
 
 // WriteText writes the report as a markdown table.
 func (r *MemberReport) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "member requests against the real engine: %d users, %d segments (loaded in %s)\nmachine: %s\n\n", r.Users, r.Segments, r.Loaded, r.Machine)
+	where := "in the bench process, as segd is"
+	if r.EchoApart {
+		where = "in a process of its own, as segd is"
+	}
+	fmt.Fprintf(w, "member requests against the real engine: %d users, %d segments (loaded in %s)\nmachine: %s\n", r.Users, r.Segments, r.Loaded, r.Machine)
+	fmt.Fprintf(w, "beside a bare micro echo %s; medians of %d alternating rounds\n\n", where, r.Rounds)
 	fmt.Fprintln(w, "| request | while | clients | p50 | p99 | req/s | echo p50 / p99 / req/s | p50 × echo | req/s × echo |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	for _, row := range r.Rows {
