@@ -21,17 +21,28 @@ import (
 	"github.com/segd/segd/bus/api"
 	"github.com/segd/segd/bus/client"
 	"github.com/segd/segd/bus/cluster"
+	"github.com/segd/segd/ingest"
 )
 
 // BenchmarkTakeover1MUsers measures a takeover with a million users of
-// state, with P = 1 (a hot standby takes the whole stream over): segd hosts h1 and h2 as processes
+// state, in two arrangements: segd hosts h1 and h2 as processes
 // (--host-id, --lease 2s, the crash test's 7 rules) on one JetStream
 // server; h1 ingests 2M events of 1M users (two each, over 5 days),
 // snapshots every partition into the Object Store and applies a tail of
-// 20k more events; h2 stands by. h1 is killed with SIGKILL; the takeover
-// ends when status is answered ready by h2 and a member.check of a user
-// from the tail is answered. Each iteration kills the owner of the last
-// one and starts the killed host again as the standby.
+// 20k more events.
+//
+//   - P=1: h2 stands by. h1 is killed with SIGKILL; the takeover ends
+//     when status is answered ready by h2 and a member.check of a user
+//     from the tail is answered.
+//   - shared-P=4: h2 joins and takes its share (2 of 4 partitions, handed
+//     over with a snapshot each, snapshotted again by h2 after 1k more
+//     events). h1 is killed with SIGKILL; the takeover ends when status
+//     is answered ready by h2 owning all 4 and a member.check of a user
+//     from the tail in one of h1's partitions is answered.
+//
+// Each iteration kills the host the last one did not, after starting
+// the killed one again (the standby, or taking its share back) and
+// waiting for every partition's holder's snapshot in the Object Store.
 //
 // Figures: takeover-ms and lease-x (takeover over the lease), and, from
 // the new owner's log, the phases after the kill: gained-ms (the lease
@@ -48,17 +59,17 @@ func BenchmarkTakeover1MUsers(b *testing.B) {
 	if f := flag.Lookup("test.bench"); f == nil || !strings.Contains(f.Value.String(), "Takeover1MUsers") {
 		b.Skip("runs only when -bench names Takeover1MUsers (setting up takes minutes)")
 	}
-	// With P above 1 a second host no longer stands by but takes a share
-	// (docs/operations.md, "Several active hosts"), so this arrangement
-	// is P = 1's only; the P = 4 figures in docs/operations.md were taken
-	// with it before hosts shared partitions. Moves between active hosts
-	// are timed by TestHostsSharePartitions and TestHostDiesPartitionsTakenOver.
-	for _, parts := range []int{1} {
-		b.Run(fmt.Sprintf("P=%d", parts), func(b *testing.B) { benchTakeover(b, parts) })
-	}
+	// With P above 1 a second host does not stand by but takes a share
+	// (docs/operations.md, "Several active hosts"): the survivor takes
+	// over only the dead host's half.
+	b.Run("P=1", func(b *testing.B) { benchTakeover(b, 1, false) })
+	b.Run("shared-P=4", func(b *testing.B) { benchTakeover(b, 4, true) })
 }
 
-func benchTakeover(b *testing.B, parts int) {
+// benchTakeover runs one arrangement: shared false is P = 1 with a hot
+// standby; shared true is P above 1 over two active hosts, 2 of 4
+// partitions each, the survivor taking the dead host's share.
+func benchTakeover(b *testing.B, parts int, shared bool) {
 	const users, perUser, batch, tail = 1_000_000, 2, 1000, 20_000
 	lease := 2 * time.Second
 	dir := b.TempDir()
@@ -129,15 +140,44 @@ func benchTakeover(b *testing.B, parts int) {
 	st = waitCaughtUpB(b, js, c, time.Minute)
 	b.Logf("state ready in %v: %d events applied by h1, last seq %d", time.Since(began).Round(time.Second), st.Events, st.LastSeq)
 	standby := start("h2")
-	waitProcLog(b, standby, "standby: another host owns the stream", time.Minute)
+	owners := map[int]string{}
+	if shared {
+		// h2 takes its share: h1 hands 2 partitions over with a snapshot
+		// each; h2 snapshots them again after a few more events, so that
+		// every partition's newest snapshot is its holder's.
+		owners = waitSharesKV(b, js, parts, "h1", "h2", 2*time.Minute)
+		tailed := batch
+		pub(users*perUser+tail, users*perUser+tail+tailed)
+		st = waitCaughtUpB(b, js, c, 2*time.Minute)
+		waitObjectSnapshotsOf(b, js, owners, st.LastSeq)
+		b.Logf("h2 took its share %v", owners)
+	} else {
+		waitProcLog(b, standby, "standby: another host owns the stream", time.Minute)
+	}
 
 	owner, ownerID, standbyID := h1, "h1", "h2"
-	probe := fmt.Sprintf("user-%07d", (users*perUser+tail-1)%users)
+	// probeOf is a user of the tail in a partition the host about to die
+	// holds (any user at P = 1): its member.check is answered only once
+	// the survivor serves that partition.
+	probeOf := func(victim string) string {
+		for i := users*perUser + tail - 1; i >= users*perUser; i-- {
+			u := fmt.Sprintf("user-%07d", i%users)
+			if !shared || owners[ingest.Partition(u, parts)] == victim {
+				return u
+			}
+		}
+		b.Fatalf("no user of the tail in a partition of %s: %v", victim, owners)
+		return ""
+	}
 	var total, gained, download, load, replay time.Duration
 	var snapBytes int64
 	tailed := 0 // events published after the first takeover
+	if shared {
+		tailed = batch
+	}
 	b.ResetTimer()
 	for range b.N {
+		probe := probeOf(ownerID)
 		killed := time.Now()
 		if err := owner.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			b.Fatal(err)
@@ -146,7 +186,7 @@ func benchTakeover(b *testing.B, parts int) {
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			st, err := c.Status(ctx)
-			if err == nil && st.Ready && st.Host == standbyID {
+			if err == nil && st.Ready && st.Host == standbyID && (!shared || len(st.OwnedPartitions) == parts) {
 				_, err = c.MemberCheck(ctx, probe, "non_payers")
 				if err == nil {
 					cancel()
@@ -167,21 +207,30 @@ func benchTakeover(b *testing.B, parts int) {
 		load += ph.load
 		replay += ph.replay
 		snapBytes = ph.bytes
-		b.Logf("takeover %v (lease %v, P = %d, snapshots %d bytes): gained %v, download %v, load %v, replay to ready %v",
-			took.Round(time.Millisecond), lease, parts, ph.bytes, ph.gained.Round(time.Millisecond),
+		b.Logf("takeover %v (lease %v, P = %d, shared %v, killed %s, snapshots %d bytes): gained %v, download %v, load %v, replay to ready %v",
+			took.Round(time.Millisecond), lease, parts, shared, ownerID, ph.bytes, ph.gained.Round(time.Millisecond),
 			ph.download.Round(time.Millisecond), ph.load.Round(time.Millisecond), ph.replay.Round(time.Millisecond))
 
-		// The killed host comes back as the standby; the new owner's
-		// snapshot is in the Object Store before the next kill.
+		// The killed host comes back: as the standby (P = 1), or taking
+		// its share back (shared); every partition's holder has its
+		// snapshot in the Object Store before the next kill.
 		b.StopTimer()
 		owner, ownerID, standbyID = standby, standbyID, ownerID
 		standby = start(standbyID)
-		waitProcLog(b, standby, "standby: another host owns the stream", time.Minute)
+		if shared {
+			owners = waitSharesKV(b, js, parts, ownerID, standbyID, 2*time.Minute)
+		} else {
+			waitProcLog(b, standby, "standby: another host owns the stream", time.Minute)
+		}
 		// Snapshots are taken while events arrive: a few more.
 		tailed += batch
 		pub(users*perUser+tail+tailed-batch, users*perUser+tail+tailed)
-		st := waitCaughtUpB(b, js, c, time.Minute)
-		waitObjectSnapshotAt(b, js, ownerID, st.LastSeq, parts)
+		st := waitCaughtUpB(b, js, c, 2*time.Minute)
+		if shared {
+			waitObjectSnapshotsOf(b, js, owners, st.LastSeq)
+		} else {
+			waitObjectSnapshotAt(b, js, ownerID, st.LastSeq, parts)
+		}
 		b.StartTimer()
 	}
 	n := float64(b.N)
@@ -213,8 +262,8 @@ var (
 	bytesRE = regexp.MustCompile(` bytes=(\d+)`)
 )
 
-// takeoverPhases reads a new owner's log (one run of the process: one
-// takeover).
+// takeoverPhases reads a new owner's log: only the lines after the kill
+// (a host sharing partitions logged its own share's start before).
 func takeoverPhases(b *testing.B, log string, killed time.Time) phases {
 	var ph phases
 	var gainedAt, lastLoaded, lastReady time.Time
@@ -224,7 +273,7 @@ func takeoverPhases(b *testing.B, log string, killed time.Time) phases {
 			continue
 		}
 		at, err := time.Parse(time.RFC3339Nano, m[1])
-		if err != nil {
+		if err != nil || at.Before(killed) {
 			continue
 		}
 		switch m[2] {
@@ -298,6 +347,64 @@ func waitObjectSnapshotAt(b *testing.B, js jetstream.JetStream, host string, seq
 		}
 		if ctx.Err() != nil {
 			b.Fatalf("no snapshot of %s at %d in the Object Store: %+v %v", host, seq, info, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the bucket
+	}
+}
+
+// waitSharesKV waits until the owners bucket shows the partitions held
+// half by host a and half by host b, and returns each partition's
+// holder.
+func waitSharesKV(b *testing.B, js jetstream.JetStream, parts int, a, c string, within time.Duration) map[int]string {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	var got map[int]string
+	for {
+		kv, err := js.KeyValue(ctx, cluster.OwnersBucket)
+		if err == nil {
+			got = map[int]string{}
+			count := map[string]int{}
+			for n := range parts {
+				e, err := kv.Get(ctx, cluster.PartitionKey(n, parts))
+				if err != nil {
+					break
+				}
+				var h struct {
+					Host string `json:"host"`
+				}
+				if json.Unmarshal(e.Value(), &h) == nil {
+					got[n] = h.Host
+					count[h.Host]++
+				}
+			}
+			if len(got) == parts && count[a] == parts/2 && count[c] == parts-parts/2 {
+				return got
+			}
+		}
+		if ctx.Err() != nil {
+			b.Fatalf("partitions not shared by %s and %s within %v: %v %v", a, c, within, got, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the bucket
+	}
+}
+
+// waitObjectSnapshotsOf waits until the Object Store holds, for each
+// partition, a snapshot by its holder at seq or later.
+func waitObjectSnapshotsOf(b *testing.B, js jetstream.JetStream, owners map[int]string, seq uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	store, err := cluster.OpenSnapshots(ctx, js, cluster.SnapshotOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for n := 0; n < len(owners); {
+		info, err := store.Newest(ctx, n, len(owners))
+		if err == nil && info.Host == owners[n] && info.Seq >= seq {
+			n++
+			continue
+		}
+		if ctx.Err() != nil {
+			b.Fatalf("no snapshot of partition %d by %s at %d in the Object Store: %+v %v", n, owners[n], seq, info, err)
 		}
 		time.Sleep(50 * time.Millisecond) // polling the bucket
 	}
