@@ -61,15 +61,20 @@ type multiHost struct {
 	// defs answers for segment definitions while no partition runs here
 	// (defEngine): an engine of the definitions at start, never fed.
 	defs *engine.Engine
-	// closing is set by Close: a partition gained from then on is not
-	// started, and its release is the shutdown's.
+	// closing is set by Close (under mu): a partition gained from then on
+	// is not started, and its release is the shutdown's.
 	closing atomic.Bool
-	// starting is held while a gained partition starts, so that Close
-	// waits for a start under way before it stops what runs.
-	starting sync.Mutex
+	// startSlots bounds the partitions starting at once (startsAtOnce).
+	startSlots chan struct{}
+	// startsUnderWay counts the starts (queued or running), so that Close
+	// waits for them before it stops what runs.
+	startsUnderWay sync.WaitGroup
 
 	mu      sync.Mutex
 	running map[int]*Server
+	// starts are the starts under way, by lease: a loss cancels its
+	// lease's start and waits for it before it stops the partition.
+	starts map[*cluster.Lease]*startRun
 	// locals are the Local Parts of the partitions running here, from
 	// the end of their start to the start of their stop.
 	locals map[int]scatter.Part
@@ -119,7 +124,8 @@ func (s *Server) Owned() []int {
 // remote until gained) and the definitions engine. Nothing runs yet:
 // joinMulti joins the owners once the service is up.
 func (s *Server) startMulti(ctx context.Context, stream jetstream.Stream, segments []*rules.Segment, revisions map[string]uint64) error {
-	m := &multiHost{s: s, joined: make(chan struct{}), stream: stream, running: map[int]*Server{}, locals: map[int]scatter.Part{}, router: cluster.NewRouter(s.nc)}
+	m := &multiHost{s: s, joined: make(chan struct{}), stream: stream, running: map[int]*Server{}, locals: map[int]scatter.Part{}, router: cluster.NewRouter(s.nc),
+		starts: map[*cluster.Lease]*startRun{}, startSlots: make(chan struct{}, startsAtOnce)}
 	s.multi = m
 	if !s.cfg.NoSnapshots {
 		octx, cancel := context.WithTimeout(ctx, joinTimeout)
@@ -195,18 +201,70 @@ func (s *Server) joinMulti(ctx context.Context) error {
 	return nil
 }
 
-// gained is OnGain: it starts partition l.Partition here. A partition
-// that cannot start is given back (another host, or this one later,
-// tries again).
+// startsAtOnce is how many gained partitions start side by side. A
+// start is mostly waiting on NATS (the snapshot's download, the stream's
+// and consumers' requests), so a host that gains many at once (another
+// died, or left) serves them again in a fraction of the time of one
+// after another; the bound keeps the snapshots being read at once (and
+// their memory) few. Compiling the rules and loading the snapshot into
+// the engine still go one at a time, under the rules' lock.
+const startsAtOnce = 4
+
+// startRun is a start under way: lost cancels it and waits for done.
+type startRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// gained is OnGain: it starts partition l.Partition here, in the
+// background (at most startsAtOnce at once), so that the Owner goes on
+// acquiring the rest of this host's share meanwhile. The Owner's promise
+// that a loss comes after its gain is kept here: lost cancels the lease's
+// start and waits for it. A partition that cannot start is given back
+// (another host, or this one later, tries again).
 func (m *multiHost) gained(l *cluster.Lease) {
-	m.starting.Lock()
-	defer m.starting.Unlock()
+	m.mu.Lock()
 	if m.closing.Load() {
+		m.mu.Unlock()
 		return // released by the shutdown that is under way
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &startRun{cancel: cancel, done: make(chan struct{})}
+	m.starts[l] = run
+	m.startsUnderWay.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.startsUnderWay.Done()
+		defer close(run.done)
+		defer cancel()
+		defer func() {
+			m.mu.Lock()
+			delete(m.starts, l)
+			m.mu.Unlock()
+		}()
+		select {
+		case m.startSlots <- struct{}{}:
+			defer func() { <-m.startSlots }()
+		case <-ctx.Done():
+			return // lost before its turn came
+		}
+		if m.closing.Load() {
+			return // queued when the shutdown began
+		}
+		m.startGained(ctx, l)
+	}()
+}
+
+// startGained starts partition l.Partition and logs how it went.
+func (m *multiHost) startGained(ctx context.Context, l *cluster.Lease) {
 	t0 := time.Now()
-	p, err := m.start(l)
+	p, err := m.start(ctx, l)
 	if err != nil {
+		if !l.Valid() {
+			m.s.cfg.Logger.Info("a partition's lease ended while it started; stopped it", "partition", l.Partition,
+				"lease", l.String(), "error", err)
+			return
+		}
 		m.s.cfg.Logger.Error("could not start a partition this host gained; giving it back after a lease", "partition", l.Partition,
 			"lease", l.String(), "error", err)
 		// After a lease, so that a cause that lasts (NATS refusing a
@@ -233,23 +291,14 @@ func (m *multiHost) gained(l *cluster.Lease) {
 }
 
 // start runs partition l.Partition: see the comment at the top.
-func (m *multiHost) start(l *cluster.Lease) (_ *Server, err error) {
+// ctx ends when the lease does (lost cancels it).
+func (m *multiHost) start(ctx context.Context, l *cluster.Lease) (_ *Server, err error) {
 	s := m.s
 	n := l.Partition
 	p := s.newPartition(n)
 	p.own = &ownership{store: m.store, gained: make(chan struct{}), lost: make(chan struct{})}
 	close(p.own.gained)
 	p.own.lease.Store(l)
-	// The start ends early if the lease does.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-l.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	defer func() {
 		if err != nil {
 			m.stopPart(p, false)
@@ -354,6 +403,15 @@ func (s *Server) predicateIDs() []string {
 // it first.
 func (m *multiHost) lost(l *cluster.Lease, why error) {
 	n := l.Partition
+	// A start under way ends first (the lease is no longer Valid, so it
+	// fails, stopping what it started, unless it had just finished).
+	m.mu.Lock()
+	run := m.starts[l]
+	m.mu.Unlock()
+	if run != nil {
+		run.cancel()
+		<-run.done
+	}
 	m.mu.Lock()
 	p := m.running[n]
 	if p == nil || p.own.lease.Load() != l {
@@ -435,11 +493,13 @@ func (m *multiHost) stopPart(p *Server, snapshot bool) {
 // them over from it.
 func (s *Server) closeMulti() {
 	m := s.multi
+	m.mu.Lock()
 	m.closing.Store(true)
-	// A start under way ends first; none begins after (closing).
-	m.starting.Lock()
+	m.mu.Unlock()
+	// The starts under way end first (those still queued skip); none
+	// begins after (closing, set under mu as gained checks it).
+	m.startsUnderWay.Wait()
 	parts := m.list()
-	m.starting.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range parts {
 		wg.Go(func() {

@@ -92,8 +92,22 @@ func (m *multiHosts) owned() map[string][]int {
 	return out
 }
 
-// waitShares waits until every partition runs on exactly one host and
-// the hosts' counts are want (in host id order).
+// starting counts the partitions starting on the hosts (gained starts
+// them in the background; Owned lists one from the middle of its start).
+func (m *multiHosts) starting() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, ts := range m.hosts {
+		ts.srv.multi.mu.Lock()
+		n += len(ts.srv.multi.starts)
+		ts.srv.multi.mu.Unlock()
+	}
+	return n
+}
+
+// waitShares waits until every partition runs on exactly one host, the
+// hosts' counts are want (in host id order) and no start is under way.
 func (m *multiHosts) waitShares(want map[string]int, within time.Duration) map[string][]int {
 	m.t.Helper()
 	deadline := time.Now().Add(within)
@@ -106,7 +120,7 @@ func (m *multiHosts) waitShares(want map[string]int, within time.Duration) map[s
 				ok = false
 			}
 		}
-		if ok && total == m.p && len(got) == len(want) {
+		if ok && total == m.p && len(got) == len(want) && m.starting() == 0 {
 			return got
 		}
 		if time.Now().After(deadline) {
@@ -187,39 +201,7 @@ func TestHostsSharePartitions(t *testing.T) {
 	compareAnswers(t, "2 hosts, 2 partitions each", want, answers(t, h1, names))
 
 	// From here, counts asked all along must be exact or a 503.
-	counts := map[string]uint64{}
-	for _, id := range []string{"checkout_3x_7d", "active_buyer", "young_men"} {
-		n, err := one.client.SegmentCount(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		counts[id] = n
-	}
-	var asked, unavailable atomic.Int64
-	stopAsking := make(chan struct{})
-	var askers sync.WaitGroup
-	askers.Go(func() {
-		for {
-			select {
-			case <-stopAsking:
-				return
-			default:
-			}
-			for id, want := range counts {
-				n, err := h1.client.SegmentCount(ctx, id)
-				asked.Add(1)
-				var ce *client.Error
-				switch {
-				case err == nil && n != want:
-					t.Errorf("segment.count %s = %d during a move; the whole is %d", id, n, want)
-				case err != nil && asClientError(err, &ce) && ce.Code == "503":
-					unavailable.Add(1)
-				case err != nil:
-					t.Errorf("segment.count %s during a move: %v (want the count or a 503)", id, err)
-				}
-			}
-		}
-	})
+	asker := askCountsDuring(t, one, h1, "a move", false)
 
 	// h2 stops: it hands its two partitions over, and h1 runs all four.
 	took := m.stop("h2")
@@ -235,10 +217,9 @@ func TestHostsSharePartitions(t *testing.T) {
 	waitHosts()
 	t.Logf("h3 joined and served its share in %s (%.2f leases); shares %v", time.Since(t0).Round(time.Millisecond),
 		time.Since(t0).Seconds()/2, shares)
-	close(stopAsking)
-	askers.Wait()
-	t.Logf("%d counts asked during the moves, %d answered 503", asked.Load(), unavailable.Load())
-	if asked.Load() == unavailable.Load() {
+	asker.stop()
+	t.Logf("%d counts asked during the moves, %d answered 503", asker.asked.Load(), asker.unavailable.Load())
+	if asker.asked.Load() == asker.unavailable.Load() {
 		t.Fatal("no count was answered during the moves")
 	}
 
@@ -267,6 +248,63 @@ func TestHostsSharePartitions(t *testing.T) {
 	}
 	m.mu.Unlock()
 	compareAnswers(t, "change feed, each change once across the hand-overs", feed1, feedByUser(t, h1))
+}
+
+// countAsker asks segment.count through a host, one request at a time,
+// while partitions move (askCountsDuring).
+type countAsker struct {
+	asked, unavailable, lost atomic.Int64
+	quit                     chan struct{}
+	wg                       sync.WaitGroup
+}
+
+// askCountsDuring takes the exact counts of three segments from ref,
+// then asks them through via until stop: each answer must be the exact
+// count or a 503 naming a moving partition, never a partial sum. during
+// names the moment in errors. With allowLost, one request may time out:
+// the one in flight on a host cut off (the asker sends one at a time).
+func askCountsDuring(t *testing.T, ref, via *testServer, during string, allowLost bool) *countAsker {
+	t.Helper()
+	ctx := context.Background()
+	counts := map[string]uint64{}
+	for _, id := range []string{"checkout_3x_7d", "active_buyer", "young_men"} {
+		n, err := ref.client.SegmentCount(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[id] = n
+	}
+	a := &countAsker{quit: make(chan struct{})}
+	a.wg.Go(func() {
+		for {
+			select {
+			case <-a.quit:
+				return
+			default:
+			}
+			for id, want := range counts {
+				n, err := via.client.SegmentCount(ctx, id)
+				a.asked.Add(1)
+				var ce *client.Error
+				switch {
+				case err == nil && n != want:
+					t.Errorf("segment.count %s = %d during %s; the whole is %d", id, n, during, want)
+				case err != nil && asClientError(err, &ce) && ce.Code == "503":
+					a.unavailable.Add(1)
+				case allowLost && errors.Is(err, context.DeadlineExceeded) && a.lost.Add(1) == 1:
+				case err != nil:
+					t.Errorf("segment.count %s during %s: %v (want the count or a 503)", id, during, err)
+				}
+			}
+		}
+	})
+	return a
+}
+
+// stop ends the asking and waits for the request in flight.
+func (a *countAsker) stop() {
+	close(a.quit)
+	a.wg.Wait()
 }
 
 // kill cuts host id off NATS without a word, as a crash would: its
@@ -329,53 +367,18 @@ func TestHostDiesPartitionsTakenOver(t *testing.T) {
 	waitAll(t, one, last1)
 	waitAll(t, h1, last4)
 	waitAll(t, h2, last4)
-	counts := map[string]uint64{}
-	for _, id := range []string{"checkout_3x_7d", "active_buyer", "young_men"} {
-		n, err := one.client.SegmentCount(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		counts[id] = n
-	}
-	var asked, unavailable, lost atomic.Int64
-	stopAsking := make(chan struct{})
-	var askers sync.WaitGroup
-	askers.Go(func() {
-		for {
-			select {
-			case <-stopAsking:
-				return
-			default:
-			}
-			for id, want := range counts {
-				n, err := h1.client.SegmentCount(ctx, id)
-				asked.Add(1)
-				var ce *client.Error
-				switch {
-				case err == nil && n != want:
-					t.Errorf("segment.count %s = %d during the takeover; the whole is %d", id, n, want)
-				case err != nil && asClientError(err, &ce) && ce.Code == "503":
-					unavailable.Add(1)
-				case errors.Is(err, context.DeadlineExceeded) && lost.Add(1) == 1:
-					// The one request in flight on h2 when it was cut off
-					// gets no answer (the asker sends one at a time).
-				case err != nil:
-					t.Errorf("segment.count %s during the takeover: %v (want the count or a 503)", id, err)
-				}
-			}
-		}
-	})
+	// Counts asked all along must be exact or a 503.
+	asker := askCountsDuring(t, one, h1, "the takeover", true)
 
 	t0 := time.Now()
 	m.kill("h2")
 	shares := m.waitShares(map[string]int{"h1": 4, "h2": 0}, 30*time.Second)
 	waitAll(t, h1, last4)
 	took := time.Since(t0)
-	close(stopAsking)
-	askers.Wait()
+	asker.stop()
 	t.Logf("h2 cut off → h1 serving all 4 in %s (%.2f leases); shares %v; %d counts asked, %d answered 503, %d lost with h2",
-		took.Round(time.Millisecond), took.Seconds()/2, shares, asked.Load(), unavailable.Load(), lost.Load())
-	if asked.Load() == 0 {
+		took.Round(time.Millisecond), took.Seconds()/2, shares, asker.asked.Load(), asker.unavailable.Load(), asker.lost.Load())
+	if asker.asked.Load() == 0 {
 		t.Fatal("no count was asked during the takeover")
 	}
 	for _, n := range []int{0, 1, 2, 3} {

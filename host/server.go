@@ -233,6 +233,41 @@ type Server struct {
 	multi *multiHost
 }
 
+// startEngines pulls each partition's snapshot and starts its engine,
+// startsAtOnce side by side (with P > 1 on one host, loading P snapshots
+// one after another would add up). It returns the events stream's last
+// sequence at start, and the first partition's error.
+func (s *Server) startEngines(ctx context.Context, stream jetstream.Stream, segments []*rules.Segment, revisions map[string]uint64) (uint64, error) {
+	parts := s.partitions()
+	seqs := make([]uint64, len(parts))
+	errs := make([]error, len(parts))
+	slots := make(chan struct{}, startsAtOnce)
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			if err := s.pullSnapshot(ctx, p); err != nil {
+				errs[i] = partErr(p, err)
+				return
+			}
+			var err error
+			if seqs[i], err = p.startEngine(ctx, stream, segments, revisions); err != nil {
+				errs[i] = partErr(p, err)
+			}
+		})
+	}
+	wg.Wait()
+	var last uint64
+	for i, err := range errs {
+		if err != nil {
+			return 0, err
+		}
+		last = max(last, seqs[i])
+	}
+	return last, nil
+}
+
 // Start loads the rules, starts or connects to NATS, creates the events
 // stream, starts the engine, replays the retained events, and serves
 // membership. The returned Server runs until Close.
@@ -340,14 +375,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			}
 		}
 	}
-	var lastSeq uint64
-	for _, p := range s.partitions() {
-		if err := s.pullSnapshot(ctx, p); err != nil {
-			return nil, partErr(p, err)
-		}
-		if lastSeq, err = p.startEngine(ctx, stream, segments, revisions); err != nil {
-			return nil, partErr(p, err)
-		}
+	lastSeq, err := s.startEngines(ctx, stream, segments, revisions)
+	if err != nil {
+		return nil, err
 	}
 	if s.multiMode() {
 		if err := s.startMulti(ctx, stream, segments, revisions); err != nil {
