@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -430,9 +431,7 @@ func (f *ChangeFeed) run() {
 		retryNow := false
 		if errors.Is(err, errOvertaken) {
 			overtakenInARow++
-			if overtakenInARow <= maxOvertaken {
-				err, retryNow = nil, true
-			}
+			err, retryNow = nil, true
 		} else {
 			overtakenInARow = 0
 		}
@@ -451,6 +450,14 @@ func (f *ChangeFeed) run() {
 		f.mu.Unlock()
 		if retryNow {
 			f.overtaken.Add(1)
+			if overtakenInARow > 1 {
+				pause := min(time.Duration(overtakenInARow)*time.Millisecond, overtakenPause)
+				select {
+				case <-time.After(rand.N(pause)):
+				case <-f.stop:
+					return
+				}
+			}
 			continue
 		}
 		if err == nil {
@@ -489,10 +496,14 @@ func overtaken(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// maxOvertaken bounds the windows sent again at once in a row: past it
-// the loop backs off as for a failure, so a stream whose last sequence
-// cannot be read right (not expected) cannot spin the publisher.
-const maxOvertaken = 64
+// overtakenPause is the most a window overtaken many times in a row
+// waits before it is sent again: a random pause up to a millisecond per
+// overtake in a row (up to this), so that hosts contending for the
+// stream do not retry in lock step, and a stream whose last sequence
+// could not be read right (not expected) cannot spin the publisher.
+// Contention is never counted as a failure: each overtake means another
+// host's changes were stored.
+const overtakenPause = 50 * time.Millisecond
 
 // publish sends the window asynchronously and waits for the
 // acknowledgements in order; it returns how many messages from the start

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -293,7 +294,55 @@ func (c *Cluster) Pause(i int) {
 	if err := n.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		c.t.Fatalf("clustertest: pause node %d: %v", i, err)
 	}
+	// The signal is delivered asynchronously: a thread still running
+	// could answer a request sent right after (TestPausedNodeIsCutOff saw
+	// "a frozen node answered" under load). Pause returns once every
+	// thread is stopped.
+	if err := waitStopped(n.cmd.Process.Pid, 10*time.Second); err != nil {
+		c.t.Fatalf("clustertest: pause node %d: %v", i, err)
+	}
 	n.paused = true
+}
+
+// waitStopped waits until every thread of process pid is stopped (state
+// T in /proc/<pid>/task/<tid>/stat), polling within the bound.
+func waitStopped(pid int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		stopped, err := allThreadsStopped(pid)
+		if err != nil || stopped {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d not stopped within %s", pid, within)
+		}
+		time.Sleep(time.Millisecond) // polling /proc, bounded above
+	}
+}
+
+// allThreadsStopped reports whether every thread of pid is in state T.
+func allThreadsStopped(pid int) (bool, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(dir + "/" + task.Name() + "/stat")
+		if err != nil {
+			continue // the thread ended
+		}
+		// The state follows the command name in parentheses, which may
+		// hold spaces: read it after the last ')'.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 || i+2 >= len(stat) {
+			return false, fmt.Errorf("%s/%s/stat: unexpected %q", dir, task.Name(), stat)
+		}
+		if st := stat[i+2]; st != 'T' && st != 't' {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // Resume thaws a paused node (SIGCONT).
