@@ -270,22 +270,7 @@ func (d *didLeaf) holdsFew(us []uint32, now int64, mask, out []bool) {
 			found[i] = true
 		}
 	}
-	cmp := d.cond.Compare
-	for i := range us {
-		if mask != nil && !mask[i] {
-			continue
-		}
-		switch a {
-		case rules.AggCount, rules.AggDays:
-			out[i] = cmp.Holds(n[i])
-		case rules.AggSum:
-			out[i] = cmp.Holds(x[i])
-		case rules.AggAvg:
-			out[i] = found[i] && cmp.Holds(x[i]/n[i])
-		default: // min, max: undefined over no events
-			out[i] = found[i] && cmp.Holds(x[i])
-		}
-	}
+	d.judge(n, x, found, mask, out)
 }
 
 // fewScratch is holdsFew's per-user accumulators, kept between steps
@@ -382,9 +367,20 @@ func (d *didLeaf) holdsColumns(us []uint32, set *roaring.Bitmap, now int64, out 
 			}
 		}
 	}
+	d.judge(n, x, found, nil, out)
+}
+
+// judge sets out[i], for each user i the mask leaves (nil: every one),
+// to whether the leaf's comparison holds of that user's aggregate: n the
+// count or days, x the sum, min or max, found whether any event counted
+// (nil for count and days, which never read it).
+func (d *didLeaf) judge(n, x []float64, found, mask, out []bool) {
 	cmp := d.cond.Compare
-	for i := range us {
-		switch a {
+	for i := range n {
+		if mask != nil && !mask[i] {
+			continue
+		}
+		switch d.cond.Aggregate.Func {
 		case rules.AggCount, rules.AggDays:
 			out[i] = cmp.Holds(n[i])
 		case rules.AggSum:

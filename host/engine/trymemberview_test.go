@@ -1,12 +1,10 @@
 package engine
 
 import (
-	"context"
 	"reflect"
 	"testing"
 	"time"
 
-	"github.com/segd/segd/ingest"
 	"github.com/segd/segd/rules"
 )
 
@@ -16,21 +14,12 @@ import (
 func TestTryMemberViewNeverWaits(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	segs, err := rules.Compile([]rules.File{{Name: "t.yaml", Data: []byte(`
+	e := startEngine(t, `
 segments:
   - {id: payers, did: {event: pay, last: 1d}}
   - {id: buyers, did: {event: buy, last: 1d}}
-`)}}, rules.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := New(Config{Segments: segs, Clock: NewManualClock(now), TickInterval: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = e.Run(ctx) }()
-	if err := e.Apply(ctx, &ingest.Message{Seq: 1, Batch: rules.Batch{Events: []rules.Event{{User: "a", Name: "pay", Time: now.UnixMilli()}}}}); err != nil {
-		t.Fatal(err)
-	}
+`, nil, NewManualClock(now))
+	apply(t, e, 1, rules.Batch{Events: []rules.Event{{User: "a", Name: "pay", Time: now.UnixMilli()}}})
 	for _, asked := range [][]string{{"payers"}, nil, {"buyers", "payers", "nope"}} {
 		for _, user := range []string{"a", "b"} {
 			got, ok := e.TryMemberView(user, asked)
