@@ -58,7 +58,7 @@ func (s *Server) wireChanges(ctx context.Context, cfg *engine.Config) error {
 			return fmt.Errorf("events stream: %w", err)
 		}
 	}
-	changes, err := ensureRetry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+	changes, err := ensureRetry(ctx, s.cfg.Logger, api.ChangesStream, func(ctx context.Context) (jetstream.Stream, error) {
 		return bus.EnsureChangesStream(ctx, s.js, bus.ChangesStreamConfig{Replicas: s.cfg.Replicas})
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,10 +28,11 @@ const (
 	ensureWait = 2 * time.Minute
 )
 
-// ensureRetry runs f, which creates or opens a stream or bucket, until
-// it succeeds, fails for a reason other than a transient one, ctx ends or
-// ensureWait has passed.
-func ensureRetry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+// ensureRetry runs f, which creates or opens the stream or bucket named
+// what, until it succeeds, fails for a reason other than a transient one,
+// ctx ends or ensureWait has passed. Each retry is logged: a start that
+// waits here says on what.
+func ensureRetry[T any](ctx context.Context, log *slog.Logger, what string, f func(context.Context) (T, error)) (T, error) {
 	deadline := time.Now().Add(ensureWait)
 	for {
 		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
@@ -39,6 +41,8 @@ func ensureRetry[T any](ctx context.Context, f func(context.Context) (T, error))
 		if err == nil || !retryableAtStart(err) || ctx.Err() != nil || time.Now().After(deadline) {
 			return v, err
 		}
+		log.Warn("creating or opening a stream or bucket failed; trying again (another host may be creating it)",
+			"what", what, "error", err, "gives_up_at", deadline.Format(time.RFC3339))
 		select {
 		case <-ctx.Done():
 			return v, err

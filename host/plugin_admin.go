@@ -54,7 +54,7 @@ type pluginAdmin struct {
 // that does not load is logged and left out: it must not stop segd from
 // starting.
 func (s *Server) loadPluginStore(ctx context.Context) error {
-	store, err := ensureRetry(ctx, func(ctx context.Context) (*bus.PluginStore, error) {
+	store, err := ensureRetry(ctx, s.cfg.Logger, bus.PluginsBucket, func(ctx context.Context) (*bus.PluginStore, error) {
 		return bus.OpenPluginStoreReplicas(ctx, s.js, s.cfg.Replicas)
 	})
 	if err != nil {

@@ -61,7 +61,7 @@ type ruleChange struct {
 // loadRules opens the rules bucket and compiles its definitions above the
 // rule files; it returns the set and the KV revisions of its segments.
 func (s *Server) loadRules(ctx context.Context) (*rules.RuleSet, map[string]uint64, error) {
-	store, err := ensureRetry(ctx, func(ctx context.Context) (*bus.RuleStore, error) {
+	store, err := ensureRetry(ctx, s.cfg.Logger, bus.RulesBucket, func(ctx context.Context) (*bus.RuleStore, error) {
 		return bus.OpenRuleStoreReplicas(ctx, s.js, s.cfg.Replicas)
 	})
 	if err != nil {

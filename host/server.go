@@ -360,7 +360,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("%w (--partitions)", err)
 	}
 	s.part = partInfo{n: 0, of: 1}
-	stream, err := ensureRetry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+	stream, err := ensureRetry(ctx, cfg.Logger, bus.EventsStream, func(ctx context.Context) (jetstream.Stream, error) {
 		return bus.EnsureEventsStream(ctx, s.js, bus.StreamConfig{MaxAge: cfg.Retention, Partitions: cfg.Partitions, Replicas: cfg.Replicas})
 	})
 	if err != nil {
@@ -395,7 +395,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}
 
-	if s.dlq, err = ensureRetry(ctx, func(ctx context.Context) (*bus.DeadLetters, error) {
+	if s.dlq, err = ensureRetry(ctx, cfg.Logger, "dead letters", func(ctx context.Context) (*bus.DeadLetters, error) {
 		return bus.EnsureDeadLetters(ctx, s.js, bus.DeadLetterConfig{MaxAge: cfg.Retention, Replicas: cfg.Replicas})
 	}); err != nil {
 		return nil, err
